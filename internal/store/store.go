@@ -1,0 +1,50 @@
+// Package store defines Vula's two state seams and their shared errors.
+//
+// Durable state (clients, persons, credentials, organizations, keys and certificates,
+// revocations, signature transactions, the audit log) lives in a Durable store: SQLite in the
+// embedded default, PostgreSQL when scaled out (package sqldb implements both). Ephemeral state
+// (sessions, one-time codes, replay caches, rate-limit counters) lives in an Ephemeral store:
+// memory by default, Redis when scaled out. Backends return the sentinel errors below, wrapped
+// with detail; callers test with errors.Is. Every backend passes its seam's conformance suite.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors shared by every backend.
+var (
+	ErrNotFound    = errors.New("store: not found")
+	ErrConflict    = errors.New("store: conflict")
+	ErrUnavailable = errors.New("store: unavailable")
+)
+
+// AuditRecord is one entry of the hash-chained audit log. The audit package computes Hash and
+// PrevHash; the store only keeps records in Seq order.
+type AuditRecord struct {
+	Seq       int64     // 1, 2, 3, ... with no gaps
+	Time      time.Time // UTC, microsecond precision (what both databases keep)
+	Actor     string
+	Action    string
+	Key       string // key URI, "" if none
+	Digest    []byte // what was signed, or the subject of the event
+	Result    string
+	RequestID string
+	Detail    []byte // JSON, optional; a checkpoint's signed statement
+	Signature []byte // a checkpoint's signature, nil otherwise
+	PrevHash  []byte // Hash of record Seq-1 (32 zero bytes for Seq 1)
+	Hash      []byte // SHA-256 over the record's canonical form, PrevHash included
+}
+
+// AuditLog is the durable store's part that keeps the audit chain.
+type AuditLog interface {
+	// AppendAudit calls next with the current last record (nil when the log is empty) while
+	// holding the log's write lock, and stores the record next returns as the new last one,
+	// durably, before returning it. Appenders in any number of processes sharing the database
+	// MUST be serialised so that the chain never forks. An error from next stores nothing.
+	AppendAudit(ctx context.Context, next func(last *AuditRecord) (AuditRecord, error)) (AuditRecord, error)
+	// AuditRecords returns up to limit records with Seq >= from, in Seq order.
+	AuditRecords(ctx context.Context, from int64, limit int) ([]AuditRecord, error)
+}
