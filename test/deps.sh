@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Vula's tests need, when they are missing.
+# As root it uses apt-get; otherwise it stops and names what to install.
+set -euo pipefail
+
+# command -> Debian package
+declare -A need=(
+  [softhsm2-util]=softhsm2
+  [pkcs11-tool]=opensc
+  [openssl]=openssl
+  [redis-server]=redis-server
+  [pg_ctl]=postgresql
+)
+
+have() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  # Debian keeps the PostgreSQL server binaries off PATH.
+  [ "$1" = pg_ctl ] && ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && return 0
+  return 1
+}
+
+missing=()
+for cmd in "${!need[@]}"; do
+  have "$cmd" || missing+=("${need[$cmd]}")
+done
+# The SoftHSM2 module itself (the tests load it with dlopen).
+ls /usr/lib/softhsm/libsofthsm2.so >/dev/null 2>&1 || missing+=(softhsm2)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+if [ "$(id -u)" != 0 ]; then
+  echo "test/deps.sh: missing Debian packages: ${missing[*]}" >&2
+  echo "install them with: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "test/deps.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
