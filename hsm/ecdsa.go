@@ -12,6 +12,10 @@ import (
 // ECDSARaw turns an ASN.1 DER ECDSA signature (what Go's crypto.Signer returns) into the fixed
 // r||s form that XML-DSig, JOSE and PKCS#11 use, each half padded to the curve's size.
 func ECDSARaw(der []byte, curve elliptic.Curve) ([]byte, error) {
+	if curve == nil {
+		// Curve() of an RSA algorithm: refuse rather than panic.
+		return nil, fmt.Errorf("%w: no curve for an ECDSA signature", ErrInvalid)
+	}
 	var r, s big.Int
 	in := cryptobyte.String(der)
 	var seq cryptobyte.String

@@ -152,9 +152,7 @@ func (s *meteredSigner) SignContext(ctx context.Context, rand io.Reader, digest 
 		Time: start, KeyURI: s.uri, Purpose: s.purpose, Digest: digest, Err: err,
 		Actor: fromCtx(ctx, actorKey), RequestID: fromCtx(ctx, requestIDKey),
 	}
-	if opts != nil {
-		ev.Hash = opts.HashFunc()
-	}
+	ev.Hash = hashOf(opts)
 	if herr := s.m.hook.RecordSignature(ctx, ev); herr != nil {
 		s.failed.Inc()
 		return nil, fmt.Errorf("hsm: audit record not written, signature withheld: %w", herr)
@@ -165,4 +163,19 @@ func (s *meteredSigner) SignContext(ctx context.Context, rand io.Reader, digest 
 	}
 	s.ok.Inc()
 	return sig, nil
+}
+
+// hashOf is opts.HashFunc(), or 0 when there is none. A typed nil such as (*rsa.PSSOptions)(nil)
+// panics in HashFunc; backends refuse it, and the refusal must reach the audit
+// hook and the caller rather than crash the process.
+func hashOf(opts crypto.SignerOpts) (h crypto.Hash) {
+	if opts == nil {
+		return 0
+	}
+	defer func() {
+		if recover() != nil {
+			h = 0
+		}
+	}()
+	return opts.HashFunc()
 }
