@@ -1,0 +1,115 @@
+// Package cli is the vula command line: every subcommand, and the wiring of `vula serve`.
+// Run is what main calls; tests call it in-process with their own arguments and buffers.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vula-eid/vula/internal/config"
+)
+
+// Env is everything a run of the CLI takes from its process.
+type Env struct {
+	Args           []string
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Environ        []string
+	Version        string
+	// Ready, when set, receives the address serve listens on (tests use port 0).
+	Ready func(addr string)
+}
+
+type globals struct {
+	env        Env
+	configPath string
+	overrides  config.Overrides
+}
+
+// Run runs one command line and returns the process exit code.
+func Run(ctx context.Context, env Env) int {
+	g := &globals{env: env}
+	root := &cobra.Command{
+		Use:           "vula",
+		Short:         "Vula national eID trust services: identity, signing, sealing, timestamping",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(env.Args)
+	root.SetIn(env.Stdin)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.configPath, "config", "", "YAML configuration file")
+	pf.StringVar(&g.overrides.DataDir, "data-dir", "", "state directory (default ./var)")
+	pf.StringVar(&g.overrides.Listen, "listen", "", "listen address (default 127.0.0.1:8080)")
+	root.AddCommand(serveCmd(g), configCmd(g), keysCmd(g), versionCmd(g))
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(env.Stderr, "vula:", err)
+		return 1
+	}
+	return 0
+}
+
+// load reads and validates the configuration from the file, the environment and the flags.
+func (g *globals) load() (config.Config, error) {
+	cfg, err := config.Load(g.configPath, g.env.Environ, g.overrides)
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+func (g *globals) lookupEnv(name string) (string, bool) {
+	for _, kv := range g.env.Environ {
+		if len(kv) > len(name) && kv[:len(name)] == name && kv[len(name)] == '=' {
+			return kv[len(name)+1:], true
+		}
+	}
+	return "", false
+}
+
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func versionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), g.env.Version)
+			return nil
+		},
+	}
+}
+
+// outputFlag adds --output to a listing command.
+func outputFlag(cmd *cobra.Command, def string) *string {
+	return cmd.Flags().StringP("output", "o", def, "output format: json or table")
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func checkOutput(o string) error {
+	if o != "json" && o != "table" && o != "yaml" {
+		return fmt.Errorf("--output: want json or table, got %q", o)
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/server"
+)
+
+func serveCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the platform's HTTP services",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			return g.serve(cmd.Context(), cfg)
+		},
+	}
+}
+
+// serve wires the platform from cfg, top to bottom, and runs it until ctx ends.
+func (g *globals) serve(ctx context.Context, cfg config.Config) error {
+	log := newLogger(g.env.Stderr, cfg.Log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	raw, err := g.openKeys(ctx, cfg, log)
+	if err != nil {
+		return fmt.Errorf("key layer: %w", err)
+	}
+	defer raw.Close()
+	keys := hsm.Instrument(raw, hsm.NewMetrics(reg), hsm.LogHook{Log: log}, time.Now)
+
+	srv := server.New(log, reg, time.Now)
+	srv.AddCheck("keys", keys)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      120 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          nil,
+	}
+	log.Info("vula serving", "addr", ln.Addr().String(), "base_url", cfg.BaseURL,
+		"keys", cfg.HSM.Backend, "durable", redactDSN(cfg.Store.Durable), "ephemeral", redactDSN(cfg.Store.Ephemeral))
+	if g.env.Ready != nil {
+		g.env.Ready(ln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", time.Duration(cfg.ShutdownTimeout).String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.ShutdownTimeout))
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}

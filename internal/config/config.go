@@ -1,0 +1,344 @@
+// Package config loads and validates Vula's configuration.
+//
+// Sources, later ones winning: built-in defaults, a YAML file, VULA_* environment variables, flags.
+// The environment name of a field is its YAML path upper-cased with dots as underscores
+// (hsm.pkcs11.pool_size -> VULA_HSM_PKCS11_POOL_SIZE). Secrets are never inline: a PIN or a
+// passphrase is named by a file path or an environment variable, and read only by Secret.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration of a vula process.
+type Config struct {
+	// Listen is the address of the one HTTP listener.
+	Listen string `yaml:"listen" json:"listen"`
+	// DataDir holds the embedded default's state (SQLite file, software keystore).
+	DataDir string `yaml:"data_dir" json:"data_dir"`
+	// BaseURL is the public URL relying parties and certificates point at; default http://<listen>.
+	BaseURL string `yaml:"base_url" json:"base_url"`
+	// Dev relaxes what only makes sense behind TLS (Secure cookies); never in production.
+	Dev bool `yaml:"dev" json:"dev"`
+	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout" json:"shutdown_timeout"`
+	Log             Log      `yaml:"log" json:"log"`
+	HSM             HSM      `yaml:"hsm" json:"hsm"`
+	Store           Store    `yaml:"store" json:"store"`
+}
+
+// Log configures the process log.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level" json:"level"`
+	// Format is json or text.
+	Format string `yaml:"format" json:"format"`
+}
+
+// HSM configures the key layer.
+type HSM struct {
+	// Backend is software (the embedded default) or pkcs11.
+	Backend  string   `yaml:"backend" json:"backend"`
+	Software Software `yaml:"software" json:"software"`
+	PKCS11   PKCS11   `yaml:"pkcs11" json:"pkcs11"`
+}
+
+// Software configures the software key backend.
+type Software struct {
+	// Dir is the keystore directory; default <data_dir>/keys.
+	Dir string `yaml:"dir" json:"dir"`
+	// PassphraseEnv names an environment variable holding the keystore passphrase.
+	PassphraseEnv string `yaml:"passphrase_env" json:"passphrase_env"`
+	// PassphraseFile names a file holding the keystore passphrase.
+	PassphraseFile string `yaml:"passphrase_file" json:"passphrase_file"`
+	// KeyFile holds a 32-byte master key, used when no passphrase is configured; default
+	// <data_dir>/keystore.key, created on first start.
+	KeyFile string `yaml:"key_file" json:"key_file"`
+}
+
+// PKCS11 configures the PKCS#11 key backend.
+type PKCS11 struct {
+	// Module is the path of the PKCS#11 library.
+	Module string `yaml:"module" json:"module"`
+	// TokenLabel selects the token.
+	TokenLabel string `yaml:"token_label" json:"token_label"`
+	// PINFile names a file holding the user PIN.
+	PINFile string `yaml:"pin_file" json:"pin_file"`
+	// PINEnv names an environment variable holding the user PIN.
+	PINEnv string `yaml:"pin_env" json:"pin_env"`
+	// PoolSize is the number of working sessions; 0 picks a default from the CPU count.
+	PoolSize int `yaml:"pool_size" json:"pool_size"`
+}
+
+// Store configures durable and ephemeral state.
+type Store struct {
+	// Durable is sqlite:<path> (default sqlite:<data_dir>/vula.db) or postgres://...
+	Durable string `yaml:"durable" json:"durable"`
+	// Ephemeral is memory (default) or redis://...
+	Ephemeral string `yaml:"ephemeral" json:"ephemeral"`
+}
+
+// Duration is a time.Duration written as "15s" in YAML and the environment.
+type Duration time.Duration
+
+// UnmarshalYAML parses "15s".
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes "15s".
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// MarshalText writes "15s" (JSON output).
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Default is the embedded default: one process, SQLite, memory, software keys, under ./var.
+func Default() Config {
+	return Config{
+		Listen:          "127.0.0.1:8080",
+		DataDir:         "./var",
+		Dev:             true,
+		ShutdownTimeout: Duration(15 * time.Second),
+		Log:             Log{Level: "info", Format: "json"},
+		HSM:             HSM{Backend: "software"},
+		Store:           Store{Ephemeral: "memory"},
+	}
+}
+
+// FieldError names the field that is wrong by its YAML path.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Overrides are the values given as flags; empty means not given.
+type Overrides struct {
+	DataDir string
+	Listen  string
+}
+
+// Load builds the configuration: defaults, the YAML file at path (if path is not empty), the
+// VULA_* variables of environ, then the overrides. Derived defaults (paths under data_dir) are
+// filled last, so that a data_dir from any source moves them.
+func Load(path string, environ []string, o Overrides) (Config, error) {
+	cfg := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		if err := decodeYAML(b, &cfg); err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&cfg, environ); err != nil {
+		return cfg, err
+	}
+	if o.DataDir != "" {
+		cfg.DataDir = o.DataDir
+	}
+	if o.Listen != "" {
+		cfg.Listen = o.Listen
+	}
+	cfg.fillDerived()
+	return cfg, nil
+}
+
+func decodeYAML(b []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true) // an unknown or misspelt field is an error, not silence
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+func (c *Config) fillDerived() {
+	if c.BaseURL == "" {
+		c.BaseURL = "http://" + c.Listen
+	}
+	if c.HSM.Software.Dir == "" {
+		c.HSM.Software.Dir = filepath.Join(c.DataDir, "keys")
+	}
+	if c.HSM.Software.KeyFile == "" && c.HSM.Software.PassphraseEnv == "" && c.HSM.Software.PassphraseFile == "" {
+		c.HSM.Software.KeyFile = filepath.Join(c.DataDir, "keystore.key")
+	}
+	if c.Store.Durable == "" {
+		c.Store.Durable = "sqlite:" + filepath.Join(c.DataDir, "vula.db")
+	}
+}
+
+// applyEnv walks the YAML tree of cfg and sets every leaf whose VULA_* variable is present.
+func applyEnv(cfg *Config, environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "VULA_") {
+			env[k] = v
+		}
+	}
+	var walk func(v reflect.Value, path string) error
+	walk = func(v reflect.Value, path string) error {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			p := tag
+			if path != "" {
+				p = path + "." + tag
+			}
+			f := v.Field(i)
+			if f.Kind() == reflect.Struct {
+				if err := walk(f, p); err != nil {
+					return err
+				}
+				continue
+			}
+			name := "VULA_" + strings.ToUpper(strings.ReplaceAll(p, ".", "_"))
+			s, ok := env[name]
+			if !ok {
+				continue
+			}
+			if err := setString(f, s); err != nil {
+				return &FieldError{Field: p, Err: fmt.Errorf("from %s: %w", name, err)}
+			}
+		}
+		return nil
+	}
+	return walk(reflect.ValueOf(cfg).Elem(), "")
+}
+
+func setString(f reflect.Value, s string) error {
+	switch f.Interface().(type) {
+	case Duration:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		f.Set(reflect.ValueOf(Duration(d)))
+		return nil
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(s)
+	case reflect.Int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("not a whole number: %q", s)
+		}
+		f.SetInt(int64(n))
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("not true or false: %q", s)
+		}
+		f.SetBool(b)
+	default:
+		return fmt.Errorf("cannot be set from the environment")
+	}
+	return nil
+}
+
+// Validate checks every field and names the first bad one by its YAML path.
+func (c Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return bad("listen", "want host:port: %v", err)
+	}
+	if c.DataDir == "" {
+		return bad("data_dir", "must not be empty")
+	}
+	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return bad("base_url", "want an http or https URL, got %q", c.BaseURL)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return bad("shutdown_timeout", "must be positive")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		return bad("log.format", "want json or text, got %q", c.Log.Format)
+	}
+	switch c.HSM.Backend {
+	case "software":
+		s := c.HSM.Software
+		if s.Dir == "" {
+			return bad("hsm.software.dir", "must not be empty")
+		}
+		n := 0
+		for _, v := range []string{s.PassphraseEnv, s.PassphraseFile, s.KeyFile} {
+			if v != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			return bad("hsm.software", "set exactly one of passphrase_env, passphrase_file, key_file")
+		}
+	case "pkcs11":
+		p := c.HSM.PKCS11
+		if p.Module == "" {
+			return bad("hsm.pkcs11.module", "must name the PKCS#11 library")
+		}
+		if p.TokenLabel == "" {
+			return bad("hsm.pkcs11.token_label", "must not be empty")
+		}
+		if (p.PINFile == "") == (p.PINEnv == "") {
+			return bad("hsm.pkcs11", "set exactly one of pin_file, pin_env")
+		}
+		if p.PoolSize < 0 {
+			return bad("hsm.pkcs11.pool_size", "must be >= 0")
+		}
+	default:
+		return bad("hsm.backend", "want software or pkcs11, got %q", c.HSM.Backend)
+	}
+	if !strings.HasPrefix(c.Store.Durable, "sqlite:") && !strings.HasPrefix(c.Store.Durable, "postgres://") &&
+		!strings.HasPrefix(c.Store.Durable, "postgresql://") {
+		return bad("store.durable", "want sqlite:<path> or postgres://...")
+	}
+	if c.Store.Ephemeral != "memory" && !strings.HasPrefix(c.Store.Ephemeral, "redis://") &&
+		!strings.HasPrefix(c.Store.Ephemeral, "rediss://") {
+		return bad("store.ephemeral", "want memory or redis://...")
+	}
+	return nil
+}
+
+// Secret reads a secret named by an environment variable or a file (one of them set); a trailing
+// newline is dropped. The error names where it looked, never what it found.
+func Secret(envName, file string, lookup func(string) (string, bool)) (string, error) {
+	if envName != "" {
+		v, ok := lookup(envName)
+		if !ok || v == "" {
+			return "", fmt.Errorf("config: environment variable %s is not set", envName)
+		}
+		return v, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("config: secret file: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
