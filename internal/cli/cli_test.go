@@ -126,7 +126,12 @@ func TestServe(t *testing.T) {
 	case code := <-done:
 		t.Fatalf("serve exited with %d: %s", code, logs.String())
 	}
-	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/no-such-page": 404} {
+	// /metrics last, so that the requests before it are counted.
+	for _, c := range []struct {
+		path string
+		want int
+	}{{"/healthz", 200}, {"/readyz", 200}, {"/no-such-page", 404}, {"/metrics", 200}} {
+		path, want := c.path, c.want
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			t.Fatal(err)
