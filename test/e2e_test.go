@@ -1,0 +1,167 @@
+// Package e2e tests the real vula binary from the outside: built with `go build`, started as a
+// process, driven over HTTP and its command line, checked with tools nobody here wrote.
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// vulaBinary builds cmd/vula once per test process.
+func vulaBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "vula-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "vula")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/vula").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// vula runs one command of the binary and returns its stdout, failing the test on a non-zero exit.
+func vula(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	out, errb, err := vulaRun(env, args...)
+	if err != nil {
+		t.Fatalf("vula %s: %v\n%s", strings.Join(args, " "), err, errb)
+	}
+	return out
+}
+
+func vulaRun(env []string, args ...string) (string, string, error) {
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// TestServeLifecycle starts `vula serve` on the embedded default, waits for readiness, and stops it
+// with SIGTERM: it must drain and exit 0.
+func TestServeLifecycle(t *testing.T) {
+	bin := vulaBinary(t)
+	data := filepath.Join(t.TempDir(), "var")
+	addr := freePort(t)
+	cmd := exec.Command(bin, "serve", "--data-dir", data, "--listen", addr)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+
+	ready := false
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			var body map[string]any
+			json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && body["status"] == "ready" {
+				ready = true
+				break
+			}
+		}
+	}
+	if !ready {
+		t.Fatalf("not ready: %s", logs.String())
+	}
+	// An in-flight request (a slow-reading client) must not stop the drain from finishing.
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit 30 s after SIGTERM")
+	}
+	for _, want := range []string{`"msg":"request"`, `"path":"/readyz"`, `"msg":"stopped"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(data, "keystore.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("master key file: %v %v", fi, err)
+	}
+}
+
+// TestKeysSoftware drives `vula keys` on the embedded default and reads its JSON.
+func TestKeysSoftware(t *testing.T) {
+	vulaBinary(t)
+	data := t.TempDir()
+	var k map[string]any
+	out := vula(t, nil, "keys", "create", "--data-dir", data, "--label", "seal-tax", "--algorithm", "EC-P256",
+		"--purpose", "seal:tax", "--owner", "tax", "--output", "json")
+	if err := json.Unmarshal([]byte(out), &k); err != nil || k["uri"] != "software:object=seal-tax" || k["state"] != "active" {
+		t.Fatalf("create: %q %v", out, err)
+	}
+	vula(t, nil, "keys", "retire", "--data-dir", data, "software:object=seal-tax")
+	var list []map[string]any
+	out = vula(t, nil, "keys", "list", "--data-dir", data, "--output", "json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 || list[0]["state"] != "retired" {
+		t.Fatalf("list: %q %v", out, err)
+	}
+	if _, errs, err := vulaRun(nil, "keys", "show", "--data-dir", data, "software:object=ghost"); err == nil || !strings.Contains(errs, "not found") {
+		t.Fatalf("unknown key: %v %q", err, errs)
+	}
+}
+
