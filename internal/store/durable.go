@@ -1,0 +1,177 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Durable is everything Vula keeps for good. Each part is its own small interface so that a
+// service asks only for what it uses. Implementations: sqlstore (SQLite, PostgreSQL).
+type Durable interface {
+	Clients
+	Persons
+	Credentials
+	Organizations
+	KeyRecords
+	Certificates
+	Transactions
+	AuditLog
+	// Ping reports whether the database answers now (for readiness).
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Client is a relying party registered with the identity provider.
+type Client struct {
+	ID                      string
+	SecretHash              []byte // nil for clients that authenticate with private_key_jwt
+	RedirectURIs            []string
+	GrantTypes              []string
+	ResponseTypes           []string
+	Scopes                  []string
+	TokenEndpointAuthMethod string
+	JWKS                    []byte // JSON Web Key Set, for private_key_jwt
+	JWKSURI                 string
+	RequirePAR              bool
+	SectorIdentifier        string // for pairwise subject identifiers
+	OrganizationID          string // the institution the client acts for, "" if none
+	Created                 time.Time
+}
+
+// Clients keeps relying-party clients.
+type Clients interface {
+	// CreateClient stores c; ErrConflict if its ID is taken.
+	CreateClient(ctx context.Context, c Client) error
+	Client(ctx context.Context, id string) (Client, error)
+	Clients(ctx context.Context) ([]Client, error)
+	// UpdateClient applies update to the stored client atomically.
+	UpdateClient(ctx context.Context, id string, update func(Client) (Client, error)) error
+	DeleteClient(ctx context.Context, id string) error
+}
+
+// Person is a citizen or an official.
+type Person struct {
+	SubjectID      string
+	PersonalNumber string // unique
+	GivenName      string
+	FamilyName     string
+	BirthDate      string // YYYY-MM-DD
+	Email          string // unique when not empty
+	Official       bool
+	Created        time.Time
+}
+
+// Persons keeps citizens and officials.
+type Persons interface {
+	// CreatePerson stores p; ErrConflict if its subject id, personal number or e-mail is taken.
+	CreatePerson(ctx context.Context, p Person) error
+	Person(ctx context.Context, subjectID string) (Person, error)
+	PersonByPersonalNumber(ctx context.Context, number string) (Person, error)
+	PersonByEmail(ctx context.Context, email string) (Person, error)
+	Persons(ctx context.Context) ([]Person, error)
+	UpdatePerson(ctx context.Context, subjectID string, update func(Person) (Person, error)) error
+}
+
+// Credential is what a person logs in with. The TOTP seed is sealed (see SeedSealer): the store
+// never sees it in clear.
+type Credential struct {
+	SubjectID      string
+	PasswordHash   string // PHC string, Argon2id
+	TOTPSeedSealed []byte // nil until TOTP is enrolled
+	FailedAttempts int
+	LockedUntil    time.Time
+	Updated        time.Time
+}
+
+// Credentials keeps login credentials, one per person.
+type Credentials interface {
+	// PutCredential creates or replaces the credential of c.SubjectID (which must exist).
+	PutCredential(ctx context.Context, c Credential) error
+	Credential(ctx context.Context, subjectID string) (Credential, error)
+	UpdateCredential(ctx context.Context, subjectID string, update func(Credential) (Credential, error)) error
+}
+
+// Organization is an institution that seals its outputs.
+type Organization struct {
+	ID         string
+	Name       string
+	Identifier string // organizationIdentifier, e.g. NTRXK-810000001; unique
+	Created    time.Time
+}
+
+// Organizations keeps institutions.
+type Organizations interface {
+	CreateOrganization(ctx context.Context, o Organization) error
+	Organization(ctx context.Context, id string) (Organization, error)
+	Organizations(ctx context.Context) ([]Organization, error)
+	UpdateOrganization(ctx context.Context, id string, update func(Organization) (Organization, error)) error
+}
+
+// KeyRecord mirrors a key of the key layer, so services can find keys by owner and purpose.
+type KeyRecord struct {
+	URI       string
+	Purpose   string
+	Owner     string
+	Algorithm string
+	State     string
+	Created   time.Time
+}
+
+// KeyRecords keeps key records.
+type KeyRecords interface {
+	// PutKeyRecord creates or replaces the record of k.URI.
+	PutKeyRecord(ctx context.Context, k KeyRecord) error
+	KeyRecord(ctx context.Context, uri string) (KeyRecord, error)
+	KeyRecords(ctx context.Context) ([]KeyRecord, error)
+}
+
+// Certificate is an issued certificate and its revocation status.
+type Certificate struct {
+	CA               string // issuing CA's name
+	Serial           string // lower-case hex, unique per CA
+	Subject          string
+	KeyURI           string
+	Profile          string
+	DER              []byte
+	NotBefore        time.Time
+	NotAfter         time.Time
+	Revoked          bool
+	RevokedAt        time.Time
+	RevocationReason int // RFC 5280 CRLReason
+}
+
+// Certificates keeps issued certificates, revocations and CRL numbers.
+type Certificates interface {
+	// CreateCertificate stores c; ErrConflict if (CA, Serial) exists.
+	CreateCertificate(ctx context.Context, c Certificate) error
+	Certificate(ctx context.Context, ca, serial string) (Certificate, error)
+	CertificatesByCA(ctx context.Context, ca string) ([]Certificate, error)
+	// Revoke marks a certificate revoked; ErrConflict if it already is.
+	Revoke(ctx context.Context, ca, serial string, at time.Time, reason int) error
+	RevokedCertificates(ctx context.Context, ca string) ([]Certificate, error)
+	// NextCRLNumber returns the next CRL number of ca: 1, 2, 3, ... with no repeats across replicas.
+	NextCRLNumber(ctx context.Context, ca string) (int64, error)
+}
+
+// Transaction is one signing or sealing request and what became of it.
+type Transaction struct {
+	ID             string
+	Kind           string // seal, sign
+	Actor          string
+	OrganizationID string
+	SubjectID      string
+	Digests        [][]byte
+	Format         string
+	Level          string
+	State          string
+	Created        time.Time
+	Completed      time.Time
+}
+
+// Transactions keeps signature transactions.
+type Transactions interface {
+	CreateTransaction(ctx context.Context, t Transaction) error
+	Transaction(ctx context.Context, id string) (Transaction, error)
+	TransactionsByActor(ctx context.Context, actor string) ([]Transaction, error)
+	UpdateTransaction(ctx context.Context, id string, update func(Transaction) (Transaction, error)) error
+}

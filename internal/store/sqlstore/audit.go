@@ -1,0 +1,58 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/vula-eid/vula/internal/store"
+)
+
+const auditCols = `seq, time, actor, action, key_uri, digest, result, request_id, detail, signature, prev_hash, hash`
+
+func scanAudit(r rowScanner) (store.AuditRecord, error) {
+	var a store.AuditRecord
+	var t int64
+	err := r.Scan(&a.Seq, &t, &a.Actor, &a.Action, &a.Key, &a.Digest, &a.Result, &a.RequestID, &a.Detail, &a.Signature, &a.PrevHash, &a.Hash)
+	a.Time = fromMicros(t)
+	return a, err
+}
+
+// AppendAudit appends under the log's write lock: an advisory lock on PostgreSQL (held by every
+// replica's appenders), the IMMEDIATE transaction's database lock on SQLite (held across
+// processes). The seq primary key refuses a fork should the lock ever fail.
+func (d *DB) AppendAudit(ctx context.Context, next func(last *store.AuditRecord) (store.AuditRecord, error)) (store.AuditRecord, error) {
+	var rec store.AuditRecord
+	err := d.inTx(ctx, "append audit", func(tx *sql.Tx) error {
+		if d.dialect == postgresDialect {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(715101)`); err != nil {
+				return err
+			}
+		}
+		var last *store.AuditRecord
+		a, err := scanAudit(tx.QueryRowContext(ctx, `SELECT `+auditCols+` FROM audit_log ORDER BY seq DESC LIMIT 1`))
+		switch {
+		case err == nil:
+			last = &a
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		if rec, err = next(last); err != nil {
+			return err
+		}
+		if want := int64(1); last != nil && rec.Seq != last.Seq+1 || last == nil && rec.Seq != want {
+			return fmt.Errorf("audit record seq %d does not follow the last one", rec.Seq)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO audit_log (`+auditCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
+			rec.Seq, micros(rec.Time), rec.Actor, rec.Action, rec.Key, rec.Digest, rec.Result, rec.RequestID,
+			rec.Detail, rec.Signature, rec.PrevHash, rec.Hash)
+		return err
+	})
+	return rec, err
+}
+
+// AuditRecords returns up to limit records from seq from on.
+func (d *DB) AuditRecords(ctx context.Context, from int64, limit int) ([]store.AuditRecord, error) {
+	return list(ctx, d, "audit records", `SELECT `+auditCols+` FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2`, scanAudit, from, limit)
+}

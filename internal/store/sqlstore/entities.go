@@ -1,0 +1,377 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/vula-eid/vula/internal/store"
+)
+
+func jsonText(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func fromJSON[T any](s string) (T, error) {
+	var v T
+	err := json.Unmarshal([]byte(s), &v)
+	return v, err
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// --- clients
+
+const clientCols = `id, secret_hash, redirect_uris, grant_types, response_types, scopes, token_endpoint_auth_method,
+ jwks, jwks_uri, require_par, sector_identifier, organization_id, created`
+
+func scanClient(r rowScanner) (store.Client, error) {
+	var c store.Client
+	var redirect, grants, responses, scopes string
+	var par int
+	var created int64
+	err := r.Scan(&c.ID, &c.SecretHash, &redirect, &grants, &responses, &scopes, &c.TokenEndpointAuthMethod,
+		&c.JWKS, &c.JWKSURI, &par, &c.SectorIdentifier, &c.OrganizationID, &created)
+	if err != nil {
+		return c, err
+	}
+	c.RequirePAR, c.Created = par != 0, fromMicros(created)
+	for _, f := range []struct {
+		dst *[]string
+		src string
+	}{{&c.RedirectURIs, redirect}, {&c.GrantTypes, grants}, {&c.ResponseTypes, responses}, {&c.Scopes, scopes}} {
+		if *f.dst, err = fromJSON[[]string](f.src); err != nil {
+			return c, fmt.Errorf("client %s: %w", c.ID, err)
+		}
+	}
+	return c, nil
+}
+
+func clientArgs(c store.Client) []any {
+	return []any{c.ID, c.SecretHash, jsonText(c.RedirectURIs), jsonText(c.GrantTypes), jsonText(c.ResponseTypes),
+		jsonText(c.Scopes), c.TokenEndpointAuthMethod, c.JWKS, c.JWKSURI, b2i(c.RequirePAR), c.SectorIdentifier,
+		c.OrganizationID, micros(c.Created)}
+}
+
+// CreateClient stores c.
+func (d *DB) CreateClient(ctx context.Context, c store.Client) error {
+	_, err := d.db.ExecContext(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`, clientArgs(c)...)
+	return d.wrap("create client", err)
+}
+
+// Client returns one client.
+func (d *DB) Client(ctx context.Context, id string) (store.Client, error) {
+	return get(ctx, d, "client "+id, `SELECT `+clientCols+` FROM clients WHERE id = $1`, scanClient, id)
+}
+
+// Clients lists clients by id.
+func (d *DB) Clients(ctx context.Context) ([]store.Client, error) {
+	return list(ctx, d, "clients", `SELECT `+clientCols+` FROM clients ORDER BY id`, scanClient)
+}
+
+// UpdateClient applies f atomically; the id cannot change.
+func (d *DB) UpdateClient(ctx context.Context, id string, f func(store.Client) (store.Client, error)) error {
+	return update(ctx, d, "update client "+id, `SELECT `+clientCols+` FROM clients WHERE id = $1`, scanClient, id, f,
+		func(tx *sql.Tx, c store.Client) error {
+			c.ID = id
+			_, err := tx.ExecContext(ctx, `UPDATE clients SET secret_hash=$2, redirect_uris=$3, grant_types=$4, response_types=$5,
+ scopes=$6, token_endpoint_auth_method=$7, jwks=$8, jwks_uri=$9, require_par=$10, sector_identifier=$11,
+ organization_id=$12, created=$13 WHERE id=$1`, clientArgs(c)...)
+			return err
+		})
+}
+
+// DeleteClient removes a client.
+func (d *DB) DeleteClient(ctx context.Context, id string) error {
+	return d.exec(ctx, "delete client "+id, `DELETE FROM clients WHERE id = $1`, id)
+}
+
+// --- persons
+
+const personCols = `subject_id, personal_number, given_name, family_name, birth_date, email, official, created`
+
+func scanPerson(r rowScanner) (store.Person, error) {
+	var p store.Person
+	var email sql.NullString
+	var official int
+	var created int64
+	err := r.Scan(&p.SubjectID, &p.PersonalNumber, &p.GivenName, &p.FamilyName, &p.BirthDate, &email, &official, &created)
+	p.Email, p.Official, p.Created = email.String, official != 0, fromMicros(created)
+	return p, err
+}
+
+func personArgs(p store.Person) []any {
+	return []any{p.SubjectID, p.PersonalNumber, p.GivenName, p.FamilyName, p.BirthDate, nullString(p.Email), b2i(p.Official), micros(p.Created)}
+}
+
+// CreatePerson stores p.
+func (d *DB) CreatePerson(ctx context.Context, p store.Person) error {
+	_, err := d.db.ExecContext(ctx, `INSERT INTO persons (`+personCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`, personArgs(p)...)
+	return d.wrap("create person", err)
+}
+
+// Person returns one person by subject id.
+func (d *DB) Person(ctx context.Context, id string) (store.Person, error) {
+	return get(ctx, d, "person", `SELECT `+personCols+` FROM persons WHERE subject_id = $1`, scanPerson, id)
+}
+
+// PersonByPersonalNumber returns one person by personal number.
+func (d *DB) PersonByPersonalNumber(ctx context.Context, n string) (store.Person, error) {
+	return get(ctx, d, "person by personal number", `SELECT `+personCols+` FROM persons WHERE personal_number = $1`, scanPerson, n)
+}
+
+// PersonByEmail returns one person by e-mail.
+func (d *DB) PersonByEmail(ctx context.Context, email string) (store.Person, error) {
+	return get(ctx, d, "person by e-mail", `SELECT `+personCols+` FROM persons WHERE email = $1`, scanPerson, email)
+}
+
+// Persons lists persons by subject id.
+func (d *DB) Persons(ctx context.Context) ([]store.Person, error) {
+	return list(ctx, d, "persons", `SELECT `+personCols+` FROM persons ORDER BY subject_id`, scanPerson)
+}
+
+// UpdatePerson applies f atomically; the subject id cannot change.
+func (d *DB) UpdatePerson(ctx context.Context, id string, f func(store.Person) (store.Person, error)) error {
+	return update(ctx, d, "update person", `SELECT `+personCols+` FROM persons WHERE subject_id = $1`, scanPerson, id, f,
+		func(tx *sql.Tx, p store.Person) error {
+			p.SubjectID = id
+			_, err := tx.ExecContext(ctx, `UPDATE persons SET personal_number=$2, given_name=$3, family_name=$4, birth_date=$5,
+ email=$6, official=$7, created=$8 WHERE subject_id=$1`, personArgs(p)...)
+			return err
+		})
+}
+
+// --- credentials
+
+const credentialCols = `subject_id, password_hash, totp_seed_sealed, failed_attempts, locked_until, updated`
+
+func scanCredential(r rowScanner) (store.Credential, error) {
+	var c store.Credential
+	var locked, updated int64
+	err := r.Scan(&c.SubjectID, &c.PasswordHash, &c.TOTPSeedSealed, &c.FailedAttempts, &locked, &updated)
+	c.LockedUntil, c.Updated = fromMicros(locked), fromMicros(updated)
+	return c, err
+}
+
+func credentialArgs(c store.Credential) []any {
+	return []any{c.SubjectID, c.PasswordHash, c.TOTPSeedSealed, c.FailedAttempts, micros(c.LockedUntil), micros(c.Updated)}
+}
+
+// PutCredential creates or replaces a person's credential.
+func (d *DB) PutCredential(ctx context.Context, c store.Credential) error {
+	return d.inTx(ctx, "put credential", func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM persons WHERE subject_id = $1`, c.SubjectID).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("person %s: %w", c.SubjectID, store.ErrNotFound)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO credentials (`+credentialCols+`) VALUES ($1,$2,$3,$4,$5,$6)
+ ON CONFLICT (subject_id) DO UPDATE SET password_hash=excluded.password_hash, totp_seed_sealed=excluded.totp_seed_sealed,
+ failed_attempts=excluded.failed_attempts, locked_until=excluded.locked_until, updated=excluded.updated`, credentialArgs(c)...)
+		return err
+	})
+}
+
+// Credential returns a person's credential.
+func (d *DB) Credential(ctx context.Context, id string) (store.Credential, error) {
+	return get(ctx, d, "credential", `SELECT `+credentialCols+` FROM credentials WHERE subject_id = $1`, scanCredential, id)
+}
+
+// UpdateCredential applies f atomically.
+func (d *DB) UpdateCredential(ctx context.Context, id string, f func(store.Credential) (store.Credential, error)) error {
+	return update(ctx, d, "update credential", `SELECT `+credentialCols+` FROM credentials WHERE subject_id = $1`, scanCredential, id, f,
+		func(tx *sql.Tx, c store.Credential) error {
+			c.SubjectID = id
+			_, err := tx.ExecContext(ctx, `UPDATE credentials SET password_hash=$2, totp_seed_sealed=$3, failed_attempts=$4,
+ locked_until=$5, updated=$6 WHERE subject_id=$1`, credentialArgs(c)...)
+			return err
+		})
+}
+
+// --- organizations
+
+const orgCols = `id, name, identifier, created`
+
+func scanOrg(r rowScanner) (store.Organization, error) {
+	var o store.Organization
+	var created int64
+	err := r.Scan(&o.ID, &o.Name, &o.Identifier, &created)
+	o.Created = fromMicros(created)
+	return o, err
+}
+
+// CreateOrganization stores o.
+func (d *DB) CreateOrganization(ctx context.Context, o store.Organization) error {
+	_, err := d.db.ExecContext(ctx, `INSERT INTO organizations (`+orgCols+`) VALUES ($1,$2,$3,$4)`, o.ID, o.Name, o.Identifier, micros(o.Created))
+	return d.wrap("create organization", err)
+}
+
+// Organization returns one organization.
+func (d *DB) Organization(ctx context.Context, id string) (store.Organization, error) {
+	return get(ctx, d, "organization "+id, `SELECT `+orgCols+` FROM organizations WHERE id = $1`, scanOrg, id)
+}
+
+// Organizations lists organizations by id.
+func (d *DB) Organizations(ctx context.Context) ([]store.Organization, error) {
+	return list(ctx, d, "organizations", `SELECT `+orgCols+` FROM organizations ORDER BY id`, scanOrg)
+}
+
+// UpdateOrganization applies f atomically.
+func (d *DB) UpdateOrganization(ctx context.Context, id string, f func(store.Organization) (store.Organization, error)) error {
+	return update(ctx, d, "update organization "+id, `SELECT `+orgCols+` FROM organizations WHERE id = $1`, scanOrg, id, f,
+		func(tx *sql.Tx, o store.Organization) error {
+			_, err := tx.ExecContext(ctx, `UPDATE organizations SET name=$2, identifier=$3, created=$4 WHERE id=$1`, id, o.Name, o.Identifier, micros(o.Created))
+			return err
+		})
+}
+
+// --- key records
+
+const keyCols = `uri, purpose, owner, algorithm, state, created`
+
+func scanKey(r rowScanner) (store.KeyRecord, error) {
+	var k store.KeyRecord
+	var created int64
+	err := r.Scan(&k.URI, &k.Purpose, &k.Owner, &k.Algorithm, &k.State, &created)
+	k.Created = fromMicros(created)
+	return k, err
+}
+
+// PutKeyRecord creates or replaces a key record.
+func (d *DB) PutKeyRecord(ctx context.Context, k store.KeyRecord) error {
+	_, err := d.db.ExecContext(ctx, `INSERT INTO key_records (`+keyCols+`) VALUES ($1,$2,$3,$4,$5,$6)
+ ON CONFLICT (uri) DO UPDATE SET purpose=excluded.purpose, owner=excluded.owner, algorithm=excluded.algorithm,
+ state=excluded.state, created=excluded.created`, k.URI, k.Purpose, k.Owner, k.Algorithm, k.State, micros(k.Created))
+	return d.wrap("put key record", err)
+}
+
+// KeyRecord returns one key record.
+func (d *DB) KeyRecord(ctx context.Context, uri string) (store.KeyRecord, error) {
+	return get(ctx, d, "key record", `SELECT `+keyCols+` FROM key_records WHERE uri = $1`, scanKey, uri)
+}
+
+// KeyRecords lists key records by URI.
+func (d *DB) KeyRecords(ctx context.Context) ([]store.KeyRecord, error) {
+	return list(ctx, d, "key records", `SELECT `+keyCols+` FROM key_records ORDER BY uri`, scanKey)
+}
+
+// --- certificates
+
+const certCols = `ca, serial, subject, key_uri, profile, der, not_before, not_after, revoked, revoked_at, revocation_reason`
+
+func scanCert(r rowScanner) (store.Certificate, error) {
+	var c store.Certificate
+	var nb, na, ra int64
+	var revoked int
+	err := r.Scan(&c.CA, &c.Serial, &c.Subject, &c.KeyURI, &c.Profile, &c.DER, &nb, &na, &revoked, &ra, &c.RevocationReason)
+	c.NotBefore, c.NotAfter, c.Revoked, c.RevokedAt = fromMicros(nb), fromMicros(na), revoked != 0, fromMicros(ra)
+	return c, err
+}
+
+// CreateCertificate stores c.
+func (d *DB) CreateCertificate(ctx context.Context, c store.Certificate) error {
+	_, err := d.db.ExecContext(ctx, `INSERT INTO certificates (`+certCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
+		c.CA, c.Serial, c.Subject, c.KeyURI, c.Profile, c.DER, micros(c.NotBefore), micros(c.NotAfter),
+		b2i(c.Revoked), micros(c.RevokedAt), c.RevocationReason)
+	return d.wrap("create certificate", err)
+}
+
+// Certificate returns one certificate.
+func (d *DB) Certificate(ctx context.Context, ca, serial string) (store.Certificate, error) {
+	return get(ctx, d, "certificate "+ca+"/"+serial, `SELECT `+certCols+` FROM certificates WHERE ca = $1 AND serial = $2`, scanCert, ca, serial)
+}
+
+// CertificatesByCA lists a CA's certificates by serial.
+func (d *DB) CertificatesByCA(ctx context.Context, ca string) ([]store.Certificate, error) {
+	return list(ctx, d, "certificates", `SELECT `+certCols+` FROM certificates WHERE ca = $1 ORDER BY serial`, scanCert, ca)
+}
+
+// Revoke marks a certificate revoked, once.
+func (d *DB) Revoke(ctx context.Context, ca, serial string, at time.Time, reason int) error {
+	return d.inTx(ctx, "revoke "+ca+"/"+serial, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE certificates SET revoked = 1, revoked_at = $3, revocation_reason = $4
+ WHERE ca = $1 AND serial = $2 AND revoked = 0`, ca, serial, micros(at), reason)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return nil
+		}
+		var revoked int
+		if err := tx.QueryRowContext(ctx, `SELECT revoked FROM certificates WHERE ca = $1 AND serial = $2`, ca, serial).Scan(&revoked); err != nil {
+			return err
+		}
+		return fmt.Errorf("already revoked: %w", store.ErrConflict)
+	})
+}
+
+// RevokedCertificates lists a CA's revoked certificates by serial.
+func (d *DB) RevokedCertificates(ctx context.Context, ca string) ([]store.Certificate, error) {
+	return list(ctx, d, "revoked certificates", `SELECT `+certCols+` FROM certificates WHERE ca = $1 AND revoked = 1 ORDER BY serial`, scanCert, ca)
+}
+
+// NextCRLNumber counts up atomically, per CA.
+func (d *DB) NextCRLNumber(ctx context.Context, ca string) (int64, error) {
+	var n int64
+	err := d.db.QueryRowContext(ctx, `INSERT INTO crl_numbers (ca, n) VALUES ($1, 1)
+ ON CONFLICT (ca) DO UPDATE SET n = crl_numbers.n + 1 RETURNING n`, ca).Scan(&n)
+	return n, d.wrap("next CRL number", err)
+}
+
+// --- signature transactions
+
+const txCols = `id, kind, actor, organization_id, subject_id, digests, format, level, state, created, completed`
+
+func scanTx(r rowScanner) (store.Transaction, error) {
+	var t store.Transaction
+	var digests string
+	var created, completed int64
+	err := r.Scan(&t.ID, &t.Kind, &t.Actor, &t.OrganizationID, &t.SubjectID, &digests, &t.Format, &t.Level, &t.State, &created, &completed)
+	if err != nil {
+		return t, err
+	}
+	t.Created, t.Completed = fromMicros(created), fromMicros(completed)
+	t.Digests, err = fromJSON[[][]byte](digests)
+	return t, err
+}
+
+func txArgs(t store.Transaction) []any {
+	return []any{t.ID, t.Kind, t.Actor, t.OrganizationID, t.SubjectID, jsonText(t.Digests), t.Format, t.Level, t.State, micros(t.Created), micros(t.Completed)}
+}
+
+// CreateTransaction stores t.
+func (d *DB) CreateTransaction(ctx context.Context, t store.Transaction) error {
+	_, err := d.db.ExecContext(ctx, `INSERT INTO transactions (`+txCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`, txArgs(t)...)
+	return d.wrap("create transaction", err)
+}
+
+// Transaction returns one transaction.
+func (d *DB) Transaction(ctx context.Context, id string) (store.Transaction, error) {
+	return get(ctx, d, "transaction "+id, `SELECT `+txCols+` FROM transactions WHERE id = $1`, scanTx, id)
+}
+
+// TransactionsByActor lists an actor's transactions, oldest first.
+func (d *DB) TransactionsByActor(ctx context.Context, actor string) ([]store.Transaction, error) {
+	return list(ctx, d, "transactions", `SELECT `+txCols+` FROM transactions WHERE actor = $1 ORDER BY created, id`, scanTx, actor)
+}
+
+// UpdateTransaction applies f atomically.
+func (d *DB) UpdateTransaction(ctx context.Context, id string, f func(store.Transaction) (store.Transaction, error)) error {
+	return update(ctx, d, "update transaction "+id, `SELECT `+txCols+` FROM transactions WHERE id = $1`, scanTx, id, f,
+		func(tx *sql.Tx, t store.Transaction) error {
+			t.ID = id
+			_, err := tx.ExecContext(ctx, `UPDATE transactions SET kind=$2, actor=$3, organization_id=$4, subject_id=$5, digests=$6,
+ format=$7, level=$8, state=$9, created=$10, completed=$11 WHERE id=$1`, txArgs(t)...)
+			return err
+		})
+}

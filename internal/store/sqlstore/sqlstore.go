@@ -1,0 +1,303 @@
+// Package sqlstore is the durable store on SQLite (the embedded default, modernc.org/sqlite, no
+// cgo) and PostgreSQL (jackc/pgx), one implementation over database/sql with a dialect switch
+// only where the two differ: column types in the migrations, how a writer takes the lock.
+//
+// Times are stored as microseconds since the epoch and lists as JSON text, so that both databases
+// keep exactly the same values. SQLite runs in WAL mode with synchronous=FULL and every
+// transaction taken IMMEDIATE: a committed write survives a crash and writers never deadlock on
+// lock upgrades.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/vula-eid/vula/internal/store"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+type dialect int
+
+const (
+	sqliteDialect dialect = iota
+	postgresDialect
+)
+
+// DB is a durable store.
+type DB struct {
+	db      *sql.DB
+	dialect dialect
+	log     *slog.Logger
+}
+
+var _ store.Durable = (*DB)(nil)
+
+// Open connects to dsn ("sqlite:<path>" or "postgres://...") and applies the migrations that are
+// missing. A database that does not answer gives an error wrapping store.ErrUnavailable.
+func Open(ctx context.Context, dsn string, log *slog.Logger) (*DB, error) {
+	d := &DB{log: log}
+	var err error
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if path == "" {
+			return nil, errors.New("sqlstore: sqlite: empty path")
+		}
+		q := url.Values{}
+		for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
+			q.Add("_pragma", p)
+		}
+		q.Set("_txlock", "immediate")
+		d.db, err = sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+		d.dialect = sqliteDialect
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		d.db, err = sql.Open("pgx", dsn)
+		d.dialect = postgresDialect
+		if err == nil {
+			d.db.SetMaxOpenConns(16)
+			d.db.SetConnMaxIdleTime(time.Minute)
+		}
+	default:
+		return nil, fmt.Errorf("sqlstore: want a sqlite:<path> or postgres:// DSN")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: %w", err)
+	}
+	if err := d.migrate(ctx); err != nil {
+		d.db.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Ping reports whether the database answers.
+func (d *DB) Ping(ctx context.Context) error {
+	if err := d.db.PingContext(ctx); err != nil {
+		return d.wrap("ping", err)
+	}
+	return nil
+}
+
+// Close closes the connection pool.
+func (d *DB) Close() error { return d.db.Close() }
+
+func (d *DB) migrate(ctx context.Context) error {
+	dir := "migrations/sqlite"
+	if d.dialect == postgresDialect {
+		dir = "migrations/postgres"
+	}
+	entries, err := fs.ReadDir(migrations, dir)
+	if err != nil {
+		return err
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	return d.inTx(ctx, "migrate", func(tx *sql.Tx) error {
+		if d.dialect == postgresDialect {
+			// Replicas starting together wait here instead of racing to create the schema.
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(715100)`); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+			return err
+		}
+		for _, e := range entries {
+			v, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
+			if err != nil {
+				return fmt.Errorf("migration %s: bad name", e.Name())
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, v).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				continue
+			}
+			body, err := fs.ReadFile(migrations, dir+"/"+e.Name())
+			if err != nil {
+				return err
+			}
+			for _, stmt := range strings.Split(string(body), ";") {
+				if strings.TrimSpace(stmt) == "" {
+					continue
+				}
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("migration %s: %w", e.Name(), err)
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, v, micros(time.Now())); err != nil {
+				return err
+			}
+			d.log.Info("applied schema migration", "version", v, "name", e.Name())
+		}
+		return nil
+	})
+}
+
+// inTx runs f in a transaction (IMMEDIATE on SQLite) and commits when f returns nil.
+func (d *DB) inTx(ctx context.Context, op string, f func(tx *sql.Tx) error) error {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return d.wrap(op, err)
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return d.wrap(op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return d.wrap(op, err)
+	}
+	return nil
+}
+
+// forUpdate is the row-locking suffix of a read that precedes an update. SQLite needs none: an
+// IMMEDIATE transaction already holds the database's write lock.
+func (d *DB) forUpdate() string {
+	if d.dialect == postgresDialect {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
+// wrap maps driver errors to the store's sentinels. Errors already wrapping a sentinel, and
+// errors from callers' update functions, pass through.
+func (d *DB) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, s := range []error{store.ErrNotFound, store.ErrConflict, store.ErrUnavailable} {
+		if errors.Is(err, s) {
+			return err
+		}
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("sqlstore: %s: %w", op, store.ErrNotFound)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		if pgErr.Code == "23505" {
+			return fmt.Errorf("sqlstore: %s: %w: %s", op, store.ErrConflict, pgErr.ConstraintName)
+		}
+		if strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P") {
+			return fmt.Errorf("sqlstore: %s: %w: %s", op, store.ErrUnavailable, pgErr.Message)
+		}
+		return fmt.Errorf("sqlstore: %s: %w", op, err)
+	}
+	var liteErr *sqlite.Error
+	if errors.As(err, &liteErr) {
+		switch liteErr.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("sqlstore: %s: %w: %v", op, store.ErrConflict, err)
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL:
+			return fmt.Errorf("sqlstore: %s: %w: %v", op, store.ErrUnavailable, err)
+		}
+		return fmt.Errorf("sqlstore: %s: %w", op, err)
+	}
+	var netErr net.Error
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &netErr) || errors.As(err, &connErr) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, context.DeadlineExceeded) || pgconn.SafeToRetry(err) || isConnClosed(err) {
+		return fmt.Errorf("sqlstore: %s: %w: %v", op, store.ErrUnavailable, err)
+	}
+	return fmt.Errorf("sqlstore: %s: %w", op, err)
+}
+
+func isConnClosed(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "conn closed") || strings.Contains(s, "connection refused") ||
+		strings.Contains(s, "unexpected EOF") || strings.Contains(s, "broken pipe") || strings.Contains(s, "connection reset")
+}
+
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// rowScanner is *sql.Row or *sql.Rows.
+type rowScanner interface{ Scan(dest ...any) error }
+
+// get runs a one-row query and scans it with scan, mapping no rows to ErrNotFound.
+func get[T any](ctx context.Context, d *DB, op, query string, scan func(rowScanner) (T, error), args ...any) (T, error) {
+	v, err := scan(d.db.QueryRowContext(ctx, query, args...))
+	return v, d.wrap(op, err)
+}
+
+// list runs a query and scans every row.
+func list[T any](ctx context.Context, d *DB, op, query string, scan func(rowScanner) (T, error), args ...any) ([]T, error) {
+	rows, err := d.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, d.wrap(op, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, d.wrap(op, err)
+		}
+		out = append(out, v)
+	}
+	return out, d.wrap(op, rows.Err())
+}
+
+// exec runs a statement and reports ErrNotFound when it touched no row.
+func (d *DB) exec(ctx context.Context, op, query string, args ...any) error {
+	res, err := d.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return d.wrap(op, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("sqlstore: %s: %w", op, store.ErrNotFound)
+	}
+	return nil
+}
+
+// update reads one row under the write lock, applies f, and writes it back, atomically.
+func update[T any](ctx context.Context, d *DB, op, selectQ string, scan func(rowScanner) (T, error), key string,
+	f func(T) (T, error), write func(tx *sql.Tx, v T) error) error {
+	return d.inTx(ctx, op, func(tx *sql.Tx) error {
+		v, err := scan(tx.QueryRowContext(ctx, selectQ+d.forUpdate(), key))
+		if err != nil {
+			return err
+		}
+		if v, err = f(v); err != nil {
+			return err
+		}
+		return write(tx, v)
+	})
+}

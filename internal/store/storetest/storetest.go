@@ -1,0 +1,320 @@
+// Package storetest is the conformance suite of the durable store: every store.Durable backend
+// (SQLite, PostgreSQL) runs it against a real database.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vula-eid/vula/internal/store"
+)
+
+// Run runs the suite. open returns a store over an empty database; called twice for the same
+// test, it MUST open the same database again (migrations are checked to be idempotent that way).
+func Run(t *testing.T, open func(t *testing.T) store.Durable) {
+	ctx := context.Background()
+	s := open(t)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+
+	t.Run("Clients", func(t *testing.T) {
+		c := store.Client{ID: "tax-portal", SecretHash: []byte{1, 2, 3}, RedirectURIs: []string{"https://tax.example/cb"},
+			GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"}, Scopes: []string{"openid", "profile"},
+			TokenEndpointAuthMethod: "private_key_jwt", JWKS: []byte(`{"keys":[]}`), RequirePAR: true,
+			SectorIdentifier: "https://tax.example", OrganizationID: "tax", Created: now}
+		must(t, s.CreateClient(ctx, c))
+		isErr(t, s.CreateClient(ctx, c), store.ErrConflict, "same client id")
+		got, err := s.Client(ctx, c.ID)
+		must(t, err)
+		same(t, got, c)
+		must(t, s.UpdateClient(ctx, c.ID, func(c store.Client) (store.Client, error) {
+			c.RedirectURIs = append(c.RedirectURIs, "https://tax.example/cb2")
+			return c, nil
+		}))
+		got, _ = s.Client(ctx, c.ID)
+		if len(got.RedirectURIs) != 2 {
+			t.Fatalf("update lost: %v", got.RedirectURIs)
+		}
+		boom := errors.New("refused")
+		if err := s.UpdateClient(ctx, c.ID, func(c store.Client) (store.Client, error) { c.JWKSURI = "x"; return c, boom }); !errors.Is(err, boom) {
+			t.Fatalf("updater error: %v", err)
+		}
+		if got, _ := s.Client(ctx, c.ID); got.JWKSURI != "" {
+			t.Fatal("a refused update was written")
+		}
+		list, err := s.Clients(ctx)
+		must(t, err)
+		if len(list) != 1 {
+			t.Fatalf("Clients: %d", len(list))
+		}
+		must(t, s.DeleteClient(ctx, c.ID))
+		_, err = s.Client(ctx, c.ID)
+		isErr(t, err, store.ErrNotFound, "deleted client")
+		isErr(t, s.DeleteClient(ctx, c.ID), store.ErrNotFound, "delete twice")
+		isErr(t, s.UpdateClient(ctx, "ghost", func(c store.Client) (store.Client, error) { return c, nil }), store.ErrNotFound, "update ghost")
+	})
+
+	t.Run("PersonsAndCredentials", func(t *testing.T) {
+		p := store.Person{SubjectID: "s-1", PersonalNumber: "1234567890", GivenName: "Arta", FamilyName: "Krasniqi",
+			BirthDate: "1990-04-01", Email: "arta@example.org", Official: true, Created: now}
+		must(t, s.CreatePerson(ctx, p))
+		noEmail := store.Person{SubjectID: "s-2", PersonalNumber: "2222222222", GivenName: "Milan", FamilyName: "Petrović", BirthDate: "1985-01-02", Created: now}
+		must(t, s.CreatePerson(ctx, noEmail))
+		// Two persons without e-mail must not collide on the unique e-mail.
+		must(t, s.CreatePerson(ctx, store.Person{SubjectID: "s-3", PersonalNumber: "3333333333", Created: now}))
+		isErr(t, s.CreatePerson(ctx, store.Person{SubjectID: "s-4", PersonalNumber: p.PersonalNumber}), store.ErrConflict, "same personal number")
+		isErr(t, s.CreatePerson(ctx, store.Person{SubjectID: "s-5", PersonalNumber: "5", Email: p.Email}), store.ErrConflict, "same e-mail")
+		for name, get := range map[string]func() (store.Person, error){
+			"by id":     func() (store.Person, error) { return s.Person(ctx, "s-1") },
+			"by number": func() (store.Person, error) { return s.PersonByPersonalNumber(ctx, "1234567890") },
+			"by e-mail": func() (store.Person, error) { return s.PersonByEmail(ctx, "arta@example.org") },
+		} {
+			got, err := get()
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			same(t, got, p)
+		}
+		_, err := s.PersonByEmail(ctx, "nobody@example.org")
+		isErr(t, err, store.ErrNotFound, "unknown e-mail")
+		list, err := s.Persons(ctx)
+		must(t, err)
+		if len(list) != 3 || list[0].SubjectID != "s-1" {
+			t.Fatalf("Persons: %+v", list)
+		}
+
+		c := store.Credential{SubjectID: "s-1", PasswordHash: "$argon2id$v=19$m=65536,t=3,p=2$c2FsdA$aGFzaA", TOTPSeedSealed: []byte{9, 9}, Updated: now}
+		must(t, s.PutCredential(ctx, c))
+		isErr(t, s.PutCredential(ctx, store.Credential{SubjectID: "ghost"}), store.ErrNotFound, "credential of nobody")
+		got, err := s.Credential(ctx, "s-1")
+		must(t, err)
+		same(t, got, c)
+		// Concurrent updaters lose nothing.
+		var wg sync.WaitGroup
+		errs := make(chan error, 20)
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- s.UpdateCredential(ctx, "s-1", func(c store.Credential) (store.Credential, error) {
+					c.FailedAttempts++
+					return c, nil
+				})
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			must(t, err)
+		}
+		if got, _ := s.Credential(ctx, "s-1"); got.FailedAttempts != 20 {
+			t.Fatalf("20 concurrent increments gave %d", got.FailedAttempts)
+		}
+		must(t, s.UpdatePerson(ctx, "s-2", func(p store.Person) (store.Person, error) { p.Email = "milan@example.org"; return p, nil }))
+		if got, _ := s.PersonByEmail(ctx, "milan@example.org"); got.SubjectID != "s-2" {
+			t.Fatal("UpdatePerson lost the e-mail")
+		}
+		isErr(t, s.UpdatePerson(ctx, "s-2", func(p store.Person) (store.Person, error) { p.Email = "arta@example.org"; return p, nil }),
+			store.ErrConflict, "update to a taken e-mail")
+	})
+
+	t.Run("OrganizationsAndKeys", func(t *testing.T) {
+		o := store.Organization{ID: "tax", Name: "Tax Administration", Identifier: "NTRXK-810000001", Created: now}
+		must(t, s.CreateOrganization(ctx, o))
+		isErr(t, s.CreateOrganization(ctx, store.Organization{ID: "tax2", Identifier: o.Identifier}), store.ErrConflict, "same identifier")
+		got, err := s.Organization(ctx, "tax")
+		must(t, err)
+		same(t, got, o)
+		must(t, s.UpdateOrganization(ctx, "tax", func(o store.Organization) (store.Organization, error) { o.Name = "ATK"; return o, nil }))
+		list, _ := s.Organizations(ctx)
+		if len(list) != 1 || list[0].Name != "ATK" {
+			t.Fatalf("Organizations: %+v", list)
+		}
+		k := store.KeyRecord{URI: "pkcs11:token=vula;object=seal-tax", Purpose: "seal:tax", Owner: "tax", Algorithm: "EC-P256", State: "active", Created: now}
+		must(t, s.PutKeyRecord(ctx, k))
+		k.State = "retired"
+		must(t, s.PutKeyRecord(ctx, k))
+		gk, err := s.KeyRecord(ctx, k.URI)
+		must(t, err)
+		same(t, gk, k)
+		ks, _ := s.KeyRecords(ctx)
+		if len(ks) != 1 {
+			t.Fatalf("KeyRecords: %d", len(ks))
+		}
+	})
+
+	t.Run("Certificates", func(t *testing.T) {
+		c := store.Certificate{CA: "person-ca", Serial: "0a1b", Subject: "CN=Arta Krasniqi", KeyURI: "k", Profile: "natural-person",
+			DER: []byte{0x30, 0x82}, NotBefore: now, NotAfter: now.Add(365 * 24 * time.Hour)}
+		must(t, s.CreateCertificate(ctx, c))
+		isErr(t, s.CreateCertificate(ctx, c), store.ErrConflict, "same serial")
+		other := c
+		other.CA = "seal-ca" // the same serial under another CA is another certificate
+		must(t, s.CreateCertificate(ctx, other))
+		got, err := s.Certificate(ctx, "person-ca", "0a1b")
+		must(t, err)
+		same(t, got, c)
+		at := now.Add(time.Hour)
+		must(t, s.Revoke(ctx, "person-ca", "0a1b", at, 1))
+		isErr(t, s.Revoke(ctx, "person-ca", "0a1b", at, 1), store.ErrConflict, "revoke twice")
+		isErr(t, s.Revoke(ctx, "person-ca", "ffff", at, 1), store.ErrNotFound, "revoke unknown")
+		rev, err := s.RevokedCertificates(ctx, "person-ca")
+		must(t, err)
+		if len(rev) != 1 || !rev[0].Revoked || !rev[0].RevokedAt.Equal(at) || rev[0].RevocationReason != 1 {
+			t.Fatalf("revoked: %+v", rev)
+		}
+		if rev, _ := s.RevokedCertificates(ctx, "seal-ca"); len(rev) != 0 {
+			t.Fatal("revocation leaked to another CA")
+		}
+		all, _ := s.CertificatesByCA(ctx, "seal-ca")
+		if len(all) != 1 {
+			t.Fatalf("CertificatesByCA: %d", len(all))
+		}
+		var mu sync.Mutex
+		seen := map[int64]bool{}
+		var wg sync.WaitGroup
+		for i := 0; i < 16; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n, err := s.NextCRLNumber(ctx, "person-ca")
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil || seen[n] {
+					t.Errorf("CRL number %d, %v", n, err)
+				}
+				seen[n] = true
+			}()
+		}
+		wg.Wait()
+		for n := int64(1); n <= 16; n++ {
+			if !seen[n] {
+				t.Fatalf("CRL number %d never handed out", n)
+			}
+		}
+	})
+
+	t.Run("Transactions", func(t *testing.T) {
+		tx := store.Transaction{ID: "t-1", Kind: "seal", Actor: "client:tax", OrganizationID: "tax",
+			Digests: [][]byte{{1, 2}, {3, 4}}, Format: "pades", Level: "B-T", State: "pending", Created: now}
+		must(t, s.CreateTransaction(ctx, tx))
+		isErr(t, s.CreateTransaction(ctx, tx), store.ErrConflict, "same id")
+		must(t, s.UpdateTransaction(ctx, "t-1", func(t store.Transaction) (store.Transaction, error) {
+			t.State, t.Completed = "done", now.Add(time.Second)
+			return t, nil
+		}))
+		list, err := s.TransactionsByActor(ctx, "client:tax")
+		must(t, err)
+		if len(list) != 1 || list[0].State != "done" || !bytes.Equal(list[0].Digests[1], []byte{3, 4}) {
+			t.Fatalf("TransactionsByActor: %+v", list)
+		}
+		_, err = s.Transaction(ctx, "t-2")
+		isErr(t, err, store.ErrNotFound, "unknown transaction")
+	})
+
+	t.Run("AuditLog", func(t *testing.T) {
+		recs, err := s.AuditRecords(ctx, 1, 10)
+		must(t, err)
+		if len(recs) != 0 {
+			t.Fatal("new log not empty")
+		}
+		const writers, each = 16, 5
+		var wg sync.WaitGroup
+		errs := make(chan error, writers*each)
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < each; i++ {
+					_, err := s.AppendAudit(ctx, chain(fmt.Sprintf("w%d", w), now))
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			must(t, err)
+		}
+		all, err := s.AuditRecords(ctx, 1, 1000)
+		must(t, err)
+		if len(all) != writers*each {
+			t.Fatalf("%d records, want %d", len(all), writers*each)
+		}
+		prev := make([]byte, 32)
+		for i, r := range all {
+			if r.Seq != int64(i+1) || !bytes.Equal(r.PrevHash, prev) || !bytes.Equal(r.Hash, hashOf(r)) || !r.Time.Equal(now) {
+				t.Fatalf("record %d broken: %+v", i+1, r)
+			}
+			prev = r.Hash
+		}
+		page, _ := s.AuditRecords(ctx, 79, 10)
+		if len(page) != 2 || page[0].Seq != 79 {
+			t.Fatalf("paging: %d records from 79", len(page))
+		}
+		boom := errors.New("no")
+		if _, err := s.AppendAudit(ctx, func(*store.AuditRecord) (store.AuditRecord, error) { return store.AuditRecord{}, boom }); !errors.Is(err, boom) {
+			t.Fatalf("refused append: %v", err)
+		}
+		if _, err := s.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
+			return store.AuditRecord{Seq: last.Seq + 2, PrevHash: last.Hash, Hash: last.Hash}, nil
+		}); err == nil {
+			t.Fatal("a gap in seq was accepted")
+		}
+		if n, _ := s.AuditRecords(ctx, 1, 1000); len(n) != writers*each {
+			t.Fatal("a refused append wrote something")
+		}
+	})
+
+	t.Run("Reopen", func(t *testing.T) {
+		s2 := open(t) // migrations again: nothing to do, nothing lost
+		if _, err := s2.Organization(ctx, "tax"); err != nil {
+			t.Fatalf("after reopen: %v", err)
+		}
+		must(t, s2.Ping(ctx))
+	})
+}
+
+// chain makes the updater a real appender would: next seq, linked to the last record's hash.
+func chain(actor string, now time.Time) func(last *store.AuditRecord) (store.AuditRecord, error) {
+	return func(last *store.AuditRecord) (store.AuditRecord, error) {
+		r := store.AuditRecord{Seq: 1, Time: now, Actor: actor, Action: "sign", Result: "ok", PrevHash: make([]byte, 32), Digest: []byte{1}}
+		if last != nil {
+			r.Seq, r.PrevHash = last.Seq+1, last.Hash
+		}
+		r.Hash = hashOf(r)
+		return r, nil
+	}
+}
+
+func hashOf(r store.AuditRecord) []byte {
+	h := sha256.Sum256(fmt.Appendf(nil, "%d|%s|%x", r.Seq, r.Actor, r.PrevHash))
+	return h[:]
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func isErr(t *testing.T, err, want error, what string) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: err = %v, want %v", what, err, want)
+	}
+}
+
+func same(t *testing.T, got, want any) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+}
