@@ -1,0 +1,215 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/vula-eid/vula/internal/store"
+)
+
+// Report sums up a verified chain.
+type Report struct {
+	Records           int64  `json:"records"`
+	Checkpoints       int64  `json:"checkpoints"`
+	LastCheckpointSeq int64  `json:"last_checkpoint_seq"`
+	Unprotected       int64  `json:"unprotected"` // records after the last checkpoint
+	Head              string `json:"head"`        // hex hash of the last record
+}
+
+// Problem names the first bad record.
+type Problem struct {
+	Seq    int64
+	Reason string
+}
+
+func (p *Problem) Error() string { return fmt.Sprintf("audit record %d: %s", p.Seq, p.Reason) }
+
+// PublicKeys finds the public key of an audit key by URI.
+type PublicKeys func(uri string) (crypto.PublicKey, error)
+
+// VerifyOptions carry what the operator knows from outside the log.
+type VerifyOptions struct {
+	// ExpectSeq and ExpectHead, when set, are a head the operator saw before (an earlier
+	// checkpoint or export): the chain must still hold that record with that hash. This is what
+	// catches a truncated tail.
+	ExpectSeq  int64
+	ExpectHead []byte
+}
+
+type verifier struct {
+	keys PublicKeys
+	opts VerifyOptions
+	rep  Report
+	prev []byte
+	seen bool // ExpectSeq was reached
+}
+
+func newVerifier(keys PublicKeys, opts VerifyOptions) *verifier {
+	return &verifier{keys: keys, opts: opts, prev: make([]byte, 32)}
+}
+
+func (v *verifier) check(r store.AuditRecord) error {
+	want := v.rep.Records + 1
+	switch {
+	case r.Seq > want:
+		return &Problem{Seq: want, Reason: fmt.Sprintf("missing records %d..%d", want, r.Seq-1)}
+	case r.Seq < want:
+		return &Problem{Seq: r.Seq, Reason: "out of order or repeated"}
+	case !bytes.Equal(r.PrevHash, v.prev):
+		return &Problem{Seq: r.Seq, Reason: "broken link: prev_hash is not the hash of the record before"}
+	case !bytes.Equal(Hash(r), r.Hash):
+		return &Problem{Seq: r.Seq, Reason: "hash mismatch: the record was changed"}
+	}
+	if r.Action == ActionCheckpoint {
+		if err := v.checkpoint(r); err != nil {
+			return &Problem{Seq: r.Seq, Reason: err.Error()}
+		}
+		v.rep.Checkpoints++
+		v.rep.LastCheckpointSeq = r.Seq
+	}
+	if v.opts.ExpectSeq == r.Seq {
+		if !bytes.Equal(v.opts.ExpectHead, r.Hash) {
+			return &Problem{Seq: r.Seq, Reason: "differs from the head expected by the operator"}
+		}
+		v.seen = true
+	}
+	v.rep.Records, v.prev = r.Seq, r.Hash
+	return nil
+}
+
+func (v *verifier) checkpoint(r store.AuditRecord) error {
+	var st Statement
+	if err := json.Unmarshal(r.Detail, &st); err != nil {
+		return fmt.Errorf("checkpoint statement unreadable: %v", err)
+	}
+	if st.Seq != r.Seq || st.Head != hex.EncodeToString(r.PrevHash) || st.Key != r.Key {
+		return fmt.Errorf("checkpoint statement does not cover this position")
+	}
+	d := sha256.Sum256(r.Detail)
+	pub, err := v.keys(st.Key)
+	if err != nil {
+		return fmt.Errorf("checkpoint key %s: %v", st.Key, err)
+	}
+	ok := false
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		ok = ecdsa.VerifyASN1(k, d[:], r.Signature)
+	case *rsa.PublicKey:
+		ok = rsa.VerifyPKCS1v15(k, crypto.SHA256, d[:], r.Signature) == nil
+	default:
+		return fmt.Errorf("checkpoint key of type %T", pub)
+	}
+	if !ok {
+		return fmt.Errorf("bad checkpoint signature")
+	}
+	return nil
+}
+
+func (v *verifier) finish() (Report, error) {
+	if v.opts.ExpectSeq > 0 && !v.seen {
+		return v.rep, &Problem{Seq: v.rep.Records + 1, Reason: fmt.Sprintf("truncated: the chain ends at %d, before the expected record %d", v.rep.Records, v.opts.ExpectSeq)}
+	}
+	v.rep.Unprotected = v.rep.Records - v.rep.LastCheckpointSeq
+	v.rep.Head = hex.EncodeToString(v.prev)
+	return v.rep, nil
+}
+
+// Verify walks the whole chain in st and returns the first bad record as a *Problem.
+func Verify(ctx context.Context, st store.AuditLog, keys PublicKeys, opts VerifyOptions) (Report, error) {
+	v := newVerifier(keys, opts)
+	for from := int64(1); ; {
+		page, err := st.AuditRecords(ctx, from, 1000)
+		if err != nil {
+			return v.rep, err
+		}
+		for _, r := range page {
+			if err := v.check(r); err != nil {
+				return v.rep, err
+			}
+		}
+		if len(page) < 1000 {
+			return v.finish()
+		}
+		from = page[len(page)-1].Seq + 1
+	}
+}
+
+// exported is one line of an export; bytes are hex.
+type exported struct {
+	Seq       int64     `json:"seq"`
+	Time      time.Time `json:"time"`
+	Actor     string    `json:"actor"`
+	Action    string    `json:"action"`
+	Key       string    `json:"key,omitempty"`
+	Digest    hexBytes  `json:"digest,omitempty"`
+	Result    string    `json:"result"`
+	RequestID string    `json:"request_id,omitempty"`
+	Detail    hexBytes  `json:"detail,omitempty"`
+	Signature hexBytes  `json:"signature,omitempty"`
+	PrevHash  hexBytes  `json:"prev_hash"`
+	Hash      hexBytes  `json:"hash"`
+}
+
+type hexBytes []byte
+
+func (h hexBytes) MarshalText() ([]byte, error) { return []byte(hex.EncodeToString(h)), nil }
+func (h *hexBytes) UnmarshalText(b []byte) error {
+	d, err := hex.DecodeString(string(b))
+	*h = d
+	return err
+}
+
+// Export writes the chain as JSON lines, one record a line, byte fields in hex.
+func Export(ctx context.Context, st store.AuditLog, w io.Writer) error {
+	enc := json.NewEncoder(w)
+	for from := int64(1); ; {
+		page, err := st.AuditRecords(ctx, from, 1000)
+		if err != nil {
+			return err
+		}
+		for _, r := range page {
+			if err := enc.Encode(exported{r.Seq, r.Time, r.Actor, r.Action, r.Key, r.Digest, r.Result, r.RequestID,
+				r.Detail, r.Signature, r.PrevHash, r.Hash}); err != nil {
+				return err
+			}
+		}
+		if len(page) < 1000 {
+			return nil
+		}
+		from = page[len(page)-1].Seq + 1
+	}
+}
+
+// VerifyExport checks an export offline, with the same checks as Verify.
+func VerifyExport(r io.Reader, keys PublicKeys, opts VerifyOptions) (Report, error) {
+	v := newVerifier(keys, opts)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		var e exported
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return v.rep, &Problem{Seq: v.rep.Records + 1, Reason: fmt.Sprintf("line %d unreadable: %v", line, err)}
+		}
+		rec := store.AuditRecord{Seq: e.Seq, Time: e.Time, Actor: e.Actor, Action: e.Action, Key: e.Key, Digest: e.Digest,
+			Result: e.Result, RequestID: e.RequestID, Detail: e.Detail, Signature: e.Signature, PrevHash: e.PrevHash, Hash: e.Hash}
+		if err := v.check(rec); err != nil {
+			return v.rep, err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return v.rep, err
+	}
+	return v.finish()
+}
