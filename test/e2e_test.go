@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vula-eid/vula/internal/testenv"
 )
 
 var (
@@ -48,6 +50,7 @@ func vulaBinary(t *testing.T) string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	testenv.StopPostgres()
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
@@ -164,4 +167,3 @@ func TestKeysSoftware(t *testing.T) {
 		t.Fatalf("unknown key: %v %q", err, errs)
 	}
 }
-

@@ -13,8 +13,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/server"
+	"github.com/vula-eid/vula/internal/store/sqlstore"
 )
 
 func serveCmd(g *globals) *cobra.Command {
@@ -43,10 +45,20 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 		return fmt.Errorf("key layer: %w", err)
 	}
 	defer raw.Close()
-	keys := hsm.Instrument(raw, hsm.NewMetrics(reg), hsm.LogHook{Log: log}, time.Now)
+	// Every signature is recorded in the audit log before it is returned; until the durable
+	// store answers, the gate refuses and no key signs.
+	gate := &durableGate{}
+	defer gate.close()
+	keys := hsm.Instrument(raw, hsm.NewMetrics(reg), gate, time.Now)
+	_ = keys // the services that sign register here as they are built
 
 	srv := server.New(log, reg, time.Now)
-	srv.AddCheck("keys", keys)
+	srv.AddCheck("keys", raw)
+	srv.AddCheck("durable", gate)
+	go gate.open(ctx, cfg, raw, log, func(_ *sqlstore.DB, l *audit.Log) {
+		log.Info("durable store open", "dsn", redactDSN(cfg.Store.Durable))
+		go l.Run(ctx)
+	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -38,6 +38,15 @@ type Config struct {
 	Log             Log      `yaml:"log" json:"log"`
 	HSM             HSM      `yaml:"hsm" json:"hsm"`
 	Store           Store    `yaml:"store" json:"store"`
+	Audit           Audit    `yaml:"audit" json:"audit"`
+}
+
+// Audit configures the audit log's signed checkpoints.
+type Audit struct {
+	// CheckpointEvery signs a checkpoint after this many records.
+	CheckpointEvery int64 `yaml:"checkpoint_every" json:"checkpoint_every"`
+	// CheckpointInterval signs a checkpoint this often when records were written.
+	CheckpointInterval Duration `yaml:"checkpoint_interval" json:"checkpoint_interval"`
 }
 
 // Log configures the process log.
@@ -120,6 +129,7 @@ func Default() Config {
 		Log:             Log{Level: "info", Format: "json"},
 		HSM:             HSM{Backend: "software"},
 		Store:           Store{Ephemeral: "memory"},
+		Audit:           Audit{CheckpointEvery: 1000, CheckpointInterval: Duration(time.Minute)},
 	}
 }
 
@@ -240,7 +250,7 @@ func setString(f reflect.Value, s string) error {
 	switch f.Kind() {
 	case reflect.String:
 		f.SetString(s)
-	case reflect.Int:
+	case reflect.Int, reflect.Int64:
 		n, err := strconv.Atoi(s)
 		if err != nil {
 			return fmt.Errorf("not a whole number: %q", s)
@@ -314,6 +324,12 @@ func (c Config) Validate() error {
 		}
 	default:
 		return bad("hsm.backend", "want software or pkcs11, got %q", c.HSM.Backend)
+	}
+	if c.Audit.CheckpointEvery < 1 {
+		return bad("audit.checkpoint_every", "must be >= 1")
+	}
+	if c.Audit.CheckpointInterval <= 0 {
+		return bad("audit.checkpoint_interval", "must be positive")
 	}
 	if !strings.HasPrefix(c.Store.Durable, "sqlite:") && !strings.HasPrefix(c.Store.Durable, "postgres://") &&
 		!strings.HasPrefix(c.Store.Durable, "postgresql://") {

@@ -1,0 +1,138 @@
+package cli
+
+import (
+	"context"
+	"crypto"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"go.step.sm/crypto/pemutil"
+
+	"github.com/vula-eid/vula/internal/audit"
+	"github.com/vula-eid/vula/internal/store/sqlstore"
+)
+
+func auditCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "Verify or export the audit log"}
+
+	// withLog opens the durable store of the configuration.
+	withLog := func(cmd *cobra.Command, f func(ctx context.Context, db *sqlstore.DB) error) error {
+		cfg, err := g.load()
+		if err != nil {
+			return err
+		}
+		db, err := sqlstore.Open(cmd.Context(), cfg.Store.Durable, newLogger(io.Discard, cfg.Log))
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return f(cmd.Context(), db)
+	}
+
+	var exportFile, pubFile, expectHead string
+	var expectSeq int64
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Check the hash chain and every signed checkpoint; name the first bad record",
+		Long: `Checks the audit log in the configured database, or an export with --file (offline).
+Checkpoint signatures are checked with the audit key's public key from the key layer, or from
+--public-key (PEM) when verifying offline. --expect-seq and --expect-head give a head seen before
+(from an earlier report), to catch a truncated tail.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.Flag("output").Value.String()
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			opts := audit.VerifyOptions{ExpectSeq: expectSeq}
+			if expectHead != "" {
+				h, err := hex.DecodeString(expectHead)
+				if err != nil || len(h) != 32 {
+					return fmt.Errorf("--expect-head: want 64 hex digits")
+				}
+				opts.ExpectHead = h
+			}
+			if (opts.ExpectSeq > 0) != (opts.ExpectHead != nil) {
+				return fmt.Errorf("--expect-seq and --expect-head go together")
+			}
+			keys, closeKeys, err := g.publicKeys(cmd.Context(), pubFile)
+			if err != nil {
+				return err
+			}
+			defer closeKeys()
+			var rep audit.Report
+			if exportFile != "" {
+				f, err := os.Open(exportFile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				rep, err = audit.VerifyExport(f, keys, opts)
+				if err != nil {
+					return err
+				}
+			} else if err := withLog(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+				rep, err = audit.Verify(ctx, db, keys, opts)
+				return err
+			}); err != nil {
+				return err
+			}
+			if out == "json" {
+				return printJSON(cmd.OutOrStdout(), rep)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d records, %d checkpoints, last checkpoint at %d, %d records after it\nhead %d %s\n",
+				rep.Records, rep.Checkpoints, rep.LastCheckpointSeq, rep.Unprotected, rep.Records, rep.Head)
+			return nil
+		},
+	}
+	verify.Flags().StringVar(&exportFile, "file", "", "verify this export (JSON lines) instead of the database")
+	verify.Flags().StringVar(&pubFile, "public-key", "", "PEM public key of the audit key (offline verification)")
+	verify.Flags().Int64Var(&expectSeq, "expect-seq", 0, "sequence number of a head seen before")
+	verify.Flags().StringVar(&expectHead, "expect-head", "", "hash (hex) of that head")
+	outputFlag(verify, "table")
+
+	var outFile string
+	export := &cobra.Command{
+		Use:   "export",
+		Short: "Write the audit log as JSON lines",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			w := cmd.OutOrStdout()
+			if outFile != "" {
+				f, err := os.OpenFile(outFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			return withLog(cmd, func(ctx context.Context, db *sqlstore.DB) error { return audit.Export(ctx, db, w) })
+		},
+	}
+	export.Flags().StringVarP(&outFile, "out", "f", "", "file to write (default standard output)")
+	cmd.AddCommand(verify, export)
+	return cmd
+}
+
+// publicKeys finds audit public keys in a PEM file, or else in the configured key layer.
+func (g *globals) publicKeys(ctx context.Context, pemFile string) (audit.PublicKeys, func(), error) {
+	if pemFile != "" {
+		pub, err := pemutil.Read(pemFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--public-key: %w", err)
+		}
+		return func(string) (crypto.PublicKey, error) { return pub, nil }, func() {}, nil
+	}
+	cfg, err := g.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := g.openKeys(ctx, cfg, newLogger(io.Discard, cfg.Log))
+	if err != nil {
+		return nil, nil, err
+	}
+	return func(uri string) (crypto.PublicKey, error) { return m.PublicKey(ctx, uri) }, func() { m.Close() }, nil
+}

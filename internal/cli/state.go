@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/audit"
+	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/store/sqlstore"
+)
+
+// auditKey returns the active audit-purpose key, creating one on first start.
+func auditKey(ctx context.Context, keys hsm.Manager, now time.Time) (string, error) {
+	ks, err := keys.Keys(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, k := range ks {
+		if k.Purpose == hsm.PurposeAudit && k.State == hsm.StateActive {
+			return k.URI, nil
+		}
+	}
+	k, err := keys.CreateKey(ctx, hsm.KeySpec{Label: "audit-" + now.UTC().Format("20060102-150405"),
+		Algorithm: hsm.ECP256, Purpose: hsm.PurposeAudit, Owner: "vula"})
+	if errors.Is(err, hsm.ErrConflict) { // another replica made it in the same second
+		return auditKey(ctx, keys, now.Add(time.Second))
+	}
+	return k.URI, err
+}
+
+// durableGate holds the durable store and the audit log once the database answers. Until then
+// the audit hook refuses, so no key signs anything that could not be recorded, and readiness
+// says why.
+type durableGate struct {
+	db      atomic.Pointer[sqlstore.DB]
+	log     atomic.Pointer[audit.Log]
+	lastErr atomic.Pointer[error]
+}
+
+var _ hsm.AuditHook = (*durableGate)(nil)
+
+func (g *durableGate) RecordSignature(ctx context.Context, ev hsm.SignEvent) error {
+	l := g.log.Load()
+	if l == nil {
+		return fmt.Errorf("%w: audit log not open yet", store.ErrUnavailable)
+	}
+	return l.RecordSignature(ctx, ev)
+}
+
+// Ping is the durable store's readiness.
+func (g *durableGate) Ping(ctx context.Context) error {
+	db := g.db.Load()
+	if db == nil {
+		if e := g.lastErr.Load(); e != nil {
+			return fmt.Errorf("not open yet: %w", *e)
+		}
+		return errors.New("not open yet")
+	}
+	return db.Ping(ctx)
+}
+
+// open retries opening the durable store and the audit log until it works or ctx ends.
+func (g *durableGate) open(ctx context.Context, cfg config.Config, keys hsm.Manager, log *slog.Logger, onOpen func(*sqlstore.DB, *audit.Log)) {
+	backoff := 500 * time.Millisecond
+	for {
+		err := func() error {
+			db, err := sqlstore.Open(ctx, cfg.Store.Durable, log)
+			if err != nil {
+				return err
+			}
+			uri, err := auditKey(ctx, keys, time.Now())
+			if err != nil {
+				db.Close()
+				return fmt.Errorf("audit key: %w", err)
+			}
+			l, err := audit.New(ctx, db, keys, uri, audit.Options{Every: cfg.Audit.CheckpointEvery, Interval: time.Duration(cfg.Audit.CheckpointInterval)}, time.Now, log)
+			if err != nil {
+				db.Close()
+				return err
+			}
+			g.db.Store(db)
+			g.log.Store(l)
+			onOpen(db, l)
+			return nil
+		}()
+		if err == nil {
+			return
+		}
+		g.lastErr.Store(&err)
+		log.Warn("durable store not open, retrying", "err", err, "in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 15*time.Second)
+	}
+}
+
+func (g *durableGate) close() {
+	if db := g.db.Load(); db != nil {
+		db.Close()
+	}
+}
