@@ -42,7 +42,7 @@ type fixture struct {
 	pubs   PublicKeys
 }
 
-func newKeys(t *testing.T) fixture {
+func newKeys(t testing.TB) fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -62,7 +62,7 @@ func newKeys(t *testing.T) fixture {
 	return fixture{keys: m, keyURI: k.URI, pubs: func(uri string) (crypto.PublicKey, error) { return m.PublicKey(ctx, uri) }}
 }
 
-func openDB(t *testing.T, dsn string) *sqlstore.DB {
+func openDB(t testing.TB, dsn string) *sqlstore.DB {
 	t.Helper()
 	db, err := sqlstore.Open(context.Background(), dsn, quiet)
 	if err != nil {
