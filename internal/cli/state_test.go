@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vula-eid/vula/internal/server"
+	"github.com/vula-eid/vula/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.StopPostgres()
+	os.Exit(code)
+}
+
+func readiness(t *testing.T, addr string) (int, server.Readiness) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r server.Readiness
+	json.NewDecoder(resp.Body).Decode(&r)
+	return resp.StatusCode, r
+}
+
+// TestServeWaitsForDatabase starts serve while PostgreSQL is down: it must stay up, say why it is
+// not ready, and become ready on its own when the database comes back.
+func TestServeWaitsForDatabase(t *testing.T) {
+	pg := testenv.Postgres(t)
+	pg.Stop(t)
+	started := false
+	defer func() {
+		if !started {
+			pg.Start(t)
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrc := make(chan string, 1)
+	done := make(chan int, 1)
+	var logs bytes.Buffer
+	go func() {
+		done <- Run(ctx, Env{Args: []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0"},
+			Environ: []string{"VULA_STORE_DURABLE=" + pg.DSN}, Stdout: io.Discard, Stderr: &syncBuffer{b: &logs},
+			Ready: func(a string) { addrc <- a }})
+	}()
+	addr := <-addrc
+	code, r := readiness(t, addr)
+	if code != http.StatusServiceUnavailable || r.Components["durable"].OK || !r.Components["keys"].OK ||
+		!strings.Contains(r.Components["durable"].Error, "unavailable") {
+		t.Fatalf("readiness with the database down: %d %+v", code, r)
+	}
+	if strings.Contains(r.Components["durable"].Error, "password") {
+		t.Fatalf("readiness shows connection secrets: %q", r.Components["durable"].Error)
+	}
+	pg.Start(t)
+	started = true
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, r = readiness(t, addr)
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready a minute after the database came back: %+v", r)
+		}
+	}
+	cancel()
+	if c := <-done; c != 0 {
+		t.Fatalf("exit %d", c)
+	}
+}
