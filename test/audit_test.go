@@ -136,8 +136,21 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("report %+v for %d acknowledged records", rep, len(acked))
 	}
 
-	// Tampering with the file is found by the real binary, which names the record.
+	// An auditor verifies the export offline with the audit key's PEM, no key layer needed.
 	exportFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	os.WriteFile(exportFile, []byte(export), 0o600)
+	var keys []map[string]any
+	json.Unmarshal([]byte(vula(t, nil, "keys", "list", "--data-dir", data, "--output", "json")), &keys)
+	pemFile := filepath.Join(t.TempDir(), "audit.pem")
+	os.WriteFile(pemFile, []byte(vula(t, nil, "keys", "show", "--data-dir", data, keys[0]["uri"].(string), "--output", "pem")), 0o600)
+	if out := vula(t, nil, "audit", "verify", "--file", exportFile, "--public-key", pemFile); !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("offline verify: %q", out)
+	}
+	if out, _ := exec.Command("openssl", "pkey", "-pubin", "-in", pemFile, "-noout", "-text").CombinedOutput(); !strings.Contains(string(out), "prime256v1") {
+		t.Fatalf("openssl does not read the exported public key: %s", out)
+	}
+
+	// Tampering with the file is found by the real binary, which names the record.
 	os.WriteFile(exportFile, []byte(strings.Replace(export, `"action":"seal"`, `"action":"sael"`, 1)), 0o600)
 	_, errs, err := vulaRun(nil, "audit", "verify", "--data-dir", data, "--file", exportFile)
 	if err == nil || !strings.Contains(errs, "audit record 1: hash mismatch") {

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -116,6 +118,20 @@ func keysCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.Flag("output").Value.String()
+			if out == "pem" {
+				// The public key alone, e.g. for an auditor's offline `vula audit verify --public-key`.
+				return withKeys(cmd, func(ctx context.Context, m hsm.Manager) error {
+					pub, err := m.PublicKey(ctx, args[0])
+					if err != nil {
+						return err
+					}
+					der, err := x509.MarshalPKIXPublicKey(pub)
+					if err != nil {
+						return err
+					}
+					return pem.Encode(cmd.OutOrStdout(), &pem.Block{Type: "PUBLIC KEY", Bytes: der})
+				})
+			}
 			if err := checkOutput(out); err != nil {
 				return err
 			}
@@ -129,6 +145,7 @@ func keysCmd(g *globals) *cobra.Command {
 		},
 	}
 	outputFlag(show, "table")
+	show.Flag("output").Usage = "output format: json, table, or pem (the public key)"
 
 	retire := &cobra.Command{
 		Use:   "retire URI",
