@@ -126,6 +126,15 @@ func TestServe(t *testing.T) {
 	case code := <-done:
 		t.Fatalf("serve exited with %d: %s", code, logs.String())
 	}
+	// The durable store opens in the background: ready within a bounded wait.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if code, _ := readiness(t, addr); code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never ready: %s", logs.String())
+		}
+	}
 	// /metrics last, so that the requests before it are counted.
 	for _, c := range []struct {
 		path string
