@@ -152,7 +152,7 @@ func (s *meteredSigner) SignContext(ctx context.Context, rand io.Reader, digest 
 		Time: start, KeyURI: s.uri, Purpose: s.purpose, Digest: digest, Err: err,
 		Actor: fromCtx(ctx, actorKey), RequestID: fromCtx(ctx, requestIDKey),
 	}
-	ev.Hash = hashOf(opts)
+	ev.Hash = HashOf(opts)
 	if herr := s.m.hook.RecordSignature(ctx, ev); herr != nil {
 		s.failed.Inc()
 		return nil, fmt.Errorf("hsm: audit record not written, signature withheld: %w", herr)
@@ -165,10 +165,10 @@ func (s *meteredSigner) SignContext(ctx context.Context, rand io.Reader, digest 
 	return sig, nil
 }
 
-// hashOf is opts.HashFunc(), or 0 when there is none. A typed nil such as (*rsa.PSSOptions)(nil)
+// HashOf is opts.HashFunc(), or 0 when there is none. A typed nil such as (*rsa.PSSOptions)(nil)
 // panics in HashFunc; backends refuse it, and the refusal must reach the audit
 // hook and the caller rather than crash the process.
-func hashOf(opts crypto.SignerOpts) (h crypto.Hash) {
+func HashOf(opts crypto.SignerOpts) (h crypto.Hash) {
 	if opts == nil {
 		return 0
 	}

@@ -33,7 +33,7 @@ func (s *signer) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 		return nil, fmt.Errorf("%w: key %s is no longer active", hsm.ErrKeyNotActive, s.uri)
 	}
 	pss, isPSS := opts.(*rsa.PSSOptions)
-	h := hashOf(opts)
+	h := hsm.HashOf(opts)
 	switch h {
 	case crypto.SHA256, crypto.SHA384, crypto.SHA512:
 	default:
@@ -58,18 +58,4 @@ func (s *signer) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 		return rsa.SignPKCS1v15(r, priv, h, digest)
 	}
 	return nil, fmt.Errorf("%w: key type %T", hsm.ErrUnsupportedOp, k.Signer)
-}
-
-// hashOf is opts.HashFunc(), or 0 for nil options, including a typed nil such as
-// (*rsa.PSSOptions)(nil) whose HashFunc would panic.
-func hashOf(opts crypto.SignerOpts) (h crypto.Hash) {
-	if opts == nil {
-		return 0
-	}
-	defer func() {
-		if recover() != nil {
-			h = 0
-		}
-	}()
-	return opts.HashFunc()
 }
