@@ -16,7 +16,7 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	testenv.StopPostgres()
+	testenv.Cleanup()
 	os.Exit(code)
 }
 

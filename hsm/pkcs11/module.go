@@ -1,0 +1,81 @@
+package pkcs11
+
+import (
+	"fmt"
+	"os"
+	"sync"
+
+	p11 "github.com/miekg/pkcs11"
+)
+
+// module is a loaded and initialised PKCS#11 library.
+type module struct {
+	path string
+	ctx  *p11.Ctx
+	refs int
+}
+
+// modules is the process's one owner of each PKCS#11 library. This is the one package-level
+// variable of the key layer, and it has to be: C_Initialize and C_Finalize act on the whole
+// process, so two Managers on one library must share the initialisation and only the last
+// Close may finalise it.
+var modules = struct {
+	sync.Mutex
+	byPath map[string]*module
+}{byPath: map[string]*module{}}
+
+func loadModule(path string) (*module, error) {
+	modules.Lock()
+	defer modules.Unlock()
+	if m, ok := modules.byPath[path]; ok {
+		m.refs++
+		return m, nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("pkcs11: module %s: %w", path, err)
+	}
+	ctx := p11.New(path)
+	if ctx == nil {
+		return nil, fmt.Errorf("pkcs11: module %s could not be loaded (not a PKCS#11 library?)", path)
+	}
+	if err := ctx.Initialize(); err != nil && !isCode(err, p11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		ctx.Destroy()
+		return nil, fmt.Errorf("pkcs11: module %s: C_Initialize: %w", path, err)
+	}
+	m := &module{path: path, ctx: ctx, refs: 1}
+	modules.byPath[path] = m
+	return m, nil
+}
+
+func (m *module) release() {
+	modules.Lock()
+	defer modules.Unlock()
+	m.refs--
+	if m.refs > 0 {
+		return
+	}
+	delete(modules.byPath, m.path)
+	m.ctx.Finalize()
+	m.ctx.Destroy()
+}
+
+func isCode(err error, code uint) bool {
+	e, ok := err.(p11.Error)
+	return ok && uint(e) == code
+}
+
+// reconnectable reports whether err means the session or token went away, so that reopening
+// the sessions and logging in again may cure it.
+func reconnectable(err error) bool {
+	e, ok := err.(p11.Error)
+	if !ok {
+		return false
+	}
+	switch uint(e) {
+	case p11.CKR_SESSION_HANDLE_INVALID, p11.CKR_SESSION_CLOSED, p11.CKR_DEVICE_REMOVED, p11.CKR_DEVICE_ERROR,
+		p11.CKR_TOKEN_NOT_PRESENT, p11.CKR_USER_NOT_LOGGED_IN, p11.CKR_CRYPTOKI_NOT_INITIALIZED,
+		p11.CKR_TOKEN_NOT_RECOGNIZED, p11.CKR_SLOT_ID_INVALID:
+		return true
+	}
+	return false
+}
