@@ -50,7 +50,7 @@ func vulaBinary(t *testing.T) string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	testenv.StopPostgres()
+	testenv.Cleanup()
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
@@ -165,5 +165,49 @@ func TestKeysSoftware(t *testing.T) {
 	}
 	if _, errs, err := vulaRun(nil, "keys", "show", "--data-dir", data, "software:object=ghost"); err == nil || !strings.Contains(errs, "not found") {
 		t.Fatalf("unknown key: %v %q", err, errs)
+	}
+}
+
+// TestKeysPKCS11 makes a key with `vula keys create` on a SoftHSM2 token and asks OpenSC's
+// pkcs11-tool what the token holds: sensitive, never extractable, sign only.
+func TestKeysPKCS11(t *testing.T) {
+	vulaBinary(t)
+	tok := testenv.SoftHSM(t)
+	env := []string{"SOFTHSM2_CONF=" + tok.Conf, "VULA_HSM_BACKEND=pkcs11", "VULA_HSM_PKCS11_MODULE=" + tok.Module,
+		"VULA_HSM_PKCS11_TOKEN_LABEL=" + tok.Label, "VULA_HSM_PKCS11_PIN_ENV=TEST_HSM_PIN", "TEST_HSM_PIN=" + tok.PIN}
+	data := t.TempDir()
+	var k map[string]any
+	out := vula(t, env, "keys", "create", "--data-dir", data, "--label", "tsa-2026", "--algorithm", "EC-P384", "--purpose", "tsa", "--output", "json")
+	if err := json.Unmarshal([]byte(out), &k); err != nil || k["uri"] != "pkcs11:token="+tok.Label+";object=tsa-2026;type=private" {
+		t.Fatalf("create: %q %v", out, err)
+	}
+	vula(t, env, "keys", "create", "--data-dir", data, "--label", "ca-root", "--algorithm", "RSA-3072", "--purpose", "ca")
+	var list []map[string]any
+	json.Unmarshal([]byte(vula(t, env, "keys", "list", "--data-dir", data, "--output", "json")), &list)
+	if len(list) != 2 || list[0]["label"] != "ca-root" || list[1]["algorithm"] != "EC-P384" {
+		t.Fatalf("list: %v", list)
+	}
+	if _, err := exec.LookPath("pkcs11-tool"); err != nil {
+		testenv.Missing(t, "pkcs11-tool (opensc)")
+	}
+	ptool, err := exec.Command("pkcs11-tool", "--module", tok.Module, "--token-label", tok.Label, "--login", "--pin", tok.PIN,
+		"--list-objects", "--type", "privkey").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pkcs11-tool: %v\n%s", err, ptool)
+	}
+	objects := strings.Split(string(ptool), "Private Key Object")
+	if len(objects) != 3 {
+		t.Fatalf("pkcs11-tool lists %d private keys:\n%s", len(objects)-1, ptool)
+	}
+	for _, o := range objects[1:] {
+		if !strings.Contains(o, "Usage:      sign\n") || !strings.Contains(o, "Access:     sensitive, always sensitive, never extractable, local") {
+			t.Errorf("private key not sign-only, sensitive, never extractable:\n%s", o)
+		}
+	}
+	// The PIN never shows, even when it is wrong.
+	badEnv := append(env[:len(env):len(env)], "TEST_HSM_PIN=9999-not-the-pin")
+	_, errs, err := vulaRun(badEnv, "keys", "list", "--data-dir", data)
+	if err == nil || !strings.Contains(errs, "wrong PIN") || strings.Contains(errs, "9999-not-the-pin") {
+		t.Fatalf("wrong PIN: %v %q", err, errs)
 	}
 }
