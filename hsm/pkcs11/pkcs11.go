@@ -52,7 +52,7 @@ type Manager struct {
 	gen    uint64 // counts reconnections; cached handles are valid for one generation
 	closed bool
 
-	cacheMu sync.Mutex
+	cacheMu sync.RWMutex
 	keys    map[string]*entry // by label
 }
 
@@ -374,9 +374,9 @@ func (m *Manager) findKey(s p11.SessionHandle, class uint, id []byte) (p11.Objec
 // load returns the cached entry of label for the current generation, reading the token if
 // needed. Called on a pooled session.
 func (m *Manager) load(s p11.SessionHandle, label string, gen uint64) (*entry, error) {
-	m.cacheMu.Lock()
+	m.cacheMu.RLock()
 	e, ok := m.keys[label]
-	m.cacheMu.Unlock()
+	m.cacheMu.RUnlock()
 	if ok && e.gen == gen {
 		return e, nil
 	}
