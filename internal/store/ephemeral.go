@@ -1,0 +1,46 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Ephemeral keeps short-lived state shared by every replica: sessions, one-time codes, replay
+// caches, rate-limit counters. Values are opaque bytes; every entry has a time to live. Keys are
+// namespaced by the caller ("code:…", "jti:…"). Implementations: memstore, rediskv.
+type Ephemeral interface {
+	// Put stores value under key for ttl, replacing what was there.
+	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// PutIfAbsent stores value only if key holds nothing; ErrConflict otherwise.
+	PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Get returns the value of key; ErrNotFound if absent or expired.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Delete removes key; removing an absent key is not an error.
+	Delete(ctx context.Context, key string) error
+	// Take returns the value of key and removes it, atomically: of several concurrent takers of
+	// one key exactly one gets it, the others ErrNotFound. For one-time codes.
+	Take(ctx context.Context, key string) ([]byte, error)
+	// CompareAndSwap replaces the value of key with new, for ttl, only if it is old:
+	// ErrNotFound if key is absent, ErrConflict if it holds something else.
+	CompareAndSwap(ctx context.Context, key string, old, new []byte, ttl time.Duration) error
+	// Incr adds one to the counter at key and returns the new count. A counter lives for one
+	// fixed window from its first increment.
+	Incr(ctx context.Context, key string, window time.Duration) (int64, error)
+	// SeenOnce records key for ttl and reports whether this was the first time (a replay cache).
+	SeenOnce(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
+	// Ping reports whether the store answers now.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// ErrInvalidKey is returned for an empty key or a non-positive time to live.
+var ErrInvalidKey = errors.New("store: empty key or non-positive ttl")
+
+// CheckEntry validates a key and ttl for every backend alike.
+func CheckEntry(key string, ttl time.Duration) error {
+	if key == "" || ttl <= 0 {
+		return ErrInvalidKey
+	}
+	return nil
+}

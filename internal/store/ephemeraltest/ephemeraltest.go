@@ -1,0 +1,182 @@
+// Package ephemeraltest is the conformance suite of the ephemeral store: every store.Ephemeral
+// backend (memory, Redis) runs it.
+package ephemeraltest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vula-eid/vula/internal/store"
+)
+
+// Harness opens stores and moves time on.
+type Harness struct {
+	// Open returns an empty store.
+	Open func(t *testing.T) store.Ephemeral
+	// Advance lets d pass for the store: a fake clock for memory, a real wait for Redis.
+	Advance func(d time.Duration)
+}
+
+// Run runs the suite.
+func Run(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := h.Open(t)
+	t.Cleanup(func() { s.Close() })
+
+	t.Run("PutGetDelete", func(t *testing.T) {
+		big := make([]byte, 1<<20)
+		rand.Read(big)
+		for key, v := range map[string][]byte{"a": []byte("value"), "bin": {0, 255, 0, 10, 13}, "big": big, "empty": {}} {
+			must(t, s.Put(ctx, key, v, time.Minute))
+			got, err := s.Get(ctx, key)
+			if err != nil || !bytes.Equal(got, v) {
+				t.Fatalf("%s: got %d bytes, %v", key, len(got), err)
+			}
+		}
+		must(t, s.Delete(ctx, "a"))
+		must(t, s.Delete(ctx, "a")) // absent: no error
+		if _, err := s.Get(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("after delete: %v", err)
+		}
+		if err := s.Put(ctx, "", []byte("x"), time.Minute); !errors.Is(err, store.ErrInvalidKey) {
+			t.Fatalf("empty key: %v", err)
+		}
+		if err := s.Put(ctx, "k", []byte("x"), 0); !errors.Is(err, store.ErrInvalidKey) {
+			t.Fatalf("zero ttl: %v", err)
+		}
+	})
+
+	t.Run("TTL", func(t *testing.T) {
+		must(t, s.Put(ctx, "short", []byte("x"), 300*time.Millisecond))
+		must(t, s.Put(ctx, "long", []byte("y"), time.Hour))
+		h.Advance(time.Second)
+		if _, err := s.Get(ctx, "short"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("expired entry: %v", err)
+		}
+		if _, err := s.Take(ctx, "short"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("take of an expired entry: %v", err)
+		}
+		if _, err := s.Get(ctx, "long"); err != nil {
+			t.Fatalf("live entry: %v", err)
+		}
+		// An expired entry no longer blocks PutIfAbsent.
+		must(t, s.PutIfAbsent(ctx, "short", []byte("again"), time.Minute))
+	})
+
+	t.Run("TakeOnce", func(t *testing.T) {
+		must(t, s.Put(ctx, "code:1", []byte("grant"), time.Minute))
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for i := 0; i < 32; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v, err := s.Take(ctx, "code:1")
+				switch {
+				case err == nil && string(v) == "grant":
+					wins.Add(1)
+				case !errors.Is(err, store.ErrNotFound):
+					t.Errorf("take: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Fatalf("%d takers won, want exactly 1", wins.Load())
+		}
+	})
+
+	t.Run("PutIfAbsent", func(t *testing.T) {
+		must(t, s.PutIfAbsent(ctx, "once", []byte("1"), time.Minute))
+		if err := s.PutIfAbsent(ctx, "once", []byte("2"), time.Minute); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("second PutIfAbsent: %v", err)
+		}
+		if v, _ := s.Get(ctx, "once"); string(v) != "1" {
+			t.Fatalf("value overwritten: %q", v)
+		}
+	})
+
+	t.Run("CompareAndSwap", func(t *testing.T) {
+		must(t, s.Put(ctx, "sess", []byte("v1"), time.Minute))
+		must(t, s.CompareAndSwap(ctx, "sess", []byte("v1"), []byte("v2"), time.Minute))
+		if err := s.CompareAndSwap(ctx, "sess", []byte("v1"), []byte("v3"), time.Minute); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("stale swap: %v", err)
+		}
+		if err := s.CompareAndSwap(ctx, "nothing", []byte("v1"), []byte("v3"), time.Minute); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("swap of an absent key: %v", err)
+		}
+		if v, _ := s.Get(ctx, "sess"); string(v) != "v2" {
+			t.Fatalf("value %q", v)
+		}
+		// Concurrent swappers from the same value: one wins.
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for i := 0; i < 16; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if s.CompareAndSwap(ctx, "sess", []byte("v2"), []byte{byte(i)}, time.Minute) == nil {
+					wins.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Fatalf("%d swappers won", wins.Load())
+		}
+	})
+
+	t.Run("Counters", func(t *testing.T) {
+		var wg sync.WaitGroup
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.Incr(ctx, "rl:ip", 500*time.Millisecond); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		n, err := s.Incr(ctx, "rl:ip", 500*time.Millisecond)
+		if err != nil || n != 51 {
+			t.Fatalf("51st increment: %d %v", n, err)
+		}
+		h.Advance(time.Second)
+		if n, _ := s.Incr(ctx, "rl:ip", 500*time.Millisecond); n != 1 {
+			t.Fatalf("new window starts at %d", n)
+		}
+	})
+
+	t.Run("ReplayCache", func(t *testing.T) {
+		first, err := s.SeenOnce(ctx, "jti:abc", 300*time.Millisecond)
+		if err != nil || !first {
+			t.Fatalf("first sight: %v %v", first, err)
+		}
+		if again, _ := s.SeenOnce(ctx, "jti:abc", 300*time.Millisecond); again {
+			t.Fatal("a replay was taken for new")
+		}
+		h.Advance(time.Second)
+		if first, _ := s.SeenOnce(ctx, "jti:abc", time.Minute); !first {
+			t.Fatal("entry outlived its ttl")
+		}
+		if _, err := s.SeenOnce(ctx, "", time.Minute); err == nil {
+			t.Fatal("empty key accepted")
+		}
+	})
+
+	t.Run("Ping", func(t *testing.T) { must(t, s.Ping(ctx)) })
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,195 @@
+// Package rediskv is the ephemeral store on Redis, for replicas that share state, through
+// go-redis's UniversalClient: a single server, Sentinel or Cluster. Every operation touches a
+// single key, so Cluster needs no hash tags. A Redis that is down gives store.ErrUnavailable
+// quickly, and the store recovers on its own when Redis is back.
+package rediskv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vula-eid/vula/internal/store"
+)
+
+// Store is a store.Ephemeral on Redis.
+type Store struct {
+	c      redis.UniversalClient
+	prefix string
+}
+
+var _ store.Ephemeral = (*Store)(nil)
+
+// DefaultPrefix namespaces Vula's keys in a shared Redis.
+const DefaultPrefix = "vula:"
+
+// Open connects to url: redis://[:password@]host:port/db or rediss://… for one server;
+// redis+sentinel://[:password@]host1:26379,host2:26379/master[?db=N] for Sentinel;
+// redis+cluster://[:password@]host1:7000,host2:7001 for Cluster. Open does not wait for Redis:
+// a Redis that is down makes Ping and every operation fail with store.ErrUnavailable until it
+// comes back.
+func Open(ctx context.Context, rawURL string, log *slog.Logger) (*Store, error) {
+	opts, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	opts.MaxRetries = 1
+	return OpenClient(redis.NewUniversalClient(opts), DefaultPrefix), nil
+}
+
+// OpenClient wraps a client the caller configured.
+func OpenClient(c redis.UniversalClient, prefix string) *Store {
+	return &Store{c: c, prefix: prefix}
+}
+
+func parseURL(raw string) (*redis.UniversalOptions, error) {
+	scheme, _, _ := strings.Cut(raw, "://")
+	switch scheme {
+	case "redis", "rediss":
+		o, err := redis.ParseURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("rediskv: %w", err)
+		}
+		return &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}, nil
+	case "redis+sentinel", "redis+cluster":
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("rediskv: %w", err)
+		}
+		o := &redis.UniversalOptions{Addrs: strings.Split(u.Host, ",")}
+		if u.User != nil {
+			o.Username = u.User.Username()
+			o.Password, _ = u.User.Password()
+		}
+		if scheme == "redis+sentinel" {
+			o.MasterName = strings.Trim(u.Path, "/")
+			if o.MasterName == "" {
+				return nil, errors.New("rediskv: redis+sentinel URL needs /<master name>")
+			}
+		} else {
+			o.IsClusterMode = true
+		}
+		return o, nil
+	}
+	return nil, fmt.Errorf("rediskv: want a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL")
+}
+
+// wrap maps transport failures to store.ErrUnavailable; the address, never the password, is named.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, redis.Nil) {
+		return store.ErrNotFound
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) && !strings.HasPrefix(rerr.Error(), "LOADING") && !strings.HasPrefix(rerr.Error(), "CLUSTERDOWN") {
+		return fmt.Errorf("rediskv: %s: %w", op, err)
+	}
+	return fmt.Errorf("%w: redis: %s: %v", store.ErrUnavailable, op, err)
+}
+
+func (s *Store) k(key string) string { return s.prefix + key }
+
+// Put stores value for ttl.
+func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if err := store.CheckEntry(key, ttl); err != nil {
+		return err
+	}
+	return wrap("put", s.c.Set(ctx, s.k(key), value, ttl).Err())
+}
+
+// PutIfAbsent stores value if key holds nothing.
+func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if err := store.CheckEntry(key, ttl); err != nil {
+		return err
+	}
+	err := s.c.SetArgs(ctx, s.k(key), value, redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	if errors.Is(err, redis.Nil) {
+		return fmt.Errorf("%w: %s exists", store.ErrConflict, key)
+	}
+	return wrap("put if absent", err)
+}
+
+// Get returns the value of key.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	b, err := s.c.Get(ctx, s.k(key)).Bytes()
+	return b, wrap("get", err)
+}
+
+// Delete removes key.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	return wrap("delete", s.c.Del(ctx, s.k(key)).Err())
+}
+
+// Take returns and removes the value of key (GETDEL, atomic in Redis).
+func (s *Store) Take(ctx context.Context, key string) ([]byte, error) {
+	b, err := s.c.GetDel(ctx, s.k(key)).Bytes()
+	return b, wrap("take", err)
+}
+
+// casScript swaps the value only when it is the expected one: 1 swapped, 0 changed, -1 absent.
+var casScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then return -1 end
+if cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`)
+
+// CompareAndSwap replaces old with new.
+func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new []byte, ttl time.Duration) error {
+	if err := store.CheckEntry(key, ttl); err != nil {
+		return err
+	}
+	n, err := casScript.Run(ctx, s.c, []string{s.k(key)}, old, new, ttl.Milliseconds()).Int()
+	if err != nil {
+		return wrap("compare and swap", err)
+	}
+	switch n {
+	case -1:
+		return store.ErrNotFound
+	case 0:
+		return fmt.Errorf("%w: %s changed", store.ErrConflict, key)
+	}
+	return nil
+}
+
+// incrScript counts and starts the window on the first increment, in one step.
+var incrScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n`)
+
+// Incr counts within a fixed window.
+func (s *Store) Incr(ctx context.Context, key string, window time.Duration) (int64, error) {
+	if err := store.CheckEntry(key, window); err != nil {
+		return 0, err
+	}
+	n, err := incrScript.Run(ctx, s.c, []string{s.k(key)}, window.Milliseconds()).Int64()
+	return n, wrap("incr", err)
+}
+
+// SeenOnce records key and reports whether it is new.
+func (s *Store) SeenOnce(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	if err := store.CheckEntry(key, ttl); err != nil {
+		return false, err
+	}
+	err := s.c.SetArgs(ctx, s.k(key), []byte{1}, redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	return err == nil, wrap("seen once", err)
+}
+
+// Ping reports whether Redis answers.
+func (s *Store) Ping(ctx context.Context) error { return wrap("ping", s.c.Ping(ctx).Err()) }
+
+// Close closes the client.
+func (s *Store) Close() error { return s.c.Close() }

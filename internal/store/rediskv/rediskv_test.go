@@ -1,0 +1,96 @@
+package rediskv
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/store/ephemeraltest"
+	"github.com/vula-eid/vula/internal/testenv"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestConformance(t *testing.T) {
+	r := testenv.Redis(t)
+	ephemeraltest.Run(t, ephemeraltest.Harness{
+		Open: func(t *testing.T) store.Ephemeral {
+			s, err := Open(context.Background(), r.URL, quiet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		Advance: time.Sleep, // Redis keeps real time
+	})
+}
+
+// TestOutage stops Redis under a store and starts it again: errors in between are
+// ErrUnavailable, and the same store works afterwards.
+func TestOutage(t *testing.T) {
+	r := testenv.Redis(t)
+	ctx := context.Background()
+	s, err := Open(ctx, r.URL, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Put(ctx, "k", []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	r.Stop(t)
+	for name, op := range map[string]func() error{
+		"ping": func() error { return s.Ping(ctx) },
+		"put":  func() error { return s.Put(ctx, "k2", []byte("v"), time.Minute) },
+		"take": func() error { _, err := s.Take(ctx, "k"); return err },
+		"incr": func() error { _, err := s.Incr(ctx, "c", time.Minute); return err },
+	} {
+		if err := op(); !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s with Redis down: %v", name, err)
+		}
+	}
+	r.Start(t)
+	var perr error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if perr = s.Ping(ctx); perr == nil {
+			break
+		}
+	}
+	if perr != nil {
+		t.Fatalf("no recovery: %v", perr)
+	}
+	if err := s.Put(ctx, "k3", []byte("v"), time.Minute); err != nil {
+		t.Fatalf("put after recovery: %v", err)
+	}
+}
+
+func TestOpenDownAndURLs(t *testing.T) {
+	ctx := context.Background()
+	// Nothing listens on port 1: Open works, Ping says why.
+	s, err := Open(ctx, "redis://:s3cret-pw@127.0.0.1:1/0", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Ping(ctx); !errors.Is(err, store.ErrUnavailable) || strings.Contains(err.Error(), "s3cret-pw") {
+		t.Fatalf("ping of a down Redis: %v", err)
+	}
+	for _, u := range []string{"http://x", "redis+sentinel://h1:26379,h2:26379", "redis://[bad"} {
+		if _, err := Open(ctx, u, quiet); err == nil {
+			t.Errorf("%s accepted", u)
+		}
+	}
+	o, err := parseURL("redis+sentinel://:pw@h1:26379,h2:26379/mymaster")
+	if err != nil || o.MasterName != "mymaster" || len(o.Addrs) != 2 || o.Password != "pw" {
+		t.Fatalf("sentinel options %+v %v", o, err)
+	}
+	o, err = parseURL("redis+cluster://h1:7000,h2:7001,h3:7002")
+	if err != nil || !o.IsClusterMode || len(o.Addrs) != 3 {
+		t.Fatalf("cluster options %+v %v", o, err)
+	}
+}

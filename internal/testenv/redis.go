@@ -1,0 +1,70 @@
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// RedisServer is a redis-server of one test, on loopback, without persistence.
+type RedisServer struct {
+	Addr, URL string
+	dir       string
+	cmd       *exec.Cmd
+}
+
+// Redis starts a redis-server for the test, stopped when the test ends. With CI=true a missing
+// redis-server fails the test.
+func Redis(t testing.TB) *RedisServer {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		Missing(t, "redis-server: "+err.Error())
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	r := &RedisServer{Addr: addr, URL: "redis://" + addr + "/0", dir: t.TempDir()}
+	r.Start(t)
+	t.Cleanup(func() { r.Stop(t) })
+	return r
+}
+
+// Start starts (or restarts) the server on its port and waits until it answers.
+func (r *RedisServer) Start(t testing.TB) {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(r.Addr)
+	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r.dir)
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("redis-server: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.Dial("tcp", r.Addr)
+		if err == nil {
+			fmt.Fprintf(c, "PING\r\n")
+			buf := make([]byte, 7)
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			n, _ := c.Read(buf)
+			c.Close()
+			if string(buf[:n]) == "+PONG\r\n" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server on %s did not answer", r.Addr)
+		}
+	}
+}
+
+// Stop kills the server.
+func (r *RedisServer) Stop(t testing.TB) {
+	if r.cmd != nil && r.cmd.Process != nil {
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+		r.cmd = nil
+	}
+}
