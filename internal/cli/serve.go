@@ -52,8 +52,15 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	keys := hsm.Instrument(raw, hsm.NewMetrics(reg), gate, time.Now)
 	_ = keys // the services that sign register here as they are built
 
+	eph, err := openEphemeral(ctx, cfg.Store.Ephemeral, log)
+	if err != nil {
+		return fmt.Errorf("store.ephemeral: %w", err)
+	}
+	defer eph.Close()
+
 	srv := server.New(log, reg, time.Now)
 	srv.AddCheck("keys", raw)
+	srv.AddCheck("ephemeral", eph)
 	srv.AddCheck("durable", gate)
 	go gate.open(ctx, cfg, raw, log, func(_ *sqlstore.DB, l *audit.Log) {
 		log.Info("durable store open", "dsn", redactDSN(cfg.Store.Durable))

@@ -12,6 +12,8 @@ import (
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/store/memstore"
+	"github.com/vula-eid/vula/internal/store/rediskv"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 )
 
@@ -107,4 +109,13 @@ func (g *durableGate) close() {
 	if db := g.db.Load(); db != nil {
 		db.Close()
 	}
+}
+
+// openEphemeral opens the in-memory store or Redis. A Redis that is down does not stop the
+// start: readiness reports it until it answers.
+func openEphemeral(ctx context.Context, url string, log *slog.Logger) (store.Ephemeral, error) {
+	if url == "memory" {
+		return memstore.New(time.Now), nil
+	}
+	return rediskv.Open(ctx, url, log)
 }
