@@ -29,3 +29,9 @@ func TestConformance(t *testing.T) {
 		Advance: c.advance,
 	})
 }
+
+func BenchmarkTakeOnce(b *testing.B) {
+	s := New(time.Now)
+	defer s.Close()
+	ephemeraltest.BenchmarkTakeOnce(b, s)
+}

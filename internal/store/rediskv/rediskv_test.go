@@ -94,3 +94,13 @@ func TestOpenDownAndURLs(t *testing.T) {
 		t.Fatalf("cluster options %+v %v", o, err)
 	}
 }
+
+func BenchmarkTakeOnce(b *testing.B) {
+	r := testenv.Redis(b)
+	s, err := Open(context.Background(), r.URL, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ephemeraltest.BenchmarkTakeOnce(b, s)
+}
