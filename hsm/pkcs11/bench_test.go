@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
-	"sync"
 	"testing"
 
 	p11 "github.com/miekg/pkcs11"
@@ -63,35 +62,11 @@ func BenchmarkSign(b *testing.B) {
 					}
 					defer m.mod.ctx.CloseSession(sessions[i])
 				}
-				parallel(b, g, func(w int) error { return raw(sessions[w]) })
+				testenv.Parallel(b, g, "sig/s", func(w int) error { return raw(sessions[w]) })
 			})
 			b.Run(fmt.Sprintf("%s/manager/g%d", alg, g), func(b *testing.B) {
-				parallel(b, g, func(int) error { _, err := s.Sign(rand.Reader, d[:], crypto.SHA256); return err })
+				testenv.Parallel(b, g, "sig/s", func(int) error { _, err := s.Sign(rand.Reader, d[:], crypto.SHA256); return err })
 			})
 		}
 	}
-}
-
-// parallel runs b.N calls of f spread over g goroutines and reports signatures per second.
-func parallel(b *testing.B, g int, f func(worker int) error) {
-	b.ResetTimer()
-	var wg sync.WaitGroup
-	for w := 0; w < g; w++ {
-		n := b.N / g
-		if w == 0 {
-			n += b.N % g
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < n; i++ {
-				if err := f(w); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sig/s")
 }

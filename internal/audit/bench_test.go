@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,27 +26,10 @@ func BenchmarkAppend(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				b.ResetTimer()
-				var wg sync.WaitGroup
-				per := b.N / writers
-				for w := 0; w < writers; w++ {
-					n := per
-					if w == 0 {
-						n += b.N % writers
-					}
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for i := 0; i < n; i++ {
-							if _, err := l.Append(context.Background(), Event{Actor: "bench", Action: "sign", Digest: make([]byte, 32), Result: "ok"}); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+				testenv.Parallel(b, writers, "appends/s", func(int) error {
+					_, err := l.Append(context.Background(), Event{Actor: "bench", Action: "sign", Digest: make([]byte, 32), Result: "ok"})
+					return err
+				})
 			})
 		}
 	}
