@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -61,6 +62,11 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*DB, error) {
 		path := strings.TrimPrefix(dsn, "sqlite:")
 		if path == "" {
 			return nil, errors.New("sqlstore: sqlite: empty path")
+		}
+		// The database holds credentials and the audit log: owner-only, like the keystore.
+		// SQLite gives its WAL and shared-memory files the database file's mode.
+		if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+			f.Close()
 		}
 		q := url.Values{}
 		for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {

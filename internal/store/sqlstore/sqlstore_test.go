@@ -33,8 +33,13 @@ func openT(t *testing.T, dsn string) *DB {
 }
 
 func TestConformanceSQLite(t *testing.T) {
-	dsn := "sqlite:" + filepath.Join(t.TempDir(), "vula.db")
-	storetest.Run(t, func(t *testing.T) store.Durable { return openT(t, dsn) })
+	path := filepath.Join(t.TempDir(), "vula.db")
+	storetest.Run(t, func(t *testing.T) store.Durable { return openT(t, "sqlite:"+path) })
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		if fi, err := os.Stat(f); err == nil && fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", f, fi.Mode().Perm())
+		}
+	}
 }
 
 func TestConformancePostgres(t *testing.T) {
