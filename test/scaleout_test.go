@@ -61,8 +61,13 @@ func TestScaleOut(t *testing.T) {
 	env := []string{"SOFTHSM2_CONF=" + tok.Conf, "VULA_HSM_BACKEND=pkcs11", "VULA_HSM_PKCS11_MODULE=" + tok.Module,
 		"VULA_HSM_PKCS11_TOKEN_LABEL=" + tok.Label, "VULA_HSM_PKCS11_PIN_ENV=TEST_HSM_PIN", "TEST_HSM_PIN=" + tok.PIN,
 		"VULA_STORE_DURABLE=" + pg.DSN, "VULA_STORE_EPHEMERAL=" + rd.URL}
-	replicas := []*replica{startReplica(t, env), startReplica(t, env)}
-	for _, r := range replicas {
+	// One after the other: SoftHSM2 keeps its tokens in files, and a process that initialises
+	// the library while another writes the token can miss the token (a real HSM has no such
+	// race). Once both run, they share the token and the databases for real.
+	var replicas []*replica
+	for i := 0; i < 2; i++ {
+		r := startReplica(t, env)
+		replicas = append(replicas, r)
 		rep := r.ready(t, http.StatusOK)
 		comps, _ := rep["components"].(map[string]any)
 		for _, c := range []string{"keys", "durable", "ephemeral"} {
