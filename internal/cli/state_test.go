@@ -55,7 +55,12 @@ func TestServeWaitsForDatabase(t *testing.T) {
 			Ready: func(a string) { addrc <- a }})
 	}()
 	addr := <-addrc
+	// The first attempt to open runs in the background: wait (bounded) until it has failed.
 	code, r := readiness(t, addr)
+	for deadline := time.Now().Add(30 * time.Second); r.Components["durable"].Error == "not open yet" && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		code, r = readiness(t, addr)
+	}
 	if code != http.StatusServiceUnavailable || r.Components["durable"].OK || !r.Components["keys"].OK ||
 		!strings.Contains(r.Components["durable"].Error, "unavailable") {
 		t.Fatalf("readiness with the database down: %d %+v", code, r)
