@@ -49,8 +49,8 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	// store answers, the gate refuses and no key signs.
 	gate := &durableGate{}
 	defer gate.close()
+	// Services that sign are given keys, never raw.
 	keys := hsm.Instrument(raw, hsm.NewMetrics(reg), gate, time.Now)
-	_ = keys // the services that sign register here as they are built
 
 	eph, err := openEphemeral(ctx, cfg.Store.Ephemeral, log)
 	if err != nil {
@@ -59,7 +59,7 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	defer eph.Close()
 
 	srv := server.New(log, reg, time.Now)
-	srv.AddCheck("keys", raw)
+	srv.AddCheck("keys", keys)
 	srv.AddCheck("ephemeral", eph)
 	srv.AddCheck("durable", gate)
 	go gate.open(ctx, cfg, raw, log, func(_ *sqlstore.DB, l *audit.Log) {
@@ -78,7 +78,6 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 		WriteTimeout:      120 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          nil,
 	}
 	log.Info("vula serving", "addr", ln.Addr().String(), "base_url", cfg.BaseURL,
 		"keys", cfg.HSM.Backend, "durable", redactDSN(cfg.Store.Durable), "ephemeral", redactDSN(cfg.Store.Ephemeral))
