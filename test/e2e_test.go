@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -116,6 +117,28 @@ func TestServeLifecycle(t *testing.T) {
 	if !ready {
 		t.Fatalf("not ready: %s", logs.String())
 	}
+	// The embedded default made its PKI on first start: openssl reads the CRL and verifies the
+	// issuing CA under the root.
+	pki := t.TempDir()
+	for _, f := range []string{"root.crt", "person-ca.crt", "seal-ca.crt", "tsa.crt", "person-ca.crl"} {
+		resp, err := http.Get("http://" + addr + "/pki/" + f)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET /pki/%s: %v %v", f, err, resp)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.HasSuffix(f, ".crt") { // DER on the wire; openssl verify reads PEM
+			b = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: b})
+		}
+		os.WriteFile(filepath.Join(pki, f), b, 0o600)
+	}
+	if out, err := exec.Command("openssl", "verify", "-CAfile", filepath.Join(pki, "root.crt"), filepath.Join(pki, "person-ca.crt")).CombinedOutput(); err != nil {
+		t.Fatalf("openssl verify of person-ca: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("openssl", "crl", "-inform", "DER", "-in", filepath.Join(pki, "person-ca.crl"), "-noout", "-CAfile", filepath.Join(pki, "person-ca.crt")).CombinedOutput(); err != nil || !strings.Contains(string(out), "verify OK") {
+		t.Fatalf("openssl crl: %v\n%s", err, out)
+	}
+
 	// An in-flight request (a slow-reading client) must not stop the drain from finishing.
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {

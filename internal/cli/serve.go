@@ -62,9 +62,20 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	srv.AddCheck("keys", keys)
 	srv.AddCheck("ephemeral", eph)
 	srv.AddCheck("durable", gate)
-	go gate.open(ctx, cfg, raw, log, func(_ *sqlstore.DB, l *audit.Log) {
+	pki := &pkiGate{}
+	fatal := make(chan error, 1)
+	srv.AddCheck("pki", pki)
+	srv.Handle("/pki", pki)
+	srv.Handle("/pki/", pki)
+	go gate.open(ctx, cfg, raw, log, func(db *sqlstore.DB, l *audit.Log) {
 		log.Info("durable store open", "dsn", redactDSN(cfg.Store.Durable))
 		go l.Run(ctx)
+		// CA signatures go through the instrumented layer: each is in the audit log.
+		// A CA key that does not match its certificate stops the process: nothing may be
+		// signed under a hierarchy that is not what it claims.
+		if err := pki.open(ctx, keys, db, cfg, log); err != nil {
+			fatal <- err
+		}
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -86,9 +97,12 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	var stopErr error
 	select {
 	case err := <-errc:
 		return err
+	case stopErr = <-fatal:
+		log.Error("stopping", "err", stopErr)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", time.Duration(cfg.ShutdownTimeout).String())
@@ -101,5 +115,5 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	log.Info("stopped")
-	return nil
+	return stopErr
 }

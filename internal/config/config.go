@@ -8,6 +8,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,19 @@ type Config struct {
 	HSM             HSM      `yaml:"hsm" json:"hsm"`
 	Store           Store    `yaml:"store" json:"store"`
 	Audit           Audit    `yaml:"audit" json:"audit"`
+	PKI             PKI      `yaml:"pki" json:"pki"`
+}
+
+// PKI configures the CA hierarchy made on first start.
+type PKI struct {
+	// Country is the ISO 3166 code in every subject and in PNO/NTR identifiers.
+	Country string `yaml:"country" json:"country"`
+	// Organization names the trust service provider in the CA subjects.
+	Organization string `yaml:"organization" json:"organization"`
+	// PolicyOIDs are written into certificatePolicies (dotted form).
+	PolicyOIDs []string `yaml:"policy_oids" json:"policy_oids"`
+	// PDSURL is the English PKI disclosure statement (QcPDS).
+	PDSURL string `yaml:"pds_url" json:"pds_url"`
 }
 
 // Audit configures the audit log's signed checkpoints.
@@ -130,6 +144,8 @@ func Default() Config {
 		HSM:             HSM{Backend: "software"},
 		Store:           Store{Ephemeral: "memory"},
 		Audit:           Audit{CheckpointEvery: 1000, CheckpointInterval: Duration(time.Minute)},
+		// A demo policy arc under the private-enterprise number reserved for documentation.
+		PKI: PKI{Country: "XK", Organization: "Vula Demo", PolicyOIDs: []string{"1.3.6.1.4.1.32473.1.1"}},
 	}
 }
 
@@ -196,6 +212,9 @@ func (c *Config) fillDerived() {
 	}
 	if c.Store.Durable == "" {
 		c.Store.Durable = "sqlite:" + filepath.Join(c.DataDir, "vula.db")
+	}
+	if c.PKI.PDSURL == "" {
+		c.PKI.PDSURL = strings.TrimRight(c.BaseURL, "/") + "/pki/pds/en"
 	}
 }
 
@@ -325,6 +344,17 @@ func (c Config) Validate() error {
 	default:
 		return bad("hsm.backend", "want software or pkcs11, got %q", c.HSM.Backend)
 	}
+	if len(c.PKI.Country) != 2 || strings.ToUpper(c.PKI.Country) != c.PKI.Country {
+		return bad("pki.country", "want a two-letter ISO 3166 code, got %q", c.PKI.Country)
+	}
+	if c.PKI.Organization == "" {
+		return bad("pki.organization", "must not be empty")
+	}
+	for _, o := range c.PKI.PolicyOIDs {
+		if _, err := ParseOID(o); err != nil {
+			return bad("pki.policy_oids", "%v", err)
+		}
+	}
 	if c.Audit.CheckpointEvery < 1 {
 		return bad("audit.checkpoint_every", "must be >= 1")
 	}
@@ -357,4 +387,21 @@ func Secret(envName, file string, lookup func(string) (string, bool)) (string, e
 		return "", fmt.Errorf("config: secret file: %w", err)
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// ParseOID parses a dotted object identifier such as 1.3.6.1.4.1.32473.1.1.
+func ParseOID(s string) (asn1.ObjectIdentifier, error) {
+	parts := strings.Split(s, ".")
+	if len(parts) < 2 {
+		return nil, fmt.Errorf("not an object identifier: %q", s)
+	}
+	oid := make(asn1.ObjectIdentifier, len(parts))
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("not an object identifier: %q", s)
+		}
+		oid[i] = n
+	}
+	return oid, nil
 }

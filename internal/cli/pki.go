@@ -1,0 +1,57 @@
+package cli
+
+import (
+	"context"
+	"encoding/asn1"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/vula-eid/vula/certs"
+	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/config"
+)
+
+// pkiConfig turns the validated configuration into the authority's.
+func pkiConfig(cfg config.Config) certs.Config {
+	var oids []asn1.ObjectIdentifier
+	for _, s := range cfg.PKI.PolicyOIDs {
+		oid, _ := config.ParseOID(s) // Validate checked them
+		oids = append(oids, oid)
+	}
+	return certs.Config{Country: cfg.PKI.Country, Organization: cfg.PKI.Organization,
+		Policy: certs.Policy{BaseURL: cfg.BaseURL, PolicyOIDs: oids, PDSURL: cfg.PKI.PDSURL}}
+}
+
+// pkiGate serves /pki once the authority is open (it needs the durable store), 503 before.
+type pkiGate struct{ mux atomic.Pointer[http.ServeMux] }
+
+func (g *pkiGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if m := g.mux.Load(); m != nil {
+		m.ServeHTTP(w, r)
+		return
+	}
+	http.Error(w, "the PKI is starting", http.StatusServiceUnavailable)
+}
+
+// open opens (on first start: creates) the hierarchy and starts serving it.
+func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records, cfg config.Config, log *slog.Logger) error {
+	a, err := certs.Open(ctx, keys, recs, pkiConfig(cfg), time.Now)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	certs.Handlers{A: a, Log: log}.Register(mux)
+	g.mux.Store(mux)
+	return nil
+}
+
+// Ping is the PKI's readiness: ready once the hierarchy is loaded.
+func (g *pkiGate) Ping(context.Context) error {
+	if g.mux.Load() == nil {
+		return errors.New("the PKI is starting")
+	}
+	return nil
+}
