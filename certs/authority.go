@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"sort"
 	"time"
 
 	"github.com/vula-eid/vula/hsm"
@@ -233,4 +234,14 @@ func (a *Authority) CRL(ctx context.Context, ca string) ([]byte, error) {
 	return x509.CreateRevocationList(nil, &x509.RevocationList{
 		Number: big.NewInt(n), ThisUpdate: now, NextUpdate: now.Add(24 * time.Hour), RevokedCertificateEntries: entries,
 	}, iss.Cert, iss.Signer)
+}
+
+// Names lists the hierarchy's certificate names.
+func (a *Authority) Names() []string {
+	names := make([]string, 0, len(a.certs))
+	for n := range a.certs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }

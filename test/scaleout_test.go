@@ -20,8 +20,13 @@ type replica struct {
 
 func startReplica(t *testing.T, env []string) *replica {
 	t.Helper()
-	r := &replica{addr: freePort(t), logs: &bytes.Buffer{}}
-	r.cmd = exec.Command(binPath, "serve", "--data-dir", t.TempDir(), "--listen", r.addr)
+	return startReplicaAt(t, freePort(t), t.TempDir(), env)
+}
+
+func startReplicaAt(t *testing.T, addr, data string, env []string) *replica {
+	t.Helper()
+	r := &replica{addr: addr, logs: &bytes.Buffer{}}
+	r.cmd = exec.Command(binPath, "serve", "--data-dir", data, "--listen", r.addr)
 	r.cmd.Env = append(r.cmd.Environ(), env...)
 	r.cmd.Stderr = r.logs
 	if err := r.cmd.Start(); err != nil {

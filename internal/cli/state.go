@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/config"
@@ -81,14 +83,11 @@ func (g *durableGate) open(ctx context.Context, cfg config.Config, keys hsm.Mana
 				db.Close()
 				return fmt.Errorf("audit key: %w", err)
 			}
-			l, err := audit.New(ctx, db, keys, uri, audit.Options{Every: cfg.Audit.CheckpointEvery, Interval: time.Duration(cfg.Audit.CheckpointInterval)}, time.Now, log)
-			if err != nil {
+			if err := g.use(ctx, db, keys, uri, cfg, log); err != nil {
 				db.Close()
 				return err
 			}
-			g.db.Store(db)
-			g.log.Store(l)
-			onOpen(db, l)
+			onOpen(db, g.log.Load())
 			return nil
 		}()
 		if err == nil {
@@ -105,6 +104,17 @@ func (g *durableGate) open(ctx context.Context, cfg config.Config, keys hsm.Mana
 	}
 }
 
+// use makes db and the audit log over it, checkpointed with the key at uri, the gate's.
+func (g *durableGate) use(ctx context.Context, db *sqlstore.DB, keys hsm.Manager, uri string, cfg config.Config, log *slog.Logger) error {
+	l, err := audit.New(ctx, db, keys, uri, audit.Options{Every: cfg.Audit.CheckpointEvery, Interval: time.Duration(cfg.Audit.CheckpointInterval)}, time.Now, log)
+	if err != nil {
+		return err
+	}
+	g.db.Store(db)
+	g.log.Store(l)
+	return nil
+}
+
 func (g *durableGate) close() {
 	if db := g.db.Load(); db != nil {
 		db.Close()
@@ -119,3 +129,6 @@ func openEphemeral(ctx context.Context, url string, log *slog.Logger) (store.Eph
 	}
 	return rediskv.Open(ctx, url, log)
 }
+
+// noRegistry is a registry for one-shot commands, whose metrics nobody scrapes.
+func noRegistry() *prometheus.Registry { return prometheus.NewRegistry() }

@@ -1,0 +1,209 @@
+package cli
+
+import (
+	"context"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vula-eid/vula/certs"
+	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/store/sqlstore"
+)
+
+func pkiCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "pki", Short: "The certificate authority: hierarchy, issuance, revocation, CRLs"}
+
+	// withDB opens the durable store only (revocation needs no key).
+	withDB := func(cmd *cobra.Command, f func(ctx context.Context, db *sqlstore.DB) error) error {
+		cfg, err := g.load()
+		if err != nil {
+			return err
+		}
+		db, err := sqlstore.Open(cmd.Context(), cfg.Store.Durable, newLogger(io.Discard, cfg.Log))
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return f(cmd.Context(), db)
+	}
+	// withAuthority opens the key layer, the store and the hierarchy (creating it if missing).
+	// Its signatures are audited like the server's.
+	withAuthority := func(cmd *cobra.Command, f func(ctx context.Context, a *certs.Authority, keys hsm.Manager) error) error {
+		cfg, err := g.load()
+		if err != nil {
+			return err
+		}
+		log := newLogger(cmd.ErrOrStderr(), cfg.Log)
+		raw, err := g.openKeys(cmd.Context(), cfg, log)
+		if err != nil {
+			return err
+		}
+		defer raw.Close()
+		return withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+			gate := &durableGate{}
+			uri, err := auditKey(ctx, raw, time.Now())
+			if err != nil {
+				return err
+			}
+			if err := gate.use(ctx, db, raw, uri, cfg, log); err != nil {
+				return err
+			}
+			keys := hsm.Instrument(raw, hsm.NewMetrics(noRegistry()), gate, time.Now)
+			a, err := certs.Open(ctx, keys, db, pkiConfig(cfg), time.Now)
+			if err != nil {
+				return err
+			}
+			return f(hsm.WithActor(ctx, "cli"), a, keys)
+		})
+	}
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the hierarchy's certificates (creating the hierarchy on first use)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.Flag("output").Value.String()
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			return withAuthority(cmd, func(_ context.Context, a *certs.Authority, _ hsm.Manager) error {
+				return printHierarchy(cmd.OutOrStdout(), out, a)
+			})
+		},
+	}
+	outputFlag(list, "table")
+	initCmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create the CA hierarchy (root, person-ca, seal-ca, OCSP responders, TSA) if missing",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withAuthority(cmd, func(_ context.Context, a *certs.Authority, _ hsm.Manager) error {
+				return printHierarchy(cmd.OutOrStdout(), "table", a)
+			})
+		},
+	}
+
+	var profile, given, family, number, orgName, keyURI string
+	var years int
+	issue := &cobra.Command{
+		Use:   "issue",
+		Short: "Issue a natural-person or legal-person certificate for a key of the key layer; prints PEM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withAuthority(cmd, func(ctx context.Context, a *certs.Authority, keys hsm.Manager) error {
+				cfg, _ := g.load()
+				pub, err := keys.PublicKey(ctx, keyURI)
+				if err != nil {
+					return err
+				}
+				var subject pkix.Name
+				switch certs.Profile(profile) {
+				case certs.NaturalPerson:
+					subject = certs.NaturalPersonName(given, family, number, cfg.PKI.Country)
+				case certs.LegalPerson:
+					subject = certs.LegalPersonName(orgName, number, cfg.PKI.Country)
+				default:
+					return fmt.Errorf("--profile: want natural-person or legal-person")
+				}
+				now := time.Now()
+				c, err := a.IssueLeaf(ctx, certs.Request{Profile: certs.Profile(profile), Subject: subject, PublicKey: pub,
+					NotBefore: now.Add(-time.Minute), NotAfter: now.AddDate(years, 0, 0)}, keyURI)
+				if err != nil {
+					return err
+				}
+				return pem.Encode(cmd.OutOrStdout(), &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+			})
+		},
+	}
+	issue.Flags().StringVar(&profile, "profile", "natural-person", "natural-person or legal-person")
+	issue.Flags().StringVar(&given, "given-name", "", "natural person: given name")
+	issue.Flags().StringVar(&family, "family-name", "", "natural person: family name")
+	issue.Flags().StringVar(&number, "number", "", "personal number, or the organization's registry number")
+	issue.Flags().StringVar(&orgName, "organization", "", "legal person: name")
+	issue.Flags().StringVar(&keyURI, "key", "", "URI of the subject's key in the key layer")
+	issue.Flags().IntVar(&years, "years", 2, "validity in years")
+	issue.MarkFlagRequired("key")
+	issue.MarkFlagRequired("number")
+
+	var ca, serialHex string
+	var reason int
+	revoke := &cobra.Command{
+		Use:   "revoke",
+		Short: "Revoke a certificate (OCSP answers change at once; the next CRL lists it)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sn, ok := new(big.Int).SetString(serialHex, 16)
+			if !ok || reason < 0 || reason > 10 || reason == 7 {
+				return fmt.Errorf("want --serial in hex and --reason an RFC 5280 CRLReason (0-10, not 7)")
+			}
+			return withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+				if err := db.Revoke(ctx, ca, fmt.Sprintf("%x", sn), time.Now(), reason); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "revoked %s/%x\n", ca, sn)
+				return nil
+			})
+		},
+	}
+	revoke.Flags().StringVar(&ca, "ca", certs.NamePersonCA, "issuing CA: person-ca or seal-ca")
+	revoke.Flags().StringVar(&serialHex, "serial", "", "serial number, hex")
+	revoke.Flags().IntVar(&reason, "reason", 0, "RFC 5280 CRLReason code (1 keyCompromise, 4 superseded, 5 cessationOfOperation, ...)")
+	revoke.MarkFlagRequired("serial")
+
+	var crlOut string
+	crl := &cobra.Command{
+		Use:   "crl",
+		Short: "Write a fresh CRL of a CA (DER)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withAuthority(cmd, func(ctx context.Context, a *certs.Authority, _ hsm.Manager) error {
+				der, err := a.CRL(ctx, ca)
+				if err != nil {
+					return err
+				}
+				if crlOut == "" {
+					_, err = cmd.OutOrStdout().Write(der)
+					return err
+				}
+				return os.WriteFile(crlOut, der, 0o644)
+			})
+		},
+	}
+	crl.Flags().StringVar(&ca, "ca", certs.NamePersonCA, "root, person-ca or seal-ca")
+	crl.Flags().StringVarP(&crlOut, "out", "f", "", "file to write (default standard output)")
+	cmd.AddCommand(initCmd, list, issue, revoke, crl)
+	return cmd
+}
+
+func printHierarchy(w io.Writer, out string, a *certs.Authority) error {
+	type row struct {
+		Name     string    `json:"name"`
+		Subject  string    `json:"subject"`
+		Serial   string    `json:"serial"`
+		NotAfter time.Time `json:"not_after"`
+	}
+	var rows []row
+	for _, n := range a.Names() {
+		c, _ := a.Certificate(n)
+		rows = append(rows, row{n, c.Subject.String(), fmt.Sprintf("%x", c.SerialNumber), c.NotAfter})
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
+	if out == "json" {
+		return printJSON(w, rows)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSUBJECT\tSERIAL\tNOT AFTER")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Subject, r.Serial, r.NotAfter.Format(time.DateOnly))
+	}
+	return tw.Flush()
+}
