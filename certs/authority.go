@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/big"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/vula-eid/vula/hsm"
@@ -50,6 +51,24 @@ type Authority struct {
 	linter *Linter
 	now    func() time.Time
 	certs  map[string]*Issuer // by name: CAs, responders, the TSA
+
+	// Signed answers are cached so that a flood of requests does not become a flood of CA or
+	// responder signatures. Both caches are keyed by what the store says now (revocation count,
+	// certificate status), so a revocation made by any replica or the CLI invalidates them.
+	mu   sync.Mutex
+	crls map[string]cachedCRL
+	ocsp map[string]cachedOCSP
+}
+
+type cachedCRL struct {
+	revoked int
+	der     []byte
+	until   time.Time
+}
+
+type cachedOCSP struct {
+	der   []byte
+	until time.Time
 }
 
 // Open loads the hierarchy, creating what is missing (first start). It refuses to start when a
@@ -59,7 +78,8 @@ func Open(ctx context.Context, keys hsm.Manager, recs Records, cfg Config, now f
 	if err != nil {
 		return nil, err
 	}
-	a := &Authority{keys: keys, recs: recs, cfg: cfg, linter: l, now: now, certs: map[string]*Issuer{}}
+	a := &Authority{keys: keys, recs: recs, cfg: cfg, linter: l, now: now, certs: map[string]*Issuer{},
+		crls: map[string]cachedCRL{}, ocsp: map[string]cachedOCSP{}}
 	name := func(cn string) pkix.Name {
 		return pkix.Name{Country: []string{cfg.Country}, Organization: []string{cfg.Organization}, CommonName: cfg.Organization + " " + cn}
 	}
@@ -218,6 +238,13 @@ func (a *Authority) CRL(ctx context.Context, ca string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	now := a.now()
+	a.mu.Lock()
+	c, ok := a.crls[ca]
+	a.mu.Unlock()
+	if ok && c.revoked == len(revoked) && now.Before(c.until) {
+		return c.der, nil
+	}
 	n, err := a.recs.NextCRLNumber(ctx, ca)
 	if err != nil {
 		return nil, err
@@ -230,10 +257,18 @@ func (a *Authority) CRL(ctx context.Context, ca string) ([]byte, error) {
 		}
 		entries = append(entries, x509.RevocationListEntry{SerialNumber: sn, RevocationTime: r.RevokedAt, ReasonCode: r.RevocationReason})
 	}
-	now := a.now()
-	return x509.CreateRevocationList(nil, &x509.RevocationList{
+	der, err := x509.CreateRevocationList(nil, &x509.RevocationList{
 		Number: big.NewInt(n), ThisUpdate: now, NextUpdate: now.Add(24 * time.Hour), RevokedCertificateEntries: entries,
 	}, iss.Cert, iss.Signer)
+	if err != nil {
+		return nil, err
+	}
+	// Revocations only accumulate, so their count tells whether this CRL is still current;
+	// it is remade at half its validity in any case.
+	a.mu.Lock()
+	a.crls[ca] = cachedCRL{revoked: len(revoked), der: der, until: now.Add(12 * time.Hour)}
+	a.mu.Unlock()
+	return der, nil
 }
 
 // Names lists the hierarchy's certificate names.

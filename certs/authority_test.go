@@ -19,7 +19,7 @@ import (
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 )
 
-func openAuthority(t *testing.T, dir string, baseURL string) (*Authority, hsm.Manager, *sqlstore.DB) {
+func openAuthority(t testing.TB, dir string, baseURL string) (*Authority, hsm.Manager, *sqlstore.DB) {
 	t.Helper()
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -42,7 +42,7 @@ func openAuthority(t *testing.T, dir string, baseURL string) (*Authority, hsm.Ma
 	return a, m, db
 }
 
-func pemFile(t *testing.T, dir, name string, der []byte) string {
+func pemFile(t testing.TB, dir, name string, der []byte) string {
 	p := filepath.Join(dir, name)
 	os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	return p

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -154,7 +155,19 @@ func (h Handlers) answer(w http.ResponseWriter, ctx context.Context, der []byte)
 		writeOCSP(w, ocsp.TryLaterErrorResponse)
 		return
 	}
-	if nonce := requestNonce(der); nonce != nil {
+	// A request without a nonce may get a cached answer; the key holds the status the store
+	// gives now, so a revocation is never answered from the cache as good.
+	nonce := requestNonce(der)
+	key := fmt.Sprintf("%s/%x/%d/%d", ca, req.SerialNumber, tmpl.Status, req.HashAlgorithm)
+	if nonce == nil {
+		h.A.mu.Lock()
+		c, ok := h.A.ocsp[key]
+		h.A.mu.Unlock()
+		if ok && now.Before(c.until) {
+			writeOCSP(w, c.der)
+			return
+		}
+	} else {
 		tmpl.ExtraExtensions = []pkix.Extension{{Id: oidOCSPNonce, Value: nonce}}
 	}
 	resp, err := ocsp.CreateResponse(iss.Cert, responder.Cert, tmpl, responder.Signer)
@@ -162,6 +175,14 @@ func (h Handlers) answer(w http.ResponseWriter, ctx context.Context, der []byte)
 		h.Log.Error("OCSP signing", "err", err)
 		writeOCSP(w, ocsp.InternalErrorErrorResponse)
 		return
+	}
+	if nonce == nil {
+		h.A.mu.Lock()
+		if len(h.A.ocsp) > 100000 { // bounded: forget everything rather than grow without end
+			clear(h.A.ocsp)
+		}
+		h.A.ocsp[key] = cachedOCSP{der: resp, until: now.Add(30 * time.Minute)}
+		h.A.mu.Unlock()
 	}
 	writeOCSP(w, resp)
 }
