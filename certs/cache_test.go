@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	zx509 "github.com/zmap/zcrypto/x509"
+	"github.com/zmap/zlint/v3"
+	"github.com/zmap/zlint/v3/lint"
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/vula-eid/vula/hsm"
@@ -144,4 +147,28 @@ func BenchmarkIssue(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "certs/s")
+}
+
+// TestZlintOnIssued lints the real certificates (not the pre-signing copies): the whole
+// hierarchy and a leaf of each kind.
+func TestZlintOnIssued(t *testing.T) {
+	p := newPKIServer(t)
+	var all []*x509.Certificate
+	for _, n := range p.a.Names() {
+		c, _ := p.a.Certificate(n)
+		all = append(all, c)
+	}
+	all = append(all, p.issue(t, "zlint"))
+	for _, c := range all {
+		zc, err := zx509.ParseCertificate(c.Raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := zlint.LintCertificateEx(zc, p.a.linter.registry)
+		for name, r := range res.Results {
+			if r.Status == lint.Error || r.Status == lint.Fatal {
+				t.Errorf("%s: %s: %s", c.Subject.CommonName, name, r.Details)
+			}
+		}
+	}
 }
