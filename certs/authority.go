@@ -38,6 +38,17 @@ type Config struct {
 	Country      string // ISO 3166 code, "XK" in the demo
 	Organization string
 	Policy       Policy
+	// CAAlgorithm is the key type of the root and the issuing CAs; ServiceAlgorithm that of the
+	// OCSP responders and the timestamping unit.
+	CAAlgorithm, ServiceAlgorithm hsm.Algorithm
+	// Lifetimes in years.
+	RootYears, CAYears, ServiceYears int
+}
+
+// DefaultConfig is the demo hierarchy: P-384 CAs, P-256 services, 20/10/2 years.
+func DefaultConfig() Config {
+	return Config{Country: "XK", Organization: "Vula Demo", CAAlgorithm: hsm.ECP384, ServiceAlgorithm: hsm.ECP256,
+		RootYears: 20, CAYears: 10, ServiceYears: 2}
 }
 
 // Authority is the platform's CA hierarchy: a root, an issuing CA for natural persons and one
@@ -91,12 +102,12 @@ func Open(ctx context.Context, keys hsm.Manager, recs Records, cfg Config, now f
 		years        int
 		subject      pkix.Name
 	}{
-		{NameRoot, "", Root, hsm.PurposeCA, hsm.ECP384, 20, name("Root CA")},
-		{NamePersonCA, NameRoot, IssuingCA, hsm.PurposeCA, hsm.ECP384, 10, name("Qualified CA for Natural Persons")},
-		{NameSealCA, NameRoot, IssuingCA, hsm.PurposeCA, hsm.ECP384, 10, name("Qualified CA for Legal Persons")},
-		{ocspName(NamePersonCA), NamePersonCA, OCSPResponder, hsm.PurposeOCSP, hsm.ECP256, 1, name("OCSP Responder for Natural Persons")},
-		{ocspName(NameSealCA), NameSealCA, OCSPResponder, hsm.PurposeOCSP, hsm.ECP256, 1, name("OCSP Responder for Legal Persons")},
-		{NameTSA, NameSealCA, TSA, hsm.PurposeTSA, hsm.ECP256, 5, name("Timestamping Unit 1")},
+		{NameRoot, "", Root, hsm.PurposeCA, cfg.CAAlgorithm, cfg.RootYears, name("Root CA")},
+		{NamePersonCA, NameRoot, IssuingCA, hsm.PurposeCA, cfg.CAAlgorithm, cfg.CAYears, name("Qualified CA for Natural Persons")},
+		{NameSealCA, NameRoot, IssuingCA, hsm.PurposeCA, cfg.CAAlgorithm, cfg.CAYears, name("Qualified CA for Legal Persons")},
+		{ocspName(NamePersonCA), NamePersonCA, OCSPResponder, hsm.PurposeOCSP, cfg.ServiceAlgorithm, cfg.ServiceYears, name("OCSP Responder for Natural Persons")},
+		{ocspName(NameSealCA), NameSealCA, OCSPResponder, hsm.PurposeOCSP, cfg.ServiceAlgorithm, cfg.ServiceYears, name("OCSP Responder for Legal Persons")},
+		{NameTSA, NameSealCA, TSA, hsm.PurposeTSA, cfg.ServiceAlgorithm, cfg.ServiceYears, name("Timestamping Unit 1")},
 	}
 	for _, s := range steps {
 		iss, err := a.load(ctx, s.name, s.parent, s.purpose)

@@ -33,9 +33,10 @@ func openAuthority(t testing.TB, dir string, baseURL string) (*Authority, hsm.Ma
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := pol
-	p.BaseURL = baseURL
-	a, err := Open(ctx, m, db, Config{Country: "XK", Organization: "Vula", Policy: p}, time.Now)
+	cfg := DefaultConfig()
+	cfg.Policy = pol
+	cfg.Policy.BaseURL = baseURL
+	a, err := Open(ctx, m, db, cfg, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,9 @@ func TestKeyMismatchRefusesStart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err := Open(ctx, m, db, Config{Country: "XK", Organization: "Vula", Policy: pol}, time.Now)
+	cfg := DefaultConfig()
+	cfg.Policy = pol
+	_, err := Open(ctx, m, db, cfg, time.Now)
 	if err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("err = %v, want a refusal", err)
 	}

@@ -21,8 +21,11 @@ func pkiConfig(cfg config.Config) certs.Config {
 		oid, _ := config.ParseOID(s) // Validate checked them
 		oids = append(oids, oid)
 	}
-	return certs.Config{Country: cfg.PKI.Country, Organization: cfg.PKI.Organization,
-		Policy: certs.Policy{BaseURL: cfg.BaseURL, PolicyOIDs: oids, PDSURL: cfg.PKI.PDSURL}}
+	p := cfg.PKI
+	return certs.Config{Country: p.Country, Organization: p.Organization,
+		Policy:      certs.Policy{BaseURL: cfg.BaseURL, PolicyOIDs: oids, PDSURL: p.PDSURL},
+		CAAlgorithm: hsm.Algorithm(p.CAAlgorithm), ServiceAlgorithm: hsm.Algorithm(p.ServiceAlgorithm),
+		RootYears: p.RootYears, CAYears: p.CAYears, ServiceYears: p.ServiceYears}
 }
 
 // pkiGate serves /pki once the authority is open (it needs the durable store), 503 before.

@@ -53,6 +53,14 @@ type PKI struct {
 	PolicyOIDs []string `yaml:"policy_oids" json:"policy_oids"`
 	// PDSURL is the English PKI disclosure statement (QcPDS).
 	PDSURL string `yaml:"pds_url" json:"pds_url"`
+	// CAAlgorithm is the key type of the root and issuing CAs (EC-P256, EC-P384, RSA-3072, RSA-4096).
+	CAAlgorithm string `yaml:"ca_algorithm" json:"ca_algorithm"`
+	// ServiceAlgorithm is the key type of the OCSP responders and the timestamping unit.
+	ServiceAlgorithm string `yaml:"service_algorithm" json:"service_algorithm"`
+	// RootYears, CAYears and ServiceYears are the certificates' lifetimes.
+	RootYears    int `yaml:"root_years" json:"root_years"`
+	CAYears      int `yaml:"ca_years" json:"ca_years"`
+	ServiceYears int `yaml:"service_years" json:"service_years"`
 }
 
 // Audit configures the audit log's signed checkpoints.
@@ -145,7 +153,8 @@ func Default() Config {
 		Store:           Store{Ephemeral: "memory"},
 		Audit:           Audit{CheckpointEvery: 1000, CheckpointInterval: Duration(time.Minute)},
 		// A demo policy arc under the private-enterprise number reserved for documentation.
-		PKI: PKI{Country: "XK", Organization: "Vula Demo", PolicyOIDs: []string{"1.3.6.1.4.1.32473.1.1"}},
+		PKI: PKI{Country: "XK", Organization: "Vula Demo", PolicyOIDs: []string{"1.3.6.1.4.1.32473.1.1"},
+			CAAlgorithm: "EC-P384", ServiceAlgorithm: "EC-P256", RootYears: 20, CAYears: 10, ServiceYears: 2},
 	}
 }
 
@@ -349,6 +358,16 @@ func (c Config) Validate() error {
 	}
 	if c.PKI.Organization == "" {
 		return bad("pki.organization", "must not be empty")
+	}
+	for field, alg := range map[string]string{"pki.ca_algorithm": c.PKI.CAAlgorithm, "pki.service_algorithm": c.PKI.ServiceAlgorithm} {
+		switch alg {
+		case "EC-P256", "EC-P384", "RSA-3072", "RSA-4096":
+		default:
+			return bad(field, "want EC-P256, EC-P384, RSA-3072 or RSA-4096, got %q", alg)
+		}
+	}
+	if c.PKI.ServiceYears < 1 || c.PKI.CAYears < c.PKI.ServiceYears || c.PKI.RootYears < c.PKI.CAYears {
+		return bad("pki", "lifetimes must satisfy 1 <= service_years <= ca_years <= root_years")
 	}
 	for _, o := range c.PKI.PolicyOIDs {
 		if _, err := ParseOID(o); err != nil {

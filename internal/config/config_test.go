@@ -114,6 +114,10 @@ func TestValidateNamesField(t *testing.T) {
 		{"store:\n  durable: mysql://x\n", nil, "store.durable"},
 		{"store:\n  ephemeral: memcached://x\n", nil, "store.ephemeral"},
 		{"", []string{"VULA_SHUTDOWN_TIMEOUT=-1s"}, "shutdown_timeout"},
+		{"pki:\n  country: Kosovo\n", nil, "pki.country"},
+		{"pki:\n  ca_algorithm: DSA\n", nil, "pki.ca_algorithm"},
+		{"pki:\n  policy_oids: [\"1.x.3\"]\n", nil, "pki.policy_oids"},
+		{"pki:\n  ca_years: 30\n", nil, "pki"},
 	} {
 		c, err := Load(writeFile(t, tc.yaml), tc.env, Overrides{})
 		if err == nil {
