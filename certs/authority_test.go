@@ -2,6 +2,7 @@ package certs
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"io"
 	"log/slog"
@@ -189,5 +190,39 @@ func TestKeyMismatchRefusesStart(t *testing.T) {
 	_, err := Open(ctx, m, db, cfg, time.Now)
 	if err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("err = %v, want a refusal", err)
+	}
+}
+
+// TestRSAHierarchy builds the hierarchy on RSA keys, which the configuration allows.
+func TestRSAHierarchy(t *testing.T) {
+	dir := t.TempDir()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	kf := filepath.Join(dir, "k")
+	software.CreateKeyFile(kf)
+	m, err := software.Open(context.Background(), software.Config{Dir: filepath.Join(dir, "keys"), KeyFile: kf}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	db, err := sqlstore.Open(context.Background(), "sqlite:"+filepath.Join(dir, "vula.db"), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cfg := DefaultConfig()
+	cfg.Policy = pol
+	cfg.CAAlgorithm, cfg.ServiceAlgorithm = hsm.RSA3072, hsm.RSA3072
+	a, err := Open(context.Background(), m, db, cfg, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := a.Certificate(NameRoot)
+	tsa, _ := a.Certificate(NameTSA)
+	seal, _ := a.Certificate(NameSealCA)
+	pool, inter := x509.NewCertPool(), x509.NewCertPool()
+	pool.AddCert(root)
+	inter.AddCert(seal)
+	if _, err := tsa.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageTimeStamping}}); err != nil {
+		t.Fatal(err)
 	}
 }
