@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/asn1"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/store"
 )
 
 // pkiConfig turns the validated configuration into the authority's.
@@ -39,9 +41,27 @@ func (g *pkiGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, "the PKI is starting", http.StatusServiceUnavailable)
 }
 
-// open opens (on first start: creates) the hierarchy and starts serving it.
-func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records, cfg config.Config, log *slog.Logger) error {
+// open opens (on first start: creates) the hierarchy and starts serving it. Replicas that
+// start together take turns through a lock in the shared ephemeral store, so that only the
+// first creates the hierarchy and the others load it.
+func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records, eph store.Ephemeral, cfg config.Config, log *slog.Logger) error {
+	const lock = "pki:init"
+	for {
+		err := eph.PutIfAbsent(ctx, lock, []byte("init"), 2*time.Minute)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("pki: init lock: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 	a, err := certs.Open(ctx, keys, recs, pkiConfig(cfg), time.Now)
+	eph.Delete(context.WithoutCancel(ctx), lock)
 	if err != nil {
 		return err
 	}

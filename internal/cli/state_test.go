@@ -84,3 +84,51 @@ func TestServeWaitsForDatabase(t *testing.T) {
 		t.Fatalf("exit %d", c)
 	}
 }
+
+// TestTwoReplicasOneHierarchy starts two replicas at the same moment on one PostgreSQL, one
+// Redis and one SoftHSM2 token (in one process, as SoftHSM2's file store cannot take two
+// processes initialising at once): they must end up serving the same root, made once.
+func TestTwoReplicasOneHierarchy(t *testing.T) {
+	pg, rd, tok := testenv.Postgres(t), testenv.Redis(t), testenv.SoftHSM(t)
+	env := []string{"VULA_HSM_BACKEND=pkcs11", "VULA_HSM_PKCS11_MODULE=" + tok.Module, "VULA_HSM_PKCS11_TOKEN_LABEL=" + tok.Label,
+		"VULA_HSM_PKCS11_PIN_ENV=PIN", "PIN=" + tok.PIN, "VULA_STORE_DURABLE=" + pg.DSN, "VULA_STORE_EPHEMERAL=" + rd.URL}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrs := make(chan string, 2)
+	done := make(chan int, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			done <- Run(ctx, Env{Args: []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0"}, Environ: env,
+				Stdout: io.Discard, Stderr: io.Discard, Ready: func(a string) { addrs <- a }})
+		}()
+	}
+	var roots [][]byte
+	for i := 0; i < 2; i++ {
+		addr := <-addrs
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if code, _ := readiness(t, addr); code == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				_, r := readiness(t, addr)
+				t.Fatalf("replica %s not ready: %+v", addr, r)
+			}
+		}
+		resp, err := http.Get("http://" + addr + "/pki/root.crt")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("root.crt: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		roots = append(roots, b)
+	}
+	if !bytes.Equal(roots[0], roots[1]) {
+		t.Fatal("the two replicas made two different roots")
+	}
+	cancel()
+	for i := 0; i < 2; i++ {
+		if c := <-done; c != 0 {
+			t.Fatalf("exit %d", c)
+		}
+	}
+}
