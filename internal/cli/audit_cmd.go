@@ -18,20 +18,6 @@ import (
 func auditCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Verify or export the audit log"}
 
-	// withLog opens the durable store of the configuration.
-	withLog := func(cmd *cobra.Command, f func(ctx context.Context, db *sqlstore.DB) error) error {
-		cfg, err := g.load()
-		if err != nil {
-			return err
-		}
-		db, err := sqlstore.Open(cmd.Context(), cfg.Store.Durable, newLogger(io.Discard, cfg.Log))
-		if err != nil {
-			return err
-		}
-		defer db.Close()
-		return f(cmd.Context(), db)
-	}
-
 	var exportFile, pubFile, expectHead string
 	var expectSeq int64
 	verify := &cobra.Command{
@@ -74,7 +60,7 @@ Checkpoint signatures are checked with the audit key's public key from the key l
 				if err != nil {
 					return err
 				}
-			} else if err := withLog(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+			} else if err := g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
 				rep, err = audit.Verify(ctx, db, keys, opts)
 				return err
 			}); err != nil {
@@ -109,7 +95,7 @@ Checkpoint signatures are checked with the audit key's public key from the key l
 				defer f.Close()
 				w = f
 			}
-			return withLog(cmd, func(ctx context.Context, db *sqlstore.DB) error { return audit.Export(ctx, db, w) })
+			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error { return audit.Export(ctx, db, w) })
 		},
 	}
 	export.Flags().StringVarP(&outFile, "out", "f", "", "file to write (default standard output)")

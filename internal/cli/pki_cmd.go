@@ -22,19 +22,6 @@ import (
 func pkiCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "pki", Short: "The certificate authority: hierarchy, issuance, revocation, CRLs"}
 
-	// withDB opens the durable store only (revocation needs no key).
-	withDB := func(cmd *cobra.Command, f func(ctx context.Context, db *sqlstore.DB) error) error {
-		cfg, err := g.load()
-		if err != nil {
-			return err
-		}
-		db, err := sqlstore.Open(cmd.Context(), cfg.Store.Durable, newLogger(io.Discard, cfg.Log))
-		if err != nil {
-			return err
-		}
-		defer db.Close()
-		return f(cmd.Context(), db)
-	}
 	// withAuthority opens the key layer, the store and the hierarchy (creating it if missing).
 	// Its signatures are audited like the server's.
 	withAuthority := func(cmd *cobra.Command, f func(ctx context.Context, a *certs.Authority, keys hsm.Manager) error) error {
@@ -48,7 +35,7 @@ func pkiCmd(g *globals) *cobra.Command {
 			return err
 		}
 		defer raw.Close()
-		return withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+		return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
 			gate := &durableGate{}
 			uri, err := auditKey(ctx, raw, time.Now())
 			if err != nil {
@@ -145,7 +132,7 @@ func pkiCmd(g *globals) *cobra.Command {
 			if !ok || reason < 0 || reason > 10 || reason == 7 {
 				return fmt.Errorf("want --serial in hex and --reason an RFC 5280 CRLReason (0-10, not 7)")
 			}
-			return withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
 				if err := db.Revoke(ctx, ca, fmt.Sprintf("%x", sn), time.Now(), reason); err != nil {
 					return err
 				}

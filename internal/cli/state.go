@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
 
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/audit"
@@ -132,3 +134,17 @@ func openEphemeral(ctx context.Context, url string, log *slog.Logger) (store.Eph
 
 // noRegistry is a registry for one-shot commands, whose metrics nobody scrapes.
 func noRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
+
+// withDB runs f with the configured durable store, for commands that work beside a server.
+func (g *globals) withDB(cmd *cobra.Command, f func(ctx context.Context, db *sqlstore.DB) error) error {
+	cfg, err := g.load()
+	if err != nil {
+		return err
+	}
+	db, err := sqlstore.Open(cmd.Context(), cfg.Store.Durable, newLogger(io.Discard, cfg.Log))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return f(cmd.Context(), db)
+}
