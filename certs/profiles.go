@@ -4,8 +4,8 @@
 // blocks issuance. Keys never leave the key layer: certificates are signed through a
 // crypto.Signer from hsm.Manager.
 //
-// Status (issue #4): profiles, QCStatements, linting and issuance are here; the hierarchy's
-// first-start creation, storage of records, CRL, OCSP and the CLI are not yet.
+// Authority is the hierarchy (made on first start, loaded afterwards, refused when a key does
+// not match its certificate); Handlers serve it over HTTP: certificates, CRLs and OCSP.
 package certs
 
 import (
