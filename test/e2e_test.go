@@ -139,6 +139,26 @@ func TestServeLifecycle(t *testing.T) {
 		t.Fatalf("openssl crl: %v\n%s", err, out)
 	}
 
+	// The timestamp authority answers an openssl query, and openssl verifies the token.
+	doc := filepath.Join(pki, "doc.txt")
+	os.WriteFile(doc, []byte("registry extract 42"), 0o600)
+	query := filepath.Join(pki, "q.tsq")
+	if out, err := exec.Command("openssl", "ts", "-query", "-data", doc, "-sha256", "-cert", "-out", query).CombinedOutput(); err != nil {
+		t.Fatalf("openssl ts -query: %v\n%s", err, out)
+	}
+	qb, _ := os.ReadFile(query)
+	tresp, err := http.Post("http://"+addr+"/tsa", "application/timestamp-query", bytes.NewReader(qb))
+	if err != nil || tresp.StatusCode != 200 {
+		t.Fatalf("POST /tsa: %v %v", err, tresp)
+	}
+	reply, _ := io.ReadAll(tresp.Body)
+	tresp.Body.Close()
+	os.WriteFile(filepath.Join(pki, "r.tsr"), reply, 0o600)
+	if out, err := exec.Command("openssl", "ts", "-verify", "-data", doc, "-in", filepath.Join(pki, "r.tsr"),
+		"-CAfile", filepath.Join(pki, "root.crt"), "-untrusted", filepath.Join(pki, "seal-ca.crt")).CombinedOutput(); err != nil || !strings.Contains(string(out), "Verification: OK") {
+		t.Fatalf("openssl ts -verify: %v\n%s", err, out)
+	}
+
 	// An in-flight request (a slow-reading client) must not stop the drain from finishing.
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/asn1"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/tsa"
 )
 
 // pkiConfig turns the validated configuration into the authority's.
@@ -30,8 +32,11 @@ func pkiConfig(cfg config.Config) certs.Config {
 		RootYears: p.RootYears, CAYears: p.CAYears, ServiceYears: p.ServiceYears}
 }
 
-// pkiGate serves /pki once the authority is open (it needs the durable store), 503 before.
-type pkiGate struct{ mux atomic.Pointer[http.ServeMux] }
+// pkiGate serves /pki and /tsa once the authority is open (it needs the durable store), 503 before.
+type pkiGate struct {
+	mux   atomic.Pointer[http.ServeMux]
+	clock tsa.Clock
+}
 
 func (g *pkiGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if m := g.mux.Load(); m != nil {
@@ -67,6 +72,12 @@ func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records
 	}
 	mux := http.NewServeMux()
 	certs.Handlers{A: a, Log: log}.Register(mux)
+	// The timestamp authority signs with the timestamping unit's key and certificate.
+	policy, _ := config.ParseOID(cfg.TSA.PolicyOID) // Validate checked it
+	seal, _ := a.Certificate(certs.NameSealCA)
+	tsu := a.TSA()
+	mux.Handle("POST /tsa", tsa.New(tsa.Config{Policy: policy, Accuracy: time.Duration(cfg.TSA.Accuracy),
+		Qualified: cfg.TSA.Qualified, Chain: []*x509.Certificate{seal}}, tsu.Cert, tsu.Signer, g.clock, log))
 	g.mux.Store(mux)
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
+	"github.com/vula-eid/vula/internal/tsa"
 )
 
 func serveCmd(g *globals) *cobra.Command {
@@ -62,11 +63,17 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	srv.AddCheck("keys", keys)
 	srv.AddCheck("ephemeral", eph)
 	srv.AddCheck("durable", gate)
-	pki := &pkiGate{}
+	clock := tsa.SystemClock{RequireSync: cfg.TSA.RequireSync || !cfg.Dev}
+	if !clock.RequireSync {
+		log.Warn("dev mode: the TSA does not require a synchronised clock")
+	}
+	pki := &pkiGate{clock: clock}
+	srv.AddCheck("clock", clock)
 	fatal := make(chan error, 1)
 	srv.AddCheck("pki", pki)
 	srv.Handle("/pki", pki)
 	srv.Handle("/pki/", pki)
+	srv.Handle("/tsa", pki)
 	go gate.open(ctx, cfg, raw, log, func(db *sqlstore.DB, l *audit.Log) {
 		log.Info("durable store open", "dsn", redactDSN(cfg.Store.Durable))
 		go l.Run(ctx)

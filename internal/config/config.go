@@ -41,6 +41,20 @@ type Config struct {
 	Store           Store    `yaml:"store" json:"store"`
 	Audit           Audit    `yaml:"audit" json:"audit"`
 	PKI             PKI      `yaml:"pki" json:"pki"`
+	TSA             TSA      `yaml:"tsa" json:"tsa"`
+}
+
+// TSA configures the timestamp authority (RFC 3161, EN 319 422).
+type TSA struct {
+	// PolicyOID is the one TSA policy tokens are issued under (dotted form).
+	PolicyOID string `yaml:"policy_oid" json:"policy_oid"`
+	// Accuracy is written into every token.
+	Accuracy Duration `yaml:"accuracy" json:"accuracy"`
+	// Qualified adds the ETSI qualified-timestamp statement.
+	Qualified bool `yaml:"qualified" json:"qualified"`
+	// RequireSync refuses tokens (timeNotAvailable) while the kernel clock is not synchronised.
+	// Always on outside dev mode.
+	RequireSync bool `yaml:"require_sync" json:"require_sync"`
 }
 
 // PKI configures the CA hierarchy made on first start.
@@ -155,6 +169,7 @@ func Default() Config {
 		// A demo policy arc under the private-enterprise number reserved for documentation.
 		PKI: PKI{Country: "XK", Organization: "Vula Demo", PolicyOIDs: []string{"1.3.6.1.4.1.32473.1.1"},
 			CAAlgorithm: "EC-P384", ServiceAlgorithm: "EC-P256", RootYears: 20, CAYears: 10, ServiceYears: 2},
+		TSA: TSA{PolicyOID: "1.3.6.1.4.1.32473.1.2", Accuracy: Duration(time.Second)},
 	}
 }
 
@@ -373,6 +388,12 @@ func (c Config) Validate() error {
 		if _, err := ParseOID(o); err != nil {
 			return bad("pki.policy_oids", "%v", err)
 		}
+	}
+	if _, err := ParseOID(c.TSA.PolicyOID); err != nil {
+		return bad("tsa.policy_oid", "%v", err)
+	}
+	if c.TSA.Accuracy <= 0 || time.Duration(c.TSA.Accuracy) > time.Minute {
+		return bad("tsa.accuracy", "want a positive duration of at most a minute")
 	}
 	if c.Audit.CheckpointEvery < 1 {
 		return bad("audit.checkpoint_every", "must be >= 1")
