@@ -180,6 +180,14 @@ func TestServeLifecycle(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no exit 30 s after SIGTERM")
 	}
+	// The token and the signature under it were audited, and the chain verifies.
+	export := vula(t, nil, "audit", "export", "--data-dir", data)
+	for _, want := range []string{`"action":"timestamp"`, `"action":"sign"`} {
+		if !strings.Contains(export, want) {
+			t.Errorf("audit log lacks %s", want)
+		}
+	}
+	vula(t, nil, "audit", "verify", "--data-dir", data)
 	for _, want := range []string{`"msg":"request"`, `"path":"/readyz"`, `"msg":"stopped"`} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %s", want)

@@ -37,6 +37,7 @@ import (
 
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/tsa"
 )
 
 // Event is what a caller records; the log adds time, sequence and hashes.
@@ -221,4 +222,13 @@ func (l *Log) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// RecordToken records a timestamp token (serial, message imprint, time, requester) before the
+// TSA hands it out.
+func (l *Log) RecordToken(ctx context.Context, t tsa.Token) error {
+	detail, _ := json.Marshal(map[string]string{"serial": t.Serial.Text(16), "hash": hashName(t.Hash),
+		"time": t.Time.UTC().Format(time.RFC3339Nano), "requester": t.Requester})
+	_, err := l.Append(ctx, Event{Actor: t.Requester, Action: "timestamp", Digest: t.Digest, Result: "ok", Detail: detail})
+	return err
 }

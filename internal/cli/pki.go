@@ -49,7 +49,7 @@ func (g *pkiGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // open opens (on first start: creates) the hierarchy and starts serving it. Replicas that
 // start together take turns through a lock in the shared ephemeral store, so that only the
 // first creates the hierarchy and the others load it.
-func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records, eph store.Ephemeral, cfg config.Config, log *slog.Logger) error {
+func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records, eph store.Ephemeral, rec tsa.Recorder, cfg config.Config, log *slog.Logger) error {
 	const lock = "pki:init"
 	for {
 		err := eph.PutIfAbsent(ctx, lock, []byte("init"), 2*time.Minute)
@@ -77,7 +77,7 @@ func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records
 	seal, _ := a.Certificate(certs.NameSealCA)
 	tsu := a.TSA()
 	mux.Handle("POST /tsa", tsa.New(tsa.Config{Policy: policy, Accuracy: time.Duration(cfg.TSA.Accuracy),
-		Qualified: cfg.TSA.Qualified, Chain: []*x509.Certificate{seal}}, tsu.Cert, tsu.Signer, g.clock, log))
+		Qualified: cfg.TSA.Qualified, Chain: []*x509.Certificate{seal}}, tsu.Cert, tsu.Signer, g.clock, rec, log))
 	g.mux.Store(mux)
 	return nil
 }

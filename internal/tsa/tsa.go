@@ -13,6 +13,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"time"
 
@@ -36,29 +37,45 @@ type Clock interface {
 	Synced(ctx context.Context) error
 }
 
+// Recorder writes every token to the audit log. RecordToken MUST be durable before it returns
+// nil: the token is handed out only afterwards.
+type Recorder interface {
+	RecordToken(ctx context.Context, t Token) error
+}
+
+// Token is what the audit log keeps of a token.
+type Token struct {
+	Serial    *big.Int
+	Hash      crypto.Hash
+	Digest    []byte // the message imprint
+	Time      time.Time
+	Requester string // the client's address
+}
+
 // Responder answers timestamp queries.
 type Responder struct {
 	cfg    Config
 	cert   *x509.Certificate
 	signer crypto.Signer
 	clock  Clock
+	rec    Recorder
 	log    *slog.Logger
 }
 
 // New makes a responder signing with signer under cert (the timestamping unit's).
-func New(cfg Config, cert *x509.Certificate, signer crypto.Signer, clock Clock, log *slog.Logger) *Responder {
+func New(cfg Config, cert *x509.Certificate, signer crypto.Signer, clock Clock, rec Recorder, log *slog.Logger) *Responder {
 	if cfg.Accuracy <= 0 {
 		cfg.Accuracy = time.Second
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 64 << 10
 	}
-	return &Responder{cfg: cfg, cert: cert, signer: signer, clock: clock, log: log}
+	return &Responder{cfg: cfg, cert: cert, signer: signer, clock: clock, rec: rec, log: log}
 }
 
 // Respond turns a DER timestamp query into a DER timestamp reply: a token, or a rejection with
 // its failure info. An error is returned only when not even a rejection could be made.
-func (r *Responder) Respond(ctx context.Context, query []byte) ([]byte, error) {
+func (r *Responder) Respond(ctx context.Context, query []byte, requester string) ([]byte, error) {
 	req, err := timestamp.ParseRequest(query)
 	if err != nil {
 		return reject(timestamp.BadRequest)
@@ -96,6 +113,18 @@ func (r *Responder) Respond(ctx context.Context, query []byte) ([]byte, error) {
 		r.log.ErrorContext(ctx, "timestamp signing failed", "err", err)
 		return reject(timestamp.SystemFailure)
 	}
+	// The library draws the serial (160 random bits: unique across replicas and restarts
+	// without coordination); read it back from the token for the audit record.
+	tok, err := timestamp.ParseResponse(reply)
+	if err != nil {
+		r.log.ErrorContext(ctx, "own timestamp token unreadable", "err", err)
+		return reject(timestamp.SystemFailure)
+	}
+	if err := r.rec.RecordToken(ctx, Token{Serial: tok.SerialNumber, Hash: req.HashAlgorithm, Digest: req.HashedMessage,
+		Time: tok.Time, Requester: requester}); err != nil {
+		r.log.ErrorContext(ctx, "timestamp not recorded, withheld", "err", err)
+		return reject(timestamp.SystemFailure)
+	}
 	return reply, nil
 }
 
@@ -119,7 +148,7 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "could not read the query", http.StatusBadRequest)
 		return
 	}
-	reply, err := r.Respond(req.Context(), body)
+	reply, err := r.Respond(req.Context(), body, req.RemoteAddr)
 	if err != nil {
 		http.Error(w, "the TSA cannot answer now", http.StatusServiceUnavailable)
 		return

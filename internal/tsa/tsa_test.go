@@ -44,7 +44,16 @@ func (c *fakeClock) Synced(context.Context) error {
 	return nil
 }
 
+// memRecorder keeps what the responder records, for the test to read.
+type memRecorder struct{ tokens []Token }
+
+func (m *memRecorder) RecordToken(_ context.Context, t Token) error {
+	m.tokens = append(m.tokens, t)
+	return nil
+}
+
 type fixture struct {
+	rec     *memRecorder
 	r       *Responder
 	clock   *fakeClock
 	dir     string
@@ -79,7 +88,8 @@ func newFixture(t testing.TB) fixture {
 	seal, _ := a.Certificate(certs.NameSealCA)
 	tsu := a.TSA()
 	clock := &fakeClock{t: time.Now(), synced: true}
-	r := New(Config{Policy: policy, Accuracy: 500 * time.Millisecond, Qualified: true, Chain: []*x509.Certificate{seal}}, tsu.Cert, tsu.Signer, clock, quiet)
+	rec := &memRecorder{}
+	r := New(Config{Policy: policy, Accuracy: 500 * time.Millisecond, Qualified: true, Chain: []*x509.Certificate{seal}}, tsu.Cert, tsu.Signer, clock, rec, quiet)
 	write := func(name string, cs ...*x509.Certificate) string {
 		var b bytes.Buffer
 		for _, c := range cs {
@@ -89,7 +99,7 @@ func newFixture(t testing.TB) fixture {
 		os.WriteFile(p, b.Bytes(), 0o600)
 		return p
 	}
-	return fixture{r: r, clock: clock, dir: dir, rootPEM: write("root.pem", root), tsaPEM: write("tsa.pem", tsu.Cert), chain: write("chain.pem", seal)}
+	return fixture{rec: rec, r: r, clock: clock, dir: dir, rootPEM: write("root.pem", root), tsaPEM: write("tsa.pem", tsu.Cert), chain: write("chain.pem", seal)}
 }
 
 func openssl(t *testing.T, args ...string) string {
@@ -124,6 +134,11 @@ func TestOpenSSLVerifies(t *testing.T) {
 		out := openssl(t, "ts", "-verify", "-data", data, "-in", tsr, "-CAfile", f.rootPEM, "-untrusted", f.chain)
 		if !strings.Contains(out, "Verification: OK") {
 			t.Fatalf("%s: %s", alg, out)
+		}
+		tok, _ := timestamp.ParseResponse(reply)
+		last := f.rec.tokens[len(f.rec.tokens)-1]
+		if last.Serial.Cmp(tok.SerialNumber) != 0 || !bytes.Equal(last.Digest, tok.HashedMessage) || !last.Time.Equal(tok.Time) || last.Requester == "" {
+			t.Fatalf("%s: recorded %+v for a token with serial %x", alg, last, tok.SerialNumber)
 		}
 		text := openssl(t, "ts", "-reply", "-in", tsr, "-text")
 		for _, want := range []string{"Status: Granted", "Policy OID: 1.3.6.1.4.1.32473.1.2", "0x01F4 millis", "Nonce: 0x"} {
@@ -160,7 +175,7 @@ func TestRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f.clock.synced = tc.clock
 			defer func() { f.clock.synced = true }()
-			reply, err := f.r.Respond(context.Background(), tc.query)
+			reply, err := f.r.Respond(context.Background(), tc.query, "test")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -195,7 +210,7 @@ func FuzzRespond(f *testing.F) {
 	f.Add([]byte{0x30, 0x00})
 	f.Add([]byte("garbage"))
 	f.Fuzz(func(t *testing.T, q []byte) {
-		reply, err := fx.r.Respond(context.Background(), q)
+		reply, err := fx.r.Respond(context.Background(), q, "fuzz")
 		if err != nil || len(reply) == 0 {
 			t.Fatalf("no reply: %v", err)
 		}
