@@ -159,6 +159,15 @@ func TestServeLifecycle(t *testing.T) {
 		t.Fatalf("openssl ts -verify: %v\n%s", err, out)
 	}
 
+	// `vula timestamp` gets, verifies and writes a token that openssl also verifies.
+	if out := vula(t, nil, "timestamp", doc, "--url", "http://"+addr+"/tsa", "--ca", filepath.Join(pki, "root.crt")); !strings.Contains(out, "verified") {
+		t.Fatalf("vula timestamp: %q", out)
+	}
+	if out, err := exec.Command("openssl", "ts", "-verify", "-data", doc, "-in", doc+".tsr",
+		"-CAfile", filepath.Join(pki, "root.crt"), "-untrusted", filepath.Join(pki, "seal-ca.crt")).CombinedOutput(); err != nil || !strings.Contains(string(out), "Verification: OK") {
+		t.Fatalf("openssl ts -verify of vula timestamp's token: %v\n%s", err, out)
+	}
+
 	// An in-flight request (a slow-reading client) must not stop the drain from finishing.
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
