@@ -3,12 +3,15 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
 // Ephemeral keeps short-lived state shared by every replica: sessions, one-time codes, replay
 // caches, rate-limit counters. Values are opaque bytes; every entry has a time to live. Keys are
-// namespaced by the caller ("code:…", "jti:…"). Implementations: memstore, rediskv.
+// namespaced by the caller ("code:…", "jti:…"). Every method rejects an empty key with
+// ErrInvalidKey. Errors never repeat the key: a key may be a secret such as an authorization code.
+// Implementations: memstore, rediskv.
 type Ephemeral interface {
 	// Put stores value under key for ttl, replacing what was there.
 	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
@@ -37,10 +40,21 @@ type Ephemeral interface {
 // ErrInvalidKey is returned for an empty key or a non-positive time to live.
 var ErrInvalidKey = errors.New("store: empty key or non-positive ttl")
 
-// CheckEntry validates a key and ttl for every backend alike.
+// CheckKey rejects an empty key, for every backend alike.
+func CheckKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("%w: the key is empty", ErrInvalidKey)
+	}
+	return nil
+}
+
+// CheckEntry rejects an empty key or a time to live that is not positive.
 func CheckEntry(key string, ttl time.Duration) error {
-	if key == "" || ttl <= 0 {
-		return ErrInvalidKey
+	if err := CheckKey(key); err != nil {
+		return err
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("%w: ttl %v is not positive", ErrInvalidKey, ttl)
 	}
 	return nil
 }

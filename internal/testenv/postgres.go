@@ -64,7 +64,16 @@ func Postgres(t testing.TB) *PG {
 		Missing(t, "PostgreSQL: "+pgErr.Error())
 	}
 	name := fmt.Sprintf("t_%d_%d", os.Getpid(), pgDBs.Add(1))
-	if _, err := pgShared.admin.Exec("CREATE DATABASE " + name); err != nil {
+	// After a test stopped and restarted the server, pooled admin connections are dead: the
+	// first use fails and drops them, so try again with fresh ones.
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if _, err = pgShared.admin.Exec("CREATE DATABASE " + name); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
 		t.Fatalf("create database: %v", err)
 	}
 	return &PG{DSN: pgShared.dsn(name), server: pgShared}

@@ -1,24 +1,39 @@
 // Package memstore is the in-memory ephemeral store of the embedded default: one process, state
-// lost on restart. Expired entries are invisible at once and swept by a janitor goroutine.
+// lost on restart. An expired entry is invisible at once (expiry is checked on every read, against
+// the injected clock) and its memory is reclaimed by a janitor goroutine that Close stops.
 package memstore
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/vula-eid/vula/internal/store"
 )
 
+// sweepEvery is how often the janitor reclaims expired entries. Correctness does not depend on
+// it: reads ignore expired entries anyway.
+const sweepEvery = time.Minute
+
 type item struct {
 	value   []byte
 	counter int64
+	isCount bool // written by Incr: value is the decimal counter, as Redis shows it
 	expires time.Time
 }
 
-// Store is an in-memory store.Ephemeral.
+// bytes returns the item's value as Get shows it.
+func (it item) bytes() []byte {
+	if it.isCount {
+		return strconv.AppendInt(nil, it.counter, 10)
+	}
+	return bytes.Clone(it.value)
+}
+
+// Store is an in-memory store.Ephemeral, safe for concurrent use.
 type Store struct {
 	now  func() time.Time
 	mu   sync.Mutex
@@ -29,10 +44,11 @@ type Store struct {
 
 var _ store.Ephemeral = (*Store)(nil)
 
-// New makes a store whose clock is now, with a janitor sweeping expired entries every minute.
+// New makes a store whose clock is now (time.Now in production, a fake clock in tests) and
+// starts its janitor.
 func New(now func() time.Time) *Store {
 	s := &Store{now: now, m: map[string]item{}, stop: make(chan struct{})}
-	go s.janitor(time.Minute)
+	go s.janitor(sweepEvery)
 	return s
 }
 
@@ -44,14 +60,19 @@ func (s *Store) janitor(every time.Duration) {
 		case <-s.stop:
 			return
 		case <-t.C:
-			s.mu.Lock()
-			now := s.now()
-			for k, it := range s.m {
-				if !now.Before(it.expires) {
-					delete(s.m, k)
-				}
-			}
-			s.mu.Unlock()
+			s.sweep()
+		}
+	}
+}
+
+// sweep deletes every expired entry.
+func (s *Store) sweep() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for k, it := range s.m {
+		if !now.Before(it.expires) {
+			delete(s.m, k)
 		}
 	}
 }
@@ -66,16 +87,17 @@ func (s *Store) live(key string) (item, bool) {
 	return it, ok
 }
 
-func clone(b []byte) []byte { return append([]byte{}, b...) }
+func notFound(op string) error { return fmt.Errorf("memstore: %s: %w", op, store.ErrNotFound) }
+func conflict(op string) error { return fmt.Errorf("memstore: %s: %w", op, store.ErrConflict) }
 
-// Put stores value for ttl.
+// Put stores value for ttl, replacing what was there.
 func (s *Store) Put(_ context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := store.CheckEntry(key, ttl); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.m[key] = item{value: clone(value), expires: s.now().Add(ttl)}
+	s.m[key] = item{value: bytes.Clone(value), expires: s.now().Add(ttl)}
 	return nil
 }
 
@@ -87,28 +109,31 @@ func (s *Store) PutIfAbsent(_ context.Context, key string, value []byte, ttl tim
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.live(key); ok {
-		return fmt.Errorf("%w: %s exists", store.ErrConflict, key)
+		return conflict("put if absent: the key exists")
 	}
-	s.m[key] = item{value: clone(value), expires: s.now().Add(ttl)}
+	s.m[key] = item{value: bytes.Clone(value), expires: s.now().Add(ttl)}
 	return nil
 }
 
 // Get returns the value of key.
 func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
+	if err := store.CheckKey(key); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	it, ok := s.live(key)
 	if !ok {
-		return nil, store.ErrNotFound
+		return nil, notFound("get")
 	}
-	if it.value == nil {
-		return []byte(fmt.Sprint(it.counter)), nil
-	}
-	return clone(it.value), nil
+	return it.bytes(), nil
 }
 
 // Delete removes key.
 func (s *Store) Delete(_ context.Context, key string) error {
+	if err := store.CheckKey(key); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.m, key)
@@ -117,17 +142,20 @@ func (s *Store) Delete(_ context.Context, key string) error {
 
 // Take returns and removes the value of key.
 func (s *Store) Take(_ context.Context, key string) ([]byte, error) {
+	if err := store.CheckKey(key); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	it, ok := s.live(key)
 	if !ok {
-		return nil, store.ErrNotFound
+		return nil, notFound("take")
 	}
 	delete(s.m, key)
-	return it.value, nil
+	return it.bytes(), nil
 }
 
-// CompareAndSwap replaces old with new.
+// CompareAndSwap replaces old with new, for ttl.
 func (s *Store) CompareAndSwap(_ context.Context, key string, old, new []byte, ttl time.Duration) error {
 	if err := store.CheckEntry(key, ttl); err != nil {
 		return err
@@ -136,16 +164,16 @@ func (s *Store) CompareAndSwap(_ context.Context, key string, old, new []byte, t
 	defer s.mu.Unlock()
 	it, ok := s.live(key)
 	if !ok {
-		return store.ErrNotFound
+		return notFound("compare and swap")
 	}
-	if !bytes.Equal(it.value, old) {
-		return fmt.Errorf("%w: %s changed", store.ErrConflict, key)
+	if !bytes.Equal(it.bytes(), old) {
+		return conflict("compare and swap: the value changed")
 	}
-	s.m[key] = item{value: clone(new), expires: s.now().Add(ttl)}
+	s.m[key] = item{value: bytes.Clone(new), expires: s.now().Add(ttl)}
 	return nil
 }
 
-// Incr counts within a fixed window.
+// Incr counts within a fixed window that starts at the first increment.
 func (s *Store) Incr(_ context.Context, key string, window time.Duration) (int64, error) {
 	if err := store.CheckEntry(key, window); err != nil {
 		return 0, err
@@ -154,30 +182,43 @@ func (s *Store) Incr(_ context.Context, key string, window time.Duration) (int64
 	defer s.mu.Unlock()
 	it, ok := s.live(key)
 	if !ok {
-		it = item{expires: s.now().Add(window)}
+		it = item{isCount: true, expires: s.now().Add(window)}
+	}
+	if !it.isCount {
+		// Redis would answer "value is not an integer" too.
+		return 0, fmt.Errorf("memstore: incr: the key holds a value, not a counter")
 	}
 	it.counter++
 	s.m[key] = it
 	return it.counter, nil
 }
 
-// SeenOnce records key and reports whether it is new.
+// SeenOnce records key for ttl and reports whether it is new.
 func (s *Store) SeenOnce(ctx context.Context, key string, ttl time.Duration) (bool, error) {
-	err := s.PutIfAbsent(ctx, key, []byte{1}, ttl)
-	if err == nil {
-		return true, nil
-	}
-	if err == store.ErrInvalidKey {
+	if err := store.CheckEntry(key, ttl); err != nil {
 		return false, err
 	}
-	return false, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.live(key); ok {
+		return false, nil
+	}
+	s.m[key] = item{value: []byte{1}, expires: s.now().Add(ttl)}
+	return true, nil
 }
 
 // Ping always answers: the store is this process.
 func (s *Store) Ping(context.Context) error { return nil }
 
-// Close stops the janitor.
+// Close stops the janitor. The store still answers afterwards; closing twice is harmless.
 func (s *Store) Close() error {
 	s.once.Do(func() { close(s.stop) })
 	return nil
+}
+
+// len counts the entries held, expired or not, for tests of the janitor.
+func (s *Store) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
 }

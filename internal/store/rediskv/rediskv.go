@@ -39,12 +39,34 @@ func Open(ctx context.Context, rawURL string, log *slog.Logger) (*Store, error) 
 	if err != nil {
 		return nil, err
 	}
+	// Short timeouts and one retry: during an outage a request should fail fast with
+	// ErrUnavailable (a 503) rather than hang; the retry absorbs a pooled connection that
+	// died when Redis restarted.
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
 	opts.MaxRetries = 1
-	return OpenClient(redis.NewUniversalClient(opts), DefaultPrefix), nil
+	s := OpenClient(redis.NewUniversalClient(opts), DefaultPrefix)
+	if log != nil {
+		// The addresses and mode only: the URL may carry a password.
+		mode := "single"
+		switch {
+		case opts.MasterName != "":
+			mode = "sentinel"
+		case opts.IsClusterMode:
+			mode = "cluster"
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if err := s.Ping(pctx); err != nil {
+			log.Warn("redis not answering yet; will retry on use", "mode", mode, "addrs", opts.Addrs, "err", err)
+		} else {
+			log.Info("redis ephemeral store", "mode", mode, "addrs", opts.Addrs, "db", opts.DB)
+		}
+	}
+	return s, nil
 }
 
-// OpenClient wraps a client the caller configured.
+// OpenClient wraps a client the caller configured; every key is stored under prefix (Open uses
+// DefaultPrefix). Close closes c.
 func OpenClient(c redis.UniversalClient, prefix string) *Store {
 	return &Store{c: c, prefix: prefix}
 }
@@ -55,13 +77,21 @@ func parseURL(raw string) (*redis.UniversalOptions, error) {
 	case "redis", "rediss":
 		o, err := redis.ParseURL(raw)
 		if err != nil {
+			// url.Error quotes the whole URL, password included: name only the cause.
+			var uerr *url.Error
+			if errors.As(err, &uerr) {
+				return nil, fmt.Errorf("rediskv: malformed redis URL: %v", uerr.Err)
+			}
 			return nil, fmt.Errorf("rediskv: %w", err)
 		}
 		return &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}, nil
 	case "redis+sentinel", "redis+cluster":
 		u, err := url.Parse(raw)
 		if err != nil {
-			return nil, fmt.Errorf("rediskv: %w", err)
+			return nil, errors.New("rediskv: malformed redis URL")
+		}
+		if u.Host == "" {
+			return nil, errors.New("rediskv: the redis URL names no host")
 		}
 		o := &redis.UniversalOptions{Addrs: strings.Split(u.Host, ",")}
 		if u.User != nil {
@@ -78,23 +108,41 @@ func parseURL(raw string) (*redis.UniversalOptions, error) {
 		}
 		return o, nil
 	}
-	return nil, fmt.Errorf("rediskv: want a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL")
+	// The URL is not repeated: it may hold a password.
+	return nil, errors.New("rediskv: want a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL")
 }
 
-// wrap maps transport failures to store.ErrUnavailable; the address, never the password, is named.
+// wrap maps go-redis errors to the store's: redis.Nil to ErrNotFound, a server's refusal to a
+// plain error, anything else (refused dial, timeout, a cluster or replica not ready) to
+// ErrUnavailable. go-redis names addresses in its errors, never the password.
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, redis.Nil) {
-		return store.ErrNotFound
+		return fmt.Errorf("rediskv: %s: %w", op, store.ErrNotFound)
 	}
 	var rerr redis.Error
-	if errors.As(err, &rerr) && !strings.HasPrefix(rerr.Error(), "LOADING") && !strings.HasPrefix(rerr.Error(), "CLUSTERDOWN") {
+	if errors.As(err, &rerr) && !transient(rerr.Error()) {
 		return fmt.Errorf("rediskv: %s: %w", op, err)
 	}
-	return fmt.Errorf("%w: redis: %s: %v", store.ErrUnavailable, op, err)
+	return fmt.Errorf("rediskv: %s: %w: %w", op, store.ErrUnavailable, err)
 }
+
+// transient tells the server errors that go away by themselves.
+func transient(msg string) bool {
+	for _, p := range []string{"LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "READONLY"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// ms is ttl in whole milliseconds, rounded up: Redis's finest expiry, and never 0 (which it refuses).
+func ms(ttl time.Duration) int64 { return int64((ttl + time.Millisecond - 1) / time.Millisecond) }
+
+func pttl(ttl time.Duration) time.Duration { return time.Duration(ms(ttl)) * time.Millisecond }
 
 func (s *Store) k(key string) string { return s.prefix + key }
 
@@ -103,7 +151,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 	if err := store.CheckEntry(key, ttl); err != nil {
 		return err
 	}
-	return wrap("put", s.c.Set(ctx, s.k(key), value, ttl).Err())
+	return wrap("put", s.c.Set(ctx, s.k(key), value, pttl(ttl)).Err())
 }
 
 // PutIfAbsent stores value if key holds nothing.
@@ -111,26 +159,35 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 	if err := store.CheckEntry(key, ttl); err != nil {
 		return err
 	}
-	err := s.c.SetArgs(ctx, s.k(key), value, redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	err := s.c.SetArgs(ctx, s.k(key), value, redis.SetArgs{Mode: "NX", TTL: pttl(ttl)}).Err()
 	if errors.Is(err, redis.Nil) {
-		return fmt.Errorf("%w: %s exists", store.ErrConflict, key)
+		return fmt.Errorf("rediskv: put if absent: the key exists: %w", store.ErrConflict)
 	}
 	return wrap("put if absent", err)
 }
 
 // Get returns the value of key.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := store.CheckKey(key); err != nil {
+		return nil, err
+	}
 	b, err := s.c.Get(ctx, s.k(key)).Bytes()
 	return b, wrap("get", err)
 }
 
 // Delete removes key.
 func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := store.CheckKey(key); err != nil {
+		return err
+	}
 	return wrap("delete", s.c.Del(ctx, s.k(key)).Err())
 }
 
 // Take returns and removes the value of key (GETDEL, atomic in Redis).
 func (s *Store) Take(ctx context.Context, key string) ([]byte, error) {
+	if err := store.CheckKey(key); err != nil {
+		return nil, err
+	}
 	b, err := s.c.GetDel(ctx, s.k(key)).Bytes()
 	return b, wrap("take", err)
 }
@@ -148,15 +205,15 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new []byte,
 	if err := store.CheckEntry(key, ttl); err != nil {
 		return err
 	}
-	n, err := casScript.Run(ctx, s.c, []string{s.k(key)}, old, new, ttl.Milliseconds()).Int()
+	n, err := casScript.Run(ctx, s.c, []string{s.k(key)}, old, new, ms(ttl)).Int()
 	if err != nil {
 		return wrap("compare and swap", err)
 	}
 	switch n {
 	case -1:
-		return store.ErrNotFound
+		return fmt.Errorf("rediskv: compare and swap: %w", store.ErrNotFound)
 	case 0:
-		return fmt.Errorf("%w: %s changed", store.ErrConflict, key)
+		return fmt.Errorf("rediskv: compare and swap: the value changed: %w", store.ErrConflict)
 	}
 	return nil
 }
@@ -172,7 +229,7 @@ func (s *Store) Incr(ctx context.Context, key string, window time.Duration) (int
 	if err := store.CheckEntry(key, window); err != nil {
 		return 0, err
 	}
-	n, err := incrScript.Run(ctx, s.c, []string{s.k(key)}, window.Milliseconds()).Int64()
+	n, err := incrScript.Run(ctx, s.c, []string{s.k(key)}, ms(window)).Int64()
 	return n, wrap("incr", err)
 }
 
@@ -181,7 +238,7 @@ func (s *Store) SeenOnce(ctx context.Context, key string, ttl time.Duration) (bo
 	if err := store.CheckEntry(key, ttl); err != nil {
 		return false, err
 	}
-	err := s.c.SetArgs(ctx, s.k(key), []byte{1}, redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	err := s.c.SetArgs(ctx, s.k(key), []byte{1}, redis.SetArgs{Mode: "NX", TTL: pttl(ttl)}).Err()
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}
