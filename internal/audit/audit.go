@@ -4,48 +4,20 @@
 // reordering a record breaks the chain at that record. Every N records (and every T seconds when
 // something was written) a checkpoint record is appended, signed by an audit-purpose key of the
 // key layer; it states the sequence number and hash of the head it covers, so that rewriting the
-// whole chain after a point needs the audit key. A truncated tail (records removed after the last
-// checkpoint, or a checkpoint removed with them) cannot be told from the data alone: the operator
-// gives a head seen before (VerifyOptions: an earlier report, export or published checkpoint).
-//
-// All of an append (reading the last record, hashing, writing) happens inside the store's
-// AppendAudit, under the log's write lock, so writers in any number of processes keep one chain.
-// Checkpoints are counted from the chain, not per process.
-//
-// # Record hash
+// whole chain after a point needs the audit key, and a truncated tail is caught by the operator's
+// last known checkpoint (Options.ExpectHead).
 //
 // A record's hash is SHA-256 over this byte string, which an auditor can rebuild without Vula:
 //
-//	"vula-audit-v1"        13 ASCII bytes, no length prefix
-//	seq                    8 bytes, big-endian (two's complement)
-//	time                   8 bytes, big-endian (two's complement), microseconds since 1970-01-01 UTC
-//	then actor, action, key, digest, result, request_id, detail, signature, prev_hash, in this
-//	order, each as a 4-byte big-endian length followed by its bytes (strings as UTF-8; an absent
-//	byte field is length 0).
+//	"vula-audit-v1"
+//	seq      8 bytes, big-endian
+//	time     8 bytes, big-endian, microseconds since 1970-01-01 UTC
+//	then actor, action, key, digest, result, request_id, detail, signature, prev_hash,
+//	each as a 4-byte big-endian length followed by its bytes.
 //
-// prev_hash is the hash of record seq-1, and 32 zero bytes for record 1.
-//
-// # Checkpoints
-//
-// A checkpoint is a record with action "checkpoint", actor "vula", result "ok", key the URI of
-// the audit key. Its detail is the JSON statement {"seq","head","time","key"}: seq and time are
-// the checkpoint record's own, head is the lowercase hex of its prev_hash (the hash of the record
-// it covers, seq-1), key its key. Its digest is SHA-256(detail) and its signature is the audit
-// key's signature over that digest: ASN.1 DER for ECDSA, PKCS#1 v1.5 for RSA. A verifier checks
-// that the statement names the record's own seq, prev_hash, time and key, and the signature with
-// the public key of an audit-purpose key (never another purpose's: an official's key signs
-// whatever hash the official submits).
-//
-// The audit key signs through the UN-instrumented key manager (New's keys): an instrumented
-// signer would write an audit record for its own checkpoint signature, which would ask for a
-// checkpoint, recursively. The checkpoint record itself is the record of that key's use.
-//
-// # Export
-//
-// Export writes one JSON object a line, in seq order, with the fields seq, time (RFC 3339, UTC,
-// microseconds), actor, action, key, digest, result, request_id, detail, signature, prev_hash and
-// hash; byte fields are lowercase hex; empty fields may be left out. VerifyExport checks such a
-// file offline exactly as Verify checks the database.
+// A checkpoint's Detail is the JSON statement {"seq","head","time","key"} (head: hex hash of the
+// record before it) and its Signature is the audit key's signature over SHA-256(Detail): ASN.1
+// DER for ECDSA, PKCS#1 v1.5 for RSA.
 package audit
 
 import (
