@@ -3,7 +3,9 @@ package testenv
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -38,7 +40,9 @@ func Redis(t testing.TB) *RedisServer {
 func (r *RedisServer) Start(t testing.TB) {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(r.Addr)
-	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r.dir)
+	// No persistence: a restart starts empty, as the outage tests expect.
+	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("redis-server: %v", err)
 	}
@@ -55,7 +59,9 @@ func (r *RedisServer) Start(t testing.TB) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not answer", r.Addr)
+			log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
+			r.Stop(t)
+			t.Fatalf("redis-server on %s did not answer; its log:\n%s", r.Addr, log)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package memstore
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ func (c *clock) advance(d time.Duration) {
 
 func TestConformance(t *testing.T) {
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
-	ephemeraltest.Run(t, ephemeraltest.Harness{
+	ephemeraltest.RunWith(t, ephemeraltest.Harness{
 		Open:    func(t *testing.T) store.Ephemeral { return New(c.now) },
 		Advance: c.advance,
 	})
@@ -34,4 +35,55 @@ func BenchmarkTakeOnce(b *testing.B) {
 	s := New(time.Now)
 	defer s.Close()
 	ephemeraltest.BenchmarkTakeOnce(b, s)
+}
+
+// TestSweep checks that the janitor's sweep reclaims expired entries and only those, and that
+// Close may be called twice.
+func TestSweep(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	s := New(c.now)
+	defer s.Close()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.Put(ctx, "short", []byte("x"), time.Second))
+	must(s.Put(ctx, "long", []byte("y"), time.Hour))
+	_, err := s.Incr(ctx, "counter", time.Second)
+	must(err)
+	c.advance(2 * time.Second)
+	s.sweep()
+	if n := s.len(); n != 1 {
+		t.Fatalf("%d entries after the sweep, want 1", n)
+	}
+	if v, err := s.Get(ctx, "long"); err != nil || string(v) != "y" {
+		t.Fatalf("live entry: %q %v", v, err)
+	}
+	must(s.Close())
+	must(s.Close())
+}
+
+// TestCounterIsDecimal checks that a counter reads as Redis shows it, and that a value is not
+// counted.
+func TestCounterIsDecimal(t *testing.T) {
+	ctx := context.Background()
+	s := New(time.Now)
+	defer s.Close()
+	for range 12 {
+		if _, err := s.Incr(ctx, "c", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := s.Get(ctx, "c"); err != nil || string(v) != "12" {
+		t.Fatalf("counter reads %q %v", v, err)
+	}
+	if err := s.Put(ctx, "v", []byte("text"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Incr(ctx, "v", time.Minute); err == nil {
+		t.Fatal("a value was counted")
+	}
 }

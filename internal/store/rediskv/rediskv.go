@@ -44,6 +44,7 @@ func Open(ctx context.Context, rawURL string, log *slog.Logger) (*Store, error) 
 	// died when Redis restarted.
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
 	opts.MaxRetries = 1
+	opts.DialerRetries, opts.DialerRetryTimeout = 1, 50*time.Millisecond
 	s := OpenClient(redis.NewUniversalClient(opts), DefaultPrefix)
 	if log != nil {
 		// The addresses and mode only: the URL may carry a password.
