@@ -136,6 +136,13 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("report %+v for %d acknowledged records", rep, len(acked))
 	}
 
+	// The head of this report, given back later, holds; a longer log than there is, does not.
+	vula(t, nil, "audit", "verify", "--data-dir", data, "--expect-seq", fmt.Sprint(rep.Records), "--expect-head", rep.Head)
+	_, errs, err := vulaRun(nil, "audit", "verify", "--data-dir", data, "--expect-seq", fmt.Sprint(rep.Records+5))
+	if want := fmt.Sprintf("audit record %d: truncated", rep.Records+1); err == nil || !strings.Contains(errs, want) {
+		t.Fatalf("verify of a log shorter than expected: %v %q", err, errs)
+	}
+
 	// An auditor verifies the export offline with the audit key's PEM, no key layer needed.
 	exportFile := filepath.Join(t.TempDir(), "audit.jsonl")
 	os.WriteFile(exportFile, []byte(export), 0o600)
@@ -152,20 +159,28 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 
 	// Tampering with the file is found by the real binary, which names the record.
 	os.WriteFile(exportFile, []byte(strings.Replace(export, `"action":"seal"`, `"action":"sael"`, 1)), 0o600)
-	_, errs, err := vulaRun(nil, "audit", "verify", "--data-dir", data, "--file", exportFile)
+	_, errs, err = vulaRun(nil, "audit", "verify", "--data-dir", data, "--file", exportFile)
 	if err == nil || !strings.Contains(errs, "audit record 1: hash mismatch") {
 		t.Fatalf("tampered export: %v %q", err, errs)
 	}
 }
 
-// TestAuditTwoProcessesOnePostgres runs two writer processes on one PostgreSQL at once; they
-// must keep one chain.
-func TestAuditTwoProcessesOnePostgres(t *testing.T) {
-	pg := testenv.Postgres(t)
+// TestAuditTwoProcesses runs two writer processes at once on one PostgreSQL, and on one SQLite
+// file; they must keep one chain holding every record of both.
+func TestAuditTwoProcesses(t *testing.T) {
+	for name, dsn := range map[string]func(t *testing.T) string{
+		"sqlite":   func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "shared.db") },
+		"postgres": func(t *testing.T) string { return testenv.Postgres(t).DSN },
+	} {
+		t.Run(name, func(t *testing.T) { twoWriters(t, dsn(t)) })
+	}
+}
+
+func twoWriters(t *testing.T, dsn string) {
 	dirs := []string{t.TempDir(), t.TempDir()}
 	var wg sync.WaitGroup
 	for _, d := range dirs {
-		cmd := writer(t, d, pg.DSN, 150)
+		cmd := writer(t, d, dsn, 150)
 		cmd.Stdout = io.Discard
 		wg.Add(1)
 		go func() {
@@ -178,33 +193,34 @@ func TestAuditTwoProcessesOnePostgres(t *testing.T) {
 	wg.Wait()
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var managers []hsm.Manager
+	var keys []audit.PublicKeys
 	for _, d := range dirs {
 		m, err := software.Open(ctx, software.Config{Dir: filepath.Join(d, "keys"), KeyFile: filepath.Join(d, "keystore.key")}, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer m.Close()
-		managers = append(managers, m)
+		keys = append(keys, audit.KeysOf(ctx, m))
 	}
-	keys := func(uri string) (crypto.PublicKey, error) {
-		for _, m := range managers {
-			if k, err := m.PublicKey(ctx, uri); err == nil {
-				return k, nil
+	either := func(uri string) (crypto.PublicKey, error) {
+		for _, k := range keys {
+			if pub, err := k(uri); err == nil {
+				return pub, nil
 			}
 		}
-		return nil, fmt.Errorf("no key %s", uri)
+		return nil, fmt.Errorf("no audit key %s", uri)
 	}
-	db, err := sqlstore.Open(ctx, pg.DSN, quiet)
+	db, err := sqlstore.Open(ctx, dsn, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rep, err := audit.Verify(ctx, db, keys, audit.VerifyOptions{})
+	rep, err := audit.Verify(ctx, db, either, audit.VerifyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Records-rep.Checkpoints != 300 {
-		t.Fatalf("report %+v, want 300 events", rep)
+	if rep.Records-rep.Checkpoints != 300 || rep.Checkpoints == 0 {
+		t.Fatalf("report %+v, want 300 events and checkpoints", rep)
 	}
+	t.Logf("%d checkpoints for 300 events, one every 50 wanted", rep.Checkpoints)
 }

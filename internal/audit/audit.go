@@ -4,23 +4,52 @@
 // reordering a record breaks the chain at that record. Every N records (and every T seconds when
 // something was written) a checkpoint record is appended, signed by an audit-purpose key of the
 // key layer; it states the sequence number and hash of the head it covers, so that rewriting the
-// whole chain after a point needs the audit key, and a truncated tail is caught by the operator's
-// last known checkpoint (Options.ExpectHead).
+// whole chain after a point needs the audit key. A truncated tail (records removed after the last
+// checkpoint, or a checkpoint removed with them) cannot be told from the data alone: the operator
+// gives a head seen before (VerifyOptions: an earlier report, export or published checkpoint).
+//
+// All of an append (reading the last record, hashing, writing) happens inside the store's
+// AppendAudit, under the log's write lock, so writers in any number of processes keep one chain.
+// Checkpoints are counted from the chain, not per process.
+//
+// # Record hash
 //
 // A record's hash is SHA-256 over this byte string, which an auditor can rebuild without Vula:
 //
-//	"vula-audit-v1"
-//	seq      8 bytes, big-endian
-//	time     8 bytes, big-endian, microseconds since 1970-01-01 UTC
-//	then actor, action, key, digest, result, request_id, detail, signature, prev_hash,
-//	each as a 4-byte big-endian length followed by its bytes.
+//	"vula-audit-v1"        13 ASCII bytes, no length prefix
+//	seq                    8 bytes, big-endian (two's complement)
+//	time                   8 bytes, big-endian (two's complement), microseconds since 1970-01-01 UTC
+//	then actor, action, key, digest, result, request_id, detail, signature, prev_hash, in this
+//	order, each as a 4-byte big-endian length followed by its bytes (strings as UTF-8; an absent
+//	byte field is length 0).
 //
-// A checkpoint's Detail is the JSON statement {"seq","head","time","key"} (head: hex hash of the
-// record before it) and its Signature is the audit key's signature over SHA-256(Detail): ASN.1
-// DER for ECDSA, PKCS#1 v1.5 for RSA.
+// prev_hash is the hash of record seq-1, and 32 zero bytes for record 1.
+//
+// # Checkpoints
+//
+// A checkpoint is a record with action "checkpoint", actor "vula", result "ok", key the URI of
+// the audit key. Its detail is the JSON statement {"seq","head","time","key"}: seq and time are
+// the checkpoint record's own, head is the lowercase hex of its prev_hash (the hash of the record
+// it covers, seq-1), key its key. Its digest is SHA-256(detail) and its signature is the audit
+// key's signature over that digest: ASN.1 DER for ECDSA, PKCS#1 v1.5 for RSA. A verifier checks
+// that the statement names the record's own seq, prev_hash, time and key, and the signature with
+// the public key of an audit-purpose key (never another purpose's: an official's key signs
+// whatever hash the official submits).
+//
+// The audit key signs through the UN-instrumented key manager (New's keys): an instrumented
+// signer would write an audit record for its own checkpoint signature, which would ask for a
+// checkpoint, recursively. The checkpoint record itself is the record of that key's use.
+//
+// # Export
+//
+// Export writes one JSON object a line, in seq order, with the fields seq, time (RFC 3339, UTC,
+// microseconds), actor, action, key, digest, result, request_id, detail, signature, prev_hash and
+// hash; byte fields are lowercase hex; empty fields may be left out. VerifyExport checks such a
+// file offline exactly as Verify checks the database.
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -78,9 +107,8 @@ type Log struct {
 
 var _ hsm.AuditHook = (*Log)(nil)
 
-// New makes a log over st, checkpointed with the audit key at keyURI of keys. keys must be the
-// un-instrumented manager: an instrumented signer would audit its own checkpoint signature,
-// recursively.
+// New makes a log over st, checkpointed with the audit key at keyURI of keys. keys MUST be the
+// un-instrumented manager (see the package comment); New refuses an instrumented one.
 func New(ctx context.Context, st store.AuditLog, keys hsm.Manager, keyURI string, opts Options, now func() time.Time, log *slog.Logger) (*Log, error) {
 	if opts.Every <= 0 {
 		opts.Every = 1000
@@ -91,6 +119,11 @@ func New(ctx context.Context, st store.AuditLog, keys hsm.Manager, keyURI string
 	s, err := keys.Signer(ctx, keyURI, hsm.PurposeAudit)
 	if err != nil {
 		return nil, fmt.Errorf("audit: checkpoint key: %w", err)
+	}
+	// Signers of an instrumented manager take a context (hsm.ContextSigner); one here would
+	// append from inside an append and deadlock on the log's lock.
+	if _, ok := s.(hsm.ContextSigner); ok {
+		return nil, errors.New("audit: the checkpoint key must come from the un-instrumented key manager")
 	}
 	return &Log{st: st, now: now, log: log, opts: opts, keyURI: keyURI, signer: s}, nil
 }
@@ -125,8 +158,11 @@ func (l *Log) link(last *store.AuditRecord, r store.AuditRecord) store.AuditReco
 }
 
 // Append adds ev to the chain and returns the record once it is durable. A checkpoint follows
-// when Every records have passed since the last one.
+// when Every records have passed since the last one in the chain.
 func (l *Log) Append(ctx context.Context, ev Event) (store.AuditRecord, error) {
+	if ev.Action == "" || ev.Action == ActionCheckpoint {
+		return store.AuditRecord{}, fmt.Errorf("audit: action %q is not an event's", ev.Action)
+	}
 	rec, err := l.st.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
 		return l.link(last, store.AuditRecord{Actor: ev.Actor, Action: ev.Action, Key: ev.Key, Digest: ev.Digest,
 			Result: ev.Result, RequestID: ev.RequestID, Detail: ev.Detail}), nil
@@ -134,13 +170,48 @@ func (l *Log) Append(ctx context.Context, ev Event) (store.AuditRecord, error) {
 	if err != nil {
 		return rec, fmt.Errorf("audit: %w", err)
 	}
-	if rec.Seq-l.lastCheckpoint.Load() >= l.opts.Every {
-		if _, err := l.Checkpoint(ctx); err != nil {
+	// This process's count may be stale (another one may have checkpointed since); checkpoint
+	// asks the chain. TryLock: a goroutine already checkpointing covers this record too.
+	if rec.Seq-l.lastCheckpoint.Load() >= l.opts.Every && l.checkpointing.TryLock() {
+		defer l.checkpointing.Unlock()
+		if _, err := l.checkpoint(ctx, true); err != nil {
 			// The record is written; a late checkpoint is retried on the next append or tick.
 			l.log.Error("audit checkpoint failed", "err", err)
 		}
 	}
 	return rec, nil
+}
+
+// due reports whether a checkpoint is owed after record seq, from the chain: only the last
+// Every records can hold a checkpoint that makes one not owed yet. Records up to seq never
+// change, so they are read outside the log's lock.
+func (l *Log) due(ctx context.Context, seq int64) bool {
+	from, found := max(1, seq-l.opts.Every+1), int64(0)
+	for from <= seq {
+		page, err := l.st.AuditRecords(ctx, from, int(min(seq-from+1, 1000)))
+		if err != nil || len(page) == 0 {
+			return true // cannot tell: one checkpoint too many is harmless, one missing is not
+		}
+		for _, r := range page {
+			if r.Action == ActionCheckpoint && r.Seq <= seq {
+				found = r.Seq
+			}
+		}
+		from = page[len(page)-1].Seq + 1
+	}
+	if found > 0 {
+		l.sawCheckpoint(found)
+	}
+	return seq-found >= l.opts.Every
+}
+
+func (l *Log) sawCheckpoint(seq int64) {
+	for {
+		cur := l.lastCheckpoint.Load()
+		if seq <= cur || l.lastCheckpoint.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
 }
 
 // RecordSignature is the key layer's audit hook: one record a private-key operation, durable
@@ -171,42 +242,109 @@ type Statement struct {
 	Key  string    `json:"key"`
 }
 
-// Checkpoint appends a signed checkpoint over the current head, unless the head already is one.
+// Checkpoint appends a signed checkpoint over the current head, unless the head already is one
+// (then it returns a zero record and no error).
 func (l *Log) Checkpoint(ctx context.Context) (store.AuditRecord, error) {
 	l.checkpointing.Lock()
 	defer l.checkpointing.Unlock()
-	var skipped bool
-	rec, err := l.st.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
-		if last == nil || last.Action == ActionCheckpoint {
-			skipped = true
-			return store.AuditRecord{}, errSkip
-		}
-		r := l.link(last, store.AuditRecord{Actor: "vula", Action: ActionCheckpoint, Key: l.keyURI, Result: "ok"})
-		st, err := json.Marshal(Statement{Seq: r.Seq, Head: hex.EncodeToString(last.Hash), Time: r.Time, Key: l.keyURI})
-		if err != nil {
-			return r, err
-		}
-		d := sha256.Sum256(st)
-		// Signed under the log's lock, so the statement's head is still the head when written.
-		sig, err := l.signer.Sign(rand.Reader, d[:], crypto.SHA256)
-		if err != nil {
-			return r, fmt.Errorf("signing checkpoint: %w", err)
-		}
-		r.Detail, r.Digest, r.Signature = st, d[:], sig
-		r.Hash = Hash(r)
-		return r, nil
-	})
-	if skipped {
-		return store.AuditRecord{}, nil
-	}
-	if err != nil {
-		return rec, fmt.Errorf("audit: checkpoint: %w", err)
-	}
-	l.lastCheckpoint.Store(rec.Seq)
-	return rec, nil
+	return l.checkpoint(ctx, false)
 }
 
-var errSkip = errors.New("nothing to checkpoint")
+// optimisticTries is how often a checkpoint is signed outside the log's lock before it is signed
+// under it. Outside, a slow HSM holds up no appender; but the statement names the head, so a
+// record appended meanwhile by anyone voids it. Under load that keeps happening; signing under
+// the lock then still ends it.
+const optimisticTries = 3
+
+// checkpoint needs l.checkpointing held. With onlyIfDue it appends one only when Every records
+// have passed since the last checkpoint in the chain. That is exact whenever the statement was
+// signed outside the lock: the chain was read up to the head the statement names, and the
+// statement is appended only if that is still the head. Signed under the lock it is not looked
+// up, so writers racing in several processes may rarely add one checkpoint too many.
+//
+// A statement signed outside the lock and then voided is a use of the audit key that no record
+// mentions. It gives nobody anything: it names a (seq, head) that became an ordinary record,
+// and putting it there instead changes the hash every later checkpoint covers.
+func (l *Log) checkpoint(ctx context.Context, onlyIfDue bool) (store.AuditRecord, error) {
+	for try := 0; ; try++ {
+		var signed *store.AuditRecord // nil: sign under the lock
+		if try < optimisticTries {
+			head, err := l.head(ctx)
+			if err != nil {
+				return store.AuditRecord{}, fmt.Errorf("audit: checkpoint: %w", err)
+			}
+			if head == nil || head.Action == ActionCheckpoint || onlyIfDue && !l.due(ctx, head.Seq) {
+				return store.AuditRecord{}, nil
+			}
+			r, err := l.signed(head)
+			if err != nil {
+				return store.AuditRecord{}, err
+			}
+			signed = &r
+		}
+		var nothing, moved bool
+		rec, err := l.st.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
+			switch {
+			case last == nil || last.Action == ActionCheckpoint:
+				nothing = true
+				return store.AuditRecord{}, errNotAppended
+			case signed == nil:
+				return l.signed(last)
+			case last.Seq+1 != signed.Seq || !bytes.Equal(last.Hash, signed.PrevHash):
+				moved = true
+				return store.AuditRecord{}, errNotAppended
+			}
+			return *signed, nil
+		})
+		switch {
+		case nothing:
+			return store.AuditRecord{}, nil
+		case moved:
+			continue
+		case err != nil:
+			return rec, fmt.Errorf("audit: checkpoint: %w", err)
+		}
+		if try >= optimisticTries {
+			l.log.Warn("audit checkpoint signed under the log's lock: the head kept moving", "seq", rec.Seq)
+		}
+		l.sawCheckpoint(rec.Seq)
+		return rec, nil
+	}
+}
+
+// signed makes the checkpoint record that follows head.
+func (l *Log) signed(head *store.AuditRecord) (store.AuditRecord, error) {
+	r := l.link(head, store.AuditRecord{Actor: "vula", Action: ActionCheckpoint, Key: l.keyURI, Result: "ok"})
+	st, err := json.Marshal(Statement{Seq: r.Seq, Head: hex.EncodeToString(head.Hash), Time: r.Time, Key: l.keyURI})
+	if err != nil {
+		return r, err
+	}
+	d := sha256.Sum256(st)
+	sig, err := l.signer.Sign(rand.Reader, d[:], crypto.SHA256)
+	if err != nil {
+		return r, fmt.Errorf("audit: signing checkpoint: %w", err)
+	}
+	r.Detail, r.Digest, r.Signature = st, d[:], sig
+	r.Hash = Hash(r)
+	return r, nil
+}
+
+// head reads the last record. The seam reads it only under the write lock, so this borrows
+// AppendAudit for a moment and writes nothing.
+func (l *Log) head(ctx context.Context) (*store.AuditRecord, error) {
+	var head *store.AuditRecord
+	var read bool
+	_, err := l.st.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
+		head, read = last, true
+		return store.AuditRecord{}, errNotAppended
+	})
+	if !read {
+		return nil, err
+	}
+	return head, nil
+}
+
+var errNotAppended = errors.New("audit: nothing to append")
 
 // Run checkpoints every Interval until ctx ends.
 func (l *Log) Run(ctx context.Context) {

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -59,7 +60,7 @@ func newKeys(t testing.TB) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fixture{keys: m, keyURI: k.URI, pubs: func(uri string) (crypto.PublicKey, error) { return m.PublicKey(ctx, uri) }}
+	return fixture{keys: m, keyURI: k.URI, pubs: KeysOf(ctx, m)}
 }
 
 func openDB(t testing.TB, dsn string) *sqlstore.DB {
@@ -173,9 +174,14 @@ func TestTamperingDetected(t *testing.T) {
 	}{
 		{"changed digest", `UPDATE audit_log SET digest = x'00' WHERE seq = 5`, nil, 5, "hash mismatch"},
 		{"changed result", `UPDATE audit_log SET result = 'error' WHERE seq = 14`, nil, 14, "hash mismatch"},
+		{"changed actor", `UPDATE audit_log SET actor = 'someone else' WHERE seq = 9`, nil, 9, "hash mismatch"},
+		{"changed checkpoint statement", `UPDATE audit_log SET detail = CAST(replace(CAST(detail AS TEXT), '"seq":22', '"seq":23') AS BLOB) WHERE seq = 22`, nil, 22, "hash mismatch"},
 		{"deleted record", `DELETE FROM audit_log WHERE seq = 7`, nil, 7, "missing records 7..7"},
 		{"swapped order", `UPDATE audit_log SET seq = -3 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = 4; UPDATE audit_log SET seq = 4 WHERE seq = -3`, nil, 3, "broken link"},
 		{"truncated tail", `DELETE FROM audit_log WHERE seq > 27`, func(head []byte) VerifyOptions { return VerifyOptions{ExpectSeq: 32, ExpectHead: head} }, 28, "truncated"},
+		{"truncated tail, length known", `DELETE FROM audit_log WHERE seq > 27`, func([]byte) VerifyOptions { return VerifyOptions{ExpectSeq: 32} }, 28, "truncated"},
+		{"truncated back to a checkpoint", `DELETE FROM audit_log WHERE seq > 22`, func([]byte) VerifyOptions { return VerifyOptions{ExpectSeq: 32} }, 23, "truncated"},
+		{"tail rewritten", `UPDATE audit_log SET result = 'x' WHERE seq = 32`, func(head []byte) VerifyOptions { return VerifyOptions{ExpectSeq: 32, ExpectHead: head} }, 32, "hash mismatch"},
 		{"inserted record", `UPDATE audit_log SET seq = -seq WHERE seq >= 20; UPDATE audit_log SET seq = 1 - seq WHERE seq < 0; INSERT INTO audit_log SELECT 20, time, actor, action, key_uri, digest, result, request_id, detail, signature, prev_hash, hash FROM audit_log WHERE seq = 19`, nil, 20, "broken link"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -211,27 +217,70 @@ func TestTamperingDetected(t *testing.T) {
 	}
 	// An attacker without the audit key changes a record and recomputes every hash after it:
 	// the links hold, but a checkpoint no longer verifies.
-	for name, forge := range map[string]func(r []store.AuditRecord){
-		"rewritten chain after a checkpoint": func(r []store.AuditRecord) { r[14].Result = "forged" },
-		"forged checkpoint signature":        func(r []store.AuditRecord) { r[21].Signature = []byte{0x30, 6, 2, 1, 1, 2, 1, 1} },
+	for _, tc := range []struct {
+		name  string
+		forge func(t *testing.T, r []store.AuditRecord) // r[i] is record i+1; checkpoints at 11 and 22
+		seq   int64
+	}{
+		{"rewritten chain after a checkpoint", func(_ *testing.T, r []store.AuditRecord) { r[14].Result = "forged" }, 22},
+		{"forged checkpoint signature", func(_ *testing.T, r []store.AuditRecord) { r[21].Signature = []byte{0x30, 6, 2, 1, 1, 2, 1, 1} }, 22},
+		// An institution's seal key signs any hash its clients send: checkpoints it signed,
+		// valid as signatures, must still be refused.
+		{"checkpoints signed by a seal key", func(t *testing.T, r []store.AuditRecord) {
+			r[3].Result = "forged"
+			s := sealSigner(t, f)
+			for i := 1; i < len(r); i++ {
+				r[i].PrevHash = r[i-1].Hash
+				if r[i].Action == ActionCheckpoint {
+					st, _ := json.Marshal(Statement{Seq: r[i].Seq, Head: hex.EncodeToString(r[i].PrevHash), Time: r[i].Time, Key: s.uri})
+					d := sha256.Sum256(st)
+					sig, err := s.Sign(rand.Reader, d[:], crypto.SHA256)
+					if err != nil {
+						t.Fatal(err)
+					}
+					r[i].Key, r[i].Detail, r[i].Digest, r[i].Signature = s.uri, st, d[:], sig
+				}
+				r[i].Hash = Hash(r[i])
+			}
+		}, 11},
 	} {
-		t.Run(name, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			db := openDB(t, "sqlite:"+filepath.Join(t.TempDir(), "a.db"))
 			l := newLog(t, db, f, 10)
 			appendN(t, l, 30)
 			recs, _ := db.AuditRecords(context.Background(), 1, 100)
-			forge(recs)
+			tc.forge(t, recs)
 			for i := 1; i < len(recs); i++ {
 				recs[i].PrevHash = recs[i-1].Hash
 				recs[i].Hash = Hash(recs[i])
 			}
 			_, err := Verify(context.Background(), &memLog{recs: recs}, f.pubs, VerifyOptions{})
 			var p *Problem
-			if !errors.As(err, &p) || p.Seq != 22 || !strings.Contains(p.Reason, "checkpoint") {
-				t.Fatalf("err = %v, want the checkpoint at 22", err)
+			if !errors.As(err, &p) || p.Seq != tc.seq || !strings.Contains(p.Reason, "checkpoint") {
+				t.Fatalf("err = %v, want the checkpoint at %d", err, tc.seq)
 			}
 		})
 	}
+}
+
+type uriSigner struct {
+	crypto.Signer
+	uri string
+}
+
+// sealSigner makes an institution's seal key in the fixture's key layer.
+func sealSigner(t *testing.T, f fixture) uriSigner {
+	t.Helper()
+	ctx := context.Background()
+	k, err := f.keys.CreateKey(ctx, hsm.KeySpec{Label: "seal-" + strings.ReplaceAll(t.Name(), "/", "-"), Algorithm: hsm.ECP256, Purpose: hsm.SealPurpose("tax")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.keys.Signer(ctx, k.URI, hsm.SealPurpose("tax"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uriSigner{s, k.URI}
 }
 
 func TestTwoWriters(t *testing.T) {
@@ -268,6 +317,7 @@ func TestTwoWriters(t *testing.T) {
 			if rep.Records-rep.Checkpoints != 200 || rep.Checkpoints == 0 {
 				t.Fatalf("report %+v, want 200 events and some checkpoints", rep)
 			}
+			t.Logf("%d checkpoints for 200 events, one every 25 wanted", rep.Checkpoints)
 		})
 	}
 }
@@ -292,4 +342,124 @@ func (m *memLog) AuditRecords(_ context.Context, from int64, limit int) ([]store
 		}
 	}
 	return out, nil
+}
+
+func checkpointSeqs(t *testing.T, st store.AuditLog) []int64 {
+	t.Helper()
+	recs, err := st.AuditRecords(context.Background(), 1, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []int64
+	for _, r := range recs {
+		if r.Action == ActionCheckpoint {
+			seqs = append(seqs, r.Seq)
+		}
+	}
+	return seqs
+}
+
+// Checkpoints are counted from the chain: two writers taking turns, and a writer that starts on
+// an existing chain, checkpoint exactly as one writer would.
+func TestCheckpointsCountedFromChain(t *testing.T) {
+	f := newKeys(t)
+	path := "sqlite:" + filepath.Join(t.TempDir(), "a.db")
+	a, b := openDB(t, path), openDB(t, path)
+	la, lb := newLog(t, a, f, 10), newLog(t, b, f, 10)
+	for i := 0; i < 45; i++ {
+		appendN(t, []*Log{la, lb}[i%2], 1)
+	}
+	// A process started now knows nothing of the last checkpoint (44) but the chain does.
+	lc := newLog(t, openDB(t, path), f, 10)
+	appendN(t, lc, 5)
+	if got := fmt.Sprint(checkpointSeqs(t, a)); got != "[11 22 33 44 55]" {
+		t.Fatalf("checkpoints at %s", got)
+	}
+	if _, err := Verify(context.Background(), a, f.pubs, VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// racingLog lets another writer append just before each of the next n calls, as a writer in
+// another process would between a checkpoint's reading of the head and its append.
+type racingLog struct {
+	store.AuditLog
+	other *Log
+	n     int
+}
+
+func (r *racingLog) AppendAudit(ctx context.Context, next func(*store.AuditRecord) (store.AuditRecord, error)) (store.AuditRecord, error) {
+	if r.n > 0 {
+		r.n--
+		if _, err := r.other.Append(ctx, Event{Actor: "other", Action: "seal", Result: "ok"}); err != nil {
+			return store.AuditRecord{}, err
+		}
+	}
+	return r.AuditLog.AppendAudit(ctx, next)
+}
+
+// A checkpoint signed outside the lock is appended only over the head it names; when others
+// keep appending it is signed again, and in the end under the lock.
+func TestCheckpointRacesAnotherWriter(t *testing.T) {
+	f := newKeys(t)
+	for _, tc := range []struct {
+		name      string
+		interfere int   // appends by the other writer, one before each call to the store
+		seq       int64 // where the checkpoint lands after 5 records
+	}{
+		{"alone", 0, 6},
+		{"head moved before it was read", 1, 7},
+		{"head moved once after signing", 2, 8},
+		{"head kept moving: signed under the lock", 6, 12},
+		{"head moved every time", 100, 13},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := openDB(t, "sqlite:"+filepath.Join(t.TempDir(), "a.db"))
+			race := &racingLog{AuditLog: db, other: newLog(t, db, f, 1000)}
+			l := newLog(t, race, f, 1000)
+			appendN(t, l, 5)
+			race.n = tc.interfere
+			rec, err := l.Checkpoint(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Seq != tc.seq {
+				t.Fatalf("checkpoint at %d, want %d", rec.Seq, tc.seq)
+			}
+			rep, err := Verify(context.Background(), db, f.pubs, VerifyOptions{})
+			if err != nil || rep.Checkpoints != 1 || rep.LastCheckpointSeq != tc.seq {
+				t.Fatalf("report %+v, %v", rep, err)
+			}
+		})
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	f := newKeys(t)
+	ctx := context.Background()
+	db := openDB(t, "sqlite:"+filepath.Join(t.TempDir(), "a.db"))
+	l := newLog(t, db, f, 10)
+	for _, action := range []string{"", ActionCheckpoint} {
+		if _, err := l.Append(ctx, Event{Actor: "x", Action: action}); err == nil {
+			t.Errorf("an event with action %q was appended", action)
+		}
+	}
+	// An instrumented manager's audit signer would append from inside an append.
+	inst := hsm.Instrument(f.keys, hsm.NewMetrics(prometheus.NewRegistry()), l, time.Now)
+	if _, err := New(ctx, db, inst, f.keyURI, Options{}, time.Now, quiet); err == nil {
+		t.Error("New took an instrumented manager")
+	}
+	// A key of another purpose is no audit key.
+	s := sealSigner(t, f)
+	if _, err := f.pubs(s.uri); !errors.Is(err, hsm.ErrWrongPurpose) {
+		t.Errorf("KeysOf gave a seal key: %v", err)
+	}
+	for _, o := range []VerifyOptions{{ExpectSeq: -1}, {ExpectHead: make([]byte, 32)}, {ExpectSeq: 3, ExpectHead: []byte{1}}} {
+		if _, err := Verify(ctx, db, f.pubs, o); err == nil {
+			t.Errorf("Verify took options %+v", o)
+		}
+	}
+	if recs, _ := db.AuditRecords(ctx, 1, 10); len(recs) != 0 {
+		t.Fatalf("refused events left records: %+v", recs)
+	}
 }

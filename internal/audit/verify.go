@@ -14,6 +14,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/store"
 )
 
@@ -34,16 +35,40 @@ type Problem struct {
 
 func (p *Problem) Error() string { return fmt.Sprintf("audit record %d: %s", p.Seq, p.Reason) }
 
-// PublicKeys finds the public key of an audit key by URI.
+// PublicKeys finds the public key of an audit key by URI. It MUST NOT return the key of any
+// other purpose: an official's or an institution's key signs whatever hash it is handed, so a
+// checkpoint it signed proves nothing. KeysOf is one over the key layer.
 type PublicKeys func(uri string) (crypto.PublicKey, error)
 
-// VerifyOptions carry what the operator knows from outside the log.
+// KeysOf looks audit keys up in m, refusing keys of other purposes.
+func KeysOf(ctx context.Context, m hsm.Manager) PublicKeys {
+	return func(uri string) (crypto.PublicKey, error) {
+		k, err := m.Key(ctx, uri)
+		if err != nil {
+			return nil, err
+		}
+		if k.Purpose != hsm.PurposeAudit {
+			return nil, fmt.Errorf("%w: key is for %q, not %q", hsm.ErrWrongPurpose, k.Purpose, hsm.PurposeAudit)
+		}
+		return m.PublicKey(ctx, uri)
+	}
+}
+
+// VerifyOptions carry what the operator knows from outside the log: a head seen before (an
+// earlier report or export, a checkpoint a replica published). This is what catches a truncated
+// tail, which the data alone cannot show.
 type VerifyOptions struct {
-	// ExpectSeq and ExpectHead, when set, are a head the operator saw before (an earlier
-	// checkpoint or export): the chain must still hold that record with that hash. This is what
-	// catches a truncated tail.
-	ExpectSeq  int64
+	// ExpectSeq, when positive, is a length the chain must at least have.
+	ExpectSeq int64
+	// ExpectHead, when set, is the hash record ExpectSeq must have. It needs ExpectSeq.
 	ExpectHead []byte
+}
+
+func (o VerifyOptions) validate() error {
+	if o.ExpectSeq < 0 || o.ExpectHead != nil && (o.ExpectSeq == 0 || len(o.ExpectHead) != sha256.Size) {
+		return fmt.Errorf("audit: expected head: want a positive seq, and a hash of %d bytes or none", sha256.Size)
+	}
+	return nil
 }
 
 type verifier struct {
@@ -78,7 +103,7 @@ func (v *verifier) check(r store.AuditRecord) error {
 		v.rep.LastCheckpointSeq = r.Seq
 	}
 	if v.opts.ExpectSeq == r.Seq {
-		if !bytes.Equal(v.opts.ExpectHead, r.Hash) {
+		if v.opts.ExpectHead != nil && !bytes.Equal(v.opts.ExpectHead, r.Hash) {
 			return &Problem{Seq: r.Seq, Reason: "differs from the head expected by the operator"}
 		}
 		v.seen = true
@@ -92,7 +117,7 @@ func (v *verifier) checkpoint(r store.AuditRecord) error {
 	if err := json.Unmarshal(r.Detail, &st); err != nil {
 		return fmt.Errorf("checkpoint statement unreadable: %v", err)
 	}
-	if st.Seq != r.Seq || st.Head != hex.EncodeToString(r.PrevHash) || st.Key != r.Key {
+	if st.Seq != r.Seq || st.Head != hex.EncodeToString(r.PrevHash) || st.Key != r.Key || !st.Time.Equal(r.Time) {
 		return fmt.Errorf("checkpoint statement does not cover this position")
 	}
 	d := sha256.Sum256(r.Detail)
@@ -126,6 +151,9 @@ func (v *verifier) finish() (Report, error) {
 
 // Verify walks the whole chain in st and returns the first bad record as a *Problem.
 func Verify(ctx context.Context, st store.AuditLog, keys PublicKeys, opts VerifyOptions) (Report, error) {
+	if err := opts.validate(); err != nil {
+		return Report{}, err
+	}
 	v := newVerifier(keys, opts)
 	for from := int64(1); ; {
 		page, err := st.AuditRecords(ctx, from, 1000)
@@ -192,6 +220,9 @@ func Export(ctx context.Context, st store.AuditLog, w io.Writer) error {
 
 // VerifyExport checks an export offline, with the same checks as Verify.
 func VerifyExport(r io.Reader, keys PublicKeys, opts VerifyOptions) (Report, error) {
+	if err := opts.validate(); err != nil {
+		return Report{}, err
+	}
 	v := newVerifier(keys, opts)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)

@@ -25,8 +25,9 @@ func auditCmd(g *globals) *cobra.Command {
 		Short: "Check the hash chain and every signed checkpoint; name the first bad record",
 		Long: `Checks the audit log in the configured database, or an export with --file (offline).
 Checkpoint signatures are checked with the audit key's public key from the key layer, or from
---public-key (PEM) when verifying offline. --expect-seq and --expect-head give a head seen before
-(from an earlier report), to catch a truncated tail.`,
+--public-key (PEM) when verifying offline. --expect-seq (a length the log must at least have)
+and --expect-head (that record's hash) give a head seen before, from an earlier report, to catch
+a truncated tail.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.Flag("output").Value.String()
@@ -41,8 +42,8 @@ Checkpoint signatures are checked with the audit key's public key from the key l
 				}
 				opts.ExpectHead = h
 			}
-			if (opts.ExpectSeq > 0) != (opts.ExpectHead != nil) {
-				return fmt.Errorf("--expect-seq and --expect-head go together")
+			if opts.ExpectSeq < 0 || opts.ExpectHead != nil && opts.ExpectSeq == 0 {
+				return fmt.Errorf("--expect-head needs --expect-seq (a positive sequence number)")
 			}
 			keys, closeKeys, err := g.publicKeys(cmd.Context(), pubFile)
 			if err != nil {
@@ -76,8 +77,8 @@ Checkpoint signatures are checked with the audit key's public key from the key l
 	}
 	verify.Flags().StringVar(&exportFile, "file", "", "verify this export (JSON lines) instead of the database")
 	verify.Flags().StringVar(&pubFile, "public-key", "", "PEM public key of the audit key (offline verification)")
-	verify.Flags().Int64Var(&expectSeq, "expect-seq", 0, "sequence number of a head seen before")
-	verify.Flags().StringVar(&expectHead, "expect-head", "", "hash (hex) of that head")
+	verify.Flags().Int64Var(&expectSeq, "expect-seq", 0, "sequence number of a head seen before: the log must reach it")
+	verify.Flags().StringVar(&expectHead, "expect-head", "", "hash (hex) that record must have")
 	outputFlag(verify, "table")
 
 	var outFile string
@@ -103,7 +104,8 @@ Checkpoint signatures are checked with the audit key's public key from the key l
 	return cmd
 }
 
-// publicKeys finds audit public keys in a PEM file, or else in the configured key layer.
+// publicKeys finds audit public keys in a PEM file, or else among the audit keys of the
+// configured key layer.
 func (g *globals) publicKeys(ctx context.Context, pemFile string) (audit.PublicKeys, func(), error) {
 	if pemFile != "" {
 		pub, err := pemutil.Read(pemFile)
@@ -120,5 +122,5 @@ func (g *globals) publicKeys(ctx context.Context, pemFile string) (audit.PublicK
 	if err != nil {
 		return nil, nil, err
 	}
-	return func(uri string) (crypto.PublicKey, error) { return m.PublicKey(ctx, uri) }, func() { m.Close() }, nil
+	return audit.KeysOf(ctx, m), func() { m.Close() }, nil
 }
