@@ -28,7 +28,9 @@ type Ephemeral interface {
 	// ErrNotFound if key is absent, ErrConflict if it holds something else.
 	CompareAndSwap(ctx context.Context, key string, old, new []byte, ttl time.Duration) error
 	// Incr adds one to the counter at key and returns the new count. A counter lives for one
-	// fixed window from its first increment.
+	// fixed window from its first increment; later increments do not extend it. A counter is
+	// stored as its decimal text: Get reads it ("12") and Delete resets it. Incr on a key that
+	// holds anything but a decimal integer is an error.
 	Incr(ctx context.Context, key string, window time.Duration) (int64, error)
 	// SeenOnce records key for ttl and reports whether this was the first time (a replay cache).
 	SeenOnce(ctx context.Context, key string, ttl time.Duration) (first bool, err error)

@@ -216,6 +216,35 @@ func RunWith(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("CounterReadReset", func(t *testing.T) {
+		for range 12 {
+			if _, err := s.Incr(ctx, "rl:user", time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if v, err := s.Get(ctx, "rl:user"); err != nil || string(v) != "12" {
+			t.Fatalf("counter reads %q %v, want \"12\"", v, err)
+		}
+		must(t, s.Delete(ctx, "rl:user"))
+		if n, err := s.Incr(ctx, "rl:user", time.Minute); err != nil || n != 1 {
+			t.Fatalf("after a reset: %d %v", n, err)
+		}
+		// A number stored by Put counts on; anything else is not a counter and stays as it was.
+		must(t, s.Put(ctx, "rl:n", []byte("41"), time.Minute))
+		if n, err := s.Incr(ctx, "rl:n", time.Minute); err != nil || n != 42 {
+			t.Fatalf("incr of a stored 41: %d %v", n, err)
+		}
+		for _, v := range []string{"text", "", "07", " 7", "+7", "9223372036854775807"} {
+			must(t, s.Put(ctx, "rl:v", []byte(v), time.Minute))
+			if n, err := s.Incr(ctx, "rl:v", time.Minute); err == nil {
+				t.Errorf("incr of %q gave %d", v, n)
+			}
+			if got, _ := s.Get(ctx, "rl:v"); string(got) != v {
+				t.Errorf("a refused incr changed %q to %q", v, got)
+			}
+		}
+	})
+
 	t.Run("ReplayCache", func(t *testing.T) {
 		first, err := s.SeenOnce(ctx, "jti:abc", time.Second)
 		if err != nil || !first {

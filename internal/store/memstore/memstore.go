@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -20,17 +21,7 @@ const sweepEvery = time.Minute
 
 type item struct {
 	value   []byte
-	counter int64
-	isCount bool // written by Incr: value is the decimal counter, as Redis shows it
 	expires time.Time
-}
-
-// bytes returns the item's value as Get shows it.
-func (it item) bytes() []byte {
-	if it.isCount {
-		return strconv.AppendInt(nil, it.counter, 10)
-	}
-	return bytes.Clone(it.value)
 }
 
 // Store is an in-memory store.Ephemeral, safe for concurrent use.
@@ -126,7 +117,7 @@ func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
 	if !ok {
 		return nil, notFound("get")
 	}
-	return it.bytes(), nil
+	return bytes.Clone(it.value), nil
 }
 
 // Delete removes key.
@@ -152,7 +143,7 @@ func (s *Store) Take(_ context.Context, key string) ([]byte, error) {
 		return nil, notFound("take")
 	}
 	delete(s.m, key)
-	return it.bytes(), nil
+	return it.value, nil
 }
 
 // CompareAndSwap replaces old with new, for ttl.
@@ -166,14 +157,16 @@ func (s *Store) CompareAndSwap(_ context.Context, key string, old, new []byte, t
 	if !ok {
 		return notFound("compare and swap")
 	}
-	if !bytes.Equal(it.bytes(), old) {
+	if !bytes.Equal(it.value, old) {
 		return conflict("compare and swap: the value changed")
 	}
 	s.m[key] = item{value: bytes.Clone(new), expires: s.now().Add(ttl)}
 	return nil
 }
 
-// Incr counts within a fixed window that starts at the first increment.
+// Incr counts within a fixed window that starts at the first increment. The counter is kept as
+// its decimal text, as Redis keeps it, so that Get, CompareAndSwap and a Put of a number behave
+// alike on both backends.
 func (s *Store) Incr(_ context.Context, key string, window time.Duration) (int64, error) {
 	if err := store.CheckEntry(key, window); err != nil {
 		return 0, err
@@ -181,16 +174,34 @@ func (s *Store) Incr(_ context.Context, key string, window time.Duration) (int64
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	it, ok := s.live(key)
-	if !ok {
-		it = item{isCount: true, expires: s.now().Add(window)}
+	var n int64
+	if ok {
+		var err error
+		if n, err = counter(it.value); err != nil {
+			return 0, err
+		}
 	}
-	if !it.isCount {
-		// Redis would answer "value is not an integer" too.
+	n++
+	if n == 1 {
+		// The window starts when the count does, as in the Redis backend's script.
+		it.expires = s.now().Add(window)
+	}
+	it.value = strconv.AppendInt(nil, n, 10)
+	s.m[key] = it
+	return n, nil
+}
+
+// counter reads a stored counter. Like Redis, it accepts only the canonical decimal form of an
+// int64 and refuses to count past the largest one.
+func counter(v []byte) (int64, error) {
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil || strconv.FormatInt(n, 10) != string(v) {
 		return 0, fmt.Errorf("memstore: incr: the key holds a value, not a counter")
 	}
-	it.counter++
-	s.m[key] = it
-	return it.counter, nil
+	if n == math.MaxInt64 {
+		return 0, fmt.Errorf("memstore: incr: the counter would overflow")
+	}
+	return n, nil
 }
 
 // SeenOnce records key for ttl and reports whether it is new.

@@ -65,25 +65,3 @@ func TestSweep(t *testing.T) {
 	must(s.Close())
 	must(s.Close())
 }
-
-// TestCounterIsDecimal checks that a counter reads as Redis shows it, and that a value is not
-// counted.
-func TestCounterIsDecimal(t *testing.T) {
-	ctx := context.Background()
-	s := New(time.Now)
-	defer s.Close()
-	for range 12 {
-		if _, err := s.Incr(ctx, "c", time.Minute); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if v, err := s.Get(ctx, "c"); err != nil || string(v) != "12" {
-		t.Fatalf("counter reads %q %v", v, err)
-	}
-	if err := s.Put(ctx, "v", []byte("text"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Incr(ctx, "v", time.Minute); err == nil {
-		t.Fatal("a value was counted")
-	}
-}

@@ -6,10 +6,12 @@ package rediskv
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,7 +33,8 @@ const DefaultPrefix = "vula:"
 
 // Open connects to url: redis://[:password@]host:port/db or rediss://… for one server;
 // redis+sentinel://[:password@]host1:26379,host2:26379/master[?db=N] for Sentinel;
-// redis+cluster://[:password@]host1:7000,host2:7001 for Cluster. Open does not wait for Redis:
+// redis+cluster://[:password@]host1:7000,host2:7001 for Cluster; rediss+sentinel:// and
+// rediss+cluster:// speak TLS. Open does not wait for Redis:
 // a Redis that is down makes Ping and every operation fail with store.ErrUnavailable until it
 // comes back.
 func Open(ctx context.Context, rawURL string, log *slog.Logger) (*Store, error) {
@@ -86,31 +89,62 @@ func parseURL(raw string) (*redis.UniversalOptions, error) {
 			return nil, fmt.Errorf("rediskv: %w", err)
 		}
 		return &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}, nil
-	case "redis+sentinel", "redis+cluster":
-		u, err := url.Parse(raw)
-		if err != nil {
-			return nil, errors.New("rediskv: malformed redis URL")
-		}
-		if u.Host == "" {
-			return nil, errors.New("rediskv: the redis URL names no host")
-		}
-		o := &redis.UniversalOptions{Addrs: strings.Split(u.Host, ",")}
-		if u.User != nil {
-			o.Username = u.User.Username()
-			o.Password, _ = u.User.Password()
-		}
-		if scheme == "redis+sentinel" {
-			o.MasterName = strings.Trim(u.Path, "/")
-			if o.MasterName == "" {
-				return nil, errors.New("rediskv: redis+sentinel URL needs /<master name>")
-			}
-		} else {
-			o.IsClusterMode = true
-		}
-		return o, nil
+	case "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster":
+		return parseMulti(scheme, raw)
 	}
 	// The URL is not repeated: it may hold a password.
 	return nil, errors.New("rediskv: want a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL")
+}
+
+// parseMulti reads the Sentinel and Cluster URLs, which name several hosts. The password
+// authenticates to the Redis servers; sentinels are asked without one (for sentinels that want
+// a password, build the client yourself and use OpenClient).
+func parseMulti(scheme, raw string) (*redis.UniversalOptions, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, errors.New("rediskv: malformed redis URL")
+	}
+	o := &redis.UniversalOptions{Addrs: strings.Split(u.Host, ",")}
+	for _, a := range o.Addrs {
+		if a == "" {
+			return nil, errors.New("rediskv: the redis URL names no host, or an empty one")
+		}
+	}
+	if u.User != nil {
+		o.Username = u.User.Username()
+		o.Password, _ = u.User.Password()
+	}
+	if strings.HasPrefix(scheme, "rediss") {
+		// The server name is each address's host, which crypto/tls fills in at dial time.
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, errors.New("rediskv: malformed query in the redis URL")
+	}
+	if strings.HasSuffix(scheme, "+sentinel") {
+		o.MasterName = strings.Trim(u.Path, "/")
+		if o.MasterName == "" || strings.Contains(o.MasterName, "/") {
+			return nil, errors.New("rediskv: redis+sentinel URL needs /<master name>")
+		}
+		if db := q.Get("db"); db != "" {
+			if o.DB, err = strconv.Atoi(db); err != nil || o.DB < 0 {
+				return nil, errors.New("rediskv: db in the redis URL is not a database number")
+			}
+		}
+		q.Del("db")
+	} else {
+		// A cluster has one database and no master name.
+		if strings.Trim(u.Path, "/") != "" {
+			return nil, errors.New("rediskv: redis+cluster URL takes no path")
+		}
+		o.IsClusterMode = true
+	}
+	if len(q) > 0 {
+		// Not named: a misplaced password would show.
+		return nil, errors.New("rediskv: the redis URL has an unknown query parameter (Sentinel reads only db)")
+	}
+	return o, nil
 }
 
 // wrap maps go-redis errors to the store's: redis.Nil to ErrNotFound, a server's refusal to a

@@ -89,18 +89,72 @@ func TestOpenDownAndURLs(t *testing.T) {
 	if !strings.Contains(logged.String(), "127.0.0.1:1") || strings.Contains(logged.String(), "s3cret-pw") {
 		t.Fatalf("log: %s", logged.String())
 	}
-	for _, u := range []string{"http://x", "redis+sentinel://h1:26379,h2:26379", "redis://:s3cret-pw@[bad", "redis+cluster://:s3cret-pw@", "redis://:s3cret-pw@h:1/notadb", ""} {
+	for _, u := range []string{
+		"http://x", "", "redis+sentinel://h1:26379,h2:26379", "redis://:s3cret-pw@[bad",
+		"redis+cluster://:s3cret-pw@", "redis://:s3cret-pw@h:1/notadb",
+		"redis+cluster://:s3cret-pw@h1:7000,,h2:7001", "redis+sentinel://:s3cret-pw@h1:26379/m?db=x",
+		"redis+sentinel://:s3cret-pw@h1:26379/m?db=-1", "redis+sentinel://h1:26379/m?s3cret-pw",
+		"redis+sentinel://h1:26379/m/extra", "redis+cluster://h1:7000/3", "redis+cluster://h1:7000?db=1",
+		"redis+sentinel://h1:26379/m?db=1&x=%zz",
+	} {
 		if _, err := Open(ctx, u, quiet); err == nil || strings.Contains(err.Error(), "s3cret-pw") {
 			t.Errorf("%q: %v", u, err)
 		}
 	}
-	o, err := parseURL("redis+sentinel://:pw@h1:26379,h2:26379/mymaster")
-	if err != nil || o.MasterName != "mymaster" || len(o.Addrs) != 2 || o.Password != "pw" {
-		t.Fatalf("sentinel options %+v %v", o, err)
+	for _, c := range []struct {
+		url                   string
+		addrs, master, passwd string
+		db                    int
+		cluster, tls          bool
+	}{
+		{url: "redis://:pw@127.0.0.1:6379/2", addrs: "127.0.0.1:6379", passwd: "pw", db: 2},
+		{url: "rediss://h:6380", addrs: "h:6380", tls: true},
+		{url: "redis+sentinel://:pw@h1:26379,h2:26379/mymaster", addrs: "h1:26379,h2:26379", master: "mymaster", passwd: "pw"},
+		{url: "redis+sentinel://h1:26379/mymaster?db=3", addrs: "h1:26379", master: "mymaster", db: 3},
+		{url: "rediss+sentinel://h1:26379/m", addrs: "h1:26379", master: "m", tls: true},
+		{url: "redis+cluster://h1:7000,h2:7001,h3:7002", addrs: "h1:7000,h2:7001,h3:7002", cluster: true},
+		{url: "rediss+cluster://:pw@h1:7000/", addrs: "h1:7000", passwd: "pw", cluster: true, tls: true},
+	} {
+		o, err := parseURL(c.url)
+		if err != nil {
+			t.Errorf("%s: %v", c.url, err)
+			continue
+		}
+		if strings.Join(o.Addrs, ",") != c.addrs || o.MasterName != c.master || o.Password != c.passwd ||
+			o.DB != c.db || o.IsClusterMode != c.cluster || (o.TLSConfig != nil) != c.tls {
+			t.Errorf("%s: options %+v", c.url, o)
+		}
 	}
-	o, err = parseURL("redis+cluster://h1:7000,h2:7001,h3:7002")
-	if err != nil || !o.IsClusterMode || len(o.Addrs) != 3 {
-		t.Fatalf("cluster options %+v %v", o, err)
+}
+
+// TestStartsDown opens the store while Redis is down, as a replica may start before Redis:
+// the same store works once Redis is up, without reopening.
+func TestStartsDown(t *testing.T) {
+	r := testenv.Redis(t)
+	ctx := context.Background()
+	r.Stop(t)
+	s, err := Open(ctx, r.URL, quiet)
+	if err != nil {
+		t.Fatalf("open with Redis down: %v", err)
+	}
+	defer s.Close()
+	if err := s.Ping(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("ping with Redis down: %v", err)
+	}
+	if _, err := s.Take(ctx, "code:1"); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("take with Redis down: %v", err)
+	}
+	r.Start(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.Ping(ctx))
+	must(s.Put(ctx, "code:1", []byte("grant"), time.Minute))
+	if v, err := s.Take(ctx, "code:1"); err != nil || string(v) != "grant" {
+		t.Fatalf("take after Redis came up: %q %v", v, err)
 	}
 }
 
