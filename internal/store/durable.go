@@ -6,7 +6,16 @@ import (
 )
 
 // Durable is everything Vula keeps for good. Each part is its own small interface so that a
-// service asks only for what it uses. Implementations: sqlstore (SQLite, PostgreSQL).
+// service asks only for what it uses. Implementations: sqlstore (SQLite, PostgreSQL), which
+// passes the conformance suite in storetest.
+//
+// Every method takes a context and returns the package's sentinels wrapped with detail:
+// ErrNotFound for a missing record, ErrConflict for a taken unique value, ErrUnavailable when the
+// database does not answer. An UpdateX method reads the record, calls the updater and writes what
+// it returns, atomically (concurrent updaters of one record run one after the other, none is
+// lost); the updater cannot change the record's key; an error from the updater is returned as it
+// is and nothing is written. Certificates, signature transactions and the audit log are records
+// of what happened and have no delete: a certificate is revoked instead.
 type Durable interface {
 	Clients
 	Persons
@@ -70,6 +79,8 @@ type Persons interface {
 	PersonByEmail(ctx context.Context, email string) (Person, error)
 	Persons(ctx context.Context) ([]Person, error)
 	UpdatePerson(ctx context.Context, subjectID string, update func(Person) (Person, error)) error
+	// DeletePerson removes the person and their credential together.
+	DeletePerson(ctx context.Context, subjectID string) error
 }
 
 // Credential is what a person logs in with. The TOTP seed is sealed (see SeedSealer): the store
@@ -101,10 +112,12 @@ type Organization struct {
 
 // Organizations keeps institutions.
 type Organizations interface {
+	// CreateOrganization stores o; ErrConflict if its ID or Identifier is taken.
 	CreateOrganization(ctx context.Context, o Organization) error
 	Organization(ctx context.Context, id string) (Organization, error)
 	Organizations(ctx context.Context) ([]Organization, error)
 	UpdateOrganization(ctx context.Context, id string, update func(Organization) (Organization, error)) error
+	DeleteOrganization(ctx context.Context, id string) error
 }
 
 // KeyRecord mirrors a key of the key layer, so services can find keys by owner and purpose.
@@ -123,6 +136,7 @@ type KeyRecords interface {
 	PutKeyRecord(ctx context.Context, k KeyRecord) error
 	KeyRecord(ctx context.Context, uri string) (KeyRecord, error)
 	KeyRecords(ctx context.Context) ([]KeyRecord, error)
+	DeleteKeyRecord(ctx context.Context, uri string) error
 }
 
 // Certificate is an issued certificate and its revocation status.
@@ -170,6 +184,7 @@ type Transaction struct {
 
 // Transactions keeps signature transactions.
 type Transactions interface {
+	// CreateTransaction stores t; ErrConflict if its ID is taken.
 	CreateTransaction(ctx context.Context, t Transaction) error
 	Transaction(ctx context.Context, id string) (Transaction, error)
 	TransactionsByActor(ctx context.Context, actor string) ([]Transaction, error)

@@ -2,7 +2,7 @@
 //
 // Durable state (clients, persons, credentials, organizations, keys and certificates,
 // revocations, signature transactions, the audit log) lives in a Durable store: SQLite in the
-// embedded default, PostgreSQL when scaled out (package sqldb implements both). Ephemeral state
+// embedded default, PostgreSQL when scaled out (package sqlstore implements both). Ephemeral state
 // (sessions, one-time codes, replay caches, rate-limit counters) lives in an Ephemeral store:
 // memory by default, Redis when scaled out. Backends return the sentinel errors below, wrapped
 // with detail; callers test with errors.Is. Every backend passes its seam's conformance suite.

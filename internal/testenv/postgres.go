@@ -1,8 +1,8 @@
 package testenv
 
 import (
-	"bytes"
-	"database/sql"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,71 +10,77 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the pgx driver, to create databases
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// PG is the PostgreSQL server a test process shares, and one database of it.
+// PG is one test's database on the PostgreSQL server its test process shares.
 type PG struct {
-	// DSN names a fresh database of its own on the shared server.
+	// DSN names a fresh, empty database of this test's own.
 	DSN    string
 	server *pgServer
 }
 
-// Stop stops the server (every database of the process goes down with it), to test outages.
+// Stop shuts the shared server down (fast shutdown: open connections are cut), to test outages.
+// Every database of the test process goes down with it until Start.
 func (p *PG) Stop(t testing.TB) {
 	t.Helper()
-	if out, err := p.server.ctl("stop", "-m", "fast"); err != nil {
-		t.Fatalf("pg_ctl stop: %v\n%s", err, out)
-	}
+	p.server.stop(syscall.SIGINT)
 }
 
-// Start starts the server again on the same port.
+// Start starts the server again on the same port and waits until it takes connections.
 func (p *PG) Start(t testing.TB) {
 	t.Helper()
-	if out, err := p.server.start(); err != nil {
-		t.Fatalf("pg_ctl start: %v\n%s", err, out)
+	if err := p.server.start(); err != nil {
+		t.Fatal(err)
 	}
-}
-
-type pgServer struct {
-	bin, dir, port string
-	asPostgres     bool
-	admin          *sql.DB
 }
 
 var (
-	pgOnce   sync.Once
-	pgShared *pgServer
-	pgErr    error
-	pgDBs    atomic.Int64
+	pgOnce     sync.Once
+	pgShared   *pgServer
+	pgErr      error
+	pgDBs      atomic.Int64
+	errPGNotIn = errors.New("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb)")
 )
 
 // Postgres gives the test a database of its own on a PostgreSQL server started once per test
-// process (initdb and pg_ctl in a temporary directory, loopback only, fsync off). Call
-// StopPostgres from TestMain after m.Run. With CI=true a missing PostgreSQL fails the test.
+// process: initdb in a temporary directory, the server on a free loopback port with its unix
+// socket in that directory, fsync off (the tests need speed, not durability). As root, the
+// server runs as the postgres system user, since PostgreSQL refuses to run as root.
+//
+// The server dies with the test process, even one killed by a timeout panic; TestMain calls
+// Cleanup (or StopPostgres) after m.Run to stop it at once and remove its files. Without
+// PostgreSQL the test is skipped, or fails when CI=true.
 func Postgres(t testing.TB) *PG {
 	t.Helper()
 	pgOnce.Do(func() { pgShared, pgErr = startPostgres() })
+	if errors.Is(pgErr, errPGNotIn) {
+		Missing(t, pgErr.Error())
+	}
 	if pgErr != nil {
-		Missing(t, "PostgreSQL: "+pgErr.Error())
+		t.Fatalf("PostgreSQL: %v", pgErr)
 	}
-	name := fmt.Sprintf("t_%d_%d", os.Getpid(), pgDBs.Add(1))
-	// After a test stopped and restarted the server, pooled admin connections are dead: the
-	// first use fails and drops them, so try again with fresh ones.
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		if _, err = pgShared.admin.Exec("CREATE DATABASE " + name); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	// A test that stopped the server and failed before restarting it must not break the next.
+	if err := pgShared.start(); err != nil {
+		t.Fatal(err)
 	}
+	name := fmt.Sprintf("test_%d", pgDBs.Add(1))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgconn.Connect(ctx, pgShared.dsn("postgres"))
 	if err != nil {
-		t.Fatalf("create database: %v", err)
+		t.Fatalf("PostgreSQL: %v", err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "CREATE DATABASE "+name).ReadAll(); err != nil {
+		t.Fatalf("PostgreSQL: create database: %v", err)
 	}
 	return &PG{DSN: pgShared.dsn(name), server: pgShared}
 }
@@ -84,9 +90,9 @@ func StopPostgres() {
 	if pgShared == nil {
 		return
 	}
-	pgShared.admin.Close()
-	pgShared.ctl("stop", "-m", "immediate")
+	pgShared.stop(syscall.SIGQUIT) // immediate shutdown: the data goes anyway
 	os.RemoveAll(pgShared.dir)
+	pgShared.lock.Close()
 }
 
 // Missing fails the test under CI=true, where every component must be there, and skips it
@@ -99,77 +105,199 @@ func Missing(t testing.TB, what string) {
 	t.Skip(what)
 }
 
+type pgServer struct {
+	bin, dir string
+	cred     *syscall.Credential // the postgres user's when the tests run as root, else nil
+	lock     *os.File            // the directory, flocked while this process lives (see sweepStalePostgres)
+
+	mu   sync.Mutex
+	port string
+	cmd  *exec.Cmd     // nil while stopped
+	done chan struct{} // closed when cmd has exited
+}
+
 func (s *pgServer) dsn(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%s/%s?sslmode=disable", s.port, db)
-}
-
-func (s *pgServer) run(name string, args ...string) ([]byte, error) {
-	bin := filepath.Join(s.bin, name)
-	var cmd *exec.Cmd
-	if s.asPostgres {
-		// PostgreSQL refuses to run as root: run it as the postgres system user.
-		cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", bin}, args...)...)
-	} else {
-		cmd = exec.Command(bin, args...)
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.Bytes(), err
-}
-
-func (s *pgServer) ctl(args ...string) ([]byte, error) {
-	return s.run("pg_ctl", append([]string{"-D", filepath.Join(s.dir, "data"), "-w"}, args...)...)
-}
-
-func (s *pgServer) start() ([]byte, error) {
-	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -c port=%s -c unix_socket_directories=%s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-		s.port, s.dir)
-	return s.ctl("-l", filepath.Join(s.dir, "log"), "-o", opts, "start")
 }
 
 func startPostgres() (*pgServer, error) {
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	if len(bins) == 0 {
-		return nil, fmt.Errorf("initdb not found under /usr/lib/postgresql/*/bin")
+		return nil, errPGNotIn
 	}
-	s := &pgServer{bin: filepath.Dir(bins[len(bins)-1]), asPostgres: os.Geteuid() == 0}
+	sweepStalePostgres()
+	s := &pgServer{bin: filepath.Dir(bins[len(bins)-1])}
 	dir, err := os.MkdirTemp("", "vula-pg-")
 	if err != nil {
 		return nil, err
 	}
 	s.dir = dir
-	if s.asPostgres {
+	if s.lock, err = os.Open(dir); err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(s.lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return nil, fmt.Errorf("lock %s: %v", dir, err)
+	}
+	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			return nil, fmt.Errorf("running as root and no postgres user: %v", err)
+			return nil, fmt.Errorf("running as root and no postgres user to run the server as: %v", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
+		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		if err := os.Chown(dir, uid, gid); err != nil {
 			return nil, err
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	_, s.port, _ = net.SplitHostPort(l.Addr().String())
-	l.Close()
-	if out, err := s.run("initdb", "-D", filepath.Join(dir, "data"), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"); err != nil {
+	initdb := s.command("initdb", "-D", filepath.Join(dir, "data"), "-U", "postgres", "-A", "trust",
+		"-E", "UTF8", "--locale=C", "--no-sync")
+	if out, err := initdb.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
-	if out, err := s.start(); err != nil {
-		return nil, fmt.Errorf("pg_ctl start: %v\n%s", err, out)
-	}
-	s.admin, err = sql.Open("pgx", s.dsn("postgres"))
-	if err != nil {
-		return nil, err
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if err = s.admin.Ping(); err == nil || time.Now().After(deadline) {
-			break
+	// A free port found now may be taken before the server binds it: try a few.
+	for attempt := 0; attempt < 3; attempt++ {
+		if s.port, err = freePort(); err != nil {
+			return nil, err
+		}
+		if err = s.start(); err == nil {
+			return s, nil
 		}
 	}
-	return s, err
+	return nil, err
+}
+
+// command prepares a PostgreSQL program to run in the server's directory, as the postgres user
+// when the tests run as root.
+func (s *pgServer) command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(s.bin, name), args...)
+	cmd.Dir = s.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	return cmd
+}
+
+// start starts the server, if it is not running, and waits until it accepts connections.
+func (s *pgServer) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return nil
+	}
+	logPath := filepath.Join(s.dir, "log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close() // the server has its own copy
+	cmd := s.command("postgres", "-D", filepath.Join(s.dir, "data"),
+		"-c", "listen_addresses=127.0.0.1", "-c", "port="+s.port, "-c", "unix_socket_directories="+s.dir,
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Run as a child, not daemonized by pg_ctl, so that the server dies with the test process
+	// even when a timeout panic skips TestMain's cleanup. (The kernel sends the signal when the
+	// forking thread ends; Go keeps its threads for the life of the process.)
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start postgres: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	s.cmd, s.done = cmd, done
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-done:
+			s.cmd = nil
+			return fmt.Errorf("postgres exited while starting; its log:\n%s", tail(logPath))
+		case <-time.After(50 * time.Millisecond):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c, err := pgconn.Connect(ctx, s.dsn("postgres"))
+		cancel()
+		if err == nil {
+			c.Close(context.Background())
+			return nil
+		}
+		if time.Now().After(deadline) {
+			s.stopLocked(syscall.SIGQUIT)
+			return fmt.Errorf("postgres did not accept connections on port %s: %v; its log:\n%s", s.port, err, tail(logPath))
+		}
+	}
+}
+
+// stop signals the server (SIGINT: fast shutdown, SIGQUIT: immediate) and waits until it is gone.
+func (s *pgServer) stop(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked(sig)
+}
+
+func (s *pgServer) stopLocked(sig syscall.Signal) {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(sig)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.cmd = nil
+}
+
+// sweepStalePostgres removes the directories left by test processes that died before their
+// cleanup. A live process holds a lock on its directory; a directory younger than a minute may
+// be one that another process has just created and not locked yet.
+func sweepStalePostgres() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "vula-pg-*"))
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < time.Minute {
+			continue
+		}
+		f, err := os.Open(d)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil && !postmasterAlive(d) {
+			os.RemoveAll(d)
+		}
+		f.Close()
+	}
+}
+
+// postmasterAlive reports whether the server recorded in dir's postmaster.pid still runs (one
+// started by an older harness, daemonized): its files are left alone.
+func postmasterAlive(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	err = syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	_, port, err := net.SplitHostPort(l.Addr().String())
+	return port, err
+}
+
+// tail returns the end of a log file, for error messages.
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
 }

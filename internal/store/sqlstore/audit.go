@@ -39,7 +39,7 @@ func (d *DB) AppendAudit(ctx context.Context, next func(last *store.AuditRecord)
 			return err
 		}
 		if rec, err = next(last); err != nil {
-			return err
+			return callerError{err}
 		}
 		if want := int64(1); last != nil && rec.Seq != last.Seq+1 || last == nil && rec.Seq != want {
 			return fmt.Errorf("audit record seq %d does not follow the last one", rec.Seq)

@@ -149,6 +149,23 @@ func (d *DB) UpdatePerson(ctx context.Context, id string, f func(store.Person) (
 		})
 }
 
+// DeletePerson removes a person and their credential in one transaction.
+func (d *DB) DeletePerson(ctx context.Context, id string) error {
+	return d.inTx(ctx, "delete person", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM credentials WHERE subject_id = $1`, id); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM persons WHERE subject_id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			return fmt.Errorf("person: %w", store.ErrNotFound)
+		}
+		return nil
+	})
+}
+
 // --- credentials
 
 const credentialCols = `subject_id, password_hash, totp_seed_sealed, failed_attempts, locked_until, updated`
@@ -235,6 +252,11 @@ func (d *DB) UpdateOrganization(ctx context.Context, id string, f func(store.Org
 		})
 }
 
+// DeleteOrganization removes an organization.
+func (d *DB) DeleteOrganization(ctx context.Context, id string) error {
+	return d.exec(ctx, "delete organization "+id, `DELETE FROM organizations WHERE id = $1`, id)
+}
+
 // --- key records
 
 const keyCols = `uri, purpose, owner, algorithm, state, created`
@@ -263,6 +285,11 @@ func (d *DB) KeyRecord(ctx context.Context, uri string) (store.KeyRecord, error)
 // KeyRecords lists key records by URI.
 func (d *DB) KeyRecords(ctx context.Context) ([]store.KeyRecord, error) {
 	return list(ctx, d, "key records", `SELECT `+keyCols+` FROM key_records ORDER BY uri`, scanKey)
+}
+
+// DeleteKeyRecord removes a key record.
+func (d *DB) DeleteKeyRecord(ctx context.Context, uri string) error {
+	return d.exec(ctx, "delete key record", `DELETE FROM key_records WHERE uri = $1`, uri)
 }
 
 // --- certificates

@@ -6,6 +6,12 @@
 // keep exactly the same values. SQLite runs in WAL mode with synchronous=FULL and every
 // transaction taken IMMEDIATE: a committed write survives a crash and writers never deadlock on
 // lock upgrades.
+//
+// Schema migrations are embedded, one directory per dialect (migrations/sqlite,
+// migrations/postgres), named NNNN_name.sql and applied in order at Open, in one transaction,
+// under a lock (PostgreSQL: an advisory lock; SQLite: the IMMEDIATE transaction's), and recorded
+// in schema_migrations. A migration file is split into statements at semicolons, so a statement
+// must not contain one.
 package sqlstore
 
 import (
@@ -52,16 +58,30 @@ type DB struct {
 
 var _ store.Durable = (*DB)(nil)
 
-// Open connects to dsn ("sqlite:<path>" or "postgres://...") and applies the migrations that are
-// missing. A database that does not answer gives an error wrapping store.ErrUnavailable.
+// Open connects to dsn and applies the migrations that are missing. dsn is
+//
+//   - sqlite:<path>, a file path relative to the working directory (sqlite:var/vula.db) or
+//     absolute (sqlite:/var/lib/vula/vula.db; sqlite:///var/lib/vula/vula.db is the same file);
+//     the file is created, owner-only, if it does not exist, but its directory must;
+//   - postgres://user@host:port/db?sslmode=... (or postgresql://), as pgx reads it.
+//
+// A database that does not answer gives an error wrapping store.ErrUnavailable: the caller may
+// retry.
 func Open(ctx context.Context, dsn string, log *slog.Logger) (*DB, error) {
 	d := &DB{log: log}
 	var err error
 	switch {
 	case strings.HasPrefix(dsn, "sqlite:"):
 		path := strings.TrimPrefix(dsn, "sqlite:")
+		if strings.HasPrefix(path, "///") {
+			path = path[2:]
+		}
 		if path == "" {
 			return nil, errors.New("sqlstore: sqlite: empty path")
+		}
+		if strings.HasPrefix(path, ":memory:") || strings.Contains(path, "mode=memory") {
+			// Each pooled connection would see a database of its own.
+			return nil, errors.New("sqlstore: sqlite: an in-memory database is not supported, give a file path")
 		}
 		// The database holds credentials and the audit log: owner-only, like the keystore.
 		// SQLite gives its WAL and shared-memory files the database file's mode.
@@ -73,7 +93,9 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*DB, error) {
 			q.Add("_pragma", p)
 		}
 		q.Set("_txlock", "immediate")
-		d.db, err = sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+		// The driver reads a file: URI, in which ?, # and % would be taken for syntax.
+		uriPath := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+		d.db, err = sql.Open("sqlite", "file:"+uriPath+"?"+q.Encode())
 		d.dialect = sqliteDialect
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		d.db, err = sql.Open("pgx", dsn)
@@ -184,11 +206,21 @@ func (d *DB) forUpdate() string {
 	return ""
 }
 
+// callerError carries an error returned by a caller's function (an updater, an audit appender's
+// next) through inTx, so that wrap gives it back as it is instead of mapping it.
+type callerError struct{ err error }
+
+func (e callerError) Error() string { return e.err.Error() }
+
 // wrap maps driver errors to the store's sentinels. Errors already wrapping a sentinel, and
-// errors from callers' update functions, pass through.
+// errors from callers' functions, pass through.
 func (d *DB) wrap(op string, err error) error {
 	if err == nil {
 		return nil
+	}
+	var ce callerError
+	if errors.As(err, &ce) {
+		return ce.err
 	}
 	for _, s := range []error{store.ErrNotFound, store.ErrConflict, store.ErrUnavailable} {
 		if errors.Is(err, s) {
@@ -302,7 +334,7 @@ func update[T any](ctx context.Context, d *DB, op, selectQ string, scan func(row
 			return err
 		}
 		if v, err = f(v); err != nil {
-			return err
+			return callerError{err}
 		}
 		return write(tx, v)
 	})

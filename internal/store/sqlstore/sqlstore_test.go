@@ -2,11 +2,15 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/vula-eid/vula/internal/store"
@@ -72,6 +76,17 @@ func TestPostgresDownAndBack(t *testing.T) {
 	if _, err := db.Organization(ctx, "o1"); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("read with the database down: %v", err)
 	}
+	called := false
+	err = db.UpdateOrganization(ctx, "o1", func(o store.Organization) (store.Organization, error) { called = true; o.Name = "X"; return o, nil })
+	if !errors.Is(err, store.ErrUnavailable) || called {
+		t.Fatalf("update with the database down: %v (updater called: %v)", err, called)
+	}
+	_, err = db.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
+		return store.AuditRecord{Seq: 1, PrevHash: make([]byte, 32), Hash: make([]byte, 32)}, nil
+	})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("audit append with the database down: %v", err)
+	}
 	pg.Start(t)
 	restarted = true
 	if err := db.Ping(ctx); err != nil {
@@ -82,6 +97,124 @@ func TestPostgresDownAndBack(t *testing.T) {
 	}
 	if _, err := db.Organization(ctx, "o2"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the write made during the outage: %v", err)
+	}
+	if o, _ := db.Organization(ctx, "o1"); o != org {
+		t.Fatalf("the update made during the outage: %+v", o)
+	}
+	if recs, err := db.AuditRecords(ctx, 1, 10); err != nil || len(recs) != 0 {
+		t.Fatalf("the audit append made during the outage: %d records, %v", len(recs), err)
+	}
+}
+
+// TestSQLiteSettings checks, on several pooled connections at once, the settings an
+// acknowledged write's durability and the writers' queueing rest on.
+func TestSQLiteSettings(t *testing.T) {
+	db := openT(t, "sqlite:"+filepath.Join(t.TempDir(), "vula.db"))
+	ctx := context.Background()
+	var conns []*sql.Conn
+	for i := 0; i < 3; i++ {
+		c, err := db.db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	for i, c := range conns {
+		for pragma, want := range map[string]string{"journal_mode": "wal", "synchronous": "2", "busy_timeout": "10000", "foreign_keys": "1"} {
+			var got string
+			if err := c.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("connection %d: %s = %s, want %s", i, pragma, got, want)
+			}
+		}
+	}
+}
+
+func TestSQLitePaths(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, name := range []string{"plain.db", "with space.db", "per%25cent.db", "what?.db", "hash#.db"} {
+		path := filepath.Join(dir, name)
+		db := openT(t, "sqlite:"+path)
+		if err := db.CreateOrganization(ctx, store.Organization{ID: "o", Identifier: "NTRXK-1"}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		db.Close() // the last connection's close moves the WAL into the database file
+		if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+			t.Fatalf("%s: the database is not where it was asked to be: %v", name, err)
+		}
+	}
+	// sqlite:///abs/path names the same file as sqlite:/abs/path.
+	db := openT(t, "sqlite://"+filepath.Join(dir, "plain.db"))
+	if _, err := db.Organization(ctx, "o"); err != nil {
+		t.Fatalf("sqlite:///: %v", err)
+	}
+	if _, err := Open(ctx, "sqlite::memory:", discard()); err == nil {
+		t.Fatal("an in-memory database accepted")
+	}
+}
+
+// TestConcurrentOpen opens one new database from several stores at once, as replicas starting
+// together do: the migrations run once and every store works.
+func TestConcurrentOpen(t *testing.T) {
+	for name, dsn := range map[string]func(t *testing.T) string{
+		"sqlite":   func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "vula.db") },
+		"postgres": func(t *testing.T) string { return testenv.Postgres(t).DSN },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dsn := dsn(t)
+			ctx := context.Background()
+			const n = 4
+			dbs := make([]*DB, n)
+			var wg sync.WaitGroup
+			for i := range dbs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					db, err := Open(ctx, dsn, discard())
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					t.Cleanup(func() { db.Close() })
+					dbs[i] = db
+				}()
+			}
+			wg.Wait()
+			if t.Failed() {
+				t.FailNow()
+			}
+			files, _ := fs.ReadDir(migrations, "migrations/sqlite")
+			var applied int
+			if err := dbs[0].db.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&applied); err != nil {
+				t.Fatal(err)
+			}
+			if applied != len(files) {
+				t.Fatalf("%d migrations recorded, want %d", applied, len(files))
+			}
+			for i, db := range dbs {
+				if err := db.CreateOrganization(ctx, store.Organization{ID: fmt.Sprint(i), Identifier: fmt.Sprint("NTRXK-", i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestMigrationsAlike keeps the two dialects' migration sets in step.
+func TestMigrationsAlike(t *testing.T) {
+	lite, _ := fs.ReadDir(migrations, "migrations/sqlite")
+	pg, _ := fs.ReadDir(migrations, "migrations/postgres")
+	if len(lite) == 0 || len(lite) != len(pg) {
+		t.Fatalf("%d SQLite migrations, %d PostgreSQL ones", len(lite), len(pg))
+	}
+	for i := range lite {
+		if lite[i].Name() != pg[i].Name() {
+			t.Fatalf("migration %d: %s and %s", i, lite[i].Name(), pg[i].Name())
+		}
 	}
 }
 

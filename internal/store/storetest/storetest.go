@@ -42,16 +42,45 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 			t.Fatalf("update lost: %v", got.RedirectURIs)
 		}
 		boom := errors.New("refused")
-		if err := s.UpdateClient(ctx, c.ID, func(c store.Client) (store.Client, error) { c.JWKSURI = "x"; return c, boom }); !errors.Is(err, boom) {
-			t.Fatalf("updater error: %v", err)
+		if err := s.UpdateClient(ctx, c.ID, func(c store.Client) (store.Client, error) { c.JWKSURI = "x"; return c, boom }); err != boom {
+			t.Fatalf("updater error came back as %v, want it as it is", err)
 		}
 		if got, _ := s.Client(ctx, c.ID); got.JWKSURI != "" {
 			t.Fatal("a refused update was written")
 		}
+		// An updater cannot move a record to another key.
+		must(t, s.UpdateClient(ctx, c.ID, func(c store.Client) (store.Client, error) { c.ID = "stolen"; return c, nil }))
+		_, err = s.Client(ctx, "stolen")
+		isErr(t, err, store.ErrNotFound, "client renamed by an updater")
+		// Concurrent updaters each add a redirect URI: none is lost.
+		var wg sync.WaitGroup
+		for i := 0; i < 10; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s.UpdateClient(ctx, c.ID, func(c store.Client) (store.Client, error) {
+					c.RedirectURIs = append(c.RedirectURIs, fmt.Sprintf("https://tax.example/cb/%d", i))
+					return c, nil
+				}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if got, _ := s.Client(ctx, c.ID); len(got.RedirectURIs) != 12 {
+			t.Fatalf("10 concurrent updaters left %d redirect URIs, want 12", len(got.RedirectURIs))
+		}
+		// A client with private_key_jwt has no secret; nothing comes back for what was never set.
+		pkj := store.Client{ID: "health", RedirectURIs: []string{"https://health.example/cb"}, TokenEndpointAuthMethod: "private_key_jwt",
+			JWKSURI: "https://health.example/jwks.json", Created: now}
+		must(t, s.CreateClient(ctx, pkj))
+		got, err = s.Client(ctx, "health")
+		must(t, err)
+		same(t, got, pkj)
 		list, err := s.Clients(ctx)
 		must(t, err)
-		if len(list) != 1 {
-			t.Fatalf("Clients: %d", len(list))
+		if len(list) != 2 || list[0].ID != "health" || list[1].ID != "tax-portal" {
+			t.Fatalf("Clients: %+v", list)
 		}
 		must(t, s.DeleteClient(ctx, c.ID))
 		_, err = s.Client(ctx, c.ID)
@@ -70,6 +99,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		must(t, s.CreatePerson(ctx, store.Person{SubjectID: "s-3", PersonalNumber: "3333333333", Created: now}))
 		isErr(t, s.CreatePerson(ctx, store.Person{SubjectID: "s-4", PersonalNumber: p.PersonalNumber}), store.ErrConflict, "same personal number")
 		isErr(t, s.CreatePerson(ctx, store.Person{SubjectID: "s-5", PersonalNumber: "5", Email: p.Email}), store.ErrConflict, "same e-mail")
+		isErr(t, s.CreatePerson(ctx, store.Person{SubjectID: "s-1", PersonalNumber: "6"}), store.ErrConflict, "same subject id")
+		if got, err := s.Person(ctx, "s-2"); err != nil || !reflect.DeepEqual(got, noEmail) {
+			t.Fatalf("person without e-mail: %+v, %v", got, err)
+		}
 		for name, get := range map[string]func() (store.Person, error){
 			"by id":     func() (store.Person, error) { return s.Person(ctx, "s-1") },
 			"by number": func() (store.Person, error) { return s.PersonByPersonalNumber(ctx, "1234567890") },
@@ -83,6 +116,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		}
 		_, err := s.PersonByEmail(ctx, "nobody@example.org")
 		isErr(t, err, store.ErrNotFound, "unknown e-mail")
+		_, err = s.PersonByPersonalNumber(ctx, "0000000000")
+		isErr(t, err, store.ErrNotFound, "unknown personal number")
+		_, err = s.Person(ctx, "ghost")
+		isErr(t, err, store.ErrNotFound, "unknown person")
+		_, err = s.Credential(ctx, "s-2")
+		isErr(t, err, store.ErrNotFound, "person without a credential")
 		list, err := s.Persons(ctx)
 		must(t, err)
 		if len(list) != 3 || list[0].SubjectID != "s-1" {
@@ -122,6 +161,23 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		}
 		isErr(t, s.UpdatePerson(ctx, "s-2", func(p store.Person) (store.Person, error) { p.Email = "arta@example.org"; return p, nil }),
 			store.ErrConflict, "update to a taken e-mail")
+		isErr(t, s.UpdateCredential(ctx, "s-2", func(c store.Credential) (store.Credential, error) { return c, nil }), store.ErrNotFound, "update a missing credential")
+
+		// PutCredential replaces: a re-enrolment clears what it does not set.
+		c2 := store.Credential{SubjectID: "s-1", PasswordHash: "$argon2id$v=19$m=65536,t=3,p=2$bmV3$bmV3", Updated: now.Add(time.Minute)}
+		must(t, s.PutCredential(ctx, c2))
+		got, err = s.Credential(ctx, "s-1")
+		must(t, err)
+		same(t, got, c2)
+
+		// Deleting a person takes their credential along and frees their unique values.
+		must(t, s.DeletePerson(ctx, "s-1"))
+		_, err = s.Person(ctx, "s-1")
+		isErr(t, err, store.ErrNotFound, "deleted person")
+		_, err = s.Credential(ctx, "s-1")
+		isErr(t, err, store.ErrNotFound, "credential of a deleted person")
+		isErr(t, s.DeletePerson(ctx, "s-1"), store.ErrNotFound, "delete a person twice")
+		must(t, s.CreatePerson(ctx, store.Person{SubjectID: "s-6", PersonalNumber: p.PersonalNumber, Email: p.Email, Created: now}))
 	})
 
 	t.Run("OrganizationsAndKeys", func(t *testing.T) {
@@ -132,10 +188,17 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		must(t, err)
 		same(t, got, o)
 		must(t, s.UpdateOrganization(ctx, "tax", func(o store.Organization) (store.Organization, error) { o.Name = "ATK"; return o, nil }))
+		isErr(t, s.CreateOrganization(ctx, store.Organization{ID: "tax", Identifier: "NTRXK-810000002"}), store.ErrConflict, "same id")
+		isErr(t, s.UpdateOrganization(ctx, "ghost", func(o store.Organization) (store.Organization, error) { return o, nil }), store.ErrNotFound, "update ghost")
 		list, _ := s.Organizations(ctx)
 		if len(list) != 1 || list[0].Name != "ATK" {
 			t.Fatalf("Organizations: %+v", list)
 		}
+		must(t, s.CreateOrganization(ctx, store.Organization{ID: "gone", Name: "Gone", Identifier: "NTRXK-810000003", Created: now}))
+		must(t, s.DeleteOrganization(ctx, "gone"))
+		_, err = s.Organization(ctx, "gone")
+		isErr(t, err, store.ErrNotFound, "deleted organization")
+		isErr(t, s.DeleteOrganization(ctx, "gone"), store.ErrNotFound, "delete an organization twice")
 		k := store.KeyRecord{URI: "pkcs11:token=vula;object=seal-tax", Purpose: "seal:tax", Owner: "tax", Algorithm: "EC-P256", State: "active", Created: now}
 		must(t, s.PutKeyRecord(ctx, k))
 		k.State = "retired"
@@ -147,6 +210,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		if len(ks) != 1 {
 			t.Fatalf("KeyRecords: %d", len(ks))
 		}
+		must(t, s.DeleteKeyRecord(ctx, k.URI))
+		_, err = s.KeyRecord(ctx, k.URI)
+		isErr(t, err, store.ErrNotFound, "deleted key record")
+		isErr(t, s.DeleteKeyRecord(ctx, k.URI), store.ErrNotFound, "delete a key record twice")
 	})
 
 	t.Run("Certificates", func(t *testing.T) {
@@ -160,6 +227,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		got, err := s.Certificate(ctx, "person-ca", "0a1b")
 		must(t, err)
 		same(t, got, c)
+		_, err = s.Certificate(ctx, "person-ca", "ffff")
+		isErr(t, err, store.ErrNotFound, "unknown serial")
 		at := now.Add(time.Hour)
 		must(t, s.Revoke(ctx, "person-ca", "0a1b", at, 1))
 		isErr(t, s.Revoke(ctx, "person-ca", "0a1b", at, 1), store.ErrConflict, "revoke twice")
@@ -216,6 +285,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		}
 		_, err = s.Transaction(ctx, "t-2")
 		isErr(t, err, store.ErrNotFound, "unknown transaction")
+		isErr(t, s.UpdateTransaction(ctx, "t-2", func(t store.Transaction) (store.Transaction, error) { return t, nil }), store.ErrNotFound, "update ghost")
+		got, err := s.Transaction(ctx, "t-1")
+		must(t, err)
+		want := tx
+		want.State, want.Completed = "done", now.Add(time.Second)
+		same(t, got, want)
 	})
 
 	t.Run("AuditLog", func(t *testing.T) {
@@ -259,7 +334,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 			t.Fatalf("paging: %d records from 79", len(page))
 		}
 		boom := errors.New("no")
-		if _, err := s.AppendAudit(ctx, func(*store.AuditRecord) (store.AuditRecord, error) { return store.AuditRecord{}, boom }); !errors.Is(err, boom) {
+		if _, err := s.AppendAudit(ctx, func(*store.AuditRecord) (store.AuditRecord, error) { return store.AuditRecord{}, boom }); err != boom {
 			t.Fatalf("refused append: %v", err)
 		}
 		if _, err := s.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
@@ -270,6 +345,21 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		if n, _ := s.AuditRecords(ctx, 1, 1000); len(n) != writers*each {
 			t.Fatal("a refused append wrote something")
 		}
+		// Every field comes back as it was given, and AppendAudit returns what it stored.
+		full, err := s.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
+			r := store.AuditRecord{Seq: last.Seq + 1, Time: now.Add(1234 * time.Microsecond), Actor: "client:tax", Action: "checkpoint",
+				Key: "pkcs11:token=vula;object=audit", Digest: []byte{0xde, 0xad}, Result: "ok", RequestID: "req-1",
+				Detail: []byte(`{"seq":80}`), Signature: []byte{0x30, 0x45}, PrevHash: last.Hash}
+			r.Hash = hashOf(r)
+			return r, nil
+		})
+		must(t, err)
+		back, err := s.AuditRecords(ctx, full.Seq, 10)
+		must(t, err)
+		if len(back) != 1 {
+			t.Fatalf("%d records from %d", len(back), full.Seq)
+		}
+		same(t, back[0], full)
 	})
 
 	t.Run("Reopen", func(t *testing.T) {
