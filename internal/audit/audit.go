@@ -103,6 +103,10 @@ type Log struct {
 
 	lastCheckpoint atomic.Int64 // seq of the newest checkpoint seen by this process
 	checkpointing  sync.Mutex
+
+	mu      sync.Mutex // guards queue and writing (group commit; see Append)
+	queue   []*pending
+	writing bool
 }
 
 var _ hsm.AuditHook = (*Log)(nil)
@@ -159,17 +163,30 @@ func (l *Log) link(last *store.AuditRecord, r store.AuditRecord) store.AuditReco
 
 // Append adds ev to the chain and returns the record once it is durable. A checkpoint follows
 // when Every records have passed since the last one in the chain.
+//
+// Appends are group-committed: while one batch is being written, those that arrive queue up,
+// and the first of them writes the whole queue in the next commit. So N concurrent appenders
+// pay for about one commit, not N, and the chain stays one sequence.
 func (l *Log) Append(ctx context.Context, ev Event) (store.AuditRecord, error) {
 	if ev.Action == "" || ev.Action == ActionCheckpoint {
 		return store.AuditRecord{}, fmt.Errorf("audit: action %q is not an event's", ev.Action)
 	}
-	rec, err := l.st.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
-		return l.link(last, store.AuditRecord{Actor: ev.Actor, Action: ev.Action, Key: ev.Key, Digest: ev.Digest,
-			Result: ev.Result, RequestID: ev.RequestID, Detail: ev.Detail}), nil
-	})
-	if err != nil {
-		return rec, fmt.Errorf("audit: %w", err)
+	p := &pending{ev: ev, wake: make(chan struct{})}
+	l.mu.Lock()
+	l.queue = append(l.queue, p)
+	lead := !l.writing
+	l.writing = true
+	l.mu.Unlock()
+	if !lead {
+		<-p.wake // the batch holding p is written, or p is to write the next one
 	}
+	if lead || p.lead {
+		l.writeQueue(ctx)
+	}
+	if p.err != nil {
+		return p.rec, fmt.Errorf("audit: %w", p.err)
+	}
+	rec := p.rec
 	// This process's count may be stale (another one may have checkpointed since); checkpoint
 	// asks the chain. TryLock: a goroutine already checkpointing covers this record too.
 	if rec.Seq-l.lastCheckpoint.Load() >= l.opts.Every && l.checkpointing.TryLock() {
@@ -180,6 +197,53 @@ func (l *Log) Append(ctx context.Context, ev Event) (store.AuditRecord, error) {
 		}
 	}
 	return rec, nil
+}
+
+// pending is an append waiting for its batch.
+type pending struct {
+	ev   Event
+	rec  store.AuditRecord
+	err  error
+	lead bool          // set before wake is closed: write the next batch
+	wake chan struct{} // closed when rec/err are set, or when lead is
+}
+
+// writeQueue writes everything queued in one commit, hands the writing to the first append that
+// queued meanwhile (if any), then wakes the batch. It runs in the leader's goroutine, under a
+// context that the leader's cancellation does not end: the batch carries others' records.
+func (l *Log) writeQueue(ctx context.Context) {
+	l.mu.Lock()
+	batch := l.queue
+	l.queue = nil
+	l.mu.Unlock()
+	recs, err := l.st.AppendAudit(context.WithoutCancel(ctx), func(last *store.AuditRecord) ([]store.AuditRecord, error) {
+		out := make([]store.AuditRecord, 0, len(batch))
+		for _, p := range batch {
+			ev := p.ev
+			out = append(out, l.link(last, store.AuditRecord{Actor: ev.Actor, Action: ev.Action, Key: ev.Key, Digest: ev.Digest,
+				Result: ev.Result, RequestID: ev.RequestID, Detail: ev.Detail}))
+			last = &out[len(out)-1]
+		}
+		return out, nil
+	})
+	l.mu.Lock()
+	if len(l.queue) > 0 {
+		l.queue[0].lead = true
+		close(l.queue[0].wake)
+	} else {
+		l.writing = false
+	}
+	l.mu.Unlock()
+	for i, p := range batch {
+		if err != nil {
+			p.err = err
+		} else {
+			p.rec = recs[i]
+		}
+		if !p.lead { // a former leader is not waiting on wake (and has closed it once already)
+			close(p.wake)
+		}
+	}
 }
 
 // due reports whether a checkpoint is owed after record seq, from the chain: only the last
@@ -283,18 +347,19 @@ func (l *Log) checkpoint(ctx context.Context, onlyIfDue bool) (store.AuditRecord
 			signed = &r
 		}
 		var nothing, moved bool
-		rec, err := l.st.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
+		recs, err := l.st.AppendAudit(ctx, func(last *store.AuditRecord) ([]store.AuditRecord, error) {
 			switch {
 			case last == nil || last.Action == ActionCheckpoint:
 				nothing = true
-				return store.AuditRecord{}, errNotAppended
+				return nil, errNotAppended
 			case signed == nil:
-				return l.signed(last)
+				r, err := l.signed(last)
+				return []store.AuditRecord{r}, err
 			case last.Seq+1 != signed.Seq || !bytes.Equal(last.Hash, signed.PrevHash):
 				moved = true
-				return store.AuditRecord{}, errNotAppended
+				return nil, errNotAppended
 			}
-			return *signed, nil
+			return []store.AuditRecord{*signed}, nil
 		})
 		switch {
 		case nothing:
@@ -302,8 +367,9 @@ func (l *Log) checkpoint(ctx context.Context, onlyIfDue bool) (store.AuditRecord
 		case moved:
 			continue
 		case err != nil:
-			return rec, fmt.Errorf("audit: checkpoint: %w", err)
+			return store.AuditRecord{}, fmt.Errorf("audit: checkpoint: %w", err)
 		}
+		rec := recs[0]
 		if try >= optimisticTries {
 			l.log.Warn("audit checkpoint signed under the log's lock: the head kept moving", "seq", rec.Seq)
 		}
@@ -334,9 +400,9 @@ func (l *Log) signed(head *store.AuditRecord) (store.AuditRecord, error) {
 func (l *Log) head(ctx context.Context) (*store.AuditRecord, error) {
 	var head *store.AuditRecord
 	var read bool
-	_, err := l.st.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
+	_, err := l.st.AppendAudit(ctx, func(last *store.AuditRecord) ([]store.AuditRecord, error) {
 		head, read = last, true
-		return store.AuditRecord{}, errNotAppended
+		return nil, errNotAppended
 	})
 	if !read {
 		return nil, err

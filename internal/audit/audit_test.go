@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -330,8 +331,8 @@ func isProblem(err error, seq int64) bool {
 // memLog serves records an attacker prepared, for Verify.
 type memLog struct{ recs []store.AuditRecord }
 
-func (m *memLog) AppendAudit(context.Context, func(*store.AuditRecord) (store.AuditRecord, error)) (store.AuditRecord, error) {
-	return store.AuditRecord{}, errors.New("read-only")
+func (m *memLog) AppendAudit(context.Context, func(*store.AuditRecord) ([]store.AuditRecord, error)) ([]store.AuditRecord, error) {
+	return nil, errors.New("read-only")
 }
 
 func (m *memLog) AuditRecords(_ context.Context, from int64, limit int) ([]store.AuditRecord, error) {
@@ -388,11 +389,11 @@ type racingLog struct {
 	n     int
 }
 
-func (r *racingLog) AppendAudit(ctx context.Context, next func(*store.AuditRecord) (store.AuditRecord, error)) (store.AuditRecord, error) {
+func (r *racingLog) AppendAudit(ctx context.Context, next func(*store.AuditRecord) ([]store.AuditRecord, error)) ([]store.AuditRecord, error) {
 	if r.n > 0 {
 		r.n--
 		if _, err := r.other.Append(ctx, Event{Actor: "other", Action: "seal", Result: "ok"}); err != nil {
-			return store.AuditRecord{}, err
+			return nil, err
 		}
 	}
 	return r.AuditLog.AppendAudit(ctx, next)
@@ -461,5 +462,92 @@ func TestRefusals(t *testing.T) {
 	}
 	if recs, _ := db.AuditRecords(ctx, 1, 10); len(recs) != 0 {
 		t.Fatalf("refused events left records: %+v", recs)
+	}
+}
+
+// countingLog counts the store's commits and can fail them.
+type countingLog struct {
+	store.AuditLog
+	commits atomic.Int64
+	fail    atomic.Bool
+}
+
+func (c *countingLog) AppendAudit(ctx context.Context, next func(*store.AuditRecord) ([]store.AuditRecord, error)) ([]store.AuditRecord, error) {
+	if c.fail.Load() {
+		return nil, store.ErrUnavailable
+	}
+	recs, err := c.AuditLog.AppendAudit(ctx, next)
+	if err == nil && len(recs) > 0 {
+		c.commits.Add(1)
+	}
+	return recs, err
+}
+
+// Concurrent appends share commits: every caller gets its own record back, in one unbroken
+// chain, in fewer commits than records. When the store fails, every caller in the batch gets
+// the error and nothing is written.
+func TestGroupCommit(t *testing.T) {
+	f := newKeys(t)
+	ctx := context.Background()
+	db := &countingLog{AuditLog: openDB(t, "sqlite:"+filepath.Join(t.TempDir(), "a.db"))}
+	l := newLog(t, db, f, 1_000_000)
+	const writers, each = 32, 20
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	seen := map[int64]string{}
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				actor := fmt.Sprintf("w%d-%d", w, i)
+				rec, err := l.Append(ctx, Event{Actor: actor, Action: "sign", Result: "ok"})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if other, dup := seen[rec.Seq]; dup {
+					t.Errorf("seq %d given to %s and %s", rec.Seq, other, actor)
+				}
+				seen[rec.Seq] = actor
+				mu.Unlock()
+				if rec.Actor != actor {
+					t.Errorf("%s got the record of %s", actor, rec.Actor)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rep, err := Verify(ctx, db, f.pubs, VerifyOptions{})
+	if err != nil || rep.Records != writers*each {
+		t.Fatalf("report %+v, %v", rep, err)
+	}
+	if n := db.commits.Load(); n >= writers*each {
+		t.Fatalf("%d commits for %d records: nothing was grouped", n, writers*each)
+	} else {
+		t.Logf("%d records in %d commits", writers*each, n)
+	}
+
+	db.fail.Store(true)
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		go func() {
+			_, err := l.Append(ctx, Event{Actor: "down", Action: "sign", Result: "ok"})
+			errs <- err
+		}()
+	}
+	for w := 0; w < writers; w++ {
+		if err := <-errs; !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("append with the store down: %v", err)
+		}
+	}
+	db.fail.Store(false)
+	if _, err := l.Append(ctx, Event{Actor: "back", Action: "sign", Result: "ok"}); err != nil {
+		t.Fatalf("append after the store came back: %v", err)
+	}
+	rep, err = Verify(ctx, db, f.pubs, VerifyOptions{})
+	if err != nil || rep.Records != writers*each+1 {
+		t.Fatalf("after the outage: report %+v, %v", rep, err)
 	}
 }

@@ -11,11 +11,12 @@ import (
 )
 
 // BenchmarkAppend measures audit appends per second (hashing, locking, a durable commit) on
-// SQLite and PostgreSQL with 1 and 8 writers. Checkpoints every 1000 records are included.
+// SQLite and PostgreSQL with 1, 8 and 32 writers (concurrent appends share commits). Checkpoints
+// every 1000 records are included.
 func BenchmarkAppend(b *testing.B) {
 	f := newKeys(b)
 	for _, backend := range []string{"sqlite", "postgres"} {
-		for _, writers := range []int{1, 8} {
+		for _, writers := range []int{1, 8, 32} {
 			b.Run(fmt.Sprintf("%s/w%d", backend, writers), func(b *testing.B) {
 				dsn := "sqlite:" + filepath.Join(b.TempDir(), "bench.db")
 				if backend == "postgres" {

@@ -41,10 +41,12 @@ type AuditRecord struct {
 // AuditLog is the durable store's part that keeps the audit chain.
 type AuditLog interface {
 	// AppendAudit calls next with the current last record (nil when the log is empty) while
-	// holding the log's write lock, and stores the record next returns as the new last one,
-	// durably, before returning it. Appenders in any number of processes sharing the database
-	// MUST be serialised so that the chain never forks. An error from next stores nothing.
-	AppendAudit(ctx context.Context, next func(last *AuditRecord) (AuditRecord, error)) (AuditRecord, error)
+	// holding the log's write lock, and stores the records next returns, in order, as the new
+	// tail, in one durable commit, before returning them. Each record's Seq MUST follow the one
+	// before it. Appenders in any number of processes sharing the database MUST be serialised
+	// so that the chain never forks. An error from next, or a record out of sequence, stores
+	// nothing. A batch is what lets many concurrent appenders share one commit.
+	AppendAudit(ctx context.Context, next func(last *AuditRecord) ([]AuditRecord, error)) ([]AuditRecord, error)
 	// AuditRecords returns up to limit records with Seq >= from, in Seq order.
 	AuditRecords(ctx context.Context, from int64, limit int) ([]AuditRecord, error)
 }

@@ -22,8 +22,8 @@ func scanAudit(r rowScanner) (store.AuditRecord, error) {
 // AppendAudit appends under the log's write lock: an advisory lock on PostgreSQL (held by every
 // replica's appenders), the IMMEDIATE transaction's database lock on SQLite (held across
 // processes). The seq primary key refuses a fork should the lock ever fail.
-func (d *DB) AppendAudit(ctx context.Context, next func(last *store.AuditRecord) (store.AuditRecord, error)) (store.AuditRecord, error) {
-	var rec store.AuditRecord
+func (d *DB) AppendAudit(ctx context.Context, next func(last *store.AuditRecord) ([]store.AuditRecord, error)) ([]store.AuditRecord, error) {
+	var recs []store.AuditRecord
 	err := d.inTx(ctx, "append audit", func(tx *sql.Tx) error {
 		if d.dialect == postgresDialect {
 			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(715101)`); err != nil {
@@ -38,18 +38,30 @@ func (d *DB) AppendAudit(ctx context.Context, next func(last *store.AuditRecord)
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		if rec, err = next(last); err != nil {
+		if recs, err = next(last); err != nil {
 			return callerError{err}
 		}
-		if want := int64(1); last != nil && rec.Seq != last.Seq+1 || last == nil && rec.Seq != want {
-			return fmt.Errorf("audit record seq %d does not follow the last one", rec.Seq)
+		want := int64(1)
+		if last != nil {
+			want = last.Seq + 1
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO audit_log (`+auditCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
-			rec.Seq, micros(rec.Time), rec.Actor, rec.Action, rec.Key, rec.Digest, rec.Result, rec.RequestID,
-			rec.Detail, rec.Signature, rec.PrevHash, rec.Hash)
-		return err
+		for _, rec := range recs {
+			if rec.Seq != want {
+				return fmt.Errorf("audit record seq %d does not follow the last one", rec.Seq)
+			}
+			want++
+			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_log (`+auditCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
+				rec.Seq, micros(rec.Time), rec.Actor, rec.Action, rec.Key, rec.Digest, rec.Result, rec.RequestID,
+				rec.Detail, rec.Signature, rec.PrevHash, rec.Hash); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	return rec, err
+	if err != nil {
+		return nil, err
+	}
+	return recs, nil
 }
 
 // AuditRecords returns up to limit records from seq from on.

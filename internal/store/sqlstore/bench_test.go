@@ -31,7 +31,7 @@ func BenchmarkAppendAudit(b *testing.B) {
 				defer db.Close()
 				ctx := context.Background()
 				testenv.Parallel(b, writers, "appends/s", func(w int) error {
-					_, err := db.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
+					_, err := db.AppendAudit(ctx, func(last *store.AuditRecord) ([]store.AuditRecord, error) {
 						r := store.AuditRecord{Seq: 1, Time: time.Now(), Actor: fmt.Sprint("w", w), Action: "sign",
 							Digest: make([]byte, 32), Result: "ok", PrevHash: make([]byte, 32)}
 						if last != nil {
@@ -39,7 +39,7 @@ func BenchmarkAppendAudit(b *testing.B) {
 						}
 						h := sha256.Sum256(fmt.Appendf(nil, "%d|%x", r.Seq, r.PrevHash))
 						r.Hash = h[:]
-						return r, nil
+						return []store.AuditRecord{r}, nil
 					})
 					return err
 				})

@@ -81,8 +81,8 @@ func TestPostgresDownAndBack(t *testing.T) {
 	if !errors.Is(err, store.ErrUnavailable) || called {
 		t.Fatalf("update with the database down: %v (updater called: %v)", err, called)
 	}
-	_, err = db.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
-		return store.AuditRecord{Seq: 1, PrevHash: make([]byte, 32), Hash: make([]byte, 32)}, nil
+	_, err = db.AppendAudit(ctx, func(last *store.AuditRecord) ([]store.AuditRecord, error) {
+		return []store.AuditRecord{{Seq: 1, PrevHash: make([]byte, 32), Hash: make([]byte, 32)}}, nil
 	})
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("audit append with the database down: %v", err)

@@ -334,26 +334,57 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 			t.Fatalf("paging: %d records from 79", len(page))
 		}
 		boom := errors.New("no")
-		if _, err := s.AppendAudit(ctx, func(*store.AuditRecord) (store.AuditRecord, error) { return store.AuditRecord{}, boom }); err != boom {
+		if _, err := s.AppendAudit(ctx, func(*store.AuditRecord) ([]store.AuditRecord, error) { return nil, boom }); err != boom {
 			t.Fatalf("refused append: %v", err)
 		}
-		if _, err := s.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
-			return store.AuditRecord{Seq: last.Seq + 2, PrevHash: last.Hash, Hash: last.Hash}, nil
+		if _, err := s.AppendAudit(ctx, func(last *store.AuditRecord) ([]store.AuditRecord, error) {
+			return []store.AuditRecord{{Seq: last.Seq + 2, PrevHash: last.Hash, Hash: last.Hash}}, nil
 		}); err == nil {
 			t.Fatal("a gap in seq was accepted")
+		}
+		// A batch whose second record skips a seq stores none of it, the first included.
+		if _, err := s.AppendAudit(ctx, func(last *store.AuditRecord) ([]store.AuditRecord, error) {
+			first, _ := chain("batch", now)(last)
+			return []store.AuditRecord{first[0], {Seq: last.Seq + 3, PrevHash: first[0].Hash, Hash: last.Hash}}, nil
+		}); err == nil {
+			t.Fatal("a batch with a gap was accepted")
 		}
 		if n, _ := s.AuditRecords(ctx, 1, 1000); len(n) != writers*each {
 			t.Fatal("a refused append wrote something")
 		}
+		// A batch lands whole and in order, in one call.
+		batch, err := s.AppendAudit(ctx, func(last *store.AuditRecord) ([]store.AuditRecord, error) {
+			var out []store.AuditRecord
+			for i := 0; i < 3; i++ {
+				r, _ := chain(fmt.Sprint("batch", i), now)(last)
+				out = append(out, r[0])
+				last = &out[len(out)-1]
+			}
+			return out, nil
+		})
+		must(t, err)
+		if len(batch) != 3 || batch[0].Seq != writers*each+1 || batch[2].Seq != writers*each+3 {
+			t.Fatalf("batch stored as %+v", batch)
+		}
+		if n, _ := s.AuditRecords(ctx, 1, 1000); len(n) != writers*each+3 || n[len(n)-1].Actor != "batch2" {
+			t.Fatal("the batch is not the tail")
+		}
+		// An empty batch stores nothing and is no error.
+		none, err := s.AppendAudit(ctx, func(*store.AuditRecord) ([]store.AuditRecord, error) { return nil, nil })
+		must(t, err)
+		if len(none) != 0 {
+			t.Fatal("an empty batch returned records")
+		}
 		// Every field comes back as it was given, and AppendAudit returns what it stored.
-		full, err := s.AppendAudit(ctx, func(last *store.AuditRecord) (store.AuditRecord, error) {
+		stored, err := s.AppendAudit(ctx, func(last *store.AuditRecord) ([]store.AuditRecord, error) {
 			r := store.AuditRecord{Seq: last.Seq + 1, Time: now.Add(1234 * time.Microsecond), Actor: "client:tax", Action: "checkpoint",
 				Key: "pkcs11:token=vula;object=audit", Digest: []byte{0xde, 0xad}, Result: "ok", RequestID: "req-1",
 				Detail: []byte(`{"seq":80}`), Signature: []byte{0x30, 0x45}, PrevHash: last.Hash}
 			r.Hash = hashOf(r)
-			return r, nil
+			return []store.AuditRecord{r}, nil
 		})
 		must(t, err)
+		full := stored[0]
 		back, err := s.AuditRecords(ctx, full.Seq, 10)
 		must(t, err)
 		if len(back) != 1 {
@@ -372,14 +403,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 }
 
 // chain makes the updater a real appender would: next seq, linked to the last record's hash.
-func chain(actor string, now time.Time) func(last *store.AuditRecord) (store.AuditRecord, error) {
-	return func(last *store.AuditRecord) (store.AuditRecord, error) {
+func chain(actor string, now time.Time) func(last *store.AuditRecord) ([]store.AuditRecord, error) {
+	return func(last *store.AuditRecord) ([]store.AuditRecord, error) {
 		r := store.AuditRecord{Seq: 1, Time: now, Actor: actor, Action: "sign", Result: "ok", PrevHash: make([]byte, 32), Digest: []byte{1}}
 		if last != nil {
 			r.Seq, r.PrevHash = last.Seq+1, last.Hash
 		}
 		r.Hash = hashOf(r)
-		return r, nil
+		return []store.AuditRecord{r}, nil
 	}
 }
 
