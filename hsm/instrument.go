@@ -20,7 +20,11 @@ type SignEvent struct {
 	Digest    []byte      // what was signed
 	Actor     string      // who asked (from WithActor), "" if unknown
 	RequestID string      // from WithRequestID
-	Err       error       // nil when the signature was made
+	// Detail is what the caller says the signature is for (WithAuditDetail): a timestamp's
+	// serial, a document's digest. It goes into the same audit record, so one durable write
+	// covers both the key's use and what it was used for.
+	Detail map[string]string
+	Err    error // nil when the signature was made
 }
 
 // AuditHook records every private-key operation. RecordSignature MUST make the event durable
@@ -43,7 +47,7 @@ func (h LogHook) RecordSignature(ctx context.Context, ev SignEvent) error {
 	h.Log.LogAttrs(ctx, slog.LevelInfo, "key used",
 		slog.String("key", ev.KeyURI), slog.String("purpose", string(ev.Purpose)),
 		slog.String("digest", fmt.Sprintf("%x", ev.Digest)), slog.String("actor", ev.Actor),
-		slog.String("request_id", ev.RequestID), slog.String("result", result))
+		slog.String("request_id", ev.RequestID), slog.Any("detail", ev.Detail), slog.String("result", result))
 	return nil
 }
 
@@ -52,6 +56,7 @@ type ctxKey int
 const (
 	actorKey ctxKey = iota
 	requestIDKey
+	detailKey
 )
 
 // WithActor tells the audit hook who asked for the signatures made with ctx.
@@ -62,6 +67,11 @@ func WithActor(ctx context.Context, actor string) context.Context {
 // WithRequestID ties the signatures made with ctx to a request.
 func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey, id)
+}
+
+// WithAuditDetail adds what the signatures made with ctx are for to their audit records.
+func WithAuditDetail(ctx context.Context, detail map[string]string) context.Context {
+	return context.WithValue(ctx, detailKey, detail)
 }
 
 func fromCtx(ctx context.Context, k ctxKey) string {
@@ -152,6 +162,7 @@ func (s *meteredSigner) SignContext(ctx context.Context, rand io.Reader, digest 
 		Time: start, KeyURI: s.uri, Purpose: s.purpose, Digest: digest, Err: err,
 		Actor: fromCtx(ctx, actorKey), RequestID: fromCtx(ctx, requestIDKey),
 	}
+	ev.Detail, _ = ctx.Value(detailKey).(map[string]string)
 	ev.Hash = HashOf(opts)
 	if herr := s.m.hook.RecordSignature(ctx, ev); herr != nil {
 		s.failed.Inc()

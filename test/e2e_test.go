@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/digitorus/timestamp"
 
 	"github.com/vula-eid/vula/internal/testenv"
 )
@@ -189,12 +192,16 @@ func TestServeLifecycle(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no exit 30 s after SIGTERM")
 	}
-	// The token and the signature under it were audited, and the chain verifies.
+	// The token is in the audit log, in the record of the signature under it (its serial, message
+	// imprint and time), and the chain verifies.
 	export := vula(t, nil, "audit", "export", "--data-dir", data)
-	for _, want := range []string{`"action":"timestamp"`, `"action":"sign"`} {
-		if !strings.Contains(export, want) {
-			t.Errorf("audit log lacks %s", want)
-		}
+	tok, err := timestamp.ParseResponse(reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := tokenRecord(t, export, tok.SerialNumber.Text(16)); d["imprint"] != hex.EncodeToString(tok.HashedMessage) ||
+		d["time"] != tok.Time.UTC().Format(time.RFC3339Nano) || d["purpose"] != "tsa" {
+		t.Errorf("the token's audit record says %v", d)
 	}
 	vula(t, nil, "audit", "verify", "--data-dir", data)
 	for _, want := range []string{`"msg":"request"`, `"path":"/readyz"`, `"msg":"stopped"`} {
@@ -270,4 +277,26 @@ func TestKeysPKCS11(t *testing.T) {
 	if err == nil || !strings.Contains(errs, "wrong PIN") || strings.Contains(errs, "9999-not-the-pin") {
 		t.Fatalf("wrong PIN: %v %q", err, errs)
 	}
+}
+
+// tokenRecord finds, in an audit export, the signature record of the timestamp token with
+// serial (hex), and returns its detail.
+func tokenRecord(t *testing.T, export, serial string) map[string]string {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSpace(export), "\n") {
+		var r struct {
+			Action string `json:"action"`
+			Detail string `json:"detail"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("export line %q: %v", line, err)
+		}
+		raw, _ := hex.DecodeString(r.Detail)
+		var d map[string]string
+		if r.Action == "sign" && json.Unmarshal(raw, &d) == nil && d["serial"] == serial {
+			return d
+		}
+	}
+	t.Fatalf("no audit record of the token with serial %s", serial)
+	return nil
 }

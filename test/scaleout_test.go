@@ -3,11 +3,20 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/digitorus/timestamp"
 
 	"github.com/vula-eid/vula/internal/testenv"
 )
@@ -81,6 +90,7 @@ func TestScaleOut(t *testing.T) {
 			}
 		}
 	}
+	serials := timestampBoth(t, replicas)
 	rd.Stop(t)
 	for _, r := range replicas {
 		rep := r.ready(t, http.StatusServiceUnavailable)
@@ -99,6 +109,12 @@ func TestScaleOut(t *testing.T) {
 			t.Fatalf("replica %s exit: %v\n%s", r.addr, err, r.logs)
 		}
 	}
+	// Every token of both replicas is in the one audit chain, which verifies.
+	export := vula(t, env, "audit", "export")
+	for serial := range serials {
+		tokenRecord(t, export, serial)
+	}
+	vula(t, env, "audit", "verify")
 	// The two replicas share one audit key on the token.
 	var keys []map[string]any
 	json.Unmarshal([]byte(vula(t, env, "keys", "list", "--output", "json")), &keys)
@@ -111,4 +127,76 @@ func TestScaleOut(t *testing.T) {
 	if audits < 1 {
 		t.Fatalf("no audit key on the token: %v", keys)
 	}
+}
+
+// timestampBoth asks both replicas for tokens at once and checks that every serial is new; the
+// first token of each replica is verified by openssl against the hierarchy both serve. It
+// returns the serials (hex).
+func timestampBoth(t *testing.T, replicas []*replica) map[string]bool {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range []string{"root", "seal-ca"} {
+		resp, err := http.Get("http://" + replicas[0].addr + "/pki/" + name + ".crt")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s.crt: %v %v", name, err, resp)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		// Served as DER (application/pkix-cert); openssl ts reads PEM.
+		os.WriteFile(filepath.Join(dir, name+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: b}), 0o600)
+	}
+	data := filepath.Join(dir, "doc.txt")
+	os.WriteFile(data, []byte("minutes of the municipal council"), 0o600)
+	query := filepath.Join(dir, "q.tsq")
+	if out, err := exec.Command("openssl", "ts", "-query", "-data", data, "-sha256", "-cert", "-out", query).CombinedOutput(); err != nil {
+		t.Fatalf("openssl ts -query: %v\n%s", err, out)
+	}
+	q, _ := os.ReadFile(query)
+	const perReplica, workers = 40, 4
+	var mu sync.Mutex
+	serials := map[string]bool{}
+	var wg sync.WaitGroup
+	for i, r := range replicas {
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := 0; n < perReplica/workers; n++ {
+					resp, err := http.Post("http://"+r.addr+"/tsa", "application/timestamp-query", bytes.NewReader(q))
+					if err != nil || resp.StatusCode != 200 {
+						t.Errorf("replica %s POST /tsa: %v %v", r.addr, err, resp)
+						return
+					}
+					reply, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					tok, err := timestamp.ParseResponse(reply)
+					if err != nil {
+						t.Errorf("replica %s: %v", r.addr, err)
+						return
+					}
+					mu.Lock()
+					s := tok.SerialNumber.Text(16)
+					if serials[s] {
+						t.Errorf("serial %s given twice", s)
+					}
+					serials[s] = true
+					mu.Unlock()
+					if w == 0 && n == 0 {
+						tsr := filepath.Join(dir, fmt.Sprintf("r%d.tsr", i))
+						os.WriteFile(tsr, reply, 0o600)
+						out, err := exec.Command("openssl", "ts", "-verify", "-data", data, "-in", tsr, "-CAfile",
+							filepath.Join(dir, "root.crt"), "-untrusted", filepath.Join(dir, "seal-ca.crt")).CombinedOutput()
+						if err != nil || !strings.Contains(string(out), "Verification: OK") {
+							t.Errorf("replica %s: openssl ts -verify: %v\n%s", r.addr, err, out)
+						}
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if len(serials) != perReplica*len(replicas) {
+		t.Fatalf("%d distinct serials from %d tokens", len(serials), perReplica*len(replicas))
+	}
+	return serials
 }

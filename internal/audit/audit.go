@@ -66,7 +66,6 @@ import (
 
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/store"
-	"github.com/vula-eid/vula/internal/tsa"
 )
 
 // Event is what a caller records; the log adds time, sequence and hashes.
@@ -285,7 +284,12 @@ func (l *Log) RecordSignature(ctx context.Context, ev hsm.SignEvent) error {
 	if ev.Err != nil {
 		result = "error: " + ev.Err.Error()
 	}
-	detail, _ := json.Marshal(map[string]string{"purpose": string(ev.Purpose), "hash": hashName(ev.Hash)})
+	d := map[string]string{}
+	for k, v := range ev.Detail {
+		d[k] = v
+	}
+	d["purpose"], d["hash"] = string(ev.Purpose), hashName(ev.Hash) // the key layer's word, not the caller's
+	detail, _ := json.Marshal(d)
 	_, err := l.Append(ctx, Event{Actor: ev.Actor, Action: "sign", Key: ev.KeyURI, Digest: ev.Digest,
 		Result: result, RequestID: ev.RequestID, Detail: detail})
 	return err
@@ -426,13 +430,4 @@ func (l *Log) Run(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// RecordToken records a timestamp token (serial, message imprint, time, requester) before the
-// TSA hands it out.
-func (l *Log) RecordToken(ctx context.Context, t tsa.Token) error {
-	detail, _ := json.Marshal(map[string]string{"serial": t.Serial.Text(16), "hash": hashName(t.Hash),
-		"time": t.Time.UTC().Format(time.RFC3339Nano), "requester": t.Requester})
-	_, err := l.Append(ctx, Event{Actor: t.Requester, Action: "timestamp", Digest: t.Digest, Result: "ok", Detail: detail})
-	return err
 }

@@ -149,13 +149,17 @@ func TestSignatureHook(t *testing.T) {
 	}
 	d := sha256.Sum256([]byte("token"))
 	cs := s.(hsm.ContextSigner)
-	if _, err := cs.SignContext(hsm.WithRequestID(hsm.WithActor(ctx, "anyone"), "req-1"), rand.Reader, d[:], crypto.SHA256); err != nil {
+	// The caller's detail lands in the same record; it cannot rename the purpose or the hash.
+	sctx := hsm.WithAuditDetail(hsm.WithRequestID(hsm.WithActor(ctx, "anyone"), "req-1"),
+		map[string]string{"serial": "1f", "purpose": "seal", "hash": "MD5"})
+	if _, err := cs.SignContext(sctx, rand.Reader, d[:], crypto.SHA256); err != nil {
 		t.Fatal(err)
 	}
 	recs, _ := db.AuditRecords(ctx, 1, 10)
 	if len(recs) != 1 || recs[0].Action != "sign" || recs[0].Key != k.URI || !bytes.Equal(recs[0].Digest, d[:]) ||
-		recs[0].Actor != "anyone" || recs[0].RequestID != "req-1" || recs[0].Result != "ok" {
-		t.Fatalf("audit record of a signature: %+v", recs)
+		recs[0].Actor != "anyone" || recs[0].RequestID != "req-1" || recs[0].Result != "ok" ||
+		string(recs[0].Detail) != `{"hash":"SHA-256","purpose":"tsa","serial":"1f"}` {
+		t.Fatalf("audit record of a signature: %+v (detail %s)", recs, recs[0].Detail)
 	}
 	// With the database gone, the signature is withheld.
 	db.Close()

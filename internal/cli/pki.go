@@ -49,7 +49,7 @@ func (g *pkiGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // open opens (on first start: creates) the hierarchy and starts serving it. Replicas that
 // start together take turns through a lock in the shared ephemeral store, so that only the
 // first creates the hierarchy and the others load it.
-func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records, eph store.Ephemeral, rec tsa.Recorder, cfg config.Config, log *slog.Logger) error {
+func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records, eph store.Ephemeral, cfg config.Config, log *slog.Logger) error {
 	const lock = "pki:init"
 	for {
 		err := eph.PutIfAbsent(ctx, lock, []byte("init"), 2*time.Minute)
@@ -76,8 +76,12 @@ func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records
 	policy, _ := config.ParseOID(cfg.TSA.PolicyOID) // Validate checked it
 	seal, _ := a.Certificate(certs.NameSealCA)
 	tsu := a.TSA()
-	mux.Handle("POST /tsa", tsa.New(tsa.Config{Policy: policy, Accuracy: time.Duration(cfg.TSA.Accuracy),
-		Qualified: cfg.TSA.Qualified, Chain: []*x509.Certificate{seal}}, tsu.Cert, tsu.Signer, g.clock, rec, log))
+	responder, err := tsa.New(tsa.Config{Policy: policy, Accuracy: time.Duration(cfg.TSA.Accuracy),
+		Qualified: cfg.TSA.Qualified, Chain: []*x509.Certificate{seal}}, tsu.Cert, tsu.Signer, g.clock, log)
+	if err != nil {
+		return err
+	}
+	mux.Handle("POST /tsa", responder)
 	g.mux.Store(mux)
 	return nil
 }

@@ -80,7 +80,7 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 		// CA signatures go through the instrumented layer: each is in the audit log.
 		// A CA key that does not match its certificate stops the process: nothing may be
 		// signed under a hierarchy that is not what it claims.
-		if err := pki.open(ctx, keys, db, eph, l, cfg, log); err != nil {
+		if err := pki.open(ctx, keys, db, eph, cfg, log); err != nil {
 			fatal <- err
 		}
 	})

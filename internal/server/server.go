@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vula-eid/vula/hsm"
 )
 
 // Checker is a component /readyz asks. Ping MUST return quickly and name the cause when down.
@@ -152,7 +154,8 @@ func (s *Server) Handler() http.Handler {
 			id = hex.EncodeToString(b[:])
 		}
 		w.Header().Set("X-Request-ID", id)
-		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
+		// The key layer's audit records of signatures made for this request name it too.
+		r = r.WithContext(hsm.WithRequestID(context.WithValue(r.Context(), ctxKey{}, id), id))
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 		_, route := s.mux.Handler(r)
 		if route == "" {

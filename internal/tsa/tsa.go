@@ -10,14 +10,16 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"time"
 
 	"github.com/digitorus/timestamp"
+
+	"github.com/vula-eid/vula/hsm"
 )
 
 // Config is the TSA's profile.
@@ -37,40 +39,39 @@ type Clock interface {
 	Synced(ctx context.Context) error
 }
 
-// Recorder writes every token to the audit log. RecordToken MUST be durable before it returns
-// nil: the token is handed out only afterwards.
-type Recorder interface {
-	RecordToken(ctx context.Context, t Token) error
-}
-
-// Token is what the audit log keeps of a token.
-type Token struct {
-	Serial    *big.Int
-	Hash      crypto.Hash
-	Digest    []byte // the message imprint
-	Time      time.Time
-	Requester string // the client's address
-}
-
 // Responder answers timestamp queries.
 type Responder struct {
-	cfg    Config
-	cert   *x509.Certificate
-	signer crypto.Signer
-	clock  Clock
-	rec    Recorder
-	log    *slog.Logger
+	cfg   Config
+	enc   *encoder
+	clock Clock
+	log   *slog.Logger
 }
 
-// New makes a responder signing with signer under cert (the timestamping unit's).
-func New(cfg Config, cert *x509.Certificate, signer crypto.Signer, clock Clock, rec Recorder, log *slog.Logger) *Responder {
+// New makes a responder signing with signer under cert (the timestamping unit's). The key must
+// be ECDSA or RSA (PKCS #1 v1.5) and match the certificate.
+//
+// The signer must come from an instrumented key manager (hsm.Instrument), whose audit hook makes
+// a record of every signature durable before handing it back: each token is recorded that way,
+// its serial, message imprint, time and requester in the same record as the signature (one
+// durable write a token). New refuses any other signer.
+func New(cfg Config, cert *x509.Certificate, signer crypto.Signer, clock Clock, log *slog.Logger) (*Responder, error) {
+	if _, ok := signer.(hsm.ContextSigner); !ok {
+		return nil, errors.New("tsa: the signer is not audited (want one from hsm.Instrument)")
+	}
 	if cfg.Accuracy <= 0 {
 		cfg.Accuracy = time.Second
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 64 << 10
 	}
-	return &Responder{cfg: cfg, cert: cert, signer: signer, clock: clock, rec: rec, log: log}
+	if len(cfg.Policy) == 0 {
+		return nil, errors.New("tsa: no policy OID")
+	}
+	enc, err := newEncoder(cfg, cert, signer)
+	if err != nil {
+		return nil, err
+	}
+	return &Responder{cfg: cfg, enc: enc, clock: clock, log: log}, nil
 }
 
 // Respond turns a DER timestamp query into a DER timestamp reply: a token, or a rejection with
@@ -95,34 +96,24 @@ func (r *Responder) Respond(ctx context.Context, query []byte, requester string)
 		r.log.WarnContext(ctx, "timestamp refused: clock not synchronised", "err", err)
 		return reject(timestamp.TimeNotAvailable)
 	}
-	ts := timestamp.Timestamp{
-		HashAlgorithm:     req.HashAlgorithm,
-		HashedMessage:     req.HashedMessage,
-		Time:              r.clock.Now().UTC(),
-		Accuracy:          r.cfg.Accuracy,
-		Policy:            r.cfg.Policy,
-		Nonce:             req.Nonce,
-		Qualified:         r.cfg.Qualified,
-		AddTSACertificate: req.Certificates,
+	if len(req.Extensions) > 0 {
+		return reject(timestamp.UnacceptedExtension) // none is understood (RFC 3161 §2.4.2)
 	}
-	if req.Certificates {
-		ts.Certificates = r.cfg.Chain
-	}
-	reply, err := ts.CreateResponseWithOpts(r.cert, r.signer, crypto.SHA256)
+	serial, err := newSerial()
 	if err != nil {
-		r.log.ErrorContext(ctx, "timestamp signing failed", "err", err)
+		r.log.ErrorContext(ctx, "timestamp serial", "err", err)
 		return reject(timestamp.SystemFailure)
 	}
-	// The library draws the serial (160 random bits: unique across replicas and restarts
-	// without coordination); read it back from the token for the audit record.
-	tok, err := timestamp.ParseResponse(reply)
+	// The time is taken last, just before signing; the token carries it to the microsecond.
+	t := token{hash: req.HashAlgorithm, digest: req.HashedMessage, serial: serial, nonce: req.Nonce,
+		certs: req.Certificates, time: r.clock.Now().UTC().Truncate(time.Microsecond)}
+	ctx = hsm.WithActor(ctx, requester)
+	ctx = hsm.WithAuditDetail(ctx, map[string]string{"serial": serial.Text(16), "time": t.time.Format(time.RFC3339Nano),
+		"imprint": hex.EncodeToString(t.digest), "imprint_hash": t.hash.String()})
+	reply, err := r.enc.encode(ctx, t)
 	if err != nil {
-		r.log.ErrorContext(ctx, "own timestamp token unreadable", "err", err)
-		return reject(timestamp.SystemFailure)
-	}
-	if err := r.rec.RecordToken(ctx, Token{Serial: tok.SerialNumber, Hash: req.HashAlgorithm, Digest: req.HashedMessage,
-		Time: tok.Time, Requester: requester}); err != nil {
-		r.log.ErrorContext(ctx, "timestamp not recorded, withheld", "err", err)
+		// A signature whose audit record could not be written is withheld by the key layer.
+		r.log.ErrorContext(ctx, "timestamp not made", "err", err)
 		return reject(timestamp.SystemFailure)
 	}
 	return reply, nil

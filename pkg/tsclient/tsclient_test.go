@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vula-eid/vula/certs"
+	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/hsm/software"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 	"github.com/vula-eid/vula/internal/tsa"
@@ -23,10 +26,6 @@ type syncedClock struct{}
 
 func (syncedClock) Now() time.Time                   { return time.Now() }
 func (syncedClock) Synced(ctx context.Context) error { return nil }
-
-type discardRecorder struct{}
-
-func (discardRecorder) RecordToken(context.Context, tsa.Token) error { return nil }
 
 // tsaServer runs Vula's TSA over HTTP on a fresh PKI and returns its URL and root.
 func tsaServer(t *testing.T) (string, *x509.Certificate) {
@@ -43,13 +42,18 @@ func tsaServer(t *testing.T) (string, *x509.Certificate) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := certs.Open(ctx, m, db, certs.DefaultConfig(), time.Now)
+	// The TSA signs only through the audited key layer; the audit log itself is not under test.
+	keys := hsm.Instrument(m, hsm.NewMetrics(prometheus.NewRegistry()), hsm.LogHook{Log: quiet}, time.Now)
+	a, err := certs.Open(ctx, keys, db, certs.DefaultConfig(), time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seal, _ := a.Certificate(certs.NameSealCA)
 	root, _ := a.Certificate(certs.NameRoot)
-	r := tsa.New(tsa.Config{Policy: []int{1, 3, 6, 1, 4, 1, 32473, 1, 2}, Chain: []*x509.Certificate{seal}}, a.TSA().Cert, a.TSA().Signer, syncedClock{}, discardRecorder{}, quiet)
+	r, err := tsa.New(tsa.Config{Policy: []int{1, 3, 6, 1, 4, 1, 32473, 1, 2}, Chain: []*x509.Certificate{seal}}, a.TSA().Cert, a.TSA().Signer, syncedClock{}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(r)
 	t.Cleanup(func() { srv.Close(); db.Close(); m.Close() })
 	return srv.URL, root

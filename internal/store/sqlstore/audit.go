@@ -5,9 +5,15 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/vula-eid/vula/internal/store"
 )
+
+// auditRowsPerInsert keeps a statement's parameters (12 a row) well under SQLite's limit of
+// 32766 and PostgreSQL's of 65535.
+const auditRowsPerInsert = 500
 
 const auditCols = `seq, time, actor, action, key_uri, digest, result, request_id, detail, signature, prev_hash, hash`
 
@@ -50,9 +56,29 @@ func (d *DB) AppendAudit(ctx context.Context, next func(last *store.AuditRecord)
 				return fmt.Errorf("audit record seq %d does not follow the last one", rec.Seq)
 			}
 			want++
-			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_log (`+auditCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
-				rec.Seq, micros(rec.Time), rec.Actor, rec.Action, rec.Key, rec.Digest, rec.Result, rec.RequestID,
-				rec.Detail, rec.Signature, rec.PrevHash, rec.Hash); err != nil {
+		}
+		// Multi-row INSERTs: a statement per record costs more than the commit itself when a
+		// group commit brings dozens of records.
+		for chunk := range slices.Chunk(recs, auditRowsPerInsert) {
+			var q strings.Builder
+			args := make([]any, 0, len(chunk)*12)
+			q.WriteString(`INSERT INTO audit_log (` + auditCols + `) VALUES `)
+			for i, rec := range chunk {
+				if i > 0 {
+					q.WriteByte(',')
+				}
+				q.WriteByte('(')
+				for c := 0; c < 12; c++ {
+					if c > 0 {
+						q.WriteByte(',')
+					}
+					fmt.Fprintf(&q, "$%d", len(args)+c+1)
+				}
+				q.WriteByte(')')
+				args = append(args, rec.Seq, micros(rec.Time), rec.Actor, rec.Action, rec.Key, rec.Digest, rec.Result,
+					rec.RequestID, rec.Detail, rec.Signature, rec.PrevHash, rec.Hash)
+			}
+			if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 				return err
 			}
 		}

@@ -1,0 +1,324 @@
+package tsa
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/asn1"
+	"fmt"
+	"math/big"
+	"slices"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/vula-eid/vula/hsm"
+)
+
+// Why the token is encoded here and not by github.com/digitorus/timestamp: that library builds
+// each token through a generic CMS package (reflection-based asn1.Marshal of every structure,
+// the certificate hashed again, a BER-to-DER pass) and does not let the caller choose the serial,
+// so the serial had to be read back by parsing, and so verifying, the token it had just made.
+// That cost about six times the signature itself. Here everything that is the same for every
+// token (certificates, the signer's identity, ESSCertIDv2, algorithm identifiers) is encoded once,
+// and a token is a few appends around one signature. digitorus/timestamp still parses the
+// queries and encodes the rejections, and the tests read our tokens with it and with openssl.
+
+var (
+	oidSignedData     = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}
+	oidTSTInfo        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 1, 4}
+	oidContentType    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 3}
+	oidMessageDigest  = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 4}
+	oidSigningCertV2  = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 47}
+	oidQCStatements   = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 3}
+	oidQTSTStatement1 = asn1.ObjectIdentifier{0, 4, 0, 19422, 1, 1} // esi4-qtstStatement-1 (EN 319 422)
+	oidECDSAWithSHA   = map[crypto.Hash]asn1.ObjectIdentifier{
+		crypto.SHA256: {1, 2, 840, 10045, 4, 3, 2}, crypto.SHA384: {1, 2, 840, 10045, 4, 3, 3}, crypto.SHA512: {1, 2, 840, 10045, 4, 3, 4}}
+	oidRSAWithSHA = map[crypto.Hash]asn1.ObjectIdentifier{
+		crypto.SHA256: {1, 2, 840, 113549, 1, 1, 11}, crypto.SHA384: {1, 2, 840, 113549, 1, 1, 12}, crypto.SHA512: {1, 2, 840, 113549, 1, 1, 13}}
+	oidDigest = map[crypto.Hash]asn1.ObjectIdentifier{
+		crypto.SHA256: {2, 16, 840, 1, 101, 3, 4, 2, 1}, crypto.SHA384: {2, 16, 840, 1, 101, 3, 4, 2, 2}, crypto.SHA512: {2, 16, 840, 1, 101, 3, 4, 2, 3}}
+)
+
+// encoder makes signed TimeStampResp messages (RFC 3161 §2.4.2, CMS per RFC 5652, the signer
+// identified by ESSCertIDv2 per RFC 5816) for one TSA certificate and key.
+type encoder struct {
+	signer crypto.Signer
+	hash   crypto.Hash // of the signed attributes: SHA-384 for a P-384 key, SHA-256 otherwise
+
+	digestAlgs  []byte // SET OF AlgorithmIdentifier
+	certs       []byte // [0] IMPLICIT SET OF Certificate: the TSA's and the chain
+	sid         []byte // version 1, IssuerAndSerialNumber, digestAlgorithm
+	sigAlg      []byte // AlgorithmIdentifier
+	contentType []byte // the content-type attribute
+	signingCert []byte // the signing-certificate-v2 attribute
+	policy      []byte // the policy OID
+	accuracy    []byte // Accuracy, or nil
+	extensions  []byte // [1] IMPLICIT Extensions (the qualified statement), or nil
+}
+
+func newEncoder(cfg Config, cert *x509.Certificate, signer crypto.Signer) (*encoder, error) {
+	e := &encoder{signer: signer, hash: crypto.SHA256}
+	switch pub := signer.Public().(type) {
+	case *ecdsa.PublicKey:
+		if pub.Curve == elliptic.P384() {
+			e.hash = crypto.SHA384
+		}
+		e.sigAlg = algID(oidECDSAWithSHA[e.hash], false)
+	case *rsa.PublicKey:
+		e.sigAlg = algID(oidRSAWithSHA[e.hash], true)
+	default:
+		return nil, fmt.Errorf("tsa: unsupported key type %T", pub)
+	}
+	if !publicKeysEqual(cert.PublicKey, signer.Public()) {
+		return nil, fmt.Errorf("tsa: the key does not match the certificate %q", cert.Subject)
+	}
+	e.digestAlgs = build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { b.AddBytes(algID(oidDigest[e.hash], true)) })
+	})
+	// DER wants a SET OF sorted by encoding; verifiers find the signer by issuer and serial.
+	all := [][]byte{cert.Raw}
+	for _, c := range cfg.Chain {
+		all = append(all, c.Raw)
+	}
+	slices.SortFunc(all, bytes.Compare)
+	e.certs = build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+			for _, c := range all {
+				b.AddBytes(c)
+			}
+		})
+	})
+	e.sid = build(func(b *cryptobyte.Builder) {
+		b.AddASN1Int64(1)
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddBytes(cert.RawIssuer)
+			b.AddASN1BigInt(cert.SerialNumber)
+		})
+		b.AddBytes(algID(oidDigest[e.hash], true))
+	})
+	e.contentType = attribute(oidContentType, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(oidTSTInfo) })
+	certHash := sha256.Sum256(cert.Raw)
+	e.signingCert = attribute(oidSigningCertV2, func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SigningCertificateV2
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // certs
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ESSCertIDv2, SHA-256 by default
+					b.AddASN1OctetString(certHash[:])
+					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // IssuerSerial
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // GeneralNames
+							b.AddASN1(cbasn1.Tag(4).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+								b.AddBytes(cert.RawIssuer)
+							})
+						})
+						b.AddASN1BigInt(cert.SerialNumber)
+					})
+				})
+			})
+		})
+	})
+	e.policy = build(func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(cfg.Policy) })
+	e.accuracy = accuracy(cfg.Accuracy)
+	if cfg.Qualified {
+		e.extensions = build(func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.Tag(1).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // Extension
+					b.AddASN1ObjectIdentifier(oidQCStatements)
+					b.AddASN1OctetString(build(func(b *cryptobyte.Builder) {
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // QCStatements
+							b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(oidQTSTStatement1) })
+						})
+					}))
+				})
+			})
+		})
+	}
+	for _, part := range [][]byte{e.digestAlgs, e.certs, e.sid, e.contentType, e.signingCert, e.policy} {
+		if part == nil {
+			return nil, fmt.Errorf("tsa: cannot encode the token's fixed parts for %q", cert.Subject)
+		}
+	}
+	return e, nil
+}
+
+// token is what goes into one TSTInfo.
+type token struct {
+	hash   crypto.Hash
+	digest []byte
+	serial *big.Int
+	time   time.Time
+	nonce  *big.Int
+	certs  bool // the query's certReq
+}
+
+// newSerial draws a positive serial of at most 160 bits (RFC 3161 §2.4.2): 159 random bits
+// make it unique across restarts and replicas without coordination.
+func newSerial() (*big.Int, error) {
+	b := make([]byte, 20)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	b[0] &= 0x7f
+	b[0] |= 0x40 // never short, never zero
+	return new(big.Int).SetBytes(b), nil
+}
+
+// encode signs t and returns the DER TimeStampResp with status granted.
+func (e *encoder) encode(ctx context.Context, t token) ([]byte, error) {
+	tstInfo := build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1Int64(1)
+			b.AddBytes(e.policy)
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // MessageImprint
+				b.AddBytes(algID(oidDigest[t.hash], true))
+				b.AddASN1OctetString(t.digest)
+			})
+			b.AddASN1BigInt(t.serial)
+			// GeneralizedTime with the fraction DER wants: no trailing zeros, no empty dot.
+			b.AddASN1(cbasn1.GeneralizedTime, func(b *cryptobyte.Builder) {
+				b.AddBytes(t.time.UTC().AppendFormat(nil, "20060102150405.999999Z"))
+			})
+			b.AddBytes(e.accuracy)
+			if t.nonce != nil {
+				b.AddASN1BigInt(t.nonce)
+			}
+			b.AddBytes(e.extensions)
+		})
+	})
+	h := e.hash.New()
+	h.Write(tstInfo)
+	messageDigest := attribute(oidMessageDigest, func(b *cryptobyte.Builder) { b.AddASN1OctetString(h.Sum(nil)) })
+	attrs := [][]byte{e.contentType, messageDigest, e.signingCert}
+	slices.SortFunc(attrs, bytes.Compare) // DER SET OF
+	// The signature covers the attributes as a SET (RFC 5652 §5.4); the token carries them
+	// under [0] IMPLICIT.
+	signedAttrs := build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
+			for _, a := range attrs {
+				b.AddBytes(a)
+			}
+		})
+	})
+	if tstInfo == nil || messageDigest == nil || signedAttrs == nil {
+		return nil, fmt.Errorf("tsa: cannot encode the token")
+	}
+	h = e.hash.New()
+	h.Write(signedAttrs)
+	sig, err := e.sign(ctx, h.Sum(nil))
+	if err != nil {
+		return nil, err
+	}
+	signedAttrs[0] = 0xa0 // SET → [0] IMPLICIT, same length
+	resp := build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // TimeStampResp
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddASN1Int64(0) }) // granted
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {                      // ContentInfo
+				b.AddASN1ObjectIdentifier(oidSignedData)
+				b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SignedData
+						b.AddASN1Int64(3)
+						b.AddBytes(e.digestAlgs)
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // EncapsulatedContentInfo
+							b.AddASN1ObjectIdentifier(oidTSTInfo)
+							b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+								b.AddASN1OctetString(tstInfo)
+							})
+						})
+						if t.certs {
+							b.AddBytes(e.certs)
+						}
+						b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
+							b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SignerInfo
+								b.AddBytes(e.sid)
+								b.AddBytes(signedAttrs)
+								b.AddBytes(e.sigAlg)
+								b.AddASN1OctetString(sig)
+							})
+						})
+					})
+				})
+			})
+		})
+	})
+	if resp == nil {
+		return nil, fmt.Errorf("tsa: cannot encode the token")
+	}
+	return resp, nil
+}
+
+// sign passes ctx on when the signer takes one, so the key layer's audit record names the
+// requester and request.
+func (e *encoder) sign(ctx context.Context, digest []byte) ([]byte, error) {
+	if cs, ok := e.signer.(hsm.ContextSigner); ok {
+		return cs.SignContext(ctx, rand.Reader, digest, e.hash)
+	}
+	return e.signer.Sign(rand.Reader, digest, e.hash)
+}
+
+// build runs f on a fresh builder; nil means f encoded something invalid.
+func build(f func(b *cryptobyte.Builder)) []byte {
+	var b cryptobyte.Builder
+	f(&b)
+	out, err := b.Bytes()
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// algID is an AlgorithmIdentifier; null adds the NULL parameters that digest and RSA
+// algorithms carry.
+func algID(oid asn1.ObjectIdentifier, null bool) []byte {
+	return build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1ObjectIdentifier(oid)
+			if null {
+				b.AddASN1NULL()
+			}
+		})
+	})
+}
+
+// attribute is a CMS Attribute with one value.
+func attribute(oid asn1.ObjectIdentifier, value func(b *cryptobyte.Builder)) []byte {
+	return build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1ObjectIdentifier(oid)
+			b.AddASN1(cbasn1.SET, value)
+		})
+	})
+}
+
+// accuracy encodes d as RFC 3161's Accuracy (seconds, millis 1..999, micros 1..999; zero parts
+// left out); below a microsecond it rounds up to one.
+func accuracy(d time.Duration) []byte {
+	if d <= 0 {
+		return nil
+	}
+	d = max(d, time.Microsecond)
+	secs, ms, us := int64(d/time.Second), int64(d%time.Second/time.Millisecond), int64(d%time.Millisecond/time.Microsecond)
+	return build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			if secs > 0 {
+				b.AddASN1Int64(secs)
+			}
+			if ms > 0 {
+				b.AddASN1Int64WithTag(ms, cbasn1.Tag(0).ContextSpecific())
+			}
+			if us > 0 {
+				b.AddASN1Int64WithTag(us, cbasn1.Tag(1).ContextSpecific())
+			}
+		})
+	})
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
