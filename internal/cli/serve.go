@@ -63,10 +63,13 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	srv.AddCheck("keys", keys)
 	srv.AddCheck("ephemeral", eph)
 	srv.AddCheck("durable", gate)
-	clock := tsa.SystemClock{RequireSync: cfg.TSA.RequireSync || !cfg.Dev}
-	if !clock.RequireSync {
+	clockCfg := tsa.ClockConfig{RequireSync: cfg.TSA.RequireSync || !cfg.Dev, NTP: cfg.TSA.NTPServers,
+		MaxOffset: time.Duration(cfg.TSA.NTPMaxOffset), Interval: time.Duration(cfg.TSA.NTPInterval)}
+	if !clockCfg.RequireSync {
 		log.Warn("dev mode: the TSA does not require a synchronised clock")
 	}
+	clock := tsa.NewSystemClock(clockCfg, log)
+	go clock.Run(ctx)
 	pki := &pkiGate{clock: clock}
 	srv.AddCheck("clock", clock)
 	fatal := make(chan error, 1)

@@ -55,6 +55,12 @@ type TSA struct {
 	// RequireSync refuses tokens (timeNotAvailable) while the kernel clock is not synchronised.
 	// Always on outside dev mode.
 	RequireSync bool `yaml:"require_sync" json:"require_sync"`
+	// NTPServers (host or host:port) the clock is compared with, every NTPInterval; while none
+	// answers, or one differs by more than NTPMaxOffset, tokens are refused (timeNotAvailable)
+	// and the service is not ready. Empty: no comparison, the kernel's word is taken.
+	NTPServers   []string `yaml:"ntp_servers" json:"ntp_servers"`
+	NTPMaxOffset Duration `yaml:"ntp_max_offset" json:"ntp_max_offset"`
+	NTPInterval  Duration `yaml:"ntp_interval" json:"ntp_interval"`
 }
 
 // PKI configures the CA hierarchy made on first start.
@@ -169,7 +175,8 @@ func Default() Config {
 		// A demo policy arc under the private-enterprise number reserved for documentation.
 		PKI: PKI{Country: "XK", Organization: "Vula Demo", PolicyOIDs: []string{"1.3.6.1.4.1.32473.1.1"},
 			CAAlgorithm: "EC-P384", ServiceAlgorithm: "EC-P256", RootYears: 20, CAYears: 10, ServiceYears: 2},
-		TSA: TSA{PolicyOID: "1.3.6.1.4.1.32473.1.2", Accuracy: Duration(time.Second)},
+		TSA: TSA{PolicyOID: "1.3.6.1.4.1.32473.1.2", Accuracy: Duration(time.Second),
+			NTPMaxOffset: Duration(500 * time.Millisecond), NTPInterval: Duration(time.Minute)},
 	}
 }
 
@@ -305,6 +312,17 @@ func setString(f reflect.Value, s string) error {
 			return fmt.Errorf("not true or false: %q", s)
 		}
 		f.SetBool(b)
+	case reflect.Slice:
+		if f.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("cannot be set from the environment")
+		}
+		var items []string // comma-separated; empty means none
+		for _, it := range strings.Split(s, ",") {
+			if it = strings.TrimSpace(it); it != "" {
+				items = append(items, it)
+			}
+		}
+		f.Set(reflect.ValueOf(items))
 	default:
 		return fmt.Errorf("cannot be set from the environment")
 	}
@@ -394,6 +412,18 @@ func (c Config) Validate() error {
 	}
 	if c.TSA.Accuracy <= 0 || time.Duration(c.TSA.Accuracy) > time.Minute {
 		return bad("tsa.accuracy", "want a positive duration of at most a minute")
+	}
+	// A token's time must be within its accuracy of UTC: the clock may stray less than that.
+	if c.TSA.NTPMaxOffset <= 0 || c.TSA.NTPMaxOffset > c.TSA.Accuracy {
+		return bad("tsa.ntp_max_offset", "want a positive duration no larger than tsa.accuracy (%v)", time.Duration(c.TSA.Accuracy))
+	}
+	if c.TSA.NTPInterval < Duration(time.Second) {
+		return bad("tsa.ntp_interval", "want at least 1s")
+	}
+	for _, srv := range c.TSA.NTPServers {
+		if strings.TrimSpace(srv) == "" || strings.ContainsAny(srv, " /") {
+			return bad("tsa.ntp_servers", "want host or host:port, got %q", srv)
+		}
 	}
 	if c.Audit.CheckpointEvery < 1 {
 		return bad("audit.checkpoint_every", "must be >= 1")

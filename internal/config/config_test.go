@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,6 +119,9 @@ func TestValidateNamesField(t *testing.T) {
 		{"pki:\n  ca_algorithm: DSA\n", nil, "pki.ca_algorithm"},
 		{"pki:\n  policy_oids: [\"1.x.3\"]\n", nil, "pki.policy_oids"},
 		{"pki:\n  ca_years: 30\n", nil, "pki"},
+		{"tsa:\n  ntp_max_offset: 2s\n", nil, "tsa.ntp_max_offset"}, // more than the accuracy
+		{"tsa:\n  ntp_interval: 10ms\n", nil, "tsa.ntp_interval"},
+		{"", []string{"VULA_TSA_NTP_SERVERS=ntp.example, bad host"}, "tsa.ntp_servers"},
 	} {
 		c, err := Load(writeFile(t, tc.yaml), tc.env, Overrides{})
 		if err == nil {
@@ -128,8 +132,13 @@ func TestValidateNamesField(t *testing.T) {
 			t.Errorf("%q %v: err = %v, want a FieldError on %s", tc.yaml, tc.env, err, tc.field)
 		}
 	}
+	// A list from the environment is comma-separated.
+	c, err := Load("", []string{"VULA_TSA_NTP_SERVERS=ntp1.example, 10.0.0.1:123,"}, Overrides{})
+	if err != nil || fmt.Sprint(c.TSA.NTPServers) != "[ntp1.example 10.0.0.1:123]" || c.Validate() != nil {
+		t.Errorf("NTP servers from the environment: %v %v", c.TSA.NTPServers, err)
+	}
 	// A bad environment value is named by field and variable.
-	_, err := Load("", []string{"VULA_HSM_PKCS11_POOL_SIZE=lots"}, Overrides{})
+	_, err = Load("", []string{"VULA_HSM_PKCS11_POOL_SIZE=lots"}, Overrides{})
 	var fe *FieldError
 	if !errors.As(err, &fe) || fe.Field != "hsm.pkcs11.pool_size" || !strings.Contains(err.Error(), "VULA_HSM_PKCS11_POOL_SIZE") {
 		t.Errorf("bad env value: %v", err)
