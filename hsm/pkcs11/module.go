@@ -1,6 +1,8 @@
 package pkcs11
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
 	"os"
 	"sync"
@@ -13,6 +15,11 @@ type module struct {
 	path string
 	ctx  *p11.Ctx
 	refs int
+	// pins holds, per token label, the SHA-256 of the PIN that logged in. A login belongs to
+	// the whole process, so a second Manager's C_Login answers CKR_USER_ALREADY_LOGGED_IN
+	// whatever PIN it gives; comparing with this is how a wrong one is still refused.
+	// Guarded by modules.
+	pins map[string][32]byte
 }
 
 // modules is the process's one owner of each PKCS#11 library. This is the one package-level
@@ -42,7 +49,7 @@ func loadModule(path string) (*module, error) {
 		ctx.Destroy()
 		return nil, fmt.Errorf("pkcs11: module %s: C_Initialize: %w", path, err)
 	}
-	m := &module{path: path, ctx: ctx, refs: 1}
+	m := &module{path: path, ctx: ctx, refs: 1, pins: map[string][32]byte{}}
 	modules.byPath[path] = m
 	return m, nil
 }
@@ -57,6 +64,23 @@ func (m *module) release() {
 	delete(modules.byPath, m.path)
 	m.ctx.Finalize()
 	m.ctx.Destroy()
+}
+
+// notePIN records the PIN that logged in to token.
+func (m *module) notePIN(token, pin string) {
+	modules.Lock()
+	defer modules.Unlock()
+	m.pins[token] = sha256.Sum256([]byte(pin))
+}
+
+// samePIN reports whether pin is the one that logged in to token; false when none is recorded
+// (a login this process did not make cannot vouch for the PIN).
+func (m *module) samePIN(token, pin string) bool {
+	modules.Lock()
+	defer modules.Unlock()
+	want, ok := m.pins[token]
+	got := sha256.Sum256([]byte(pin))
+	return ok && subtle.ConstantTimeCompare(want[:], got[:]) == 1
 }
 
 func isCode(err error, code uint) bool {

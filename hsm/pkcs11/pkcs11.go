@@ -124,7 +124,18 @@ func (m *Manager) connect() error {
 	if err != nil {
 		return fmt.Errorf("%w: pkcs11: opening a session on %q: %v", hsm.ErrUnavailable, m.cfg.TokenLabel, err)
 	}
-	if err := c.Login(login, p11.CKU_USER, m.cfg.PIN); err != nil && !isCode(err, p11.CKR_USER_ALREADY_LOGGED_IN) {
+	err = c.Login(login, p11.CKU_USER, m.cfg.PIN)
+	switch {
+	case err == nil:
+		m.mod.notePIN(m.cfg.TokenLabel, m.cfg.PIN)
+	case isCode(err, p11.CKR_USER_ALREADY_LOGGED_IN):
+		if !m.mod.samePIN(m.cfg.TokenLabel, m.cfg.PIN) {
+			err = p11.Error(p11.CKR_PIN_INCORRECT)
+		} else {
+			err = nil
+		}
+	}
+	if err != nil {
 		c.CloseSession(login)
 		switch {
 		case isCode(err, p11.CKR_PIN_INCORRECT):
@@ -164,7 +175,7 @@ func (m *Manager) reconnect(seen uint64) error {
 		return nil
 	}
 	m.log.Warn("pkcs11: token sessions lost, reconnecting", "token", m.cfg.TokenLabel)
-	m.mod.ctx.CloseAllSessions(m.slot)
+	m.closeSessions()
 	m.cacheMu.Lock()
 	m.keys = map[string]*entry{}
 	m.cacheMu.Unlock()
@@ -223,9 +234,20 @@ func (m *Manager) Close() error {
 		return nil
 	}
 	m.closed = true
-	m.mod.ctx.CloseAllSessions(m.slot)
+	m.closeSessions()
 	m.mod.release()
 	return nil
+}
+
+// closeSessions closes this Manager's sessions (some may be gone already). Only its own:
+// C_CloseAllSessions would also end the sessions, and with the last of them the login, of any
+// other Manager on the token in this process. Called with mu held for writing, so every pooled
+// session is back in the pool.
+func (m *Manager) closeSessions() {
+	for len(m.pool) > 0 {
+		m.mod.ctx.CloseSession(<-m.pool)
+	}
+	m.mod.ctx.CloseSession(m.login)
 }
 
 // CreateKey generates a key pair on the token and its metadata object.

@@ -160,3 +160,46 @@ func TestReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTwoManagersOneToken: a login belongs to the whole process, so a second Manager on a token
+// that is already logged in must still give the right PIN; and closing one Manager (or its
+// reconnecting) must not end the other's sessions.
+func TestTwoManagersOneToken(t *testing.T) {
+	tok := testenv.SoftHSM(t)
+	ctx := context.Background()
+	a := open(t, tok)
+	defer a.Close()
+	k, err := a.CreateKey(ctx, hsm.KeySpec{Label: "seal-two", Algorithm: hsm.ECP256, Purpose: hsm.SealPurpose("tax")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, Config{Module: tok.Module, TokenLabel: tok.Label, PIN: "wrong-pin-999"}, quiet); !errors.Is(err, hsm.ErrLogin) ||
+		strings.Contains(err.Error(), "wrong-pin-999") {
+		t.Fatalf("second Manager with a wrong PIN while the token is logged in: %v", err)
+	}
+	b := open(t, tok)
+	sb, err := b.Signer(ctx, k.URI, hsm.SealPurpose("tax"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("x"))
+	if _, err := sb.Sign(rand.Reader, d[:], crypto.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	// b reconnects (as after a lost session) and closes: a keeps signing without reconnecting.
+	genA := a.gen
+	if err := b.reconnect(b.gen); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	sa, err := a.Signer(ctx, k.URI, hsm.SealPurpose("tax"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sa.Sign(rand.Reader, d[:], crypto.SHA256); err != nil {
+		t.Fatalf("a after b closed: %v", err)
+	}
+	if a.gen != genA {
+		t.Fatalf("a had to reconnect (generation %d -> %d): b closed its sessions", genA, a.gen)
+	}
+}
