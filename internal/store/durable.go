@@ -25,6 +25,7 @@ type Durable interface {
 	Certificates
 	Transactions
 	AuditLog
+	Settings
 	// Ping reports whether the database answers now (for readiness).
 	Ping(ctx context.Context) error
 	Close() error
@@ -45,6 +46,9 @@ type Client struct {
 	SectorIdentifier        string // for pairwise subject identifiers
 	OrganizationID          string // the institution the client acts for, "" if none
 	Created                 time.Time
+	Name                    string   // shown to the person on the consent page
+	AllowedACR              []string // levels of assurance the client may ask for; empty: any
+	PostLogoutRedirectURIs  []string // where RP-initiated logout may return to
 }
 
 // Clients keeps relying-party clients.
@@ -189,4 +193,14 @@ type Transactions interface {
 	Transaction(ctx context.Context, id string) (Transaction, error)
 	TransactionsByActor(ctx context.Context, actor string) ([]Transaction, error)
 	UpdateTransaction(ctx context.Context, id string, update func(Transaction) (Transaction, error)) error
+}
+
+// Settings keeps the platform's own small values that every replica must share (the identity
+// provider's token secret, say). Values are opaque bytes.
+type Settings interface {
+	// Setting returns the value of name; ErrNotFound if there is none.
+	Setting(ctx context.Context, name string) ([]byte, error)
+	// PutSettingIfAbsent stores value under name unless name has one already, and returns the
+	// value that name holds afterwards: so replicas starting together agree on the first.
+	PutSettingIfAbsent(ctx context.Context, name string, value []byte) ([]byte, error)
 }

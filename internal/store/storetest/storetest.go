@@ -27,7 +27,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		c := store.Client{ID: "tax-portal", SecretHash: []byte{1, 2, 3}, RedirectURIs: []string{"https://tax.example/cb"},
 			GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"}, Scopes: []string{"openid", "profile"},
 			TokenEndpointAuthMethod: "private_key_jwt", JWKS: []byte(`{"keys":[]}`), RequirePAR: true,
-			SectorIdentifier: "https://tax.example", OrganizationID: "tax", Created: now}
+			SectorIdentifier: "https://tax.example", OrganizationID: "tax", Created: now, Name: "Tax administration",
+			AllowedACR: []string{"http://eidas.europa.eu/LoA/substantial"}, PostLogoutRedirectURIs: []string{"https://tax.example/bye"}}
 		must(t, s.CreateClient(ctx, c))
 		isErr(t, s.CreateClient(ctx, c), store.ErrConflict, "same client id")
 		got, err := s.Client(ctx, c.ID)
@@ -291,6 +292,32 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		want := tx
 		want.State, want.Completed = "done", now.Add(time.Second)
 		same(t, got, want)
+	})
+
+	t.Run("Settings", func(t *testing.T) {
+		_, err := s.Setting(ctx, "idp.secret")
+		isErr(t, err, store.ErrNotFound, "absent setting")
+		got, err := s.PutSettingIfAbsent(ctx, "idp.secret", []byte("first"))
+		must(t, err)
+		if string(got) != "first" {
+			t.Fatalf("first put returned %q", got)
+		}
+		// Later puts, concurrent or not, keep and return the first value.
+		var wg sync.WaitGroup
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v, err := s.PutSettingIfAbsent(ctx, "idp.secret", []byte(fmt.Sprint("later", i)))
+				if err != nil || string(v) != "first" {
+					t.Errorf("later put: %q %v", v, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if v, err := s.Setting(ctx, "idp.secret"); err != nil || string(v) != "first" {
+			t.Fatalf("setting now %q %v", v, err)
+		}
 	})
 
 	t.Run("AuditLog", func(t *testing.T) {

@@ -1,0 +1,7 @@
+ALTER TABLE clients ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE clients ADD COLUMN allowed_acr TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE settings (
+  name TEXT PRIMARY KEY,
+  value BLOB NOT NULL
+);
