@@ -1,0 +1,196 @@
+package idp
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/go-jose/go-jose/v3"
+	"github.com/ory/fosite"
+
+	"github.com/vula-eid/vula/internal/store"
+)
+
+// Client authentication methods a client may be registered with.
+const (
+	AuthPrivateKeyJWT = "private_key_jwt"
+	AuthSecretBasic   = "client_secret_basic"
+	AuthNone          = "none" // a public client (PKCE is required of every client anyway)
+)
+
+// The eIDAS levels of assurance.
+const (
+	LoALow         = "http://eidas.europa.eu/LoA/low"
+	LoASubstantial = "http://eidas.europa.eu/LoA/substantial"
+	LoAHigh        = "http://eidas.europa.eu/LoA/high"
+)
+
+// client is a registered client as fosite sees it.
+type client struct {
+	*fosite.DefaultOpenIDConnectClient
+	rec store.Client
+}
+
+var _ fosite.OpenIDConnectClient = (*client)(nil)
+
+func newClient(c store.Client) (*client, error) {
+	fc := &fosite.DefaultOpenIDConnectClient{
+		DefaultClient: &fosite.DefaultClient{ID: c.ID, Secret: c.SecretHash, RedirectURIs: c.RedirectURIs,
+			GrantTypes: c.GrantTypes, ResponseTypes: c.ResponseTypes, Scopes: c.Scopes, Audience: []string{},
+			Public: c.TokenEndpointAuthMethod == AuthNone},
+		JSONWebKeysURI: c.JWKSURI, TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
+	}
+	if c.TokenEndpointAuthMethod == AuthPrivateKeyJWT {
+		// The assertion's alg must fit the client's key; fosite wants one to compare with.
+		fc.TokenEndpointAuthSigningAlgorithm = "ES256"
+	}
+	if len(c.JWKS) > 0 {
+		var set jose.JSONWebKeySet
+		if err := json.Unmarshal(c.JWKS, &set); err != nil {
+			return nil, fmt.Errorf("client %s: jwks: %w", c.ID, err)
+		}
+		fc.JSONWebKeys = &set
+		if len(set.Keys) > 0 && set.Keys[0].Algorithm != "" {
+			fc.TokenEndpointAuthSigningAlgorithm = set.Keys[0].Algorithm
+		}
+	}
+	return &client{DefaultOpenIDConnectClient: fc, rec: c}, nil
+}
+
+// ClientSpec is what an operator registers.
+type ClientSpec struct {
+	ID                     string
+	Name                   string
+	RedirectURIs           []string
+	PostLogoutRedirectURIs []string
+	GrantTypes             []string // default authorization_code, refresh_token
+	Scopes                 []string // default openid profile
+	AuthMethod             string   // default client_secret_basic
+	JWKS                   []byte   // for private_key_jwt
+	JWKSURI                string
+	RequirePAR             bool
+	AllowedACR             []string
+	SectorIdentifier       string // when set, subjects are pairwise for this sector
+	OrganizationID         string
+}
+
+// Scopes the provider knows.
+var knownScopes = []string{"openid", "profile", "personal_number", "offline_access", "admin", "seal", "sign"}
+
+// NewClient checks spec and makes the record to store, with a fresh secret for
+// client_secret_basic. The secret is returned once, in clear; only its hash is kept.
+func NewClient(spec ClientSpec) (store.Client, string, error) {
+	bad := func(format string, args ...any) (store.Client, string, error) {
+		return store.Client{}, "", fmt.Errorf("%w: "+format, append([]any{ErrInvalidClient}, args...)...)
+	}
+	if spec.ID == "" || strings.ContainsAny(spec.ID, " /?#:") {
+		return bad("client id %q: want a plain name", spec.ID)
+	}
+	if spec.AuthMethod == "" {
+		spec.AuthMethod = AuthSecretBasic
+	}
+	if len(spec.GrantTypes) == 0 {
+		spec.GrantTypes = []string{"authorization_code", "refresh_token"}
+	}
+	if len(spec.Scopes) == 0 {
+		spec.Scopes = []string{"openid", "profile"}
+	}
+	for _, g := range spec.GrantTypes {
+		if !slices.Contains([]string{"authorization_code", "refresh_token", "client_credentials"}, g) {
+			return bad("grant type %q: want authorization_code, refresh_token or client_credentials", g)
+		}
+	}
+	for _, s := range spec.Scopes {
+		if !slices.Contains(knownScopes, s) {
+			return bad("scope %q: want one of %s", s, strings.Join(knownScopes, ", "))
+		}
+	}
+	code := slices.Contains(spec.GrantTypes, "authorization_code")
+	if code && len(spec.RedirectURIs) == 0 {
+		return bad("an authorization_code client needs a redirect URI")
+	}
+	for _, u := range append(slices.Clone(spec.RedirectURIs), spec.PostLogoutRedirectURIs...) {
+		p, err := url.Parse(u)
+		if err != nil || !p.IsAbs() || p.Fragment != "" || (p.Scheme != "https" && !(p.Scheme == "http" && isLoopback(p.Hostname()))) {
+			return bad("redirect URI %q: want an absolute https URI without a fragment (http only on loopback)", u)
+		}
+	}
+	for _, a := range spec.AllowedACR {
+		if !slices.Contains([]string{LoALow, LoASubstantial, LoAHigh}, a) {
+			return bad("acr %q: want an eIDAS level of assurance URI", a)
+		}
+	}
+	rec := store.Client{ID: spec.ID, Name: spec.Name, RedirectURIs: spec.RedirectURIs, PostLogoutRedirectURIs: spec.PostLogoutRedirectURIs,
+		GrantTypes: spec.GrantTypes, ResponseTypes: []string{"code"}, Scopes: spec.Scopes, TokenEndpointAuthMethod: spec.AuthMethod,
+		JWKSURI: spec.JWKSURI, RequirePAR: spec.RequirePAR, AllowedACR: spec.AllowedACR, SectorIdentifier: spec.SectorIdentifier,
+		OrganizationID: spec.OrganizationID}
+	if !code {
+		rec.ResponseTypes = []string{}
+	}
+	var secret string
+	switch spec.AuthMethod {
+	case AuthSecretBasic:
+		b := make([]byte, 32)
+		rand.Read(b)
+		secret = base64.RawURLEncoding.EncodeToString(b)
+		rec.SecretHash, _ = secretHasher{}.Hash(context.Background(), []byte(secret))
+	case AuthPrivateKeyJWT:
+		if len(spec.JWKS) == 0 && spec.JWKSURI == "" {
+			return bad("private_key_jwt needs the client's JWKS or jwks_uri")
+		}
+		if len(spec.JWKS) > 0 {
+			var set jose.JSONWebKeySet
+			if err := json.Unmarshal(spec.JWKS, &set); err != nil || len(set.Keys) == 0 {
+				return bad("jwks: not a JSON Web Key Set with keys")
+			}
+			for _, k := range set.Keys {
+				if !k.IsPublic() || !k.Valid() {
+					return bad("jwks: key %q is not a valid public key", k.KeyID)
+				}
+			}
+			rec.JWKS = spec.JWKS
+		}
+	case AuthNone:
+		if slices.Contains(spec.GrantTypes, "client_credentials") {
+			return bad("a public client cannot use client_credentials")
+		}
+	default:
+		return bad("token endpoint auth method %q: want private_key_jwt, client_secret_basic or none", spec.AuthMethod)
+	}
+	return rec, secret, nil
+}
+
+// ErrInvalidClient is a client registration that cannot be accepted.
+var ErrInvalidClient = errors.New("idp: invalid client")
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1"
+}
+
+// secretHasher hashes client secrets with SHA-256. Vula makes every secret itself, 256 random
+// bits, so a slow password hash would add nothing but latency on every token request (fosite's
+// default is bcrypt, tens of milliseconds a check).
+type secretHasher struct{}
+
+var _ fosite.Hasher = secretHasher{}
+
+func (secretHasher) Hash(_ context.Context, data []byte) ([]byte, error) {
+	h := sha256.Sum256(data)
+	return h[:], nil
+}
+
+func (secretHasher) Compare(_ context.Context, hash, data []byte) error {
+	h := sha256.Sum256(data)
+	if subtle.ConstantTimeCompare(hash, h[:]) != 1 {
+		return fosite.ErrInvalidClient
+	}
+	return nil
+}

@@ -1,0 +1,240 @@
+package idp
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v3"
+	josejwt "github.com/go-jose/go-jose/v3/jwt"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/hsm/software"
+	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/store/memstore"
+	"github.com/vula-eid/vula/internal/store/sqlstore"
+	"github.com/vula-eid/vula/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.Cleanup()
+	os.Exit(code)
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type fixture struct {
+	p    *Provider
+	srv  *httptest.Server
+	db   *sqlstore.DB
+	eph  store.Ephemeral
+	hook *countHook
+}
+
+// countHook counts the key layer's signatures (every token is one).
+type countHook struct{ n int }
+
+func (h *countHook) RecordSignature(context.Context, hsm.SignEvent) error { h.n++; return nil }
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	kf := filepath.Join(dir, "k")
+	software.CreateKeyFile(kf)
+	m, err := software.Open(ctx, software.Config{Dir: filepath.Join(dir, "keys"), KeyFile: kf}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlstore.Open(ctx, "sqlite:"+filepath.Join(dir, "db"), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := &countHook{}
+	keys := hsm.Instrument(m, hsm.NewMetrics(prometheus.NewRegistry()), hook, time.Now)
+	eph := memstore.New(time.Now)
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() { srv.Close(); db.Close(); m.Close() })
+	p, err := New(ctx, Config{Issuer: srv.URL}, keys, db, eph, quiet, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Register(mux)
+	return &fixture{p: p, srv: srv, db: db, eph: eph, hook: hook}
+}
+
+// register stores a client and returns its secret (for client_secret_basic).
+func (f *fixture) register(t testing.TB, spec ClientSpec) string {
+	t.Helper()
+	rec, secret, err := NewClient(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.CreateClient(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	return secret
+}
+
+func postForm(t *testing.T, u string, form url.Values, user, pass string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if user != "" {
+		req.SetBasicAuth(url.QueryEscape(user), url.QueryEscape(pass))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
+}
+
+// Discovery and JWKS as a relying-party library reads them; a client_credentials token from
+// golang.org/x/oauth2 verifies against the published keys; introspection and revocation
+// (RFC 7662, RFC 7009) agree; a wrong secret is refused.
+func TestClientCredentials(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	secret := f.register(t, ClientSpec{ID: "tax-batch", GrantTypes: []string{"client_credentials"}, Scopes: []string{"seal", "admin"}})
+	prov, err := oidc.NewProvider(ctx, f.srv.URL)
+	if err != nil {
+		t.Fatalf("go-oidc discovery: %v", err)
+	}
+	var meta map[string]any
+	prov.Claims(&meta)
+	if meta["token_endpoint"] != f.srv.URL+"/oauth2/token" || !strings.Contains(toJSON(meta["code_challenge_methods_supported"]), "S256") ||
+		strings.Contains(toJSON(meta["code_challenge_methods_supported"]), "plain") {
+		t.Fatalf("discovery: %v", meta)
+	}
+	cc := clientcredentials.Config{ClientID: "tax-batch", ClientSecret: secret, TokenURL: prov.Endpoint().TokenURL,
+		Scopes: []string{"seal"}, AuthStyle: oauth2.AuthStyleInHeader}
+	tok, err := cc.Token(ctx)
+	if err != nil {
+		t.Fatalf("client_credentials: %v", err)
+	}
+	// The access token is a JWT (RFC 9068) signed by a key in the JWKS.
+	keySet := oidc.NewRemoteKeySet(ctx, f.srv.URL+"/jwks.json")
+	payload, err := keySet.VerifySignature(ctx, tok.AccessToken)
+	if err != nil {
+		t.Fatalf("access token signature: %v", err)
+	}
+	var claims map[string]any
+	json.Unmarshal(payload, &claims)
+	if claims["iss"] != f.srv.URL || claims["sub"] != "tax-batch" || claims["client_id"] != "tax-batch" || claims["scope"] != "seal" {
+		t.Fatalf("access token claims: %v", claims)
+	}
+	if hdr := strings.Split(tok.AccessToken, ".")[0]; !strings.Contains(decodeSeg(t, hdr), `"typ":"at+jwt"`) {
+		t.Errorf("access token header: %s", decodeSeg(t, hdr))
+	}
+	if f.hook.n == 0 {
+		t.Error("the token was not signed through the audited key layer")
+	}
+	// Introspection (the client itself asks) says active; after revocation, not.
+	intro := f.srv.URL + "/oauth2/introspect"
+	if code, body := postForm(t, intro, url.Values{"token": {tok.AccessToken}}, "tax-batch", secret); code != 200 || body["active"] != true || body["sub"] != "tax-batch" {
+		t.Fatalf("introspection: %d %v", code, body)
+	}
+	if code, _ := postForm(t, f.srv.URL+"/oauth2/revoke", url.Values{"token": {tok.AccessToken}}, "tax-batch", secret); code != 200 {
+		t.Fatalf("revocation: %d", code)
+	}
+	if code, body := postForm(t, intro, url.Values{"token": {tok.AccessToken}}, "tax-batch", secret); code != 200 || body["active"] != false {
+		t.Fatalf("introspection after revocation: %d %v", code, body)
+	}
+	// Refusals: a wrong secret, an unknown client, a scope the client does not have.
+	for _, tc := range []struct {
+		user, pass, scope, want string
+		status             int
+	}{
+		{"tax-batch", "wrong", "seal", "invalid_client", 401},
+		{"nobody", secret, "seal", "invalid_client", 401},
+		{"tax-batch", secret, "openid", "invalid_scope", 400},
+	} {
+		code, body := postForm(t, f.srv.URL+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "scope": {tc.scope}}, tc.user, tc.pass)
+		if code != tc.status || body["error"] != tc.want {
+			t.Errorf("%s/%s: %d %v, want %d %s", tc.user, tc.scope, code, body, tc.status, tc.want)
+		}
+		if strings.Contains(toJSON(body), secret) {
+			t.Error("the secret came back in an error")
+		}
+	}
+}
+
+// private_key_jwt: the client signs an assertion with its own key; the same assertion twice
+// is refused (jti replay cache).
+func TestPrivateKeyJWT(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pub := jose.JSONWebKey{Key: &key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}})
+	f.register(t, ClientSpec{ID: "health", GrantTypes: []string{"client_credentials"}, Scopes: []string{"seal"}, AuthMethod: AuthPrivateKeyJWT, JWKS: jwks})
+	tokenURL := f.srv.URL + "/oauth2/token"
+	assertion := func(jti string) string {
+		s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
+		raw, _ := josejwt.Signed(s).Claims(josejwt.Claims{Issuer: "health", Subject: "health", Audience: josejwt.Audience{tokenURL},
+			ID: jti, IssuedAt: josejwt.NewNumericDate(time.Now()), Expiry: josejwt.NewNumericDate(time.Now().Add(time.Minute))}).CompactSerialize()
+		return raw
+	}
+	a := assertion("jti-1")
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"seal"}, "client_id": {"health"},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}
+	if code, body := postForm(t, tokenURL, form, "", ""); code != 200 || body["access_token"] == nil {
+		t.Fatalf("private_key_jwt: %d %v", code, body)
+	}
+	// fosite answers a known jti with its own error code, jti_known.
+	if code, body := postForm(t, tokenURL, form, "", ""); code != 400 || body["error"] != "jti_known" {
+		t.Fatalf("replayed assertion: %d %v", code, body)
+	}
+	// With x/oauth2, a fresh assertion a request.
+	cc := clientcredentials.Config{ClientID: "health", TokenURL: tokenURL, Scopes: []string{"seal"}, AuthStyle: oauth2.AuthStyleInParams,
+		EndpointParams: url.Values{"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion("jti-2")}}}
+	if _, err := cc.Token(ctx); err != nil {
+		t.Fatalf("x/oauth2 with an assertion: %v", err)
+	}
+	// An assertion signed by another key is refused.
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: other, KeyID: "k1"}}, nil)
+	forged, _ := josejwt.Signed(s).Claims(josejwt.Claims{Issuer: "health", Subject: "health", Audience: josejwt.Audience{tokenURL},
+		ID: "jti-3", Expiry: josejwt.NewNumericDate(time.Now().Add(time.Minute))}).CompactSerialize()
+	form.Set("client_assertion", forged)
+	if code, body := postForm(t, tokenURL, form, "", ""); code != 401 || body["error"] != "invalid_client" {
+		t.Fatalf("forged assertion: %d %v", code, body)
+	}
+}
+
+func toJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func decodeSeg(t *testing.T, seg string) string {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -1,0 +1,198 @@
+package idp
+
+import (
+	"context"
+	"crypto"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v3"
+	"github.com/go-jose/go-jose/v3/cryptosigner"
+	fjwt "github.com/ory/fosite/token/jwt"
+
+	"github.com/vula-eid/vula/hsm"
+)
+
+// tokenKeys signs ID tokens and JWT access tokens with the key layer's oidc-token keys, and
+// publishes their public keys (JWKS). The newest active key signs; retired keys stay published
+// (so tokens they signed still verify) until they are destroyed. Rotation is therefore: create a
+// new key, retire the old one, destroy it once the longest token lifetime has passed.
+//
+// Why not fosite's jwt.DefaultSigner: it takes only in-memory keys (its opaque-signer branch
+// looks for a private key type in the public key), and an HSM key never leaves the key layer.
+type tokenKeys struct {
+	keys hsm.Manager // instrumented: every token signature is audited
+	alg  hsm.Algorithm
+	now  func() time.Time
+
+	mu     sync.Mutex
+	cached *keySet
+}
+
+type keySet struct {
+	signing tokenKey
+	jwks    jose.JSONWebKeySet
+	byKID   map[string]crypto.PublicKey
+	loaded  time.Time
+}
+
+type tokenKey struct {
+	uri string
+	kid string
+	alg jose.SignatureAlgorithm
+}
+
+var _ fjwt.Signer = (*tokenKeys)(nil)
+
+// keySetTTL bounds how long a new or retired key takes to be seen by every replica.
+const keySetTTL = 30 * time.Second
+
+// joseAlg is the JWS algorithm for a key algorithm: ES256/ES384 for EC, PS256 for RSA.
+func joseAlg(a hsm.Algorithm) jose.SignatureAlgorithm {
+	switch a {
+	case hsm.ECP256:
+		return jose.ES256
+	case hsm.ECP384:
+		return jose.ES384
+	}
+	return jose.PS256
+}
+
+// ensure makes a signing key when there is no active one, and loads the set.
+func (t *tokenKeys) ensure(ctx context.Context) error {
+	set, err := t.load(ctx, true)
+	if err != nil {
+		return err
+	}
+	if set.signing.uri != "" {
+		return nil
+	}
+	label := "oidc-token-" + t.now().UTC().Format("20060102-150405")
+	if _, err := t.keys.CreateKey(ctx, hsm.KeySpec{Label: label, Algorithm: t.alg, Purpose: hsm.PurposeOIDCToken}); err != nil && !errors.Is(err, hsm.ErrConflict) {
+		return fmt.Errorf("idp: creating the token-signing key: %w", err)
+	}
+	_, err = t.load(ctx, true)
+	return err
+}
+
+// load returns the key set, read again from the key layer when stale or when fresh is asked.
+func (t *tokenKeys) load(ctx context.Context, fresh bool) (*keySet, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !fresh && t.cached != nil && t.now().Sub(t.cached.loaded) < keySetTTL {
+		return t.cached, nil
+	}
+	infos, err := t.keys.Keys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("idp: listing token keys: %w", err)
+	}
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Created.After(infos[j].Created) })
+	set := &keySet{jwks: jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}, byKID: map[string]crypto.PublicKey{}, loaded: t.now()}
+	for _, k := range infos {
+		if k.Purpose != hsm.PurposeOIDCToken || (k.State != hsm.StateActive && k.State != hsm.StateRetired) {
+			continue
+		}
+		pub, err := t.keys.PublicKey(ctx, k.URI)
+		if err != nil {
+			return nil, err
+		}
+		jwk := jose.JSONWebKey{Key: pub, Algorithm: string(joseAlg(k.Algorithm)), Use: "sig"}
+		tp, err := jwk.Thumbprint(crypto.SHA256)
+		if err != nil {
+			return nil, err
+		}
+		jwk.KeyID = base64.RawURLEncoding.EncodeToString(tp) // RFC 7638
+		set.jwks.Keys = append(set.jwks.Keys, jwk)
+		set.byKID[jwk.KeyID] = pub
+		if k.State == hsm.StateActive && set.signing.uri == "" {
+			set.signing = tokenKey{uri: k.URI, kid: jwk.KeyID, alg: joseAlg(k.Algorithm)}
+		}
+	}
+	t.cached = set
+	return set, nil
+}
+
+// JWKS is the published key set.
+func (t *tokenKeys) JWKS(ctx context.Context) (jose.JSONWebKeySet, error) {
+	set, err := t.load(ctx, false)
+	if err != nil {
+		return jose.JSONWebKeySet{}, err
+	}
+	return set.jwks, nil
+}
+
+// SigningAlg is the algorithm tokens are signed with now.
+func (t *tokenKeys) SigningAlg(ctx context.Context) string {
+	set, err := t.load(ctx, false)
+	if err != nil || set.signing.uri == "" {
+		return string(joseAlg(t.alg))
+	}
+	return string(set.signing.alg)
+}
+
+// Generate signs claims with the current signing key (fosite's jwt.Signer).
+func (t *tokenKeys) Generate(ctx context.Context, claims fjwt.MapClaims, header fjwt.Mapper) (string, string, error) {
+	set, err := t.load(ctx, false)
+	if err != nil {
+		return "", "", err
+	}
+	if set.signing.uri == "" {
+		return "", "", errors.New("idp: no active token-signing key")
+	}
+	s, err := t.keys.Signer(ctx, set.signing.uri, hsm.PurposeOIDCToken)
+	if err != nil {
+		return "", "", err
+	}
+	tok := fjwt.NewWithClaims(set.signing.alg, claims)
+	for k, v := range header.ToMap() {
+		tok.Header[k] = v
+	}
+	tok.Header["kid"] = set.signing.kid
+	raw, err := tok.SignedString(&jose.JSONWebKey{Key: cryptosigner.Opaque(s), KeyID: set.signing.kid, Algorithm: string(set.signing.alg)})
+	if err != nil {
+		return "", "", err
+	}
+	sig, err := t.GetSignature(ctx, raw)
+	return raw, sig, err
+}
+
+// Decode parses and verifies a token signed by any published key.
+func (t *tokenKeys) Decode(ctx context.Context, raw string) (*fjwt.Token, error) {
+	set, err := t.load(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	return fjwt.ParseWithClaims(raw, fjwt.MapClaims{}, func(tok *fjwt.Token) (interface{}, error) {
+		kid, _ := tok.Header["kid"].(string)
+		pub, ok := set.byKID[kid]
+		if !ok {
+			return nil, fmt.Errorf("idp: unknown key id %q", kid)
+		}
+		return pub, nil
+	})
+}
+
+// Validate verifies a token and returns its signature part.
+func (t *tokenKeys) Validate(ctx context.Context, raw string) (string, error) {
+	if _, err := t.Decode(ctx, raw); err != nil {
+		return "", err
+	}
+	return t.GetSignature(ctx, raw)
+}
+
+// GetSignature is the token's third part.
+func (t *tokenKeys) GetSignature(ctx context.Context, raw string) (string, error) {
+	return (&fjwt.DefaultSigner{}).GetSignature(ctx, raw)
+}
+
+// Hash is SHA-256, as fosite's signer uses for at_hash and c_hash.
+func (t *tokenKeys) Hash(ctx context.Context, in []byte) ([]byte, error) {
+	return (&fjwt.DefaultSigner{}).Hash(ctx, in)
+}
+
+// GetSigningMethodLength is SHA-256's size.
+func (t *tokenKeys) GetSigningMethodLength(context.Context) int { return fjwt.SHA256HashSize }

@@ -1,0 +1,312 @@
+// Package idp is Vula's OpenID Connect provider, on github.com/ory/fosite.
+//
+// ID tokens and access tokens (JWT, RFC 9068) are signed through the key layer with oidc-token
+// keys (ES256 by default, PS256 as an option); refresh tokens and codes are opaque (HMAC) and
+// their state lives in the ephemeral store, so that any replica can finish a flow another began.
+// Clients are in the durable store. Every client must use PKCE with S256; client
+// authentication is private_key_jwt (assertion jtis kept in a replay cache), client_secret_basic,
+// or none for public clients. Refresh tokens are rotated on every use, and reuse of a rotated one
+// revokes its whole grant.
+//
+// The provider answers the standard endpoints only; errors go out in the OAuth 2 / OIDC form
+// fosite writes, never as Vula problem documents.
+package idp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	fjwt "github.com/ory/fosite/token/jwt"
+
+	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/store"
+)
+
+// Config is the provider's setup.
+type Config struct {
+	Issuer          string        // the base URL, e.g. https://eid.example
+	Algorithm       string        // ES256 (default) or PS256
+	AccessTokenTTL  time.Duration // default 10 minutes
+	IDTokenTTL      time.Duration // default 10 minutes
+	RefreshTokenTTL time.Duration // default 8 hours
+	CodeTTL         time.Duration // default 1 minute
+	PARTTL          time.Duration // default 90 seconds
+}
+
+// Provider serves OpenID Connect.
+type Provider struct {
+	cfg   Config
+	oauth fosite.OAuth2Provider
+	keys  *tokenKeys
+	st    *storage
+	db    store.Durable
+	eph   store.Ephemeral
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// secretSetting names the HMAC secret of codes and refresh tokens, shared by the replicas.
+const secretSetting = "idp.global_secret"
+
+// New makes the provider: keys are the instrumented key layer (every token signature is
+// audited); a token-signing key is created when there is none.
+func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, eph store.Ephemeral, log *slog.Logger, now func() time.Time) (*Provider, error) {
+	if cfg.Issuer == "" {
+		return nil, errors.New("idp: no issuer")
+	}
+	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
+	alg := hsm.ECP256
+	switch cfg.Algorithm {
+	case "", "ES256":
+		cfg.Algorithm = "ES256"
+	case "PS256":
+		alg = hsm.RSA3072
+	default:
+		return nil, fmt.Errorf("idp: token algorithm %q: want ES256 or PS256", cfg.Algorithm)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.AccessTokenTTL, 10*time.Minute)
+	def(&cfg.IDTokenTTL, 10*time.Minute)
+	def(&cfg.RefreshTokenTTL, 8*time.Hour)
+	def(&cfg.CodeTTL, time.Minute)
+	def(&cfg.PARTTL, 90*time.Second)
+
+	fresh := make([]byte, 32)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, err
+	}
+	secret, err := db.PutSettingIfAbsent(ctx, secretSetting, fresh)
+	if err != nil {
+		return nil, fmt.Errorf("idp: token secret: %w", err)
+	}
+	tk := &tokenKeys{keys: keys, alg: alg, now: now}
+	if err := tk.ensure(ctx); err != nil {
+		return nil, err
+	}
+	fc := &fosite.Config{
+		AccessTokenLifespan:             cfg.AccessTokenTTL,
+		RefreshTokenLifespan:            cfg.RefreshTokenTTL,
+		AuthorizeCodeLifespan:           cfg.CodeTTL,
+		IDTokenLifespan:                 cfg.IDTokenTTL,
+		PushedAuthorizeContextLifespan:  cfg.PARTTL,
+		IDTokenIssuer:                   cfg.Issuer,
+		AccessTokenIssuer:               cfg.Issuer,
+		TokenURL:                        cfg.Issuer + "/oauth2/token",
+		GlobalSecret:                    secret,
+		EnforcePKCE:                     true,
+		EnforcePKCEForPublicClients:     true,
+		EnablePKCEPlainChallengeMethod:  false,
+		ClientSecretsHasher:             secretHasher{},
+		ScopeStrategy:                   fosite.ExactScopeStrategy,
+		JWTScopeClaimKey:                fjwt.JWTScopeFieldString,
+		RefreshTokenScopes:              []string{}, // a refresh token whenever the client may refresh
+		PushedAuthorizeRequestURIPrefix: "urn:ietf:params:oauth:request_uri:",
+		MinParameterEntropy:             8,
+		SendDebugMessagesToClients:      false,
+	}
+	st := &storage{clients: db, eph: eph, cfg: fc, now: now}
+	strategy := &compose.CommonStrategy{
+		CoreStrategy:               &oauth2.DefaultJWTStrategy{Signer: tk, HMACSHAStrategy: compose.NewOAuth2HMACStrategy(fc), Config: fc},
+		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: tk, Config: fc},
+		Signer:                     tk,
+	}
+	oauth := compose.Compose(fc, st, strategy,
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OpenIDConnectExplicitFactory,
+		compose.OpenIDConnectRefreshFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+		compose.OAuth2PKCEFactory,
+		compose.PushedAuthorizeHandlerFactory,
+	)
+	return &Provider{cfg: cfg, oauth: oauth, keys: tk, st: st, db: db, eph: eph, log: log, now: now}, nil
+}
+
+// Register adds the provider's endpoints to mux.
+func (p *Provider) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /.well-known/openid-configuration", p.discovery)
+	mux.HandleFunc("GET /jwks.json", p.jwks)
+	mux.HandleFunc("POST /oauth2/token", p.token)
+	mux.HandleFunc("POST /oauth2/revoke", p.revoke)
+	mux.HandleFunc("POST /oauth2/introspect", p.introspect)
+	mux.HandleFunc("GET /userinfo", p.userinfo)
+	mux.HandleFunc("POST /userinfo", p.userinfo)
+}
+
+func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
+	iss := p.cfg.Issuer
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                           iss,
+		"authorization_endpoint":                           iss + "/oauth2/auth",
+		"pushed_authorization_request_endpoint":            iss + "/oauth2/par",
+		"token_endpoint":                                   iss + "/oauth2/token",
+		"userinfo_endpoint":                                iss + "/userinfo",
+		"jwks_uri":                                         iss + "/jwks.json",
+		"revocation_endpoint":                              iss + "/oauth2/revoke",
+		"introspection_endpoint":                           iss + "/oauth2/introspect",
+		"end_session_endpoint":                             iss + "/logout",
+		"response_types_supported":                         []string{"code"},
+		"response_modes_supported":                         []string{"query"},
+		"grant_types_supported":                            []string{"authorization_code", "refresh_token", "client_credentials"},
+		"subject_types_supported":                          []string{"public", "pairwise"},
+		"id_token_signing_alg_values_supported":            []string{p.keys.SigningAlg(r.Context())},
+		"token_endpoint_auth_methods_supported":            []string{AuthPrivateKeyJWT, AuthSecretBasic, AuthNone},
+		"token_endpoint_auth_signing_alg_values_supported": []string{"ES256", "ES384", "PS256", "RS256"},
+		"revocation_endpoint_auth_methods_supported":       []string{AuthPrivateKeyJWT, AuthSecretBasic, AuthNone},
+		"introspection_endpoint_auth_methods_supported":    []string{AuthPrivateKeyJWT, AuthSecretBasic},
+		"code_challenge_methods_supported":                 []string{"S256"},
+		"scopes_supported":                                 knownScopes,
+		"claims_supported": []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr",
+			"given_name", "family_name", "birthdate", "personal_number"},
+		"acr_values_supported":                           []string{LoALow, LoASubstantial, LoAHigh},
+		"ui_locales_supported":                           []string{"sq", "sr", "en"},
+		"request_parameter_supported":                    false,
+		"request_uri_parameter_supported":                false,
+		"claims_parameter_supported":                     false,
+		"require_pushed_authorization_requests":          false,
+		"authorization_response_iss_parameter_supported": false,
+	})
+}
+
+func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {
+	set, err := p.keys.JWKS(r.Context())
+	if err != nil {
+		p.log.ErrorContext(r.Context(), "jwks", "err", err)
+		http.Error(w, "the key set is not available", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	writeJSON(w, http.StatusOK, set)
+}
+
+// token is the token endpoint: code, refresh_token and client_credentials grants.
+func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	sess := newSession()
+	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
+	if err != nil {
+		p.oauthError(ctx, "token request refused", err)
+		p.oauth.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	ctx = hsm.WithActor(ctx, "client:"+ar.GetClient().GetID())
+	if ar.GetGrantTypes().ExactOne("client_credentials") {
+		for _, s := range ar.GetRequestedScopes() {
+			ar.GrantScope(s) // fosite has checked them against the client's
+		}
+		id := ar.GetClient().GetID()
+		sess.Subject = id
+		sess.JWTClaims.Subject = id
+		sess.JWTClaims.Extra = map[string]any{"client_id": id}
+		sess.JWTHeader.Add("typ", "at+jwt")
+	}
+	resp, err := p.oauth.NewAccessResponse(ctx, ar)
+	if err != nil {
+		p.oauthError(ctx, "token not issued", err)
+		p.oauth.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	err := p.oauth.NewRevocationRequest(ctx, r)
+	if err != nil {
+		p.oauthError(ctx, "revocation refused", err)
+	}
+	p.oauth.WriteRevocationResponse(ctx, w, err)
+}
+
+func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ir, err := p.oauth.NewIntrospectionRequest(ctx, r, newSession())
+	if err != nil {
+		p.oauthError(ctx, "introspection", err)
+		p.oauth.WriteIntrospectionError(ctx, w, err)
+		return
+	}
+	p.oauth.WriteIntrospectionResponse(ctx, w, ir)
+}
+
+// userinfo returns the claims the access token's scopes allow, for its subject.
+func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	tok := fosite.AccessTokenFromRequest(r)
+	sess := newSession()
+	_, ar, err := p.oauth.IntrospectToken(ctx, tok, fosite.AccessToken, sess)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
+		return
+	}
+	if !ar.GetGrantedScopes().Has("openid") {
+		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="openid"`)
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope"})
+		return
+	}
+	claims, err := p.claims(ctx, sess, ar.GetGrantedScopes())
+	if err != nil {
+		p.log.ErrorContext(ctx, "userinfo", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, claims)
+}
+
+// claims are the person's claims the scopes allow; sub is the one the ID token carries.
+func (p *Provider) claims(ctx context.Context, sess *Session, scopes fosite.Arguments) (map[string]any, error) {
+	out := map[string]any{"sub": sess.Claims.Subject}
+	person, _ := sess.Claims.Extra["vula_person"].(string)
+	if person == "" {
+		return out, nil
+	}
+	pr, err := p.db.Person(ctx, person)
+	if err != nil {
+		return nil, err
+	}
+	if scopes.Has("profile") {
+		out["given_name"], out["family_name"], out["birthdate"] = pr.GivenName, pr.FamilyName, pr.BirthDate
+	}
+	if scopes.Has("personal_number") {
+		out["personal_number"] = pr.PersonalNumber
+	}
+	return out, nil
+}
+
+// oauthError logs a refused request: the OAuth error and its reason, never a secret (fosite's
+// debug text names what was wrong, not the credential).
+func (p *Provider) oauthError(ctx context.Context, msg string, err error) {
+	var rfc *fosite.RFC6749Error
+	if errors.As(err, &rfc) {
+		p.log.InfoContext(ctx, msg, "error", rfc.ErrorField, "reason", rfc.GetDescription(), "debug", rfc.DebugField)
+		return
+	}
+	p.log.WarnContext(ctx, msg, "err", err)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	if w.Header().Get("Cache-Control") == "" {
+		w.Header().Set("Cache-Control", "no-store")
+	}
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,61 @@
+package idp
+
+import (
+	"encoding/json"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/token/jwt"
+)
+
+// Session is what fosite keeps with every code and token: the ID token's claims (subject, acr,
+// amr, auth_time, nonce) and the JWT access token's. It travels through the ephemeral store as
+// JSON, so a flow started at one replica can end at another.
+type Session struct {
+	*openid.DefaultSession `json:"oidc"`
+	JWTClaims              *jwt.JWTClaims `json:"jwt_claims"`
+	JWTHeader              *jwt.Headers   `json:"jwt_header"`
+}
+
+var (
+	_ openid.Session             = (*Session)(nil)
+	_ oauth2.JWTSessionContainer = (*Session)(nil)
+)
+
+// newSession is an empty session for fosite to fill or a stored one to be read into.
+func newSession() *Session {
+	return &Session{DefaultSession: openid.NewDefaultSession(), JWTClaims: &jwt.JWTClaims{}, JWTHeader: &jwt.Headers{}}
+}
+
+// GetJWTClaims are the access token's claims.
+func (s *Session) GetJWTClaims() jwt.JWTClaimsContainer {
+	if s.JWTClaims == nil {
+		s.JWTClaims = &jwt.JWTClaims{}
+	}
+	return s.JWTClaims
+}
+
+// GetJWTHeader is the access token's header (typ at+jwt, RFC 9068).
+func (s *Session) GetJWTHeader() *jwt.Headers {
+	if s.JWTHeader == nil {
+		s.JWTHeader = &jwt.Headers{}
+	}
+	return s.JWTHeader
+}
+
+// Clone copies the session through its JSON form, the form it is stored in.
+func (s *Session) Clone() fosite.Session {
+	if s == nil {
+		return nil
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil
+	}
+	c := newSession()
+	if json.Unmarshal(b, c) != nil {
+		return nil
+	}
+	return c
+}
