@@ -31,6 +31,7 @@ import (
 	"github.com/vula-eid/vula/internal/store/memstore"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 	"github.com/vula-eid/vula/internal/testenv"
+	"github.com/vula-eid/vula/internal/web"
 )
 
 func TestMain(m *testing.M) {
@@ -42,11 +43,12 @@ func TestMain(m *testing.M) {
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 type fixture struct {
-	p    *Provider
-	srv  *httptest.Server
-	db   *sqlstore.DB
-	eph  store.Ephemeral
-	hook *countHook
+	p        *Provider
+	srv      *httptest.Server
+	db       *sqlstore.DB
+	eph      store.Ephemeral
+	hook     *countHook
+	accounts *Accounts
 }
 
 // countHook counts the key layer's signatures (every token is one).
@@ -79,7 +81,14 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	p.Register(mux)
-	return &fixture{p: p, srv: srv, db: db, eph: eph, hook: hook}
+	sealer, _ := store.NewSeedSealer(make([]byte, 32))
+	accounts := NewAccounts(db, eph, sealer, "Vula test", time.Now)
+	r, err := web.New(quiet, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	NewPages(p, accounts, r, false).Register(mux)
+	return &fixture{p: p, srv: srv, db: db, eph: eph, hook: hook, accounts: accounts}
 }
 
 // register stores a client and returns its secret (for client_secret_basic).
@@ -166,7 +175,7 @@ func TestClientCredentials(t *testing.T) {
 	// Refusals: a wrong secret, an unknown client, a scope the client does not have.
 	for _, tc := range []struct {
 		user, pass, scope, want string
-		status             int
+		status                  int
 	}{
 		{"tax-batch", "wrong", "seal", "invalid_client", 401},
 		{"nobody", secret, "seal", "invalid_client", 401},

@@ -273,12 +273,15 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 
 // claims are the person's claims the scopes allow; sub is the one the ID token carries.
 func (p *Provider) claims(ctx context.Context, sess *Session, scopes fosite.Arguments) (map[string]any, error) {
-	out := map[string]any{"sub": sess.Claims.Subject}
-	person, _ := sess.Claims.Extra["vula_person"].(string)
-	if person == "" {
+	sub := sess.Subject
+	if sess.Claims != nil && sess.Claims.Subject != "" {
+		sub = sess.Claims.Subject
+	}
+	out := map[string]any{"sub": sub}
+	if sess.Person == "" {
 		return out, nil
 	}
-	pr, err := p.db.Person(ctx, person)
+	pr, err := p.db.Person(ctx, sess.Person)
 	if err != nil {
 		return nil, err
 	}

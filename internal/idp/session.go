@@ -16,6 +16,8 @@ type Session struct {
 	*openid.DefaultSession `json:"oidc"`
 	JWTClaims              *jwt.JWTClaims `json:"jwt_claims"`
 	JWTHeader              *jwt.Headers   `json:"jwt_header"`
+	// Person is the person's own id; the ID token's sub may be a pairwise one.
+	Person string `json:"person,omitempty"`
 }
 
 var (

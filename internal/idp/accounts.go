@@ -1,0 +1,263 @@
+package idp
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+	"golang.org/x/crypto/argon2"
+
+	"github.com/vula-eid/vula/internal/store"
+)
+
+// Passwords are hashed with Argon2id at OWASP's minimum (19 MiB, two passes, one lane), kept as
+// a PHC string.
+const (
+	argonMemory  = 19 * 1024
+	argonTime    = 2
+	argonThreads = 1
+	argonKeyLen  = 32
+)
+
+// HashPassword makes the PHC string of pw.
+func HashPassword(pw string) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	key := argon2.IDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
+}
+
+// checkPassword compares pw with a PHC string made by HashPassword (or with other parameters).
+func checkPassword(phc, pw string) bool {
+	parts := strings.Split(phc, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false
+	}
+	var m, t uint32
+	var p uint8
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil || m == 0 || t == 0 || p == 0 || m > 1<<22 {
+		return false
+	}
+	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
+	want, err2 := base64.RawStdEncoding.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(want) == 0 || len(want) > 128 {
+		return false
+	}
+	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// dummyHash is checked against when the person is unknown, so that an unknown identifier costs
+// the same time as a wrong password.
+var dummyHash, _ = HashPassword("vula-dummy-password")
+
+// Accounts checks people's credentials with brute-force limits.
+type Accounts struct {
+	db     store.Durable
+	eph    store.Ephemeral
+	sealer *store.SeedSealer
+	issuer string // shown in authenticator apps
+	now    func() time.Time
+}
+
+// NewAccounts makes the credential checker; sealer protects TOTP seeds.
+func NewAccounts(db store.Durable, eph store.Ephemeral, sealer *store.SeedSealer, issuer string, now func() time.Time) *Accounts {
+	return &Accounts{db: db, eph: eph, sealer: sealer, issuer: issuer, now: now}
+}
+
+// Errors of a login, each shown to the person in their own words. ErrBadCredentials is the same
+// for an unknown person and a wrong password.
+var (
+	ErrBadCredentials = errors.New("idp: unknown person or wrong password")
+	ErrLockedOut      = errors.New("idp: too many failed attempts, try again later")
+	ErrBadCode        = errors.New("idp: wrong or already used one-time code")
+	ErrNoTOTP         = errors.New("idp: no authenticator enrolled")
+)
+
+// Brute-force limits: after failuresFree failures on one identifier the next attempt waits
+// backoffBase, doubling with each failure up to backoffMax; one address may fail ipLimit
+// times in ipWindow.
+const (
+	failuresFree = 5
+	backoffBase  = 30 * time.Second
+	backoffMax   = time.Hour
+	ipLimit      = 100
+	ipWindow     = 15 * time.Minute
+)
+
+// throttleKey is per identifier (hashed: identifiers are personal data), not per person, so an
+// unknown identifier locks exactly like a known one and tells nothing.
+func throttleKey(identifier string) string {
+	h := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(identifier))))
+	return hex.EncodeToString(h[:16])
+}
+
+// Password checks identifier (personal number or e-mail) and password from client address ip.
+func (a *Accounts) Password(ctx context.Context, identifier, password, ip string) (store.Person, error) {
+	id := throttleKey(identifier)
+	if _, err := a.eph.Get(ctx, "idp:lock:"+id); err == nil {
+		return store.Person{}, ErrLockedOut
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return store.Person{}, err
+	}
+	if n, err := a.eph.Incr(ctx, "idp:ip:"+ip, ipWindow); err != nil {
+		return store.Person{}, err
+	} else if n > ipLimit {
+		return store.Person{}, ErrLockedOut
+	}
+	p, err := a.find(ctx, identifier)
+	hash := dummyHash
+	if err == nil {
+		if c, cerr := a.db.Credential(ctx, p.SubjectID); cerr == nil {
+			hash = c.PasswordHash
+		} else if !errors.Is(cerr, store.ErrNotFound) {
+			return store.Person{}, cerr
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return store.Person{}, err
+	}
+	if !checkPassword(hash, password) || err != nil || hash == dummyHash {
+		return store.Person{}, a.failed(ctx, id)
+	}
+	a.eph.Delete(ctx, "idp:fail:"+id)
+	return p, nil
+}
+
+// failed counts a failure and, past the free ones, locks the identifier for a growing time.
+func (a *Accounts) failed(ctx context.Context, id string) error {
+	n, err := a.eph.Incr(ctx, "idp:fail:"+id, 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	if n >= failuresFree {
+		wait := min(backoffBase<<min(n-failuresFree, 16), backoffMax)
+		if err := a.eph.Put(ctx, "idp:lock:"+id, []byte(strconv.FormatInt(n, 10)), wait); err != nil {
+			return err
+		}
+	}
+	return ErrBadCredentials
+}
+
+func (a *Accounts) find(ctx context.Context, identifier string) (store.Person, error) {
+	identifier = strings.TrimSpace(identifier)
+	if strings.Contains(identifier, "@") {
+		return a.db.PersonByEmail(ctx, strings.ToLower(identifier))
+	}
+	return a.db.PersonByPersonalNumber(ctx, identifier)
+}
+
+// HasTOTP reports whether the person has an authenticator.
+func (a *Accounts) HasTOTP(ctx context.Context, subject string) bool {
+	c, err := a.db.Credential(ctx, subject)
+	return err == nil && len(c.TOTPSeedSealed) > 0
+}
+
+// TOTP checks a one-time code (RFC 6238: SHA-1, 6 digits, 30 s, one step of drift either way).
+// A code is accepted once: its time step is remembered.
+func (a *Accounts) TOTP(ctx context.Context, subject, code string) error {
+	c, err := a.db.Credential(ctx, subject)
+	if err != nil || len(c.TOTPSeedSealed) == 0 {
+		return ErrNoTOTP
+	}
+	seed, err := a.sealer.Open(subject, c.TOTPSeedSealed)
+	if err != nil {
+		return fmt.Errorf("idp: TOTP seed of %s: %w", subject, err)
+	}
+	id := throttleKey("totp:" + subject)
+	if _, err := a.eph.Get(ctx, "idp:lock:"+id); err == nil {
+		return ErrLockedOut
+	}
+	now := a.now()
+	for skew := -1; skew <= 1; skew++ {
+		at := now.Add(time.Duration(skew) * 30 * time.Second)
+		want, err := totp.GenerateCodeCustom(string(seed), at, totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+		if err != nil {
+			return err
+		}
+		if subtle.ConstantTimeCompare([]byte(want), []byte(strings.TrimSpace(code))) == 1 {
+			step := at.Unix() / 30
+			first, err := a.eph.SeenOnce(ctx, fmt.Sprintf("idp:totp-used:%s:%d", subject, step), 2*time.Minute)
+			if err != nil {
+				return err
+			}
+			if !first {
+				return ErrBadCode
+			}
+			a.eph.Delete(ctx, "idp:fail:"+id)
+			return nil
+		}
+	}
+	if err := a.failed(ctx, id); err != nil && !errors.Is(err, ErrBadCredentials) {
+		return err
+	}
+	return ErrBadCode
+}
+
+// NewTOTP makes a fresh authenticator secret for subject and returns its otpauth URI, to be
+// confirmed with ConfirmTOTP (or stored at once with EnrollTOTP).
+func (a *Accounts) NewTOTP(p store.Person) (*otp.Key, error) {
+	return totp.Generate(totp.GenerateOpts{Issuer: a.issuer, AccountName: p.PersonalNumber, Period: 30,
+		Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+}
+
+// EnrollTOTP stores key as subject's authenticator, sealed.
+func (a *Accounts) EnrollTOTP(ctx context.Context, subject string, key *otp.Key) error {
+	sealed, err := a.sealer.Seal(subject, []byte(key.Secret()))
+	if err != nil {
+		return err
+	}
+	return a.db.UpdateCredential(ctx, subject, func(c store.Credential) (store.Credential, error) {
+		c.TOTPSeedSealed, c.Updated = sealed, a.now()
+		return c, nil
+	})
+}
+
+// CreatePerson stores a person with a password.
+func (a *Accounts) CreatePerson(ctx context.Context, p store.Person, password string) (store.Person, error) {
+	if p.PersonalNumber == "" || p.GivenName == "" || p.FamilyName == "" {
+		return p, fmt.Errorf("%w: personal number, given name and family name are required", ErrInvalidPerson)
+	}
+	if p.BirthDate != "" {
+		if _, err := time.Parse("2006-01-02", p.BirthDate); err != nil {
+			return p, fmt.Errorf("%w: birth date %q: want YYYY-MM-DD", ErrInvalidPerson, p.BirthDate)
+		}
+	}
+	if len(password) < 10 {
+		return p, fmt.Errorf("%w: the password must have at least 10 characters", ErrInvalidPerson)
+	}
+	if p.SubjectID == "" {
+		b := make([]byte, 16)
+		rand.Read(b)
+		p.SubjectID = hex.EncodeToString(b)
+	}
+	p.Email = strings.ToLower(strings.TrimSpace(p.Email))
+	p.Created = a.now().UTC()
+	hash, err := HashPassword(password)
+	if err != nil {
+		return p, err
+	}
+	if err := a.db.CreatePerson(ctx, p); err != nil {
+		return p, err
+	}
+	if err := a.db.PutCredential(ctx, store.Credential{SubjectID: p.SubjectID, PasswordHash: hash, Updated: p.Created}); err != nil {
+		a.db.DeletePerson(ctx, p.SubjectID)
+		return p, err
+	}
+	return p, nil
+}
+
+// ErrInvalidPerson is a person record that cannot be accepted.
+var ErrInvalidPerson = errors.New("idp: invalid person")

@@ -1,0 +1,337 @@
+package idp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+	"golang.org/x/oauth2"
+
+	"github.com/vula-eid/vula/internal/store"
+)
+
+const rpCallback = "http://127.0.0.1:9/callback" // never contacted: the browser stops at the redirect
+
+// browser is a cookie-keeping HTTP client that does not follow redirects to the relying party.
+type browser struct {
+	t      *testing.T
+	c      *http.Client
+	issuer string
+}
+
+func newBrowser(t *testing.T, issuer string) *browser {
+	jar, _ := cookiejar.New(nil)
+	b := &browser{t: t, issuer: issuer}
+	b.c = &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if !strings.HasPrefix(req.URL.String(), issuer) {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+	return b
+}
+
+var hidden = regexp.MustCompile(`name="(flow|csrf|enrolment|logout)" value="([^"]*)"`)
+
+// page fetches u and returns status, final URL, body and the hidden form fields.
+func (b *browser) do(req *http.Request) (int, *url.URL, string, url.Values) {
+	b.t.Helper()
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fields := url.Values{}
+	for _, m := range hidden.FindAllStringSubmatch(string(body), -1) {
+		fields.Set(m[1], m[2])
+	}
+	loc := resp.Request.URL
+	if l, err := resp.Location(); err == nil {
+		loc = l
+	}
+	return resp.StatusCode, loc, string(body), fields
+}
+
+func (b *browser) get(u string) (int, *url.URL, string, url.Values) {
+	req, _ := http.NewRequest("GET", u, nil)
+	return b.do(req)
+}
+
+func (b *browser) post(path string, form url.Values) (int, *url.URL, string, url.Values) {
+	req, _ := http.NewRequest("POST", b.issuer+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+// login goes from the authorization URL through the pages; it returns the redirect to the
+// relying party.
+func (b *browser) login(authURL, identifier, password, totpSecret string) *url.URL {
+	b.t.Helper()
+	status, loc, body, f := b.get(authURL)
+	if status != 200 || !strings.Contains(body, `name="password"`) {
+		b.t.Fatalf("login page: %d %s\n%s", status, loc, body)
+	}
+	f.Set("identifier", identifier)
+	f.Set("password", password)
+	status, loc, body, f2 := b.post("/login", f)
+	if totpSecret != "" {
+		if !strings.Contains(body, `autocomplete="one-time-code"`) {
+			b.t.Fatalf("no one-time code page: %d %s\n%s", status, loc, body)
+		}
+		code, _ := totp.GenerateCode(totpSecret, time.Now())
+		f2.Set("code", code)
+		status, loc, body, f2 = b.post("/login/totp", f2)
+	}
+	if strings.Contains(body, `name="decision"`) {
+		f2.Set("decision", "allow")
+		f2.Set("remember", "1")
+		status, loc, body, _ = b.post("/consent", f2)
+	}
+	if status != http.StatusSeeOther && status != http.StatusFound || !strings.HasPrefix(loc.String(), rpCallback) {
+		b.t.Fatalf("no redirect to the client: %d %s\n%s", status, loc, body)
+	}
+	return loc
+}
+
+func (f *fixture) citizen(t *testing.T, withTOTP bool) (store.Person, string) {
+	t.Helper()
+	p, err := f.accounts.CreatePerson(context.Background(), store.Person{PersonalNumber: "1234567890", GivenName: "Arta",
+		FamilyName: "Krasniqi", BirthDate: "1990-04-12", Email: "arta@example.org"}, "correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !withTOTP {
+		return p, ""
+	}
+	key, err := f.accounts.NewTOTP(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.accounts.EnrollTOTP(context.Background(), p.SubjectID, key); err != nil {
+		t.Fatal(err)
+	}
+	return p, key.Secret()
+}
+
+func newPKCE() (verifier string, opts []oauth2.AuthCodeOption) {
+	v := oauth2.GenerateVerifier()
+	return v, []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(v)}
+}
+
+// The code flow with PKCE as a relying party does it with golang.org/x/oauth2 and go-oidc:
+// login with password and one-time code at the substantial level, consent, the ID token
+// verified, userinfo, refresh (rotated; reuse revokes the family), and a code used twice.
+func TestCodeFlow(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	secret := f.register(t, ClientSpec{ID: "tax", Name: "Tax Administration", RedirectURIs: []string{rpCallback},
+		Scopes: []string{"openid", "profile", "personal_number"}, PostLogoutRedirectURIs: []string{"http://127.0.0.1:9/bye"}})
+	person, seed := f.citizen(t, true)
+	prov, err := oidc.NewProvider(ctx, f.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := oauth2.Config{ClientID: "tax", ClientSecret: secret, Endpoint: prov.Endpoint(), RedirectURL: rpCallback,
+		Scopes: []string{oidc.ScopeOpenID, "profile", "personal_number"}}
+	verifier, opts := newPKCE()
+	authURL := conf.AuthCodeURL("state-12345678", append(opts, oidc.Nonce("nonce-12345678"),
+		oauth2.SetAuthURLParam("acr_values", LoASubstantial))...)
+	b := newBrowser(t, f.srv.URL)
+	cb := b.login(authURL, "1234567890", "correct horse battery", seed)
+	if cb.Query().Get("state") != "state-12345678" || cb.Query().Get("code") == "" {
+		t.Fatalf("callback %s", cb)
+	}
+	tok, err := conf.Exchange(ctx, cb.Query().Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("code exchange: %v", err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	idt, err := prov.Verifier(&oidc.Config{ClientID: "tax"}).Verify(ctx, raw)
+	if err != nil {
+		t.Fatalf("ID token: %v", err)
+	}
+	var claims struct {
+		ACR      string   `json:"acr"`
+		AMR      []string `json:"amr"`
+		AuthTime int64    `json:"auth_time"`
+		Nonce    string   `json:"nonce"`
+	}
+	idt.Claims(&claims)
+	if idt.Subject != person.SubjectID || claims.ACR != LoASubstantial || claims.Nonce != "nonce-12345678" ||
+		fmt.Sprint(claims.AMR) != "[pwd otp mfa]" || time.Since(time.Unix(claims.AuthTime, 0)) > time.Minute {
+		t.Fatalf("ID token claims: sub %s %+v", idt.Subject, claims)
+	}
+	ui, err := prov.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uc map[string]any
+	ui.Claims(&uc)
+	if uc["given_name"] != "Arta" || uc["family_name"] != "Krasniqi" || uc["birthdate"] != "1990-04-12" || uc["personal_number"] != "1234567890" {
+		t.Fatalf("userinfo: %v", uc)
+	}
+
+	// Refresh: a new pair; the old refresh token used again revokes the new one too.
+	if tok.RefreshToken == "" {
+		t.Fatal("no refresh token")
+	}
+	old := tok.RefreshToken
+	tok.Expiry = time.Now().Add(-time.Second)
+	tok2, err := conf.TokenSource(ctx, tok).Token()
+	if err != nil || tok2.RefreshToken == old || tok2.AccessToken == tok.AccessToken {
+		t.Fatalf("refresh: %v", err)
+	}
+	code, body := postForm(t, prov.Endpoint().TokenURL, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {old}}, "tax", secret)
+	if code != 400 && code != 401 || body["error"] == nil {
+		t.Fatalf("reused refresh token: %d %v", code, body)
+	}
+	code, body = postForm(t, prov.Endpoint().TokenURL, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok2.RefreshToken}}, "tax", secret)
+	if code == 200 {
+		t.Fatalf("the family survived a reuse: %v", body)
+	}
+	if _, err := prov.UserInfo(ctx, oauth2.StaticTokenSource(tok2)); err == nil {
+		t.Fatal("the family's access token still works after a reuse")
+	}
+
+	// A second login in the same browser is single sign-on: no password page, consent remembered.
+	verifier, opts = newPKCE()
+	status, loc, _, _ := b.get(conf.AuthCodeURL("state-abcdefgh", opts...))
+	if status != http.StatusSeeOther || !strings.HasPrefix(loc.String(), rpCallback) {
+		t.Fatalf("single sign-on: %d %s", status, loc)
+	}
+	c := loc.Query().Get("code")
+	tok3, err := conf.Exchange(ctx, c, oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prov.UserInfo(ctx, oauth2.StaticTokenSource(tok3)); err != nil {
+		t.Fatalf("userinfo after single sign-on: %v", err)
+	}
+	// The same code again is refused, and the tokens of its first use die.
+	if _, err := conf.Exchange(ctx, c, oauth2.VerifierOption(verifier)); err == nil {
+		t.Fatal("a code was redeemed twice")
+	}
+	if _, err := prov.UserInfo(ctx, oauth2.StaticTokenSource(tok3)); err == nil {
+		t.Fatal("the first use's access token survived the code's second use")
+	}
+	tok3.Expiry = time.Now().Add(-time.Second)
+	if _, err := conf.TokenSource(ctx, tok3).Token(); err == nil {
+		t.Fatal("the first use's refresh token survived the code's second use")
+	}
+}
+
+// The refusals a relying party can cause.
+func TestAuthorizeRefusals(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	secret := f.register(t, ClientSpec{ID: "tax", RedirectURIs: []string{rpCallback}, Scopes: []string{"openid", "profile"}})
+	f.register(t, ClientSpec{ID: "health", RedirectURIs: []string{rpCallback}, Scopes: []string{"openid"}, RequirePAR: true})
+	f.citizen(t, false)
+	conf := oauth2.Config{ClientID: "tax", ClientSecret: secret, RedirectURL: rpCallback, Scopes: []string{"openid"},
+		Endpoint: oauth2.Endpoint{AuthURL: f.srv.URL + "/oauth2/auth", TokenURL: f.srv.URL + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader}}
+	b := newBrowser(t, f.srv.URL)
+	_, opts := newPKCE()
+
+	// A redirect URI that is not registered exactly: an error page, no redirect.
+	bad := conf
+	bad.RedirectURL = rpCallback + "/other"
+	if status, loc, _, _ := b.get(bad.AuthCodeURL("state-12345678", opts...)); status == http.StatusSeeOther || strings.HasPrefix(loc.String(), rpCallback) {
+		t.Fatalf("wrong redirect_uri: %d %s", status, loc)
+	}
+	// No PKCE: refused back to the client.
+	if _, loc, _, _ := b.get(conf.AuthCodeURL("state-12345678")); loc.Query().Get("error") != "invalid_request" {
+		t.Fatalf("no PKCE: %s", loc)
+	}
+	// A plain PKCE challenge is not S256.
+	if _, loc, _, _ := b.get(conf.AuthCodeURL("state-12345678", oauth2.SetAuthURLParam("code_challenge", strings.Repeat("a", 43)),
+		oauth2.SetAuthURLParam("code_challenge_method", "plain"))); loc.Query().Get("error") != "invalid_request" {
+		t.Fatalf("plain PKCE: %s", loc)
+	}
+	// A client that must use PAR may not come to /oauth2/auth directly.
+	par := conf
+	par.ClientID = "health"
+	if _, loc, _, _ := b.get(par.AuthCodeURL("state-12345678", opts...)); loc.Query().Get("error") != "invalid_request" {
+		t.Fatalf("PAR required: %s", loc)
+	}
+	// The substantial level for a person without an authenticator cannot be met.
+	verifier, opts := newPKCE()
+	status, _, body, fields := b.get(conf.AuthCodeURL("state-12345678", append(opts, oauth2.SetAuthURLParam("acr_values", LoASubstantial))...))
+	if status != 200 {
+		t.Fatalf("login page: %d %s", status, body)
+	}
+	fields.Set("identifier", "1234567890")
+	fields.Set("password", "correct horse battery")
+	if _, loc, _, _ := b.post("/login", fields); loc.Query().Get("error") != "unmet_authentication_requirements" {
+		t.Fatalf("unmet acr: %s", loc)
+	}
+	// A login form without its CSRF token is refused, and so is a wrong PKCE verifier.
+	_, _, _, fields = b.get(conf.AuthCodeURL("state-12345678", opts...))
+	noCSRF := url.Values{"flow": {fields.Get("flow")}, "identifier": {"1234567890"}, "password": {"correct horse battery"}}
+	if status, _, _, _ := b.post("/login", noCSRF); status != http.StatusForbidden {
+		t.Fatalf("login without CSRF token: %d", status)
+	}
+	cb := b.login(conf.AuthCodeURL("state-12345678", opts...), "1234567890", "correct horse battery", "")
+	if _, err := conf.Exchange(ctx, cb.Query().Get("code"), oauth2.VerifierOption(verifier+"x")); err == nil {
+		t.Fatal("a wrong PKCE verifier was accepted")
+	}
+	if _, err := conf.Exchange(ctx, cb.Query().Get("code")); err == nil {
+		t.Fatal("a code without its PKCE verifier was accepted")
+	}
+}
+
+// Wrong passwords lock the identifier with growing waits; an unknown identifier behaves the same.
+func TestLockout(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.citizen(t, false)
+	for _, id := range []string{"1234567890", "9999999999"} {
+		for i := 0; i < failuresFree; i++ {
+			if _, err := f.accounts.Password(ctx, id, "wrong password!", "192.0.2.1"); err != ErrBadCredentials {
+				t.Fatalf("%s attempt %d: %v", id, i, err)
+			}
+		}
+		if _, err := f.accounts.Password(ctx, id, "correct horse battery", "192.0.2.1"); err != ErrLockedOut {
+			t.Fatalf("%s after %d failures: %v", id, failuresFree, err)
+		}
+	}
+}
+
+// A TOTP code is good once.
+func TestTOTPOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	p, seed := f.citizen(t, true)
+	code, _ := totp.GenerateCodeCustom(seed, time.Now(), totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err := f.accounts.TOTP(ctx, p.SubjectID, code); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.accounts.TOTP(ctx, p.SubjectID, code); err != ErrBadCode {
+		t.Fatalf("the same code twice: %v", err)
+	}
+	if err := f.accounts.TOTP(ctx, p.SubjectID, "000000"); err != ErrBadCode && code != "000000" {
+		t.Fatalf("a wrong code: %v", err)
+	}
+}
+
+// Pairwise subjects differ between sectors and are stable within one.
+func TestPairwise(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a, _ := f.p.subject(ctx, store.Client{SectorIdentifier: "https://tax.example"}, "person-1")
+	a2, _ := f.p.subject(ctx, store.Client{SectorIdentifier: "https://tax.example"}, "person-1")
+	b, _ := f.p.subject(ctx, store.Client{SectorIdentifier: "https://health.example"}, "person-1")
+	if a != a2 || a == b || a == "person-1" {
+		t.Fatalf("pairwise: %s %s %s", a, a2, b)
+	}
+}

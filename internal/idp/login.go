@@ -1,0 +1,728 @@
+package idp
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"image/png"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/token/jwt"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/web"
+)
+
+// The login: /oauth2/auth checks the request and parks it as a flow (in the ephemeral store,
+// flowTTL), then the browser goes through /login (password), /login/totp (when the level asks
+// for it), /consent (unless remembered), and back to the client with a code. A browser that has
+// a single-sign-on session at a high enough level skips the login.
+
+const (
+	flowTTL     = 15 * time.Minute
+	ssoTTL      = 8 * time.Hour
+	consentTTL  = 180 * 24 * time.Hour
+	ssoCookie   = "vula_sso"
+	pairwiseSet = "idp.pairwise_salt"
+)
+
+// levels orders the eIDAS levels; what a login reached is the highest it satisfies.
+var levels = []string{LoALow, LoASubstantial, LoAHigh}
+
+func levelOf(acr string) int { return slices.Index(levels, acr) }
+
+// flow is one login in progress.
+type flow struct {
+	ID       string    `json:"id"`
+	CSRF     string    `json:"csrf"`
+	Client   string    `json:"client"`
+	Required string    `json:"required"` // the acr the login must reach
+	Subject  string    `json:"subject,omitempty"`
+	AMR      []string  `json:"amr,omitempty"`
+	AuthTime time.Time `json:"auth_time,omitempty"`
+	Scopes   []string  `json:"scopes"`
+}
+
+// ssoSession is a browser's single sign-on.
+type ssoSession struct {
+	ID       string    `json:"id"`
+	Subject  string    `json:"subject"`
+	AMR      []string  `json:"amr"`
+	ACR      string    `json:"acr"`
+	AuthTime time.Time `json:"auth_time"`
+	CSRF     string    `json:"csrf"`
+}
+
+// Pages is the browser side of the provider.
+type Pages struct {
+	p        *Provider
+	accounts *Accounts
+	web      *web.Renderer
+	secure   bool // cookies Secure (off only in development over http)
+}
+
+// NewPages makes the login, consent, enrolment and logout pages.
+func NewPages(p *Provider, accounts *Accounts, r *web.Renderer, secure bool) *Pages {
+	return &Pages{p: p, accounts: accounts, web: r, secure: secure}
+}
+
+// Register adds the authorization endpoint, PAR and the pages.
+func (g *Pages) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /oauth2/auth", g.authorize)
+	mux.HandleFunc("POST /oauth2/par", g.par)
+	mux.HandleFunc("GET /login", g.loginPage)
+	mux.HandleFunc("POST /login", g.login)
+	mux.HandleFunc("GET /login/totp", g.totpPage)
+	mux.HandleFunc("POST /login/totp", g.totp)
+	mux.HandleFunc("GET /consent", g.consentPage)
+	mux.HandleFunc("POST /consent", g.consent)
+	mux.HandleFunc("GET /account/totp", g.enrollPage)
+	mux.HandleFunc("POST /account/totp", g.enroll)
+	mux.HandleFunc("GET /logout", g.logoutPage)
+	mux.HandleFunc("POST /logout", g.logout)
+}
+
+func randomID() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func sameToken(a, b string) bool {
+	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// errUnmet is OpenID Connect's unmet_authentication_requirements.
+func errUnmet(hint string) *fosite.RFC6749Error {
+	return &fosite.RFC6749Error{ErrorField: "unmet_authentication_requirements", CodeField: http.StatusBadRequest,
+		DescriptionField: "The authentication requirements of the request cannot be met.", HintField: hint}
+}
+
+// par is the pushed authorization request endpoint (RFC 9126). PKCE is checked here too, so a
+// request without it is refused before the browser ever comes.
+func (g *Pages) par(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ar, err := g.p.oauth.NewPushedAuthorizeRequest(ctx, r)
+	if err == nil {
+		err = checkPKCE(ar)
+	}
+	if err != nil {
+		g.p.oauthError(ctx, "pushed authorization request refused", err)
+		g.p.oauth.WritePushedAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	resp, err := g.p.oauth.NewPushedAuthorizeResponse(ctx, ar, newSession())
+	if err != nil {
+		g.p.oauth.WritePushedAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	g.p.oauth.WritePushedAuthorizeResponse(ctx, w, ar, resp)
+}
+
+// checkPKCE requires an S256 code challenge of every client (fosite would check it only when
+// the code is redeemed).
+func checkPKCE(ar fosite.AuthorizeRequester) error {
+	f := ar.GetRequestForm()
+	if f.Get("code_challenge") == "" || f.Get("code_challenge_method") != "S256" {
+		return fosite.ErrInvalidRequest.WithHint("PKCE with code_challenge_method=S256 is required.")
+	}
+	return nil
+}
+
+// authorize is the authorization endpoint.
+func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ar, err := g.p.oauth.NewAuthorizeRequest(ctx, r)
+	if err != nil {
+		g.p.oauthError(ctx, "authorization request refused", err)
+		g.p.oauth.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	c := ar.GetClient().(*client)
+	required, err := requiredLevel(ar, c.rec)
+	if err == nil {
+		err = checkPKCE(ar)
+	}
+	if err == nil && c.rec.RequirePAR && r.URL.Query().Get("request_uri") == "" {
+		err = fosite.ErrInvalidRequest.WithHint("This client must push its authorization requests (PAR).")
+	}
+	if err != nil {
+		g.p.oauthError(ctx, "authorization request refused", err)
+		g.p.oauth.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	f := &flow{ID: randomID(), CSRF: randomID(), Client: c.GetID(), Required: required, Scopes: ar.GetRequestedScopes()}
+	prompt := strings.Fields(ar.GetRequestForm().Get("prompt"))
+	if s, ok := g.sso(r); ok && !slices.Contains(prompt, "login") && levelOf(s.ACR) >= levelOf(required) {
+		f.Subject, f.AMR, f.AuthTime = s.Subject, s.AMR, s.AuthTime
+	} else if slices.Contains(prompt, "none") {
+		g.p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired)
+		return
+	}
+	if err := g.saveFlow(ctx, f, ar); err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
+	next := "/login?flow=" + f.ID
+	if f.Subject != "" {
+		next = "/consent?flow=" + f.ID
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// requiredLevel is the lowest level the request's acr_values accept (the person may reach any
+// of them); low when it asks for none. Levels the client may not ask for are ignored; when
+// nothing is left, the request cannot be met.
+func requiredLevel(ar fosite.AuthorizeRequester, c store.Client) (string, error) {
+	asked := strings.Fields(ar.GetRequestForm().Get("acr_values"))
+	if len(asked) == 0 {
+		return LoALow, nil
+	}
+	best := -1
+	for _, a := range asked {
+		l := levelOf(a)
+		if l < 0 || (len(c.AllowedACR) > 0 && !slices.Contains(c.AllowedACR, a)) {
+			continue
+		}
+		if best < 0 || l < best {
+			best = l
+		}
+	}
+	if best < 0 {
+		return "", errUnmet("None of the requested acr_values is offered to this client.")
+	}
+	return levels[best], nil
+}
+
+func (g *Pages) saveFlow(ctx context.Context, f *flow, ar fosite.AuthorizeRequester) error {
+	if ar != nil {
+		if err := g.p.st.put(ctx, "flow-req:"+f.ID, ar, flowTTL, nil); err != nil {
+			return err
+		}
+	}
+	b, _ := json.Marshal(f)
+	return g.p.eph.Put(ctx, "idp:flow:"+f.ID, b, flowTTL)
+}
+
+// loadFlow reads the flow named in the request; ok false when it is absent or expired.
+func (g *Pages) loadFlow(r *http.Request) (*flow, bool) {
+	id := r.FormValue("flow")
+	if id == "" {
+		return nil, false
+	}
+	b, err := g.p.eph.Get(r.Context(), "idp:flow:"+id)
+	if err != nil {
+		return nil, false
+	}
+	var f flow
+	if json.Unmarshal(b, &f) != nil {
+		return nil, false
+	}
+	return &f, true
+}
+
+// formFlow reads the flow of a POST and checks its CSRF token.
+func (g *Pages) formFlow(w http.ResponseWriter, r *http.Request) (*flow, bool) {
+	f, ok := g.loadFlow(r)
+	if !ok {
+		g.fail(w, r, http.StatusBadRequest, "error.flow")
+		return nil, false
+	}
+	if !sameToken(f.CSRF, r.PostFormValue("csrf")) {
+		g.fail(w, r, http.StatusForbidden, "error.csrf")
+		return nil, false
+	}
+	return f, true
+}
+
+func (g *Pages) clientName(ctx context.Context, id string) string {
+	c, err := g.p.db.Client(ctx, id)
+	if err != nil || c.Name == "" {
+		return id
+	}
+	return c.Name
+}
+
+type loginData struct {
+	Flow, CSRF, Client, Identifier, Error string
+}
+
+func (g *Pages) loginPage(w http.ResponseWriter, r *http.Request) {
+	f, ok := g.loadFlow(r)
+	if !ok {
+		g.fail(w, r, http.StatusBadRequest, "error.flow")
+		return
+	}
+	g.web.Render(w, r, http.StatusOK, "login", loginData{Flow: f.ID, CSRF: f.CSRF, Client: g.clientName(r.Context(), f.Client)})
+}
+
+func (g *Pages) login(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	f, ok := g.formFlow(w, r)
+	if !ok {
+		return
+	}
+	identifier := r.PostFormValue("identifier")
+	p, err := g.accounts.Password(ctx, identifier, r.PostFormValue("password"), clientIP(r))
+	if err != nil {
+		data := loginData{Flow: f.ID, CSRF: f.CSRF, Client: g.clientName(ctx, f.Client), Identifier: identifier}
+		switch {
+		case errors.Is(err, ErrBadCredentials):
+			data.Error = "login.bad"
+			g.web.Render(w, r, http.StatusUnauthorized, "login", data)
+		case errors.Is(err, ErrLockedOut):
+			data.Error = "login.locked"
+			g.web.Render(w, r, http.StatusTooManyRequests, "login", data)
+		default:
+			g.unavailable(w, r, err)
+		}
+		return
+	}
+	f.Subject, f.AMR, f.AuthTime = p.SubjectID, []string{"pwd"}, g.p.now().UTC().Truncate(time.Second)
+	if levelOf(f.Required) >= levelOf(LoASubstantial) {
+		if levelOf(f.Required) > levelOf(LoASubstantial) || !g.accounts.HasTOTP(ctx, p.SubjectID) {
+			g.finishError(w, r, f, errUnmet("This person cannot log in at "+f.Required+"."))
+			return
+		}
+		if err := g.saveFlow(ctx, f, nil); err != nil {
+			g.unavailable(w, r, err)
+			return
+		}
+		http.Redirect(w, r, "/login/totp?flow="+f.ID, http.StatusSeeOther)
+		return
+	}
+	g.authenticated(w, r, f)
+}
+
+func (g *Pages) totpPage(w http.ResponseWriter, r *http.Request) {
+	f, ok := g.loadFlow(r)
+	if !ok || f.Subject == "" {
+		g.fail(w, r, http.StatusBadRequest, "error.flow")
+		return
+	}
+	g.web.Render(w, r, http.StatusOK, "totp", loginData{Flow: f.ID, CSRF: f.CSRF})
+}
+
+func (g *Pages) totp(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	f, ok := g.formFlow(w, r)
+	if !ok {
+		return
+	}
+	if f.Subject == "" || slices.Contains(f.AMR, "otp") {
+		g.fail(w, r, http.StatusBadRequest, "error.flow")
+		return
+	}
+	if err := g.accounts.TOTP(ctx, f.Subject, r.PostFormValue("code")); err != nil {
+		data := loginData{Flow: f.ID, CSRF: f.CSRF, Error: "totp.bad"}
+		switch {
+		case errors.Is(err, ErrBadCode), errors.Is(err, ErrNoTOTP):
+			g.web.Render(w, r, http.StatusUnauthorized, "totp", data)
+		case errors.Is(err, ErrLockedOut):
+			data.Error = "login.locked"
+			g.web.Render(w, r, http.StatusTooManyRequests, "totp", data)
+		default:
+			g.unavailable(w, r, err)
+		}
+		return
+	}
+	f.AMR = append(f.AMR, "otp", "mfa")
+	g.authenticated(w, r, f)
+}
+
+// acrOf is the level a login's methods reach: a password alone is low, with a one-time code
+// substantial.
+func acrOf(amr []string) string {
+	if slices.Contains(amr, "otp") {
+		return LoASubstantial
+	}
+	return LoALow
+}
+
+// authenticated starts a new single sign-on session (a new id: no fixation) and goes on to
+// consent.
+func (g *Pages) authenticated(w http.ResponseWriter, r *http.Request, f *flow) {
+	ctx := r.Context()
+	if old, ok := g.sso(r); ok {
+		g.p.eph.Delete(ctx, "idp:sso:"+old.ID)
+	}
+	s := ssoSession{ID: randomID(), Subject: f.Subject, AMR: f.AMR, ACR: acrOf(f.AMR), AuthTime: f.AuthTime, CSRF: randomID()}
+	b, _ := json.Marshal(s)
+	if err := g.p.eph.Put(ctx, "idp:sso:"+s.ID, b, ssoTTL); err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: s.ID, Path: "/", MaxAge: int(ssoTTL.Seconds()),
+		HttpOnly: true, Secure: g.secure, SameSite: http.SameSiteLaxMode})
+	if err := g.saveFlow(ctx, f, nil); err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/consent?flow="+f.ID, http.StatusSeeOther)
+}
+
+// sso reads the browser's single sign-on session.
+func (g *Pages) sso(r *http.Request) (ssoSession, bool) {
+	c, err := r.Cookie(ssoCookie)
+	if err != nil || c.Value == "" {
+		return ssoSession{}, false
+	}
+	b, err := g.p.eph.Get(r.Context(), "idp:sso:"+c.Value)
+	if err != nil {
+		return ssoSession{}, false
+	}
+	var s ssoSession
+	if json.Unmarshal(b, &s) != nil || s.ID != c.Value {
+		return ssoSession{}, false
+	}
+	return s, true
+}
+
+// consentItems are the page's lines for the scopes asked.
+func consentItems(scopes []string) []string {
+	items := []string{"consent.sub"}
+	for _, s := range []string{"profile", "personal_number", "offline_access"} {
+		if slices.Contains(scopes, s) {
+			items = append(items, "consent."+s)
+		}
+	}
+	return items
+}
+
+func (g *Pages) consentKey(f *flow) string { return "idp:consent:" + f.Subject + ":" + f.Client }
+
+// remembered reports whether the person already allowed every scope of f for its client.
+func (g *Pages) remembered(ctx context.Context, f *flow) bool {
+	b, err := g.p.eph.Get(ctx, g.consentKey(f))
+	if err != nil {
+		return false
+	}
+	var allowed []string
+	if json.Unmarshal(b, &allowed) != nil {
+		return false
+	}
+	for _, s := range f.Scopes {
+		if !slices.Contains(allowed, s) {
+			return false
+		}
+	}
+	return true
+}
+
+type consentData struct {
+	Flow, CSRF, Client string
+	Items              []string
+}
+
+func (g *Pages) consentPage(w http.ResponseWriter, r *http.Request) {
+	f, ok := g.loadFlow(r)
+	if !ok || f.Subject == "" {
+		g.fail(w, r, http.StatusBadRequest, "error.flow")
+		return
+	}
+	if g.remembered(r.Context(), f) {
+		g.finish(w, r, f)
+		return
+	}
+	g.web.Render(w, r, http.StatusOK, "consent", consentData{Flow: f.ID, CSRF: f.CSRF,
+		Client: g.clientName(r.Context(), f.Client), Items: consentItems(f.Scopes)})
+}
+
+func (g *Pages) consent(w http.ResponseWriter, r *http.Request) {
+	f, ok := g.formFlow(w, r)
+	if !ok {
+		return
+	}
+	if f.Subject == "" {
+		g.fail(w, r, http.StatusBadRequest, "error.flow")
+		return
+	}
+	if r.PostFormValue("decision") != "allow" {
+		g.finishError(w, r, f, fosite.ErrAccessDenied.WithHint("The person did not allow it."))
+		return
+	}
+	if r.PostFormValue("remember") == "1" {
+		b, _ := json.Marshal(f.Scopes)
+		if err := g.p.eph.Put(r.Context(), g.consentKey(f), b, consentTTL); err != nil {
+			g.unavailable(w, r, err)
+			return
+		}
+	}
+	g.finish(w, r, f)
+}
+
+// takeRequest reads the parked authorization request back, once.
+func (g *Pages) takeRequest(ctx context.Context, f *flow) (fosite.AuthorizeRequester, error) {
+	ar, _, err := g.p.st.load(ctx, "flow-req:"+f.ID, nil)
+	if err != nil {
+		return nil, err
+	}
+	g.p.eph.Delete(ctx, "idp:flow-req:"+f.ID)
+	g.p.eph.Delete(ctx, "idp:flow:"+f.ID)
+	return ar, nil
+}
+
+// finish sends the browser back to the client with a code.
+func (g *Pages) finish(w http.ResponseWriter, r *http.Request, f *flow) {
+	ctx := r.Context()
+	ar, err := g.takeRequest(ctx, f)
+	if err != nil {
+		g.fail(w, r, http.StatusBadRequest, "error.flow")
+		return
+	}
+	c := ar.GetClient().(*client)
+	sub, err := g.p.subject(ctx, c.rec, f.Subject)
+	if err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
+	for _, s := range ar.GetRequestedScopes() {
+		ar.GrantScope(s)
+	}
+	sess := newSession()
+	sess.Person, sess.Subject = f.Subject, sub
+	acr := acrOf(f.AMR)
+	sess.Claims = &jwt.IDTokenClaims{Subject: sub, AuthTime: f.AuthTime, RequestedAt: ar.GetRequestedAt(),
+		AuthenticationContextClassReference: acr, AuthenticationMethodsReferences: f.AMR, Extra: map[string]any{}}
+	sess.JWTClaims.Subject = sub
+	sess.JWTClaims.Extra = map[string]any{"client_id": c.GetID(), "acr": acr, "auth_time": f.AuthTime.Unix()}
+	sess.JWTHeader.Add("typ", "at+jwt")
+	resp, err := g.p.oauth.NewAuthorizeResponse(ctx, ar, sess)
+	if err != nil {
+		g.p.oauthError(ctx, "authorization not granted", err)
+		g.p.oauth.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	g.p.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
+}
+
+// finishError sends the browser back to the client with an error.
+func (g *Pages) finishError(w http.ResponseWriter, r *http.Request, f *flow, e error) {
+	ctx := r.Context()
+	ar, err := g.takeRequest(ctx, f)
+	if err != nil {
+		g.fail(w, r, http.StatusBadRequest, "error.flow")
+		return
+	}
+	g.p.oauthError(ctx, "authorization refused", e)
+	g.p.oauth.WriteAuthorizeError(ctx, w, ar, e)
+}
+
+// subject is the sub a client sees: pairwise (a hash of its sector, the person and a
+// platform secret) when the client has a sector identifier, the person's id otherwise.
+func (p *Provider) subject(ctx context.Context, c store.Client, person string) (string, error) {
+	if c.SectorIdentifier == "" {
+		return person, nil
+	}
+	salt := make([]byte, 32)
+	rand.Read(salt)
+	salt, err := p.db.PutSettingIfAbsent(ctx, pairwiseSet, salt)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	h.Write([]byte(c.SectorIdentifier))
+	h.Write([]byte{0})
+	h.Write([]byte(person))
+	h.Write([]byte{0})
+	h.Write(salt)
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)), nil
+}
+
+// --- authenticator enrolment
+
+type enrollData struct {
+	CSRF, Enrolment, QR, Secret, Error string
+	Done                               bool
+}
+
+func (g *Pages) enrollPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	s, ok := g.sso(r)
+	if !ok {
+		g.fail(w, r, http.StatusUnauthorized, "error.flow")
+		return
+	}
+	p, err := g.p.db.Person(ctx, s.Subject)
+	if err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
+	key, err := g.accounts.NewTOTP(p)
+	if err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
+	id := randomID()
+	if err := g.p.eph.Put(ctx, "idp:enrol:"+id, []byte(key.URL()), 10*time.Minute); err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
+	g.renderEnrol(w, r, http.StatusOK, s, id, key, "")
+}
+
+func (g *Pages) renderEnrol(w http.ResponseWriter, r *http.Request, status int, s ssoSession, id string, key *otp.Key, msg string) {
+	img, err := key.Image(200, 200)
+	if err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
+	var buf bytes.Buffer
+	png.Encode(&buf, img)
+	g.web.Render(w, r, status, "enroll", enrollData{CSRF: s.CSRF, Enrolment: id, Secret: key.Secret(), Error: msg,
+		QR: "data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes())})
+}
+
+func (g *Pages) enroll(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	s, ok := g.sso(r)
+	if !ok {
+		g.fail(w, r, http.StatusUnauthorized, "error.flow")
+		return
+	}
+	if !sameToken(s.CSRF, r.PostFormValue("csrf")) {
+		g.fail(w, r, http.StatusForbidden, "error.csrf")
+		return
+	}
+	id := r.PostFormValue("enrolment")
+	raw, err := g.p.eph.Get(ctx, "idp:enrol:"+id)
+	if err != nil || id == "" {
+		g.fail(w, r, http.StatusBadRequest, "error.flow")
+		return
+	}
+	key, err := otp.NewKeyFromURL(string(raw))
+	if err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
+	if !totp.Validate(strings.TrimSpace(r.PostFormValue("code")), key.Secret()) {
+		g.renderEnrol(w, r, http.StatusUnauthorized, s, id, key, "totp.bad")
+		return
+	}
+	if err := g.accounts.EnrollTOTP(ctx, s.Subject, key); err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
+	g.p.eph.Delete(ctx, "idp:enrol:"+id)
+	g.web.Render(w, r, http.StatusOK, "enroll", enrollData{Done: true})
+}
+
+// --- RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0)
+
+type logoutData struct {
+	CSRF, Logout string
+	Done         bool
+}
+
+// logoutRequest is a checked logout, waiting for the person's confirmation.
+type logoutRequest struct {
+	CSRF     string `json:"csrf"`
+	Redirect string `json:"redirect,omitempty"`
+}
+
+// logoutPage checks id_token_hint and post_logout_redirect_uri (it must be one the client
+// registered) and asks the person to confirm.
+func (g *Pages) logoutPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	lr := logoutRequest{CSRF: randomID()}
+	if target := q.Get("post_logout_redirect_uri"); target != "" {
+		clientID := q.Get("client_id")
+		if hint := q.Get("id_token_hint"); hint != "" {
+			tok, err := g.p.keys.Decode(ctx, hint)
+			if err != nil && !isExpiredOnly(err) {
+				g.fail(w, r, http.StatusBadRequest, "error.request")
+				return
+			}
+			if tok != nil {
+				if aud, ok := tok.Claims["aud"].([]any); ok && len(aud) > 0 {
+					clientID, _ = aud[0].(string)
+				} else if aud, ok := tok.Claims["aud"].(string); ok {
+					clientID = aud
+				}
+			}
+		}
+		c, err := g.p.db.Client(ctx, clientID)
+		if err != nil || !slices.Contains(c.PostLogoutRedirectURIs, target) {
+			g.fail(w, r, http.StatusBadRequest, "error.request")
+			return
+		}
+		u, _ := url.Parse(target)
+		if st := q.Get("state"); st != "" {
+			v := u.Query()
+			v.Set("state", st)
+			u.RawQuery = v.Encode()
+		}
+		lr.Redirect = u.String()
+	}
+	id := randomID()
+	b, _ := json.Marshal(lr)
+	if err := g.p.eph.Put(ctx, "idp:logout:"+id, b, flowTTL); err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
+	g.web.Render(w, r, http.StatusOK, "logout", logoutData{CSRF: lr.CSRF, Logout: id})
+}
+
+// isExpiredOnly: an expired ID token is still a fine hint of who is logging out.
+func isExpiredOnly(err error) bool {
+	var ve *jwt.ValidationError
+	return errors.As(err, &ve) && ve.Errors == jwt.ValidationErrorExpired
+}
+
+func (g *Pages) logout(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := r.PostFormValue("logout")
+	b, err := g.p.eph.Take(ctx, "idp:logout:"+id)
+	var lr logoutRequest
+	if err != nil || id == "" || json.Unmarshal(b, &lr) != nil {
+		g.fail(w, r, http.StatusBadRequest, "error.flow")
+		return
+	}
+	if !sameToken(lr.CSRF, r.PostFormValue("csrf")) {
+		g.fail(w, r, http.StatusForbidden, "error.csrf")
+		return
+	}
+	if s, ok := g.sso(r); ok {
+		g.p.eph.Delete(ctx, "idp:sso:"+s.ID)
+	}
+	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: g.secure, SameSite: http.SameSiteLaxMode})
+	if lr.Redirect != "" {
+		http.Redirect(w, r, lr.Redirect, http.StatusSeeOther)
+		return
+	}
+	g.web.Render(w, r, http.StatusOK, "logout", logoutData{Done: true})
+}
+
+// --- errors
+
+func (g *Pages) fail(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	g.web.Render(w, r, status, "error", struct{ Message string }{msg})
+}
+
+func (g *Pages) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	g.p.log.ErrorContext(r.Context(), "login page", "err", err)
+	g.fail(w, r, http.StatusServiceUnavailable, "error.unavailable")
+}
+
+// clientIP is the peer's address (a proxy in front is not trusted to tell another).
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
