@@ -32,7 +32,8 @@ func pkiConfig(cfg config.Config) certs.Config {
 		RootYears: p.RootYears, CAYears: p.CAYears, ServiceYears: p.ServiceYears}
 }
 
-// pkiGate serves /pki and /tsa once the authority is open (it needs the durable store), 503 before.
+// pkiGate serves /pki, /tsa and the identity provider once the authority is open (they need the
+// durable store), 503 before.
 type pkiGate struct {
 	mux   atomic.Pointer[http.ServeMux]
 	clock tsa.Clock
@@ -46,10 +47,12 @@ func (g *pkiGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, "the PKI is starting", http.StatusServiceUnavailable)
 }
 
-// open opens (on first start: creates) the hierarchy and starts serving it. Replicas that
-// start together take turns through a lock in the shared ephemeral store, so that only the
-// first creates the hierarchy and the others load it.
-func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records, eph store.Ephemeral, cfg config.Config, log *slog.Logger) error {
+// open opens (on first start: creates) the hierarchy and starts serving it, with the services
+// that more registers on the same mux (the identity provider). Replicas that start together take
+// turns through a lock in the shared ephemeral store, so that only the first creates the
+// hierarchy (and what more creates on first start) and the others load it.
+func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records, eph store.Ephemeral, cfg config.Config, log *slog.Logger,
+	more func(mux *http.ServeMux) error) error {
 	const lock = "pki:init"
 	for {
 		err := eph.PutIfAbsent(ctx, lock, []byte("init"), 2*time.Minute)
@@ -65,12 +68,15 @@ func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	defer eph.Delete(context.WithoutCancel(ctx), lock)
 	a, err := certs.Open(ctx, keys, recs, pkiConfig(cfg), time.Now)
-	eph.Delete(context.WithoutCancel(ctx), lock)
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
+	if err := more(mux); err != nil {
+		return err
+	}
 	certs.Handlers{A: a, Log: log}.Register(mux)
 	// The timestamp authority signs with the timestamping unit's key and certificate.
 	policy, _ := config.ParseOID(cfg.TSA.PolicyOID) // Validate checked it

@@ -77,13 +77,17 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	srv.Handle("/pki", pki)
 	srv.Handle("/pki/", pki)
 	srv.Handle("/tsa", pki)
+	for _, p := range idpPaths {
+		srv.Handle(p, pki)
+	}
 	go gate.open(ctx, cfg, raw, log, func(db *sqlstore.DB, l *audit.Log) {
 		log.Info("durable store open", "dsn", redactDSN(cfg.Store.Durable))
 		go l.Run(ctx)
 		// CA signatures go through the instrumented layer: each is in the audit log.
 		// A CA key that does not match its certificate stops the process: nothing may be
 		// signed under a hierarchy that is not what it claims.
-		if err := pki.open(ctx, keys, db, eph, cfg, log); err != nil {
+		more := func(mux *http.ServeMux) error { return openIdP(ctx, mux, keys, db, eph, cfg, log, g.env.Stdout) }
+		if err := pki.open(ctx, keys, db, eph, cfg, log, more); err != nil {
 			fatal <- err
 		}
 	})

@@ -42,6 +42,21 @@ type Config struct {
 	Audit           Audit    `yaml:"audit" json:"audit"`
 	PKI             PKI      `yaml:"pki" json:"pki"`
 	TSA             TSA      `yaml:"tsa" json:"tsa"`
+	IdP             IdP      `yaml:"idp" json:"idp"`
+}
+
+// IdP configures the OpenID Connect provider.
+type IdP struct {
+	// Algorithm signs ID and access tokens: ES256 (default) or PS256.
+	Algorithm       string   `yaml:"algorithm" json:"algorithm"`
+	AccessTokenTTL  Duration `yaml:"access_token_ttl" json:"access_token_ttl"`
+	IDTokenTTL      Duration `yaml:"id_token_ttl" json:"id_token_ttl"`
+	RefreshTokenTTL Duration `yaml:"refresh_token_ttl" json:"refresh_token_ttl"`
+	// SeedKeyFile holds the 32-byte key that seals TOTP seeds in the database; every replica
+	// needs the same file. Default <data_dir>/totp-seal.key, made on first start.
+	SeedKeyFile string `yaml:"seed_key_file" json:"seed_key_file"`
+	// Demo makes a demo relying party and citizen on first start (default: in dev mode).
+	Demo *bool `yaml:"demo" json:"demo"`
 }
 
 // TSA configures the timestamp authority (RFC 3161, EN 319 422).
@@ -177,6 +192,8 @@ func Default() Config {
 			CAAlgorithm: "EC-P384", ServiceAlgorithm: "EC-P256", RootYears: 20, CAYears: 10, ServiceYears: 2},
 		TSA: TSA{PolicyOID: "1.3.6.1.4.1.32473.1.2", Accuracy: Duration(time.Second),
 			NTPMaxOffset: Duration(500 * time.Millisecond), NTPInterval: Duration(time.Minute)},
+		IdP: IdP{Algorithm: "ES256", AccessTokenTTL: Duration(10 * time.Minute), IDTokenTTL: Duration(10 * time.Minute),
+			RefreshTokenTTL: Duration(8 * time.Hour)},
 	}
 }
 
@@ -247,6 +264,13 @@ func (c *Config) fillDerived() {
 	if c.PKI.PDSURL == "" {
 		c.PKI.PDSURL = strings.TrimRight(c.BaseURL, "/") + "/pki/pds/en"
 	}
+	if c.IdP.SeedKeyFile == "" {
+		c.IdP.SeedKeyFile = filepath.Join(c.DataDir, "totp-seal.key")
+	}
+	if c.IdP.Demo == nil {
+		demo := c.Dev
+		c.IdP.Demo = &demo
+	}
 }
 
 // applyEnv walks the YAML tree of cfg and sets every leaf whose VULA_* variable is present.
@@ -312,6 +336,15 @@ func setString(f reflect.Value, s string) error {
 			return fmt.Errorf("not true or false: %q", s)
 		}
 		f.SetBool(b)
+	case reflect.Pointer:
+		if f.Type().Elem().Kind() != reflect.Bool {
+			return fmt.Errorf("cannot be set from the environment")
+		}
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("not true or false: %q", s)
+		}
+		f.Set(reflect.ValueOf(&b))
 	case reflect.Slice:
 		if f.Type().Elem().Kind() != reflect.String {
 			return fmt.Errorf("cannot be set from the environment")
@@ -423,6 +456,17 @@ func (c Config) Validate() error {
 	for _, srv := range c.TSA.NTPServers {
 		if strings.TrimSpace(srv) == "" || strings.ContainsAny(srv, " /") {
 			return bad("tsa.ntp_servers", "want host or host:port, got %q", srv)
+		}
+	}
+	if c.IdP.Algorithm != "ES256" && c.IdP.Algorithm != "PS256" {
+		return bad("idp.algorithm", "want ES256 or PS256, got %q", c.IdP.Algorithm)
+	}
+	for _, d := range []struct {
+		field string
+		v     Duration
+	}{{"idp.access_token_ttl", c.IdP.AccessTokenTTL}, {"idp.id_token_ttl", c.IdP.IDTokenTTL}, {"idp.refresh_token_ttl", c.IdP.RefreshTokenTTL}} {
+		if d.v < Duration(time.Minute) || d.v > Duration(90*24*time.Hour) {
+			return bad(d.field, "want between 1m and 2160h")
 		}
 	}
 	if c.Audit.CheckpointEvery < 1 {

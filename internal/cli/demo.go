@@ -1,0 +1,163 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/idp"
+	"github.com/vula-eid/vula/internal/store"
+)
+
+const demoClient = "demo"
+
+// demo makes, on first start, a demo relying party (a public client with PKCE, served by this
+// binary under /demo/) and a demo citizen with a random password and an authenticator, and
+// prints how to try a login. Later starts only serve /demo/.
+func demo(ctx context.Context, mux *http.ServeMux, db store.Durable, accounts *idp.Accounts, cfg config.Config, stdout io.Writer) error {
+	base := cfg.BaseURL
+	rp := &demoRP{base: base}
+	mux.HandleFunc("GET /demo/", rp.start)
+	mux.HandleFunc("GET /demo/callback", rp.callback)
+	if _, err := db.Client(ctx, demoClient); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	rec, _, err := idp.NewClient(idp.ClientSpec{ID: demoClient, Name: "Vula demo portal", AuthMethod: idp.AuthNone,
+		RedirectURIs: []string{base + "/demo/callback"}, PostLogoutRedirectURIs: []string{base + "/demo/"},
+		Scopes: []string{"openid", "profile", "personal_number"}})
+	if err != nil {
+		return err
+	}
+	rec.Created = time.Now().UTC()
+	if err := db.CreateClient(ctx, rec); err != nil {
+		return err
+	}
+	pw := make([]byte, 12)
+	rand.Read(pw)
+	password := base64.RawURLEncoding.EncodeToString(pw)
+	p, err := accounts.CreatePerson(ctx, store.Person{PersonalNumber: "1000000001", GivenName: "Arta", FamilyName: "Krasniqi",
+		BirthDate: "1990-04-12", Email: "arta.krasniqi@example.org"}, password)
+	if err != nil {
+		return err
+	}
+	key, err := accounts.NewTOTP(p)
+	if err != nil {
+		return err
+	}
+	if err := accounts.EnrollTOTP(ctx, p.SubjectID, key); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, `
+Vula demo (made on this first start)
+  Try a login:       open %s/demo/  (or %s/demo/?acr=substantial for password + one-time code)
+  Demo citizen:      personal number 1000000001, password %s
+  Authenticator:     %s
+                     (add it to an authenticator app; vula persons enroll-totp makes a new one)
+  Relying party:     client id %q, a public client with PKCE, redirect %s/demo/callback
+
+`, base, base, password, key.URL(), demoClient, base)
+	return nil
+}
+
+// demoRP is a tiny relying party for trying a login: it starts the code flow with PKCE and
+// shows the ID token's and userinfo's claims.
+type demoRP struct{ base string }
+
+func (d *demoRP) conf() oauth2.Config {
+	return oauth2.Config{ClientID: demoClient, RedirectURL: d.base + "/demo/callback",
+		Endpoint: oauth2.Endpoint{AuthURL: d.base + "/oauth2/auth", TokenURL: d.base + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams},
+		Scopes:   []string{oidc.ScopeOpenID, "profile", "personal_number"}}
+}
+
+type demoState struct{ Verifier, Nonce string }
+
+func (d *demoRP) start(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/demo/" {
+		http.NotFound(w, r)
+		return
+	}
+	st, verifier, nonce := oauth2.GenerateVerifier(), oauth2.GenerateVerifier(), oauth2.GenerateVerifier()
+	b, _ := json.Marshal(demoState{verifier, nonce})
+	http.SetCookie(w, &http.Cookie{Name: "vula_demo_" + st[:16], Value: base64.RawURLEncoding.EncodeToString(b), Path: "/demo/",
+		MaxAge: 600, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce)}
+	if r.URL.Query().Get("acr") == "substantial" {
+		opts = append(opts, oauth2.SetAuthURLParam("acr_values", idp.LoASubstantial))
+	}
+	conf := d.conf()
+	http.Redirect(w, r, conf.AuthCodeURL(st, opts...), http.StatusSeeOther)
+}
+
+var demoPage = template.Must(template.New("demo").Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Vula demo portal</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}
+dt{font-weight:600}dd{margin:0 0 .5rem}</style></head><body><h1>Vula demo portal</h1>
+{{if .Error}}<p role="alert">The login did not work: {{.Error}}</p>{{else}}<p>You are logged in. The ID token says:</p>
+<dl>{{range $k, $v := .Claims}}<dt>{{$k}}</dt><dd>{{$v}}</dd>{{end}}</dl>{{end}}
+<p><a href="/demo/">Log in again</a> · <a href="{{.Logout}}">Log out</a></p></body></html>`))
+
+func (d *demoRP) callback(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	data := struct {
+		Claims        map[string]any
+		Error, Logout string
+	}{Logout: "/logout?client_id=" + demoClient + "&post_logout_redirect_uri=" + d.base + "/demo/"}
+	render := func(status int) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(status)
+		demoPage.Execute(w, data)
+	}
+	if e := q.Get("error"); e != "" {
+		data.Error = e + ": " + q.Get("error_description")
+		render(http.StatusBadRequest)
+		return
+	}
+	st := q.Get("state")
+	var ds demoState
+	c, err := r.Cookie("vula_demo_" + st[:min(16, len(st))])
+	if err == nil {
+		var b []byte
+		if b, err = base64.RawURLEncoding.DecodeString(c.Value); err == nil {
+			err = json.Unmarshal(b, &ds)
+		}
+	}
+	if err != nil || len(st) < 16 {
+		data.Error = "unknown or expired state"
+		render(http.StatusBadRequest)
+		return
+	}
+	conf := d.conf()
+	tok, err := conf.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(ds.Verifier))
+	if err != nil {
+		data.Error = err.Error()
+		render(http.StatusBadGateway)
+		return
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	verifier := oidc.NewVerifier(d.base, oidc.NewRemoteKeySet(ctx, d.base+"/jwks.json"), &oidc.Config{ClientID: demoClient})
+	idt, err := verifier.Verify(ctx, raw)
+	if err == nil && idt.Nonce != ds.Nonce {
+		err = errors.New("nonce mismatch")
+	}
+	if err != nil {
+		data.Error = err.Error()
+		render(http.StatusBadGateway)
+		return
+	}
+	idt.Claims(&data.Claims)
+	data.Logout += "&id_token_hint=" + raw
+	render(http.StatusOK)
+}

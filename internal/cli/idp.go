@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/idp"
+	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/web"
+)
+
+// idpPaths are the identity provider's routes on the one listener.
+var idpPaths = []string{"/.well-known/", "/jwks.json", "/oauth2/", "/userinfo", "/login", "/login/", "/consent",
+	"/account/", "/logout", "/demo/"}
+
+// openIdP makes the OpenID Connect provider and its pages on mux; on a first start in demo mode
+// it also makes the demo relying party and citizen and tells stdout how to log in.
+func openIdP(ctx context.Context, mux *http.ServeMux, keys hsm.Manager, db store.Durable, eph store.Ephemeral, cfg config.Config,
+	log *slog.Logger, stdout io.Writer) error {
+	p, err := idp.New(ctx, idp.Config{Issuer: cfg.BaseURL, Algorithm: cfg.IdP.Algorithm,
+		AccessTokenTTL: time.Duration(cfg.IdP.AccessTokenTTL), IDTokenTTL: time.Duration(cfg.IdP.IDTokenTTL),
+		RefreshTokenTTL: time.Duration(cfg.IdP.RefreshTokenTTL)}, keys, db, eph, log, time.Now)
+	if err != nil {
+		return err
+	}
+	accounts, err := openAccounts(db, eph, cfg)
+	if err != nil {
+		return err
+	}
+	secure := !cfg.Dev || strings.HasPrefix(cfg.BaseURL, "https://")
+	r, err := web.New(log, secure)
+	if err != nil {
+		return err
+	}
+	p.Register(mux)
+	idp.NewPages(p, accounts, r, secure).Register(mux)
+	if *cfg.IdP.Demo {
+		return demo(ctx, mux, db, accounts, cfg, stdout)
+	}
+	return nil
+}
+
+// openAccounts makes the credential checker with the TOTP seed sealing key.
+func openAccounts(db store.Durable, eph store.Ephemeral, cfg config.Config) (*idp.Accounts, error) {
+	key, err := seedKey(cfg.IdP.SeedKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("idp.seed_key_file: %w", err)
+	}
+	sealer, err := store.NewSeedSealer(key)
+	if err != nil {
+		return nil, err
+	}
+	return idp.NewAccounts(db, eph, sealer, cfg.PKI.Organization, time.Now), nil
+}
+
+// seedKey reads the 32-byte sealing key, making it (0600) when there is none.
+func seedKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key = make([]byte, 32)
+		rand.Read(key)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			return seedKey(path) // another process made it just now
+		}
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if _, err := f.Write(key); err != nil {
+			return nil, err
+		}
+		return key, f.Sync()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(key) != 32 {
+		return nil, fmt.Errorf("%s holds %d bytes, want 32", path, len(key))
+	}
+	return key, nil
+}
