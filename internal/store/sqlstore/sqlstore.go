@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -85,6 +86,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*DB, error) {
 		}
 		// The database holds credentials and the audit log: owner-only, like the keystore.
 		// SQLite gives its WAL and shared-memory files the database file's mode.
+		os.MkdirAll(filepath.Dir(path), 0o700) // a first command before any serve
 		if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
 			f.Close()
 		}

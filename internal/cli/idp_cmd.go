@@ -1,0 +1,339 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/idp"
+	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/store/memstore"
+	"github.com/vula-eid/vula/internal/store/sqlstore"
+)
+
+// clientView is a client as the commands show it: never the secret's hash.
+type clientView struct {
+	ID                     string    `json:"client_id"`
+	Name                   string    `json:"client_name,omitempty"`
+	RedirectURIs           []string  `json:"redirect_uris"`
+	PostLogoutRedirectURIs []string  `json:"post_logout_redirect_uris,omitempty"`
+	GrantTypes             []string  `json:"grant_types"`
+	Scopes                 []string  `json:"scopes"`
+	AuthMethod             string    `json:"token_endpoint_auth_method"`
+	JWKSURI                string    `json:"jwks_uri,omitempty"`
+	HasJWKS                bool      `json:"has_jwks,omitempty"`
+	RequirePAR             bool      `json:"require_pushed_authorization_requests"`
+	AllowedACR             []string  `json:"allowed_acr_values,omitempty"`
+	SectorIdentifier       string    `json:"sector_identifier,omitempty"`
+	OrganizationID         string    `json:"organization_id,omitempty"`
+	Created                time.Time `json:"created"`
+	Secret                 string    `json:"client_secret,omitempty"` // only when just made
+}
+
+func viewClient(c store.Client) clientView {
+	return clientView{ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+		GrantTypes: c.GrantTypes, Scopes: c.Scopes, AuthMethod: c.TokenEndpointAuthMethod, JWKSURI: c.JWKSURI, HasJWKS: len(c.JWKS) > 0,
+		RequirePAR: c.RequirePAR, AllowedACR: c.AllowedACR, SectorIdentifier: c.SectorIdentifier, OrganizationID: c.OrganizationID, Created: c.Created}
+}
+
+func printClients(w io.Writer, out string, cs []clientView, asList bool) error {
+	if out == "json" {
+		if asList {
+			return printJSON(w, cs)
+		}
+		return printJSON(w, cs[0])
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLIENT\tAUTH\tGRANTS\tSCOPES\tPAR\tREDIRECT URIS")
+	for _, c := range cs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", c.ID, c.AuthMethod, strings.Join(c.GrantTypes, ","), strings.Join(c.Scopes, " "),
+			c.RequirePAR, strings.Join(c.RedirectURIs, " "))
+	}
+	if len(cs) == 1 && cs[0].Secret != "" {
+		fmt.Fprintf(tw, "\nclient_secret (shown once): %s\n", cs[0].Secret)
+	}
+	return tw.Flush()
+}
+
+func clientsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "clients", Short: "Manage the identity provider's relying parties"}
+	var spec idp.ClientSpec
+	var jwksFile string
+	create := &cobra.Command{
+		Use:   "create CLIENT_ID",
+		Short: "Register a relying party (a client_secret_basic client's secret is printed once)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.Flag("output").Value.String()
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			spec.ID = args[0]
+			if jwksFile != "" {
+				b, err := os.ReadFile(jwksFile)
+				if err != nil {
+					return fmt.Errorf("--jwks: %w", err)
+				}
+				spec.JWKS = b
+			}
+			rec, secret, err := idp.NewClient(spec)
+			if err != nil {
+				return err
+			}
+			rec.Created = time.Now().UTC()
+			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+				if err := db.CreateClient(ctx, rec); err != nil {
+					return err
+				}
+				v := viewClient(rec)
+				v.Secret = secret
+				return printClients(cmd.OutOrStdout(), out, []clientView{v}, false)
+			})
+		},
+	}
+	f := create.Flags()
+	f.StringVar(&spec.Name, "name", "", "name shown to people on the consent page")
+	f.StringSliceVar(&spec.RedirectURIs, "redirect-uri", nil, "redirect URI, matched exactly (repeatable)")
+	f.StringSliceVar(&spec.PostLogoutRedirectURIs, "post-logout-redirect-uri", nil, "where logout may return (repeatable)")
+	f.StringSliceVar(&spec.GrantTypes, "grant-type", nil, "authorization_code, refresh_token, client_credentials (default the first two)")
+	f.StringSliceVar(&spec.Scopes, "scope", nil, "allowed scopes (default openid, profile)")
+	f.StringVar(&spec.AuthMethod, "auth-method", idp.AuthSecretBasic, "private_key_jwt, client_secret_basic or none")
+	f.StringVar(&jwksFile, "jwks", "", "file with the client's JSON Web Key Set (private_key_jwt)")
+	f.StringVar(&spec.JWKSURI, "jwks-uri", "", "URL of the client's JWKS (private_key_jwt)")
+	f.BoolVar(&spec.RequirePAR, "require-par", false, "the client must push its authorization requests (RFC 9126)")
+	f.StringSliceVar(&spec.AllowedACR, "acr", nil, "levels of assurance the client may ask for (eIDAS LoA URIs)")
+	f.StringVar(&spec.SectorIdentifier, "sector", "", "sector identifier: pairwise subjects for this client")
+	f.StringVar(&spec.OrganizationID, "organization", "", "the institution a sealing client acts for")
+	outputFlag(create, "table")
+
+	list := &cobra.Command{
+		Use: "list", Short: "List relying parties", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.Flag("output").Value.String()
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+				cs, err := db.Clients(ctx)
+				if err != nil {
+					return err
+				}
+				views := []clientView{}
+				for _, c := range cs {
+					views = append(views, viewClient(c))
+				}
+				return printClients(cmd.OutOrStdout(), out, views, true)
+			})
+		},
+	}
+	outputFlag(list, "table")
+
+	show := &cobra.Command{
+		Use: "show CLIENT_ID", Short: "Show one relying party", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.Flag("output").Value.String()
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+				c, err := db.Client(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return printClients(cmd.OutOrStdout(), out, []clientView{viewClient(c)}, false)
+			})
+		},
+	}
+	outputFlag(show, "table")
+
+	del := &cobra.Command{
+		Use: "delete CLIENT_ID", Short: "Remove a relying party", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+				if _, err := db.Client(ctx, args[0]); err != nil {
+					return err
+				}
+				if err := db.DeleteClient(ctx, args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted client %s\n", args[0])
+				return nil
+			})
+		},
+	}
+	cmd.AddCommand(create, list, show, del)
+	return cmd
+}
+
+// personView is a person as the commands show them.
+type personView struct {
+	Subject        string    `json:"sub"`
+	PersonalNumber string    `json:"personal_number"`
+	GivenName      string    `json:"given_name"`
+	FamilyName     string    `json:"family_name"`
+	BirthDate      string    `json:"birthdate,omitempty"`
+	Email          string    `json:"email,omitempty"`
+	Official       bool      `json:"official"`
+	TOTP           bool      `json:"totp"`
+	Created        time.Time `json:"created"`
+	OTPAuthURI     string    `json:"otpauth_uri,omitempty"` // only right after enrolment
+}
+
+func printPersons(w io.Writer, out string, ps []personView, asList bool) error {
+	if out == "json" {
+		if asList {
+			return printJSON(w, ps)
+		}
+		return printJSON(w, ps[0])
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PERSONAL NUMBER\tNAME\tE-MAIL\tTOTP\tSUB")
+	for _, p := range ps {
+		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%v\t%s\n", p.PersonalNumber, p.GivenName, p.FamilyName, p.Email, p.TOTP, p.Subject)
+	}
+	if len(ps) == 1 && ps[0].OTPAuthURI != "" {
+		fmt.Fprintf(tw, "\nauthenticator (add it to an app, shown once): %s\n", ps[0].OTPAuthURI)
+	}
+	return tw.Flush()
+}
+
+func personsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "persons", Short: "Manage citizens and officials"}
+	withAccounts := func(cmd *cobra.Command, f func(ctx context.Context, db *sqlstore.DB, a *idp.Accounts) error) error {
+		cfg, err := g.load()
+		if err != nil {
+			return err
+		}
+		return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+			// The commands' own limits need no sharing: an in-memory ephemeral store will do.
+			a, err := openAccounts(db, memstore.New(time.Now), cfg)
+			if err != nil {
+				return err
+			}
+			return f(ctx, db, a)
+		})
+	}
+	view := func(ctx context.Context, a *idp.Accounts, p store.Person) personView {
+		return personView{Subject: p.SubjectID, PersonalNumber: p.PersonalNumber, GivenName: p.GivenName, FamilyName: p.FamilyName,
+			BirthDate: p.BirthDate, Email: p.Email, Official: p.Official, TOTP: a.HasTOTP(ctx, p.SubjectID), Created: p.Created}
+	}
+	find := func(ctx context.Context, db *sqlstore.DB, id string) (store.Person, error) {
+		if p, err := db.PersonByPersonalNumber(ctx, id); err == nil {
+			return p, nil
+		}
+		return db.Person(ctx, id)
+	}
+
+	var p store.Person
+	var passwordEnv, passwordFile string
+	create := &cobra.Command{
+		Use:   "create PERSONAL_NUMBER",
+		Short: "Register a person (the password comes from --password-env or --password-file, never an argument)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.Flag("output").Value.String()
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			pw, err := config.Secret(passwordEnv, passwordFile, g.lookupEnv)
+			if err != nil {
+				return fmt.Errorf("password: %w", err)
+			}
+			p.PersonalNumber = args[0]
+			return withAccounts(cmd, func(ctx context.Context, db *sqlstore.DB, a *idp.Accounts) error {
+				made, err := a.CreatePerson(ctx, p, pw)
+				if err != nil {
+					return err
+				}
+				return printPersons(cmd.OutOrStdout(), out, []personView{view(ctx, a, made)}, false)
+			})
+		},
+	}
+	f := create.Flags()
+	f.StringVar(&p.GivenName, "given-name", "", "given name")
+	f.StringVar(&p.FamilyName, "family-name", "", "family name")
+	f.StringVar(&p.BirthDate, "birthdate", "", "date of birth, YYYY-MM-DD")
+	f.StringVar(&p.Email, "email", "", "e-mail address (may be used to log in)")
+	f.BoolVar(&p.Official, "official", false, "an official (may hold a signing key)")
+	f.StringVar(&passwordEnv, "password-env", "", "environment variable holding the password")
+	f.StringVar(&passwordFile, "password-file", "", "file holding the password")
+	outputFlag(create, "table")
+
+	list := &cobra.Command{
+		Use: "list", Short: "List persons", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.Flag("output").Value.String()
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			return withAccounts(cmd, func(ctx context.Context, db *sqlstore.DB, a *idp.Accounts) error {
+				ps, err := db.Persons(ctx)
+				if err != nil {
+					return err
+				}
+				views := []personView{}
+				for _, p := range ps {
+					views = append(views, view(ctx, a, p))
+				}
+				return printPersons(cmd.OutOrStdout(), out, views, true)
+			})
+		},
+	}
+	outputFlag(list, "table")
+
+	show := &cobra.Command{
+		Use: "show PERSONAL_NUMBER|SUB", Short: "Show one person", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.Flag("output").Value.String()
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			return withAccounts(cmd, func(ctx context.Context, db *sqlstore.DB, a *idp.Accounts) error {
+				p, err := find(ctx, db, args[0])
+				if err != nil {
+					return err
+				}
+				return printPersons(cmd.OutOrStdout(), out, []personView{view(ctx, a, p)}, false)
+			})
+		},
+	}
+	outputFlag(show, "table")
+
+	enroll := &cobra.Command{
+		Use:   "enroll-totp PERSONAL_NUMBER|SUB",
+		Short: "Give a person a new authenticator (replacing any) and print its otpauth URI once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.Flag("output").Value.String()
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			return withAccounts(cmd, func(ctx context.Context, db *sqlstore.DB, a *idp.Accounts) error {
+				p, err := find(ctx, db, args[0])
+				if err != nil {
+					return err
+				}
+				key, err := a.NewTOTP(p)
+				if err != nil {
+					return err
+				}
+				if err := a.EnrollTOTP(ctx, p.SubjectID, key); err != nil {
+					return err
+				}
+				v := view(ctx, a, p)
+				v.OTPAuthURI = key.URL()
+				return printPersons(cmd.OutOrStdout(), out, []personView{v}, false)
+			})
+		},
+	}
+	outputFlag(enroll, "table")
+	cmd.AddCommand(create, list, show, enroll)
+	return cmd
+}
