@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/digitorus/timestamp"
 
 	"github.com/vula-eid/vula/internal/testenv"
@@ -74,7 +76,9 @@ func TestScaleOut(t *testing.T) {
 	tok := testenv.SoftHSM(t)
 	env := []string{"SOFTHSM2_CONF=" + tok.Conf, "VULA_HSM_BACKEND=pkcs11", "VULA_HSM_PKCS11_MODULE=" + tok.Module,
 		"VULA_HSM_PKCS11_TOKEN_LABEL=" + tok.Label, "VULA_HSM_PKCS11_PIN_ENV=TEST_HSM_PIN", "TEST_HSM_PIN=" + tok.PIN,
-		"VULA_STORE_DURABLE=" + pg.DSN, "VULA_STORE_EPHEMERAL=" + rd.URL}
+		"VULA_STORE_DURABLE=" + pg.DSN, "VULA_STORE_EPHEMERAL=" + rd.URL,
+		// One public name behind the (here absent) load balancer, one TOTP sealing key.
+		"VULA_BASE_URL=" + sharedIssuer, "VULA_IDP_DEMO=false", "VULA_IDP_SEED_KEY_FILE=" + filepath.Join(t.TempDir(), "totp-seal.key")}
 	// One after the other: SoftHSM2 keeps its tokens in files, and a process that initialises
 	// the library while another writes the token can miss the token (a real HSM has no such
 	// race). Once both run, they share the token and the databases for real.
@@ -91,6 +95,7 @@ func TestScaleOut(t *testing.T) {
 		}
 	}
 	serials := timestampBoth(t, replicas)
+	loginAcross(t, env, replicas)
 	rd.Stop(t)
 	for _, r := range replicas {
 		rep := r.ready(t, http.StatusServiceUnavailable)
@@ -126,6 +131,30 @@ func TestScaleOut(t *testing.T) {
 	}
 	if audits < 1 {
 		t.Fatalf("no audit key on the token: %v", keys)
+	}
+}
+
+const sharedIssuer = "http://vula.test"
+
+// loginAcross starts a login at one replica and redeems the code at the other: the flow's state
+// is in Redis, the clients and people in PostgreSQL, the token keys on the token.
+func loginAcross(t *testing.T, env []string, replicas []*replica) {
+	t.Helper()
+	ctx := context.Background()
+	r := newRP(t, env, "health")
+	pw, seed := citizen(t, env, "2345678901")
+	a, b := "http://"+replicas[0].addr, "http://"+replicas[1].addr
+	tok := codeFlow(t, r, sharedIssuer, a, b, "2345678901", pw, seed)
+	v := oidc.NewVerifier(sharedIssuer, oidc.NewRemoteKeySet(ctx, b+"/jwks.json"), &oidc.Config{ClientID: "health", SupportedSigningAlgs: []string{oidc.ES256}})
+	if _, err := v.Verify(ctx, tok["id_token"].(string)); err != nil {
+		t.Fatalf("ID token from the other replica: %v", err)
+	}
+	// The refresh token works at the first replica too.
+	rf := r.assertion(t, sharedIssuer+"/oauth2/token")
+	rf.Set("grant_type", "refresh_token")
+	rf.Set("refresh_token", tok["refresh_token"].(string))
+	if code, body := post(t, a+"/oauth2/token", rf); code != 200 {
+		t.Fatalf("refresh at the first replica: %d %v", code, body)
 	}
 }
 

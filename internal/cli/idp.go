@@ -47,7 +47,11 @@ func openIdP(ctx context.Context, mux *http.ServeMux, keys hsm.Manager, db store
 	p.Register(mux)
 	idp.NewPages(p, accounts, r, secure).Register(mux)
 	if *cfg.IdP.Demo {
-		return demo(ctx, mux, db, accounts, cfg, stdout)
+		// The demo is a convenience: when it cannot be made (say, base_url is plain http on a
+		// public name, which no redirect URI may be), the platform runs without it.
+		if err := demo(ctx, mux, db, accounts, cfg, stdout); err != nil {
+			log.Warn("no demo relying party", "err", err)
+		}
 	}
 	return nil
 }

@@ -3,11 +3,8 @@ package idp
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -17,92 +14,11 @@ import (
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/oauth2"
 
+	"github.com/vula-eid/vula/internal/idp/idptest"
 	"github.com/vula-eid/vula/internal/store"
 )
 
 const rpCallback = "http://127.0.0.1:9/callback" // never contacted: the browser stops at the redirect
-
-// browser is a cookie-keeping HTTP client that does not follow redirects to the relying party.
-type browser struct {
-	t      *testing.T
-	c      *http.Client
-	issuer string
-}
-
-func newBrowser(t *testing.T, issuer string) *browser {
-	jar, _ := cookiejar.New(nil)
-	b := &browser{t: t, issuer: issuer}
-	b.c = &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		if !strings.HasPrefix(req.URL.String(), issuer) {
-			return http.ErrUseLastResponse
-		}
-		return nil
-	}}
-	return b
-}
-
-var hidden = regexp.MustCompile(`name="(flow|csrf|enrolment|logout)" value="([^"]*)"`)
-
-// page fetches u and returns status, final URL, body and the hidden form fields.
-func (b *browser) do(req *http.Request) (int, *url.URL, string, url.Values) {
-	b.t.Helper()
-	resp, err := b.c.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	fields := url.Values{}
-	for _, m := range hidden.FindAllStringSubmatch(string(body), -1) {
-		fields.Set(m[1], m[2])
-	}
-	loc := resp.Request.URL
-	if l, err := resp.Location(); err == nil {
-		loc = l
-	}
-	return resp.StatusCode, loc, string(body), fields
-}
-
-func (b *browser) get(u string) (int, *url.URL, string, url.Values) {
-	req, _ := http.NewRequest("GET", u, nil)
-	return b.do(req)
-}
-
-func (b *browser) post(path string, form url.Values) (int, *url.URL, string, url.Values) {
-	req, _ := http.NewRequest("POST", b.issuer+path, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return b.do(req)
-}
-
-// login goes from the authorization URL through the pages; it returns the redirect to the
-// relying party.
-func (b *browser) login(authURL, identifier, password, totpSecret string) *url.URL {
-	b.t.Helper()
-	status, loc, body, f := b.get(authURL)
-	if status != 200 || !strings.Contains(body, `name="password"`) {
-		b.t.Fatalf("login page: %d %s\n%s", status, loc, body)
-	}
-	f.Set("identifier", identifier)
-	f.Set("password", password)
-	status, loc, body, f2 := b.post("/login", f)
-	if totpSecret != "" {
-		if !strings.Contains(body, `autocomplete="one-time-code"`) {
-			b.t.Fatalf("no one-time code page: %d %s\n%s", status, loc, body)
-		}
-		code, _ := totp.GenerateCode(totpSecret, time.Now())
-		f2.Set("code", code)
-		status, loc, body, f2 = b.post("/login/totp", f2)
-	}
-	if strings.Contains(body, `name="decision"`) {
-		f2.Set("decision", "allow")
-		f2.Set("remember", "1")
-		status, loc, body, _ = b.post("/consent", f2)
-	}
-	if status != http.StatusSeeOther && status != http.StatusFound || !strings.HasPrefix(loc.String(), rpCallback) {
-		b.t.Fatalf("no redirect to the client: %d %s\n%s", status, loc, body)
-	}
-	return loc
-}
 
 func (f *fixture) citizen(t *testing.T, withTOTP bool) (store.Person, string) {
 	t.Helper()
@@ -147,8 +63,8 @@ func TestCodeFlow(t *testing.T) {
 	verifier, opts := newPKCE()
 	authURL := conf.AuthCodeURL("state-12345678", append(opts, oidc.Nonce("nonce-12345678"),
 		oauth2.SetAuthURLParam("acr_values", LoASubstantial))...)
-	b := newBrowser(t, f.srv.URL)
-	cb := b.login(authURL, "1234567890", "correct horse battery", seed)
+	b := idptest.New(t, f.srv.URL)
+	cb := b.Login(authURL, rpCallback, "1234567890", "correct horse battery", seed)
 	if cb.Query().Get("state") != "state-12345678" || cb.Query().Get("code") == "" {
 		t.Fatalf("callback %s", cb)
 	}
@@ -206,11 +122,11 @@ func TestCodeFlow(t *testing.T) {
 
 	// A second login in the same browser is single sign-on: no password page, consent remembered.
 	verifier, opts = newPKCE()
-	status, loc, _, _ := b.get(conf.AuthCodeURL("state-abcdefgh", opts...))
-	if status != http.StatusSeeOther || !strings.HasPrefix(loc.String(), rpCallback) {
-		t.Fatalf("single sign-on: %d %s", status, loc)
+	r := b.Get(conf.AuthCodeURL("state-abcdefgh", opts...))
+	if r.Status != http.StatusSeeOther || !strings.HasPrefix(r.URL.String(), rpCallback) {
+		t.Fatalf("single sign-on: %d %s", r.Status, r.URL)
 	}
-	c := loc.Query().Get("code")
+	c := r.URL.Query().Get("code")
 	tok3, err := conf.Exchange(ctx, c, oauth2.VerifierOption(verifier))
 	if err != nil {
 		t.Fatal(err)
@@ -240,48 +156,48 @@ func TestAuthorizeRefusals(t *testing.T) {
 	f.citizen(t, false)
 	conf := oauth2.Config{ClientID: "tax", ClientSecret: secret, RedirectURL: rpCallback, Scopes: []string{"openid"},
 		Endpoint: oauth2.Endpoint{AuthURL: f.srv.URL + "/oauth2/auth", TokenURL: f.srv.URL + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader}}
-	b := newBrowser(t, f.srv.URL)
+	b := idptest.New(t, f.srv.URL)
 	_, opts := newPKCE()
 
 	// A redirect URI that is not registered exactly: an error page, no redirect.
 	bad := conf
 	bad.RedirectURL = rpCallback + "/other"
-	if status, loc, _, _ := b.get(bad.AuthCodeURL("state-12345678", opts...)); status == http.StatusSeeOther || strings.HasPrefix(loc.String(), rpCallback) {
-		t.Fatalf("wrong redirect_uri: %d %s", status, loc)
+	if r := b.Get(bad.AuthCodeURL("state-12345678", opts...)); r.Status == http.StatusSeeOther || strings.HasPrefix(r.URL.String(), rpCallback) {
+		t.Fatalf("wrong redirect_uri: %d %s", r.Status, r.URL)
 	}
 	// No PKCE: refused back to the client.
-	if _, loc, _, _ := b.get(conf.AuthCodeURL("state-12345678")); loc.Query().Get("error") != "invalid_request" {
-		t.Fatalf("no PKCE: %s", loc)
+	if r := b.Get(conf.AuthCodeURL("state-12345678")); r.URL.Query().Get("error") != "invalid_request" {
+		t.Fatalf("no PKCE: %s", r.URL)
 	}
 	// A plain PKCE challenge is not S256.
-	if _, loc, _, _ := b.get(conf.AuthCodeURL("state-12345678", oauth2.SetAuthURLParam("code_challenge", strings.Repeat("a", 43)),
-		oauth2.SetAuthURLParam("code_challenge_method", "plain"))); loc.Query().Get("error") != "invalid_request" {
-		t.Fatalf("plain PKCE: %s", loc)
+	if r := b.Get(conf.AuthCodeURL("state-12345678", oauth2.SetAuthURLParam("code_challenge", strings.Repeat("a", 43)),
+		oauth2.SetAuthURLParam("code_challenge_method", "plain"))); r.URL.Query().Get("error") != "invalid_request" {
+		t.Fatalf("plain PKCE: %s", r.URL)
 	}
 	// A client that must use PAR may not come to /oauth2/auth directly.
 	par := conf
 	par.ClientID = "health"
-	if _, loc, _, _ := b.get(par.AuthCodeURL("state-12345678", opts...)); loc.Query().Get("error") != "invalid_request" {
-		t.Fatalf("PAR required: %s", loc)
+	if r := b.Get(par.AuthCodeURL("state-12345678", opts...)); r.URL.Query().Get("error") != "invalid_request" {
+		t.Fatalf("PAR required: %s", r.URL)
 	}
 	// The substantial level for a person without an authenticator cannot be met.
 	verifier, opts := newPKCE()
-	status, _, body, fields := b.get(conf.AuthCodeURL("state-12345678", append(opts, oauth2.SetAuthURLParam("acr_values", LoASubstantial))...))
-	if status != 200 {
-		t.Fatalf("login page: %d %s", status, body)
+	r := b.Get(conf.AuthCodeURL("state-12345678", append(opts, oauth2.SetAuthURLParam("acr_values", LoASubstantial))...))
+	if r.Status != 200 {
+		t.Fatalf("login page: %d %s", r.Status, r.Body)
 	}
-	fields.Set("identifier", "1234567890")
-	fields.Set("password", "correct horse battery")
-	if _, loc, _, _ := b.post("/login", fields); loc.Query().Get("error") != "unmet_authentication_requirements" {
-		t.Fatalf("unmet acr: %s", loc)
+	r.Form.Set("identifier", "1234567890")
+	r.Form.Set("password", "correct horse battery")
+	if r := b.Post("/login", r.Form); r.URL.Query().Get("error") != "unmet_authentication_requirements" {
+		t.Fatalf("unmet acr: %s", r.URL)
 	}
 	// A login form without its CSRF token is refused, and so is a wrong PKCE verifier.
-	_, _, _, fields = b.get(conf.AuthCodeURL("state-12345678", opts...))
-	noCSRF := url.Values{"flow": {fields.Get("flow")}, "identifier": {"1234567890"}, "password": {"correct horse battery"}}
-	if status, _, _, _ := b.post("/login", noCSRF); status != http.StatusForbidden {
-		t.Fatalf("login without CSRF token: %d", status)
+	r = b.Get(conf.AuthCodeURL("state-12345678", opts...))
+	noCSRF := url.Values{"flow": {r.Form.Get("flow")}, "identifier": {"1234567890"}, "password": {"correct horse battery"}}
+	if r := b.Post("/login", noCSRF); r.Status != http.StatusForbidden {
+		t.Fatalf("login without CSRF token: %d", r.Status)
 	}
-	cb := b.login(conf.AuthCodeURL("state-12345678", opts...), "1234567890", "correct horse battery", "")
+	cb := b.Login(conf.AuthCodeURL("state-12345678", opts...), rpCallback, "1234567890", "correct horse battery", "")
 	if _, err := conf.Exchange(ctx, cb.Query().Get("code"), oauth2.VerifierOption(verifier+"x")); err == nil {
 		t.Fatal("a wrong PKCE verifier was accepted")
 	}
