@@ -10,6 +10,7 @@ declare -A need=(
   [openssl]=openssl
   [redis-server]=redis-server
   [pg_ctl]=postgresql
+  [chromium]=chromium
 )
 
 have() {

@@ -23,7 +23,7 @@ import (
 
 // idpPaths are the identity provider's routes on the one listener.
 var idpPaths = []string{"/.well-known/", "/jwks.json", "/oauth2/", "/userinfo", "/login", "/login/", "/consent",
-	"/account/", "/logout", "/demo/"}
+	"/account/", "/logout", "/demo/", "/api/v1/admin/"}
 
 // openIdP makes the OpenID Connect provider and its pages on mux; on a first start in demo mode
 // it also makes the demo relying party and citizen and tells stdout how to log in.
@@ -46,6 +46,7 @@ func openIdP(ctx context.Context, mux *http.ServeMux, keys hsm.Manager, db store
 	}
 	p.Register(mux)
 	idp.NewPages(p, accounts, r, secure).Register(mux)
+	idp.NewAdmin(p, accounts).Register(mux)
 	if *cfg.IdP.Demo {
 		// The demo is a convenience: when it cannot be made (say, base_url is plain http on a
 		// public name, which no redirect URI may be), the platform runs without it.

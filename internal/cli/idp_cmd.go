@@ -18,32 +18,7 @@ import (
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 )
 
-// clientView is a client as the commands show it: never the secret's hash.
-type clientView struct {
-	ID                     string    `json:"client_id"`
-	Name                   string    `json:"client_name,omitempty"`
-	RedirectURIs           []string  `json:"redirect_uris"`
-	PostLogoutRedirectURIs []string  `json:"post_logout_redirect_uris,omitempty"`
-	GrantTypes             []string  `json:"grant_types"`
-	Scopes                 []string  `json:"scopes"`
-	AuthMethod             string    `json:"token_endpoint_auth_method"`
-	JWKSURI                string    `json:"jwks_uri,omitempty"`
-	HasJWKS                bool      `json:"has_jwks,omitempty"`
-	RequirePAR             bool      `json:"require_pushed_authorization_requests"`
-	AllowedACR             []string  `json:"allowed_acr_values,omitempty"`
-	SectorIdentifier       string    `json:"sector_identifier,omitempty"`
-	OrganizationID         string    `json:"organization_id,omitempty"`
-	Created                time.Time `json:"created"`
-	Secret                 string    `json:"client_secret,omitempty"` // only when just made
-}
-
-func viewClient(c store.Client) clientView {
-	return clientView{ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
-		GrantTypes: c.GrantTypes, Scopes: c.Scopes, AuthMethod: c.TokenEndpointAuthMethod, JWKSURI: c.JWKSURI, HasJWKS: len(c.JWKS) > 0,
-		RequirePAR: c.RequirePAR, AllowedACR: c.AllowedACR, SectorIdentifier: c.SectorIdentifier, OrganizationID: c.OrganizationID, Created: c.Created}
-}
-
-func printClients(w io.Writer, out string, cs []clientView, asList bool) error {
+func printClients(w io.Writer, out string, cs []idp.ClientView, asList bool) error {
 	if out == "json" {
 		if asList {
 			return printJSON(w, cs)
@@ -92,9 +67,9 @@ func clientsCmd(g *globals) *cobra.Command {
 				if err := db.CreateClient(ctx, rec); err != nil {
 					return err
 				}
-				v := viewClient(rec)
+				v := idp.ViewClient(rec)
 				v.Secret = secret
-				return printClients(cmd.OutOrStdout(), out, []clientView{v}, false)
+				return printClients(cmd.OutOrStdout(), out, []idp.ClientView{v}, false)
 			})
 		},
 	}
@@ -125,9 +100,9 @@ func clientsCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				views := []clientView{}
+				views := []idp.ClientView{}
 				for _, c := range cs {
-					views = append(views, viewClient(c))
+					views = append(views, idp.ViewClient(c))
 				}
 				return printClients(cmd.OutOrStdout(), out, views, true)
 			})
@@ -147,7 +122,7 @@ func clientsCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return printClients(cmd.OutOrStdout(), out, []clientView{viewClient(c)}, false)
+				return printClients(cmd.OutOrStdout(), out, []idp.ClientView{idp.ViewClient(c)}, false)
 			})
 		},
 	}
@@ -172,21 +147,7 @@ func clientsCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// personView is a person as the commands show them.
-type personView struct {
-	Subject        string    `json:"sub"`
-	PersonalNumber string    `json:"personal_number"`
-	GivenName      string    `json:"given_name"`
-	FamilyName     string    `json:"family_name"`
-	BirthDate      string    `json:"birthdate,omitempty"`
-	Email          string    `json:"email,omitempty"`
-	Official       bool      `json:"official"`
-	TOTP           bool      `json:"totp"`
-	Created        time.Time `json:"created"`
-	OTPAuthURI     string    `json:"otpauth_uri,omitempty"` // only right after enrolment
-}
-
-func printPersons(w io.Writer, out string, ps []personView, asList bool) error {
+func printPersons(w io.Writer, out string, ps []idp.PersonView, asList bool) error {
 	if out == "json" {
 		if asList {
 			return printJSON(w, ps)
@@ -220,10 +181,6 @@ func personsCmd(g *globals) *cobra.Command {
 			return f(ctx, db, a)
 		})
 	}
-	view := func(ctx context.Context, a *idp.Accounts, p store.Person) personView {
-		return personView{Subject: p.SubjectID, PersonalNumber: p.PersonalNumber, GivenName: p.GivenName, FamilyName: p.FamilyName,
-			BirthDate: p.BirthDate, Email: p.Email, Official: p.Official, TOTP: a.HasTOTP(ctx, p.SubjectID), Created: p.Created}
-	}
 	find := func(ctx context.Context, db *sqlstore.DB, id string) (store.Person, error) {
 		if p, err := db.PersonByPersonalNumber(ctx, id); err == nil {
 			return p, nil
@@ -252,7 +209,7 @@ func personsCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return printPersons(cmd.OutOrStdout(), out, []personView{view(ctx, a, made)}, false)
+				return printPersons(cmd.OutOrStdout(), out, []idp.PersonView{a.ViewPerson(ctx, made)}, false)
 			})
 		},
 	}
@@ -278,9 +235,9 @@ func personsCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				views := []personView{}
+				views := []idp.PersonView{}
 				for _, p := range ps {
-					views = append(views, view(ctx, a, p))
+					views = append(views, a.ViewPerson(ctx, p))
 				}
 				return printPersons(cmd.OutOrStdout(), out, views, true)
 			})
@@ -300,7 +257,7 @@ func personsCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return printPersons(cmd.OutOrStdout(), out, []personView{view(ctx, a, p)}, false)
+				return printPersons(cmd.OutOrStdout(), out, []idp.PersonView{a.ViewPerson(ctx, p)}, false)
 			})
 		},
 	}
@@ -327,9 +284,9 @@ func personsCmd(g *globals) *cobra.Command {
 				if err := a.EnrollTOTP(ctx, p.SubjectID, key); err != nil {
 					return err
 				}
-				v := view(ctx, a, p)
+				v := a.ViewPerson(ctx, p)
 				v.OTPAuthURI = key.URL()
-				return printPersons(cmd.OutOrStdout(), out, []personView{v}, false)
+				return printPersons(cmd.OutOrStdout(), out, []idp.PersonView{v}, false)
 			})
 		},
 	}

@@ -251,3 +251,31 @@ func TestPairwise(t *testing.T) {
 		t.Fatalf("pairwise: %s %s %s", a, a2, b)
 	}
 }
+
+// A pushed request_uri is good for a while only.
+func TestPARExpires(t *testing.T) {
+	f := newFixture(t)
+	secret := f.register(t, ClientSpec{ID: "tax", RedirectURIs: []string{rpCallback}, Scopes: []string{"openid"}})
+	v, _ := newPKCE()
+	form := url.Values{"response_type": {"code"}, "client_id": {"tax"}, "redirect_uri": {rpCallback}, "scope": {"openid"},
+		"state": {"state-12345678"}, "code_challenge": {oauth2.S256ChallengeFromVerifier(v)}, "code_challenge_method": {"S256"}}
+	code, par := postForm(t, f.srv.URL+"/oauth2/par", form, "tax", secret)
+	if code != http.StatusCreated || par["request_uri"] == nil || par["expires_in"] == nil {
+		t.Fatalf("PAR: %d %v", code, par)
+	}
+	// Without PKCE a push is refused at once.
+	noPKCE := url.Values{"response_type": {"code"}, "client_id": {"tax"}, "redirect_uri": {rpCallback}, "scope": {"openid"}, "state": {"state-12345678"}}
+	if code, body := postForm(t, f.srv.URL+"/oauth2/par", noPKCE, "tax", secret); code != 400 || body["error"] != "invalid_request" {
+		t.Fatalf("PAR without PKCE: %d %v", code, body)
+	}
+	f.clock.Advance(f.p.cfg.PARTTL + time.Second)
+	b := idptest.New(t, f.srv.URL)
+	r := b.Get(f.srv.URL + "/oauth2/auth?client_id=tax&request_uri=" + url.QueryEscape(par["request_uri"].(string)))
+	if r.Status == http.StatusSeeOther && strings.HasPrefix(r.URL.Path, "/login") || strings.Contains(r.Body, `name="password"`) {
+		t.Fatalf("an expired request_uri led to the login page: %d %s", r.Status, r.URL)
+	}
+	t.Logf("expired request_uri: %d %s", r.Status, r.URL)
+	if e := r.URL.Query().Get("error"); e != "invalid_request_uri" && e != "invalid_request" && r.Status != http.StatusBadRequest {
+		t.Fatalf("expired request_uri: %d %s\n%s", r.Status, r.URL, r.Body)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +44,7 @@ func TestMain(m *testing.M) {
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 type fixture struct {
+	clock    *testClock // the ephemeral store's: moving it expires entries
 	p        *Provider
 	srv      *httptest.Server
 	db       *sqlstore.DB
@@ -50,6 +52,12 @@ type fixture struct {
 	hook     *countHook
 	accounts *Accounts
 }
+
+// testClock is the system clock moved by an offset.
+type testClock struct{ off atomic.Int64 }
+
+func (c *testClock) Now() time.Time           { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *testClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 
 // countHook counts the key layer's signatures (every token is one).
 type countHook struct{ n int }
@@ -72,7 +80,8 @@ func newFixture(t testing.TB) *fixture {
 	}
 	hook := &countHook{}
 	keys := hsm.Instrument(m, hsm.NewMetrics(prometheus.NewRegistry()), hook, time.Now)
-	eph := memstore.New(time.Now)
+	clock := &testClock{}
+	eph := memstore.New(clock.Now)
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() { srv.Close(); db.Close(); m.Close() })
@@ -88,7 +97,8 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	NewPages(p, accounts, r, false).Register(mux)
-	return &fixture{p: p, srv: srv, db: db, eph: eph, hook: hook, accounts: accounts}
+	NewAdmin(p, accounts).Register(mux)
+	return &fixture{clock: clock, p: p, srv: srv, db: db, eph: eph, hook: hook, accounts: accounts}
 }
 
 // register stores a client and returns its secret (for client_secret_basic).

@@ -39,12 +39,18 @@ func Status(err error) int {
 // WriteError answers with the problem body for err. The detail of a 5xx stays in the log: the
 // client gets only the status text and the request id, so nothing internal leaks.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
-	code := Status(err)
-	p := Problem{Type: "about:blank", Title: http.StatusText(code), Status: code, Instance: RequestID(r.Context())}
-	if code < 500 {
+	WriteProblem(w, r, Status(err), err)
+}
+
+// WriteProblem answers with the problem body for err under status, for a handler that knows
+// better than Status (a domain's own validation error is a 400). As in WriteError, a 5xx keeps
+// its detail in the log.
+func WriteProblem(w http.ResponseWriter, r *http.Request, status int, err error) {
+	p := Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Instance: RequestID(r.Context())}
+	if status < 500 {
 		p.Detail = err.Error()
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, code, p)
+	writeJSON(w, status, p)
 }
