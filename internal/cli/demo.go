@@ -104,16 +104,17 @@ func (d *demoRP) start(w http.ResponseWriter, r *http.Request) {
 var demoPage = template.Must(template.New("demo").Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Vula demo portal</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}
 dt{font-weight:600}dd{margin:0 0 .5rem}</style></head><body><h1>Vula demo portal</h1>
-{{if .Error}}<p role="alert">The login did not work: {{.Error}}</p>{{else}}<p>You are logged in. The ID token says:</p>
-<dl>{{range $k, $v := .Claims}}<dt>{{$k}}</dt><dd>{{$v}}</dd>{{end}}</dl>{{end}}
+{{if .Error}}<p role="alert">The login did not work: {{.Error}}</p>{{end}}{{if .Claims}}<p>You are logged in. The ID token says:</p>
+<dl>{{range $k, $v := .Claims}}<dt>{{$k}}</dt><dd>{{$v}}</dd>{{end}}</dl>{{end}}{{if .UserInfo}}<p>The userinfo endpoint says:</p>
+<dl id="userinfo">{{range $k, $v := .UserInfo}}<dt>{{$k}}</dt><dd>{{$v}}</dd>{{end}}</dl>{{end}}
 <p><a href="/demo/">Log in again</a> · <a href="{{.Logout}}">Log out</a></p></body></html>`))
 
 func (d *demoRP) callback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	data := struct {
-		Claims        map[string]any
-		Error, Logout string
+		Claims, UserInfo map[string]any
+		Error, Logout    string
 	}{Logout: "/logout?client_id=" + demoClient + "&post_logout_redirect_uri=" + d.base + "/demo/"}
 	render := func(status int) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -147,8 +148,12 @@ func (d *demoRP) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw, _ := tok.Extra("id_token").(string)
-	verifier := oidc.NewVerifier(d.base, oidc.NewRemoteKeySet(ctx, d.base+"/jwks.json"), &oidc.Config{ClientID: demoClient})
-	idt, err := verifier.Verify(ctx, raw)
+	// Discovery, as a relying party would do it: it names the keys and the signing algorithm.
+	var idt *oidc.IDToken
+	provider, err := oidc.NewProvider(ctx, d.base)
+	if err == nil {
+		idt, err = provider.Verifier(&oidc.Config{ClientID: demoClient}).Verify(ctx, raw)
+	}
 	if err == nil && idt.Nonce != ds.Nonce {
 		err = errors.New("nonce mismatch")
 	}
@@ -158,6 +163,11 @@ func (d *demoRP) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	idt.Claims(&data.Claims)
+	if ui, err := provider.UserInfo(ctx, oauth2.StaticTokenSource(tok)); err != nil {
+		data.Error = "userinfo: " + err.Error()
+	} else {
+		ui.Claims(&data.UserInfo)
+	}
 	data.Logout += "&id_token_hint=" + raw
 	render(http.StatusOK)
 }

@@ -230,7 +230,18 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := Open(ctx, "postgres://postgres@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", discard()); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("down database at open: %v", err)
 	}
-	if _, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "no", "such", "dir", "x.db"), discard()); err == nil {
-		t.Fatal("sqlite in a missing directory accepted")
+	// The directory is made when missing, but not under a regular file.
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
 	}
+	if _, err := Open(ctx, "sqlite:"+filepath.Join(file, "dir", "x.db"), discard()); err == nil {
+		t.Fatal("sqlite under a regular file accepted")
+	}
+	made := filepath.Join(t.TempDir(), "new", "dir", "x.db")
+	s, err := Open(ctx, "sqlite:"+made, discard())
+	if err != nil {
+		t.Fatalf("sqlite in a missing directory: %v", err)
+	}
+	s.Close()
 }
