@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -290,4 +291,52 @@ func (a *Authority) Names() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// issuerOf names the CA of the hierarchy that issued c (by its authority key identifier), ""
+// when none did.
+func (a *Authority) issuerOf(c *x509.Certificate) string {
+	for _, name := range []string{NameRoot, NamePersonCA, NameSealCA} {
+		iss := a.certs[name]
+		if iss != nil && bytes.Equal(iss.Cert.SubjectKeyId, c.AuthorityKeyId) && bytes.Equal(iss.Cert.RawSubject, c.RawIssuer) {
+			return name
+		}
+	}
+	return ""
+}
+
+// OCSP returns a DER OCSP response on c, signed by the delegated responder of the issuing CA
+// that issued it: what a signature at level LT embeds. c must be issued by person-ca or seal-ca.
+func (a *Authority) OCSP(ctx context.Context, c *x509.Certificate) ([]byte, error) {
+	ca := a.issuerOf(c)
+	if ca != NamePersonCA && ca != NameSealCA {
+		return nil, fmt.Errorf("%w: no OCSP responder for certificates issued by %s", store.ErrNotFound, c.Issuer)
+	}
+	return a.respond(ctx, ca, c.SerialNumber, crypto.SHA256, nil)
+}
+
+// CRLOf returns the current DER CRL of the CA of the hierarchy that issued c.
+func (a *Authority) CRLOf(ctx context.Context, c *x509.Certificate) ([]byte, error) {
+	ca := a.issuerOf(c)
+	if ca == "" {
+		return nil, fmt.Errorf("%w: no CA of this hierarchy issued %s", store.ErrNotFound, c.Subject)
+	}
+	return a.CRL(ctx, ca)
+}
+
+// Chain returns the certificates above c up to the root, the issuer first.
+func (a *Authority) Chain(c *x509.Certificate) []*x509.Certificate {
+	var chain []*x509.Certificate
+	for range 3 {
+		ca := a.issuerOf(c)
+		if ca == "" {
+			break
+		}
+		c = a.certs[ca].Cert
+		chain = append(chain, c)
+		if ca == NameRoot {
+			break
+		}
+	}
+	return chain
 }

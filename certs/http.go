@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/url"
 	"sort"
@@ -140,51 +141,62 @@ func (h Handlers) answer(w http.ResponseWriter, ctx context.Context, der []byte)
 		writeOCSP(w, ocsp.UnauthorizedErrorResponse)
 		return
 	}
-	iss, responder := h.A.certs[ca], h.A.certs[ocspName(ca)]
-	now := h.A.now()
-	tmpl := ocsp.Response{SerialNumber: req.SerialNumber, ThisUpdate: now, NextUpdate: now.Add(time.Hour),
-		Certificate: responder.Cert, IssuerHash: req.HashAlgorithm, Status: ocsp.Unknown}
-	c, err := h.A.recs.Certificate(ctx, ca, serialHex(req.SerialNumber))
+	resp, err := h.A.respond(ctx, ca, req.SerialNumber, req.HashAlgorithm, requestNonce(der))
+	if err != nil {
+		h.Log.Error("OCSP", "err", err)
+		if errors.Is(err, errLookup) {
+			writeOCSP(w, ocsp.TryLaterErrorResponse)
+		} else {
+			writeOCSP(w, ocsp.InternalErrorErrorResponse)
+		}
+		return
+	}
+	writeOCSP(w, resp)
+}
+
+var errLookup = errors.New("pki: certificate status lookup failed")
+
+// respond makes the signed OCSP answer on serial of ca as the store gives it now. An answer
+// without a nonce may come from the cache: its key holds the status the store gives now, so a
+// revocation is never answered from the cache as good.
+func (a *Authority) respond(ctx context.Context, ca string, serial *big.Int, issuerHash crypto.Hash, nonce []byte) ([]byte, error) {
+	iss, responder := a.certs[ca], a.certs[ocspName(ca)]
+	now := a.now()
+	tmpl := ocsp.Response{SerialNumber: serial, ThisUpdate: now, NextUpdate: now.Add(time.Hour),
+		Certificate: responder.Cert, IssuerHash: issuerHash, Status: ocsp.Unknown}
+	c, err := a.recs.Certificate(ctx, ca, serialHex(serial))
 	switch {
 	case err == nil && c.Revoked:
 		tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, c.RevokedAt, c.RevocationReason
 	case err == nil:
 		tmpl.Status = ocsp.Good
 	case !errors.Is(err, store.ErrNotFound):
-		h.Log.Error("OCSP lookup", "err", err)
-		writeOCSP(w, ocsp.TryLaterErrorResponse)
-		return
+		return nil, fmt.Errorf("%w: %w", errLookup, err)
 	}
-	// A request without a nonce may get a cached answer; the key holds the status the store
-	// gives now, so a revocation is never answered from the cache as good.
-	nonce := requestNonce(der)
-	key := fmt.Sprintf("%s/%x/%d/%d", ca, req.SerialNumber, tmpl.Status, req.HashAlgorithm)
+	key := fmt.Sprintf("%s/%x/%d/%d", ca, serial, tmpl.Status, issuerHash)
 	if nonce == nil {
-		h.A.mu.Lock()
-		c, ok := h.A.ocsp[key]
-		h.A.mu.Unlock()
+		a.mu.Lock()
+		c, ok := a.ocsp[key]
+		a.mu.Unlock()
 		if ok && now.Before(c.until) {
-			writeOCSP(w, c.der)
-			return
+			return c.der, nil
 		}
 	} else {
 		tmpl.ExtraExtensions = []pkix.Extension{{Id: oidOCSPNonce, Value: nonce}}
 	}
 	resp, err := ocsp.CreateResponse(iss.Cert, responder.Cert, tmpl, responder.Signer)
 	if err != nil {
-		h.Log.Error("OCSP signing", "err", err)
-		writeOCSP(w, ocsp.InternalErrorErrorResponse)
-		return
+		return nil, fmt.Errorf("pki: OCSP signing: %w", err)
 	}
 	if nonce == nil {
-		h.A.mu.Lock()
-		if len(h.A.ocsp) > 100000 { // bounded: forget everything rather than grow without end
-			clear(h.A.ocsp)
+		a.mu.Lock()
+		if len(a.ocsp) > 100000 { // bounded: forget everything rather than grow without end
+			clear(a.ocsp)
 		}
-		h.A.ocsp[key] = cachedOCSP{der: resp, until: now.Add(30 * time.Minute)}
-		h.A.mu.Unlock()
+		a.ocsp[key] = cachedOCSP{der: resp, until: now.Add(30 * time.Minute)}
+		a.mu.Unlock()
 	}
-	writeOCSP(w, resp)
+	return resp, nil
 }
 
 // caByKeyHash finds the issuing CA whose key hashes (SHA-1 or SHA-256 of the

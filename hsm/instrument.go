@@ -64,6 +64,9 @@ func WithActor(ctx context.Context, actor string) context.Context {
 	return context.WithValue(ctx, actorKey, actor)
 }
 
+// ActorOf returns the actor ctx names (WithActor), "" if none.
+func ActorOf(ctx context.Context) string { return fromCtx(ctx, actorKey) }
+
 // WithRequestID ties the signatures made with ctx to a request.
 func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey, id)

@@ -169,8 +169,8 @@ func newSerial() (*big.Int, error) {
 	return new(big.Int).SetBytes(b), nil
 }
 
-// encode signs t and returns the DER TimeStampResp with status granted.
-func (e *encoder) encode(ctx context.Context, t token) ([]byte, error) {
+// token signs t and returns the DER TimeStampToken (a CMS ContentInfo).
+func (e *encoder) token(ctx context.Context, t token) ([]byte, error) {
 	tstInfo := build(func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 			b.AddASN1Int64(1)
@@ -215,35 +215,50 @@ func (e *encoder) encode(ctx context.Context, t token) ([]byte, error) {
 		return nil, err
 	}
 	signedAttrs[0] = 0xa0 // SET → [0] IMPLICIT, same length
-	resp := build(func(b *cryptobyte.Builder) {
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // TimeStampResp
-			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddASN1Int64(0) }) // granted
-			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {                      // ContentInfo
-				b.AddASN1ObjectIdentifier(oidSignedData)
-				b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
-					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SignedData
-						b.AddASN1Int64(3)
-						b.AddBytes(e.digestAlgs)
-						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // EncapsulatedContentInfo
-							b.AddASN1ObjectIdentifier(oidTSTInfo)
-							b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
-								b.AddASN1OctetString(tstInfo)
-							})
+	tok := build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ContentInfo
+			b.AddASN1ObjectIdentifier(oidSignedData)
+			b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SignedData
+					b.AddASN1Int64(3)
+					b.AddBytes(e.digestAlgs)
+					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // EncapsulatedContentInfo
+						b.AddASN1ObjectIdentifier(oidTSTInfo)
+						b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+							b.AddASN1OctetString(tstInfo)
 						})
-						if t.certs {
-							b.AddBytes(e.certs)
-						}
-						b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
-							b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SignerInfo
-								b.AddBytes(e.sid)
-								b.AddBytes(signedAttrs)
-								b.AddBytes(e.sigAlg)
-								b.AddASN1OctetString(sig)
-							})
+					})
+					if t.certs {
+						b.AddBytes(e.certs)
+					}
+					b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SignerInfo
+							b.AddBytes(e.sid)
+							b.AddBytes(signedAttrs)
+							b.AddBytes(e.sigAlg)
+							b.AddASN1OctetString(sig)
 						})
 					})
 				})
 			})
+		})
+	})
+	if tok == nil {
+		return nil, fmt.Errorf("tsa: cannot encode the token")
+	}
+	return tok, nil
+}
+
+// encode signs t and returns the DER TimeStampResp with status granted.
+func (e *encoder) encode(ctx context.Context, t token) ([]byte, error) {
+	tok, err := e.token(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	resp := build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // TimeStampResp
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddASN1Int64(0) }) // granted
+			b.AddBytes(tok)
 		})
 	})
 	if resp == nil {

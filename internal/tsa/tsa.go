@@ -12,8 +12,10 @@ import (
 	"encoding/asn1"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"time"
 
@@ -99,24 +101,50 @@ func (r *Responder) Respond(ctx context.Context, query []byte, requester string)
 	if len(req.Extensions) > 0 {
 		return reject(timestamp.UnacceptedExtension) // none is understood (RFC 3161 §2.4.2)
 	}
-	serial, err := newSerial()
-	if err != nil {
-		r.log.ErrorContext(ctx, "timestamp serial", "err", err)
-		return reject(timestamp.SystemFailure)
-	}
-	// The time is taken last, just before signing; the token carries it to the microsecond.
-	t := token{hash: req.HashAlgorithm, digest: req.HashedMessage, serial: serial, nonce: req.Nonce,
-		certs: req.Certificates, time: r.clock.Now().UTC().Truncate(time.Microsecond)}
-	ctx = hsm.WithActor(ctx, requester)
-	ctx = hsm.WithAuditDetail(ctx, map[string]string{"serial": serial.Text(16), "time": t.time.Format(time.RFC3339Nano),
-		"imprint": hex.EncodeToString(t.digest), "imprint_hash": t.hash.String()})
-	reply, err := r.enc.encode(ctx, t)
+	reply, err := r.issue(ctx, req.HashAlgorithm, req.HashedMessage, req.Nonce, req.Certificates, requester, (*encoder).encode)
 	if err != nil {
 		// A signature whose audit record could not be written is withheld by the key layer.
 		r.log.ErrorContext(ctx, "timestamp not made", "err", err)
 		return reject(timestamp.SystemFailure)
 	}
 	return reply, nil
+}
+
+// Timestamp makes a TimeStampToken (the DER ContentInfo, carrying the TSA certificate and the
+// chain) over digest, for the services of this process that embed timestamps in signatures:
+// the same token a query would get, without the HTTP hop. The actor in ctx is the requester.
+func (r *Responder) Timestamp(ctx context.Context, hash crypto.Hash, digest []byte) ([]byte, error) {
+	switch hash {
+	case crypto.SHA256, crypto.SHA384, crypto.SHA512:
+	default:
+		return nil, fmt.Errorf("%w: digest algorithm %v", ErrRefused, hash)
+	}
+	if len(digest) != hash.Size() {
+		return nil, fmt.Errorf("%w: a %v digest of %d bytes", ErrRefused, hash, len(digest))
+	}
+	if err := r.clock.Synced(ctx); err != nil {
+		return nil, fmt.Errorf("%w: the clock is not synchronised: %w", ErrRefused, err)
+	}
+	return r.issue(ctx, hash, digest, nil, true, hsm.ActorOf(ctx), (*encoder).token)
+}
+
+// ErrRefused is returned by Timestamp for what a query would get a rejection for.
+var ErrRefused = errors.New("tsa: timestamp refused")
+
+// issue draws the serial, takes the time and signs, with the audit detail of the token in ctx.
+func (r *Responder) issue(ctx context.Context, hash crypto.Hash, digest []byte, nonce *big.Int, certs bool, requester string,
+	enc func(*encoder, context.Context, token) ([]byte, error)) ([]byte, error) {
+	serial, err := newSerial()
+	if err != nil {
+		return nil, fmt.Errorf("tsa: serial: %w", err)
+	}
+	// The time is taken last, just before signing; the token carries it to the microsecond.
+	t := token{hash: hash, digest: digest, serial: serial, nonce: nonce, certs: certs,
+		time: r.clock.Now().UTC().Truncate(time.Microsecond)}
+	ctx = hsm.WithActor(ctx, requester)
+	ctx = hsm.WithAuditDetail(ctx, map[string]string{"serial": serial.Text(16), "time": t.time.Format(time.RFC3339Nano),
+		"imprint": hex.EncodeToString(t.digest), "imprint_hash": t.hash.String()})
+	return enc(r.enc, ctx, t)
 }
 
 func reject(f timestamp.FailureInfo) ([]byte, error) {
