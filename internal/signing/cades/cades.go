@@ -1,0 +1,457 @@
+// Package cades makes detached CAdES signatures (ETSI EN 319 122-1 baseline, CMS SignedData per
+// RFC 5652) at levels B-B and B-T, for any content and for the PDF signer (PAdES embeds the
+// same CMS).
+//
+// A signature is a DER ContentInfo of SignedData with no eContent and one SignerInfo,
+// identified by issuer and serial. Its signed attributes are content-type, message-digest,
+// signing-certificate-v2 (ESSCertIDv2 over the signer's certificate, SHA-256, with
+// issuerSerial), signing-time when asked and the caller's extra attributes; at B-T the unsigned
+// attribute signature-time-stamp holds an RFC 3161 token over the signature value. The key signs
+// once per signature; nothing else here touches it.
+//
+// Why the CMS is encoded here with cryptobyte and not by github.com/digitorus/pkcs7: that
+// library always adds a signingTime attribute, which PAdES baseline forbids (the time goes in
+// the PDF's /M), and cannot add signing-certificate-v2 or an unsigned timestamp in the form
+// EN 319 122-1 asks for. The structures are few and fixed, so a few appends (as internal/tsa
+// does for its tokens) are clearer than bending a generic encoder.
+package cades
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/signing"
+)
+
+var (
+	oidData               = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}
+	oidSignedData         = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}
+	oidContentType        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 3}
+	oidMessageDigest      = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 4}
+	oidSigningTime        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 5}
+	oidSigningCertV2      = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 47}
+	oidSignatureTimeStamp = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 14}
+
+	oidECDSAWithSHA = map[crypto.Hash]asn1.ObjectIdentifier{
+		crypto.SHA256: {1, 2, 840, 10045, 4, 3, 2}, crypto.SHA384: {1, 2, 840, 10045, 4, 3, 3}, crypto.SHA512: {1, 2, 840, 10045, 4, 3, 4}}
+	oidRSAWithSHA = map[crypto.Hash]asn1.ObjectIdentifier{
+		crypto.SHA256: {1, 2, 840, 113549, 1, 1, 11}, crypto.SHA384: {1, 2, 840, 113549, 1, 1, 12}, crypto.SHA512: {1, 2, 840, 113549, 1, 1, 13}}
+	oidDigest = map[crypto.Hash]asn1.ObjectIdentifier{
+		crypto.SHA256: {2, 16, 840, 1, 101, 3, 4, 2, 1}, crypto.SHA384: {2, 16, 840, 1, 101, 3, 4, 2, 2}, crypto.SHA512: {2, 16, 840, 1, 101, 3, 4, 2, 3}}
+)
+
+// OIDs callers and tests name.
+var (
+	// OIDSigningCertificateV2 is id-aa-signingCertificateV2 (RFC 5035).
+	OIDSigningCertificateV2 = oidSigningCertV2
+	// OIDSignatureTimeStamp is id-aa-signatureTimeStampToken (RFC 3161 appendix A).
+	OIDSignatureTimeStamp = oidSignatureTimeStamp
+)
+
+// Options says what a signature carries besides its mandatory attributes.
+type Options struct {
+	// SigningTime, when not zero, goes in a signing-time signed attribute (CAdES B-B has it;
+	// PAdES must not: the PDF signer leaves it zero and writes /M instead).
+	SigningTime time.Time
+	// ContentType is the eContentType (and content-type attribute); id-data when nil.
+	ContentType asn1.ObjectIdentifier
+	// Timestamper, when not nil, adds the signature-time-stamp unsigned attribute
+	// (id-aa-signatureTimeStampToken) over the signature value: level B-T.
+	Timestamper signing.Timestamper
+	// ExtraSigned are further signed attributes, already DER-encoded Attribute SEQUENCEs
+	// (e.g. commitment type); optional. Each must be one Attribute whose type is none of the
+	// attributes this package writes.
+	ExtraSigned [][]byte
+}
+
+// MaxTokenSizer is what a Timestamper may implement to bound its tokens, so that MaxSize is
+// tight; without it MaxSize reserves DefaultTokenReserve.
+type MaxTokenSizer interface {
+	MaxTokenSize() int
+}
+
+// DefaultTokenReserve is the room MaxSize leaves for a timestamp token of unknown size.
+const DefaultTokenReserve = 16 << 10
+
+// SignDigest returns a detached CMS (DER ContentInfo of SignedData, no eContent) over content
+// whose digest is digest, computed with signing.HashFor(s.Key.Public()). The certificates are
+// s.Cert and s.Chain. The key signs once; its audit record gets ctx when the key takes one.
+func SignDigest(ctx context.Context, s signing.Signer, digest []byte, opts Options) ([]byte, error) {
+	p, err := prepare(s, opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(digest) != p.hash.Size() {
+		return nil, fmt.Errorf("%w: cades: a digest of %d bytes, want %d (%v)", signing.ErrInvalid, len(digest), p.hash.Size(), p.hash)
+	}
+	signedAttrs, err := p.signedAttrs(digest)
+	if err != nil {
+		return nil, err
+	}
+	h := p.hash.New()
+	h.Write(signedAttrs)
+	sig, err := sign(ctx, s.Key, h.Sum(nil), p.hash)
+	if err != nil {
+		return nil, fmt.Errorf("cades: signature: %w", err)
+	}
+	var unsigned [][]byte
+	if opts.Timestamper != nil {
+		attr, err := timestampAttr(ctx, opts.Timestamper, p.hash, sig)
+		if err != nil {
+			return nil, err
+		}
+		unsigned = append(unsigned, attr)
+	}
+	out := p.encode(signedAttrs, sig, unsigned)
+	if out == nil {
+		return nil, fmt.Errorf("cades: cannot encode the signature")
+	}
+	return out, nil
+}
+
+// Sign hashes r as it streams and calls SignDigest.
+func Sign(ctx context.Context, s signing.Signer, r io.Reader, opts Options) ([]byte, error) {
+	if s.Key == nil {
+		return nil, fmt.Errorf("%w: cades: no key", signing.ErrInvalid)
+	}
+	hash, err := signing.HashFor(s.Key.Public())
+	if err != nil {
+		return nil, err
+	}
+	h := hash.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return nil, fmt.Errorf("cades: reading the content: %w", err)
+	}
+	return SignDigest(ctx, s, h.Sum(nil), opts)
+}
+
+// MaxSize is an upper bound of len(SignDigest(...)) for s and opts, computed without signing:
+// the signature is encoded with a placeholder of the largest DER signature value the key can
+// give and, at B-T, a placeholder of the timestamper's MaxTokenSize (DefaultTokenReserve when it
+// has none). Everything else is encoded as SignDigest will, so the bound is tight.
+func MaxSize(s signing.Signer, opts Options) (int, error) {
+	p, err := prepare(s, opts)
+	if err != nil {
+		return 0, err
+	}
+	sigLen, err := maxSignatureLen(s.Key.Public())
+	if err != nil {
+		return 0, err
+	}
+	signedAttrs, err := p.signedAttrs(make([]byte, p.hash.Size()))
+	if err != nil {
+		return 0, err
+	}
+	var unsigned [][]byte
+	if opts.Timestamper != nil {
+		n := DefaultTokenReserve
+		if m, ok := opts.Timestamper.(MaxTokenSizer); ok {
+			n = m.MaxTokenSize()
+		}
+		// The token is the attribute value as is, so a placeholder of its size weighs the same.
+		unsigned = append(unsigned, attribute(oidSignatureTimeStamp, func(b *cryptobyte.Builder) { b.AddBytes(make([]byte, n)) }))
+	}
+	out := p.encode(signedAttrs, make([]byte, sigLen), unsigned)
+	if out == nil {
+		return 0, fmt.Errorf("cades: cannot encode the signature")
+	}
+	return len(out), nil
+}
+
+// prepared is what a signature for one signer and options needs besides the digest and the
+// signature value.
+type prepared struct {
+	s      signing.Signer
+	opts   Options
+	hash   crypto.Hash
+	sigAlg []byte
+	ctype  asn1.ObjectIdentifier
+}
+
+func prepare(s signing.Signer, opts Options) (*prepared, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	p := &prepared{s: s, opts: opts, ctype: opts.ContentType}
+	if p.ctype == nil {
+		p.ctype = oidData
+	}
+	var err error
+	if p.hash, err = signing.HashFor(s.Key.Public()); err != nil {
+		return nil, err
+	}
+	switch s.Key.Public().(type) {
+	case *ecdsa.PublicKey:
+		p.sigAlg = algID(oidECDSAWithSHA[p.hash], false)
+	case *rsa.PublicKey:
+		p.sigAlg = algID(oidRSAWithSHA[p.hash], true)
+	}
+	for _, c := range s.Chain {
+		if c == nil {
+			return nil, fmt.Errorf("%w: cades: a nil certificate in the chain", signing.ErrInvalid)
+		}
+	}
+	for i, a := range opts.ExtraSigned {
+		oid, ok := attributeType(a)
+		if !ok {
+			return nil, fmt.Errorf("%w: cades: extra signed attribute %d is not one DER Attribute", signing.ErrInvalid, i)
+		}
+		for _, own := range []asn1.ObjectIdentifier{oidContentType, oidMessageDigest, oidSigningTime, oidSigningCertV2} {
+			if oid.Equal(own) {
+				return nil, fmt.Errorf("%w: cades: extra signed attribute %d is %v, which cades writes itself", signing.ErrInvalid, i, oid)
+			}
+		}
+	}
+	return p, nil
+}
+
+// signedAttrs is the DER SET OF the signed attributes, as the signature covers it.
+func (p *prepared) signedAttrs(digest []byte) ([]byte, error) {
+	cert := p.s.Cert
+	certHash := sha256.Sum256(cert.Raw)
+	attrs := [][]byte{
+		attribute(oidContentType, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(p.ctype) }),
+		attribute(oidMessageDigest, func(b *cryptobyte.Builder) { b.AddASN1OctetString(digest) }),
+		attribute(oidSigningCertV2, func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SigningCertificateV2
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // certs
+					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ESSCertIDv2, hashAlgorithm SHA-256 by default
+						b.AddASN1OctetString(certHash[:])
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // IssuerSerial
+							b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // GeneralNames
+								b.AddASN1(cbasn1.Tag(4).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+									b.AddBytes(cert.RawIssuer) // directoryName
+								})
+							})
+							b.AddASN1BigInt(cert.SerialNumber)
+						})
+					})
+				})
+			})
+		}),
+	}
+	if !p.opts.SigningTime.IsZero() {
+		attrs = append(attrs, attribute(oidSigningTime, func(b *cryptobyte.Builder) {
+			// RFC 5652 §11.3: UTCTime from 1950 to 2049, GeneralizedTime outside; whole seconds.
+			t := p.opts.SigningTime.UTC().Truncate(time.Second)
+			if y := t.Year(); y >= 1950 && y < 2050 {
+				b.AddASN1UTCTime(t)
+			} else {
+				b.AddASN1GeneralizedTime(t)
+			}
+		}))
+	}
+	attrs = append(attrs, p.opts.ExtraSigned...)
+	out := setOf(attrs)
+	if out == nil {
+		return nil, fmt.Errorf("cades: cannot encode the signed attributes")
+	}
+	return out, nil
+}
+
+// encode is the ContentInfo around one SignerInfo; signedAttrs is the SET the signature covers.
+func (p *prepared) encode(signedAttrs, sig []byte, unsigned [][]byte) []byte {
+	if slices.ContainsFunc(unsigned, isNil) {
+		return nil
+	}
+	digestAlg := algID(oidDigest[p.hash], false) // RFC 5754 §2: SHA-2 parameters absent
+	certs := make([][]byte, 0, 1+len(p.s.Chain))
+	certs = append(certs, p.s.Cert.Raw)
+	for _, c := range p.s.Chain {
+		if !slices.ContainsFunc(certs, func(b []byte) bool { return bytes.Equal(b, c.Raw) }) {
+			certs = append(certs, c.Raw)
+		}
+	}
+	slices.SortFunc(certs, bytes.Compare) // DER SET OF; verifiers find the signer by issuer and serial
+	// RFC 5652 §5.1: version 1 for id-data with issuerAndSerialNumber signers, else 3.
+	version := int64(1)
+	if !p.ctype.Equal(oidData) {
+		version = 3
+	}
+	return build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ContentInfo
+			b.AddASN1ObjectIdentifier(oidSignedData)
+			b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SignedData
+					b.AddASN1Int64(version)
+					b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { b.AddBytes(digestAlg) })
+					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // EncapsulatedContentInfo, detached
+						b.AddASN1ObjectIdentifier(p.ctype)
+					})
+					b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+						for _, c := range certs {
+							b.AddBytes(c)
+						}
+					})
+					b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SignerInfo
+							b.AddASN1Int64(1)
+							b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // IssuerAndSerialNumber
+								b.AddBytes(p.s.Cert.RawIssuer)
+								b.AddASN1BigInt(p.s.Cert.SerialNumber)
+							})
+							b.AddBytes(digestAlg)
+							// The SET the signature covers, carried as [0] IMPLICIT.
+							b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+								b.AddBytes(setContents(signedAttrs))
+							})
+							b.AddBytes(p.sigAlg)
+							b.AddASN1OctetString(sig)
+							if len(unsigned) > 0 {
+								b.AddASN1(cbasn1.Tag(1).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+									b.AddBytes(setContents(setOf(unsigned)))
+								})
+							}
+						})
+					})
+				})
+			})
+		})
+	})
+}
+
+// timestampAttr asks ts for a token over the signature value and wraps it as the
+// signature-time-stamp attribute. The token's imprint is checked: a TSA that stamped something
+// else would make a B-T signature that no validator accepts.
+func timestampAttr(ctx context.Context, ts signing.Timestamper, hash crypto.Hash, sig []byte) ([]byte, error) {
+	h := hash.New()
+	h.Write(sig)
+	digest := h.Sum(nil)
+	tok, err := ts.Timestamp(ctx, hash, digest)
+	if err != nil {
+		return nil, fmt.Errorf("cades: timestamp: %w", err)
+	}
+	if err := checkImprint(tok, hash, digest); err != nil {
+		return nil, err
+	}
+	attr := attribute(oidSignatureTimeStamp, func(b *cryptobyte.Builder) { b.AddBytes(tok) })
+	if attr == nil {
+		return nil, fmt.Errorf("cades: cannot encode the timestamp attribute")
+	}
+	return attr, nil
+}
+
+// sign passes ctx on when the key takes one, so the key layer's audit record names the actor.
+func sign(ctx context.Context, k crypto.Signer, digest []byte, hash crypto.Hash) ([]byte, error) {
+	if cs, ok := k.(hsm.ContextSigner); ok {
+		return cs.SignContext(ctx, rand.Reader, digest, hash)
+	}
+	return k.Sign(rand.Reader, digest, hash)
+}
+
+// maxSignatureLen is the longest signature value the key gives: for ECDSA a DER SEQUENCE of
+// two INTEGERs at full length with a leading zero each, for RSA the modulus length.
+func maxSignatureLen(pub crypto.PublicKey) (int, error) {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		n := (k.Curve.Params().BitSize+7)/8 + 1
+		integer := 1 + derLenLen(n) + n
+		return 1 + derLenLen(2*integer) + 2*integer, nil
+	case *rsa.PublicKey:
+		return k.Size(), nil
+	}
+	return 0, fmt.Errorf("%w: key type %T", signing.ErrUnsupported, pub)
+}
+
+// derLenLen is the size of a DER length field for n bytes of content.
+func derLenLen(n int) int {
+	if n < 0x80 {
+		return 1
+	}
+	l := 1
+	for ; n > 0; n >>= 8 {
+		l++
+	}
+	return l
+}
+
+// build runs f on a fresh builder; nil means f encoded something invalid.
+func build(f func(b *cryptobyte.Builder)) []byte {
+	var b cryptobyte.Builder
+	f(&b)
+	out, err := b.Bytes()
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// algID is an AlgorithmIdentifier; null adds the NULL parameters RSA algorithms carry.
+func algID(oid asn1.ObjectIdentifier, null bool) []byte {
+	return build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1ObjectIdentifier(oid)
+			if null {
+				b.AddASN1NULL()
+			}
+		})
+	})
+}
+
+// attribute is a CMS Attribute with one value.
+func attribute(oid asn1.ObjectIdentifier, value func(b *cryptobyte.Builder)) []byte {
+	return build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1ObjectIdentifier(oid)
+			b.AddASN1(cbasn1.SET, value)
+		})
+	})
+}
+
+// setOf is the DER SET OF the encoded elements: sorted by their encodings.
+func setOf(elems [][]byte) []byte {
+	if slices.ContainsFunc(elems, isNil) {
+		return nil
+	}
+	sorted := slices.Clone(elems)
+	slices.SortFunc(sorted, bytes.Compare)
+	return build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
+			for _, e := range sorted {
+				b.AddBytes(e)
+			}
+		})
+	})
+}
+
+// setContents is the contents of a DER SET (or any element) without its tag and length.
+func setContents(der []byte) []byte {
+	s := cryptobyte.String(der)
+	var contents cryptobyte.String
+	var tag cbasn1.Tag
+	if !s.ReadAnyASN1(&contents, &tag) {
+		return nil
+	}
+	return contents
+}
+
+// attributeType reads the type of one DER Attribute (SEQUENCE { OID, SET }) and nothing after.
+func attributeType(der []byte) (asn1.ObjectIdentifier, bool) {
+	s := cryptobyte.String(der)
+	var attr, values cryptobyte.String
+	var oid asn1.ObjectIdentifier
+	if !s.ReadASN1(&attr, cbasn1.SEQUENCE) || !s.Empty() ||
+		!attr.ReadASN1ObjectIdentifier(&oid) || !attr.ReadASN1(&values, cbasn1.SET) || !attr.Empty() {
+		return nil, false
+	}
+	return oid, true
+}
+
+func isNil(b []byte) bool { return b == nil }
+
+var errNoCMS = errors.New("not a DER CMS SignedData with one signer")

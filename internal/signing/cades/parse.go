@@ -1,0 +1,180 @@
+package cades
+
+import (
+	"context"
+	"crypto"
+	"encoding/asn1"
+	"fmt"
+	"slices"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/vula-eid/vula/internal/signing"
+)
+
+// AddTimestamp adds a signature-time-stamp to an existing CMS signature, turning B-B into B-T.
+// The CMS must be DER with one SignerInfo and no signature-time-stamp yet (else ErrInvalid);
+// everything but that SignerInfo's unsigned attributes is kept byte for byte. The token is over
+// the signature value, with the SignerInfo's digest algorithm.
+func AddTimestamp(ctx context.Context, cms []byte, ts signing.Timestamper) ([]byte, error) {
+	if ts == nil {
+		return nil, fmt.Errorf("%w: cades: no timestamper", signing.ErrInvalid)
+	}
+	p, err := parseCMS(cms)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range p.unsigned {
+		if oid, _ := attributeType(a); oid.Equal(oidSignatureTimeStamp) {
+			return nil, fmt.Errorf("%w: cades: the signature already has a signature-time-stamp", signing.ErrInvalid)
+		}
+	}
+	attr, err := timestampAttr(ctx, ts, p.hash, p.signature)
+	if err != nil {
+		return nil, err
+	}
+	unsigned := setOf(append(slices.Clone(p.unsigned), attr))
+	out := build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ContentInfo
+			b.AddASN1ObjectIdentifier(oidSignedData)
+			b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SignedData
+					b.AddBytes(p.beforeSigners)
+					b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SignerInfo
+							b.AddBytes(p.signerHead)
+							b.AddASN1(cbasn1.Tag(1).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+								b.AddBytes(setContents(unsigned))
+							})
+						})
+					})
+				})
+			})
+		})
+	})
+	if out == nil || unsigned == nil {
+		return nil, fmt.Errorf("cades: cannot encode the signature")
+	}
+	return out, nil
+}
+
+// parsed is a CMS SignedData with one signer, cut where AddTimestamp rebuilds it.
+type parsed struct {
+	beforeSigners []byte   // version, digestAlgorithms, encapContentInfo, certificates, crls
+	signerHead    []byte   // the SignerInfo up to and with its signature OCTET STRING
+	signature     []byte   // the signature value
+	unsigned      [][]byte // the unsigned attributes, each a DER Attribute
+	hash          crypto.Hash
+}
+
+// parseCMS cuts a DER ContentInfo of SignedData with exactly one SignerInfo. It checks the
+// structure, not the signature: AddTimestamp only appends to it.
+func parseCMS(der []byte) (*parsed, error) {
+	bad := func(what string) error {
+		return fmt.Errorf("%w: cades: %s: %s", signing.ErrInvalid, errNoCMS, what)
+	}
+	s := cryptobyte.String(der)
+	var ci, content, sd cryptobyte.String
+	var oid asn1.ObjectIdentifier
+	if !s.ReadASN1(&ci, cbasn1.SEQUENCE) || !s.Empty() {
+		return nil, bad("no ContentInfo")
+	}
+	if !ci.ReadASN1ObjectIdentifier(&oid) || !oid.Equal(oidSignedData) {
+		return nil, bad("content type is not signedData")
+	}
+	if !ci.ReadASN1(&content, cbasn1.Tag(0).ContextSpecific().Constructed()) || !ci.Empty() ||
+		!content.ReadASN1(&sd, cbasn1.SEQUENCE) || !content.Empty() {
+		return nil, bad("no SignedData")
+	}
+	start := sd
+	var version int64
+	var digestAlgs, encap cryptobyte.String
+	if !sd.ReadASN1Integer(&version) || !sd.ReadASN1(&digestAlgs, cbasn1.SET) || !sd.ReadASN1(&encap, cbasn1.SEQUENCE) {
+		return nil, bad("SignedData header")
+	}
+	if !sd.SkipOptionalASN1(cbasn1.Tag(0).ContextSpecific().Constructed()) || // certificates
+		!sd.SkipOptionalASN1(cbasn1.Tag(1).ContextSpecific().Constructed()) { // crls
+		return nil, bad("certificates or CRLs")
+	}
+	p := &parsed{beforeSigners: start[:len(start)-len(sd)]}
+	var signers, si cryptobyte.String
+	if !sd.ReadASN1(&signers, cbasn1.SET) || !sd.Empty() {
+		return nil, bad("signerInfos")
+	}
+	if !signers.ReadASN1(&si, cbasn1.SEQUENCE) || !signers.Empty() {
+		return nil, bad("not exactly one SignerInfo")
+	}
+	siStart := si
+	var sid cryptobyte.String
+	var sidTag cbasn1.Tag
+	var digestAlg, sigAlg cryptobyte.String
+	if !si.ReadASN1Integer(&version) || !si.ReadAnyASN1Element(&sid, &sidTag) ||
+		!si.ReadASN1(&digestAlg, cbasn1.SEQUENCE) ||
+		!si.SkipOptionalASN1(cbasn1.Tag(0).ContextSpecific().Constructed()) || // signedAttrs
+		!si.ReadASN1(&sigAlg, cbasn1.SEQUENCE) ||
+		!si.ReadASN1Bytes(&p.signature, cbasn1.OCTET_STRING) {
+		return nil, bad("SignerInfo")
+	}
+	if !digestAlg.ReadASN1ObjectIdentifier(&oid) {
+		return nil, bad("digest algorithm")
+	}
+	p.hash = 0
+	for h, o := range oidDigest {
+		if o.Equal(oid) {
+			p.hash = h
+		}
+	}
+	if p.hash == 0 {
+		return nil, fmt.Errorf("%w: cades: digest algorithm %v", signing.ErrUnsupported, oid)
+	}
+	p.signerHead = siStart[:len(siStart)-len(si)]
+	if !si.Empty() {
+		var attrs cryptobyte.String
+		if !si.ReadASN1(&attrs, cbasn1.Tag(1).ContextSpecific().Constructed()) || !si.Empty() {
+			return nil, bad("unsigned attributes")
+		}
+		for !attrs.Empty() {
+			var a cryptobyte.String
+			if !attrs.ReadASN1Element(&a, cbasn1.SEQUENCE) {
+				return nil, bad("unsigned attribute")
+			}
+			if _, ok := attributeType(a); !ok {
+				return nil, bad("unsigned attribute")
+			}
+			p.unsigned = append(p.unsigned, a)
+		}
+	}
+	return p, nil
+}
+
+// checkImprint checks that a TimeStampToken's message imprint is digest under hash.
+func checkImprint(tok []byte, hash crypto.Hash, digest []byte) error {
+	bad := func(what string) error {
+		return fmt.Errorf("cades: the timestamp authority returned an unusable token: %s", what)
+	}
+	s := cryptobyte.String(tok)
+	var ci, content, sd, encap, eContent, tstInfo, info, imprint, alg cryptobyte.String
+	var oid, policy asn1.ObjectIdentifier
+	var version int64
+	var got []byte
+	if !s.ReadASN1(&ci, cbasn1.SEQUENCE) || !s.Empty() ||
+		!ci.ReadASN1ObjectIdentifier(&oid) || !oid.Equal(oidSignedData) ||
+		!ci.ReadASN1(&content, cbasn1.Tag(0).ContextSpecific().Constructed()) ||
+		!content.ReadASN1(&sd, cbasn1.SEQUENCE) ||
+		!sd.ReadASN1Integer(&version) || !sd.SkipASN1(cbasn1.SET) ||
+		!sd.ReadASN1(&encap, cbasn1.SEQUENCE) || !encap.SkipASN1(cbasn1.OBJECT_IDENTIFIER) ||
+		!encap.ReadASN1(&eContent, cbasn1.Tag(0).ContextSpecific().Constructed()) ||
+		!eContent.ReadASN1(&tstInfo, cbasn1.OCTET_STRING) ||
+		!tstInfo.ReadASN1(&info, cbasn1.SEQUENCE) ||
+		!info.ReadASN1Integer(&version) || !info.ReadASN1ObjectIdentifier(&policy) ||
+		!info.ReadASN1(&imprint, cbasn1.SEQUENCE) ||
+		!imprint.ReadASN1(&alg, cbasn1.SEQUENCE) || !alg.ReadASN1ObjectIdentifier(&oid) ||
+		!imprint.ReadASN1Bytes(&got, cbasn1.OCTET_STRING) {
+		return bad("not a DER TimeStampToken")
+	}
+	if !oid.Equal(oidDigest[hash]) || string(got) != string(digest) {
+		return bad("its message imprint is not the signature value's digest")
+	}
+	return nil
+}
