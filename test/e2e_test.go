@@ -32,7 +32,7 @@ var (
 )
 
 // vulaBinary builds cmd/vula once per test process.
-func vulaBinary(t *testing.T) string {
+func vulaBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "vula-e2e-bin")
@@ -61,7 +61,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -72,7 +72,7 @@ func freePort(t *testing.T) string {
 }
 
 // vula runs one command of the binary and returns its stdout, failing the test on a non-zero exit.
-func vula(t *testing.T, env []string, args ...string) string {
+func vula(t testing.TB, env []string, args ...string) string {
 	t.Helper()
 	out, errb, err := vulaRun(env, args...)
 	if err != nil {

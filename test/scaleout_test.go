@@ -34,7 +34,7 @@ func startReplica(t *testing.T, env []string) *replica {
 	return startReplicaAt(t, freePort(t), t.TempDir(), env)
 }
 
-func startReplicaAt(t *testing.T, addr, data string, env []string) *replica {
+func startReplicaAt(t testing.TB, addr, data string, env []string) *replica {
 	t.Helper()
 	r := &replica{addr: addr, logs: &bytes.Buffer{}}
 	r.cmd = exec.Command(binPath, "serve", "--data-dir", data, "--listen", r.addr)
@@ -48,7 +48,7 @@ func startReplicaAt(t *testing.T, addr, data string, env []string) *replica {
 }
 
 // ready polls /readyz until it answers want or the bounded wait ends, and returns the last report.
-func (r *replica) ready(t *testing.T, want int) map[string]any {
+func (r *replica) ready(t testing.TB, want int) map[string]any {
 	t.Helper()
 	var body map[string]any
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {

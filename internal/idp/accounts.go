@@ -87,15 +87,17 @@ var (
 	ErrNoTOTP         = errors.New("idp: no authenticator enrolled")
 )
 
-// Brute-force limits: after failuresFree failures on one identifier the next attempt waits
-// backoffBase, doubling with each failure up to backoffMax; one address may fail ipLimit
-// times in ipWindow.
+// Brute-force limits, on two keys: after failuresFree failures on one identifier, or
+// ipFailuresFree failures from one address (one guesser trying many identifiers), the next
+// attempt on that key waits backoffBase, doubling with each further failure up to backoffMax.
+// Only failures count: many people behind one address (an office, a mobile carrier's NAT) who
+// type their passwords right are never slowed down.
 const (
-	failuresFree = 5
-	backoffBase  = 30 * time.Second
-	backoffMax   = time.Hour
-	ipLimit      = 100
-	ipWindow     = 15 * time.Minute
+	failuresFree   = 5
+	ipFailuresFree = 20
+	backoffBase    = 30 * time.Second
+	backoffMax     = time.Hour
+	failureWindow  = 24 * time.Hour
 )
 
 // throttleKey is per identifier (hashed: identifiers are personal data), not per person, so an
@@ -108,15 +110,13 @@ func throttleKey(identifier string) string {
 // Password checks identifier (personal number or e-mail) and password from client address ip.
 func (a *Accounts) Password(ctx context.Context, identifier, password, ip string) (store.Person, error) {
 	id := throttleKey(identifier)
-	if _, err := a.eph.Get(ctx, "idp:lock:"+id); err == nil {
-		return store.Person{}, ErrLockedOut
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return store.Person{}, err
-	}
-	if n, err := a.eph.Incr(ctx, "idp:ip:"+ip, ipWindow); err != nil {
-		return store.Person{}, err
-	} else if n > ipLimit {
-		return store.Person{}, ErrLockedOut
+	ipID := "ip:" + ip
+	for _, k := range []string{id, ipID} {
+		if _, err := a.eph.Get(ctx, "idp:lock:"+k); err == nil {
+			return store.Person{}, ErrLockedOut
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return store.Person{}, err
+		}
 	}
 	p, err := a.find(ctx, identifier)
 	hash := dummyHash
@@ -130,25 +130,32 @@ func (a *Accounts) Password(ctx context.Context, identifier, password, ip string
 		return store.Person{}, err
 	}
 	if !checkPassword(hash, password) || err != nil || hash == dummyHash {
-		return store.Person{}, a.failed(ctx, id)
+		if err := a.failed(ctx, ipID, ipFailuresFree); err != nil {
+			return store.Person{}, err
+		}
+		if err := a.failed(ctx, id, failuresFree); err != nil {
+			return store.Person{}, err
+		}
+		return store.Person{}, ErrBadCredentials
 	}
 	a.eph.Delete(ctx, "idp:fail:"+id)
 	return p, nil
 }
 
-// failed counts a failure and, past the free ones, locks the identifier for a growing time.
-func (a *Accounts) failed(ctx context.Context, id string) error {
-	n, err := a.eph.Incr(ctx, "idp:fail:"+id, 24*time.Hour)
+// failed counts a failure on key and, from the free-th on, locks key for a time that doubles
+// with each further failure.
+func (a *Accounts) failed(ctx context.Context, key string, free int64) error {
+	n, err := a.eph.Incr(ctx, "idp:fail:"+key, failureWindow)
 	if err != nil {
 		return err
 	}
-	if n >= failuresFree {
-		wait := min(backoffBase<<min(n-failuresFree, 16), backoffMax)
-		if err := a.eph.Put(ctx, "idp:lock:"+id, []byte(strconv.FormatInt(n, 10)), wait); err != nil {
+	if n >= free {
+		wait := min(backoffBase<<min(n-free, 16), backoffMax)
+		if err := a.eph.Put(ctx, "idp:lock:"+key, []byte(strconv.FormatInt(n, 10)), wait); err != nil {
 			return err
 		}
 	}
-	return ErrBadCredentials
+	return nil
 }
 
 func (a *Accounts) find(ctx context.Context, identifier string) (store.Person, error) {
@@ -200,7 +207,7 @@ func (a *Accounts) TOTP(ctx context.Context, subject, code string) error {
 			return nil
 		}
 	}
-	if err := a.failed(ctx, id); err != nil && !errors.Is(err, ErrBadCredentials) {
+	if err := a.failed(ctx, id, failuresFree); err != nil {
 		return err
 	}
 	return ErrBadCode
