@@ -22,36 +22,7 @@ import (
 func pkiCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "pki", Short: "The certificate authority: hierarchy, issuance, revocation, CRLs"}
 
-	// withAuthority opens the key layer, the store and the hierarchy (creating it if missing).
-	// Its signatures are audited like the server's.
-	withAuthority := func(cmd *cobra.Command, f func(ctx context.Context, a *certs.Authority, keys hsm.Manager) error) error {
-		cfg, err := g.load()
-		if err != nil {
-			return err
-		}
-		log := newLogger(cmd.ErrOrStderr(), cfg.Log)
-		raw, err := g.openKeys(cmd.Context(), cfg, log)
-		if err != nil {
-			return err
-		}
-		defer raw.Close()
-		return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
-			gate := &durableGate{}
-			uri, err := auditKey(ctx, raw, time.Now())
-			if err != nil {
-				return err
-			}
-			if err := gate.use(ctx, db, raw, uri, cfg, log); err != nil {
-				return err
-			}
-			keys := hsm.Instrument(raw, hsm.NewMetrics(noRegistry()), gate, time.Now)
-			a, err := certs.Open(ctx, keys, db, pkiConfig(cfg), time.Now)
-			if err != nil {
-				return err
-			}
-			return f(hsm.WithActor(ctx, "cli"), a, keys)
-		})
-	}
+	withAuthority := g.withAuthority
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -193,4 +164,42 @@ func printHierarchy(w io.Writer, out string, a *certs.Authority) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Subject, r.Serial, r.NotAfter.Format(time.DateOnly))
 	}
 	return tw.Flush()
+}
+
+// withAuthority opens the key layer, the store and the hierarchy (creating it if missing) for a
+// command. Its signatures are audited like the server's.
+func (g *globals) withAuthority(cmd *cobra.Command, f func(ctx context.Context, a *certs.Authority, keys hsm.Manager) error) error {
+	return g.withAuthorityDB(cmd, func(ctx context.Context, a *certs.Authority, keys hsm.Manager, _ *sqlstore.DB) error {
+		return f(ctx, a, keys)
+	})
+}
+
+// withAuthorityDB is withAuthority that also hands over the store.
+func (g *globals) withAuthorityDB(cmd *cobra.Command, f func(ctx context.Context, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB) error) error {
+	cfg, err := g.load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cmd.ErrOrStderr(), cfg.Log)
+	raw, err := g.openKeys(cmd.Context(), cfg, log)
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+		gate := &durableGate{}
+		uri, err := auditKey(ctx, raw, time.Now())
+		if err != nil {
+			return err
+		}
+		if err := gate.use(ctx, db, raw, uri, cfg, log); err != nil {
+			return err
+		}
+		keys := hsm.Instrument(raw, hsm.NewMetrics(noRegistry()), gate, time.Now)
+		a, err := certs.Open(ctx, keys, db, pkiConfig(cfg), time.Now)
+		if err != nil {
+			return err
+		}
+		return f(hsm.WithActor(ctx, "cli"), a, keys, db)
+	})
 }

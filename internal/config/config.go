@@ -43,6 +43,17 @@ type Config struct {
 	PKI             PKI      `yaml:"pki" json:"pki"`
 	TSA             TSA      `yaml:"tsa" json:"tsa"`
 	IdP             IdP      `yaml:"idp" json:"idp"`
+	Seal            Seal     `yaml:"seal" json:"seal"`
+}
+
+// Seal configures the sealing service for institutions.
+type Seal struct {
+	// Algorithm of new seal keys (EC-P256, EC-P384, RSA-3072, RSA-4096).
+	Algorithm string `yaml:"algorithm" json:"algorithm"`
+	// Years of validity of seal certificates.
+	Years int `yaml:"years" json:"years"`
+	// MaxSize bounds a document, in bytes; larger ones get 413.
+	MaxSize int64 `yaml:"max_size" json:"max_size"`
 }
 
 // IdP configures the OpenID Connect provider.
@@ -194,6 +205,7 @@ func Default() Config {
 			NTPMaxOffset: Duration(500 * time.Millisecond), NTPInterval: Duration(time.Minute)},
 		IdP: IdP{Algorithm: "ES256", AccessTokenTTL: Duration(10 * time.Minute), IDTokenTTL: Duration(10 * time.Minute),
 			RefreshTokenTTL: Duration(8 * time.Hour)},
+		Seal: Seal{Algorithm: "EC-P256", Years: 3, MaxSize: 256 << 20},
 	}
 }
 
@@ -425,12 +437,19 @@ func (c Config) Validate() error {
 	if c.PKI.Organization == "" {
 		return bad("pki.organization", "must not be empty")
 	}
-	for field, alg := range map[string]string{"pki.ca_algorithm": c.PKI.CAAlgorithm, "pki.service_algorithm": c.PKI.ServiceAlgorithm} {
+	for field, alg := range map[string]string{"pki.ca_algorithm": c.PKI.CAAlgorithm, "pki.service_algorithm": c.PKI.ServiceAlgorithm,
+		"seal.algorithm": c.Seal.Algorithm} {
 		switch alg {
 		case "EC-P256", "EC-P384", "RSA-3072", "RSA-4096":
 		default:
 			return bad(field, "want EC-P256, EC-P384, RSA-3072 or RSA-4096, got %q", alg)
 		}
+	}
+	if c.Seal.Years < 1 || c.Seal.Years > c.PKI.CAYears {
+		return bad("seal.years", "want 1 to pki.ca_years (%d), got %d", c.PKI.CAYears, c.Seal.Years)
+	}
+	if c.Seal.MaxSize < 1 {
+		return bad("seal.max_size", "want a positive number of bytes, got %d", c.Seal.MaxSize)
 	}
 	if c.PKI.ServiceYears < 1 || c.PKI.CAYears < c.PKI.ServiceYears || c.PKI.RootYears < c.PKI.CAYears {
 		return bad("pki", "lifetimes must satisfy 1 <= service_years <= ca_years <= root_years")

@@ -29,8 +29,9 @@ import (
 
 // Env is a PKI to sign with.
 type Env struct {
-	Keys hsm.Manager // instrumented (a log hook stands in for the audit log)
+	Keys hsm.Manager // instrumented: every signature goes to Options.Hook (default: a log hook)
 	PKI  *certs.Authority
+	DB   *sqlstore.DB
 	TSA  *tsa.Responder
 	// Seal is an institution's seal (legal person, EC P-256) and Official an official's
 	// signing key (natural person, EC P-256).
@@ -45,6 +46,8 @@ type Env struct {
 type Options struct {
 	// Algorithm of the seal and official keys; EC-P256 when empty.
 	Algorithm hsm.Algorithm
+	// Hook is given every signature of Keys; a log hook when nil.
+	Hook hsm.AuditHook
 }
 
 // New makes an Env for t; everything is removed when t ends.
@@ -65,7 +68,10 @@ func New(t testing.TB, opts Options) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { raw.Close() })
-	keys := hsm.Instrument(raw, hsm.NewMetrics(prometheus.NewRegistry()), hsm.LogHook{Log: log}, time.Now)
+	if opts.Hook == nil {
+		opts.Hook = hsm.LogHook{Log: log}
+	}
+	keys := hsm.Instrument(raw, hsm.NewMetrics(prometheus.NewRegistry()), opts.Hook, time.Now)
 	db, err := sqlstore.Open(ctx, "sqlite:"+filepath.Join(dir, "vula.db"), log)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +93,7 @@ func New(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{Keys: keys, PKI: a, TSA: responder, Root: root, Dir: dir}
+	e := &Env{Keys: keys, PKI: a, DB: db, TSA: responder, Root: root, Dir: dir}
 	e.Seal = e.leaf(t, "seal-tax", hsm.SealPurpose("tax"), opts.Algorithm, certs.Request{Profile: certs.LegalPerson,
 		Subject: certs.LegalPersonName("Tax Administration", "810000001", "XK")})
 	e.Official = e.leaf(t, "sign-arta", hsm.SignPurpose("arta"), opts.Algorithm, certs.Request{Profile: certs.NaturalPerson,
