@@ -51,6 +51,7 @@ type fixture struct {
 	eph      store.Ephemeral
 	hook     *countHook
 	accounts *Accounts
+	keys     hsm.Manager // the instrumented key layer the provider signs with
 }
 
 // testClock is the system clock moved by an offset.
@@ -65,6 +66,13 @@ type countHook struct{ n int }
 func (h *countHook) RecordSignature(context.Context, hsm.SignEvent) error { h.n++; return nil }
 
 func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	return newFixtureWith(t, Config{}, false)
+}
+
+// newFixtureWith is newFixture with cfg (its Issuer is set here) and the pages' Secure cookies
+// on or off.
+func newFixtureWith(t testing.TB, cfg Config, secure bool) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -85,7 +93,8 @@ func newFixture(t testing.TB) *fixture {
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() { srv.Close(); db.Close(); m.Close() })
-	p, err := New(ctx, Config{Issuer: srv.URL}, keys, db, eph, quiet, time.Now)
+	cfg.Issuer = srv.URL
+	p, err := New(ctx, cfg, keys, db, eph, quiet, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,9 +105,9 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	NewPages(p, accounts, r, false).Register(mux)
+	NewPages(p, accounts, r, secure).Register(mux)
 	NewAdmin(p, accounts).Register(mux)
-	return &fixture{clock: clock, p: p, srv: srv, db: db, eph: eph, hook: hook, accounts: accounts}
+	return &fixture{clock: clock, p: p, srv: srv, db: db, eph: eph, hook: hook, accounts: accounts, keys: keys}
 }
 
 // register stores a client and returns its secret (for client_secret_basic).

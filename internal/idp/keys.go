@@ -15,19 +15,26 @@ import (
 	fjwt "github.com/ory/fosite/token/jwt"
 
 	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/store"
 )
 
 // tokenKeys signs ID tokens and JWT access tokens with the key layer's oidc-token keys, and
-// publishes their public keys (JWKS). The newest active key signs; retired keys stay published
-// (so tokens they signed still verify) until they are destroyed. Rotation is therefore: create a
-// new key, retire the old one, destroy it once the longest token lifetime has passed.
+// publishes their public keys (JWKS). The newest active key signs. Rotation (RotateTokenKey)
+// makes a new key and retires the others; a retired key stays published, so that the tokens it
+// signed still verify, until grace (the longest lifetime of a signed token, plus the time a
+// replica may keep an old key set) has passed since its retirement, and is then left out. The
+// retirement time is kept in the durable settings, so every replica drops the key at the same
+// moment; a key retired some other way (vula keys retire) starts its grace when a replica first
+// sees it retired.
 //
 // Why not fosite's jwt.DefaultSigner: it takes only in-memory keys (its opaque-signer branch
 // looks for a private key type in the public key), and an HSM key never leaves the key layer.
 type tokenKeys struct {
-	keys hsm.Manager // instrumented: every token signature is audited
-	alg  hsm.Algorithm
-	now  func() time.Time
+	keys  hsm.Manager // instrumented: every token signature is audited
+	db    store.Settings
+	alg   hsm.Algorithm
+	grace time.Duration
+	now   func() time.Time
 
 	mu     sync.Mutex
 	cached *keySet
@@ -62,6 +69,9 @@ func joseAlg(a hsm.Algorithm) jose.SignatureAlgorithm {
 	return jose.PS256
 }
 
+// retiredSetting names the setting that holds when a token key was retired (RFC 3339).
+func retiredSetting(uri string) string { return "idp.token_key_retired:" + uri }
+
 // ensure makes a signing key when there is no active one, and loads the set.
 func (t *tokenKeys) ensure(ctx context.Context) error {
 	set, err := t.load(ctx, true)
@@ -71,12 +81,61 @@ func (t *tokenKeys) ensure(ctx context.Context) error {
 	if set.signing.uri != "" {
 		return nil
 	}
-	label := "oidc-token-" + t.now().UTC().Format("20060102-150405")
-	if _, err := t.keys.CreateKey(ctx, hsm.KeySpec{Label: label, Algorithm: t.alg, Purpose: hsm.PurposeOIDCToken}); err != nil && !errors.Is(err, hsm.ErrConflict) {
-		return fmt.Errorf("idp: creating the token-signing key: %w", err)
+	if _, err := t.create(ctx); err != nil {
+		return err
 	}
 	_, err = t.load(ctx, true)
 	return err
+}
+
+func (t *tokenKeys) create(ctx context.Context) (hsm.KeyInfo, error) {
+	label := "oidc-token-" + t.now().UTC().Format("20060102-150405.000")
+	k, err := t.keys.CreateKey(ctx, hsm.KeySpec{Label: label, Algorithm: t.alg, Purpose: hsm.PurposeOIDCToken})
+	if err != nil && !errors.Is(err, hsm.ErrConflict) {
+		return k, fmt.Errorf("idp: creating the token-signing key: %w", err)
+	}
+	return k, nil
+}
+
+// rotate makes a new signing key with the configured algorithm and retires every other active
+// token key (their retirement time recorded first, so the grace runs from then).
+func (t *tokenKeys) rotate(ctx context.Context) (hsm.KeyInfo, error) {
+	infos, err := t.keys.Keys(ctx)
+	if err != nil {
+		return hsm.KeyInfo{}, fmt.Errorf("idp: listing token keys: %w", err)
+	}
+	k, err := t.create(ctx)
+	if err != nil {
+		return k, err
+	}
+	at := []byte(t.now().UTC().Format(time.RFC3339Nano))
+	for _, o := range infos {
+		if o.Purpose != hsm.PurposeOIDCToken || o.State != hsm.StateActive || o.URI == k.URI {
+			continue
+		}
+		if _, err := t.db.PutSettingIfAbsent(ctx, retiredSetting(o.URI), at); err != nil {
+			return k, fmt.Errorf("idp: recording the retirement of %s: %w", o.URI, err)
+		}
+		if err := t.keys.Retire(ctx, o.URI); err != nil {
+			return k, fmt.Errorf("idp: retiring %s: %w", o.URI, err)
+		}
+	}
+	_, err = t.load(ctx, true)
+	return k, err
+}
+
+// published reports whether a retired key is still within its grace.
+func (t *tokenKeys) published(ctx context.Context, uri string) (bool, error) {
+	now := t.now().UTC()
+	v, err := t.db.PutSettingIfAbsent(ctx, retiredSetting(uri), []byte(now.Format(time.RFC3339Nano)))
+	if err != nil {
+		return false, err
+	}
+	at, err := time.Parse(time.RFC3339Nano, string(v))
+	if err != nil {
+		return false, fmt.Errorf("idp: retirement time of %s: %w", uri, err)
+	}
+	return now.Sub(at) < t.grace, nil
 }
 
 // load returns the key set, read again from the key layer when stale or when fresh is asked.
@@ -95,6 +154,13 @@ func (t *tokenKeys) load(ctx context.Context, fresh bool) (*keySet, error) {
 	for _, k := range infos {
 		if k.Purpose != hsm.PurposeOIDCToken || (k.State != hsm.StateActive && k.State != hsm.StateRetired) {
 			continue
+		}
+		if k.State == hsm.StateRetired {
+			if ok, err := t.published(ctx, k.URI); err != nil {
+				return nil, err
+			} else if !ok {
+				continue // every token it signed has expired
+			}
 		}
 		pub, err := t.keys.PublicKey(ctx, k.URI)
 		if err != nil {
@@ -144,6 +210,16 @@ func (t *tokenKeys) Generate(ctx context.Context, claims fjwt.MapClaims, header 
 		return "", "", errors.New("idp: no active token-signing key")
 	}
 	s, err := t.keys.Signer(ctx, set.signing.uri, hsm.PurposeOIDCToken)
+	if errors.Is(err, hsm.ErrKeyNotActive) {
+		// Another replica rotated since this one loaded the set.
+		if set, err = t.load(ctx, true); err != nil {
+			return "", "", err
+		}
+		if set.signing.uri == "" {
+			return "", "", errors.New("idp: no active token-signing key")
+		}
+		s, err = t.keys.Signer(ctx, set.signing.uri, hsm.PurposeOIDCToken)
+	}
 	if err != nil {
 		return "", "", err
 	}

@@ -94,7 +94,10 @@ func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, ep
 	if err != nil {
 		return nil, fmt.Errorf("idp: token secret: %w", err)
 	}
-	tk := &tokenKeys{keys: keys, alg: alg, now: now}
+	// A retired key stays published while a token it signed may be alive, and while a replica
+	// may still sign with it from its cached set.
+	grace := max(cfg.AccessTokenTTL, cfg.IDTokenTTL) + 2*keySetTTL
+	tk := &tokenKeys{keys: keys, db: db, alg: alg, grace: grace, now: now}
 	if err := tk.ensure(ctx); err != nil {
 		return nil, err
 	}
@@ -137,6 +140,13 @@ func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, ep
 		compose.PushedAuthorizeHandlerFactory,
 	)
 	return &Provider{cfg: cfg, oauth: oauth, keys: tk, st: st, db: db, eph: eph, log: log, now: now}, nil
+}
+
+// RotateKey makes a new token-signing key with the configured algorithm, which signs from now
+// on, and retires the others; they stay in the JWKS until the tokens they signed have expired.
+// Other replicas take the new key within keySetTTL.
+func (p *Provider) RotateKey(ctx context.Context) (hsm.KeyInfo, error) {
+	return p.keys.rotate(ctx)
 }
 
 // Register adds the provider's endpoints to mux.
