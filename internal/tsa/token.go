@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
+	"io"
 	"math/big"
 	"slices"
 	"time"
@@ -336,4 +337,48 @@ func accuracy(d time.Duration) []byte {
 func publicKeysEqual(a, b crypto.PublicKey) bool {
 	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && k.Equal(b)
+}
+
+// maxTokenSize bounds the length of every token Timestamp makes: a token with the longest
+// imprint (SHA-512), serial and time, the certificates, and a signature of the longest DER
+// length the key can give, encoded without signing.
+func (e *encoder) maxTokenSize() (int, error) {
+	n, err := maxSignatureLen(e.signer.Public())
+	if err != nil {
+		return 0, err
+	}
+	sizing := *e
+	sizing.signer = fixedSigner{pub: e.signer.Public(), n: n}
+	serial := new(big.Int).SetBytes(bytes.Repeat([]byte{0x7f}, 20))
+	tok, err := sizing.token(context.Background(), token{hash: crypto.SHA512, digest: make([]byte, 64), serial: serial, certs: true,
+		time: time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)})
+	return len(tok), err
+}
+
+// maxSignatureLen is the longest signature value the key gives: an ECDSA DER SEQUENCE of two
+// integers at full length with their leading zero, or the RSA modulus.
+func maxSignatureLen(pub crypto.PublicKey) (int, error) {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		n := (k.Curve.Params().BitSize + 7) / 8
+		inner := 2 * (2 + n + 1)
+		if inner > 127 {
+			return inner + 3, nil
+		}
+		return inner + 2, nil
+	case *rsa.PublicKey:
+		return k.Size(), nil
+	}
+	return 0, fmt.Errorf("tsa: unsupported key type %T", pub)
+}
+
+// fixedSigner "signs" with n zero bytes: only for sizing.
+type fixedSigner struct {
+	pub crypto.PublicKey
+	n   int
+}
+
+func (f fixedSigner) Public() crypto.PublicKey { return f.pub }
+func (f fixedSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return make([]byte, f.n), nil
 }

@@ -47,6 +47,8 @@ type Responder struct {
 	enc   *encoder
 	clock Clock
 	log   *slog.Logger
+
+	maxToken int // bound of a Timestamp token's length
 }
 
 // New makes a responder signing with signer under cert (the timestamping unit's). The key must
@@ -73,7 +75,11 @@ func New(cfg Config, cert *x509.Certificate, signer crypto.Signer, clock Clock, 
 	if err != nil {
 		return nil, err
 	}
-	return &Responder{cfg: cfg, enc: enc, clock: clock, log: log}, nil
+	maxToken, err := enc.maxTokenSize()
+	if err != nil {
+		return nil, err
+	}
+	return &Responder{cfg: cfg, enc: enc, clock: clock, log: log, maxToken: maxToken}, nil
 }
 
 // Respond turns a DER timestamp query into a DER timestamp reply: a token, or a rejection with
@@ -127,6 +133,10 @@ func (r *Responder) Timestamp(ctx context.Context, hash crypto.Hash, digest []by
 	}
 	return r.issue(ctx, hash, digest, nil, true, hsm.ActorOf(ctx), (*encoder).token)
 }
+
+// MaxTokenSize bounds the length of the tokens Timestamp makes, so that a signature that embeds
+// one (a PDF's /Contents) can be sized before the token exists.
+func (r *Responder) MaxTokenSize() int { return r.maxToken }
 
 // ErrRefused is returned by Timestamp for what a query would get a rejection for.
 var ErrRefused = errors.New("tsa: timestamp refused")
