@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/store"
@@ -292,5 +293,48 @@ func personsCmd(g *globals) *cobra.Command {
 	}
 	outputFlag(enroll, "table")
 	cmd.AddCommand(create, list, show, enroll)
+	return cmd
+}
+
+// idpCmd is the identity provider's own upkeep: rotating the token-signing key.
+func idpCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "idp", Short: "Upkeep of the identity provider"}
+	rotate := &cobra.Command{
+		Use: "rotate-key",
+		Short: "Make a new token-signing key (idp.algorithm) and retire the old ones; they stay in the JWKS " +
+			"until the tokens they signed have expired (running replicas switch within a minute)",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.Flag("output").Value.String()
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			log := newLogger(cmd.ErrOrStderr(), cfg.Log)
+			keys, err := g.openKeys(cmd.Context(), cfg, log)
+			if err != nil {
+				return err
+			}
+			defer keys.Close()
+			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+				p, err := idp.New(ctx, idp.Config{Issuer: cfg.BaseURL, Algorithm: cfg.IdP.Algorithm,
+					AccessTokenTTL: time.Duration(cfg.IdP.AccessTokenTTL), IDTokenTTL: time.Duration(cfg.IdP.IDTokenTTL),
+					RefreshTokenTTL: time.Duration(cfg.IdP.RefreshTokenTTL)}, keys, db, memstore.New(time.Now), log, time.Now)
+				if err != nil {
+					return err
+				}
+				k, err := p.RotateKey(ctx)
+				if err != nil {
+					return err
+				}
+				return printKeys(cmd.OutOrStdout(), out, []hsm.KeyInfo{k}, false)
+			})
+		},
+	}
+	outputFlag(rotate, "table")
+	cmd.AddCommand(rotate)
 	return cmd
 }
