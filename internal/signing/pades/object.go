@@ -1,0 +1,146 @@
+package pades
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+)
+
+// The PDF objects this package writes: its own small model, because digitorus/pdf only reads
+// (its object types are unexported) and the update must re-emit a few of the document's
+// dictionaries (the catalog, pages, the AcroForm) with their references intact.
+type (
+	name   string
+	ref    struct{ num, gen int }
+	dict   map[name]any
+	array  []any
+	pdfStr string // a string's bytes, written as a hex string
+	// text is a text string: ASCII as a literal, anything else UTF-16BE with a BOM.
+	text string
+	// raw is written as it is (a placeholder, a pre-formatted number).
+	raw string
+)
+
+// stream is an indirect stream object: the dictionary gets /Length.
+type stream struct {
+	d    dict
+	data []byte
+}
+
+func (r ref) String() string { return fmt.Sprintf("%d %d R", r.num, r.gen) }
+
+// writeObj writes o in PDF syntax. Keys of a dictionary go in sorted order, so that an update
+// is the same bytes for the same input.
+func writeObj(b *bytes.Buffer, o any) {
+	switch v := o.(type) {
+	case nil:
+		b.WriteString("null")
+	case bool:
+		b.WriteString(strconv.FormatBool(v))
+	case int:
+		b.WriteString(strconv.Itoa(v))
+	case int64:
+		b.WriteString(strconv.FormatInt(v, 10))
+	case float64:
+		b.WriteString(formatReal(v))
+	case name:
+		writeName(b, v)
+	case ref:
+		b.WriteString(v.String())
+	case pdfStr:
+		b.WriteByte('<')
+		const hx = "0123456789ABCDEF"
+		for i := range len(v) {
+			b.WriteByte(hx[v[i]>>4])
+			b.WriteByte(hx[v[i]&15])
+		}
+		b.WriteByte('>')
+	case text:
+		writeText(b, string(v))
+	case raw:
+		b.WriteString(string(v))
+	case array:
+		b.WriteByte('[')
+		for i, e := range v {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			writeObj(b, e)
+		}
+		b.WriteByte(']')
+	case dict:
+		b.WriteString("<<")
+		keys := make([]name, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			b.WriteByte(' ')
+			writeName(b, k)
+			b.WriteByte(' ')
+			writeObj(b, v[k])
+		}
+		b.WriteString(" >>")
+	default:
+		panic(fmt.Sprintf("pades: cannot write %T", o)) // a bug here, never input
+	}
+}
+
+func formatReal(f float64) string {
+	s := strconv.FormatFloat(f, 'f', 4, 64)
+	s = trimZeros(s)
+	if s == "-0" {
+		s = "0"
+	}
+	return s
+}
+
+func trimZeros(s string) string {
+	if !strings.Contains(s, ".") {
+		return s
+	}
+	return strings.TrimSuffix(strings.TrimRight(s, "0"), ".")
+}
+
+// writeName writes /n, escaping what a name cannot hold as #xx.
+func writeName(b *bytes.Buffer, n name) {
+	b.WriteByte('/')
+	for i := range len(n) {
+		c := n[i]
+		if c < '!' || c > '~' || strings.IndexByte("#()<>[]{}/%", c) >= 0 {
+			fmt.Fprintf(b, "#%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+}
+
+func writeText(b *bytes.Buffer, s string) {
+	ascii := true
+	for i := range len(s) {
+		if s[i] < ' ' || s[i] > '~' {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		b.WriteByte('(')
+		for i := range len(s) {
+			if c := s[i]; c == '(' || c == ')' || c == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(s[i])
+		}
+		b.WriteByte(')')
+		return
+	}
+	u := []byte{0xFE, 0xFF}
+	for _, r := range utf16.Encode([]rune(s)) {
+		u = append(u, byte(r>>8), byte(r))
+	}
+	writeObj(b, pdfStr(u))
+}
