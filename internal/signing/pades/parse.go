@@ -1,10 +1,14 @@
 package pades
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/digitorus/pdf"
@@ -324,8 +328,90 @@ func (d *document) convert(v reflect.Value, depth int) (any, error) {
 	return nil, fmt.Errorf("%w: pades: unexpected PDF value of type %s", signing.ErrInvalid, v.Type())
 }
 
-// checkXref is filled in below.
-func checkXref(r io.ReaderAt, size int64) error { return nil }
+// checkXref bounds the object numbers the cross-reference sections declare before
+// digitorus/pdf reads them: it allocates its table from /Size and from each subsection's first
+// number without a limit, so a few bytes of garbage could make it allocate gigabytes (no
+// recover helps there). No real file numbers more objects than it has bytes. Sections it
+// cannot make out are left to digitorus/pdf, which refuses them.
+func checkXref(r io.ReaderAt, size int64) error {
+	limit := min(size, maxObjects)
+	tooMany := func(n int64) error {
+		return fmt.Errorf("%w: pades: the cross-reference data declares %d objects in a file of %d bytes", signing.ErrInvalid, n, size)
+	}
+	tail := make([]byte, min(size, 2048))
+	n, _ := r.ReadAt(tail, size-int64(len(tail)))
+	m := reStartxref.FindAllSubmatch(tail[:n], -1)
+	if m == nil {
+		return nil
+	}
+	off, _ := strconv.ParseInt(string(m[len(m)-1][1]), 10, 64)
+	seen := map[int64]bool{}
+	for i := 0; i < 1024 && off > 0 && off < size && !seen[off]; i++ {
+		seen[off] = true
+		head := make([]byte, min(4096, size-off))
+		n, _ := r.ReadAt(head, off)
+		head = head[:n]
+		var dictText []byte
+		if bytes.HasPrefix(head, []byte("xref")) {
+			// A table: walk its tokens, checking each subsection header and skipping entries.
+			sc := bufio.NewScanner(io.NewSectionReader(r, off+4, size-off-4))
+			sc.Split(bufio.ScanWords)
+			for sc.Scan() && sc.Text() != "trailer" {
+				start, err1 := strconv.ParseInt(sc.Text(), 10, 64)
+				if !sc.Scan() {
+					break
+				}
+				count, err2 := strconv.ParseInt(sc.Text(), 10, 64)
+				if err1 != nil || err2 != nil || start < 0 || count < 0 {
+					break
+				}
+				if start+count > limit {
+					return tooMany(start + count)
+				}
+				for j := int64(0); j < 3*count && sc.Scan(); j++ {
+				}
+			}
+			rest := make([]byte, 4096)
+			k, _ := r.ReadAt(rest, off) // the trailer of a small table; else its /Prev is not checked
+			if t := bytes.Index(rest[:k], []byte("trailer")); t >= 0 {
+				dictText = rest[t:k]
+			}
+		} else {
+			dictText = head
+			if sm := reSize.FindSubmatch(head); sm != nil {
+				if v, _ := strconv.ParseInt(string(sm[1]), 10, 64); v > limit {
+					return tooMany(v)
+				}
+			}
+			if im := reIndex.FindSubmatch(head); im != nil {
+				f := bytes.Fields(im[1])
+				for j := 0; j+1 < len(f); j += 2 {
+					a, _ := strconv.ParseInt(string(f[j]), 10, 64)
+					c, _ := strconv.ParseInt(string(f[j+1]), 10, 64)
+					if a+c > limit || a < 0 || c < 0 {
+						return tooMany(a + c)
+					}
+				}
+			}
+		}
+		pm := rePrev.FindSubmatch(dictText)
+		if pm == nil {
+			break
+		}
+		off, _ = strconv.ParseInt(string(pm[1]), 10, 64)
+	}
+	return nil
+}
+
+// maxObjects is PDF's own limit on object numbers (ISO 32000-1, annex C).
+const maxObjects = 8388607
+
+var (
+	reStartxref = regexp.MustCompile(`startxref\s+(\d{1,15})`)
+	reSize      = regexp.MustCompile(`/Size\s+(\d{1,15})`)
+	reIndex     = regexp.MustCompile(`/Index\s*\[([\d\s]*)\]`)
+	rePrev      = regexp.MustCompile(`/Prev\s+(\d{1,15})`)
+)
 
 // catalog returns the newest version of the catalog.
 func (d *document) catalog() (dict, error) { return d.dictAt(d.root) }
