@@ -11,6 +11,10 @@ declare -A need=(
   [redis-server]=redis-server
   [pg_ctl]=postgresql
   [chromium]=chromium
+  [pdfsig]=poppler-utils
+  [qpdf]=qpdf
+  [certutil]=libnss3-tools
+  [vfychain]=libnss3-tools
 )
 
 have() {

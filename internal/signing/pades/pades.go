@@ -122,7 +122,7 @@ func Sign(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, s signing
 		hDoc = sha256.New()
 		hashers = append(hashers, hDoc)
 	}
-	if _, err := io.CopyBuffer(io.MultiWriter(hashers...), io.NewSectionReader(r, 0, size), make([]byte, 1<<20)); err != nil {
+	if _, err := io.CopyBuffer(io.MultiWriter(hashers...), io.NewSectionReader(r, 0, size), make([]byte, 64<<10)); err != nil {
 		return fmt.Errorf("pades: reading the PDF: %w", err)
 	}
 
