@@ -259,7 +259,7 @@ func (p *prepared) signedAttrs(digest []byte) ([]byte, error) {
 	attrs = append(attrs, p.opts.ExtraSigned...)
 	out := setOf(attrs)
 	if out == nil {
-		return nil, fmt.Errorf("cades: cannot encode the signed attributes")
+		return nil, fmt.Errorf("%w: cades: cannot encode the signed attributes", signing.ErrInvalid)
 	}
 	return out, nil
 }
@@ -283,7 +283,14 @@ func (p *prepared) encode(signedAttrs, sig []byte, unsigned [][]byte) []byte {
 	if !p.ctype.Equal(oidData) {
 		version = 3
 	}
-	return build(func(b *cryptobyte.Builder) {
+	size := len(signedAttrs) + len(sig) + 256
+	for _, c := range certs {
+		size += len(c)
+	}
+	for _, u := range unsigned {
+		size += len(u) + 8
+	}
+	return buildSized(size, func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ContentInfo
 			b.AddASN1ObjectIdentifier(oidSignedData)
 			b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
@@ -382,8 +389,14 @@ func derLenLen(n int) int {
 
 // build runs f on a fresh builder; nil means f encoded something invalid.
 func build(f func(b *cryptobyte.Builder)) []byte {
-	var b cryptobyte.Builder
-	f(&b)
+	return buildSized(0, f)
+}
+
+// buildSized is build with room for n bytes, so that a large structure is not copied as it
+// grows.
+func buildSized(n int, f func(b *cryptobyte.Builder)) []byte {
+	b := cryptobyte.NewBuilder(make([]byte, 0, n))
+	f(b)
 	out, err := b.Bytes()
 	if err != nil {
 		return nil

@@ -1,0 +1,39 @@
+package cades
+
+import (
+	"crypto"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/vula-eid/vula/internal/signing"
+)
+
+// The parsers alone, without a timestamp authority in the loop, so the fuzzer runs fast: CMS
+// from outside (parseCMS) and tokens from a TSA (checkImprint) never panic, and a CMS that
+// parses has a signature value and a known digest algorithm.
+func FuzzParse(f *testing.F) {
+	seeds, _ := filepath.Glob(filepath.Join("testdata", "*"))
+	if len(seeds) == 0 {
+		f.Fatal("no seeds in testdata/")
+	}
+	for _, p := range seeds {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, der []byte) {
+		p, err := parseCMS(der)
+		if err != nil {
+			if !errors.Is(err, signing.ErrInvalid) && !errors.Is(err, signing.ErrUnsupported) {
+				t.Fatalf("error not ErrInvalid/ErrUnsupported: %v", err)
+			}
+		} else if p.hash == 0 || len(p.beforeSigners) == 0 || len(p.signerHead) == 0 {
+			t.Fatalf("parsed without a digest algorithm or parts: %+v", p)
+		}
+		_ = checkImprint(der, crypto.SHA256, make([]byte, 32))
+	})
+}
