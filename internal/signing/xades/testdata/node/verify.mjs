@@ -1,9 +1,10 @@
 // Independent checks of Vula's XAdES output, with xadesjs/xmldsigjs and @xmldom/xmldom (nothing
 // of Vula's code). Used by the Go tests only.
 //
-//   node verify.mjs verify FILE            prints true or false: XML-DSig core validation (every
-//                                         Reference digest, SignedProperties included, and the
-//                                         SignatureValue); detached files are read next to FILE
+//   node verify.mjs verify FILE...         prints true or false for each FILE, one a line: XML-DSig
+//                                         core validation (every Reference digest, SignedProperties
+//                                         included, and the SignatureValue); detached files are
+//                                         read next to FILE
 //   node verify.mjs sigts FILE OUT        writes the exc-c14n of ds:SignatureValue (the input of
 //                                         the SignatureTimeStamp) to OUT
 //   node verify.mjs archive FILE OUT      writes the input of the xadesv141:ArchiveTimeStamp
@@ -21,10 +22,14 @@ const XADES141 = 'http://uri.etsi.org/01903/v1.4.1#';
 
 xadesjs.Application.setEngine('NodeJS', webcrypto);
 
-const [mode, file, out] = process.argv.slice(2);
-const doc = new DOMParser().parseFromString(readFileSync(file, 'utf8'), 'application/xml');
-const sig = doc.getElementsByTagNameNS(DS, 'Signature')[0];
-const dir = path.dirname(file);
+const [mode, ...args] = process.argv.slice(2);
+let file, doc, sig, dir;
+function load(f) {
+  file = f;
+  doc = new DOMParser().parseFromString(readFileSync(f, 'utf8'), 'application/xml');
+  sig = doc.getElementsByTagNameNS(DS, 'Signature')[0];
+  dir = path.dirname(f);
+}
 
 function children(el, ns, name) {
   const r = [];
@@ -86,7 +91,7 @@ function referenceOctets(ref) {
   return readFileSync(path.join(dir, decodeURIComponent(uri)));
 }
 
-if (mode === 'verify') {
+async function verify() {
   // xadesjs knows only the ArchiveTimeStamp of XAdES 1.3.2 and refuses the xadesv141 one as
   // malformed; it is unsigned (outside SignedInfo), so hiding it changes nothing xadesjs checks.
   // Its input is checked by the 'archive' mode and openssl instead.
@@ -103,10 +108,21 @@ if (mode === 'verify') {
   } catch (e) {
     console.error(e && (e.message || JSON.stringify(e)), e && e.stack);
   }
-  console.log(ok ? 'true' : 'false');
+  return ok;
+}
+
+if (mode === 'verify') {
+  for (const f of args) {
+    load(f);
+    console.log((await verify()) ? 'true' : 'false');
+  }
 } else if (mode === 'sigts') {
+  const [f, out] = args;
+  load(f);
   writeFileSync(out, excC14N(children(sig, DS, 'SignatureValue')[0]));
 } else if (mode === 'archive') {
+  const [f, out] = args;
+  load(f);
   const parts = [];
   const signedInfo = children(sig, DS, 'SignedInfo')[0];
   for (const ref of children(signedInfo, DS, 'Reference')) parts.push(referenceOctets(ref));
