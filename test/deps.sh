@@ -15,6 +15,10 @@ declare -A need=(
   [qpdf]=qpdf
   [certutil]=libnss3-tools
   [vfychain]=libnss3-tools
+  [unzip]=unzip
+  [zipinfo]=unzip
+  [xmllint]=libxml2-utils
+  [xmlsec1]=xmlsec1
 )
 
 have() {
