@@ -19,6 +19,8 @@ declare -A need=(
   [zipinfo]=unzip
   [xmllint]=libxml2-utils
   [xmlsec1]=xmlsec1
+  [node]=nodejs
+  [npm]=npm
 )
 
 have() {

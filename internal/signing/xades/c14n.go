@@ -24,7 +24,11 @@ const algExcC14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 // and it orders prefixed attributes by prefix rather than by namespace URI as C14N requires
 // (so the attributes are sorted again, in sortAttrs), and it starts from a default namespace
 // that is not empty, so it may render an xmlns="" that C14N leaves out (dropEmptyDefault).
-func excC14N(el *etree.Element) ([]byte, error) {
+func excC14N(el *etree.Element) ([]byte, error) { return excC14NWith(el, false) }
+
+// excC14NWith is excC14N, keeping comments when asked (only the tests compare that form, with
+// xmllint's).
+func excC14NWith(el *etree.Element, comments bool) ([]byte, error) {
 	c := el.Copy()
 	declared := map[string]bool{}
 	for _, a := range c.Attr {
@@ -40,7 +44,7 @@ func excC14N(el *etree.Element) ([]byte, error) {
 			}
 		}
 	}
-	if err := etreeutils.TransformExcC14n(c, "", false); err != nil {
+	if err := etreeutils.TransformExcC14n(c, "", comments); err != nil {
 		return nil, fmt.Errorf("%w: xades: canonicalize <%s>: %v", signing.ErrInvalid, el.FullTag(), err)
 	}
 	dropEmptyDefault(c, "")
@@ -54,28 +58,38 @@ func excC14N(el *etree.Element) ([]byte, error) {
 // docC14N is the exclusive canonical form of the whole document (a same-document Reference
 // URI=""): the processing instructions around the root element, each on its own line, and the
 // root. Comments are left out, as URI="" asks; the XML declaration is not a node.
-func docC14N(doc *etree.Document) ([]byte, error) {
+func docC14N(doc *etree.Document) ([]byte, error) { return docC14NWith(doc, false) }
+
+func docC14NWith(doc *etree.Document, comments bool) ([]byte, error) {
 	var out bytes.Buffer
 	seenRoot := false
 	for _, t := range doc.Child {
 		switch t := t.(type) {
-		case *etree.ProcInst:
-			if t.Target == "xml" {
+		case *etree.ProcInst, *etree.Comment:
+			var node string
+			if pi, ok := t.(*etree.ProcInst); ok {
+				if pi.Target == "xml" {
+					continue
+				}
+				node = "<?" + pi.Target
+				if pi.Inst != "" {
+					node += " " + pi.Inst
+				}
+				node += "?>"
+			} else if comments {
+				node = "<!--" + t.(*etree.Comment).Data + "-->"
+			} else {
 				continue
 			}
 			if seenRoot {
 				out.WriteByte('\n')
 			}
-			out.WriteString("<?" + t.Target)
-			if t.Inst != "" {
-				out.WriteString(" " + t.Inst)
-			}
-			out.WriteString("?>")
+			out.WriteString(node)
 			if !seenRoot {
 				out.WriteByte('\n')
 			}
 		case *etree.Element:
-			b, err := excC14N(t)
+			b, err := excC14NWith(t, comments)
 			if err != nil {
 				return nil, err
 			}

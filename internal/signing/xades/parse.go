@@ -23,7 +23,7 @@ const maxDepth = 256
 func parseXML(data []byte) (*etree.Document, error) {
 	dec := xml.NewDecoder(bytes.NewReader(data))
 	dec.Strict = true
-	depth := 0
+	depth, roots := 0, 0
 	for {
 		tok, err := dec.RawToken()
 		if errors.Is(err, io.EOF) {
@@ -39,7 +39,16 @@ func parseXML(data []byte) (*etree.Document, error) {
 				what = "a DTD (<!DOCTYPE>)"
 			}
 			return nil, fmt.Errorf("%w: xades: the document has %s; DTDs and entity declarations are refused", signing.ErrInvalid, what)
+		case xml.CharData:
+			if depth == 0 && len(bytes.TrimSpace(t)) > 0 {
+				return nil, fmt.Errorf("%w: xades: not well-formed XML: text outside the root element", signing.ErrInvalid)
+			}
 		case xml.StartElement:
+			if depth == 0 {
+				if roots++; roots > 1 {
+					return nil, fmt.Errorf("%w: xades: not well-formed XML: a second root element <%s>", signing.ErrInvalid, t.Name.Local)
+				}
+			}
 			if depth++; depth > maxDepth {
 				return nil, fmt.Errorf("%w: xades: elements nested deeper than %d", signing.ErrInvalid, maxDepth)
 			}

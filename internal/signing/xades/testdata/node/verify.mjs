@@ -11,7 +11,7 @@
 //                                         (EN 319 132-1, 5.5.2.2) to OUT
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { webcrypto } from 'node:crypto';
+import { webcrypto, createHash } from 'node:crypto';
 import { DOMParser } from '@xmldom/xmldom';
 import * as xadesjs from 'xadesjs';
 import * as dsig from 'xmldsigjs';
@@ -104,7 +104,22 @@ async function verify() {
   };
   let ok = false;
   try {
-    ok = await sx.Verify();
+    // The key is that of the KeyInfo certificate SigningCertificateV2 names by its digest.
+    // (Left to choose, xmldsigjs imports every KeyInfo certificate with the signature's
+    // algorithm, and fails on the EC CA certificates above an RSA signer.)
+    const certDigest = sig.getElementsByTagNameNS(XADES, 'CertDigest')[0];
+    const alg = { 'http://www.w3.org/2001/04/xmlenc#sha256': 'sha256', 'http://www.w3.org/2001/04/xmldsig-more#sha384': 'sha384',
+      'http://www.w3.org/2001/04/xmlenc#sha512': 'sha512' }[certDigest.getElementsByTagNameNS(DS, 'DigestMethod')[0].getAttribute('Algorithm')];
+    const want = certDigest.getElementsByTagNameNS(DS, 'DigestValue')[0].textContent.trim();
+    let key;
+    for (const c of Array.from(sig.getElementsByTagNameNS(DS, 'X509Certificate'))) {
+      const der = Buffer.from(c.textContent, 'base64');
+      if (createHash(alg).update(der).digest('base64') === want) {
+        key = await new dsig.X509Certificate(der).exportKey(sx.Algorithm);
+      }
+    }
+    if (!key) throw new Error('no KeyInfo certificate matches SigningCertificateV2');
+    ok = await sx.Verify(key);
   } catch (e) {
     console.error(e && (e.message || JSON.stringify(e)), e && e.stack);
   }
