@@ -555,3 +555,59 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatalf("after the outage: report %+v, %v", rep, err)
 	}
 }
+
+// readCountingLog counts reads of records.
+type readCountingLog struct {
+	store.AuditLog
+	reads atomic.Int64
+}
+
+func (r *readCountingLog) AuditRecords(ctx context.Context, from int64, limit int) ([]store.AuditRecord, error) {
+	r.reads.Add(1)
+	return r.AuditLog.AuditRecords(ctx, from, limit)
+}
+
+// A writer that appended every record since the last checkpoint knows when the next is due
+// without reading the chain back; one that follows another writer's records reads it, and
+// both checkpoint where one writer would.
+func TestCheckpointDueFromOwnRecords(t *testing.T) {
+	f := newKeys(t)
+	path := "sqlite:" + filepath.Join(t.TempDir(), "a.db")
+	a := &readCountingLog{AuditLog: openDB(t, path)}
+	la := newLog(t, a, f, 10)
+	appendN(t, la, 40)
+	if n := a.reads.Load(); n != 0 {
+		t.Errorf("a lone writer read the chain %d times to find its checkpoints", n)
+	}
+	if st := la.Stats(); st.Records != 40 || st.Commits == 0 || st.Commits > 40 || st.Time <= 0 {
+		t.Errorf("stats %+v after 40 appends", st)
+	}
+	rep, err := Verify(context.Background(), a, f.pubs, VerifyOptions{})
+	if err != nil || rep.Records != 44 || rep.LastCheckpointSeq != 44 {
+		t.Fatalf("report %+v, %v", rep, err)
+	}
+
+	// Another process appends 7 records: a's next checkpoint must count them.
+	lb := newLog(t, openDB(t, path), f, 10)
+	appendN(t, lb, 7)
+	before := a.reads.Load()
+	last := rep.LastCheckpointSeq
+	appendN(t, la, 15)
+	if a.reads.Load() == before {
+		t.Error("a writer following another's records did not read them")
+	}
+	// Whoever writes it, one checkpoint after every 10 records.
+	seqs, want := checkpointSeqs(t, a), last
+	for _, s := range seqs {
+		if s > last && s != want+11 {
+			t.Errorf("checkpoints at %v: want one after every 10 records from %d", seqs, last)
+		}
+		want = s
+	}
+	if want < last+22 {
+		t.Errorf("checkpoints at %v: want two after %d", seqs, last)
+	}
+	if _, err := Verify(context.Background(), a, f.pubs, VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
