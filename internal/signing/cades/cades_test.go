@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/asn1"
 	"errors"
 	"flag"
 	"os"
@@ -39,13 +40,13 @@ func run(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
-// verify runs openssl cms -verify on a detached signature. -purpose any: the signers'
-// certificates are seals and signing certificates (nonRepudiation, no emailProtection EKU),
-// which openssl's default S/MIME purpose check would refuse; the chain itself is still
-// checked up to the root.
+// verify runs openssl cms -verify on a detached signature with openssl's default purpose check
+// (S/MIME signing): no -purpose any is needed, since the seal and signing certificates carry
+// digitalSignature/nonRepudiation and no extended key usage, which that check accepts; so the
+// test keeps it, and -noverify or -no_attr_verify are not used either.
 func verify(sig, content, root string) ([]byte, error) {
 	return exec.Command("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", sig,
-		"-content", content, "-CAfile", root, "-purpose", "any", "-out", os.DevNull).CombinedOutput()
+		"-content", content, "-CAfile", root, "-out", os.DevNull).CombinedOutput()
 }
 
 // Detached B-B and B-T signatures for each key kind verify with openssl, carry the attributes
@@ -201,5 +202,43 @@ func TestInvalid(t *testing.T) {
 		if _, err := cades.AddTimestamp(ctx, junk, e.TSA); !errors.Is(err, signing.ErrInvalid) {
 			t.Fatalf("AddTimestamp(%x): %v, want ErrInvalid", junk, err)
 		}
+	}
+}
+
+// Extra signed attributes (a commitment type) and another eContentType are signed and carried;
+// openssl verifies the result and shows both.
+func TestExtraSignedContentType(t *testing.T) {
+	needOpenSSL(t)
+	e := signingtest.New(t, signingtest.Options{})
+	type commitmentTypeIndication struct{ ID asn1.ObjectIdentifier }
+	value, err := asn1.Marshal(commitmentTypeIndication{ID: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 6, 1}}) // proof of origin
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitment, err := asn1.Marshal(struct {
+		Type   asn1.ObjectIdentifier
+		Values []asn1.RawValue `asn1:"set"`
+	}{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 16}, []asn1.RawValue{{FullBytes: value}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := []byte("<doc/>")
+	opts := cades.Options{ExtraSigned: [][]byte{commitment}, ContentType: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 1, 28}} // id-ct-xml
+	sig, err := cades.Sign(context.Background(), e.Seal, bytes.NewReader(content), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := e.WriteFile(t, "extra.p7s", sig)
+	if out, err := verify(p, e.WriteFile(t, "doc.xml", content), e.RootPEM); err != nil {
+		t.Fatalf("openssl cms -verify: %v\n%s", err, out)
+	}
+	printed := run(t, "openssl", "cms", "-cmsout", "-print", "-inform", "DER", "-in", p)
+	for _, w := range []string{"id-smime-aa-ets-commitmentType", "1.2.840.113549.1.9.16.1.28", "version: 3"} {
+		if !strings.Contains(printed, w) {
+			t.Errorf("openssl cms -print shows no %s:\n%s", w, printed)
+		}
+	}
+	if max, err := cades.MaxSize(e.Seal, opts); err != nil || len(sig) > max {
+		t.Fatalf("MaxSize %d (%v) for %d bytes", max, err, len(sig))
 	}
 }
