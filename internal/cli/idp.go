@@ -28,21 +28,21 @@ var idpPaths = []string{"/.well-known/", "/jwks.json", "/oauth2/", "/userinfo", 
 // openIdP makes the OpenID Connect provider and its pages on mux; on a first start in demo mode
 // it also makes the demo relying party and citizen and tells stdout how to log in.
 func openIdP(ctx context.Context, mux *http.ServeMux, keys hsm.Manager, db store.Durable, eph store.Ephemeral, cfg config.Config,
-	log *slog.Logger, stdout io.Writer) error {
+	log *slog.Logger, stdout io.Writer) (*idp.Provider, error) {
 	p, err := idp.New(ctx, idp.Config{Issuer: cfg.BaseURL, Algorithm: cfg.IdP.Algorithm,
 		AccessTokenTTL: time.Duration(cfg.IdP.AccessTokenTTL), IDTokenTTL: time.Duration(cfg.IdP.IDTokenTTL),
 		RefreshTokenTTL: time.Duration(cfg.IdP.RefreshTokenTTL)}, keys, db, eph, log, time.Now)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	accounts, err := openAccounts(db, eph, cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	secure := !cfg.Dev || strings.HasPrefix(cfg.BaseURL, "https://")
 	r, err := web.New(log, secure)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p.Register(mux)
 	idp.NewPages(p, accounts, r, secure).Register(mux)
@@ -54,7 +54,7 @@ func openIdP(ctx context.Context, mux *http.ServeMux, keys hsm.Manager, db store
 			log.Warn("no demo relying party", "err", err)
 		}
 	}
-	return nil
+	return p, nil
 }
 
 // openAccounts makes the credential checker with the TOTP seed sealing key.

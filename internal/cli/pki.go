@@ -47,12 +47,13 @@ func (g *pkiGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, "the PKI is starting", http.StatusServiceUnavailable)
 }
 
-// open opens (on first start: creates) the hierarchy and starts serving it, with the services
-// that more registers on the same mux (the identity provider). Replicas that start together take
+// open opens (on first start: creates) the hierarchy and starts serving it, with the timestamp
+// authority and the services that more registers on the same mux (the identity provider, the
+// sealing service). Replicas that start together take
 // turns through a lock in the shared ephemeral store, so that only the first creates the
 // hierarchy (and what more creates on first start) and the others load it.
 func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records, eph store.Ephemeral, cfg config.Config, log *slog.Logger,
-	more func(mux *http.ServeMux) error) error {
+	more func(mux *http.ServeMux, a *certs.Authority, ts *tsa.Responder) error) error {
 	const lock = "pki:init"
 	for {
 		err := eph.PutIfAbsent(ctx, lock, []byte("init"), 2*time.Minute)
@@ -74,9 +75,6 @@ func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records
 		return err
 	}
 	mux := http.NewServeMux()
-	if err := more(mux); err != nil {
-		return err
-	}
 	certs.Handlers{A: a, Log: log}.Register(mux)
 	// The timestamp authority signs with the timestamping unit's key and certificate.
 	policy, _ := config.ParseOID(cfg.TSA.PolicyOID) // Validate checked it
@@ -88,6 +86,9 @@ func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records
 		return err
 	}
 	mux.Handle("POST /tsa", responder)
+	if err := more(mux, a, responder); err != nil {
+		return err
+	}
 	g.mux.Store(mux)
 	return nil
 }

@@ -12,9 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/seal"
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 	"github.com/vula-eid/vula/internal/tsa"
@@ -77,7 +79,7 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	srv.Handle("/pki", pki)
 	srv.Handle("/pki/", pki)
 	srv.Handle("/tsa", pki)
-	for _, p := range idpPaths {
+	for _, p := range append(idpPaths, "/api/v1/seal", "/api/v1/seal/") {
 		srv.Handle(p, pki)
 	}
 	go gate.open(ctx, cfg, raw, log, func(db *sqlstore.DB, l *audit.Log) {
@@ -86,7 +88,14 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 		// CA signatures go through the instrumented layer: each is in the audit log.
 		// A CA key that does not match its certificate stops the process: nothing may be
 		// signed under a hierarchy that is not what it claims.
-		more := func(mux *http.ServeMux) error { return openIdP(ctx, mux, keys, db, eph, cfg, log, g.env.Stdout) }
+		more := func(mux *http.ServeMux, a *certs.Authority, ts *tsa.Responder) error {
+			p, err := openIdP(ctx, mux, keys, db, eph, cfg, log, g.env.Stdout)
+			if err != nil {
+				return err
+			}
+			seal.Handler{S: sealService(cfg, a, keys, db, ts, log), Auth: p, Log: log}.Register(mux)
+			return nil
+		}
 		if err := pki.open(ctx, keys, db, eph, cfg, log, more); err != nil {
 			fatal <- err
 		}

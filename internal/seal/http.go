@@ -1,0 +1,378 @@
+package seal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/idp"
+	"github.com/vula-eid/vula/internal/server"
+	"github.com/vula-eid/vula/internal/signing"
+	"github.com/vula-eid/vula/internal/store"
+)
+
+// Scope is the OAuth 2 scope a token needs for the sealing API.
+const Scope = "seal"
+
+// Authenticator checks a request's bearer token (the identity provider, in process).
+type Authenticator interface {
+	Bearer(r *http.Request, scope string) (idp.Caller, error)
+}
+
+var _ Authenticator = (*idp.Provider)(nil)
+
+// maxBatch bounds the documents of one batch request.
+const maxBatch = 10000
+
+// Handler is the sealing API: POST /api/v1/seal (one document as the body, or one or more as
+// multipart/form-data file parts for a container) and POST /api/v1/seal/batch (many documents as
+// file parts, each sealed on its own; the answer is multipart/mixed, streamed one part a
+// document as each is sealed). Options are query parameters (see ParseParams). Described in
+// api/openapi.yaml.
+type Handler struct {
+	S       *Service
+	Auth    Authenticator
+	Log     *slog.Logger
+	TempDir string // where request bodies are spooled; os.TempDir() when empty
+}
+
+// Register mounts the API on mux.
+func (h Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/seal", h.seal)
+	mux.HandleFunc("POST /api/v1/seal/batch", h.batch)
+}
+
+// caller authenticates the request and finds the organization it acts for; on failure it has
+// answered.
+func (h Handler) caller(w http.ResponseWriter, r *http.Request) (actor, org string, ok bool) {
+	c, err := h.Auth.Bearer(r, Scope)
+	if err != nil {
+		idp.WriteBearerError(w, r, "vula-seal", Scope, err)
+		return "", "", false
+	}
+	org, err = h.S.OrganizationOf(r.Context(), c.ClientID)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			err = fmt.Errorf("%w: client %s", ErrNotBound, c.ClientID)
+		}
+		writeError(w, r, err)
+		return "", "", false
+	}
+	return c.ClientID, org, true
+}
+
+func (h Handler) seal(w http.ResponseWriter, r *http.Request) {
+	actor, org, ok := h.caller(w, r)
+	if !ok {
+		return
+	}
+	p, err := ParseParams(r.URL.Query().Get)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var docs []Document
+	defer func() { removeAll(docs) }()
+	if isMultipart(r) {
+		mr, err := r.MultipartReader()
+		if err != nil {
+			writeError(w, r, fmt.Errorf("%w: %w", signing.ErrInvalid, err))
+			return
+		}
+		for {
+			d, err := h.nextPart(mr)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				writeError(w, r, err)
+				return
+			}
+			docs = append(docs, d)
+			if len(docs) > maxBatch {
+				writeError(w, r, fmt.Errorf("%w: more than %d documents", signing.ErrInvalid, maxBatch))
+				return
+			}
+		}
+	} else {
+		name := r.URL.Query().Get("name")
+		if name == "" {
+			name = "document" + extensionOf(r.Header.Get("Content-Type"))
+		}
+		d, err := h.spool(r.Body, safeName(name), mediaType(r.Header.Get("Content-Type")))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		docs = append(docs, d)
+	}
+	out, err := os.CreateTemp(h.TempDir, "vula-sealed-*")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	defer func() { out.Close(); os.Remove(out.Name()) }()
+	res, err := h.S.Seal(r.Context(), actor, org, docs, p, out)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	size, err := out.Seek(0, io.SeekCurrent)
+	if err == nil {
+		_, err = out.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", res.MimeType)
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": outputName(docs, res)}))
+	w.Header().Set("X-Vula-Transaction", res.Transaction)
+	if _, err := io.Copy(w, out); err != nil {
+		h.Log.WarnContext(r.Context(), "sending a seal", "err", err)
+	}
+}
+
+// batch seals each file part of a multipart/form-data body on its own, in order, and streams the
+// outputs back as the parts of a multipart/mixed answer, each with the input's name, its
+// transaction id and its status (X-Vula-Status: 200, or the 4xx of a problem+json part). A
+// document that cannot be sealed does not stop the others.
+func (h Handler) batch(w http.ResponseWriter, r *http.Request) {
+	actor, org, ok := h.caller(w, r)
+	if !ok {
+		return
+	}
+	p, err := ParseParams(r.URL.Query().Get)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if p.Format == ASiCCAdES || p.Format == ASiCXAdES {
+		writeError(w, r, fmt.Errorf("%w: a batch seals documents one by one; send a container's files to /api/v1/seal", signing.ErrInvalid))
+		return
+	}
+	if !isMultipart(r) {
+		writeError(w, r, fmt.Errorf("%w: a batch is multipart/form-data with one file part a document", signing.ErrInvalid))
+		return
+	}
+	mr, err := r.MultipartReader()
+	if err != nil {
+		writeError(w, r, fmt.Errorf("%w: %w", signing.ErrInvalid, err))
+		return
+	}
+	mw := multipart.NewWriter(w)
+	w.Header().Set("Content-Type", "multipart/mixed; boundary="+mw.Boundary())
+	flusher, _ := w.(http.Flusher)
+	ctx := r.Context()
+	for n := 0; ; n++ {
+		if n == maxBatch {
+			h.problemPart(mw, r, "", fmt.Errorf("%w: more than %d documents; the rest were not read", signing.ErrInvalid, maxBatch))
+			break
+		}
+		d, err := h.nextPart(mr)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			// The body itself is broken: nothing after this point can be read.
+			h.problemPart(mw, r, "", err)
+			break
+		}
+		err = h.sealPart(ctx, mw, actor, org, d, p)
+		removeAll([]Document{d})
+		if err != nil {
+			h.problemPart(mw, r, d.Name, err)
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+	mw.Close()
+}
+
+// sealPart seals d and writes it as one part; on error it writes nothing.
+func (h Handler) sealPart(ctx context.Context, mw *multipart.Writer, actor, org string, d Document, p Params) error {
+	out, err := os.CreateTemp(h.TempDir, "vula-sealed-*")
+	if err != nil {
+		return err
+	}
+	defer func() { out.Close(); os.Remove(out.Name()) }()
+	res, err := h.S.Seal(ctx, actor, org, []Document{d}, p, out)
+	if err != nil {
+		return err
+	}
+	if _, err := out.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	hdr := textproto.MIMEHeader{}
+	hdr.Set("Content-Type", res.MimeType)
+	hdr.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": outputName([]Document{d}, res)}))
+	hdr.Set("X-Vula-Transaction", res.Transaction)
+	hdr.Set("X-Vula-Status", "200")
+	part, err := mw.CreatePart(hdr)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(part, out)
+	return err
+}
+
+func (h Handler) problemPart(mw *multipart.Writer, r *http.Request, name string, err error) {
+	status := statusOf(err)
+	if status >= 500 {
+		h.Log.ErrorContext(r.Context(), "batch seal", "document", name, "err", err)
+	}
+	hdr := textproto.MIMEHeader{}
+	hdr.Set("Content-Type", "application/problem+json")
+	if name != "" {
+		hdr.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	}
+	hdr.Set("X-Vula-Status", strconv.Itoa(status))
+	part, perr := mw.CreatePart(hdr)
+	if perr != nil {
+		return
+	}
+	rec := &partWriter{w: part, h: http.Header{}}
+	server.WriteProblem(rec, r, status, err)
+}
+
+// partWriter lets server.WriteProblem write a problem body into a multipart part.
+type partWriter struct {
+	w io.Writer
+	h http.Header
+}
+
+func (p *partWriter) Header() http.Header         { return p.h }
+func (p *partWriter) Write(b []byte) (int, error) { return p.w.Write(b) }
+func (p *partWriter) WriteHeader(int)             {}
+
+// nextPart spools the next file part of mr to a temporary file; io.EOF when there is none.
+// Parts without a file name (form fields) are skipped.
+func (h Handler) nextPart(mr *multipart.Reader) (Document, error) {
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return Document{}, io.EOF
+		}
+		if err != nil {
+			return Document{}, fmt.Errorf("%w: multipart body: %w", signing.ErrInvalid, err)
+		}
+		if part.FileName() == "" {
+			part.Close()
+			continue
+		}
+		d, err := h.spool(part, safeName(part.FileName()), mediaType(part.Header.Get("Content-Type")))
+		part.Close()
+		return d, err
+	}
+}
+
+// spool copies r to a temporary file, refusing more than the service's limit.
+func (h Handler) spool(r io.Reader, name, mimeType string) (Document, error) {
+	f, err := os.CreateTemp(h.TempDir, "vula-doc-*")
+	if err != nil {
+		return Document{}, err
+	}
+	n, err := io.Copy(f, io.LimitReader(r, h.S.cfg.MaxSize+1))
+	if err == nil && n > h.S.cfg.MaxSize {
+		err = fmt.Errorf("%w: %s is over the limit of %d bytes", signing.ErrTooLarge, name, h.S.cfg.MaxSize)
+	} else if err != nil {
+		err = fmt.Errorf("%w: reading %s: %w", signing.ErrInvalid, name, err)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return Document{}, err
+	}
+	return Document{Name: name, MimeType: mimeType, R: f, Size: n}, nil
+}
+
+func removeAll(docs []Document) {
+	for _, d := range docs {
+		if f, ok := d.R.(*os.File); ok {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}
+}
+
+func isMultipart(r *http.Request) bool {
+	return mediaType(r.Header.Get("Content-Type")) == "multipart/form-data"
+}
+
+func mediaType(ct string) string {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt == "" {
+		return "application/octet-stream"
+	}
+	return mt
+}
+
+func extensionOf(ct string) string {
+	switch mediaType(ct) {
+	case "application/pdf":
+		return ".pdf"
+	case "application/xml", "text/xml":
+		return ".xml"
+	}
+	return ""
+}
+
+// safeName keeps the last element of a client's file name, so that it can name a container
+// entry or an output file and never a path.
+func safeName(name string) string {
+	name = path.Base(strings.ReplaceAll(name, "\\", "/"))
+	if name == "." || name == "/" || name == ".." || name == "" {
+		return "document"
+	}
+	return name
+}
+
+// outputName is the sealed file's name: the input's with "-sealed" and the output's ending.
+func outputName(docs []Document, res Result) string {
+	base := docs[0].Name
+	if len(docs) > 1 {
+		base = "container"
+	}
+	if res.Extension == ".pdf" || res.Extension == ".xml" {
+		base = strings.TrimSuffix(base, path.Ext(base))
+		return base + "-sealed" + res.Extension
+	}
+	return base + res.Extension
+}
+
+// statusOf maps the service's and the formats' errors to statuses; the rest as the edge does.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, signing.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, signing.ErrInvalid), errors.Is(err, ErrInvalidOrg):
+		return http.StatusBadRequest
+	case errors.Is(err, signing.ErrUnsupported):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, ErrNotBound), errors.Is(err, hsm.ErrWrongPurpose):
+		return http.StatusForbidden
+	case errors.Is(err, ErrNoSeal), errors.Is(err, signing.ErrRevoked):
+		return http.StatusConflict
+	}
+	return server.Status(err)
+}
+
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	server.WriteProblem(w, r, statusOf(err), err)
+}
