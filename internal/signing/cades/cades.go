@@ -25,7 +25,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/asn1"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -53,14 +52,6 @@ var (
 		crypto.SHA256: {1, 2, 840, 113549, 1, 1, 11}, crypto.SHA384: {1, 2, 840, 113549, 1, 1, 12}, crypto.SHA512: {1, 2, 840, 113549, 1, 1, 13}}
 	oidDigest = map[crypto.Hash]asn1.ObjectIdentifier{
 		crypto.SHA256: {2, 16, 840, 1, 101, 3, 4, 2, 1}, crypto.SHA384: {2, 16, 840, 1, 101, 3, 4, 2, 2}, crypto.SHA512: {2, 16, 840, 1, 101, 3, 4, 2, 3}}
-)
-
-// OIDs callers and tests name.
-var (
-	// OIDSigningCertificateV2 is id-aa-signingCertificateV2 (RFC 5035).
-	OIDSigningCertificateV2 = oidSigningCertV2
-	// OIDSignatureTimeStamp is id-aa-signatureTimeStampToken (RFC 3161 appendix A).
-	OIDSignatureTimeStamp = oidSignatureTimeStamp
 )
 
 // Options says what a signature carries besides its mandatory attributes.
@@ -466,5 +457,3 @@ func attributeType(der []byte) (asn1.ObjectIdentifier, bool) {
 }
 
 func isNil(b []byte) bool { return b == nil }
-
-var errNoCMS = errors.New("not a DER CMS SignedData with one signer")

@@ -72,7 +72,7 @@ type parsed struct {
 // structure, not the signature: AddTimestamp only appends to it.
 func parseCMS(der []byte) (*parsed, error) {
 	bad := func(what string) error {
-		return fmt.Errorf("%w: cades: %s: %s", signing.ErrInvalid, errNoCMS, what)
+		return fmt.Errorf("%w: cades: not a DER CMS SignedData with one signer: %s", signing.ErrInvalid, what)
 	}
 	s := cryptobyte.String(der)
 	var ci, content, sd cryptobyte.String
@@ -119,7 +119,6 @@ func parseCMS(der []byte) (*parsed, error) {
 	if !digestAlg.ReadASN1ObjectIdentifier(&oid) {
 		return nil, bad("digest algorithm")
 	}
-	p.hash = 0
 	for h, o := range oidDigest {
 		if o.Equal(oid) {
 			p.hash = h
