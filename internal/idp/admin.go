@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/ory/fosite"
-
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/store"
 )
@@ -38,26 +36,11 @@ func (a *Admin) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/admin/persons/{id}/totp", a.auth(a.enrollTOTP))
 }
 
-var errAdminScope = errors.New("the access token lacks the admin scope")
-
 // auth lets through requests whose bearer token is active and has the admin scope.
 func (a *Admin) auth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok := fosite.AccessTokenFromRequest(r)
-		if tok == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="vula-admin"`)
-			server.WriteProblem(w, r, http.StatusUnauthorized, errors.New("a bearer access token is required"))
-			return
-		}
-		_, ar, err := a.p.oauth.IntrospectToken(r.Context(), tok, fosite.AccessToken, newSession())
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="vula-admin", error="invalid_token"`)
-			server.WriteProblem(w, r, http.StatusUnauthorized, errors.New("the access token is not valid"))
-			return
-		}
-		if !ar.GetGrantedScopes().Has("admin") {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="vula-admin", error="insufficient_scope", scope="admin"`)
-			server.WriteProblem(w, r, http.StatusForbidden, errAdminScope)
+		if _, err := a.p.Bearer(r, "admin"); err != nil {
+			WriteBearerError(w, r, "vula-admin", "admin", err)
 			return
 		}
 		next(w, r)
