@@ -7,6 +7,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -240,5 +241,36 @@ func TestExtraSignedContentType(t *testing.T) {
 	}
 	if max, err := cades.MaxSize(e.Seal, opts); err != nil || len(sig) > max {
 		t.Fatalf("MaxSize %d (%v) for %d bytes", max, err, len(sig))
+	}
+}
+
+// actorSigner records the actor of the context its key layer signer was given.
+type actorSigner struct {
+	hsm.ContextSigner
+	actors []string
+}
+
+func (a *actorSigner) SignContext(ctx context.Context, r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
+	a.actors = append(a.actors, hsm.ActorOf(ctx))
+	return a.ContextSigner.SignContext(ctx, r, d, o)
+}
+
+// The key signs once per signature, with the caller's context, so that the audit record names
+// the actor (the key layer's Sign without a context would use the one the signer was made with).
+func TestContextReachesKey(t *testing.T) {
+	e := signingtest.New(t, signingtest.Options{})
+	cs, ok := e.Seal.Key.(hsm.ContextSigner)
+	if !ok {
+		t.Fatal("the key layer's signer takes no context")
+	}
+	rec := &actorSigner{ContextSigner: cs}
+	s := e.Seal
+	s.Key = rec
+	ctx := hsm.WithActor(context.Background(), "client:tax-portal")
+	if _, err := cades.Sign(ctx, s, strings.NewReader("x"), cades.Options{Timestamper: e.TSA}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.actors) != 1 || rec.actors[0] != "client:tax-portal" {
+		t.Fatalf("key signed %d times with actors %q", len(rec.actors), rec.actors)
 	}
 }
