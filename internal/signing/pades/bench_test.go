@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,24 +23,34 @@ import (
 // BenchmarkPAdES signs 1 MB and 50 MB PDFs at B-B, beside a "limit" that does the least any
 // signer must: SHA-256 over the file, one signature on the same key, the file written out.
 // Compare the two ns/op of a size, measured in the same run.
+//
+// Both write into the same kind of sink, a bytes.Buffer kept at the output's size and reset
+// each time, so that writing costs each one copy of the bytes. (Into io.Discard the limit's
+// bytes.Reader.WriteTo copied nothing at all: its "write" was free, which no real output is.)
+// The limit hashes the bytes in place, without the read into a buffer that Sign, given an
+// io.ReaderAt, must do: the comparison leans against Sign.
 func BenchmarkPAdES(b *testing.B) {
 	env := signingtest.New(b, signingtest.Options{})
 	for _, mb := range []int{1, 50} {
 		in := pdfBytes(b, pdfOpts{big: mb << 20})
+		var out bytes.Buffer
+		out.Grow(len(in) + 64<<10)
 		b.Run(fmt.Sprintf("%dMB/limit", mb), func(b *testing.B) {
 			b.SetBytes(int64(len(in)))
 			for b.Loop() {
+				out.Reset()
 				sum := sha256.Sum256(in)
 				if _, err := env.Seal.Key.Sign(rand.Reader, sum[:], crypto.SHA256); err != nil {
 					b.Fatal(err)
 				}
-				io.Copy(io.Discard, bytes.NewReader(in))
+				out.Write(in)
 			}
 		})
 		b.Run(fmt.Sprintf("%dMB/pades-B-B", mb), func(b *testing.B) {
 			b.SetBytes(int64(len(in)))
 			for b.Loop() {
-				if err := pades.Sign(context.Background(), bytes.NewReader(in), int64(len(in)), io.Discard, env.Seal,
+				out.Reset()
+				if err := pades.Sign(context.Background(), bytes.NewReader(in), int64(len(in)), &out, env.Seal,
 					pades.Options{Level: signing.LevelB}); err != nil {
 					b.Fatal(err)
 				}

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -216,5 +217,36 @@ func TestRealWorld(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// holeReader fails every read that touches [from, to): a disk error in the middle of a file,
+// where only the hashing reads.
+type holeReader struct {
+	r        io.ReaderAt
+	from, to int64
+}
+
+var errDisk = errors.New("disk error")
+
+func (h holeReader) ReadAt(p []byte, off int64) (int, error) {
+	if off < h.to && off+int64(len(p)) > h.from {
+		return 0, errDisk
+	}
+	return h.r.ReadAt(p, off)
+}
+
+// TestReadError: a read error while hashing the original is returned, and nothing is written.
+func TestReadError(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	in := pdfBytes(t, pdfOpts{big: 1 << 20})
+	r := holeReader{r: bytes.NewReader(in), from: 512 << 10, to: 513 << 10}
+	var w bytes.Buffer
+	err := pades.Sign(context.Background(), r, int64(len(in)), &w, env.Seal, pades.Options{Level: signing.LevelB})
+	if !errors.Is(err, errDisk) {
+		t.Errorf("got %v, want the read error", err)
+	}
+	if w.Len() != 0 {
+		t.Errorf("%d bytes written on error", w.Len())
 	}
 }

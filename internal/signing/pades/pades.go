@@ -36,12 +36,14 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/vula-eid/vula/internal/signing"
@@ -105,16 +107,9 @@ func Sign(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, s signing
 		when = time.Now()
 	}
 
-	d, err := openDocument(r, size)
-	if err != nil {
-		return err
-	}
-	if err := d.checkPermissions(opts.Certify); err != nil {
-		return err
-	}
-
-	// The original is hashed once, with each digest a signature here needs; the updates go on
-	// clones of these states.
+	// The original is hashed once, with each digest a signature here needs (the updates go on
+	// clones of these states), in the background while its structure is read and the update
+	// built: with a second core the fixed cost of a signature hides behind the hash.
 	hSig := sigHash.New()
 	hDoc := hSig
 	hashers := []io.Writer{hSig}
@@ -122,8 +117,15 @@ func Sign(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, s signing
 		hDoc = sha256.New()
 		hashers = append(hashers, hDoc)
 	}
-	if _, err := io.CopyBuffer(io.MultiWriter(hashers...), io.NewSectionReader(r, 0, size), make([]byte, 64<<10)); err != nil {
-		return fmt.Errorf("pades: reading the PDF: %w", err)
+	original := hashInBackground(r, size, io.MultiWriter(hashers...))
+	defer original.cancel()
+
+	d, err := openDocument(r, size)
+	if err != nil {
+		return err
+	}
+	if err := d.checkPermissions(opts.Certify); err != nil {
+		return err
 	}
 
 	// Update 1: the signature.
@@ -159,6 +161,9 @@ func Sign(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, s signing
 	}
 	u1.finish()
 	u1.byteRange(p1)
+	if err := original.wait(); err != nil {
+		return fmt.Errorf("pades: reading the PDF: %w", err)
+	}
 	h := clone(hSig)
 	h.Write(u1.buf.Bytes()[:p1.cStart])
 	h.Write(u1.buf.Bytes()[p1.cEnd:])
@@ -547,6 +552,58 @@ func covered(vd signing.ValidationData, chain []*x509.Certificate) bool {
 		}
 	}
 	return true
+}
+
+// hashJob is the original being hashed by a goroutine of its own.
+type hashJob struct {
+	stop atomic.Bool
+	done chan struct{}
+	err  error
+}
+
+// hashInBackground writes the size bytes of r to w in a new goroutine. ReadAt may be called
+// in parallel (io.ReaderAt's contract), so the document is read meanwhile.
+func hashInBackground(r io.ReaderAt, size int64, w io.Writer) *hashJob {
+	j := &hashJob{done: make(chan struct{})}
+	go func() {
+		defer close(j.done)
+		buf := make([]byte, 32<<10)
+		for off := int64(0); off < size; {
+			if j.stop.Load() {
+				j.err = errors.New("stopped")
+				return
+			}
+			n, err := r.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+			w.Write(buf[:n]) // hashes never fail
+			off += int64(n)
+			switch {
+			case err == io.EOF && off == size:
+			case err == io.EOF:
+				j.err = io.ErrUnexpectedEOF
+				return
+			case err != nil:
+				j.err = err
+				return
+			case n == 0:
+				j.err = io.ErrNoProgress
+				return
+			}
+		}
+	}()
+	return j
+}
+
+// wait returns once the whole input is hashed, with the read error if any.
+func (j *hashJob) wait() error {
+	<-j.done
+	return j.err
+}
+
+// cancel stops the hashing if it still runs and waits for the goroutine: nothing reads r
+// after Sign returns.
+func (j *hashJob) cancel() {
+	j.stop.Store(true)
+	<-j.done
 }
 
 func clone(h hash.Hash) hash.Hash {

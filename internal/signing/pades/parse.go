@@ -34,6 +34,11 @@ type document struct {
 	// only thing its Resolve takes, as its reference type is unexported.
 	raws    map[int]any
 	resolve func(raw any) pdf.Value
+	// read caches the original's objects as converted: Sign asks for the catalog and the
+	// page tree many times, and each resolve by digitorus/pdf re-parses (and, for an object
+	// in an object stream, re-inflates the stream). The values are shared: callers clone
+	// before changing one.
+	read map[int]any
 }
 
 // openDocument reads the structure of the PDF in r: the trailer, the catalog and the first
@@ -61,7 +66,7 @@ func openDocument(r io.ReaderAt, size int64) (d *document, err error) {
 	}
 	tr := pr.Trailer()
 	parent := tr.GetPtr()
-	d = &document{size: size, objs: map[int]any{}, raws: map[int]any{},
+	d = &document{size: size, objs: map[int]any{}, raws: map[int]any{}, read: map[int]any{},
 		resolve:    func(raw any) pdf.Value { return pr.Resolve(parent, raw) },
 		xrefStream: pr.XrefInformation.Type == "stream", startxref: pr.XrefInformation.StartPos}
 	m, err := d.toModel(tr)
@@ -127,6 +132,9 @@ func (d *document) get(r ref) (out any, err error) {
 	if o, ok := d.objs[r.num]; ok {
 		return o, nil
 	}
+	if o, ok := d.read[r.num]; ok {
+		return o, nil
+	}
 	raw, ok := d.raws[r.num]
 	if !ok {
 		return nil, fmt.Errorf("pades: object %v was not met while reading", r) // a bug here
@@ -136,7 +144,11 @@ func (d *document) get(r ref) (out any, err error) {
 	if v.Kind() == pdf.Stream {
 		return nil, fmt.Errorf("%w: pades: object %v is a stream, not a dictionary or array", signing.ErrInvalid, r)
 	}
-	return d.toModel(v)
+	o, err := d.toModel(v)
+	if err == nil {
+		d.read[r.num] = o
+	}
+	return o, err
 }
 
 // deref returns o, or the object it refers to.
