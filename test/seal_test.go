@@ -23,7 +23,7 @@ import (
 )
 
 // sealClient registers a client_credentials client with the CLI and returns its secret.
-func sealClient(t *testing.T, env []string, id string, extra ...string) string {
+func sealClient(t testing.TB, env []string, id string, extra ...string) string {
 	t.Helper()
 	var c struct {
 		Secret string `json:"client_secret"`
