@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -351,15 +349,6 @@ func checkValidationData(t *testing.T, doc *etree.Document, env *signingtest.Env
 	}
 }
 
-func pemCerts(cs ...*x509.Certificate) []byte {
-	var b []byte
-	for _, c := range cs {
-		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return b
-}
-
-var _ = errors.Is
 
 // TestCanonicalCorners signs the documents whose canonical form goxmldsig's transform alone gets
 // wrong (see excC14N) and has xmlsec1 verify them. xadesjs 2.6 (xmldsigjs 2.8) is only logged:
