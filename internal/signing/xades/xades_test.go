@@ -349,7 +349,6 @@ func checkValidationData(t *testing.T, doc *etree.Document, env *signingtest.Env
 	}
 }
 
-
 // TestCanonicalCorners signs the documents whose canonical form goxmldsig's transform alone gets
 // wrong (see excC14N) and has xmlsec1 verify them. xadesjs 2.6 (xmldsigjs 2.8) is only logged:
 // it renders an xmlns="" that Exclusive C14N leaves out and drops the processing instructions
