@@ -18,6 +18,7 @@ import (
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/hsm/software"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
+	"github.com/vula-eid/vula/internal/testenv"
 )
 
 func openAuthority(t testing.TB, dir string, baseURL string) (*Authority, hsm.Manager, *sqlstore.DB) {
@@ -97,6 +98,7 @@ func TestOCSPAndCRLWithOpenSSL(t *testing.T) {
 	if out := ocspStatus(); !strings.Contains(out, leafPEM+": good") {
 		t.Fatalf("before revocation:\n%s", out)
 	}
+	nssOCSP(t, dir, rootPEM, get("/pki/person-ca.crt"), leaf.Raw)
 	if err := a.Revoke(ctx, NamePersonCA, leaf.SerialNumber, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -224,5 +226,29 @@ func TestRSAHierarchy(t *testing.T) {
 	inter.AddCert(seal)
 	if _, err := tsa.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageTimeStamping}}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// nssOCSP has NSS validate leaf for the email-signer usage (what pdfsig asks) with OCSP
+// required on the leaf: NSS fetches the answer from the leaf's AIA URL and refuses one whose
+// thisUpdate is after its producedAt (SEC_ERROR_OCSP_FUTURE_RESPONSE), which openssl accepts.
+func nssOCSP(t *testing.T, dir, rootPEM string, ca, leaf []byte) {
+	t.Helper()
+	testenv.Need(t, "certutil", "vfychain")
+	nss := filepath.Join(dir, "nss")
+	os.MkdirAll(nss, 0o700)
+	if out, err := exec.Command("certutil", "-N", "-d", "sql:"+nss, "--empty-password").CombinedOutput(); err != nil {
+		t.Fatalf("certutil -N: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("certutil", "-A", "-d", "sql:"+nss, "-n", "root", "-t", "CT,C,C", "-i", rootPEM).CombinedOutput(); err != nil {
+		t.Fatalf("certutil -A: %v\n%s", err, out)
+	}
+	leafDER, caDER := filepath.Join(dir, "leaf.der"), filepath.Join(dir, "ca.der")
+	os.WriteFile(leafDER, leaf, 0o600)
+	os.WriteFile(caDER, ca, 0o600)
+	out, err := exec.Command("vfychain", "-d", "sql:"+nss, "-pp", "-u", "4", "-g", "leaf", "-h", "requireFreshInfo",
+		"-m", "ocsp", "-s", "failIfNoInfo", leafDER, caDER).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Chain is good!") {
+		t.Fatalf("vfychain with OCSP required: %v\n%s", err, out)
 	}
 }

@@ -108,9 +108,10 @@ func TestProfilesVerifyWithOpenSSL(t *testing.T) {
 		want    []string
 	}{
 		{"natural person", Request{Profile: NaturalPerson, Subject: NaturalPersonName("Arta", "Krasniqi", "1234567890", "XK")}, h.person, "",
-			[]string{"serialNumber = PNOXK-1234567890", "Non Repudiation", "qcStatements:", "OCSP - URI:http://127.0.0.1:8080/pki/ocsp", "URI:http://127.0.0.1:8080/pki/person-ca.crl", "CA Issuers - URI:http://127.0.0.1:8080/pki/person-ca.crt"}},
+			[]string{"serialNumber = PNOXK-1234567890", "Non Repudiation", "qcStatements:", "OCSP - URI:http://127.0.0.1:8080/pki/ocsp", "URI:http://127.0.0.1:8080/pki/person-ca.crl", "CA Issuers - URI:http://127.0.0.1:8080/pki/person-ca.crt",
+				"X509v3 Certificate Policies", "Policy: 1.3.6.1.4.1.99999.1.1"}},
 		{"legal person", Request{Profile: LegalPerson, Subject: LegalPersonName("Tax Administration", "810000001", "XK")}, h.seal, "",
-			[]string{"organizationIdentifier = NTRXK-810000001", "Non Repudiation", "qcStatements:"}},
+			[]string{"organizationIdentifier = NTRXK-810000001", "Non Repudiation", "qcStatements:", "Policy: 1.3.6.1.4.1.99999.1.1"}},
 		{"timestamping unit", Request{Profile: TSA, Subject: pkix.Name{Country: []string{"XK"}, Organization: []string{"Vula"}, CommonName: "Vula TSU 1"}}, h.seal, "timestampsign",
 			[]string{"X509v3 Extended Key Usage: critical", "Time Stamping", "Digital Signature"}},
 		{"OCSP responder", Request{Profile: OCSPResponder, Subject: pkix.Name{Country: []string{"XK"}, Organization: []string{"Vula"}, CommonName: "Vula person-ca OCSP"}}, h.person, "ocsphelper",

@@ -162,7 +162,10 @@ var errLookup = errors.New("pki: certificate status lookup failed")
 func (a *Authority) respond(ctx context.Context, ca string, serial *big.Int, issuerHash crypto.Hash, nonce []byte) ([]byte, error) {
 	iss, responder := a.certs[ca], a.certs[ocspName(ca)]
 	now := a.now()
-	tmpl := ocsp.Response{SerialNumber: serial, ThisUpdate: now, NextUpdate: now.Add(time.Hour),
+	// x/crypto/ocsp writes producedAt as the current minute; a thisUpdate after it (now, to the
+	// second) is refused by NSS as SEC_ERROR_OCSP_FUTURE_RESPONSE, so thisUpdate is the minute too.
+	this := now.Truncate(time.Minute)
+	tmpl := ocsp.Response{SerialNumber: serial, ThisUpdate: this, NextUpdate: this.Add(time.Hour),
 		Certificate: responder.Cert, IssuerHash: issuerHash, Status: ocsp.Unknown}
 	c, err := a.recs.Certificate(ctx, ca, serialHex(serial))
 	switch {

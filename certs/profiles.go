@@ -159,7 +159,22 @@ func template(req Request, issuer *Issuer, pol Policy) (*x509.Certificate, error
 	if issuer != nil {
 		t.IssuingCertificateURL = []string{base + "/pki/" + issuer.Name + ".crt"}
 		t.CRLDistributionPoints = []string{base + "/pki/" + issuer.Name + ".crl"}
-		t.PolicyIdentifiers = pol.PolicyOIDs
+		// Since Go 1.24 CreateCertificate writes Policies and ignores PolicyIdentifiers
+		// (GODEBUG x509usepolicies): set Policies, or certificatePolicies silently goes missing.
+		for _, o := range pol.PolicyOIDs {
+			arcs := make([]uint64, len(o))
+			for i, a := range o {
+				if a < 0 {
+					return nil, fmt.Errorf("certs: policy OID %v has a negative arc", o)
+				}
+				arcs[i] = uint64(a)
+			}
+			oid, err := x509.OIDFromInts(arcs)
+			if err != nil {
+				return nil, fmt.Errorf("certs: policy OID %v: %w", o, err)
+			}
+			t.Policies = append(t.Policies, oid)
+		}
 	}
 	switch req.Profile {
 	case Root, IssuingCA:
