@@ -2,7 +2,8 @@
 // platform's own CA hierarchy (certs.Authority) on software keys and SQLite in a temporary
 // directory, an institution's seal key and certificate under seal-ca, an official's signing
 // key and certificate under person-ca, the in-process timestamp authority, and the root as a
-// PEM file for openssl, pdfsig and xmlsec1.
+// PEM file for openssl, pdfsig and xmlsec1. The PKI is also served over HTTP on 127.0.0.1
+// (Env.URL), where the certificates' AIA, CRL and OCSP URLs point, for tools that fetch.
 package signingtest
 
 import (
@@ -14,6 +15,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -42,6 +45,8 @@ type Env struct {
 	// RootPEM, ChainPEM (the issuing CAs) and AllPEM (root + CAs + TSA) are files in Dir.
 	RootPEM, ChainPEM, AllPEM string
 	Dir                       string
+	// URL is where the PKI is served (certs.Handlers: /pki/*.crt, *.crl, OCSP at /pki/ocsp).
+	URL string
 }
 
 // Options changes what New makes.
@@ -79,13 +84,20 @@ func New(t testing.TB, opts Options) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	// The PKI is served on 127.0.0.1 and the certificates' AIA, CRL and OCSP URLs point there:
+	// pdfsig checks the signer's certificate by OCSP at its AIA URL, and a soft failure
+	// there leaves it printing "Unknown issue with Certificate" for a trusted chain.
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
 	cfg := certs.DefaultConfig()
-	cfg.Policy = certs.Policy{BaseURL: "http://127.0.0.1:1", PolicyOIDs: []asn1.ObjectIdentifier{{1, 3, 6, 1, 4, 1, 99999, 1, 1}},
+	cfg.Policy = certs.Policy{BaseURL: srv.URL, PolicyOIDs: []asn1.ObjectIdentifier{{1, 3, 6, 1, 4, 1, 99999, 1, 1}},
 		PDSURL: "https://vula.example/pds/en"}
 	a, err := certs.Open(ctx, keys, db, cfg, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
+	certs.Handlers{A: a, Log: log}.Register(mux)
 	tsu := a.TSA()
 	sealCA, _ := a.Certificate(certs.NameSealCA)
 	personCA, _ := a.Certificate(certs.NamePersonCA)
@@ -95,7 +107,7 @@ func New(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{Keys: keys, PKI: a, DB: db, TSA: responder, Root: root, Dir: dir}
+	e := &Env{Keys: keys, PKI: a, DB: db, TSA: responder, Root: root, Dir: dir, URL: srv.URL}
 	e.Seal = e.leaf(t, "seal-tax", hsm.SealPurpose("tax"), opts.Algorithm, certs.Request{Profile: certs.LegalPerson,
 		Subject: certs.LegalPersonName("Tax Administration", "810000001", "XK")})
 	e.Official = e.leaf(t, "sign-arta", hsm.SignPurpose("arta"), opts.Algorithm, certs.Request{Profile: certs.NaturalPerson,
