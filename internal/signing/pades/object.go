@@ -2,6 +2,7 @@ package pades
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -73,12 +74,7 @@ func writeObj(b *bytes.Buffer, o any) {
 		b.WriteByte(']')
 	case dict:
 		b.WriteString("<<")
-		keys := make([]name, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
+		for _, k := range sortedKeys(v) {
 			b.WriteByte(' ')
 			writeName(b, k)
 			b.WriteByte(' ')
@@ -143,4 +139,31 @@ func writeText(b *bytes.Buffer, s string) {
 		u = append(u, byte(r>>8), byte(r))
 	}
 	writeObj(b, pdfStr(u))
+}
+
+// sortedKeys returns m's keys in order. A small map's keys are ranked by counting the keys
+// below each instead of sorted: the work, and so the branches a coverage-guided fuzzer
+// counts, is then the same whatever order the map yields its keys in (a sort's swaps are
+// not, and FuzzSign took each new order for new behaviour). A large map, which only input
+// can give, is sorted: ranking is quadratic.
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	if len(keys) > 64 {
+		slices.Sort(keys)
+		return keys
+	}
+	out := make([]K, len(keys))
+	for _, k := range keys {
+		rank := 0
+		for _, o := range keys {
+			if o < k {
+				rank++
+			}
+		}
+		out[rank] = k
+	}
+	return out
 }

@@ -561,36 +561,49 @@ type hashJob struct {
 	err  error
 }
 
-// hashInBackground writes the size bytes of r to w in a new goroutine. ReadAt may be called
-// in parallel (io.ReaderAt's contract), so the document is read meanwhile.
+// hashInBackground writes the size bytes of r to w, in a new goroutine when the input is
+// large enough for the overlap to pay (ReadAt may be called in parallel: io.ReaderAt's
+// contract, so the document is read meanwhile). A small input is hashed at once: a goroutine
+// would save nothing there, and this keeps the fuzzer's coverage of small inputs free of
+// scheduling noise.
 func hashInBackground(r io.ReaderAt, size int64, w io.Writer) *hashJob {
 	j := &hashJob{done: make(chan struct{})}
-	go func() {
-		defer close(j.done)
-		buf := make([]byte, 32<<10)
-		for off := int64(0); off < size; {
-			if j.stop.Load() {
-				j.err = errors.New("stopped")
-				return
-			}
-			n, err := r.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
-			w.Write(buf[:n]) // hashes never fail
-			off += int64(n)
-			switch {
-			case err == io.EOF && off == size:
-			case err == io.EOF:
-				j.err = io.ErrUnexpectedEOF
-				return
-			case err != nil:
-				j.err = err
-				return
-			case n == 0:
-				j.err = io.ErrNoProgress
-				return
-			}
-		}
-	}()
+	if size < backgroundHashMin {
+		j.run(r, size, w)
+	} else {
+		go j.run(r, size, w)
+	}
 	return j
+}
+
+// backgroundHashMin is where hashing (about 0.2 ms for 256 KB here) outweighs a signature's
+// fixed cost of reading the document and building the update.
+const backgroundHashMin = 256 << 10
+
+func (j *hashJob) run(r io.ReaderAt, size int64, w io.Writer) {
+	defer close(j.done)
+	buf := make([]byte, min(size, 32<<10))
+	for off := int64(0); off < size; {
+		if j.stop.Load() {
+			j.err = errors.New("stopped")
+			return
+		}
+		n, err := r.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		w.Write(buf[:n]) // hashes never fail
+		off += int64(n)
+		switch {
+		case err == io.EOF && off == size:
+		case err == io.EOF:
+			j.err = io.ErrUnexpectedEOF
+			return
+		case err != nil:
+			j.err = err
+			return
+		case n == 0:
+			j.err = io.ErrNoProgress
+			return
+		}
+	}
 }
 
 // wait returns once the whole input is hashed, with the read error if any.

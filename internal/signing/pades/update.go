@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
-	"slices"
 	"strconv"
 )
 
@@ -135,7 +134,7 @@ func (u *update) finish() {
 		xrefAt = u.base + int64(u.buf.Len())
 		u.offsets[self.num] = xrefAt
 		u.gens[self.num] = 0
-		nums := slices.Sorted(maps.Keys(u.offsets))
+		nums := sortedKeys(u.offsets)
 		w := 1
 		for _, n := range nums {
 			for u.offsets[n]>>(8*w) > 0 {
@@ -161,7 +160,7 @@ func (u *update) finish() {
 	} else {
 		xrefAt = u.base + int64(u.buf.Len())
 		u.buf.WriteString("xref\n")
-		nums := slices.Sorted(maps.Keys(u.offsets))
+		nums := sortedKeys(u.offsets)
 		for _, run := range runs(nums) {
 			fmt.Fprintf(&u.buf, "%d %d\n", run[0], len(run))
 			for _, n := range run {
