@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -308,4 +309,68 @@ func TestReadError(t *testing.T) {
 	if w.Len() != 0 {
 		t.Errorf("%d bytes written on error", w.Len())
 	}
+}
+
+// withBigUpdate appends to in an update whose xref table lists n free entries (objects 1000
+// on), so that its trailer, with /Prev to prev, lies more than 4 KB after the table's start.
+func withBigUpdate(in []byte, n int, prev int) []byte {
+	out := bytes.Clone(in)
+	xref := len(out)
+	out = append(out, fmt.Sprintf("xref\n1000 %d\n", n)...)
+	for range n {
+		out = append(out, "0000000000 00000 f\r\n"...)
+	}
+	out = append(out, fmt.Sprintf("trailer\n<< /Size %d /Root 1 0 R /Prev %d >>\nstartxref\n%d\n%%%%EOF\n", 1000+n, prev, xref)...)
+	return out
+}
+
+// TestXrefBoundEverySection: an older xref section, reached through /Prev from a newest one
+// whose trailer is far from its start, is bounded too.
+func TestXrefBoundEverySection(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	good := pdfBytes(t, pdfOpts{})
+	old := bytes.LastIndex(good, []byte("\nxref\n")) + 1
+	// The older table's subsection header replaced (it comes after every object, so no
+	// offset moves).
+	header := func(h string) []byte {
+		b := bytes.Clone(good)
+		i := old + len("xref\n")
+		end := i + bytes.IndexByte(b[i:], '\n')
+		return append(append(append([]byte{}, b[:i]...), h...), b[end:]...)
+	}
+	cases := []struct {
+		name string
+		in   []byte
+		says string
+	}{
+		{"older section with a huge count", withBigUpdate(header("0 7000000"), 300, old), "declares"},
+		{"older section with a huge first number", withBigUpdate(header("6999999 7"), 300, old), "declares"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if len(c.in)-len(good) < 5000 {
+				t.Fatalf("the update is only %d bytes", len(c.in)-len(good))
+			}
+			var w bytes.Buffer
+			err := pades.Sign(context.Background(), bytes.NewReader(c.in), int64(len(c.in)), &w, env.Seal, pades.Options{Level: signing.LevelB})
+			if !errors.Is(err, signing.ErrInvalid) || !strings.Contains(err.Error(), c.says) {
+				t.Errorf("got %v, want ErrInvalid saying %q", err, c.says)
+			}
+			if w.Len() != 0 {
+				t.Errorf("%d bytes written on error", w.Len())
+			}
+		})
+	}
+	// The same shape with honest numbers signs, and a /Prev loop ends in an error.
+	t.Run("honest", func(t *testing.T) {
+		in := withBigUpdate(good, 300, old)
+		signBytes(t, env.Seal, in, pades.Options{Level: signing.LevelB})
+	})
+	t.Run("loop", func(t *testing.T) {
+		in := withBigUpdate(good, 300, len(good)) // /Prev: the section itself
+		err := pades.Sign(context.Background(), bytes.NewReader(in), int64(len(in)), io.Discard, env.Seal, pades.Options{Level: signing.LevelB})
+		if !errors.Is(err, signing.ErrInvalid) {
+			t.Errorf("got %v, want ErrInvalid", err)
+		}
+	})
 }

@@ -343,8 +343,9 @@ func (d *document) convert(v reflect.Value, depth int) (any, error) {
 // checkXref bounds the object numbers the cross-reference sections declare before
 // digitorus/pdf reads them: it allocates its table from /Size and from each subsection's first
 // number without a limit, so a few bytes of garbage could make it allocate gigabytes (no
-// recover helps there). No real file numbers more objects than it has bytes. Sections it
-// cannot make out are left to digitorus/pdf, which refuses them.
+// recover helps there). No real file numbers more objects than it has bytes. Every section
+// reachable through /Prev is checked (at most 1024 of them, each once, so a loop ends).
+// Sections it cannot make out are left to digitorus/pdf, which refuses them.
 func checkXref(r io.ReaderAt, size int64) error {
 	limit := min(size, maxObjects)
 	tooMany := func(n int64) error {
@@ -365,10 +366,23 @@ func checkXref(r io.ReaderAt, size int64) error {
 		head = head[:n]
 		var dictText []byte
 		if bytes.HasPrefix(head, []byte("xref")) {
-			// A table: walk its tokens, checking each subsection header and skipping entries.
+			// A table: walk its tokens, checking each subsection header and skipping entries,
+			// up to the trailer, however far on it is; count what the scanner consumes so as to
+			// know where that is.
+			var consumed int64
 			sc := bufio.NewScanner(io.NewSectionReader(r, off+4, size-off-4))
-			sc.Split(bufio.ScanWords)
-			for sc.Scan() && sc.Text() != "trailer" {
+			sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+				adv, tok, err := bufio.ScanWords(data, atEOF)
+				consumed += int64(adv)
+				return adv, tok, err
+			})
+			trailerAt := int64(-1)
+			for sc.Scan() {
+				if sc.Text() == "trailer" {
+					// The token and at most one space after it were consumed.
+					trailerAt = off + 4 + consumed - int64(len("trailer")) - 1
+					break
+				}
 				start, err1 := strconv.ParseInt(sc.Text(), 10, 64)
 				if !sc.Scan() {
 					break
@@ -383,10 +397,13 @@ func checkXref(r io.ReaderAt, size int64) error {
 				for j := int64(0); j < 3*count && sc.Scan(); j++ {
 				}
 			}
-			rest := make([]byte, 4096)
-			k, _ := r.ReadAt(rest, off) // the trailer of a small table; else its /Prev is not checked
-			if t := bytes.Index(rest[:k], []byte("trailer")); t >= 0 {
-				dictText = rest[t:k]
+			if trailerAt >= 0 {
+				rest := make([]byte, min(4096, size-trailerAt))
+				k, _ := r.ReadAt(rest, trailerAt)
+				dictText = rest[:k]
+				if e := bytes.Index(dictText, []byte("startxref")); e >= 0 {
+					dictText = dictText[:e] // this trailer's /Prev, not a later section's
+				}
 			}
 		} else {
 			dictText = head
