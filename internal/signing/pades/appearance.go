@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/image/font/sfnt"
 
 	"github.com/vula-eid/vula/internal/signing"
 )
@@ -55,7 +55,7 @@ func appearanceLines(a *Appearance, cert *x509.Certificate, opts Options, when t
 }
 
 // appearance writes the widget's normal appearance: a form XObject with the image at the
-// left and the lines of text in Helvetica (a standard font: nothing to embed). Invisible
+// left and the lines of text in the embedded DejaVu Sans (font.go). Invisible
 // signatures get an empty one.
 func (u *update) appearance(f sigField) (ref, error) {
 	w, h := f.rect[2]-f.rect[0], f.rect[3]-f.rect[1]
@@ -78,24 +78,33 @@ func (u *update) appearance(f sigField) (ref, error) {
 			textX = dw + 4
 		}
 		if len(f.lines) > 0 {
-			font := u.alloc()
-			u.put(font, dict{"Type": name("Font"), "Subtype": name("Type1"), "BaseFont": name("Helvetica"),
-				"Encoding": name("WinAnsiEncoding")})
-			res["Font"] = dict{"F1": font}
-			longest := 1
-			for _, l := range f.lines {
-				longest = max(longest, len([]rune(l)))
+			tf, err := loadFont()
+			if err != nil {
+				return ref{}, err
 			}
-			// Helvetica's glyphs average about half an em; leave a line and a fifth per line.
-			size := min((h-4)/(1.2*float64(len(f.lines))), (w-textX-2)/(0.52*float64(longest)), 24)
+			used := map[sfnt.GlyphIndex]rune{}
+			shown := make([]pdfStr, len(f.lines))
+			longest := 1
+			for i, l := range f.lines {
+				var wl int
+				shown[i], wl = tf.encode(l, used)
+				longest = max(longest, wl)
+			}
+			font, err := tf.objects(u, used)
+			if err != nil {
+				return ref{}, err
+			}
+			res["Font"] = dict{"F1": font}
+			// A line and a fifth per line; the longest line (in thousandths of an em) fits.
+			size := min((h-4)/(1.2*float64(len(f.lines))), (w-textX-2)/(float64(longest)/1000), 24)
 			size = max(size, 1)
 			content.WriteString("BT\n")
 			fmt.Fprintf(&content, "/F1 %s Tf %s TL %s %s Td\n", formatReal(size), formatReal(size*1.2), formatReal(textX), formatReal(h-2-size))
-			for i, l := range f.lines {
+			for i, s := range shown {
 				if i > 0 {
 					content.WriteString("T* ")
 				}
-				writeLiteral(&content, winAnsi(l))
+				writeObj(&content, s)
 				content.WriteString(" Tj\n")
 			}
 			content.WriteString("ET\n")
@@ -105,38 +114,6 @@ func (u *update) appearance(f sigField) (ref, error) {
 	r := u.alloc()
 	u.putStream(r, stream{d: form, data: content.Bytes()})
 	return r, nil
-}
-
-// winAnsi encodes s for a WinAnsiEncoding font; what it cannot hold becomes '?'.
-func winAnsi(s string) []byte {
-	enc := charmap.Windows1252.NewEncoder()
-	var out []byte
-	for _, r := range s {
-		b, err := enc.Bytes([]byte(string(r)))
-		if err != nil || len(b) != 1 {
-			b = []byte{'?'}
-		}
-		out = append(out, b...)
-	}
-	return out
-}
-
-func writeLiteral(b *bytes.Buffer, s []byte) {
-	b.WriteByte('(')
-	for _, c := range s {
-		switch c {
-		case '(', ')', '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\n':
-			b.WriteString(`\n`)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte(')')
 }
 
 type imageObj struct {
