@@ -79,7 +79,7 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	srv.Handle("/pki", pki)
 	srv.Handle("/pki/", pki)
 	srv.Handle("/tsa", pki)
-	for _, p := range append(idpPaths, "/api/v1/seal", "/api/v1/seal/") {
+	for _, p := range append(idpPaths, "/api/v1/seal", "/api/v1/seal/", "/csc/") {
 		srv.Handle(p, pki)
 	}
 	go gate.open(ctx, cfg, raw, log, func(db *sqlstore.DB, l *audit.Log) {
@@ -94,6 +94,9 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 				return err
 			}
 			seal.Handler{S: sealService(cfg, a, keys, db, ts, log), Auth: p, Log: log}.Register(mux)
+			if err := registerCSC(mux, cfg, a, keys, db, eph, l, p, log); err != nil {
+				return err
+			}
 			return nil
 		}
 		if err := pki.open(ctx, keys, db, eph, cfg, log, more); err != nil {

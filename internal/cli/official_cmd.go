@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vula-eid/vula/certs"
+	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/audit"
+	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/csc"
+	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/store/sqlstore"
+)
+
+// cscService is the officials' signing service on the configuration. The CLI passes no
+// ephemeral store, factors or audit log: it enrols and authorizes nothing.
+func cscService(cfg config.Config, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB, eph store.Ephemeral, f csc.Factors,
+	l *audit.Log, log *slog.Logger) *csc.Service {
+	var au csc.Auditor
+	if l != nil {
+		au = l
+	}
+	return csc.New(csc.Config{Country: cfg.PKI.Country}, keys, a, db, eph, f, au, log, time.Now)
+}
+
+// credentialView is a signing credential as the CLI shows it.
+type credentialView struct {
+	CredentialID string    `json:"credential_id"`
+	Subject      string    `json:"sub"`
+	KeyURI       string    `json:"key"`
+	CertSubject  string    `json:"certificate_subject"`
+	NotAfter     time.Time `json:"not_after"`
+	Revoked      bool      `json:"revoked"`
+}
+
+// issueSigningKeyCmd is `vula persons issue-signing-key`: an official's signing key and
+// certificate. Revocation is `vula pki revoke --ca person-ca --serial <credential id>`.
+func issueSigningKeyCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "issue-signing-key PERSONAL_NUMBER|SUB",
+		Short: "Give an official a signing key in the key layer (purpose sign:SUB) and a natural-person signature certificate",
+		Long: "Give an official (vula persons create --official) a signing key in the key layer (purpose sign:SUB) and a\n" +
+			"natural-person signature certificate under person-ca with their names and personal number. The credential\n" +
+			"id (the certificate's serial) is what the CSC API names; revoke it with\n" +
+			"  vula pki revoke --ca person-ca --serial CREDENTIAL_ID",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.Flag("output").Value.String()
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			return g.withAuthorityDB(cmd, func(ctx context.Context, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB) error {
+				p, err := db.PersonByPersonalNumber(ctx, args[0])
+				if err != nil {
+					if p, err = db.Person(ctx, args[0]); err != nil {
+						return fmt.Errorf("person %s: %w", args[0], err)
+					}
+				}
+				s := cscService(cfg, a, keys, db, nil, nil, nil, newLogger(cmd.ErrOrStderr(), cfg.Log))
+				c, err := s.Enrol(ctx, p)
+				if err != nil {
+					return err
+				}
+				v := credentialView{CredentialID: c.ID, Subject: c.Subject, KeyURI: c.KeyURI, CertSubject: c.Cert.Subject.String(),
+					NotAfter: c.Cert.NotAfter}
+				if out == "json" {
+					return printJSON(cmd.OutOrStdout(), v)
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "CREDENTIAL ID\tSUBJECT\tNOT AFTER\tKEY")
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.CredentialID, v.CertSubject, v.NotAfter.Format(time.DateOnly), v.KeyURI)
+				return tw.Flush()
+			})
+		},
+	}
+	outputFlag(cmd, "table")
+	return cmd
+}
+
+// registerCSC mounts the officials' CSC API v2 on mux (serve).
+func registerCSC(mux *http.ServeMux, cfg config.Config, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB, eph store.Ephemeral,
+	l *audit.Log, auth csc.Authenticator, log *slog.Logger) error {
+	accounts, err := openAccounts(db, eph, cfg)
+	if err != nil {
+		return err
+	}
+	csc.Handler{S: cscService(cfg, a, keys, db, eph, accounts, l, log), Auth: auth, Issuer: cfg.BaseURL, Log: log}.Register(mux)
+	return nil
+}
