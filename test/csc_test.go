@@ -1,0 +1,374 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v3"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+	"golang.org/x/oauth2"
+
+	"github.com/vula-eid/vula/internal/idp/idptest"
+	"github.com/vula-eid/vula/internal/testenv"
+)
+
+// officialUser is an official registered with the CLI, with a signing credential.
+type officialUser struct {
+	number, pw, seed string
+	credential, key  string
+	used             map[int64]bool // TOTP time steps spent (each code is accepted once)
+}
+
+func newOfficial(t *testing.T, env []string, number, given, family string) *officialUser {
+	t.Helper()
+	o := &officialUser{number: number, pw: "the official's long passphrase " + number, used: map[int64]bool{}}
+	vula(t, append(env, "OFFICIAL_PW="+o.pw), "persons", "create", number, "--official", "--given-name", given, "--family-name", family,
+		"--password-env", "OFFICIAL_PW")
+	var enrolled struct {
+		URI string `json:"otpauth_uri"`
+	}
+	json.Unmarshal([]byte(vula(t, env, "persons", "enroll-totp", number, "-o", "json")), &enrolled)
+	u, err := url.Parse(enrolled.URI)
+	if err != nil || u.Query().Get("secret") == "" {
+		t.Fatalf("enroll-totp printed %q", enrolled.URI)
+	}
+	o.seed = u.Query().Get("secret")
+	var cred struct {
+		ID   string `json:"credential_id"`
+		Key  string `json:"key"`
+		Subj string `json:"certificate_subject"`
+	}
+	out := vula(t, env, "persons", "issue-signing-key", number, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &cred); err != nil || cred.ID == "" || !strings.Contains(cred.Subj, "PNOXK-"+number) {
+		t.Fatalf("issue-signing-key printed %q", out)
+	}
+	o.credential, o.key = cred.ID, cred.Key
+	return o
+}
+
+// otp returns a code for a time step not used yet that the server accepts now (it takes one
+// step of drift either way), waiting for the next step when all are spent.
+func (o *officialUser) otp(t *testing.T) string {
+	t.Helper()
+	for {
+		now := time.Now()
+		cur := now.Unix() / 30
+		cands := []int64{cur + 1, cur}
+		if now.Unix()%30 < 25 {
+			cands = append(cands, cur-1)
+		}
+		for _, s := range cands {
+			if !o.used[s] {
+				o.used[s] = true
+				code, err := totp.GenerateCodeCustom(o.seed, time.Unix(s*30, 0), totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return code
+			}
+		}
+		time.Sleep(time.Until(time.Unix((cur+1)*30, 0)))
+	}
+}
+
+// serviceToken logs the official in through the authorization-code flow (PKCE, private_key_jwt)
+// of a signing application and returns an access token with scope service.
+func serviceToken(t *testing.T, r *rp, issuer string, o *officialUser) string {
+	t.Helper()
+	verifier := oauth2.GenerateVerifier()
+	q := url.Values{"client_id": {r.id}, "response_type": {"code"}, "redirect_uri": {r.callback}, "scope": {"openid service"},
+		"state": {"s-" + verifier[:8]}, "code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"},
+		"acr_values": {"http://eidas.europa.eu/LoA/substantial"}}
+	b := idptest.New(t, issuer)
+	o.used[time.Now().Unix()/30] = true // the login's own code
+	cb := b.Login(issuer+"/oauth2/auth?"+q.Encode(), r.callback, o.number, o.pw, o.seed)
+	tf := r.assertion(t, issuer+"/oauth2/token")
+	tf.Set("grant_type", "authorization_code")
+	tf.Set("code", cb.Query().Get("code"))
+	tf.Set("redirect_uri", r.callback)
+	tf.Set("code_verifier", verifier)
+	code, tok := post(t, issuer+"/oauth2/token", tf)
+	if code != 200 || !strings.Contains(fmt.Sprint(tok["scope"]), "service") {
+		t.Fatalf("code exchange: %d %v", code, tok)
+	}
+	return tok["access_token"].(string)
+}
+
+// cscCall POSTs a CSC method and decodes the answer.
+func cscCall(t *testing.T, base, token, method string, req any) (int, map[string]any) {
+	t.Helper()
+	body, _ := json.Marshal(req)
+	hr, _ := http.NewRequest(http.MethodPost, base+"/csc/v2/"+method, bytes.NewReader(body))
+	hr.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		hr.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("%s: %d, not JSON: %v", method, resp.StatusCode, err)
+	}
+	return resp.StatusCode, out
+}
+
+// wantCSCError checks a refusal's status and CSC error code.
+func wantCSCError(t *testing.T, what string, status int, body map[string]any, code, descPart string) {
+	t.Helper()
+	if status != 400 || body["error"] != code || !strings.Contains(fmt.Sprint(body["error_description"]), descPart) {
+		t.Errorf("%s: %d %v, want 400 %s (%q)", what, status, body, code, descPart)
+	}
+}
+
+func b64(bs ...[]byte) []string {
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = base64.StdEncoding.EncodeToString(b)
+	}
+	return out
+}
+
+const (
+	oidSHA256      = "2.16.840.1.101.3.4.2.1"
+	oidECDSASHA256 = "1.2.840.10045.4.3.2"
+)
+
+// TestCSCEndToEnd enrols two officials with the CLI and signs through the real binary's CSC API
+// v2 as a signing application would: service authorization by the official's own login (scope
+// service), credentials/list and info, credentials/authorize over exact hashes with password and
+// TOTP, signatures/signHash; the signatures are checked with crypto/ecdsa and openssl against
+// the certificate the API returned, whose chain openssl verifies. Each SCAL2 refusal is a
+// subtest; the audit log holds every authorization and signature with its hashes.
+func TestCSCEndToEnd(t *testing.T) {
+	vulaBinary(t)
+	testenv.Need(t, "openssl")
+	data := t.TempDir()
+	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false"}
+	arta := newOfficial(t, env, "1100000001", "Arta", "Krasniqi")
+	besnik := newOfficial(t, env, "1100000002", "Besnik", "Gashi")
+
+	// A signing application: a confidential client with private_key_jwt.
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "signer-1", Algorithm: "ES256", Use: "sig"}}})
+	jwksPath := filepath.Join(t.TempDir(), "jwks.json")
+	os.WriteFile(jwksPath, jwks, 0o600)
+	app := &rp{id: "signer", key: key, callback: "http://127.0.0.1:9/signer/callback"}
+	vula(t, env, "clients", "create", app.id, "--auth-method", "private_key_jwt", "--jwks", jwksPath, "--redirect-uri", app.callback,
+		"--scope", "openid,service", "--name", "Document signing")
+
+	srv := startReplicaAt(t, freePort(t), data, env)
+	srv.ready(t, http.StatusOK)
+	base := "http://" + srv.addr
+
+	status, info := cscCall(t, base, "", "info", map[string]any{})
+	if status != 200 || info["oauth2"] != base || fmt.Sprint(info["authType"]) != "[oauth2code]" ||
+		!strings.Contains(fmt.Sprint(info["methods"]), "signatures/signHash") || strings.Contains(fmt.Sprint(info["methods"]), "signDoc") {
+		t.Fatalf("info: %d %v", status, info)
+	}
+	if status, body := cscCall(t, base, "", "credentials/list", map[string]any{}); status != 401 || body["error"] != "invalid_token" {
+		t.Fatalf("credentials/list without a token: %d %v", status, body)
+	}
+
+	artaTok := serviceToken(t, app, base, arta)
+	besnikTok := serviceToken(t, app, base, besnik)
+
+	// Each official sees their own credential only.
+	status, list := cscCall(t, base, artaTok, "credentials/list", map[string]any{})
+	if status != 200 || fmt.Sprint(list["credentialIDs"]) != "["+arta.credential+"]" {
+		t.Fatalf("credentials/list: %d %v (want only %s)", status, list, arta.credential)
+	}
+	status, ci := cscCall(t, base, artaTok, "credentials/info", map[string]any{"credentialID": arta.credential, "certificates": "chain", "certInfo": true})
+	if status != 200 || ci["SCAL"] != "2" || fmt.Sprint(ci["auth"].(map[string]any)["mode"]) != "explicit" {
+		t.Fatalf("credentials/info: %d %v", status, ci)
+	}
+	cert := ci["cert"].(map[string]any)
+	chain := cert["certificates"].([]any)
+	if len(chain) != 3 || cert["status"] != "valid" || ci["key"].(map[string]any)["len"] != float64(256) {
+		t.Fatalf("credentials/info cert: %v key %v", cert, ci["key"])
+	}
+	dir := t.TempDir()
+	pemOf := func(i int) string {
+		der, _ := base64.StdEncoding.DecodeString(chain[i].(string))
+		return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	}
+	leafDER, _ := base64.StdEncoding.DecodeString(chain[0].(string))
+	leaf, err := x509.ParseCertificate(leafDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "leaf.pem"), []byte(pemOf(0)), 0o600)
+	os.WriteFile(filepath.Join(dir, "ca.pem"), []byte(pemOf(1)), 0o600)
+	os.WriteFile(filepath.Join(dir, "root.pem"), []byte(pemOf(2)), 0o600)
+	if out, err := exec.Command("openssl", "verify", "-CAfile", filepath.Join(dir, "root.pem"), "-untrusted", filepath.Join(dir, "ca.pem"),
+		filepath.Join(dir, "leaf.pem")).CombinedOutput(); err != nil {
+		t.Fatalf("openssl verify of the credential's chain: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("openssl", "x509", "-in", filepath.Join(dir, "leaf.pem"), "-pubkey", "-noout", "-out", filepath.Join(dir, "pub.pem")).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+
+	docs := [][]byte{[]byte("Vendim nr. 1\n"), []byte("Vendim nr. 2\n"), []byte("Vendim nr. 3\n"), []byte("not authorized\n")}
+	hashes := make([][]byte, len(docs))
+	for i, d := range docs {
+		h := sha256.Sum256(d)
+		hashes[i] = h[:]
+	}
+	authorize := func(tok string, o *officialUser, cred string, pin, code string, n int, hs ...[]byte) (int, map[string]any) {
+		return cscCall(t, base, tok, "credentials/authorize", map[string]any{"credentialID": cred, "numSignatures": n,
+			"hashes": b64(hs...), "hashAlgorithmOID": oidSHA256, "authData": []map[string]string{{"id": "PIN", "value": pin}, {"id": "OTP", "value": code}}})
+	}
+	signHash := func(tok, cred, sad string, hs ...[]byte) (int, map[string]any) {
+		return cscCall(t, base, tok, "signatures/signHash", map[string]any{"credentialID": cred, "SAD": sad, "hashes": b64(hs...),
+			"hashAlgorithmOID": oidSHA256, "signAlgo": oidECDSASHA256})
+	}
+
+	t.Run("wrong OTP", func(t *testing.T) {
+		status, body := authorize(artaTok, arta, arta.credential, arta.pw, "000000", 1, hashes[0])
+		wantCSCError(t, "a wrong one-time code", status, body, "invalid_otp", "OTP")
+		status, body = authorize(artaTok, arta, arta.credential, "not the password", "123456", 1, hashes[0])
+		wantCSCError(t, "a wrong password", status, body, "invalid_pin", "PIN")
+	})
+	t.Run("more signatures than authorized", func(t *testing.T) {
+		status, body := authorize(artaTok, arta, arta.credential, arta.pw, "123456", 1, hashes[0], hashes[1])
+		wantCSCError(t, "numSignatures 1 for two hashes", status, body, "invalid_request", "numSignatures")
+	})
+	t.Run("another official's credential", func(t *testing.T) {
+		status, body := authorize(besnikTok, besnik, arta.credential, besnik.pw, "123456", 1, hashes[0])
+		wantCSCError(t, "authorize on another's credential", status, body, "invalid_request", "credentialID")
+		status, body = cscCall(t, base, besnikTok, "credentials/info", map[string]any{"credentialID": arta.credential})
+		wantCSCError(t, "info on another's credential", status, body, "invalid_request", "credentialID")
+	})
+
+	// One authorization over three hashes, with both factors.
+	status, auth := authorize(artaTok, arta, arta.credential, arta.pw, arta.otp(t), 3, hashes[0], hashes[1], hashes[2])
+	if status != 200 || auth["SAD"] == nil || auth["expiresIn"] != float64(300) {
+		t.Fatalf("authorize: %d %v", status, auth)
+	}
+	sad := auth["SAD"].(string)
+	status, signed := signHash(artaTok, arta.credential, sad, hashes[0])
+	if status != 200 {
+		t.Fatalf("signHash: %d %v", status, signed)
+	}
+	sig, _ := base64.StdEncoding.DecodeString(signed["signatures"].([]any)[0].(string))
+	if !ecdsa.VerifyASN1(leaf.PublicKey.(*ecdsa.PublicKey), hashes[0], sig) {
+		t.Fatal("the signature does not verify with the credential's certificate")
+	}
+	os.WriteFile(filepath.Join(dir, "doc.txt"), docs[0], 0o600)
+	os.WriteFile(filepath.Join(dir, "doc.sig"), sig, 0o600)
+	if out, err := exec.Command("openssl", "dgst", "-sha256", "-verify", filepath.Join(dir, "pub.pem"), "-signature", filepath.Join(dir, "doc.sig"),
+		filepath.Join(dir, "doc.txt")).CombinedOutput(); err != nil || !strings.Contains(string(out), "Verified OK") {
+		t.Fatalf("openssl dgst -verify: %v\n%s", err, out)
+	}
+
+	t.Run("SAD with another hash", func(t *testing.T) {
+		status, body := signHash(artaTok, arta.credential, sad, hashes[3])
+		wantCSCError(t, "a hash outside the authorization", status, body, "invalid_request", "not authorized")
+	})
+	t.Run("SAD with another official's token", func(t *testing.T) {
+		status, body := signHash(besnikTok, arta.credential, sad, hashes[1])
+		wantCSCError(t, "another official redeeming the SAD", status, body, "invalid_request", "SAD")
+	})
+	t.Run("SAD reused", func(t *testing.T) {
+		status, body := signHash(artaTok, arta.credential, sad, hashes[0])
+		wantCSCError(t, "a hash signed a second time", status, body, "invalid_request", "already been signed")
+		// Eight requests at once for one hash: exactly one is signed.
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		ok := 0
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if status, _ := signHash(artaTok, arta.credential, sad, hashes[1]); status == 200 {
+					mu.Lock()
+					ok++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if ok != 1 {
+			t.Fatalf("%d of 8 concurrent redemptions of one hash were signed, want 1", ok)
+		}
+		if status, body := signHash(artaTok, arta.credential, sad, hashes[2]); status != 200 {
+			t.Fatalf("the last authorized hash: %d %v", status, body)
+		}
+		status, body = signHash(artaTok, arta.credential, sad, hashes[2])
+		wantCSCError(t, "a consumed SAD", status, body, "invalid_request", "SAD")
+	})
+
+	t.Run("revoked certificate", func(t *testing.T) {
+		status, auth := authorize(besnikTok, besnik, besnik.credential, besnik.pw, besnik.otp(t), 1, hashes[3])
+		if status != 200 {
+			t.Fatalf("authorize: %d %v", status, auth)
+		}
+		vula(t, env, "pki", "revoke", "--ca", "person-ca", "--serial", besnik.credential, "--reason", "1")
+		status, body := signHash(besnikTok, besnik.credential, auth["SAD"].(string), hashes[3])
+		wantCSCError(t, "signHash after revocation", status, body, "invalid_request", "revoked")
+		status, body = authorize(besnikTok, besnik, besnik.credential, besnik.pw, "123456", 1, hashes[3])
+		wantCSCError(t, "authorize after revocation", status, body, "invalid_request", "revoked")
+		status, ci := cscCall(t, base, besnikTok, "credentials/info", map[string]any{"credentialID": besnik.credential})
+		if status != 200 || ci["key"].(map[string]any)["status"] != "disabled" || ci["cert"].(map[string]any)["status"] != "revoked" {
+			t.Errorf("credentials/info of a revoked credential: %d %v", status, ci)
+		}
+	})
+
+	// The audit log: Arta's key signed exactly the three authorized hashes, each once, each
+	// naming the authorization; the authorizations (granted and refused) carry their hashes.
+	srv.cmd.Process.Signal(os.Interrupt)
+	srv.cmd.Wait()
+	signedDigests := map[string]int{}
+	var granted, refused int
+	for _, line := range strings.Split(strings.TrimSpace(vula(t, env, "audit", "export")), "\n") {
+		var r struct{ Action, Key, Actor, Digest, Result, Detail string }
+		json.Unmarshal([]byte(line), &r)
+		detail, _ := hex.DecodeString(r.Detail)
+		switch {
+		case r.Action == "sign" && r.Key == arta.key:
+			signedDigests[r.Digest]++
+			if !strings.Contains(string(detail), "csc_authorization_seq") {
+				t.Errorf("a signature without its authorization: %s", detail)
+			}
+		case r.Action == "csc.authorize" && r.Key == arta.key && r.Result == "ok":
+			granted++
+			for _, h := range hashes[:3] {
+				if !strings.Contains(string(detail), hex.EncodeToString(h)) {
+					t.Errorf("the authorization's record lacks hash %x: %s", h, detail)
+				}
+			}
+		case r.Action == "csc.authorize" && r.Key == arta.key:
+			refused++
+		}
+	}
+	if len(signedDigests) != 3 || granted != 1 || refused != 2 {
+		t.Fatalf("audit: signatures %v, authorizations %d granted, %d refused; want 3 hashes, 1, 2", signedDigests, granted, refused)
+	}
+	for _, h := range hashes[:3] {
+		if signedDigests[hex.EncodeToString(h)] != 1 {
+			t.Errorf("hash %x signed %d times", h, signedDigests[hex.EncodeToString(h)])
+		}
+	}
+	vula(t, env, "audit", "verify")
+}
