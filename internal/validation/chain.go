@@ -1,0 +1,317 @@
+package validation
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+)
+
+// chainConstraintsFailure is EN 319 102-1's CHAIN_CONSTRAINTS_FAILURE.
+const ChainConstraintsFailure SubIndication = "CHAIN_CONSTRAINTS_FAILURE"
+
+// buildChain verifies cert up to a trust anchor at the validation time (or, when the
+// certificate has expired since, at poe if poe is a proven time before the expiry) and records
+// the result in rep. It returns the chain, leaf first and anchor last, or nil.
+func (v *validator) buildChain(rep *SignatureReport, cert *x509.Certificate, embedded []*x509.Certificate, poe time.Time, proven bool, eku x509.ExtKeyUsage) []*x509.Certificate {
+	roots := x509.NewCertPool()
+	for _, a := range v.opts.TrustAnchors {
+		roots.AddCert(a)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range slices.Concat(embedded, v.extraCerts) {
+		inter.AddCert(c)
+	}
+	verify := func(at time.Time) ([][]*x509.Certificate, error) {
+		return cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{eku}})
+	}
+	chains, err := verify(v.vtime)
+	var inv x509.CertificateInvalidError
+	if err != nil && errors.As(err, &inv) && inv.Reason == x509.Expired && proven && poe.Before(v.vtime) {
+		if chains, err = verify(poe); err == nil {
+			rep.pass("chain", "the chain was valid at the proof of existence %s (a certificate has expired since)", poe.Format(time.RFC3339))
+		}
+	}
+	if err != nil {
+		var ua x509.UnknownAuthorityError
+		switch {
+		case errors.As(err, &ua):
+			rep.indeterminate("chain", NoCertificateChainFound, "no chain to a trust anchor: %v", err)
+		case errors.As(err, &inv) && inv.Reason == x509.Expired:
+			if cert.NotBefore.After(v.vtime) {
+				rep.indeterminate("chain", NotYetValid, "%v", err)
+			} else {
+				rep.indeterminate("chain", OutOfBoundsNoPOE, "a certificate is outside its validity and no proof of existence predates that: %v", err)
+			}
+		case errors.As(err, &inv) && inv.Reason == x509.IncompatibleUsage:
+			rep.fail("chain", ChainConstraintsFailure, "%v", err)
+		default:
+			rep.indeterminate("chain", CertificateChainGeneral, "%v", err)
+		}
+		return nil
+	}
+	chain := chains[0]
+	if len(rep.Checks) == 0 || rep.Checks[len(rep.Checks)-1].Name != "chain" {
+		rep.pass("chain", "builds to the trust anchor %s", chain[len(chain)-1].Subject)
+	}
+	for _, c := range chain {
+		rep.Chain = append(rep.Chain, *certInfo(c))
+	}
+	return chain
+}
+
+// revocation checks every certificate of chain below the anchor against the embedded
+// revocation data (DSS and the CMS's own), else against Fetch. poe is when the signature is
+// proven to have existed (proven: by a verified timestamp); a certificate revoked after it does
+// not invalidate the signature. It reports whether every status came from embedded data.
+func (v *validator) revocation(rep *SignatureReport, chain []*x509.Certificate, cmsOCSPs, cmsCRLs [][]byte, poe time.Time, proven bool) bool {
+	embeddedOnly := true
+	for i := 0; i+1 < len(chain); i++ {
+		cert, issuer := chain[i], chain[i+1]
+		use, ok := v.embeddedStatus(cert, issuer, cmsOCSPs, cmsCRLs)
+		if !ok && v.opts.Fetch != nil {
+			use, ok = v.fetchStatus(cert, issuer)
+			embeddedOnly = false
+		}
+		if !ok {
+			embeddedOnly = false
+			sub := TryLater
+			if v.opts.Fetch == nil {
+				sub = RevocationOutOfBoundsNoPOE
+			}
+			rep.indeterminate("revocation", sub, "no usable revocation data on %s (embedded: none valid; online: %s)", cert.Subject, onlineState(v.opts.Fetch))
+			continue
+		}
+		rep.Revocation = append(rep.Revocation, use)
+		switch {
+		case use.Status == "good":
+			rep.pass("revocation", "%s is good per %s %s of %s", cert.Subject, use.Source, use.Type, use.ThisUpdate.Format(time.RFC3339))
+		case use.Status == "revoked" && proven && use.RevokedAt != nil && poe.Before(*use.RevokedAt):
+			rep.pass("revocation", "%s was revoked at %s, after the proof of existence %s", cert.Subject, use.RevokedAt.Format(time.RFC3339), poe.Format(time.RFC3339))
+		case use.Status == "revoked" && proven:
+			rep.fail("revocation", Revoked, "%s was revoked at %s, before the proof of existence %s", cert.Subject, fmtTime(use.RevokedAt), poe.Format(time.RFC3339))
+		case use.Status == "revoked":
+			sub := RevokedNoPOE
+			if i > 0 {
+				sub = RevokedCANoPOE
+			}
+			rep.indeterminate("revocation", sub, "%s was revoked at %s and no proof of existence predates that", cert.Subject, fmtTime(use.RevokedAt))
+		default:
+			rep.indeterminate("revocation", TryLater, "%s has the status %s", cert.Subject, use.Status)
+		}
+	}
+	return embeddedOnly
+}
+
+func onlineState(f Fetcher) string {
+	if f == nil {
+		return "not enabled"
+	}
+	return "failed"
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return "an unknown time"
+	}
+	return t.Format(time.RFC3339)
+}
+
+// embeddedStatus looks for a verified OCSP response or CRL on cert among the embedded data.
+func (v *validator) embeddedStatus(cert, issuer *x509.Certificate, cmsOCSPs, cmsCRLs [][]byte) (RevocationUse, bool) {
+	var found *RevocationUse
+	consider := func(u RevocationUse) {
+		// A revoked status wins over a good one; among the same status, the newest.
+		if found == nil || (u.Status == "revoked" && found.Status != "revoked") ||
+			(u.Status == found.Status && u.ThisUpdate.After(found.ThisUpdate)) {
+			found = &u
+		}
+	}
+	for _, src := range []struct {
+		name  string
+		ocsps [][]byte
+		crls  [][]byte
+	}{{"CMS", cmsOCSPs, cmsCRLs}, {v.source, v.ocsps, v.crls}} {
+		for _, der := range src.ocsps {
+			if u, ok := v.ocspStatus(der, cert, issuer, src.name); ok {
+				consider(u)
+			}
+		}
+		for _, der := range src.crls {
+			if u, ok := v.crlStatus(der, cert, issuer, src.name); ok {
+				consider(u)
+			}
+		}
+	}
+	if found == nil {
+		return RevocationUse{}, false
+	}
+	return *found, true
+}
+
+func (v *validator) ocspStatus(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
+	resp, err := ocsp.ParseResponseForCert(der, cert, issuer)
+	if err != nil || resp.SerialNumber == nil || resp.SerialNumber.Cmp(cert.SerialNumber) != 0 {
+		return RevocationUse{}, false
+	}
+	// The responder is the issuer itself or a certificate it delegated OCSP signing to.
+	if resp.Certificate != nil && !resp.Certificate.Equal(issuer) {
+		if !slices.Contains(resp.Certificate.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) ||
+			resp.Certificate.CheckSignatureFrom(issuer) != nil {
+			return RevocationUse{}, false
+		}
+	}
+	if resp.ThisUpdate.After(v.vtime.Add(5 * time.Minute)) {
+		return RevocationUse{}, false // issued in the future of the validation
+	}
+	u := RevocationUse{Subject: cert.Subject.String(), Type: "OCSP", Source: source, ThisUpdate: resp.ThisUpdate.UTC()}
+	switch resp.Status {
+	case ocsp.Good:
+		u.Status = "good"
+	case ocsp.Revoked:
+		u.Status = "revoked"
+		t := resp.RevokedAt.UTC()
+		u.RevokedAt = &t
+	default:
+		u.Status = "unknown"
+	}
+	return u, true
+}
+
+func (v *validator) crlStatus(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil || !bytes.Equal(crl.RawIssuer, issuer.RawSubject) || crl.CheckSignatureFrom(issuer) != nil {
+		return RevocationUse{}, false
+	}
+	if crl.ThisUpdate.After(v.vtime.Add(5 * time.Minute)) {
+		return RevocationUse{}, false
+	}
+	u := RevocationUse{Subject: cert.Subject.String(), Type: "CRL", Source: source, ThisUpdate: crl.ThisUpdate.UTC(), Status: "good"}
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
+			t := e.RevocationTime.UTC()
+			u.Status, u.RevokedAt = "revoked", &t
+		}
+	}
+	return u, true
+}
+
+func (v *validator) fetchStatus(cert, issuer *x509.Certificate) (RevocationUse, bool) {
+	if !cert.IsCA {
+		if der, err := v.opts.Fetch.OCSP(v.ctx, cert, issuer); err == nil {
+			if u, ok := v.ocspStatus(der, cert, issuer, "fetched"); ok {
+				return u, true
+			}
+		}
+	}
+	if der, err := v.opts.Fetch.CRL(v.ctx, cert); err == nil {
+		if u, ok := v.crlStatus(der, cert, issuer, "fetched"); ok {
+			return u, true
+		}
+	}
+	return RevocationUse{}, false
+}
+
+var (
+	oidQCStatements = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 3}
+	oidQcCompliance = asn1.ObjectIdentifier{0, 4, 0, 1862, 1, 1}
+	oidQcSSCD       = asn1.ObjectIdentifier{0, 4, 0, 1862, 1, 4}
+	oidQcType       = asn1.ObjectIdentifier{0, 4, 0, 1862, 1, 6}
+	oidQcTypeESign  = asn1.ObjectIdentifier{0, 4, 0, 1862, 1, 6, 1}
+	oidQcTypeESeal  = asn1.ObjectIdentifier{0, 4, 0, 1862, 1, 6, 2}
+)
+
+// qualification tells QESig/QESeal from AdES by the certificate's QCStatements
+// (EN 319 412-5) and key usage. Without a trusted list this is what the certificate claims.
+func qualification(c *x509.Certificate) (string, string) {
+	var compliance, sscd bool
+	kind := ""
+	for _, e := range c.Extensions {
+		if !e.Id.Equal(oidQCStatements) {
+			continue
+		}
+		var stmts []struct {
+			ID   asn1.ObjectIdentifier
+			Info asn1.RawValue `asn1:"optional"`
+		}
+		if _, err := asn1.Unmarshal(e.Value, &stmts); err != nil {
+			return "unknown", "QCStatements are malformed"
+		}
+		for _, s := range stmts {
+			switch {
+			case s.ID.Equal(oidQcCompliance):
+				compliance = true
+			case s.ID.Equal(oidQcSSCD):
+				sscd = true
+			case s.ID.Equal(oidQcType):
+				var types []asn1.ObjectIdentifier
+				if _, err := asn1.Unmarshal(s.Info.FullBytes, &types); err == nil {
+					for _, t := range types {
+						if t.Equal(oidQcTypeESign) {
+							kind = "Sig"
+						} else if t.Equal(oidQcTypeESeal) {
+							kind = "Seal"
+						}
+					}
+				}
+			}
+		}
+	}
+	if c.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
+		return "unknown", "the key usage has neither digitalSignature nor nonRepudiation"
+	}
+	if kind == "" {
+		// QcType is optional for signatures (EN 319 412-5 §4.2.3): a certificate to a natural
+		// person is for e-signatures, to an organization for e-seals.
+		if len(c.Subject.Organization) > 0 && len(c.Subject.SerialNumber) == 0 || hasOrgID(c) {
+			kind = "Seal"
+		} else if compliance {
+			kind = "Sig"
+		}
+	}
+	if kind == "" {
+		return "unknown", "no QcType and no way to tell a signature from a seal"
+	}
+	switch {
+	case compliance && sscd:
+		return "QE" + kind, fmt.Sprintf("QcCompliance, QcSSCD, QcType e%s", lower(kind))
+	case compliance:
+		return "AdES" + lower1(kind) + "-QC", "QcCompliance without QcSSCD"
+	default:
+		return "AdES" + lower1(kind), "no QcCompliance"
+	}
+}
+
+// hasOrgID reports an organizationIdentifier (2.5.4.97) in the subject: a legal person.
+func hasOrgID(c *x509.Certificate) bool {
+	for _, n := range c.Subject.Names {
+		if n.Type.Equal(asn1.ObjectIdentifier{2, 5, 4, 97}) {
+			return true
+		}
+	}
+	return false
+}
+
+func lower(s string) string {
+	if s == "Sig" {
+		return "sign"
+	}
+	return "seal"
+}
+
+// lower1 keeps the name as EN 319 102-1 / TS 119 615 write it: AdESig, AdESeal.
+func lower1(s string) string { return s }
+
+// keyUsage checks that a signer's certificate may sign documents.
+func keyUsage(rep *SignatureReport, c *x509.Certificate) {
+	if c.KeyUsage != 0 && c.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
+		rep.fail("key-usage", ChainConstraintsFailure, "the signing certificate's key usage allows neither digitalSignature nor nonRepudiation")
+		return
+	}
+	rep.pass("key-usage", "digitalSignature or nonRepudiation (or no key usage restriction)")
+}

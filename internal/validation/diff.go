@@ -1,0 +1,291 @@
+package validation
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/digitorus/pdf"
+)
+
+// laterUpdates describes the revisions after the one a signature covers and checks that they
+// only add what PAdES lets come after a signature: validation data (DSS), document
+// timestamps and further signatures with their fields and widgets. Anything else — a page's
+// content, resources or annotations, the catalog's other entries, a form field's value —
+// means the document shown is not the document signed (the incremental saving attack), and
+// the check fails with FORMAT_FAILURE: the signature's own bytes still verify, but the PDF
+// around it is not what the signer approved (see the package documentation).
+func (v *validator) laterUpdates(sr *SignatureReport, data []byte, end int64, ends []int64, sigs []pdfSig) {
+	if sr.CoversWholeDocument {
+		sr.pass("modifications", "the signature covers the whole document: no later update")
+		return
+	}
+	for i, e := range ends {
+		if e <= end {
+			continue
+		}
+		what := "other changes"
+		for _, s := range sigs {
+			if len(s.byteRange) == 4 && s.byteRange[2]+s.byteRange[3] == e {
+				what = "a signature (" + s.field + ")"
+				if s.typ == "DocTimeStamp" {
+					what = "a document timestamp (" + s.field + ")"
+				}
+			}
+		}
+		prev := end
+		if i > 0 {
+			prev = max(prev, ends[i-1])
+		}
+		if what == "other changes" && reDSS.Match(data[prev:e]) {
+			what = "validation data (DSS)"
+		}
+		sr.LaterUpdates = append(sr.LaterUpdates, fmt.Sprintf("revision %d: %s", i+1, what))
+	}
+	if e := ends; len(e) > 0 && e[len(e)-1] < int64(len(data)) && len(bytes.TrimSpace(data[e[len(e)-1]:])) > 0 {
+		sr.LaterUpdates = append(sr.LaterUpdates, "bytes after the last %%EOF")
+	}
+	problems, err := diffRevisions(data[:end], data)
+	switch {
+	case err != nil:
+		sr.fail("modifications", FormatFailure, "the revisions after the signed one could not be compared with it: %v", err)
+	case len(problems) > 0:
+		sr.fail("modifications", FormatFailure, "the document was modified after signing: %s", joinMax(problems, 5))
+	default:
+		sr.pass("modifications", "the later updates add only validation data, document timestamps and signatures")
+	}
+}
+
+func joinMax(list []string, n int) string {
+	if len(list) > n {
+		list = append(slices.Clone(list[:n]), fmt.Sprintf("and %d more", len(list)-n))
+	}
+	var b bytes.Buffer
+	for i, s := range list {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+var errTooComplex = errors.New("too many objects to compare")
+
+// diffRevisions compares the signed revision with the whole document and lists the changes
+// that are not allowed after a signature.
+func diffRevisions(signed, whole []byte) (problems []string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("malformed PDF: %v", p)
+		}
+	}()
+	rs, err := pdf.NewReader(bytes.NewReader(signed), int64(len(signed)))
+	if err != nil {
+		return nil, fmt.Errorf("the signed revision does not open on its own: %v", err)
+	}
+	rw, err := pdf.NewReader(bytes.NewReader(whole), int64(len(whole)))
+	if err != nil {
+		return nil, err
+	}
+	c := &comparer{budget: 200000, seen: map[[2]any]bool{}}
+	catS, catW := rs.Trailer().Key("Root"), rw.Trailer().Key("Root")
+	// The catalog: everything but the DSS, the AcroForm (compared below) and the page tree
+	// (compared page by page) must be as signed.
+	for _, k := range union(catS.Keys(), catW.Keys()) {
+		switch k {
+		case "DSS", "AcroForm", "Pages":
+			continue
+		}
+		if !c.equal(catS.Key(k), catW.Key(k)) {
+			problems = append(problems, "the catalog's /"+k+" changed")
+		}
+	}
+	ps, pw := pages(catS.Key("Pages")), pages(catW.Key("Pages"))
+	if len(ps) != len(pw) {
+		problems = append(problems, fmt.Sprintf("the page count changed from %d to %d", len(ps), len(pw)))
+	} else {
+		if !c.equalExcept(catS.Key("Pages"), catW.Key("Pages"), "Kids", "Count", "Parent") {
+			problems = append(problems, "the page tree's inherited attributes changed")
+		}
+		for i := range ps {
+			if !c.equalExcept(ps[i], pw[i], "Annots", "Parent") {
+				problems = append(problems, fmt.Sprintf("page %d changed (content, resources or attributes)", i+1))
+			}
+			as, aw := ps[i].Key("Annots"), pw[i].Key("Annots")
+			if aw.Len() < as.Len() {
+				problems = append(problems, fmt.Sprintf("page %d lost annotations", i+1))
+				continue
+			}
+			for j := range as.Len() {
+				if !c.equalExcept(as.Index(j), aw.Index(j), "P", "Parent") {
+					problems = append(problems, fmt.Sprintf("annotation %d of page %d changed", j+1, i+1))
+				}
+			}
+			for j := as.Len(); j < aw.Len(); j++ {
+				if !isSigWidget(aw.Index(j)) {
+					problems = append(problems, fmt.Sprintf("page %d has a new annotation that is not a signature widget", i+1))
+				}
+			}
+		}
+	}
+	// The form: every field as signed, except that an empty signature field may get signed;
+	// new fields only for signatures.
+	fs, fw := catS.Key("AcroForm"), catW.Key("AcroForm")
+	if !c.equalExcept(fs, fw, "Fields", "SigFlags") && fs.Kind() != pdf.Null {
+		problems = append(problems, "the form's attributes changed")
+	}
+	ls, lw := fs.Key("Fields"), fw.Key("Fields")
+	if lw.Len() < ls.Len() {
+		problems = append(problems, "form fields were removed")
+	} else {
+		for j := range ls.Len() {
+			a, b := ls.Index(j), lw.Index(j)
+			if a.Key("FT").Name() == "Sig" && a.Key("V").IsNull() {
+				if !c.equalExcept(a, b, "V", "P", "Parent") {
+					problems = append(problems, fmt.Sprintf("form field %q changed", a.Key("T").Text()))
+				}
+				continue
+			}
+			if !c.equalExcept(a, b, "P", "Parent") {
+				problems = append(problems, fmt.Sprintf("form field %q changed", a.Key("T").Text()))
+			}
+		}
+		for j := ls.Len(); j < lw.Len(); j++ {
+			if f := lw.Index(j); f.Key("FT").Name() != "Sig" {
+				problems = append(problems, fmt.Sprintf("a new form field %q that is not a signature field", f.Key("T").Text()))
+			}
+		}
+	}
+	if c.budget < 0 {
+		return nil, errTooComplex
+	}
+	return problems, nil
+}
+
+func isSigWidget(a pdf.Value) bool {
+	return a.Key("Subtype").Name() == "Widget" && (a.Key("FT").Name() == "Sig" || a.Key("Parent").Key("FT").Name() == "Sig")
+}
+
+// pages lists the leaves of a page tree, in order.
+func pages(root pdf.Value) []pdf.Value {
+	var out []pdf.Value
+	var walk func(n pdf.Value, depth int)
+	walk = func(n pdf.Value, depth int) {
+		if depth > 64 || len(out) > 100000 || n.Kind() != pdf.Dict {
+			return
+		}
+		if n.Key("Type").Name() == "Pages" || n.Key("Kids").Kind() == pdf.Array {
+			kids := n.Key("Kids")
+			for i := range kids.Len() {
+				walk(kids.Index(i), depth+1)
+			}
+			return
+		}
+		out = append(out, n)
+	}
+	walk(root, 0)
+	return out
+}
+
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, k := range b {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// comparer deep-compares values of two readers: dictionaries key by key, arrays element by
+// element, streams by their decoded data. Back-pointers (/Parent, /P) are not followed;
+// indirect objects are compared once per pair; the budget bounds the work.
+type comparer struct {
+	budget int
+	seen   map[[2]any]bool
+}
+
+func (c *comparer) equalExcept(a, b pdf.Value, skip ...string) bool {
+	if a.Kind() != b.Kind() {
+		return false
+	}
+	if a.Kind() != pdf.Dict && a.Kind() != pdf.Stream {
+		return c.equal(a, b)
+	}
+	for _, k := range union(a.Keys(), b.Keys()) {
+		if slices.Contains(skip, k) {
+			continue
+		}
+		if !c.equal(a.Key(k), b.Key(k)) {
+			return false
+		}
+	}
+	if a.Kind() == pdf.Stream {
+		return c.sameData(a, b)
+	}
+	return true
+}
+
+func (c *comparer) equal(a, b pdf.Value) bool {
+	return c.eq(a, b, nil, nil, 0)
+}
+
+func (c *comparer) eq(a, b pdf.Value, pa, pb any, depth int) bool {
+	if c.budget--; c.budget < 0 || depth > 100 {
+		return false
+	}
+	if a.Kind() != b.Kind() {
+		return false
+	}
+	switch a.Kind() {
+	case pdf.Dict, pdf.Stream, pdf.Array:
+	default:
+		return a.String() == b.String() && a.RawString() == b.RawString()
+	}
+	// An indirect object (its pointer differs from its container's): compared once per pair.
+	key := [2]any{a.GetPtr(), b.GetPtr()}
+	if depth > 0 && (a.GetPtr() != pa || b.GetPtr() != pb) {
+		if c.seen[key] {
+			return true
+		}
+		c.seen[key] = true
+	}
+	if a.Kind() == pdf.Array {
+		if a.Len() != b.Len() {
+			return false
+		}
+		for i := range a.Len() {
+			if !c.eq(a.Index(i), b.Index(i), a.GetPtr(), b.GetPtr(), depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	ka, kb := a.Keys(), b.Keys()
+	if !slices.Equal(ka, kb) {
+		return false
+	}
+	for _, k := range ka {
+		if k == "Parent" || k == "P" {
+			continue
+		}
+		if !c.eq(a.Key(k), b.Key(k), a.GetPtr(), b.GetPtr(), depth+1) {
+			return false
+		}
+	}
+	if a.Kind() == pdf.Stream {
+		return c.sameData(a, b)
+	}
+	return true
+}
+
+// sameData compares decoded stream data; a stream that cannot be decoded is not equal to
+// anything (a filter this reader lacks must not hide a change).
+func (c *comparer) sameData(a, b pdf.Value) bool {
+	x, err1 := readStream(a, 64<<20)
+	y, err2 := readStream(b, 64<<20)
+	c.budget -= (len(x) + len(y)) / 4096
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}

@@ -1,0 +1,343 @@
+package validation
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/digitorus/pdf"
+
+	"github.com/vula-eid/vula/internal/signing"
+)
+
+// pdfSig is a signature dictionary found through the AcroForm.
+type pdfSig struct {
+	field     string
+	typ       string // Sig, DocTimeStamp
+	subFilter string
+	byteRange []int64
+	contents  []byte
+	m         string
+}
+
+// pdf validates every signature and document timestamp of a PDF.
+//
+// digitorus/pdf reports much malformed input by panicking, so the reading runs under recover:
+// a panic there is bad input, signing.ErrInvalid.
+func (v *validator) pdf(data []byte, rep *Report) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: validation: malformed PDF: %v", signing.ErrInvalid, p)
+		}
+	}()
+	r, err := pdf.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		if strings.Contains(err.Error(), "encrypt") || errors.Is(err, pdf.ErrInvalidPassword) {
+			return fmt.Errorf("%w: validation: an encrypted PDF (%v)", signing.ErrUnsupported, err)
+		}
+		return fmt.Errorf("%w: validation: cannot read the PDF: %v", signing.ErrInvalid, err)
+	}
+	if !r.Trailer().Key("Encrypt").IsNull() {
+		return fmt.Errorf("%w: validation: an encrypted PDF", signing.ErrUnsupported)
+	}
+	root := r.Trailer().Key("Root")
+	if root.Kind() != pdf.Dict {
+		return fmt.Errorf("%w: validation: the PDF has no catalog", signing.ErrInvalid)
+	}
+	ends := revisionEnds(data)
+	rep.Revisions = len(ends)
+	v.readDSS(root.Key("DSS"))
+	sigs := findSignatures(root.Key("AcroForm").Key("Fields"))
+	if len(sigs) == 0 {
+		return fmt.Errorf("%w: validation: the PDF has no signature", signing.ErrInvalid)
+	}
+	// The document's first DSS: B-LTA needs a document timestamp over it.
+	dssAt := -1
+	if m := reDSS.FindIndex(data); m != nil {
+		dssAt = m[0]
+	}
+	type done struct {
+		rep   SignatureReport
+		end   int64
+		embed bool
+		ts    bool
+	}
+	var results []done
+	nSig, nTS := 0, 0
+	for _, s := range sigs {
+		var sr SignatureReport
+		if s.typ == "DocTimeStamp" || s.subFilter == "ETSI.RFC3161" {
+			nTS++
+			sr = SignatureReport{ID: fmt.Sprintf("doc-ts%d", nTS), Kind: "document-timestamp", Format: "PAdES document timestamp (ETSI.RFC3161)"}
+		} else {
+			nSig++
+			sr = SignatureReport{ID: fmt.Sprintf("sig%d", nSig), Kind: "signature"}
+		}
+		sr.info("field", "field %q, /SubFilter /%s", s.field, s.subFilter)
+		end, signedData, ok := v.checkByteRange(&sr, data, s, ends)
+		if !ok {
+			sr.conclude()
+			results = append(results, done{rep: sr})
+			continue
+		}
+		var embed, ts bool
+		if sr.Kind == "document-timestamp" {
+			t, _ := v.timestamp(s.contents, "document-timestamp", sr.ID, signedData)
+			t.Checks = append(sr.Checks, t.Checks...)
+			t.Format, t.ByteRange, t.Revision, t.CoversWholeDocument = sr.Format, sr.ByteRange, sr.Revision, sr.CoversWholeDocument
+			sr = t
+		} else {
+			embed, ts = v.pdfSignature(&sr, s, signedData)
+		}
+		v.laterUpdates(&sr, data, end, ends, sigs)
+		sr.conclude()
+		results = append(results, done{rep: sr, end: end, embed: embed, ts: ts})
+	}
+	// Levels: B-LTA needs a passed document timestamp whose range covers the DSS.
+	for i := range results {
+		s := &results[i].rep
+		if s.Kind != "signature" || s.Format != "PAdES-BASELINE" || s.Indication == TotalFailed {
+			continue
+		}
+		s.Level = signing.LevelB
+		if !results[i].ts {
+			continue
+		}
+		s.Level = signing.LevelT
+		if !results[i].embed || dssAt < int(results[i].end) {
+			continue
+		}
+		s.Level = signing.LevelLT
+		for _, d := range results {
+			if d.rep.Kind == "document-timestamp" && d.rep.Indication == TotalPassed && d.end > int64(dssAt) {
+				s.Level = signing.LevelLTA
+			}
+		}
+	}
+	for _, d := range results {
+		rep.Signatures = append(rep.Signatures, d.rep)
+	}
+	return nil
+}
+
+var reDSS = regexp.MustCompile(`/Type\s*/DSS\b`)
+
+// readDSS takes the certificates, OCSP responses and CRLs of the Document Security Store.
+func (v *validator) readDSS(dss pdf.Value) {
+	if dss.Kind() != pdf.Dict {
+		return
+	}
+	v.source = "DSS"
+	streams := func(key string) [][]byte {
+		var out [][]byte
+		a := dss.Key(key)
+		for i := range min(a.Len(), 10000) {
+			if b, err := readStream(a.Index(i), 16<<20); err == nil {
+				out = append(out, b)
+			}
+		}
+		return out
+	}
+	for _, der := range streams("Certs") {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			v.extraCerts = append(v.extraCerts, c)
+		}
+	}
+	v.ocsps = streams("OCSPs")
+	v.crls = streams("CRLs")
+}
+
+func readStream(s pdf.Value, limit int64) ([]byte, error) {
+	if s.Kind() != pdf.Stream {
+		return nil, errors.New("not a stream")
+	}
+	rc := s.Reader()
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, errors.New("stream too large")
+	}
+	return b, nil
+}
+
+// findSignatures walks the AcroForm's field tree for signature fields with a value.
+func findSignatures(fields pdf.Value) []pdfSig {
+	var out []pdfSig
+	budget := 10000
+	var walk func(f pdf.Value, name, ft string, depth int)
+	walk = func(f pdf.Value, name, ft string, depth int) {
+		if budget--; budget < 0 || depth > 32 || f.Kind() != pdf.Dict {
+			return
+		}
+		if t := f.Key("T"); t.Kind() == pdf.String {
+			if name != "" {
+				name += "."
+			}
+			name += t.Text()
+		}
+		if x := f.Key("FT"); x.Kind() == pdf.Name {
+			ft = x.Name()
+		}
+		if kids := f.Key("Kids"); kids.Kind() == pdf.Array {
+			for i := range kids.Len() {
+				walk(kids.Index(i), name, ft, depth+1)
+			}
+		}
+		sv := f.Key("V")
+		if ft != "Sig" || sv.Kind() != pdf.Dict {
+			return
+		}
+		s := pdfSig{field: name, typ: sv.Key("Type").Name(), subFilter: sv.Key("SubFilter").Name(),
+			contents: []byte(sv.Key("Contents").RawString()), m: sv.Key("M").RawString()}
+		br := sv.Key("ByteRange")
+		for i := range min(br.Len(), 16) {
+			x := br.Index(i)
+			if x.Kind() != pdf.Integer {
+				s.byteRange = nil
+				break
+			}
+			s.byteRange = append(s.byteRange, x.Int64())
+		}
+		out = append(out, s)
+	}
+	for i := range min(fields.Len(), 10000) {
+		walk(fields.Index(i), "", "", 0)
+	}
+	return out
+}
+
+// revisionEnds lists where each revision ends: after each %%EOF marker and the end of line
+// that follows it.
+func revisionEnds(data []byte) []int64 {
+	var ends []int64
+	for off := 0; ; {
+		i := bytes.Index(data[off:], []byte("%%EOF"))
+		if i < 0 {
+			break
+		}
+		e := off + i + 5
+		if e < len(data) && data[e] == '\r' {
+			e++
+		}
+		if e < len(data) && data[e] == '\n' {
+			e++
+		}
+		ends = append(ends, int64(e))
+		off = e
+	}
+	return ends
+}
+
+// checkByteRange checks that the signature's /ByteRange is [0 a b c] with the gap exactly the
+// /Contents hex string holding this signature, and the second range ending at the end of a
+// revision. It returns that end and the digest function over the two ranges.
+func (v *validator) checkByteRange(sr *SignatureReport, data []byte, s pdfSig, ends []int64) (int64, imprintOf, bool) {
+	br := s.byteRange
+	sr.ByteRange = br
+	size := int64(len(data))
+	if len(br) != 4 || br[0] != 0 || br[1] <= 0 || br[2] <= br[1] || br[3] < 0 || br[2] > size || br[3] > size-br[2] {
+		sr.fail("byte-range", FormatFailure, "/ByteRange %v is not [0 a b c] within the file's %d bytes", br, size)
+		return 0, nil, false
+	}
+	a, b, end := br[1], br[1]+(br[2]-br[1]), br[2]+br[3]
+	gap := data[a:b]
+	if gap[0] != '<' || gap[len(gap)-1] != '>' {
+		sr.fail("byte-range", FormatFailure, "the gap between the ranges is not one hex string")
+		return 0, nil, false
+	}
+	decoded := make([]byte, hex.DecodedLen(len(gap)-2))
+	if n, err := hex.Decode(decoded, gap[1:len(gap)-1]); err != nil || n != len(decoded) || len(gap)%2 != 0 {
+		sr.fail("byte-range", FormatFailure, "the gap between the ranges is not a hex string of whole bytes")
+		return 0, nil, false
+	}
+	if !bytes.Equal(decoded, s.contents) {
+		sr.fail("byte-range", FormatFailure, "the gap is not this signature's /Contents (signature wrapping?)")
+		return 0, nil, false
+	}
+	if before := bytes.TrimRight(data[:a], " \t\r\n\f\x00"); !bytes.HasSuffix(before, []byte("/Contents")) {
+		sr.fail("byte-range", FormatFailure, "the gap is not preceded by the /Contents key")
+		return 0, nil, false
+	}
+	rev := slices.IndexFunc(ends, func(e int64) bool {
+		return e == end || (e > end && bytes.HasSuffix(data[:end], []byte("%%EOF")) && e-end <= 2)
+	})
+	if rev < 0 {
+		sr.fail("byte-range", FormatFailure, "the signed range ends at %d, which is not the end of a revision", end)
+		return 0, nil, false
+	}
+	sr.Revision = rev + 1
+	tail := bytes.TrimRight(data[end:], " \t\r\n\f\x00")
+	sr.CoversWholeDocument = len(tail) == 0
+	sr.pass("byte-range", "covers bytes 0-%d and %d-%d: all of revision %d of %d except the /Contents", a, br[2], end, rev+1, len(ends))
+	digest := func(h crypto.Hash) ([]byte, error) {
+		if !h.Available() || h == crypto.SHA1 {
+			return nil, fmt.Errorf("hash %v is not accepted", h)
+		}
+		x := h.New()
+		x.Write(data[:a])
+		x.Write(data[br[2]:end])
+		return x.Sum(nil), nil
+	}
+	return end, digest, true
+}
+
+// pdfSignature checks the CMS of a signature dictionary.
+func (v *validator) pdfSignature(sr *SignatureReport, s pdfSig, content imprintOf) (embedded, timestamped bool) {
+	switch s.subFilter {
+	case "ETSI.CAdES.detached":
+		sr.Format = "PAdES-BASELINE"
+	case "adbe.pkcs7.detached":
+		sr.Format = "PKCS#7"
+		sr.info("format", "/SubFilter /adbe.pkcs7.detached: a PKCS#7 signature, not PAdES baseline")
+	default:
+		sr.Format = "PDF /" + s.subFilter
+		sr.fail("format", FormatFailure, "/SubFilter /%s is not supported (only ETSI.CAdES.detached and adbe.pkcs7.detached)", s.subFilter)
+		return false, false
+	}
+	p, err := parseSignedData(s.contents)
+	if err != nil {
+		sr.fail("format", FormatFailure, "/Contents: %v", err)
+		return false, false
+	}
+	if p.eContent != nil {
+		sr.fail("format", FormatFailure, "the CMS is not detached")
+		return false, false
+	}
+	if sr.Format == "PAdES-BASELINE" {
+		if _, ok := p.attrs[oidSigningTime.String()]; ok {
+			sr.fail("format", FormatFailure, "a PAdES baseline signature must not carry signing-time (EN 319 142-1 §6.3)")
+		} else {
+			sr.pass("format", "PAdES baseline: CAdES detached, no signing-time")
+		}
+	}
+	embedded, timestamped = v.signature(sr, p, content, sr.Format == "PAdES-BASELINE")
+	if sr.ClaimedSigningTime == nil {
+		if t, ok := parsePDFDate(s.m); ok {
+			sr.ClaimedSigningTime = &t
+		}
+	}
+	return embedded, timestamped
+}
+
+// parsePDFDate reads D:YYYYMMDDHHmmSS with an optional Z or +HH'mm'.
+func parsePDFDate(s string) (time.Time, bool) {
+	s = strings.TrimPrefix(s, "D:")
+	s = strings.ReplaceAll(s, "'", "")
+	for _, layout := range []string{"20060102150405Z", "20060102150405-0700", "20060102150405"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), true
+		}
+	}
+	return time.Time{}, false
+}

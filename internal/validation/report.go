@@ -1,0 +1,249 @@
+package validation
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/vula-eid/vula/internal/signing"
+)
+
+// Indication is the main status of EN 319 102-1 §5.1.3.
+type Indication string
+
+const (
+	TotalPassed   Indication = "TOTAL-PASSED"
+	TotalFailed   Indication = "TOTAL-FAILED"
+	Indeterminate Indication = "INDETERMINATE"
+)
+
+// SubIndication is the detail of EN 319 102-1 Table 5 and 6 (their names).
+type SubIndication string
+
+const (
+	FormatFailure              SubIndication = "FORMAT_FAILURE"
+	HashFailure                SubIndication = "HASH_FAILURE"
+	SigCryptoFailure           SubIndication = "SIG_CRYPTO_FAILURE"
+	Revoked                    SubIndication = "REVOKED"
+	RevokedNoPOE               SubIndication = "REVOKED_NO_POE"
+	RevokedCANoPOE             SubIndication = "REVOKED_CA_NO_POE"
+	NoSigningCertificateFound  SubIndication = "NO_SIGNING_CERTIFICATE_FOUND"
+	NoCertificateChainFound    SubIndication = "NO_CERTIFICATE_CHAIN_FOUND"
+	CertificateChainGeneral    SubIndication = "CERTIFICATE_CHAIN_GENERAL_FAILURE"
+	OutOfBoundsNoPOE           SubIndication = "OUT_OF_BOUNDS_NO_POE"
+	NotYetValid                SubIndication = "NOT_YET_VALID"
+	TryLater                   SubIndication = "TRY_LATER"
+	RevocationOutOfBoundsNoPOE SubIndication = "REVOCATION_OUT_OF_BOUNDS_NO_POE"
+	SignedDataNotFound         SubIndication = "SIGNED_DATA_NOT_FOUND"
+	SigConstraintsFailure      SubIndication = "SIG_CONSTRAINTS_FAILURE"
+	TimestampOrderFailure      SubIndication = "TIMESTAMP_ORDER_FAILURE"
+	CryptoConstraintsFailure   SubIndication = "CRYPTO_CONSTRAINTS_FAILURE"
+)
+
+// Report is the validation report of one document (after TS 119 102-2's ValidationReport: a
+// signature validation report per signature, the validation time, and a conclusion).
+type Report struct {
+	Format         string    `json:"format"` // PDF, CMS, RFC3161
+	Size           int64     `json:"size"`
+	ValidationTime time.Time `json:"validationTime"`
+	// Indication is the document's conclusion: the worst of its signatures' (TOTAL-FAILED over
+	// INDETERMINATE over TOTAL-PASSED), and never TOTAL-PASSED when a part of the file is
+	// covered by no valid signature.
+	Indication    Indication    `json:"indication"`
+	SubIndication SubIndication `json:"subIndication,omitempty"`
+	Message       string        `json:"message,omitempty"`
+	// Revisions is the number of incremental revisions of a PDF.
+	Revisions  int               `json:"revisions,omitempty"`
+	Signatures []SignatureReport `json:"signatures"`
+}
+
+// SignatureReport is the result of one signature or timestamp.
+type SignatureReport struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"` // signature, document-timestamp, timestamp
+	// Format: PAdES-BASELINE, PKCS#7 (adbe.pkcs7.detached), CAdES-BASELINE, CMS, RFC3161.
+	Format        string        `json:"format"`
+	Level         signing.Level `json:"level,omitempty"`
+	Indication    Indication    `json:"indication"`
+	SubIndication SubIndication `json:"subIndication,omitempty"`
+	Signer        *CertInfo     `json:"signer,omitempty"`
+	// ClaimedSigningTime is what the signer says (signing-time, /M); not a proof.
+	ClaimedSigningTime *time.Time `json:"claimedSigningTime,omitempty"`
+	// ProofOfExistence is the earliest verified timestamp over the signature, else the
+	// validation time (EN 319 102-1's best-signature-time).
+	ProofOfExistence time.Time         `json:"proofOfExistence"`
+	Timestamps       []SignatureReport `json:"timestamps,omitempty"`
+	// TimestampTime is, for a timestamp, its genTime.
+	TimestampTime *time.Time      `json:"timestampTime,omitempty"`
+	Chain         []CertInfo      `json:"chain,omitempty"`
+	Revocation    []RevocationUse `json:"revocation,omitempty"`
+	// Qualification from the certificate's content (key usage, QCStatements); no trusted list
+	// is consulted: QESig, QESeal, AdESig-QC, AdESeal-QC, AdESig, AdESeal, unknown.
+	Qualification string `json:"qualification,omitempty"`
+	// PDF only: the signed byte ranges, the revision they end at (1-based) and what follows.
+	ByteRange           []int64  `json:"byteRange,omitempty"`
+	Revision            int      `json:"revision,omitempty"`
+	CoversWholeDocument bool     `json:"coversWholeDocument,omitempty"`
+	LaterUpdates        []string `json:"laterUpdates,omitempty"`
+	Checks              []Check  `json:"checks"`
+}
+
+// CertInfo describes a certificate.
+type CertInfo struct {
+	Subject   string    `json:"subject"`
+	Issuer    string    `json:"issuer"`
+	Serial    string    `json:"serial"`
+	NotBefore time.Time `json:"notBefore"`
+	NotAfter  time.Time `json:"notAfter"`
+	SHA256    string    `json:"sha256"`
+}
+
+func certInfo(c *x509.Certificate) *CertInfo {
+	sum := sha256.Sum256(c.Raw)
+	return &CertInfo{Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: c.SerialNumber.Text(16),
+		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), SHA256: hex.EncodeToString(sum[:])}
+}
+
+// RevocationUse is the revocation data a certificate was checked with.
+type RevocationUse struct {
+	Subject    string     `json:"subject"`
+	Type       string     `json:"type"`   // OCSP, CRL
+	Source     string     `json:"source"` // DSS, CMS, fetched
+	Status     string     `json:"status"` // good, revoked, unknown
+	ThisUpdate time.Time  `json:"thisUpdate"`
+	RevokedAt  *time.Time `json:"revokedAt,omitempty"`
+}
+
+// Check is one constraint checked, with its result (PASSED, FAILED, INDETERMINATE, INFO).
+type Check struct {
+	Name          string        `json:"name"`
+	Result        string        `json:"result"`
+	SubIndication SubIndication `json:"subIndication,omitempty"`
+	Message       string        `json:"message,omitempty"`
+}
+
+func (s *SignatureReport) pass(name, msg string, args ...any) {
+	s.Checks = append(s.Checks, Check{Name: name, Result: "PASSED", Message: fmt.Sprintf(msg, args...)})
+}
+
+func (s *SignatureReport) info(name, msg string, args ...any) {
+	s.Checks = append(s.Checks, Check{Name: name, Result: "INFO", Message: fmt.Sprintf(msg, args...)})
+}
+
+func (s *SignatureReport) fail(name string, sub SubIndication, msg string, args ...any) {
+	s.Checks = append(s.Checks, Check{Name: name, Result: "FAILED", SubIndication: sub, Message: fmt.Sprintf(msg, args...)})
+}
+
+func (s *SignatureReport) indeterminate(name string, sub SubIndication, msg string, args ...any) {
+	s.Checks = append(s.Checks, Check{Name: name, Result: "INDETERMINATE", SubIndication: sub, Message: fmt.Sprintf(msg, args...)})
+}
+
+// conclude sets the indication from the checks: the first failure decides, then the first
+// indeterminate result; TOTAL-PASSED only when there is neither.
+func (s *SignatureReport) conclude() {
+	s.Indication, s.SubIndication = TotalPassed, ""
+	for _, c := range s.Checks {
+		if c.Result == "FAILED" {
+			s.Indication, s.SubIndication = TotalFailed, c.SubIndication
+			return
+		}
+	}
+	for _, c := range s.Checks {
+		if c.Result == "INDETERMINATE" {
+			s.Indication, s.SubIndication = Indeterminate, c.SubIndication
+			return
+		}
+	}
+}
+
+func (s *SignatureReport) failed() bool {
+	for _, c := range s.Checks {
+		if c.Result != "PASSED" && c.Result != "INFO" {
+			return true
+		}
+	}
+	return false
+}
+
+// summarize sets the document's conclusion from its signatures.
+func (r *Report) summarize() {
+	if len(r.Signatures) == 0 {
+		r.Indication, r.SubIndication, r.Message = TotalFailed, SignedDataNotFound, "no signature found"
+		return
+	}
+	r.Indication = TotalPassed
+	rank := map[Indication]int{TotalPassed: 0, Indeterminate: 1, TotalFailed: 2}
+	for _, s := range r.Signatures {
+		if rank[s.Indication] > rank[r.Indication] {
+			r.Indication, r.SubIndication, r.Message = s.Indication, s.SubIndication, s.ID+": "+string(s.SubIndication)
+		}
+	}
+}
+
+// Text is a readable summary, one block per signature.
+func (r Report) Text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Document: %s, %d bytes", r.Format, r.Size)
+	if r.Revisions > 0 {
+		fmt.Fprintf(&b, ", %d revisions", r.Revisions)
+	}
+	fmt.Fprintf(&b, "\nValidated at: %s\nResult: %s", r.ValidationTime.Format(time.RFC3339), r.Indication)
+	if r.SubIndication != "" {
+		fmt.Fprintf(&b, " / %s", r.SubIndication)
+	}
+	if r.Message != "" {
+		fmt.Fprintf(&b, " (%s)", r.Message)
+	}
+	b.WriteString("\n")
+	for _, s := range r.Signatures {
+		writeSig(&b, s, "")
+	}
+	return b.String()
+}
+
+func writeSig(b *strings.Builder, s SignatureReport, indent string) {
+	fmt.Fprintf(b, "\n%s%s %s: %s", indent, s.Kind, s.ID, s.Indication)
+	if s.SubIndication != "" {
+		fmt.Fprintf(b, " / %s", s.SubIndication)
+	}
+	fmt.Fprintf(b, "\n%s  format: %s", indent, s.Format)
+	if s.Level != "" {
+		fmt.Fprintf(b, " %s", s.Level)
+	}
+	b.WriteString("\n")
+	if s.Signer != nil {
+		fmt.Fprintf(b, "%s  signer: %s\n%s  issuer: %s\n", indent, s.Signer.Subject, indent, s.Signer.Issuer)
+	}
+	if s.Qualification != "" {
+		fmt.Fprintf(b, "%s  qualification: %s\n", indent, s.Qualification)
+	}
+	if s.ClaimedSigningTime != nil {
+		fmt.Fprintf(b, "%s  claimed signing time: %s\n", indent, s.ClaimedSigningTime.Format(time.RFC3339))
+	}
+	if s.TimestampTime != nil {
+		fmt.Fprintf(b, "%s  timestamp time: %s\n", indent, s.TimestampTime.Format(time.RFC3339))
+	}
+	fmt.Fprintf(b, "%s  proof of existence: %s\n", indent, s.ProofOfExistence.Format(time.RFC3339))
+	if len(s.ByteRange) > 0 {
+		fmt.Fprintf(b, "%s  byte range: %v, revision %d", indent, s.ByteRange, s.Revision)
+		if s.CoversWholeDocument {
+			b.WriteString(", covers the whole document")
+		}
+		b.WriteString("\n")
+		for _, u := range s.LaterUpdates {
+			fmt.Fprintf(b, "%s  later update: %s\n", indent, u)
+		}
+	}
+	for _, c := range s.Checks {
+		if c.Result == "PASSED" || c.Result == "INFO" {
+			continue
+		}
+		fmt.Fprintf(b, "%s  %s %s: %s\n", indent, c.Result, c.Name, c.Message)
+	}
+	for _, t := range s.Timestamps {
+		writeSig(b, t, indent+"  ")
+	}
+}
