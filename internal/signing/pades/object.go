@@ -50,7 +50,7 @@ func writeObj(b *bytes.Buffer, o any) {
 	case name:
 		writeName(b, v)
 	case ref:
-		b.WriteString(v.String())
+		writeRef(b, v)
 	case pdfStr:
 		b.WriteByte('<')
 		const hx = "0123456789ABCDEF"
@@ -84,6 +84,15 @@ func writeObj(b *bytes.Buffer, o any) {
 	default:
 		panic(fmt.Sprintf("pades: cannot write %T", o)) // a bug here, never input
 	}
+}
+
+// writeRef writes "num gen R" (without fmt: a signature writes hundreds).
+func writeRef(b *bytes.Buffer, r ref) {
+	var a [48]byte
+	out := strconv.AppendInt(a[:0], int64(r.num), 10)
+	out = append(out, ' ')
+	out = strconv.AppendInt(out, int64(r.gen), 10)
+	b.Write(append(out, " R"...))
 }
 
 func formatReal(f float64) string {

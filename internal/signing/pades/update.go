@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"strings"
 )
 
 // update is one incremental update being built in memory: new objects, new versions of old
@@ -35,7 +36,11 @@ func (u *update) alloc() ref {
 func (u *update) begin(r ref) {
 	u.offsets[r.num] = u.base + int64(u.buf.Len())
 	u.gens[r.num] = r.gen
-	fmt.Fprintf(&u.buf, "%d %d obj\n", r.num, r.gen)
+	var a [48]byte
+	b := strconv.AppendInt(a[:0], int64(r.num), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(r.gen), 10)
+	u.buf.Write(append(b, " obj\n"...))
 }
 
 // put writes o as the object r; later reads of r in this Sign see o.
@@ -164,7 +169,7 @@ func (u *update) finish() {
 		for _, run := range runs(nums) {
 			fmt.Fprintf(&u.buf, "%d %d\n", run[0], len(run))
 			for _, n := range run {
-				fmt.Fprintf(&u.buf, "%010d %05d n\r\n", u.offsets[n], u.gens[n])
+				u.buf.WriteString(xrefEntry(u.offsets[n], u.gens[n]))
 			}
 		}
 		u.buf.WriteString("trailer\n")
@@ -185,4 +190,12 @@ func runs(nums []int) [][]int {
 		out[len(out)-1] = append(out[len(out)-1], n)
 	}
 	return out
+}
+
+// xrefEntry is a table's 20-byte entry of an object in use.
+func xrefEntry(off int64, gen int) string {
+	var a [20]byte
+	o := strconv.AppendInt(a[:0], off, 10)
+	g := strconv.Itoa(gen)
+	return strings.Repeat("0", max(0, 10-len(o))) + string(o) + " " + strings.Repeat("0", max(0, 5-len(g))) + g + " n\r\n"
 }
