@@ -20,6 +20,7 @@ import (
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 	"github.com/vula-eid/vula/internal/tsa"
+	"github.com/vula-eid/vula/internal/validation"
 )
 
 func serveCmd(g *globals) *cobra.Command {
@@ -79,7 +80,7 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	srv.Handle("/pki", pki)
 	srv.Handle("/pki/", pki)
 	srv.Handle("/tsa", pki)
-	for _, p := range append(idpPaths, "/api/v1/seal", "/api/v1/seal/", "/csc/") {
+	for _, p := range append(idpPaths, "/api/v1/seal", "/api/v1/seal/", "/api/v1/validate", "/csc/") {
 		srv.Handle(p, pki)
 	}
 	go gate.open(ctx, cfg, raw, log, func(db *sqlstore.DB, l *audit.Log) {
@@ -94,6 +95,7 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 				return err
 			}
 			seal.Handler{S: sealService(cfg, a, keys, db, ts, log), Auth: p, Log: log}.Register(mux)
+			validation.Handler{TrustAnchors: platformAnchors(a), Fetch: validation.RevocationFetcher{R: a}, Log: log}.Register(mux)
 			if err := registerCSC(mux, cfg, a, keys, db, eph, l, p, log); err != nil {
 				return err
 			}
