@@ -30,6 +30,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -55,6 +56,11 @@ type DB struct {
 	db      *sql.DB
 	dialect dialect
 	log     *slog.Logger
+
+	// auditInsert is the one-row audit INSERT, prepared once (SQLite only, see AppendAudit).
+	auditOnce   sync.Once
+	auditInsert *sql.Stmt
+	auditErr    error
 }
 
 var _ store.Durable = (*DB)(nil)
@@ -128,7 +134,12 @@ func (d *DB) Ping(ctx context.Context) error {
 }
 
 // Close closes the connection pool.
-func (d *DB) Close() error { return d.db.Close() }
+func (d *DB) Close() error {
+	if d.auditInsert != nil {
+		d.auditInsert.Close()
+	}
+	return d.db.Close()
+}
 
 func (d *DB) migrate(ctx context.Context) error {
 	dir := "migrations/sqlite"
