@@ -1,0 +1,222 @@
+package validation_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"crypto/x509"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vula-eid/vula/internal/signing"
+	"github.com/vula-eid/vula/internal/signing/pades"
+	"github.com/vula-eid/vula/internal/signing/signingtest"
+	"github.com/vula-eid/vula/internal/validation"
+)
+
+// appendUpdate appends an incremental update (classic xref) that defines objs (number ->
+// body), as any PDF editor would save a change after the signature.
+func appendUpdate(t testing.TB, doc []byte, objs map[int]string) []byte {
+	t.Helper()
+	prev := regexp.MustCompile(`startxref\s+(\d+)\s+%%EOF\s*$`).FindSubmatch(doc)
+	i := bytes.LastIndex(doc, []byte("trailer"))
+	if prev == nil || i < 0 {
+		t.Fatal("not a PDF with a classic trailer")
+	}
+	sizeM := regexp.MustCompile(`/Size (\d+)`).FindSubmatch(doc[i:])
+	rootM := regexp.MustCompile(`/Root (\d+ \d+ R)`).FindSubmatch(doc[i:])
+	if sizeM == nil || rootM == nil {
+		t.Fatal("the last trailer has no /Size or /Root")
+	}
+	last := [][]byte{nil, sizeM[1], rootM[1]}
+	var b bytes.Buffer
+	b.Write(doc)
+	nums := make([]int, 0, len(objs))
+	for n := range objs {
+		nums = append(nums, n)
+	}
+	slices.Sort(nums)
+	offs := map[int]int{}
+	for _, n := range nums {
+		offs[n] = b.Len()
+		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", n, objs[n])
+	}
+	xref := b.Len()
+	b.WriteString("xref\n")
+	size, _ := strconv.Atoi(string(last[1]))
+	for _, n := range nums {
+		fmt.Fprintf(&b, "%d 1\n%010d 00000 n\r\n", n, offs[n])
+		size = max(size, n+1)
+	}
+	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root %s /Prev %s >>\nstartxref\n%d\n%%%%EOF\n", size, last[2], prev[1], xref)
+	return b.Bytes()
+}
+
+// signedRange returns the signature's /ByteRange numbers and where the array is.
+func byteRange(t testing.TB, doc []byte) ([4]int64, []int) {
+	t.Helper()
+	m := regexp.MustCompile(`/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]`).FindSubmatchIndex(doc)
+	if m == nil {
+		t.Fatal("no /ByteRange")
+	}
+	var br [4]int64
+	for i := range 4 {
+		br[i], _ = strconv.ParseInt(string(doc[m[2+2*i]:m[3+2*i]]), 10, 64)
+	}
+	return br, m
+}
+
+func expect(t testing.TB, rep validation.Report, ind validation.Indication, sub validation.SubIndication) {
+	t.Helper()
+	if rep.Indication != ind || rep.SubIndication != sub {
+		t.Fatalf("%s/%s, want %s/%s\n%s", rep.Indication, rep.SubIndication, ind, sub, rep.Text())
+	}
+}
+
+func TestAttacks(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	online := validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}
+	signed := signPDF(t, env, env.Seal, signingtest.PDF("Pay 100 EUR"), signing.LevelB)
+	lt := signPDF(t, env, env.Seal, signingtest.PDF("Pay 100 EUR"), signing.LevelLT)
+
+	t.Run("byte changed in the signed range", func(t *testing.T) {
+		bad := bytes.Replace(signed, []byte("Pay 100 EUR"), []byte("Pay 900 EUR"), 1)
+		expect(t, validate(t, bad, online), validation.TotalFailed, validation.HashFailure)
+	})
+
+	// The incremental saving attack: an update after the signature replaces the page's
+	// content. The signature still verifies over its revision; the document shown is not the
+	// one signed. EN 319 102-1 validates the signed data, and PAdES lets only validation data,
+	// document timestamps and signatures follow a signature, so the report says the signature
+	// covers revision 2 of 3 and fails it (FORMAT_FAILURE) for the document as a whole.
+	for name, doc := range map[string][]byte{"B-B": signed, "B-LT": lt} {
+		t.Run("incremental saving "+name, func(t *testing.T) {
+			content := "BT /F1 24 Tf 72 720 Td (Pay 900 EUR) Tj ET"
+			bad := appendUpdate(t, doc, map[int]string{4: fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(content), content)})
+			rep := validate(t, bad, validation.Options{TrustAnchors: anchors(env), Fetch: online.Fetch})
+			expect(t, rep, validation.TotalFailed, validation.FormatFailure)
+			s := rep.Signatures[0]
+			if s.CoversWholeDocument || s.Revision != 2 || rep.Revisions < 3 || !hasCheck(s, "signature", "PASSED") || !hasCheck(s, "modifications", "FAILED") {
+				t.Fatalf("revision %d of %d, whole %v\n%s", s.Revision, rep.Revisions, s.CoversWholeDocument, dump(t, rep))
+			}
+			if !strings.Contains(s.LaterUpdates[len(s.LaterUpdates)-1], "other changes") {
+				t.Errorf("later updates %v", s.LaterUpdates)
+			}
+		})
+	}
+	t.Run("incremental saving: a new annotation", func(t *testing.T) {
+		page := regexp.MustCompile(`(?s)\n3 0 obj\n(<<.*?>>)\nendobj`).FindAllSubmatch(signed, -1)
+		body := string(page[len(page)-1][1])
+		body = strings.Replace(body, "/Annots [", "/Annots [99 0 R ", 1)
+		bad := appendUpdate(t, signed, map[int]string{3: body,
+			99: "<< /Type /Annot /Subtype /FreeText /Rect [72 700 400 740] /Contents (Pay 900 EUR) /DA (/Helv 24 Tf 0 g) >>"})
+		expect(t, validate(t, bad, online), validation.TotalFailed, validation.FormatFailure)
+	})
+	t.Run("a second signature is an allowed update", func(t *testing.T) {
+		two := signPDF(t, env, env.Official, signed, signing.LevelB)
+		rep := validate(t, two, online)
+		expect(t, rep, validation.TotalPassed, "")
+		if len(rep.Signatures) != 2 || rep.Signatures[0].CoversWholeDocument || !rep.Signatures[1].CoversWholeDocument ||
+			rep.Signatures[1].Qualification != "QESig" {
+			t.Fatalf("%s", dump(t, rep))
+		}
+	})
+
+	// Signature wrapping: the signed bytes stay where /ByteRange says, but the gap holds more
+	// than the /Contents string (here an object after a shortened hex string), or the range
+	// stops short of the end of its revision.
+	t.Run("wrapping: data in the gap", func(t *testing.T) {
+		// B-LT: the signature timestamp's reserve leaves room after the DER.
+		br, _ := byteRange(t, lt)
+		bad := slices.Clone(lt)
+		gap := bad[br[1]:br[2]]
+		end := bytes.LastIndexFunc(gap[:len(gap)-1], func(r rune) bool { return r != '0' }) + 1 // the DER's hex, less the zero padding
+		end += (end - 1) % 2 // gap[0] is the "<": whole bytes of hex
+		// The hex string ends early; an extra dictionary entry fills the rest of the gap, so
+		// the PDF still parses and the signed bytes still hash to the signed digest.
+		payload := []byte("> /X (injected)")
+		if len(payload) > len(gap)-1-end {
+			payload = []byte(">")
+		}
+		if len(gap)-1-end < 2 {
+			t.Fatalf("no room in the gap (%d hex digits of padding)", len(gap)-1-end)
+		}
+		copy(gap[end:], payload)
+		for i := end + len(payload); i < len(gap); i++ {
+			gap[i] = ' '
+		}
+		rep := validate(t, bad, online)
+		expect(t, rep, validation.TotalFailed, validation.FormatFailure)
+		if !hasCheck(rep.Signatures[0], "byte-range", "FAILED") {
+			t.Fatalf("not caught by the byte-range check\n%s", dump(t, rep))
+		}
+	})
+	t.Run("wrapping: a range short of the revision", func(t *testing.T) {
+		br, m := byteRange(t, signed)
+		bad := slices.Clone(signed)
+		old := bad[m[0]:m[1]]
+		repl := fmt.Sprintf("/ByteRange [%d %d %d %d]", br[0], br[1], br[2], br[3]-7)
+		repl += strings.Repeat(" ", len(old)-len(repl))
+		copy(bad[m[0]:], repl)
+		expect(t, validate(t, bad, online), validation.TotalFailed, validation.FormatFailure)
+	})
+	t.Run("wrapping: a range over another hex string", func(t *testing.T) {
+		br, m := byteRange(t, signed)
+		bad := slices.Clone(signed)
+		repl := fmt.Sprintf("/ByteRange [%d %d %d %d]", br[0], br[1]+1, br[2], br[3])
+		repl += strings.Repeat(" ", m[1]-m[0]-len(repl))
+		copy(bad[m[0]:], repl)
+		expect(t, validate(t, bad, online), validation.TotalFailed, validation.FormatFailure)
+	})
+
+	t.Run("not from a trust anchor", func(t *testing.T) {
+		p := newOpenSSLPKI(t)
+		expect(t, validate(t, signed, validation.Options{TrustAnchors: []*x509.Certificate{p.ca}, Fetch: online.Fetch}),
+			validation.Indeterminate, validation.NoCertificateChainFound)
+	})
+
+	t.Run("revoked signer", func(t *testing.T) {
+		env := signingtest.New(t, signingtest.Options{})
+		online := validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}
+		before := signPDF(t, env, env.Seal, signingtest.PDF("before"), signing.LevelT)
+		time.Sleep(1100 * time.Millisecond) // revocation times have whole seconds: after the timestamp's
+		env.Revoke(t, env.Seal)
+		afterT := signPDF(t, env, env.Seal, signingtest.PDF("after"), signing.LevelT)
+		afterB := signPDF(t, env, env.Seal, signingtest.PDF("after"), signing.LevelB)
+		// Timestamped after the revocation: TOTAL-FAILED, REVOKED.
+		expect(t, validate(t, afterT, online), validation.TotalFailed, validation.Revoked)
+		// No proof of existence: it may have been made before or after.
+		expect(t, validate(t, afterB, online), validation.Indeterminate, validation.RevokedNoPOE)
+		// Timestamped before the revocation: still valid (EN 319 102-1 §5.6.2.4).
+		rep := validate(t, before, online)
+		expect(t, rep, validation.TotalPassed, "")
+		if s := rep.Signatures[0]; s.Revocation[0].Status != "revoked" || !s.ProofOfExistence.Before(*s.Revocation[0].RevokedAt) {
+			t.Fatalf("%s", dump(t, rep))
+		}
+		// A later LT update cannot be made: the signer's OCSP response is no longer good.
+		var out bytes.Buffer
+		if err := signErr(env, before, &out); err == nil {
+			t.Fatal("B-LT over a revoked signer was made")
+		}
+	})
+
+	t.Run("not a signature", func(t *testing.T) {
+		for name, doc := range map[string][]byte{"unsigned PDF": signingtest.PDF("x"), "text": []byte("hello"), "DER": {0x30, 0x03, 0x02, 0x01, 0x01}} {
+			if _, err := validation.Validate(t.Context(), bytes.NewReader(doc), int64(len(doc)), online); err == nil || !isInvalid(err) {
+				t.Errorf("%s: %v, want signing.ErrInvalid", name, err)
+			}
+		}
+	})
+}
+
+func isInvalid(err error) bool { return errors.Is(err, signing.ErrInvalid) }
+
+func signErr(env *signingtest.Env, doc []byte, out *bytes.Buffer) error {
+	return pades.Sign(context.Background(), bytes.NewReader(doc), int64(len(doc)), out, env.Seal,
+		pades.Options{Level: signing.LevelLT, Timestamper: env.TSA, Revocation: env.PKI})
+}
