@@ -3,8 +3,8 @@ package validation_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -136,7 +136,7 @@ func TestAttacks(t *testing.T) {
 		bad := slices.Clone(lt)
 		gap := bad[br[1]:br[2]]
 		end := bytes.LastIndexFunc(gap[:len(gap)-1], func(r rune) bool { return r != '0' }) + 1 // the DER's hex, less the zero padding
-		end += (end - 1) % 2 // gap[0] is the "<": whole bytes of hex
+		end += (end - 1) % 2                                                                    // gap[0] is the "<": whole bytes of hex
 		// The hex string ends early; an extra dictionary entry fills the rest of the gap, so
 		// the PDF still parses and the signed bytes still hash to the signed digest.
 		payload := []byte("> /X (injected)")
