@@ -1,0 +1,62 @@
+package csc
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/vula-eid/vula/internal/idp"
+	"github.com/vula-eid/vula/internal/store/memstore"
+)
+
+// anOfficial authenticates every request as one official: the fuzzer aims at the bodies.
+type anOfficial string
+
+func (a anOfficial) Bearer(*http.Request, string) (idp.Caller, error) {
+	return idp.Caller{ClientID: "app", Subject: string(a), Scopes: []string{Scope}}, nil
+}
+
+var _ Authenticator = anOfficial("")
+
+// FuzzMethods sends arbitrary bodies to every CSC method of a real service: the answer is a
+// JSON object, never a 5xx, and a refusal names a CSC error code.
+func FuzzMethods(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.json")
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for m := range 5 {
+			f.Add(uint8(m), b)
+		}
+	}
+	e := newEnv(f)
+	s := e.replica(memstore.New(e.now))
+	o := e.official(f, s, "1100000001")
+	mux := http.NewServeMux()
+	Handler{S: s, Auth: anOfficial(o.sub), Issuer: "http://vula.test", Log: e.log}.Register(mux)
+	f.Fuzz(func(t *testing.T, m uint8, body []byte) {
+		fuzzOnce(t, mux, m, body)
+	})
+}
+
+func fuzzOnce(t *testing.T, h http.Handler, m uint8, body []byte) {
+	path := "/csc/v2/" + Methods[int(m)%len(Methods)]
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body)))
+	if w.Code >= 500 {
+		t.Fatalf("%s: %d %s", path, w.Code, w.Body)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil {
+		t.Fatalf("%s: not a JSON object: %s", path, w.Body)
+	}
+	if w.Code != 200 && out["error"] == nil {
+		t.Fatalf("%s: %d without an error code: %s", path, w.Code, w.Body)
+	}
+}
