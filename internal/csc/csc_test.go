@@ -119,7 +119,7 @@ func (e *env) official(t testing.TB, s *Service, number string) official {
 }
 
 // code is the TOTP code of step offset (-1, 0, 1) from the env's clock.
-func (e *env) code(t *testing.T, o official, offset int) string {
+func (e *env) code(t testing.TB, o official, offset int) string {
 	c, err := totp.GenerateCodeCustom(o.seed, e.now().Add(time.Duration(offset)*30*time.Second),
 		totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
 	if err != nil {
