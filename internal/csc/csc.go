@@ -528,7 +528,7 @@ func (s *Service) SignHash(ctx context.Context, subject string, r SignRequest) (
 		if err != nil {
 			return nil, err
 		}
-		ttl := time.Until(rec.Expires) + time.Minute
+		ttl := rec.Expires.Sub(s.now()) + time.Minute
 		err = s.eph.CompareAndSwap(ctx, key, old, nv, max(ttl, time.Second))
 		if errors.Is(err, store.ErrConflict) && attempt < 8 {
 			continue // another request redeemed part of the SAD meanwhile: check again
