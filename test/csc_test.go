@@ -168,6 +168,10 @@ func TestCSCEndToEnd(t *testing.T) {
 	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false"}
 	arta := newOfficial(t, env, "1100000001", "Arta", "Krasniqi")
 	besnik := newOfficial(t, env, "1100000002", "Besnik", "Gashi")
+	pw, _ := citizen(t, env, "1200000003")
+	if _, errb, err := vulaRun(append(env, "CITIZEN_PW="+pw), "persons", "issue-signing-key", "1200000003"); err == nil || !strings.Contains(errb, "not an official") {
+		t.Fatalf("issue-signing-key for a citizen: %v %s", err, errb)
+	}
 
 	// A signing application: a confidential client with private_key_jwt.
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
