@@ -220,3 +220,60 @@ func signErr(env *signingtest.Env, doc []byte, out *bytes.Buffer) error {
 	return pades.Sign(context.Background(), bytes.NewReader(doc), int64(len(doc)), out, env.Seal,
 		pades.Options{Level: signing.LevelLT, Timestamper: env.TSA, Revocation: env.PKI})
 }
+
+// addDSS appends an LT-style update: a DSS with the given OCSP responses and CRLs, and the
+// catalog pointing at it.
+func addDSS(t testing.TB, doc []byte, ocsps, crls [][]byte) []byte {
+	t.Helper()
+	i := bytes.LastIndex(doc, []byte("trailer"))
+	root := regexp.MustCompile(`/Root (\d+) 0 R`).FindSubmatch(doc[i:])
+	cats := regexp.MustCompile(`(?s)\n` + string(root[1]) + ` 0 obj\n<<(.*?)>>\nendobj`).FindAllSubmatch(doc, -1)
+	if root == nil || cats == nil {
+		t.Fatal("no catalog")
+	}
+	objs := map[int]string{}
+	n := 900
+	list := func(items [][]byte) string {
+		var refs []string
+		for _, b := range items {
+			objs[n] = fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(b), b)
+			refs = append(refs, fmt.Sprintf("%d 0 R", n))
+			n++
+		}
+		return "[" + strings.Join(refs, " ") + "]"
+	}
+	objs[899] = fmt.Sprintf("<< /Type /DSS /OCSPs %s /CRLs %s >>", list(ocsps), list(crls))
+	num, _ := strconv.Atoi(string(root[1]))
+	objs[num] = "<< /DSS 899 0 R " + string(cats[len(cats)-1][1]) + ">>"
+	return appendUpdate(t, doc, objs)
+}
+
+// TestRevokedInDSS: the signer's certificate is revoked, the document is timestamped after
+// that, and a later LT update's DSS holds the OCSP response saying so: TOTAL-FAILED/REVOKED
+// from the embedded data alone.
+func TestRevokedInDSS(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	ctx := context.Background()
+	env.Revoke(t, env.Seal)
+	time.Sleep(1100 * time.Millisecond) // the timestamp strictly after the revocation's second
+	doc := signPDF(t, env, env.Seal, signingtest.PDF("revoked"), signing.LevelT)
+	tsa := env.PKI.TSA().Cert
+	vd, err := signing.Collect(ctx, env.PKI, env.PKI.Chain(tsa), append([]*x509.Certificate{tsa}, env.PKI.Chain(tsa)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked, err := env.PKI.OCSP(ctx, env.Seal.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lt := addDSS(t, doc, append(vd.OCSPs, revoked), vd.CRLs)
+	rep := validate(t, lt, validation.Options{TrustAnchors: anchors(env)})
+	expect(t, rep, validation.TotalFailed, validation.Revoked)
+	s := rep.Signatures[0]
+	if !hasCheck(s, "modifications", "PASSED") || s.Revocation[0].Source != "DSS" || s.Revocation[0].Status != "revoked" {
+		t.Fatalf("%s", dump(t, rep))
+	}
+	// The same without the revoked response: the signer's status is unknown offline.
+	rep = validate(t, addDSS(t, doc, vd.OCSPs, vd.CRLs), validation.Options{TrustAnchors: anchors(env)})
+	expect(t, rep, validation.Indeterminate, validation.RevocationOutOfBoundsNoPOE)
+}

@@ -35,6 +35,10 @@ func (v *validator) buildChain(rep *SignatureReport, cert *x509.Certificate, emb
 	if err != nil && errors.As(err, &inv) && inv.Reason == x509.Expired && proven && poe.Before(v.vtime) {
 		if chains, err = verify(poe); err == nil {
 			rep.pass("chain", "the chain was valid at the proof of existence %s (a certificate has expired since)", poe.Format(time.RFC3339))
+		} else if errors.As(err, &inv) && inv.Reason == x509.Expired {
+			// Proven to exist only after a certificate's end of validity (EN 319 102-1: EXPIRED).
+			rep.fail("chain", Expired, "a certificate had expired at the proof of existence %s: %v", poe.Format(time.RFC3339), err)
+			return nil
 		}
 	}
 	if err != nil {
@@ -44,7 +48,7 @@ func (v *validator) buildChain(rep *SignatureReport, cert *x509.Certificate, emb
 			rep.indeterminate("chain", NoCertificateChainFound, "no chain to a trust anchor: %v", err)
 		case errors.As(err, &inv) && inv.Reason == x509.Expired:
 			if cert.NotBefore.After(v.vtime) {
-				rep.indeterminate("chain", NotYetValid, "%v", err)
+				rep.fail("chain", NotYetValid, "the certificate is not valid yet: %v", err)
 			} else {
 				rep.indeterminate("chain", OutOfBoundsNoPOE, "a certificate is outside its validity and no proof of existence predates that: %v", err)
 			}

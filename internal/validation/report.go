@@ -35,6 +35,7 @@ const (
 	CertificateChainGeneral    SubIndication = "CERTIFICATE_CHAIN_GENERAL_FAILURE"
 	OutOfBoundsNoPOE           SubIndication = "OUT_OF_BOUNDS_NO_POE"
 	NotYetValid                SubIndication = "NOT_YET_VALID"
+	Expired                    SubIndication = "EXPIRED"
 	TryLater                   SubIndication = "TRY_LATER"
 	RevocationOutOfBoundsNoPOE SubIndication = "REVOCATION_OUT_OF_BOUNDS_NO_POE"
 	SignedDataNotFound         SubIndication = "SIGNED_DATA_NOT_FOUND"
