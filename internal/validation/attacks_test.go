@@ -227,7 +227,7 @@ func addDSS(t testing.TB, doc []byte, ocsps, crls [][]byte) []byte {
 	t.Helper()
 	i := bytes.LastIndex(doc, []byte("trailer"))
 	root := regexp.MustCompile(`/Root (\d+) 0 R`).FindSubmatch(doc[i:])
-	cats := regexp.MustCompile(`(?s)\n` + string(root[1]) + ` 0 obj\n<<(.*?)>>\nendobj`).FindAllSubmatch(doc, -1)
+	cats := regexp.MustCompile(`(?s)\n`+string(root[1])+` 0 obj\n<<(.*?)>>\nendobj`).FindAllSubmatch(doc, -1)
 	if root == nil || cats == nil {
 		t.Fatal("no catalog")
 	}
