@@ -277,3 +277,74 @@ func TestRevokedInDSS(t *testing.T) {
 	rep = validate(t, addDSS(t, doc, vd.OCSPs, vd.CRLs), validation.Options{TrustAnchors: anchors(env)})
 	expect(t, rep, validation.Indeterminate, validation.RevocationOutOfBoundsNoPOE)
 }
+
+// TestUniversalSignatureForgery: signature dictionaries whose /ByteRange or /Contents are
+// missing, empty or null (Mladenov et al. 2019) are failures, never skipped checks.
+func TestUniversalSignatureForgery(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	opts := validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}
+	signed := signPDF(t, env, env.Seal, signingtest.PDF("usf"), signing.LevelB)
+	br, m := byteRange(t, signed)
+	same := func(old, repl string) func([]byte) []byte { // an in-place edit of the same length
+		return func(doc []byte) []byte {
+			if len(repl) < len(old) {
+				repl += strings.Repeat(" ", len(old)-len(repl))
+			}
+			return bytes.Replace(doc, []byte(old), []byte(repl), 1)
+		}
+	}
+	brText := string(signed[m[0]:m[1]])
+	for name, edit := range map[string]func([]byte) []byte{
+		"no /ByteRange":        same("/ByteRange", "/ByteRangX"),
+		"/ByteRange null":      same(brText, "/ByteRange null"),
+		"/ByteRange []":        same(brText, "/ByteRange []"),
+		"/ByteRange [0 0 0 0]": same(brText, "/ByteRange [0 0 0 0]"),
+		"no /Contents":         same("/Contents <", "/Contentx <"),
+		"/Contents all zeros": func(doc []byte) []byte {
+			bad := slices.Clone(doc)
+			for i := br[1] + 1; i < br[2]-1; i++ {
+				bad[i] = '0'
+			}
+			return bad
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			bad := edit(signed)
+			if bytes.Equal(bad, signed) || len(bad) != len(signed) {
+				t.Fatal("the edit did not apply")
+			}
+			rep, err := validation.Validate(t.Context(), bytes.NewReader(bad), int64(len(bad)), opts)
+			if err != nil {
+				if !isInvalid(err) {
+					t.Fatalf("%v", err)
+				}
+				return // refused as malformed: not passed either
+			}
+			if rep.Indication != validation.TotalFailed {
+				t.Fatalf("%s/%s\n%s", rep.Indication, rep.SubIndication, rep.Text())
+			}
+		})
+	}
+}
+
+// TestShadowHideAndReplace: the signed revision holds a second, unused content stream; an
+// update after the signature points the page at it (Mladenov et al. 2021). The page is not as
+// signed: TOTAL-FAILED.
+func TestShadowHideAndReplace(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	opts := validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}
+	hidden := "BT /F1 24 Tf 72 720 Td (Pay 900 EUR) Tj ET"
+	base := appendUpdate(t, signingtest.PDF("Pay 100 EUR"), map[int]string{6: fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(hidden), hidden)})
+	signed := signPDF(t, env, env.Seal, base, signing.LevelB)
+	expect(t, validate(t, signed, opts), validation.TotalPassed, "")
+	pages := regexp.MustCompile(`(?s)\n3 0 obj\n(<<.*?>>)\nendobj`).FindAllSubmatch(signed, -1)
+	page := strings.Replace(string(pages[len(pages)-1][1]), "/Contents 4 0 R", "/Contents 6 0 R", 1)
+	if !strings.Contains(page, "6 0 R") {
+		t.Fatalf("page %s", page)
+	}
+	rep := validate(t, appendUpdate(t, signed, map[int]string{3: page}), opts)
+	expect(t, rep, validation.TotalFailed, validation.FormatFailure)
+	if !strings.Contains(rep.Text(), "page 1 changed") {
+		t.Fatalf("%s", rep.Text())
+	}
+}
