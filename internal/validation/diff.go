@@ -152,9 +152,15 @@ func diffRevisions(signed, whole []byte) (problems []string, err error) {
 				problems = append(problems, fmt.Sprintf("form field %q changed", a.Key("T").Text()))
 			}
 		}
+		p := docMDP(catS)
 		for j := ls.Len(); j < lw.Len(); j++ {
-			if f := lw.Index(j); f.Key("FT").Name() != "Sig" {
+			f := lw.Index(j)
+			switch {
+			case f.Key("FT").Name() != "Sig":
 				problems = append(problems, fmt.Sprintf("a new form field %q that is not a signature field", f.Key("T").Text()))
+			case p == 1 && f.Key("V").Key("Type").Name() != "DocTimeStamp":
+				// P=1 permits no change but validation data and document timestamps.
+				problems = append(problems, fmt.Sprintf("a new signature %q on a document certified with no changes permitted (DocMDP P=1)", f.Key("T").Text()))
 			}
 		}
 	}
@@ -288,4 +294,33 @@ func (c *comparer) sameData(a, b pdf.Value) bool {
 	y, err2 := readStream(b, 64<<20)
 	c.budget -= (len(x) + len(y)) / 4096
 	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+// docMDP is the P of the certification signature's DocMDP transform (2 when absent, 0 when the
+// document is not certified). The certification signature is the catalog's /Perms /DocMDP;
+// a signature field whose dictionary has a DocMDP reference counts too, since some signers
+// (pdfsign) write no /Perms.
+func docMDP(cat pdf.Value) int64 {
+	sigs := []pdf.Value{cat.Key("Perms").Key("DocMDP")}
+	fields := cat.Key("AcroForm").Key("Fields")
+	for i := range min(fields.Len(), 1000) {
+		sigs = append(sigs, fields.Index(i).Key("V"))
+	}
+	for _, sig := range sigs {
+		if sig.Kind() != pdf.Dict {
+			continue
+		}
+		refs := sig.Key("Reference")
+		for i := range min(refs.Len(), 16) {
+			r := refs.Index(i)
+			if r.Key("TransformMethod").Name() != "DocMDP" {
+				continue
+			}
+			if p := r.Key("TransformParams").Key("P"); p.Kind() == pdf.Integer {
+				return p.Int64()
+			}
+			return 2
+		}
+	}
+	return 0
 }

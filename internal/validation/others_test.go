@@ -14,6 +14,8 @@ import (
 
 	"github.com/digitorus/pdfsign/sign"
 
+	"github.com/vula-eid/vula/internal/signing"
+	"github.com/vula-eid/vula/internal/signing/pades"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
 	"github.com/vula-eid/vula/internal/testenv"
 	"github.com/vula-eid/vula/internal/validation"
@@ -272,4 +274,42 @@ func hasCheck(s validation.SignatureReport, name, result string) bool {
 		}
 	}
 	return false
+}
+
+// TestDocMDP: after a certification signature with P=1 (made by pdfsign) a further signature
+// is a change the certifier did not permit; after P=2 (Vula's) it is allowed.
+func TestDocMDP(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	opts := validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}
+	chain := [][]*x509.Certificate{append([]*x509.Certificate{env.Seal.Cert}, env.Seal.Chain...)}
+	pdfsignWith := func(in, out string, sig sign.SignDataSignature) []byte {
+		t.Helper()
+		if err := sign.SignFile(in, out, sign.SignData{Signature: sig, Signer: env.Seal.Key, Certificate: env.Seal.Cert,
+			DigestAlgorithm: crypto.SHA256, CertificateChains: chain}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	in := env.WriteFile(t, "in.pdf", signingtest.PDF("certified"))
+	certified := pdfsignWith(in, filepath.Join(env.Dir, "p1.pdf"), sign.SignDataSignature{CertType: sign.CertificationSignature,
+		DocMDPPerm: sign.DoNotAllowAnyChangesPerms, Info: sign.SignDataSignatureInfo{Name: "certifier"}})
+	expect(t, validate(t, certified, opts), validation.TotalPassed, "")
+	second := pdfsignWith(filepath.Join(env.Dir, "p1.pdf"), filepath.Join(env.Dir, "p1-2.pdf"),
+		sign.SignDataSignature{CertType: sign.ApprovalSignature, Info: sign.SignDataSignatureInfo{Name: "second"}})
+	rep := validate(t, second, opts)
+	expect(t, rep, validation.TotalFailed, validation.FormatFailure)
+	if !strings.Contains(rep.Text(), "DocMDP P=1") || rep.Signatures[1].Indication != validation.TotalPassed {
+		t.Fatalf("%s", rep.Text())
+	}
+
+	var out bytes.Buffer
+	doc := signingtest.PDF("certified P=2")
+	if err := pades.Sign(context.Background(), bytes.NewReader(doc), int64(len(doc)), &out, env.Seal, pades.Options{Certify: true}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, validate(t, signPDF(t, env, env.Official, out.Bytes(), signing.LevelB), opts), validation.TotalPassed, "")
 }
