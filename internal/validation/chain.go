@@ -2,6 +2,7 @@ package validation
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
@@ -158,7 +159,41 @@ func (v *validator) embeddedStatus(cert, issuer *x509.Certificate, cmsOCSPs, cms
 	return *found, true
 }
 
+// memoKey names a check of revocation data der on cert under issuer: the same response or
+// CRL is met again for every chain through the same CA (the signer's, each timestamp's), and
+// its signature check is what a validation spends most of its time on.
+func memoKey(kind string, der []byte, cert, issuer *x509.Certificate) string {
+	d := sha256.Sum256(der)
+	i := sha256.Sum256(issuer.Raw)
+	return kind + string(d[:]) + string(i[:]) + cert.SerialNumber.String()
+}
+
+type memoEntry struct {
+	use RevocationUse
+	ok  bool
+}
+
 func (v *validator) ocspStatus(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
+	return v.memo(memoKey("o", der, cert, issuer), func() (RevocationUse, bool) { return v.ocspStatus1(der, cert, issuer, source) })
+}
+
+func (v *validator) crlStatus(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
+	return v.memo(memoKey("c", der, cert, issuer), func() (RevocationUse, bool) { return v.crlStatus1(der, cert, issuer, source) })
+}
+
+func (v *validator) memo(key string, f func() (RevocationUse, bool)) (RevocationUse, bool) {
+	if e, ok := v.memos[key]; ok {
+		return e.use, e.ok
+	}
+	u, ok := f()
+	if v.memos == nil {
+		v.memos = map[string]memoEntry{}
+	}
+	v.memos[key] = memoEntry{u, ok}
+	return u, ok
+}
+
+func (v *validator) ocspStatus1(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
 	resp, err := ocsp.ParseResponseForCert(der, cert, issuer)
 	if err != nil || resp.SerialNumber == nil || resp.SerialNumber.Cmp(cert.SerialNumber) != 0 {
 		return RevocationUse{}, false
@@ -187,7 +222,7 @@ func (v *validator) ocspStatus(der []byte, cert, issuer *x509.Certificate, sourc
 	return u, true
 }
 
-func (v *validator) crlStatus(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
+func (v *validator) crlStatus1(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
 	crl, err := x509.ParseRevocationList(der)
 	if err != nil || !bytes.Equal(crl.RawIssuer, issuer.RawSubject) || crl.CheckSignatureFrom(issuer) != nil {
 		return RevocationUse{}, false

@@ -74,6 +74,7 @@ func TestHTTP(t *testing.T) {
 		"unsigned PDF":    {signingtest.PDF("x"), 400},
 		"too large":       {bytes.Repeat([]byte("%PDF-"), 300000), 413},
 		"XML":             {[]byte("<doc/>"), 422},
+		"ASiC-E":          {[]byte("PK\x03\x04mimetypeapplication/vnd.etsi.asic-e+zip"), 422},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, body, ct := post(t, "application/octet-stream", tc.body)

@@ -152,4 +152,5 @@ type validator struct {
 	ocsps      [][]byte
 	crls       [][]byte
 	source     string // where extra revocation data comes from: "DSS"
+	memos      map[string]memoEntry
 }
