@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/signing/pades"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
+	"github.com/vula-eid/vula/internal/testenv"
 	"github.com/vula-eid/vula/internal/validation"
 )
 
@@ -346,5 +348,38 @@ func TestShadowHideAndReplace(t *testing.T) {
 	expect(t, rep, validation.TotalFailed, validation.FormatFailure)
 	if !strings.Contains(rep.Text(), "page 1 changed") {
 		t.Fatalf("%s", rep.Text())
+	}
+}
+
+// TestByteRangeAgreesWithPdfsig: poppler's pdfsig reads the same signed ranges and the same
+// "total document signed" verdict as the report, on an honest file and on the incremental
+// saving attack.
+func TestByteRangeAgreesWithPdfsig(t *testing.T) {
+	testenv.Need(t, "pdfsig")
+	env := signingtest.New(t, signingtest.Options{})
+	opts := validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}
+	signed := signPDF(t, env, env.Seal, signingtest.PDF("Pay 100 EUR"), signing.LevelB)
+	content := "BT /F1 24 Tf 72 720 Td (Pay 900 EUR) Tj ET"
+	isa := appendUpdate(t, signed, map[int]string{4: fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(content), content)})
+	re := regexp.MustCompile(`Signed Ranges: \[(\d+) - (\d+)\], \[(\d+) - (\d+)\]`)
+	for name, doc := range map[string][]byte{"honest": signed, "incremental saving": isa} {
+		t.Run(name, func(t *testing.T) {
+			out, err := exec.Command("pdfsig", "-nocert", env.WriteFile(t, "doc.pdf", doc)).CombinedOutput()
+			if err != nil {
+				t.Fatalf("pdfsig: %v\n%s", err, out)
+			}
+			m := re.FindSubmatch(out)
+			if m == nil {
+				t.Fatalf("pdfsig printed no ranges:\n%s", out)
+			}
+			s := validate(t, doc, opts).Signatures[0]
+			n := func(i int) int64 { x, _ := strconv.ParseInt(string(m[i]), 10, 64); return x }
+			if want := []int64{n(1), n(2), n(3), n(4) - n(3)}; !slices.Equal(s.ByteRange, want) {
+				t.Errorf("byte range %v, pdfsig %v", s.ByteRange, want)
+			}
+			if total := bytes.Contains(out, []byte("- Total document signed")); total != s.CoversWholeDocument {
+				t.Errorf("covers the whole document: %v, pdfsig %v\n%s", s.CoversWholeDocument, total, out)
+			}
+		})
 	}
 }
