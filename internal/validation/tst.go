@@ -106,10 +106,12 @@ func (v *validator) timestamp(der []byte, kind, id string, want imprintOf) (rep 
 	} else {
 		rep.pass("tsa-certificate", "timeStamping extended key usage")
 	}
-	chain := v.buildChain(&rep, cert, p.certs, t, true, x509.ExtKeyUsageTimeStamping)
+	// A token is no proof of its own existence: a TSA key compromised and revoked later could
+	// have dated it at will. So the TSA's chain must be valid and unrevoked now (a later
+	// timestamp over this one would give the earlier POE EN 319 102-1 allows; not used yet).
+	chain := v.buildChain(&rep, cert, p.certs, v.vtime, false, x509.ExtKeyUsageTimeStamping)
 	if chain != nil {
-		// The token itself is the proof of its existence at genTime.
-		v.revocation(&rep, chain, p.ocsps, p.crls, t, true)
+		v.revocation(&rep, chain, p.ocsps, p.crls, v.vtime, false)
 	}
 	return rep, info
 }
