@@ -37,6 +37,9 @@ var (
 	oidSigningCertV2      = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 47}
 	oidSignatureTimeStamp = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 14}
 	oidRevocationInfoOCSP = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 16, 2}
+	// Adobe's adbe-revocationInfoArchival signed attribute (ISO 32000-1 §12.8.3.3.2): the
+	// CRLs and OCSP responses a PKCS#7 PDF signature (pdfsign's, Acrobat's) carries.
+	oidAdbeRevocation = asn1.ObjectIdentifier{1, 2, 840, 113583, 1, 1, 8}
 )
 
 var digestOIDs = map[string]crypto.Hash{
@@ -226,6 +229,9 @@ func parseSignedData(der []byte) (*signedData, error) {
 			}
 			p.attrs[aoid.String()] = bytes.Clone(v)
 		}
+	}
+	if v, ok := p.attrs[oidAdbeRevocation.String()]; ok {
+		p.readAdbeRevocation(v)
 	}
 	if !si.ReadASN1(&sigAlg, cbasn1.SEQUENCE) || !sigAlg.ReadASN1ObjectIdentifier(&oid) {
 		return nil, bad("signature algorithm")
@@ -439,3 +445,32 @@ func (p *signedData) contentTypeOK() bool {
 }
 
 func sha256Hex(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+
+// readAdbeRevocation takes the CRLs ([0]) and OCSP responses ([1]) of a
+// RevocationInfoArchival; what does not parse is left out (it is only evidence to try).
+func (p *signedData) readAdbeRevocation(v []byte) {
+	s := cryptobyte.String(v)
+	var ria cryptobyte.String
+	if !s.ReadASN1(&ria, cbasn1.SEQUENCE) {
+		return
+	}
+	for !ria.Empty() {
+		var field, list cryptobyte.String
+		var tag cbasn1.Tag
+		if !ria.ReadAnyASN1(&field, &tag) || !field.ReadASN1(&list, cbasn1.SEQUENCE) {
+			return
+		}
+		for !list.Empty() {
+			var item cryptobyte.String
+			if !list.ReadASN1Element(&item, cbasn1.SEQUENCE) {
+				break
+			}
+			switch tag {
+			case cbasn1.Tag(0).ContextSpecific().Constructed():
+				p.crls = append(p.crls, bytes.Clone(item))
+			case cbasn1.Tag(1).ContextSpecific().Constructed():
+				p.ocsps = append(p.ocsps, bytes.Clone(item))
+			}
+		}
+	}
+}

@@ -257,6 +257,26 @@ func TestPdfsign(t *testing.T) {
 	if !hasCheck(s, "message-digest", "PASSED") || !hasCheck(s, "byte-range", "PASSED") {
 		t.Fatalf("integrity not checked\n%s", dump(t, rep))
 	}
+	// With pdfsign's embedded revocation data (adbe-revocationInfoArchival, fetched by pdfsign
+	// from the served PKI) the signature validates offline.
+	lt := filepath.Join(env.Dir, "out-lt.pdf")
+	if err := sign.SignFile(in, lt, sign.SignData{
+		Signature: sign.SignDataSignature{CertType: sign.ApprovalSignature, Info: sign.SignDataSignatureInfo{Name: "pdfsign"}},
+		Signer:    env.Seal.Key, Certificate: env.Seal.Cert, DigestAlgorithm: crypto.SHA256,
+		CertificateChains:  [][]*x509.Certificate{append([]*x509.Certificate{env.Seal.Cert}, env.Seal.Chain...)},
+		RevocationFunction: sign.DefaultEmbedRevocationStatusFunction,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ltDoc, err := os.ReadFile(lt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offline := validate(t, ltDoc, validation.Options{TrustAnchors: anchors(env)})
+	if offline.Indication != validation.TotalPassed || offline.Signatures[0].Revocation[0].Source != "CMS" {
+		t.Fatalf("pdfsign with revocation data, offline: %s\n%s", offline.Indication, dump(t, offline))
+	}
+
 	// One byte of the signed text changed: the digest no longer matches.
 	bad := bytes.Replace(doc, []byte("(pdfsign) Tj"), []byte("(pdfsigm) Tj"), 1)
 	if bytes.Equal(bad, doc) {
