@@ -59,10 +59,13 @@ func (v *validator) pdf(data []byte, rep *Report) (err error) {
 	if len(sigs) == 0 {
 		return fmt.Errorf("%w: validation: the PDF has no signature", signing.ErrInvalid)
 	}
-	// The document's first DSS: B-LTA needs a document timestamp over it.
-	dssAt := -1
-	if m := reDSS.FindIndex(data); m != nil {
-		dssAt = m[0]
+	// dssAfter is where the first DSS after offset end begins (-1: none): B-LTA needs a
+	// document timestamp over the validation data added after the signature.
+	dssAfter := func(end int64) int64 {
+		if m := reDSS.FindIndex(data[end:]); m != nil {
+			return end + int64(m[0])
+		}
+		return -1
 	}
 	type done struct {
 		rep   SignatureReport
@@ -112,12 +115,13 @@ func (v *validator) pdf(data []byte, rep *Report) (err error) {
 			continue
 		}
 		s.Level = signing.LevelT
-		if !results[i].embed || dssAt < int(results[i].end) {
+		if !results[i].embed {
 			continue
 		}
 		s.Level = signing.LevelLT
+		dss := dssAfter(results[i].end)
 		for _, d := range results {
-			if d.rep.Kind == "document-timestamp" && d.rep.Indication == TotalPassed && d.end > int64(dssAt) {
+			if dss >= 0 && d.rep.Kind == "document-timestamp" && d.rep.Indication == TotalPassed && d.end > dss {
 				s.Level = signing.LevelLTA
 			}
 		}

@@ -16,6 +16,17 @@
 // signature is an indication (TOTAL-PASSED, TOTAL-FAILED, INDETERMINATE) with an EN 319 102-1
 // sub-indication and the list of checks that led there. An input that is not a signature at all
 // is an error wrapping signing.ErrInvalid (ErrUnsupported, ErrTooLarge), never a report.
+//
+// A PDF signature is validated over the revision its /ByteRange ends with. The revisions after
+// it may add only what PAdES lets follow a signature — the DSS, document timestamps, further
+// signatures with their fields and widgets (none after a DocMDP P=1 certification) — which is
+// checked by comparing the signed revision with the whole file object by object (catalog, page
+// tree, pages' content and resources, annotations, form). Any other change (the incremental
+// saving and shadow attacks) fails the signature with FORMAT_FAILURE: its bytes still verify,
+// but the document shown is not the one signed, and a relying party reads the document.
+//
+// A timestamp's time is a proof of existence for what it covers, never for itself: its TSA's
+// chain and revocation are checked at the validation time.
 package validation
 
 import (
