@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -286,6 +287,30 @@ func TestCSCEndToEnd(t *testing.T) {
 		t.Fatalf("openssl dgst -verify: %v\n%s", err, out)
 	}
 
+	t.Run("timestamp", func(t *testing.T) {
+		if !strings.Contains(fmt.Sprint(info["methods"]), "signatures/timestamp") {
+			t.Fatalf("info does not announce signatures/timestamp: %v", info["methods"])
+		}
+		status, body := cscCall(t, base, artaTok, "signatures/timestamp", map[string]any{"hash": b64(hashes[0])[0], "hashAlgorithmOID": oidSHA256})
+		if status != 200 {
+			t.Fatalf("signatures/timestamp: %d %v", status, body)
+		}
+		tok, _ := base64.StdEncoding.DecodeString(body["timestamp"].(string))
+		os.WriteFile(filepath.Join(dir, "ts.der"), tok, 0o600)
+		resp, err := http.Get(base + "/pki/seal-ca.crt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		os.WriteFile(filepath.Join(dir, "seal-ca.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+		if out, err := exec.Command("openssl", "ts", "-verify", "-token_in", "-in", filepath.Join(dir, "ts.der"), "-digest", hex.EncodeToString(hashes[0]),
+			"-CAfile", filepath.Join(dir, "root.pem"), "-untrusted", filepath.Join(dir, "seal-ca.pem")).CombinedOutput(); err != nil || !strings.Contains(string(out), "Verification: OK") {
+			t.Fatalf("openssl ts -verify of the CSC timestamp: %v\n%s", err, out)
+		}
+		status, body = cscCall(t, base, artaTok, "signatures/timestamp", map[string]any{"hash": b64(hashes[0][:20])[0], "hashAlgorithmOID": oidSHA256})
+		wantCSCError(t, "a short hash", status, body, "invalid_request", "length")
+	})
 	t.Run("SAD with another hash", func(t *testing.T) {
 		status, body := signHash(artaTok, arta.credential, sad, hashes[3])
 		wantCSCError(t, "a hash outside the authorization", status, body, "invalid_request", "not authorized")

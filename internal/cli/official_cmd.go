@@ -17,6 +17,7 @@ import (
 	"github.com/vula-eid/vula/internal/csc"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
+	"github.com/vula-eid/vula/internal/tsa"
 )
 
 // cscService is the officials' signing service on the configuration. The CLI passes no
@@ -90,11 +91,15 @@ func issueSigningKeyCmd(g *globals) *cobra.Command {
 
 // registerCSC mounts the officials' CSC API v2 on mux (serve).
 func registerCSC(mux *http.ServeMux, cfg config.Config, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB, eph store.Ephemeral,
-	l *audit.Log, auth csc.Authenticator, log *slog.Logger) error {
+	l *audit.Log, auth csc.Authenticator, ts *tsa.Responder, log *slog.Logger) error {
 	accounts, err := openAccounts(db, eph, cfg)
 	if err != nil {
 		return err
 	}
-	csc.Handler{S: cscService(cfg, a, keys, db, eph, accounts, l, log), Auth: auth, Issuer: cfg.BaseURL, Log: log}.Register(mux)
+	h := csc.Handler{S: cscService(cfg, a, keys, db, eph, accounts, l, log), Auth: auth, Issuer: cfg.BaseURL, Log: log}
+	if ts != nil { // a nil *tsa.Responder must not become a non-nil Timestamper
+		h.TSA = ts
+	}
+	h.Register(mux)
 	return nil
 }

@@ -96,7 +96,7 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 			}
 			seal.Handler{S: sealService(cfg, a, keys, db, ts, log), Auth: p, Log: log}.Register(mux)
 			validation.Handler{TrustAnchors: platformAnchors(a), Fetch: validation.RevocationFetcher{R: a}, Log: log}.Register(mux)
-			if err := registerCSC(mux, cfg, a, keys, db, eph, l, p, log); err != nil {
+			if err := registerCSC(mux, cfg, a, keys, db, eph, l, p, ts, log); err != nil {
 				return err
 			}
 			return nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/server"
+	"github.com/vula-eid/vula/internal/signing"
 )
 
 // Scope is the OAuth 2 scope of service authorization: a token from the official's own login
@@ -38,7 +39,10 @@ type Handler struct {
 	S      *Service
 	Auth   Authenticator
 	Issuer string // Vula's OAuth 2 issuer (base URL), announced by info
-	Log    *slog.Logger
+	// TSA answers signatures/timestamp (the platform's own TSA, in process); without one the
+	// method is neither mounted nor announced.
+	TSA signing.Timestamper
+	Log *slog.Logger
 }
 
 // Register mounts the API on mux.
@@ -48,10 +52,19 @@ func (h Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /csc/v2/credentials/info", h.authed(h.credInfo))
 	mux.HandleFunc("POST /csc/v2/credentials/authorize", h.authed(h.authorize))
 	mux.HandleFunc("POST /csc/v2/signatures/signHash", h.authed(h.signHash))
+	if h.TSA != nil {
+		mux.HandleFunc("POST /csc/v2/signatures/timestamp", h.authed(h.timestamp))
+	}
 }
 
-// Methods lists what info announces: only what is implemented.
-var Methods = []string{"info", "credentials/list", "credentials/info", "credentials/authorize", "signatures/signHash"}
+// Methods lists what info announces: only what is mounted.
+func (h Handler) Methods() []string {
+	m := []string{"info", "credentials/list", "credentials/info", "credentials/authorize", "signatures/signHash"}
+	if h.TSA != nil {
+		m = append(m, "signatures/timestamp")
+	}
+	return m
+}
 
 func (h Handler) info(w http.ResponseWriter, r *http.Request) {
 	var req struct {
@@ -71,7 +84,7 @@ func (h Handler) info(w http.ResponseWriter, r *http.Request) {
 		"authType":     []string{"oauth2code"},
 		"oauth2":       h.Issuer,
 		"oauth2Issuer": h.Issuer,
-		"methods":      Methods,
+		"methods":      h.Methods(),
 		"signAlgorithms": map[string]any{
 			"algos": []string{"1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4", "1.2.840.10045.2.1",
 				"1.2.840.113549.1.1.11", "1.2.840.113549.1.1.12", "1.2.840.113549.1.1.13", "1.2.840.113549.1.1.1"},
@@ -364,6 +377,49 @@ func (h Handler) signHash(w http.ResponseWriter, r *http.Request, subject string
 		out[i] = base64.StdEncoding.EncodeToString(s)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"signatures": out})
+}
+
+// timestamp is signatures/timestamp (CSC API v2 §11.10): an RFC 3161 TimeStampToken over one
+// hash from the platform's TSA.
+func (h Handler) timestamp(w http.ResponseWriter, r *http.Request, _ string) {
+	var req struct {
+		Hash       string `json:"hash"`
+		HashAlgo   string `json:"hashAlgorithmOID"`
+		Nonce      string `json:"nonce"`
+		ClientData string `json:"clientData"`
+	}
+	if err := decode(r, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	alg, ok := hashOIDs[req.HashAlgo]
+	switch {
+	case req.Hash == "":
+		h.fail(w, r, invalidRequest("Missing (or invalid type) string parameter hash"))
+		return
+	case !ok:
+		h.fail(w, r, invalidRequest("Invalid parameter hashAlgorithmOID"))
+		return
+	case req.Nonce != "":
+		// The in-process TSA takes no nonce; saying so beats ignoring it.
+		h.fail(w, r, invalidRequest("Invalid parameter nonce: not supported"))
+		return
+	}
+	hs, err := decodeHashes([]string{req.Hash})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if len(hs[0]) != alg.Size() {
+		h.fail(w, r, invalidRequest("Invalid digest value length"))
+		return
+	}
+	tok, err := h.TSA.Timestamp(r.Context(), alg, hs[0])
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"timestamp": base64.StdEncoding.EncodeToString(tok)})
 }
 
 // decodeHashes reads base64 hashes (CSC uses standard base64; URL-safe is accepted too).
