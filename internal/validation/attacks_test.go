@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -382,4 +383,66 @@ func TestByteRangeAgreesWithPdfsig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// embeddedToken finds the signature timestamp token inside a CMS: the second ContentInfo of
+// signedData (the first is the CMS itself), with a two-byte DER length as the TSA's tokens have.
+func embeddedToken(cms []byte) (int, int, bool) {
+	oid := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02}
+	first := bytes.Index(cms, oid)
+	if first < 0 {
+		return 0, 0, false
+	}
+	i := bytes.Index(cms[first+1:], oid)
+	if i < 0 {
+		return 0, 0, false
+	}
+	start := first + 1 + i - 4
+	if start < 0 || cms[start] != 0x30 || cms[start+1] != 0x82 {
+		return 0, 0, false
+	}
+	n := int(cms[start+2])<<8 | int(cms[start+3])
+	return start, start + 4 + n, start+4+n <= len(cms)
+}
+
+// TestTimestampOfAnotherSignature: the signature timestamp of one PDF put into another's CMS
+// (unsigned attributes are not covered by the signature): its imprint is another signature
+// value's digest, so the signature fails with HASH_FAILURE, never passes on a borrowed time.
+func TestTimestampOfAnotherSignature(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	opts := validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}
+	contents := func(doc []byte) (int64, []byte) {
+		br, _ := byteRange(t, doc)
+		hexs := doc[br[1]+1 : br[2]-1]
+		der := make([]byte, len(hexs)/2)
+		if _, err := hex.Decode(der, hexs); err != nil {
+			t.Fatal(err)
+		}
+		return br[1] + 1, der
+	}
+	a := signPDF(t, env, env.Seal, signingtest.PDF("A"), signing.LevelT)
+	_, cmsA := contents(a)
+	sA, eA, ok := embeddedToken(cmsA)
+	if !ok {
+		t.Fatal("no token in A")
+	}
+	for range 40 { // tokens differ in length by a byte or two (ECDSA values, serials): find a match
+		b := signPDF(t, env, env.Seal, signingtest.PDF("B"), signing.LevelT)
+		at, cmsB := contents(b)
+		sB, eB, ok := embeddedToken(cmsB)
+		if !ok || eB-sB != eA-sA {
+			continue
+		}
+		expect(t, validate(t, b, opts), validation.TotalPassed, "")
+		copy(cmsB[sB:eB], cmsA[sA:eA])
+		bad := slices.Clone(b)
+		hex.Encode(bad[at:], cmsB)
+		rep := validate(t, bad, opts)
+		expect(t, rep, validation.TotalFailed, validation.HashFailure)
+		if ts := rep.Signatures[0].Timestamps; len(ts) != 1 || !hasCheck(ts[0], "message-imprint", "FAILED") || !hasCheck(rep.Signatures[0], "signature", "PASSED") {
+			t.Fatalf("%s", dump(t, rep))
+		}
+		return
+	}
+	t.Fatal("no two tokens of the same length in 40 signatures")
 }
