@@ -53,33 +53,57 @@ func (h Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/seal/batch", h.batch)
 }
 
-// caller authenticates the request and finds the organization it acts for; on failure it has
-// answered.
-func (h Handler) caller(w http.ResponseWriter, r *http.Request) (actor, org string, ok bool) {
+// begin authenticates the request, finds the organization it acts for and reads the options;
+// on failure it has answered.
+func (h Handler) begin(w http.ResponseWriter, r *http.Request) (actor, org string, p Params, ok bool) {
 	c, err := h.Auth.Bearer(r, Scope)
 	if err != nil {
 		idp.WriteBearerError(w, r, "vula-seal", Scope, err)
-		return "", "", false
+		return "", "", p, false
 	}
 	org, err = h.S.OrganizationOf(r.Context(), c.ClientID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			err = fmt.Errorf("%w: client %s", ErrNotBound, c.ClientID)
-		}
-		writeError(w, r, err)
-		return "", "", false
+	if errors.Is(err, store.ErrNotFound) {
+		err = fmt.Errorf("%w: client %s", ErrNotBound, c.ClientID)
 	}
-	return c.ClientID, org, true
+	if err == nil {
+		p, err = ParseParams(r.URL.Query().Get)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return "", "", p, false
+	}
+	return c.ClientID, org, p, true
+}
+
+// sealToFile seals docs into a temporary file, rewound, which the caller closes and removes.
+func (h Handler) sealToFile(ctx context.Context, actor, org string, docs []Document, p Params) (Result, *os.File, int64, error) {
+	out, err := os.CreateTemp(h.TempDir, "vula-sealed-*")
+	if err != nil {
+		return Result{}, nil, 0, err
+	}
+	res, err := h.S.Seal(ctx, actor, org, docs, p, out)
+	var size int64
+	if err == nil {
+		size, err = out.Seek(0, io.SeekCurrent)
+	}
+	if err == nil {
+		_, err = out.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		discard(out)
+		return Result{}, nil, 0, err
+	}
+	return res, out, size, nil
+}
+
+func discard(f *os.File) {
+	f.Close()
+	os.Remove(f.Name())
 }
 
 func (h Handler) seal(w http.ResponseWriter, r *http.Request) {
-	actor, org, ok := h.caller(w, r)
+	actor, org, p, ok := h.begin(w, r)
 	if !ok {
-		return
-	}
-	p, err := ParseParams(r.URL.Query().Get)
-	if err != nil {
-		writeError(w, r, err)
 		return
 	}
 	var docs []Document
@@ -117,25 +141,12 @@ func (h Handler) seal(w http.ResponseWriter, r *http.Request) {
 		}
 		docs = append(docs, d)
 	}
-	out, err := os.CreateTemp(h.TempDir, "vula-sealed-*")
+	res, out, size, err := h.sealToFile(r.Context(), actor, org, docs, p)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	defer func() { out.Close(); os.Remove(out.Name()) }()
-	res, err := h.S.Seal(r.Context(), actor, org, docs, p, out)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	size, err := out.Seek(0, io.SeekCurrent)
-	if err == nil {
-		_, err = out.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+	defer discard(out)
 	w.Header().Set("Content-Type", res.MimeType)
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": outputName(docs, res)}))
@@ -150,13 +161,8 @@ func (h Handler) seal(w http.ResponseWriter, r *http.Request) {
 // transaction id and its status (X-Vula-Status: 200, or the 4xx of a problem+json part). A
 // document that cannot be sealed does not stop the others.
 func (h Handler) batch(w http.ResponseWriter, r *http.Request) {
-	actor, org, ok := h.caller(w, r)
+	actor, org, p, ok := h.begin(w, r)
 	if !ok {
-		return
-	}
-	p, err := ParseParams(r.URL.Query().Get)
-	if err != nil {
-		writeError(w, r, err)
 		return
 	}
 	if p.Format == ASiCCAdES || p.Format == ASiCXAdES {
@@ -207,18 +213,11 @@ func (h Handler) batch(w http.ResponseWriter, r *http.Request) {
 
 // sealPart seals d and writes it as one part; on error it writes nothing.
 func (h Handler) sealPart(ctx context.Context, mw *multipart.Writer, actor, org string, d Document, p Params) error {
-	out, err := os.CreateTemp(h.TempDir, "vula-sealed-*")
+	res, out, _, err := h.sealToFile(ctx, actor, org, []Document{d}, p)
 	if err != nil {
 		return err
 	}
-	defer func() { out.Close(); os.Remove(out.Name()) }()
-	res, err := h.S.Seal(ctx, actor, org, []Document{d}, p, out)
-	if err != nil {
-		return err
-	}
-	if _, err := out.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
+	defer discard(out)
 	hdr := textproto.MIMEHeader{}
 	hdr.Set("Content-Type", res.MimeType)
 	hdr.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": outputName([]Document{d}, res)}))
