@@ -3,6 +3,8 @@ package validation
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -104,7 +106,7 @@ type CertInfo struct {
 
 func certInfo(c *x509.Certificate) *CertInfo {
 	sum := sha256.Sum256(c.Raw)
-	return &CertInfo{Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: c.SerialNumber.Text(16),
+	return &CertInfo{Subject: dn(c.RawSubject, c.Subject.String()), Issuer: dn(c.RawIssuer, c.Issuer.String()), Serial: c.SerialNumber.Text(16),
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), SHA256: hex.EncodeToString(sum[:])}
 }
 
@@ -247,4 +249,43 @@ func writeSig(b *strings.Builder, s SignatureReport, indent string) {
 	for _, t := range s.Timestamps {
 		writeSig(b, t, indent+"  ")
 	}
+}
+
+// dnNames are the attribute names a distinguished name is written with (RFC 4514, and the
+// EN 319 412 attributes Go's pkix.Name prints only as hex).
+var dnNames = map[string]string{
+	"2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O", "2.5.4.11": "OU",
+	"2.5.4.5": "serialNumber", "2.5.4.4": "SN", "2.5.4.42": "GN", "2.5.4.97": "organizationIdentifier",
+	"1.2.840.113549.1.9.1": "emailAddress",
+}
+
+// dn writes a DER Name as RFC 4514 does (last RDN first) with the names above; fallback when it
+// does not parse or holds a value that is not a string.
+func dn(raw []byte, fallback string) string {
+	var rdns pkix.RDNSequence
+	if rest, err := asn1.Unmarshal(raw, &rdns); err != nil || len(rest) > 0 {
+		return fallback
+	}
+	var parts []string
+	for i := len(rdns) - 1; i >= 0; i-- {
+		var set []string
+		for _, a := range rdns[i] {
+			v, ok := a.Value.(string)
+			if !ok {
+				return fallback
+			}
+			n := dnNames[a.Type.String()]
+			if n == "" {
+				n = a.Type.String()
+			}
+			set = append(set, n+"="+escapeDN(v))
+		}
+		parts = append(parts, strings.Join(set, "+"))
+	}
+	return strings.Join(parts, ",")
+}
+
+func escapeDN(v string) string {
+	r := strings.NewReplacer(`\`, `\\`, `,`, `\,`, `+`, `\+`, `"`, `\"`, `<`, `\<`, `>`, `\>`, `;`, `\;`, "=", `\=`)
+	return r.Replace(v)
 }
