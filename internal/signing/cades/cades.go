@@ -20,10 +20,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/asn1"
 	"fmt"
 	"io"
@@ -33,25 +29,20 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
-	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/cms"
 	"github.com/vula-eid/vula/internal/signing"
 )
 
+// The object identifiers cades writes, from the shared CMS pieces.
 var (
-	oidData               = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}
-	oidSignedData         = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}
-	oidContentType        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 3}
-	oidMessageDigest      = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 4}
-	oidSigningTime        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 5}
-	oidSigningCertV2      = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 47}
-	oidSignatureTimeStamp = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 14}
-
-	oidECDSAWithSHA = map[crypto.Hash]asn1.ObjectIdentifier{
-		crypto.SHA256: {1, 2, 840, 10045, 4, 3, 2}, crypto.SHA384: {1, 2, 840, 10045, 4, 3, 3}, crypto.SHA512: {1, 2, 840, 10045, 4, 3, 4}}
-	oidRSAWithSHA = map[crypto.Hash]asn1.ObjectIdentifier{
-		crypto.SHA256: {1, 2, 840, 113549, 1, 1, 11}, crypto.SHA384: {1, 2, 840, 113549, 1, 1, 12}, crypto.SHA512: {1, 2, 840, 113549, 1, 1, 13}}
-	oidDigest = map[crypto.Hash]asn1.ObjectIdentifier{
-		crypto.SHA256: {2, 16, 840, 1, 101, 3, 4, 2, 1}, crypto.SHA384: {2, 16, 840, 1, 101, 3, 4, 2, 2}, crypto.SHA512: {2, 16, 840, 1, 101, 3, 4, 2, 3}}
+	oidData               = cms.OIDData
+	oidSignedData         = cms.OIDSignedData
+	oidContentType        = cms.OIDContentType
+	oidMessageDigest      = cms.OIDMessageDigest
+	oidSigningTime        = cms.OIDSigningTime
+	oidSigningCertV2      = cms.OIDSigningCertV2
+	oidSignatureTimeStamp = cms.OIDSignatureTSToken
+	oidDigest             = cms.OIDDigest
 )
 
 // Options says what a signature carries besides its mandatory attributes.
@@ -96,7 +87,7 @@ func SignDigest(ctx context.Context, s signing.Signer, digest []byte, opts Optio
 	}
 	h := p.hash.New()
 	h.Write(signedAttrs)
-	sig, err := sign(ctx, s.Key, h.Sum(nil), p.hash)
+	sig, err := cms.Sign(ctx, s.Key, h.Sum(nil), p.hash)
 	if err != nil {
 		return nil, fmt.Errorf("cades: signature: %w", err)
 	}
@@ -140,7 +131,7 @@ func MaxSize(s signing.Signer, opts Options) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	sigLen, err := maxSignatureLen(s.Key.Public())
+	sigLen, err := cms.MaxSignatureLen(s.Key.Public())
 	if err != nil {
 		return 0, err
 	}
@@ -155,7 +146,7 @@ func MaxSize(s signing.Signer, opts Options) (int, error) {
 			n = m.MaxTokenSize()
 		}
 		// The token is the attribute value as is, so a placeholder of its size weighs the same.
-		unsigned = append(unsigned, attribute(oidSignatureTimeStamp, func(b *cryptobyte.Builder) { b.AddBytes(make([]byte, n)) }))
+		unsigned = append(unsigned, cms.Attribute(oidSignatureTimeStamp, func(b *cryptobyte.Builder) { b.AddBytes(make([]byte, n)) }))
 	}
 	out := p.encode(signedAttrs, make([]byte, sigLen), unsigned)
 	if out == nil {
@@ -186,11 +177,8 @@ func prepare(s signing.Signer, opts Options) (*prepared, error) {
 	if p.hash, err = signing.HashFor(s.Key.Public()); err != nil {
 		return nil, err
 	}
-	switch s.Key.Public().(type) {
-	case *ecdsa.PublicKey:
-		p.sigAlg = algID(oidECDSAWithSHA[p.hash], false)
-	case *rsa.PublicKey:
-		p.sigAlg = algID(oidRSAWithSHA[p.hash], true)
+	if p.sigAlg, err = cms.SignatureAlgorithm(s.Key.Public(), p.hash); err != nil {
+		return nil, fmt.Errorf("%w: %w", signing.ErrUnsupported, err)
 	}
 	for _, c := range s.Chain {
 		if c == nil {
@@ -214,30 +202,13 @@ func prepare(s signing.Signer, opts Options) (*prepared, error) {
 // signedAttrs is the DER SET OF the signed attributes, as the signature covers it.
 func (p *prepared) signedAttrs(digest []byte) ([]byte, error) {
 	cert := p.s.Cert
-	certHash := sha256.Sum256(cert.Raw)
 	attrs := [][]byte{
-		attribute(oidContentType, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(p.ctype) }),
-		attribute(oidMessageDigest, func(b *cryptobyte.Builder) { b.AddASN1OctetString(digest) }),
-		attribute(oidSigningCertV2, func(b *cryptobyte.Builder) {
-			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SigningCertificateV2
-				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // certs
-					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ESSCertIDv2, hashAlgorithm SHA-256 by default
-						b.AddASN1OctetString(certHash[:])
-						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // IssuerSerial
-							b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // GeneralNames
-								b.AddASN1(cbasn1.Tag(4).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
-									b.AddBytes(cert.RawIssuer) // directoryName
-								})
-							})
-							b.AddASN1BigInt(cert.SerialNumber)
-						})
-					})
-				})
-			})
-		}),
+		cms.Attribute(oidContentType, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(p.ctype) }),
+		cms.Attribute(oidMessageDigest, func(b *cryptobyte.Builder) { b.AddASN1OctetString(digest) }),
+		cms.SigningCertificateV2(cert),
 	}
 	if !p.opts.SigningTime.IsZero() {
-		attrs = append(attrs, attribute(oidSigningTime, func(b *cryptobyte.Builder) {
+		attrs = append(attrs, cms.Attribute(oidSigningTime, func(b *cryptobyte.Builder) {
 			// RFC 5652 §11.3: UTCTime from 1950 to 2049, GeneralizedTime outside; whole seconds.
 			t := p.opts.SigningTime.UTC().Truncate(time.Second)
 			if y := t.Year(); y >= 1950 && y < 2050 {
@@ -260,7 +231,7 @@ func (p *prepared) encode(signedAttrs, sig []byte, unsigned [][]byte) []byte {
 	if slices.ContainsFunc(unsigned, isNil) {
 		return nil
 	}
-	digestAlg := algID(oidDigest[p.hash], false) // RFC 5754 §2: SHA-2 parameters absent
+	digestAlg := cms.AlgID(oidDigest[p.hash], false) // RFC 5754 §2: SHA-2 parameters absent
 	certs := make([][]byte, 0, 1+len(p.s.Chain))
 	certs = append(certs, p.s.Cert.Raw)
 	for _, c := range p.s.Chain {
@@ -281,7 +252,7 @@ func (p *prepared) encode(signedAttrs, sig []byte, unsigned [][]byte) []byte {
 	for _, u := range unsigned {
 		size += len(u) + 8
 	}
-	return buildSized(size, func(b *cryptobyte.Builder) {
+	return cms.BuildSized(size, func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ContentInfo
 			b.AddASN1ObjectIdentifier(oidSignedData)
 			b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
@@ -337,84 +308,11 @@ func timestampAttr(ctx context.Context, ts signing.Timestamper, hash crypto.Hash
 	if err := checkImprint(tok, hash, digest); err != nil {
 		return nil, err
 	}
-	attr := attribute(oidSignatureTimeStamp, func(b *cryptobyte.Builder) { b.AddBytes(tok) })
+	attr := cms.Attribute(oidSignatureTimeStamp, func(b *cryptobyte.Builder) { b.AddBytes(tok) })
 	if attr == nil {
 		return nil, fmt.Errorf("cades: cannot encode the timestamp attribute")
 	}
 	return attr, nil
-}
-
-// sign passes ctx on when the key takes one, so the key layer's audit record names the actor.
-func sign(ctx context.Context, k crypto.Signer, digest []byte, hash crypto.Hash) ([]byte, error) {
-	if cs, ok := k.(hsm.ContextSigner); ok {
-		return cs.SignContext(ctx, rand.Reader, digest, hash)
-	}
-	return k.Sign(rand.Reader, digest, hash)
-}
-
-// maxSignatureLen is the longest signature value the key gives: for ECDSA a DER SEQUENCE of
-// two INTEGERs at full length with a leading zero each, for RSA the modulus length.
-func maxSignatureLen(pub crypto.PublicKey) (int, error) {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		n := (k.Curve.Params().BitSize+7)/8 + 1
-		integer := 1 + derLenLen(n) + n
-		return 1 + derLenLen(2*integer) + 2*integer, nil
-	case *rsa.PublicKey:
-		return k.Size(), nil
-	}
-	return 0, fmt.Errorf("%w: key type %T", signing.ErrUnsupported, pub)
-}
-
-// derLenLen is the size of a DER length field for n bytes of content.
-func derLenLen(n int) int {
-	if n < 0x80 {
-		return 1
-	}
-	l := 1
-	for ; n > 0; n >>= 8 {
-		l++
-	}
-	return l
-}
-
-// build runs f on a fresh builder; nil means f encoded something invalid.
-func build(f func(b *cryptobyte.Builder)) []byte {
-	return buildSized(0, f)
-}
-
-// buildSized is build with room for n bytes, so that a large structure is not copied as it
-// grows.
-func buildSized(n int, f func(b *cryptobyte.Builder)) []byte {
-	b := cryptobyte.NewBuilder(make([]byte, 0, n))
-	f(b)
-	out, err := b.Bytes()
-	if err != nil {
-		return nil
-	}
-	return out
-}
-
-// algID is an AlgorithmIdentifier; null adds the NULL parameters RSA algorithms carry.
-func algID(oid asn1.ObjectIdentifier, null bool) []byte {
-	return build(func(b *cryptobyte.Builder) {
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-			b.AddASN1ObjectIdentifier(oid)
-			if null {
-				b.AddASN1NULL()
-			}
-		})
-	})
-}
-
-// attribute is a CMS Attribute with one value.
-func attribute(oid asn1.ObjectIdentifier, value func(b *cryptobyte.Builder)) []byte {
-	return build(func(b *cryptobyte.Builder) {
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-			b.AddASN1ObjectIdentifier(oid)
-			b.AddASN1(cbasn1.SET, value)
-		})
-	})
 }
 
 // setOf is the DER SET OF the encoded elements: sorted by their encodings.
@@ -424,7 +322,7 @@ func setOf(elems [][]byte) []byte {
 	}
 	sorted := slices.Clone(elems)
 	slices.SortFunc(sorted, bytes.Compare)
-	return build(func(b *cryptobyte.Builder) {
+	return cms.Build(func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
 			for _, e := range sorted {
 				b.AddBytes(e)

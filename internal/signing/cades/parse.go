@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
+	"github.com/vula-eid/vula/internal/cms"
 	"github.com/vula-eid/vula/internal/signing"
 )
 
@@ -17,11 +18,11 @@ import (
 // The CMS must be DER with one SignerInfo and no signature-time-stamp yet (else ErrInvalid);
 // everything but that SignerInfo's unsigned attributes is kept byte for byte. The token is over
 // the signature value, with the SignerInfo's digest algorithm.
-func AddTimestamp(ctx context.Context, cms []byte, ts signing.Timestamper) ([]byte, error) {
+func AddTimestamp(ctx context.Context, der []byte, ts signing.Timestamper) ([]byte, error) {
 	if ts == nil {
 		return nil, fmt.Errorf("%w: cades: no timestamper", signing.ErrInvalid)
 	}
-	p, err := parseCMS(cms)
+	p, err := parseCMS(der)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +36,7 @@ func AddTimestamp(ctx context.Context, cms []byte, ts signing.Timestamper) ([]by
 		return nil, err
 	}
 	unsigned := setOf(append(slices.Clone(p.unsigned), attr))
-	out := build(func(b *cryptobyte.Builder) {
+	out := cms.Build(func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ContentInfo
 			b.AddASN1ObjectIdentifier(oidSignedData)
 			b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
