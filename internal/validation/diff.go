@@ -89,7 +89,7 @@ func diffRevisions(signed, whole []byte) (problems []string, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &comparer{budget: 200000, seen: map[[2]any]bool{}}
+	c := &comparer{budget: 200000, bytesLeft: maxCompared, seen: map[[2]any]bool{}}
 	catS, catW := rs.Trailer().Key("Root"), rw.Trailer().Key("Root")
 	// The catalog: everything but the DSS, the AcroForm (compared below) and the page tree
 	// (compared page by page) must be as signed.
@@ -209,9 +209,14 @@ func union(a, b []string) []string {
 // element, streams by their decoded data. Back-pointers (/Parent, /P) are not followed;
 // indirect objects are compared once per pair; the budget bounds the work.
 type comparer struct {
-	budget int
-	seen   map[[2]any]bool
+	budget    int
+	bytesLeft int64 // of decoded stream data, both sides: a flate bomb must not stall a validation
+	seen      map[[2]any]bool
 }
+
+// maxCompared bounds the decoded stream bytes one comparison reads; past it the revisions are
+// "too complex to compare", which fails the signature rather than passing it unchecked.
+const maxCompared = 512 << 20
 
 func (c *comparer) equalExcept(a, b pdf.Value, skip ...string) bool {
 	if a.Kind() != b.Kind() {
@@ -290,9 +295,13 @@ func (c *comparer) eq(a, b pdf.Value, pa, pb any, depth int) bool {
 // sameData compares decoded stream data; a stream that cannot be decoded is not equal to
 // anything (a filter this reader lacks must not hide a change).
 func (c *comparer) sameData(a, b pdf.Value) bool {
-	x, err1 := readStream(a, 64<<20)
-	y, err2 := readStream(b, 64<<20)
-	c.budget -= (len(x) + len(y)) / 4096
+	limit := min(c.bytesLeft/2, 64<<20)
+	x, err1 := readStream(a, limit)
+	y, err2 := readStream(b, limit)
+	c.bytesLeft -= int64(len(x) + len(y))
+	if err1 != nil && c.bytesLeft <= 0 || limit <= 0 {
+		c.budget = -1
+	}
 	return err1 == nil && err2 == nil && bytes.Equal(x, y)
 }
 

@@ -134,18 +134,28 @@ func (v *validator) pdf(data []byte, rep *Report) (err error) {
 
 var reDSS = regexp.MustCompile(`/Type\s*/DSS\b`)
 
+// maxDSS bounds the decoded certificates, OCSP responses and CRLs read from a DSS.
+const maxDSS = 64 << 20
+
 // readDSS takes the certificates, OCSP responses and CRLs of the Document Security Store.
 func (v *validator) readDSS(dss pdf.Value) {
 	if dss.Kind() != pdf.Dict {
 		return
 	}
 	v.source = "DSS"
+	// The DSS is bounded as a whole: its entries may all name one stream that inflates to
+	// its limit.
+	left := int64(maxDSS)
 	streams := func(key string) [][]byte {
 		var out [][]byte
 		a := dss.Key(key)
 		for i := range min(a.Len(), 10000) {
-			if b, err := readStream(a.Index(i), 16<<20); err == nil {
+			if left <= 0 {
+				break
+			}
+			if b, err := readStream(a.Index(i), min(left, 16<<20)); err == nil {
 				out = append(out, b)
+				left -= int64(len(b))
 			}
 		}
 		return out
