@@ -7,8 +7,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
@@ -17,10 +15,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/vula-eid/vula/internal/cms"
+
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
-
-	"github.com/vula-eid/vula/hsm"
 )
 
 // Why the token is encoded here and not by github.com/digitorus/timestamp: that library builds
@@ -33,19 +31,13 @@ import (
 // queries and encodes the rejections, and the tests read our tokens with it and with openssl.
 
 var (
-	oidSignedData     = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}
+	oidSignedData     = cms.OIDSignedData
 	oidTSTInfo        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 1, 4}
-	oidContentType    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 3}
-	oidMessageDigest  = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 4}
-	oidSigningCertV2  = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 47}
+	oidContentType    = cms.OIDContentType
+	oidMessageDigest  = cms.OIDMessageDigest
 	oidQCStatements   = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 3}
 	oidQTSTStatement1 = asn1.ObjectIdentifier{0, 4, 0, 19422, 1, 1} // esi4-qtstStatement-1 (EN 319 422)
-	oidECDSAWithSHA   = map[crypto.Hash]asn1.ObjectIdentifier{
-		crypto.SHA256: {1, 2, 840, 10045, 4, 3, 2}, crypto.SHA384: {1, 2, 840, 10045, 4, 3, 3}, crypto.SHA512: {1, 2, 840, 10045, 4, 3, 4}}
-	oidRSAWithSHA = map[crypto.Hash]asn1.ObjectIdentifier{
-		crypto.SHA256: {1, 2, 840, 113549, 1, 1, 11}, crypto.SHA384: {1, 2, 840, 113549, 1, 1, 12}, crypto.SHA512: {1, 2, 840, 113549, 1, 1, 13}}
-	oidDigest = map[crypto.Hash]asn1.ObjectIdentifier{
-		crypto.SHA256: {2, 16, 840, 1, 101, 3, 4, 2, 1}, crypto.SHA384: {2, 16, 840, 1, 101, 3, 4, 2, 2}, crypto.SHA512: {2, 16, 840, 1, 101, 3, 4, 2, 3}}
+	oidDigest         = cms.OIDDigest
 )
 
 // encoder makes signed TimeStampResp messages (RFC 3161 §2.4.2, CMS per RFC 5652, the signer
@@ -67,22 +59,18 @@ type encoder struct {
 
 func newEncoder(cfg Config, cert *x509.Certificate, signer crypto.Signer) (*encoder, error) {
 	e := &encoder{signer: signer, hash: crypto.SHA256}
-	switch pub := signer.Public().(type) {
-	case *ecdsa.PublicKey:
-		if pub.Curve == elliptic.P384() {
-			e.hash = crypto.SHA384
-		}
-		e.sigAlg = algID(oidECDSAWithSHA[e.hash], false)
-	case *rsa.PublicKey:
-		e.sigAlg = algID(oidRSAWithSHA[e.hash], true)
-	default:
-		return nil, fmt.Errorf("tsa: unsupported key type %T", pub)
+	if pub, ok := signer.Public().(*ecdsa.PublicKey); ok && pub.Curve == elliptic.P384() {
+		e.hash = crypto.SHA384
+	}
+	var err error
+	if e.sigAlg, err = cms.SignatureAlgorithm(signer.Public(), e.hash); err != nil {
+		return nil, fmt.Errorf("tsa: %w", err)
 	}
 	if !publicKeysEqual(cert.PublicKey, signer.Public()) {
 		return nil, fmt.Errorf("tsa: the key does not match the certificate %q", cert.Subject)
 	}
-	e.digestAlgs = build(func(b *cryptobyte.Builder) {
-		b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { b.AddBytes(algID(oidDigest[e.hash], true)) })
+	e.digestAlgs = cms.Build(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { b.AddBytes(cms.AlgID(oidDigest[e.hash], true)) })
 	})
 	// DER wants a SET OF sorted by encoding; verifiers find the signer by issuer and serial.
 	all := [][]byte{cert.Raw}
@@ -90,48 +78,31 @@ func newEncoder(cfg Config, cert *x509.Certificate, signer crypto.Signer) (*enco
 		all = append(all, c.Raw)
 	}
 	slices.SortFunc(all, bytes.Compare)
-	e.certs = build(func(b *cryptobyte.Builder) {
+	e.certs = cms.Build(func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
 			for _, c := range all {
 				b.AddBytes(c)
 			}
 		})
 	})
-	e.sid = build(func(b *cryptobyte.Builder) {
+	e.sid = cms.Build(func(b *cryptobyte.Builder) {
 		b.AddASN1Int64(1)
 		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 			b.AddBytes(cert.RawIssuer)
 			b.AddASN1BigInt(cert.SerialNumber)
 		})
-		b.AddBytes(algID(oidDigest[e.hash], true))
+		b.AddBytes(cms.AlgID(oidDigest[e.hash], true))
 	})
-	e.contentType = attribute(oidContentType, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(oidTSTInfo) })
-	certHash := sha256.Sum256(cert.Raw)
-	e.signingCert = attribute(oidSigningCertV2, func(b *cryptobyte.Builder) {
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SigningCertificateV2
-			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // certs
-				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ESSCertIDv2, SHA-256 by default
-					b.AddASN1OctetString(certHash[:])
-					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // IssuerSerial
-						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // GeneralNames
-							b.AddASN1(cbasn1.Tag(4).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
-								b.AddBytes(cert.RawIssuer)
-							})
-						})
-						b.AddASN1BigInt(cert.SerialNumber)
-					})
-				})
-			})
-		})
-	})
-	e.policy = build(func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(cfg.Policy) })
+	e.contentType = cms.Attribute(oidContentType, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(oidTSTInfo) })
+	e.signingCert = cms.SigningCertificateV2(cert)
+	e.policy = cms.Build(func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(cfg.Policy) })
 	e.accuracy = accuracy(cfg.Accuracy)
 	if cfg.Qualified {
-		e.extensions = build(func(b *cryptobyte.Builder) {
+		e.extensions = cms.Build(func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.Tag(1).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
 				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // Extension
 					b.AddASN1ObjectIdentifier(oidQCStatements)
-					b.AddASN1OctetString(build(func(b *cryptobyte.Builder) {
+					b.AddASN1OctetString(cms.Build(func(b *cryptobyte.Builder) {
 						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // QCStatements
 							b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(oidQTSTStatement1) })
 						})
@@ -172,12 +143,12 @@ func newSerial() (*big.Int, error) {
 
 // token signs t and returns the DER TimeStampToken (a CMS ContentInfo).
 func (e *encoder) token(ctx context.Context, t token) ([]byte, error) {
-	tstInfo := build(func(b *cryptobyte.Builder) {
+	tstInfo := cms.Build(func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 			b.AddASN1Int64(1)
 			b.AddBytes(e.policy)
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // MessageImprint
-				b.AddBytes(algID(oidDigest[t.hash], true))
+				b.AddBytes(cms.AlgID(oidDigest[t.hash], true))
 				b.AddASN1OctetString(t.digest)
 			})
 			b.AddASN1BigInt(t.serial)
@@ -194,12 +165,12 @@ func (e *encoder) token(ctx context.Context, t token) ([]byte, error) {
 	})
 	h := e.hash.New()
 	h.Write(tstInfo)
-	messageDigest := attribute(oidMessageDigest, func(b *cryptobyte.Builder) { b.AddASN1OctetString(h.Sum(nil)) })
+	messageDigest := cms.Attribute(oidMessageDigest, func(b *cryptobyte.Builder) { b.AddASN1OctetString(h.Sum(nil)) })
 	attrs := [][]byte{e.contentType, messageDigest, e.signingCert}
 	slices.SortFunc(attrs, bytes.Compare) // DER SET OF
 	// The signature covers the attributes as a SET (RFC 5652 §5.4); the token carries them
 	// under [0] IMPLICIT.
-	signedAttrs := build(func(b *cryptobyte.Builder) {
+	signedAttrs := cms.Build(func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
 			for _, a := range attrs {
 				b.AddBytes(a)
@@ -216,7 +187,7 @@ func (e *encoder) token(ctx context.Context, t token) ([]byte, error) {
 		return nil, err
 	}
 	signedAttrs[0] = 0xa0 // SET → [0] IMPLICIT, same length
-	tok := build(func(b *cryptobyte.Builder) {
+	tok := cms.Build(func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ContentInfo
 			b.AddASN1ObjectIdentifier(oidSignedData)
 			b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
@@ -256,7 +227,7 @@ func (e *encoder) encode(ctx context.Context, t token) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp := build(func(b *cryptobyte.Builder) {
+	resp := cms.Build(func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // TimeStampResp
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddASN1Int64(0) }) // granted
 			b.AddBytes(tok)
@@ -268,47 +239,9 @@ func (e *encoder) encode(ctx context.Context, t token) ([]byte, error) {
 	return resp, nil
 }
 
-// sign passes ctx on when the signer takes one, so the key layer's audit record names the
-// requester and request.
+// sign passes ctx on, so the key layer's audit record names the requester and request.
 func (e *encoder) sign(ctx context.Context, digest []byte) ([]byte, error) {
-	if cs, ok := e.signer.(hsm.ContextSigner); ok {
-		return cs.SignContext(ctx, rand.Reader, digest, e.hash)
-	}
-	return e.signer.Sign(rand.Reader, digest, e.hash)
-}
-
-// build runs f on a fresh builder; nil means f encoded something invalid.
-func build(f func(b *cryptobyte.Builder)) []byte {
-	var b cryptobyte.Builder
-	f(&b)
-	out, err := b.Bytes()
-	if err != nil {
-		return nil
-	}
-	return out
-}
-
-// algID is an AlgorithmIdentifier; null adds the NULL parameters that digest and RSA
-// algorithms carry.
-func algID(oid asn1.ObjectIdentifier, null bool) []byte {
-	return build(func(b *cryptobyte.Builder) {
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-			b.AddASN1ObjectIdentifier(oid)
-			if null {
-				b.AddASN1NULL()
-			}
-		})
-	})
-}
-
-// attribute is a CMS Attribute with one value.
-func attribute(oid asn1.ObjectIdentifier, value func(b *cryptobyte.Builder)) []byte {
-	return build(func(b *cryptobyte.Builder) {
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-			b.AddASN1ObjectIdentifier(oid)
-			b.AddASN1(cbasn1.SET, value)
-		})
-	})
+	return cms.Sign(ctx, e.signer, digest, e.hash)
 }
 
 // accuracy encodes d as RFC 3161's Accuracy (seconds, millis 1..999, micros 1..999; zero parts
@@ -319,7 +252,7 @@ func accuracy(d time.Duration) []byte {
 	}
 	d = max(d, time.Microsecond)
 	secs, ms, us := int64(d/time.Second), int64(d%time.Second/time.Millisecond), int64(d%time.Millisecond/time.Microsecond)
-	return build(func(b *cryptobyte.Builder) {
+	return cms.Build(func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 			if secs > 0 {
 				b.AddASN1Int64(secs)
@@ -343,7 +276,7 @@ func publicKeysEqual(a, b crypto.PublicKey) bool {
 // imprint (SHA-512), serial and time, the certificates, and a signature of the longest DER
 // length the key can give, encoded without signing.
 func (e *encoder) maxTokenSize() (int, error) {
-	n, err := maxSignatureLen(e.signer.Public())
+	n, err := cms.MaxSignatureLen(e.signer.Public())
 	if err != nil {
 		return 0, err
 	}
@@ -353,23 +286,6 @@ func (e *encoder) maxTokenSize() (int, error) {
 	tok, err := sizing.token(context.Background(), token{hash: crypto.SHA512, digest: make([]byte, 64), serial: serial, certs: true,
 		time: time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)})
 	return len(tok), err
-}
-
-// maxSignatureLen is the longest signature value the key gives: an ECDSA DER SEQUENCE of two
-// integers at full length with their leading zero, or the RSA modulus.
-func maxSignatureLen(pub crypto.PublicKey) (int, error) {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		n := (k.Curve.Params().BitSize + 7) / 8
-		inner := 2 * (2 + n + 1)
-		if inner > 127 {
-			return inner + 3, nil
-		}
-		return inner + 2, nil
-	case *rsa.PublicKey:
-		return k.Size(), nil
-	}
-	return 0, fmt.Errorf("tsa: unsupported key type %T", pub)
 }
 
 // fixedSigner "signs" with n zero bytes: only for sizing.
