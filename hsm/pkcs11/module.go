@@ -20,6 +20,9 @@ type module struct {
 	// whatever PIN it gives; comparing with this is how a wrong one is still refused.
 	// Guarded by modules.
 	pins map[string][32]byte
+	// login serialises C_Login with noting its PIN, so that a second Manager never meets a
+	// login whose PIN is not noted yet (it would take its right PIN for a wrong one).
+	login sync.Mutex
 }
 
 // modules is the process's one owner of each PKCS#11 library. This is the one package-level

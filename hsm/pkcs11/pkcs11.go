@@ -124,6 +124,7 @@ func (m *Manager) connect() error {
 	if err != nil {
 		return fmt.Errorf("%w: pkcs11: opening a session on %q: %v", hsm.ErrUnavailable, m.cfg.TokenLabel, err)
 	}
+	m.mod.login.Lock()
 	err = c.Login(login, p11.CKU_USER, m.cfg.PIN)
 	switch {
 	case err == nil:
@@ -135,6 +136,7 @@ func (m *Manager) connect() error {
 			err = nil
 		}
 	}
+	m.mod.login.Unlock()
 	if err != nil {
 		c.CloseSession(login)
 		switch {

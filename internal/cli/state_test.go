@@ -96,15 +96,23 @@ func TestTwoReplicasOneHierarchy(t *testing.T) {
 	defer cancel()
 	addrs := make(chan string, 2)
 	done := make(chan int, 2)
+	logs := [2]*syncBuffer{{b: &bytes.Buffer{}}, {b: &bytes.Buffer{}}}
 	for i := 0; i < 2; i++ {
 		go func() {
 			done <- Run(ctx, Env{Args: []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0"}, Environ: env,
-				Stdout: io.Discard, Stderr: io.Discard, Ready: func(a string) { addrs <- a }})
+				Stdout: io.Discard, Stderr: logs[i], Ready: func(a string) { addrs <- a }})
 		}()
 	}
 	var roots [][]byte
 	for i := 0; i < 2; i++ {
-		addr := <-addrs
+		var addr string
+		select {
+		case addr = <-addrs:
+		case c := <-done:
+			t.Fatalf("a replica exited with %d before listening:\n%s\n%s", c, logs[0].text(), logs[1].text())
+		case <-time.After(60 * time.Second):
+			t.Fatalf("a replica is not listening after a minute:\n%s\n%s", logs[0].text(), logs[1].text())
+		}
 		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			if code, _ := readiness(t, addr); code == http.StatusOK {
 				break
