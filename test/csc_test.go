@@ -192,6 +192,12 @@ func TestCSCEndToEnd(t *testing.T) {
 		!strings.Contains(fmt.Sprint(info["methods"]), "signatures/signHash") || strings.Contains(fmt.Sprint(info["methods"]), "signDoc") {
 		t.Fatalf("info: %d %v", status, info)
 	}
+	// The logo info names is there.
+	if logo, err := http.Get(fmt.Sprint(info["logo"])); err != nil || logo.StatusCode != 200 || logo.Header.Get("Content-Type") != "image/svg+xml" {
+		t.Fatalf("info's logo %v: %v %v", info["logo"], err, logo)
+	} else {
+		logo.Body.Close()
+	}
 	if status, body := cscCall(t, base, "", "credentials/list", map[string]any{}); status != 401 || body["error"] != "invalid_token" {
 		t.Fatalf("credentials/list without a token: %d %v", status, body)
 	}

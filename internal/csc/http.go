@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
+	_ "embed"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -48,6 +49,7 @@ type Handler struct {
 // Register mounts the API on mux.
 func (h Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /csc/v2/info", h.info)
+	mux.HandleFunc("GET /csc/v2/logo.svg", logoSVG)
 	mux.HandleFunc("POST /csc/v2/credentials/list", h.authed(h.list))
 	mux.HandleFunc("POST /csc/v2/credentials/info", h.authed(h.credInfo))
 	mux.HandleFunc("POST /csc/v2/credentials/authorize", h.authed(h.authorize))
@@ -55,6 +57,16 @@ func (h Handler) Register(mux *http.ServeMux) {
 	if h.TSA != nil {
 		mux.HandleFunc("POST /csc/v2/signatures/timestamp", h.authed(h.timestamp))
 	}
+}
+
+//go:embed logo.svg
+var logo []byte
+
+// logoSVG serves the image info names as the service's logo (CSC API v2 info: logo).
+func logoSVG(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "image/svg+xml")
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	w.Write(logo)
 }
 
 // Methods lists what info announces: only what is mounted.
@@ -77,7 +89,7 @@ func (h Handler) info(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"specs":        "2.0.0.2",
 		"name":         "Vula remote signing",
-		"logo":         h.Issuer + "/static/logo.svg",
+		"logo":         h.Issuer + "/csc/v2/logo.svg",
 		"region":       h.S.cfg.Country,
 		"lang":         "en",
 		"description":  "Remote signing for officials with sole control (SCAL2)",
