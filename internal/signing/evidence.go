@@ -45,7 +45,7 @@ func Collect(ctx context.Context, rev Revocation, chains ...[]*x509.Certificate)
 				if err != nil {
 					return vd, fmt.Errorf("signing: CRL over %s: %w", c.Subject, err)
 				}
-				if !containsBytes(vd.CRLs, crl) {
+				if !slices.ContainsFunc(vd.CRLs, func(b []byte) bool { return bytes.Equal(b, crl) }) {
 					vd.CRLs = append(vd.CRLs, crl)
 				}
 			default:
@@ -72,15 +72,6 @@ func Collect(ctx context.Context, rev Revocation, chains ...[]*x509.Certificate)
 
 // ErrRevoked: a certificate that a signature depends on is revoked (or unknown to its CA).
 var ErrRevoked = errors.New("signing: certificate revoked")
-
-func containsBytes(list [][]byte, b []byte) bool {
-	for _, x := range list {
-		if bytes.Equal(x, b) {
-			return true
-		}
-	}
-	return false
-}
 
 // TokenCerts returns the chain of the TSA that signed a DER TimeStampToken: its certificate
 // first, then the others the token carries.

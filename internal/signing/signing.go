@@ -17,6 +17,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Level is a baseline level.
@@ -35,7 +36,7 @@ var Levels = []Level{LevelB, LevelT, LevelLT, LevelLTA}
 // ParseLevel reads a level, with or without the "B-" prefix and in any case ("lt", "B-LT").
 func ParseLevel(s string) (Level, error) {
 	for _, l := range Levels {
-		if equalFold(s, string(l)) || equalFold(s, string(l)[2:]) {
+		if strings.EqualFold(s, string(l)) || strings.EqualFold(s, string(l)[2:]) {
 			return l, nil
 		}
 	}
@@ -52,25 +53,6 @@ func (l Level) rank() int {
 		}
 	}
 	return -1
-}
-
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range len(a) {
-		x, y := a[i], b[i]
-		if 'a' <= x && x <= 'z' {
-			x -= 'a' - 'A'
-		}
-		if 'a' <= y && y <= 'z' {
-			y -= 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // Signer is who signs: a signer from the key layer (audited, so every signature is recorded),

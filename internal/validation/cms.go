@@ -15,6 +15,8 @@ import (
 	"math/big"
 	"time"
 
+	"github.com/vula-eid/vula/internal/cms"
+
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
@@ -27,15 +29,15 @@ import (
 // verdict per step rather than one error.
 
 var (
-	oidData               = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}
-	oidSignedData         = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}
+	oidData               = cms.OIDData
+	oidSignedData         = cms.OIDSignedData
 	oidTSTInfo            = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 1, 4}
-	oidContentType        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 3}
-	oidMessageDigest      = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 4}
-	oidSigningTime        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 5}
-	oidSigningCert        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 12}
-	oidSigningCertV2      = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 47}
-	oidSignatureTimeStamp = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 14}
+	oidContentType        = cms.OIDContentType
+	oidMessageDigest      = cms.OIDMessageDigest
+	oidSigningTime        = cms.OIDSigningTime
+	oidSigningCert        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 12} // v1, SHA-1 (others' signatures)
+	oidSigningCertV2      = cms.OIDSigningCertV2
+	oidSignatureTimeStamp = cms.OIDSignatureTSToken
 	oidRevocationInfoOCSP = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 16, 2}
 	// Adobe's adbe-revocationInfoArchival signed attribute (ISO 32000-1 §12.8.3.3.2): the
 	// CRLs and OCSP responses a PKCS#7 PDF signature (pdfsign's, Acrobat's) carries.
