@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/ory/fosite"
 
@@ -15,6 +16,11 @@ type Caller struct {
 	ClientID string
 	Subject  string // the person, for tokens from a login; "" for client_credentials
 	Scopes   []string
+	// ACR, AMR and AuthTime are the login's level of assurance, methods and time; empty for
+	// client_credentials.
+	ACR      string
+	AMR      []string
+	AuthTime time.Time
 }
 
 // Errors of Bearer.
@@ -41,6 +47,9 @@ func (p *Provider) Bearer(r *http.Request, scope string) (Caller, error) {
 	c := Caller{ClientID: ar.GetClient().GetID(), Scopes: ar.GetGrantedScopes()}
 	if s, ok := ar.GetSession().(*Session); ok {
 		c.Subject = s.Person
+		if s.Claims != nil {
+			c.ACR, c.AMR, c.AuthTime = s.Claims.AuthenticationContextClassReference, s.Claims.AuthenticationMethodsReferences, s.Claims.AuthTime
+		}
 	}
 	return c, nil
 }

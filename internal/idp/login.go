@@ -44,6 +44,9 @@ var levels = []string{LoALow, LoASubstantial, LoAHigh}
 
 func levelOf(acr string) int { return slices.Index(levels, acr) }
 
+// AtLeast reports whether level of assurance acr reaches min; an unknown acr reaches nothing.
+func AtLeast(acr, min string) bool { return levelOf(acr) >= 0 && levelOf(acr) >= levelOf(min) }
+
 // flow is one login in progress.
 type flow struct {
 	ID       string    `json:"id"`
