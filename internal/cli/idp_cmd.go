@@ -292,7 +292,7 @@ func personsCmd(g *globals) *cobra.Command {
 		},
 	}
 	outputFlag(enroll, "table")
-	cmd.AddCommand(create, list, show, enroll, issueSigningKeyCmd(g))
+	cmd.AddCommand(create, list, show, enroll, issueSigningKeyCmd(g), renewSigningKeyCmd(g))
 	return cmd
 }
 

@@ -21,14 +21,18 @@ import (
 )
 
 // cscService is the officials' signing service on the configuration. The CLI passes no
-// ephemeral store, factors or audit log: it enrols and authorizes nothing.
+// ephemeral store, factors, audit log or TSA: it enrols and renews, and authorizes nothing.
 func cscService(cfg config.Config, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB, eph store.Ephemeral, f csc.Factors,
-	l *audit.Log, log *slog.Logger) *csc.Service {
+	l *audit.Log, ts *tsa.Responder, log *slog.Logger) *csc.Service {
 	var au csc.Auditor
 	if l != nil {
 		au = l
 	}
-	return csc.New(csc.Config{Country: cfg.PKI.Country}, keys, a, db, eph, f, au, log, time.Now)
+	c := csc.Config{Country: cfg.PKI.Country}
+	if ts != nil { // a nil *tsa.Responder must not become a non-nil Timestamper
+		c.Timestamper = ts
+	}
+	return csc.New(c, keys, a, db, eph, f, au, log, time.Now)
 }
 
 // credentialView is a signing credential as the CLI shows it.
@@ -68,23 +72,71 @@ func issueSigningKeyCmd(g *globals) *cobra.Command {
 						return fmt.Errorf("person %s: %w", args[0], err)
 					}
 				}
-				s := cscService(cfg, a, keys, db, nil, nil, nil, newLogger(cmd.ErrOrStderr(), cfg.Log))
+				s := cscService(cfg, a, keys, db, nil, nil, nil, nil, newLogger(cmd.ErrOrStderr(), cfg.Log))
 				c, err := s.Enrol(ctx, p)
 				if err != nil {
 					return err
 				}
-				v := credentialView{CredentialID: c.ID, Subject: c.Subject, KeyURI: c.KeyURI, CertSubject: c.Cert.Subject.String(),
-					NotAfter: c.Cert.NotAfter}
-				if out == "json" {
-					return printJSON(cmd.OutOrStdout(), v)
-				}
-				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "CREDENTIAL ID\tSUBJECT\tNOT AFTER\tKEY")
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.CredentialID, v.CertSubject, v.NotAfter.Format(time.DateOnly), v.KeyURI)
-				return tw.Flush()
+				return printCredential(cmd, out, c)
 			})
 		},
 	}
+	outputFlag(cmd, "table")
+	return cmd
+}
+
+func printCredential(cmd *cobra.Command, out string, c csc.Credential) error {
+	v := credentialView{CredentialID: c.ID, Subject: c.Subject, KeyURI: c.KeyURI, CertSubject: c.Cert.Subject.String(),
+		NotAfter: c.Cert.NotAfter}
+	if out == "json" {
+		return printJSON(cmd.OutOrStdout(), v)
+	}
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CREDENTIAL ID\tSUBJECT\tNOT AFTER\tKEY")
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.CredentialID, v.CertSubject, v.NotAfter.Format(time.DateOnly), v.KeyURI)
+	return tw.Flush()
+}
+
+// renewSigningKeyCmd is `vula persons renew-signing-key`: a new certificate for an official's
+// existing signing key.
+func renewSigningKeyCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "renew-signing-key PERSONAL_NUMBER|SUB --credential CREDENTIAL_ID",
+		Short: "Give an official's signing key a new certificate (same key, same purpose)",
+		Long: "Give the signing key of one of an official's credentials a new natural-person signature certificate under\n" +
+			"person-ca, with the names now in the store and a fresh validity. The new certificate is a new credential;\n" +
+			"the old one stays listed, and can sign, until it expires or is revoked. A revoked credential is not renewed.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.Flag("output").Value.String()
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			id := cmd.Flag("credential").Value.String()
+			if id == "" {
+				return fmt.Errorf("--credential is required (the credential id, as issue-signing-key printed it)")
+			}
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			return g.withAuthorityDB(cmd, func(ctx context.Context, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB) error {
+				p, err := db.PersonByPersonalNumber(ctx, args[0])
+				if err != nil {
+					if p, err = db.Person(ctx, args[0]); err != nil {
+						return fmt.Errorf("person %s: %w", args[0], err)
+					}
+				}
+				s := cscService(cfg, a, keys, db, nil, nil, nil, nil, newLogger(cmd.ErrOrStderr(), cfg.Log))
+				c, err := s.Renew(ctx, p.SubjectID, id)
+				if err != nil {
+					return fmt.Errorf("credential %s of %s: %w", id, args[0], err)
+				}
+				return printCredential(cmd, out, c)
+			})
+		},
+	}
+	cmd.Flags().String("credential", "", "the credential id (certificate serial) to renew")
 	outputFlag(cmd, "table")
 	return cmd
 }
@@ -96,7 +148,7 @@ func registerCSC(mux *http.ServeMux, cfg config.Config, a *certs.Authority, keys
 	if err != nil {
 		return err
 	}
-	h := csc.Handler{S: cscService(cfg, a, keys, db, eph, accounts, l, log), Auth: auth, Issuer: cfg.BaseURL, Log: log}
+	h := csc.Handler{S: cscService(cfg, a, keys, db, eph, accounts, l, ts, log), Auth: auth, Issuer: cfg.BaseURL, Log: log}
 	if ts != nil { // a nil *tsa.Responder must not become a non-nil Timestamper
 		h.TSA = ts
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/idp"
+	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store"
 )
 
@@ -54,6 +55,7 @@ type Records interface {
 type PKI interface {
 	IssueLeaf(ctx context.Context, req certs.Request, keyURI string) (*x509.Certificate, error)
 	Chain(c *x509.Certificate) []*x509.Certificate
+	signing.Revocation // for signDoc's LT levels and validation info
 }
 
 var _ PKI = (*certs.Authority)(nil)
@@ -83,8 +85,14 @@ type Config struct {
 	Years     int           // validity of signature certificates; 2 when 0
 	// SADTTL is how long an authorization may be redeemed; 5 minutes when 0, and never more.
 	SADTTL time.Duration
+	// SADLimit bounds how long credentials/extendTransaction can keep an authorization alive,
+	// counted from the authorization: 30 minutes when 0, and never more.
+	SADLimit time.Duration
 	// MaxSignatures bounds numSignatures of one authorization; 100 when 0.
 	MaxSignatures int
+	// Timestamper gives signDoc its signature timestamps (the platform's TSA, in process); nil:
+	// signDoc makes B-B only.
+	Timestamper signing.Timestamper
 }
 
 // Service enrols officials and signs for them under sole control.
@@ -111,6 +119,10 @@ func New(cfg Config, keys hsm.Manager, pki PKI, recs Records, eph store.Ephemera
 	if cfg.SADTTL <= 0 || cfg.SADTTL > 5*time.Minute {
 		cfg.SADTTL = 5 * time.Minute
 	}
+	if cfg.SADLimit <= 0 || cfg.SADLimit > 30*time.Minute {
+		cfg.SADLimit = 30 * time.Minute
+	}
+	cfg.SADLimit = max(cfg.SADLimit, cfg.SADTTL)
 	if cfg.MaxSignatures <= 0 {
 		cfg.MaxSignatures = 100
 	}
@@ -170,6 +182,37 @@ func (s *Service) Enrol(ctx context.Context, p store.Person) (Credential, error)
 		return Credential{}, err
 	}
 	return Credential{ID: cert.SerialNumber.Text(16), Subject: p.SubjectID, KeyURI: k.URI, Cert: cert, Chain: s.pki.Chain(cert)}, nil
+}
+
+// ErrRenewRevoked: a revoked credential's key may be compromised; it gets no new certificate.
+var ErrRenewRevoked = errors.New("csc: a revoked credential is not renewed (issue a new signing key)")
+
+// Renew gives one of the official's credentials a new certificate for the same key and purpose,
+// with the names from the store and a fresh validity. The old certificate stays listed (and
+// usable) until it expires or is revoked; the new one is a credential of its own.
+func (s *Service) Renew(ctx context.Context, subject, credentialID string) (Credential, error) {
+	c, err := s.Credential(ctx, subject, credentialID)
+	if err != nil {
+		return Credential{}, err
+	}
+	if c.Revoked {
+		return Credential{}, fmt.Errorf("%w: %s", ErrRenewRevoked, c.ID)
+	}
+	p, err := s.recs.Person(ctx, subject)
+	if err != nil {
+		return Credential{}, err
+	}
+	if !p.Official {
+		return Credential{}, fmt.Errorf("%w: %s", ErrNotOfficial, p.PersonalNumber)
+	}
+	now := s.now()
+	cert, err := s.pki.IssueLeaf(ctx, certs.Request{Profile: certs.NaturalPerson,
+		Subject:   certs.NaturalPersonName(p.GivenName, p.FamilyName, p.PersonalNumber, s.cfg.Country),
+		PublicKey: c.Cert.PublicKey, NotBefore: now.Add(-time.Minute), NotAfter: now.AddDate(s.cfg.Years, 0, 0)}, c.KeyURI)
+	if err != nil {
+		return Credential{}, err
+	}
+	return Credential{ID: cert.SerialNumber.Text(16), Subject: subject, KeyURI: c.KeyURI, Cert: cert, Chain: s.pki.Chain(cert)}, nil
 }
 
 // Credentials lists the official's credentials: every person-ca certificate of an active key
@@ -260,6 +303,7 @@ var (
 	errLockedPIN         = &Error{Status: 400, Code: "invalid_pin", Description: "PIN locked"}
 	errInvalidOTP        = &Error{Status: 400, Code: "invalid_otp", Description: "The OTP is invalid"}
 	errLockedOTP         = &Error{Status: 400, Code: "invalid_otp", Description: "OTP locked"}
+	errDisabled          = invalidRequest("The credential is disabled: its certificate is revoked or expired")
 )
 
 // Hash algorithms an authorization may name, with their digest lengths.
@@ -277,6 +321,7 @@ type Authorization struct {
 	HashOID       string
 	PIN, OTP      string
 	IP            string // of the caller, for the brute-force limits
+	via           string // how the official authorized, for the audit event: explicit, session
 }
 
 // Authorized is a granted authorization.
@@ -296,6 +341,9 @@ type sadRecord struct {
 	Expires    time.Time `json:"expires"`
 	AuditSeq   int64     `json:"audit_seq"`
 	Consumed   bool      `json:"consumed,omitempty"`
+	// Limit is the latest Expires extendTransaction may give: the first authorization's time
+	// plus Config.SADLimit.
+	Limit time.Time `json:"limit"`
 }
 
 // sadKey names a SAD's record: its hash, so the store never holds the token itself.
@@ -313,6 +361,60 @@ func sadID(sad string) string {
 // Authorize checks the official's two factors for exactly a.Hashes on one of their own
 // credentials and returns the SAD. Every outcome past the parameter checks is an audit event.
 func (s *Service) Authorize(ctx context.Context, subject string, a Authorization) (Authorized, error) {
+	a.via = "explicit"
+	return s.authorize(ctx, subject, a, func(p store.Person) error {
+		if a.PIN == "" {
+			return errInvalidPIN
+		}
+		got, err := s.factors.Password(ctx, p.PersonalNumber, a.PIN, a.IP)
+		switch {
+		case errors.Is(err, idp.ErrLockedOut):
+			return errLockedPIN
+		case errors.Is(err, idp.ErrBadCredentials):
+			return errInvalidPIN
+		case err != nil:
+			return err
+		case got.SubjectID != subject:
+			return errInvalidPIN
+		}
+		return nil
+	})
+}
+
+// Login is how the official's current session was authenticated.
+type Login struct {
+	ACR      string
+	AMR      []string
+	AuthTime time.Time
+}
+
+// LoginMaxAge is how long ago a login may have been for AuthorizeLogin.
+const LoginMaxAge = 15 * time.Minute
+
+var errWeakLogin = &Error{Status: 403, Code: "access_denied",
+	Description: "The login must be at level of assurance substantial or higher, with a one-time code, within the last 15 minutes: log in again"}
+
+// AuthorizeLogin authorizes exactly a.Hashes for an official whose session login was at LoA
+// substantial or higher with a one-time code ("otp" in amr), no longer than LoginMaxAge ago: the
+// session stands for the knowledge factor, and one fresh TOTP code (a.OTP; a.PIN is unused) is
+// the second factor for this very request. Checks, SAD record, audit event and errors are those
+// of Authorize; the audit detail says it was a session authorization.
+func (s *Service) AuthorizeLogin(ctx context.Context, subject string, login Login, a Authorization) (Authorized, error) {
+	a.via, a.PIN = "session", ""
+	return s.authorize(ctx, subject, a, func(store.Person) error {
+		age := s.now().Sub(login.AuthTime)
+		if login.AuthTime.IsZero() || age > LoginMaxAge || age < -time.Minute ||
+			!idp.AtLeast(login.ACR, idp.LoASubstantial) || !slices.Contains(login.AMR, "otp") {
+			return errWeakLogin
+		}
+		return nil
+	})
+}
+
+// authorize is what Authorize and AuthorizeLogin share: the parameter checks, the credential's
+// status, the first factor (first: a *Error is a refusal, recorded; another error a failure),
+// the TOTP code, the audit event and the SAD record.
+func (s *Service) authorize(ctx context.Context, subject string, a Authorization, first func(p store.Person) error) (Authorized, error) {
 	h, ok := hashOIDs[a.HashOID]
 	if !ok {
 		return Authorized{}, invalidRequest("Invalid parameter hashAlgorithmOID")
@@ -347,25 +449,17 @@ func (s *Service) Authorize(ctx context.Context, subject string, a Authorization
 		return Authorized{}, e
 	}
 	if !c.Valid(now) {
-		return refuse(invalidRequest("The credential is disabled: its certificate is revoked or expired"))
+		return refuse(errDisabled)
 	}
 	p, err := s.recs.Person(ctx, subject)
 	if err != nil {
 		return Authorized{}, err
 	}
-	if a.PIN == "" {
-		return refuse(errInvalidPIN)
-	}
-	got, err := s.factors.Password(ctx, p.PersonalNumber, a.PIN, a.IP)
-	switch {
-	case errors.Is(err, idp.ErrLockedOut):
-		return refuse(errLockedPIN)
-	case errors.Is(err, idp.ErrBadCredentials):
-		return refuse(errInvalidPIN)
-	case err != nil:
+	var e *Error
+	if err := first(p); errors.As(err, &e) {
+		return refuse(e)
+	} else if err != nil {
 		return Authorized{}, err
-	case got.SubjectID != subject:
-		return refuse(errInvalidPIN)
 	}
 	if a.OTP == "" {
 		return refuse(errInvalidOTP)
@@ -379,28 +473,35 @@ func (s *Service) Authorize(ctx context.Context, subject string, a Authorization
 	case err != nil:
 		return Authorized{}, err
 	}
+	rec := sadRecord{Credential: c.ID, Subject: subject, KeyURI: c.KeyURI, HashOID: a.HashOID, Hashes: a.Hashes,
+		Used: make([]bool, len(a.Hashes)), Expires: now.Add(s.cfg.SADTTL), Limit: now.Add(s.cfg.SADLimit)}
+	return s.grant(ctx, rec, func(sad string) (int64, error) { return s.record(ctx, subject, c, a, "ok", sadID(sad)) })
+}
+
+// grant makes a new SAD for rec, has it recorded (an authorization that is not in the audit log
+// is not given) and stores rec under it.
+func (s *Service) grant(ctx context.Context, rec sadRecord, audit func(sad string) (int64, error)) (Authorized, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return Authorized{}, err
 	}
 	sad := base64.RawURLEncoding.EncodeToString(b)
-	seq, err := s.record(ctx, subject, c, a, "ok", sadID(sad))
+	seq, err := audit(sad)
 	if err != nil {
-		// An authorization that is not in the audit log is not given.
 		return Authorized{}, err
 	}
-	rec := sadRecord{Credential: c.ID, Subject: subject, KeyURI: c.KeyURI, HashOID: a.HashOID, Hashes: a.Hashes,
-		Used: make([]bool, len(a.Hashes)), Expires: now.Add(s.cfg.SADTTL), AuditSeq: seq}
+	rec.AuditSeq = seq
 	v, err := json.Marshal(rec)
 	if err != nil {
 		return Authorized{}, err
 	}
+	ttl := rec.Expires.Sub(s.now())
 	// The record outlives its expiry by a minute, so that a late redemption hears "SAD expired"
 	// rather than "Invalid parameter SAD"; Expires decides.
-	if err := s.eph.PutIfAbsent(ctx, sadKey(sad), v, s.cfg.SADTTL+time.Minute); err != nil {
+	if err := s.eph.PutIfAbsent(ctx, sadKey(sad), v, ttl+time.Minute); err != nil {
 		return Authorized{}, err
 	}
-	return Authorized{SAD: sad, ExpiresIn: int(s.cfg.SADTTL / time.Second)}, nil
+	return Authorized{SAD: sad, ExpiresIn: int(ttl / time.Second)}, nil
 }
 
 // record appends an authorization event with its hashes and returns its sequence number.
@@ -415,7 +516,7 @@ func (s *Service) record(ctx context.Context, subject string, c Credential, a Au
 		all.Write(d)
 	}
 	detail, _ := json.Marshal(map[string]any{"credential": c.ID, "num_signatures": a.NumSignatures,
-		"hash_algorithm": a.HashOID, "hashes": hexes, "sad": sad})
+		"hash_algorithm": a.HashOID, "hashes": hexes, "sad": sad, "authorization": a.via})
 	r, err := s.audit.Append(ctx, audit.Event{Actor: subject, Action: "csc.authorize", Key: c.KeyURI,
 		Digest: all.Sum(nil), Result: result, Detail: detail, RequestID: requestID(ctx)})
 	if err != nil {
@@ -463,58 +564,69 @@ func (s *Service) SignHash(ctx context.Context, subject string, r SignRequest) (
 	if !ok {
 		return nil, invalidRequest("Invalid parameter signAlgo")
 	}
-	key := sadKey(r.SAD)
+	c, rec, err := s.redeem(ctx, subject, r.CredentialID, r.SAD, r.HashOID, r.Hashes, func(hashOID string, c Credential) error {
+		if alg.hash != 0 && alg.hash != hashOIDs[hashOID] {
+			return invalidRequest("Invalid parameter hashAlgorithmOID: the SAD authorized %s", hashOID)
+		}
+		if keyIsEC(c.Cert) != alg.ec {
+			return invalidRequest("Invalid parameter signAlgo: the credential's key is %s", c.Cert.PublicKeyAlgorithm)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The hashes are now spent, whatever happens next: a signature that fails is not retried
+	// on the same authorization.
+	return s.sign(ctx, subject, c, r, rec, hashOIDs[rec.HashOID])
+}
+
+// redeem spends digests of the SAD: each must be listed by it and not yet spent, the SAD must be
+// the official's, for credentialID, unexpired, and for hashOID ("" = the SAD's own), and the
+// credential valid now; check may refuse further (it sees the SAD's hash OID and the credential). The
+// record is updated by compare-and-swap, so that no two requests, on any replicas, spend one
+// digest; it is consumed when every digest is spent.
+func (s *Service) redeem(ctx context.Context, subject, credentialID, sad, hashOID string, digests [][]byte,
+	check func(hashOID string, c Credential) error) (Credential, sadRecord, error) {
+	if sad == "" || len(sad) > 256 {
+		return Credential{}, sadRecord{}, errInvalidSAD
+	}
+	key := sadKey(sad)
 	for attempt := 0; ; attempt++ {
-		old, err := s.eph.Get(ctx, key)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, errInvalidSAD
-		}
+		rec, old, err := s.sadRecord(ctx, key, subject, credentialID)
 		if err != nil {
-			return nil, err
+			return Credential{}, sadRecord{}, err
 		}
-		var rec sadRecord
-		if err := json.Unmarshal(old, &rec); err != nil {
-			return nil, fmt.Errorf("csc: a SAD record in the store: %w", err)
-		}
-		if rec.Consumed {
-			return nil, invalidRequest("Invalid parameter SAD: it has been used for all its signatures")
-		}
-		if rec.Subject != subject || rec.Credential != r.CredentialID {
-			return nil, errInvalidSAD
-		}
-		if !s.now().Before(rec.Expires) {
-			return nil, errSADExpired
-		}
-		hashOID := r.HashOID
 		if hashOID == "" {
 			hashOID = rec.HashOID
 		}
-		h := hashOIDs[hashOID]
-		if hashOID != rec.HashOID || alg.hash != 0 && alg.hash != h {
-			return nil, invalidRequest("Invalid parameter hashAlgorithmOID: the SAD authorized %s", rec.HashOID)
+		if hashOID != rec.HashOID {
+			return Credential{}, sadRecord{}, invalidRequest("Invalid parameter hashAlgorithmOID: the SAD authorized %s", rec.HashOID)
 		}
-		idx := make([]int, len(r.Hashes))
-		for i, d := range r.Hashes {
+		idx := make([]int, len(digests))
+		for i, d := range digests {
 			j := slices.IndexFunc(rec.Hashes, func(e []byte) bool { return bytes.Equal(d, e) })
 			if j < 0 {
-				return nil, invalidRequest("Invalid parameter hashes: hash %d is not authorized by the SAD", i)
+				return Credential{}, sadRecord{}, invalidRequest("Invalid parameter hashes: hash %d is not authorized by the SAD", i)
 			}
 			if rec.Used[j] || slices.Contains(idx[:i], j) {
-				return nil, invalidRequest("Invalid parameter hashes: hash %d has already been signed with this SAD", i)
+				return Credential{}, sadRecord{}, invalidRequest("Invalid parameter hashes: hash %d has already been signed with this SAD", i)
 			}
 			idx[i] = j
 		}
 		// The certificate's status is read at every signature: a revocation by any replica
 		// stops the credential at once.
-		c, err := s.Credential(ctx, subject, r.CredentialID)
+		c, err := s.Credential(ctx, subject, credentialID)
 		if err != nil {
-			return nil, err
+			return Credential{}, sadRecord{}, err
 		}
 		if !c.Valid(s.now()) {
-			return nil, invalidRequest("The credential is disabled: its certificate is revoked or expired")
+			return Credential{}, sadRecord{}, errDisabled
 		}
-		if keyIsEC(c.Cert) != alg.ec {
-			return nil, invalidRequest("Invalid parameter signAlgo: the credential's key is %s", c.Cert.PublicKeyAlgorithm)
+		if check != nil {
+			if err := check(rec.HashOID, c); err != nil {
+				return Credential{}, sadRecord{}, err
+			}
 		}
 		next := rec
 		next.Used = slices.Clone(rec.Used)
@@ -524,25 +636,114 @@ func (s *Service) SignHash(ctx context.Context, subject string, r SignRequest) (
 		if !slices.Contains(next.Used, false) {
 			next = sadRecord{Consumed: true}
 		}
-		nv, err := json.Marshal(next)
-		if err != nil {
-			return nil, err
-		}
-		ttl := rec.Expires.Sub(s.now()) + time.Minute
-		err = s.eph.CompareAndSwap(ctx, key, old, nv, max(ttl, time.Second))
+		err = s.swap(ctx, key, old, next, rec.Expires)
 		if errors.Is(err, store.ErrConflict) && attempt < 8 {
 			continue // another request redeemed part of the SAD meanwhile: check again
 		}
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, errSADExpired
+			return Credential{}, sadRecord{}, errSADExpired
 		}
 		if err != nil {
-			return nil, err
+			return Credential{}, sadRecord{}, err
 		}
-		// The hashes are now spent, whatever happens next: a signature that fails is not
-		// retried on the same authorization.
-		return s.sign(ctx, subject, c, r, rec, h)
+		return c, rec, nil
 	}
+}
+
+// ExtendTransaction trades a live SAD for a new one with what remains of its authorization
+// (the same credential and unsigned hashes) and a fresh expiry of Config.SADTTL, never past the
+// authorization's overall limit (Config.SADLimit after it was granted). The old SAD is consumed
+// first, by compare-and-swap, so that one SAD extends once. The extension is an audit event
+// (csc.extend) naming both SADs.
+func (s *Service) ExtendTransaction(ctx context.Context, subject, credentialID, sad string) (Authorized, error) {
+	if sad == "" || len(sad) > 256 {
+		return Authorized{}, errInvalidSAD
+	}
+	c, err := s.Credential(ctx, subject, credentialID)
+	if err != nil {
+		return Authorized{}, err
+	}
+	key := sadKey(sad)
+	rec, old, err := s.sadRecord(ctx, key, subject, credentialID)
+	if err != nil {
+		return Authorized{}, err
+	}
+	now := s.now()
+	if !c.Valid(now) {
+		return Authorized{}, errDisabled
+	}
+	expires := now.Add(s.cfg.SADTTL)
+	if rec.Limit.Before(expires) {
+		expires = rec.Limit
+	}
+	if !expires.After(now) {
+		return Authorized{}, invalidRequest("SAD expired: the authorization cannot be extended past %s", rec.Limit.UTC().Format(time.RFC3339))
+	}
+	switch err := s.swap(ctx, key, old, sadRecord{Consumed: true}, rec.Expires); {
+	case errors.Is(err, store.ErrConflict):
+		return Authorized{}, invalidRequest("Invalid parameter SAD: it was used or extended meanwhile")
+	case errors.Is(err, store.ErrNotFound):
+		return Authorized{}, errSADExpired
+	case err != nil:
+		return Authorized{}, err
+	}
+	next := rec
+	next.Expires = expires
+	return s.grant(ctx, next, func(newSAD string) (int64, error) {
+		if s.audit == nil {
+			return 0, errors.New("csc: no audit log")
+		}
+		left := 0
+		for _, u := range rec.Used {
+			if !u {
+				left++
+			}
+		}
+		detail, _ := json.Marshal(map[string]any{"credential": c.ID, "sad": sadID(sad), "new_sad": sadID(newSAD),
+			"authorization_seq": rec.AuditSeq, "hashes_left": left, "expires": expires.UTC()})
+		if _, err := s.audit.Append(ctx, audit.Event{Actor: subject, Action: "csc.extend", Key: c.KeyURI,
+			Result: "ok", Detail: detail, RequestID: requestID(ctx)}); err != nil {
+			return 0, err
+		}
+		// Signatures under the new SAD name the authorization the official gave.
+		return rec.AuditSeq, nil
+	})
+}
+
+// sadRecord reads the SAD record under key, with its stored bytes for a compare-and-swap, and
+// refuses one that is spent, expired, or not the official's for credentialID.
+func (s *Service) sadRecord(ctx context.Context, key, subject, credentialID string) (sadRecord, []byte, error) {
+	old, err := s.eph.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return sadRecord{}, nil, errInvalidSAD
+	}
+	if err != nil {
+		return sadRecord{}, nil, err
+	}
+	var rec sadRecord
+	if err := json.Unmarshal(old, &rec); err != nil {
+		return sadRecord{}, nil, fmt.Errorf("csc: a SAD record in the store: %w", err)
+	}
+	if rec.Consumed {
+		return sadRecord{}, nil, invalidRequest("Invalid parameter SAD: it has been used for all its signatures")
+	}
+	if rec.Subject != subject || rec.Credential != credentialID {
+		return sadRecord{}, nil, errInvalidSAD
+	}
+	if !s.now().Before(rec.Expires) {
+		return sadRecord{}, nil, errSADExpired
+	}
+	return rec, old, nil
+}
+
+// swap replaces the record under key if it still holds old; it lives a minute past expires.
+func (s *Service) swap(ctx context.Context, key string, old []byte, next sadRecord, expires time.Time) error {
+	nv, err := json.Marshal(next)
+	if err != nil {
+		return err
+	}
+	ttl := expires.Sub(s.now()) + time.Minute
+	return s.eph.CompareAndSwap(ctx, key, old, nv, max(ttl, time.Second))
 }
 
 func keyIsEC(c *x509.Certificate) bool { return c.PublicKeyAlgorithm == x509.ECDSA }
