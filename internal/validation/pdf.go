@@ -2,6 +2,7 @@ package validation
 
 import (
 	"bytes"
+	"cmp"
 	"crypto"
 	"crypto/x509"
 	"encoding/hex"
@@ -68,12 +69,16 @@ func (v *validator) pdf(data []byte, rep *Report) (err error) {
 		return -1
 	}
 	type done struct {
-		rep   SignatureReport
-		end   int64
-		embed bool
-		ts    bool
+		s          pdfSig
+		rep        SignatureReport
+		end        int64
+		signedData imprintOf
+		ok         bool // the byte range is sound: the rest of the checks apply
+		proves     bool // a document timestamp that passed: a proof of existence of what it covers
+		embed      bool
+		ts         bool
 	}
-	var results []done
+	results := make([]done, 0, len(sigs))
 	nSig, nTS := 0, 0
 	for _, s := range sigs {
 		var sr SignatureReport
@@ -86,23 +91,46 @@ func (v *validator) pdf(data []byte, rep *Report) (err error) {
 		}
 		sr.info("field", "field %q, /SubFilter /%s", s.field, s.subFilter)
 		end, signedData, ok := v.checkByteRange(&sr, data, s, ends)
-		if !ok {
-			sr.conclude()
-			results = append(results, done{rep: sr})
+		results = append(results, done{s: s, rep: sr, end: end, signedData: signedData, ok: ok})
+	}
+	// later is the proof of existence a passed document timestamp gives to what ends at or
+	// before end (its range covers it): the earliest such timestamp's time.
+	later := func(end int64) proof {
+		var p proof
+		for _, d := range results {
+			if d.proves && d.end > end {
+				p = p.earlier(proof{at: d.rep.ProofOfExistence, by: "the document timestamp " + d.rep.ID})
+			}
+		}
+		return p
+	}
+	// Document timestamps from the last to the first: each may live on the proof a later one
+	// gives it once its own TSA certificate has expired (the LTA chain of EN 319 102-1 §5.6.3).
+	order := make([]int, 0, len(results))
+	for i := range results {
+		order = append(order, i)
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(results[b].end, results[a].end) })
+	for _, i := range order {
+		d := &results[i]
+		if !d.ok || d.rep.Kind != "document-timestamp" {
 			continue
 		}
-		var embed, ts bool
-		if sr.Kind == "document-timestamp" {
-			t, _ := v.timestamp(s.contents, "document-timestamp", sr.ID, signedData)
-			t.Checks = append(sr.Checks, t.Checks...)
-			t.Format, t.ByteRange, t.Revision, t.CoversWholeDocument = sr.Format, sr.ByteRange, sr.Revision, sr.CoversWholeDocument
-			sr = t
-		} else {
-			embed, ts = v.pdfSignature(&sr, s, signedData)
+		t, _ := v.timestampAt(d.s.contents, "document-timestamp", d.rep.ID, d.signedData, later(d.end))
+		t.Checks = append(d.rep.Checks, t.Checks...)
+		t.Format, t.ByteRange, t.Revision, t.CoversWholeDocument = d.rep.Format, d.rep.ByteRange, d.rep.Revision, d.rep.CoversWholeDocument
+		d.rep = t
+		d.proves = t.Indication == TotalPassed
+	}
+	for i := range results {
+		d := &results[i]
+		if d.ok && d.rep.Kind == "signature" {
+			d.embed, d.ts = v.pdfSignature(&d.rep, d.s, d.signedData, later(d.end))
 		}
-		v.laterUpdates(&sr, data, end, ends, sigs)
-		sr.conclude()
-		results = append(results, done{rep: sr, end: end, embed: embed, ts: ts})
+		if d.ok {
+			v.laterUpdates(&d.rep, data, d.end, ends, sigs)
+		}
+		d.rep.conclude()
 	}
 	// Levels: B-LTA needs a passed document timestamp whose range covers the DSS.
 	for i := range results {
@@ -307,7 +335,7 @@ func (v *validator) checkByteRange(sr *SignatureReport, data []byte, s pdfSig, e
 }
 
 // pdfSignature checks the CMS of a signature dictionary.
-func (v *validator) pdfSignature(sr *SignatureReport, s pdfSig, content imprintOf) (embedded, timestamped bool) {
+func (v *validator) pdfSignature(sr *SignatureReport, s pdfSig, content imprintOf, later proof) (embedded, timestamped bool) {
 	switch s.subFilter {
 	case "ETSI.CAdES.detached":
 		sr.Format = "PAdES-BASELINE"
@@ -335,7 +363,7 @@ func (v *validator) pdfSignature(sr *SignatureReport, s pdfSig, content imprintO
 			sr.pass("format", "PAdES baseline: CAdES detached, no signing-time")
 		}
 	}
-	embedded, timestamped = v.signature(sr, p, content, sr.Format == "PAdES-BASELINE")
+	embedded, timestamped = v.signatureAt(sr, p, content, sr.Format == "PAdES-BASELINE", later)
 	if sr.ClaimedSigningTime == nil {
 		if t, ok := parsePDFDate(s.m); ok {
 			sr.ClaimedSigningTime = &t

@@ -62,9 +62,36 @@ func bytesImprint(b []byte) imprintOf {
 	}
 }
 
+// proof is a proof of existence (EN 319 102-1 §5.6.2.3, POE) of an object at a time: a verified
+// timestamp over it, named by its report's ID. The zero proof is none.
+type proof struct {
+	at time.Time
+	by string
+}
+
+func (p proof) ok() bool { return p.by != "" }
+
+// earlier returns the earlier of two proofs (a missing one loses).
+func (p proof) earlier(q proof) proof {
+	if !p.ok() || q.ok() && q.at.Before(p.at) {
+		return q
+	}
+	return p
+}
+
 // timestamp verifies a DER TimeStampToken whose imprint must be want's (nil: not checked, the
 // caller reports that), as a report of kind kind. The token's time is the report's POE.
-func (v *validator) timestamp(der []byte, kind, id string, want imprintOf) (rep SignatureReport, _ *tstInfo) {
+func (v *validator) timestamp(der []byte, kind, id string, want imprintOf) (SignatureReport, *tstInfo) {
+	return v.timestampAt(der, kind, id, want, proof{})
+}
+
+// timestampAt is timestamp for a token that a later timestamp proves to have existed at
+// later.at: when the TSA's certificate has expired by the validation time, the chain is
+// validated at that proof instead (EN 319 102-1 §5.6.2.1, past signature validation), and a
+// TSA revoked after it does not invalidate the token. Without such a proof the TSA's chain
+// must be valid and unrevoked at the validation time: a token is no proof of its own
+// existence, since a TSA key compromised and revoked later could have dated it at will.
+func (v *validator) timestampAt(der []byte, kind, id string, want imprintOf, later proof) (rep SignatureReport, _ *tstInfo) {
 	rep = SignatureReport{ID: id, Kind: kind, Format: "RFC3161"}
 	defer rep.conclude() // rep is the named result: the deferred call sets what is returned
 	p, err := parseSignedData(der)
@@ -106,12 +133,14 @@ func (v *validator) timestamp(der []byte, kind, id string, want imprintOf) (rep 
 	} else {
 		rep.pass("tsa-certificate", "timeStamping extended key usage")
 	}
-	// A token is no proof of its own existence: a TSA key compromised and revoked later could
-	// have dated it at will. So the TSA's chain must be valid and unrevoked now (a later
-	// timestamp over this one would give the earlier POE EN 319 102-1 allows; not used yet).
-	chain := v.buildChain(&rep, cert, p.certs, v.vtime, false, x509.ExtKeyUsageTimeStamping)
+	poe := v.vtime
+	if later.ok() {
+		poe = later.at
+		rep.info("proof-of-existence", "the token existed at %s: %s covers it", later.at.Format(time.RFC3339), later.by)
+	}
+	chain := v.buildChain(&rep, cert, p.certs, poe, later.ok(), x509.ExtKeyUsageTimeStamping)
 	if chain != nil {
-		v.revocation(&rep, chain, p.ocsps, p.crls, v.vtime, false)
+		v.revocation(&rep, chain, p.ocsps, p.crls, poe, later.ok())
 	}
 	return rep, info
 }
@@ -176,12 +205,13 @@ func (v *validator) checkSigner(rep *SignatureReport, p *signedData, content imp
 }
 
 // signatureTimestamps verifies the signature-time-stamp attributes of p and adds them to rep;
-// it returns the earliest verified time.
-func (v *validator) signatureTimestamps(rep *SignatureReport, p *signedData) (time.Time, bool) {
+// it returns the earliest verified time. later is a proof of existence of the tokens from a
+// timestamp over them (a PDF's document timestamp).
+func (v *validator) signatureTimestamps(rep *SignatureReport, p *signedData, later proof) (time.Time, bool) {
 	var poe time.Time
 	ok := false
 	for i, tok := range p.unsignedAttr[oidSignatureTimeStamp.String()] {
-		ts, _ := v.timestamp(tok, "signature-timestamp", fmt.Sprintf("%s-ts%d", rep.ID, i+1), bytesImprint(p.signature))
+		ts, _ := v.timestampAt(tok, "signature-timestamp", fmt.Sprintf("%s-ts%d", rep.ID, i+1), bytesImprint(p.signature), later)
 		rep.Timestamps = append(rep.Timestamps, ts)
 		if ts.Indication == TotalPassed && (!ok || ts.ProofOfExistence.Before(poe)) {
 			poe, ok = ts.ProofOfExistence, true
@@ -203,14 +233,28 @@ func (v *validator) signatureTimestamps(rep *SignatureReport, p *signedData) (ti
 // It returns whether the revocation came from embedded data only and whether a timestamp
 // proved the signature's existence.
 func (v *validator) signature(rep *SignatureReport, p *signedData, content imprintOf, requireBinding bool) (embedded, timestamped bool) {
+	return v.signatureAt(rep, p, content, requireBinding, proof{})
+}
+
+// signatureAt is signature for a signature that a later timestamp (a PDF's document timestamp)
+// proves to have existed, with its signature timestamps, at later.at: the signature
+// timestamps are validated at that proof when their TSA has expired since, and without a
+// valid signature timestamp the later proof is the signature's own. timestamped still says
+// whether a signature timestamp proved the signature (the T level).
+func (v *validator) signatureAt(rep *SignatureReport, p *signedData, content imprintOf, requireBinding bool, later proof) (embedded, timestamped bool) {
 	rep.ClaimedSigningTime = p.signingTime()
 	cert := v.checkSigner(rep, p, content, requireBinding)
 	if cert == nil {
 		return false, false
 	}
-	poe, proven := v.signatureTimestamps(rep, p)
+	poe, timestamped := v.signatureTimestamps(rep, p, later)
+	proven := timestamped
 	if !proven {
 		poe = v.vtime
+	}
+	if later.ok() && (!proven || later.at.Before(poe)) {
+		poe, proven = later.at, true
+		rep.info("proof-of-existence", "the signature existed at %s: %s covers it", later.at.Format(time.RFC3339), later.by)
 	}
 	rep.ProofOfExistence = poe
 	if rep.ClaimedSigningTime != nil && proven && rep.ClaimedSigningTime.After(poe.Add(time.Minute)) {
@@ -222,7 +266,7 @@ func (v *validator) signature(rep *SignatureReport, p *signedData, content impri
 	rep.info("qualification", "%s: %s (from the certificate; no trusted list consulted)", q, why)
 	chain := v.buildChain(rep, cert, p.certs, poe, proven, x509.ExtKeyUsageAny)
 	if chain == nil {
-		return false, proven
+		return false, timestamped
 	}
 	embedded = v.revocation(rep, chain, p.ocsps, p.crls, poe, proven)
 	// The TSA's revocation data must be embedded too for LT.
@@ -233,7 +277,7 @@ func (v *validator) signature(rep *SignatureReport, p *signedData, content impri
 			}
 		}
 	}
-	return embedded, proven
+	return embedded, timestamped
 }
 
 // cmsDocument validates a DER CMS SignedData: CAdES when it binds its signing certificate,
