@@ -26,7 +26,12 @@
 // but the document shown is not the one signed, and a relying party reads the document.
 //
 // A timestamp's time is a proof of existence for what it covers, never for itself: its TSA's
-// chain and revocation are checked at the validation time.
+// chain and revocation are checked at the validation time, unless a later verified timestamp
+// covers the token. In a PDF, a passed document timestamp proves that everything its range
+// covers existed at its time (earlier document timestamps, signatures and their timestamps, the
+// DSS): those are then validated at that time once a certificate of theirs has expired (EN 319
+// 102-1 §5.6.2.1, past signature validation), from the last document timestamp to the first,
+// so the latest one, validated now, keeps the earlier ones alive.
 package validation
 
 import (
