@@ -244,11 +244,13 @@ func (o *onceSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts)
 	return o.SignContext(o.ctx, rand, digest, opts)
 }
 
-func (o *onceSigner) SignContext(ctx context.Context, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+// SignContext signs with the signer's own context, which carries the SAD's audit detail: the
+// formats pass theirs, which does not.
+func (o *onceSigner) SignContext(_ context.Context, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if o.used.Swap(true) {
 		return nil, errSignedTwice
 	}
-	return o.inner.SignContext(ctx, rand, digest, opts)
+	return o.inner.SignContext(o.ctx, rand, digest, opts)
 }
 
 func (s *Service) signDocument(ctx context.Context, signer signing.Signer, d Document) ([]byte, error) {
