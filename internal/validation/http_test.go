@@ -70,11 +70,12 @@ func TestHTTP(t *testing.T) {
 		body []byte
 		code int
 	}{
-		"not a signature": {[]byte("hello"), 400},
-		"unsigned PDF":    {signingtest.PDF("x"), 400},
-		"too large":       {bytes.Repeat([]byte("%PDF-"), 300000), 413},
-		"XML":             {[]byte("<doc/>"), 422},
-		"ASiC-E":          {[]byte("PK\x03\x04mimetypeapplication/vnd.etsi.asic-e+zip"), 422},
+		"not a signature":   {[]byte("hello"), 400},
+		"unsigned PDF":      {signingtest.PDF("x"), 400},
+		"too large":         {bytes.Repeat([]byte("%PDF-"), 300000), 413},
+		"XML, no signature": {[]byte("<doc/>"), 400},
+		"XML with a DTD":    {[]byte(`<?xml version="1.0"?><!DOCTYPE d [<!ENTITY e "x">]><d>&e;</d>`), 400},
+		"broken ASiC-E":     {[]byte("PK\x03\x04mimetypeapplication/vnd.etsi.asic-e+zip"), 400},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, body, ct := post(t, "application/octet-stream", tc.body)

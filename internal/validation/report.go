@@ -49,7 +49,7 @@ const (
 // Report is the validation report of one document (after TS 119 102-2's ValidationReport: a
 // signature validation report per signature, the validation time, and a conclusion).
 type Report struct {
-	Format         string    `json:"format"` // PDF, CMS, RFC3161
+	Format         string    `json:"format"` // PDF, CMS, RFC3161, XML, ASiC-E
 	Size           int64     `json:"size"`
 	ValidationTime time.Time `json:"validationTime"`
 	// Indication is the document's conclusion: the worst of its signatures' (TOTAL-FAILED over
@@ -59,7 +59,10 @@ type Report struct {
 	SubIndication SubIndication `json:"subIndication,omitempty"`
 	Message       string        `json:"message,omitempty"`
 	// Revisions is the number of incremental revisions of a PDF.
-	Revisions  int               `json:"revisions,omitempty"`
+	Revisions int `json:"revisions,omitempty"`
+	// Entries are an ASiC-E container's entries; a data entry no signature covers keeps the
+	// container from TOTAL-PASSED.
+	Entries    []ContainerEntry  `json:"entries,omitempty"`
 	Signatures []SignatureReport `json:"signatures"`
 }
 
@@ -91,7 +94,28 @@ type SignatureReport struct {
 	Revision            int      `json:"revision,omitempty"`
 	CoversWholeDocument bool     `json:"coversWholeDocument,omitempty"`
 	LaterUpdates        []string `json:"laterUpdates,omitempty"`
-	Checks              []Check  `json:"checks"`
+	// SignedObjects are what the verified References (XML) or manifest entries (ASiC-E)
+	// cover, each named by where it is, as it was verified.
+	SignedObjects []SignedObject `json:"signedObjects,omitempty"`
+	Checks        []Check        `json:"checks"`
+}
+
+// SignedObject is what one Reference or ASiCManifest DataObjectReference covers.
+type SignedObject struct {
+	URI  string `json:"uri"`
+	Type string `json:"type,omitempty"` // the Reference's Type, when given
+	// Target is "/" (the whole document), the element's position (/Invoice[1]/Item[2]),
+	// content:NAME (Options.Content) or entry:NAME (an ASiC-E entry).
+	Target string `json:"target"`
+}
+
+// ContainerEntry is one entry of an ASiC-E container and the signatures that cover it.
+type ContainerEntry struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	// Kind: data, signature, manifest, mimetype, metadata (other META-INF entries).
+	Kind     string   `json:"kind"`
+	SignedBy []string `json:"signedBy,omitempty"`
 }
 
 // CertInfo describes a certificate.
@@ -184,6 +208,13 @@ func (r *Report) summarize() {
 			r.Indication, r.SubIndication, r.Message = s.Indication, s.SubIndication, s.ID+": "+string(s.SubIndication)
 		}
 	}
+	// A container entry no signature covers was not signed (added after signing, or never
+	// meant to be): the container as a whole is not what was signed.
+	for _, e := range r.Entries {
+		if e.Kind == "data" && len(e.SignedBy) == 0 && r.Indication != TotalFailed {
+			r.Indication, r.SubIndication, r.Message = TotalFailed, FormatFailure, "entry "+e.Name+" is covered by no signature"
+		}
+	}
 }
 
 // Text is a readable summary, one block per signature.
@@ -201,6 +232,14 @@ func (r Report) Text() string {
 		fmt.Fprintf(&b, " (%s)", r.Message)
 	}
 	b.WriteString("\n")
+	for _, e := range r.Entries {
+		fmt.Fprintf(&b, "entry %s (%s, %d bytes): ", e.Name, e.Kind, e.Size)
+		if len(e.SignedBy) == 0 {
+			b.WriteString("not signed\n")
+		} else {
+			fmt.Fprintf(&b, "signed by %s\n", strings.Join(e.SignedBy, ", "))
+		}
+	}
 	for _, s := range r.Signatures {
 		writeSig(&b, s, "")
 	}
@@ -239,6 +278,9 @@ func writeSig(b *strings.Builder, s SignatureReport, indent string) {
 		for _, u := range s.LaterUpdates {
 			fmt.Fprintf(b, "%s  later update: %s\n", indent, u)
 		}
+	}
+	for _, o := range s.SignedObjects {
+		fmt.Fprintf(b, "%s  signed: %s (URI %q)\n", indent, o.Target, o.URI)
 	}
 	for _, c := range s.Checks {
 		if c.Result == "PASSED" || c.Result == "INFO" {

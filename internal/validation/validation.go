@@ -4,8 +4,9 @@
 // Validate takes a PDF (each signature and document timestamp in it: PAdES baseline, or a
 // legacy adbe.pkcs7.detached signature reported as PKCS#7), a DER CMS SignedData (CAdES or plain
 // CMS; a detached one needs Options.Content) or an RFC 3161 TimeStampToken / TimeStampResp
-// (whose imprint is checked against Options.Content when given). XAdES and ASiC-E are refused
-// with signing.ErrUnsupported for now.
+// (whose imprint is checked against Options.Content when given), an XML document with
+// XML-DSig or XAdES signatures (enveloped, enveloping, or detached over Options.Content; see
+// xml.go) or an ASiC-E container (XAdES or CAdES over an ASiCManifest; see asic.go).
 //
 // The contract: Validate never trusts what the document says about itself. Every signature is
 // checked cryptographically, its signing certificate must be bound by signing-certificate(-v2)
@@ -124,9 +125,11 @@ func Validate(ctx context.Context, doc io.ReaderAt, size int64, opts Options) (R
 		rep.Format = "RFC3161"
 		err = v.timestampDocument(data, &rep)
 	case "xml":
-		return Report{}, fmt.Errorf("%w: validation: XAdES / XML signatures are not validated yet", signing.ErrUnsupported)
+		rep.Format = "XML"
+		err = v.xmlDocument(data, &rep)
 	case "zip":
-		return Report{}, fmt.Errorf("%w: validation: ASiC containers are not validated yet", signing.ErrUnsupported)
+		rep.Format = "ASiC-E"
+		err = v.asicContainer(data, &rep)
 	default:
 		return Report{}, fmt.Errorf("%w: validation: not a PDF, a DER CMS signature or an RFC 3161 timestamp", signing.ErrInvalid)
 	}

@@ -1,0 +1,19 @@
+package xades
+
+import "github.com/beevik/etree"
+
+// These are the parsing and canonicalization of this package, for the validator
+// (internal/validation), which must read and canonicalize exactly as the signer does.
+
+// ParseXML parses an untrusted XML document as Sign does: a DTD or any directive is refused
+// with signing.ErrInvalid before the tree is built (no entity is defined, expanded or fetched),
+// and elements may nest at most 256 deep.
+func ParseXML(data []byte) (*etree.Document, error) { return parseXML(data) }
+
+// ExcC14N is the exclusive canonical form (Exclusive XML Canonicalization 1.0, without
+// comments, no InclusiveNamespaces prefix list) of el as it stands in its document.
+func ExcC14N(el *etree.Element) ([]byte, error) { return excC14N(el) }
+
+// DocC14N is the exclusive canonical form of the whole document without comments: what a
+// same-document Reference URI="" yields after exclusive C14N.
+func DocC14N(doc *etree.Document) ([]byte, error) { return docC14N(doc) }

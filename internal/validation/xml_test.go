@@ -1,0 +1,142 @@
+package validation_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vula-eid/vula/internal/signing"
+	"github.com/vula-eid/vula/internal/signing/signingtest"
+	"github.com/vula-eid/vula/internal/signing/xades"
+	"github.com/vula-eid/vula/internal/testenv"
+	"github.com/vula-eid/vula/internal/validation"
+)
+
+const invoiceXML = `<?xml version="1.0" encoding="UTF-8"?>
+<inv:Invoice xmlns:inv="urn:vula:invoice" xmlns:x="urn:other" Id="invoice">
+  <inv:Party Id="party">Tax Administration</inv:Party>
+  <!-- a comment -->
+  <inv:Amount currency="EUR">100.00</inv:Amount>
+  <x:Note>ë ç č ć š ž đ &amp; &lt;</x:Note>
+</inv:Invoice>
+`
+
+// signXAdES signs input with s as Vula's xades package does.
+func signXAdES(t testing.TB, env *signingtest.Env, s signing.Signer, input []byte, p xades.Packaging, level signing.Level) []byte {
+	t.Helper()
+	opts := xades.Options{Level: level, Packaging: p, Timestamper: env.TSA, Revocation: env.PKI}
+	if p != xades.Enveloped {
+		opts.MimeType = "application/xml"
+	}
+	if p == xades.Detached {
+		opts.FileName = "invoice file.xml"
+	}
+	out, err := xades.Sign(context.Background(), bytes.NewReader(input), s, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// xmlsecVerify runs xmlsec1 --verify on doc trusting the platform's root (detached data in
+// the same directory under the names given); it returns whether xmlsec1 said OK.
+func xmlsecVerify(t testing.TB, env *signingtest.Env, doc []byte, files map[string][]byte) (bool, string) {
+	t.Helper()
+	testenv.Need(t, "xmlsec1")
+	dir := t.TempDir()
+	for n, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sig.xml"), doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("xmlsec1", "--verify", "--trusted-pem", env.RootPEM, "--untrusted-pem", env.ChainPEM,
+		"--id-attr:Id", "http://uri.etsi.org/01903/v1.3.2#:SignedProperties", "--id-attr:Id", "http://www.w3.org/2000/09/xmldsig#:Object", "sig.xml")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	return err == nil && bytes.Contains(out, []byte("OK")), string(out)
+}
+
+func TestXAdESLevels(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	input := []byte(invoiceXML)
+	for _, p := range []xades.Packaging{xades.Enveloped, xades.Enveloping, xades.Detached} {
+		for _, level := range signing.Levels {
+			t.Run(string(p)+"/"+string(level), func(t *testing.T) {
+				doc := signXAdES(t, env, env.Seal, input, p, level)
+				opts := validation.Options{TrustAnchors: anchors(env)}
+				if !level.AtLeast(signing.LevelLT) {
+					opts.Fetch = validation.RevocationFetcher{R: env.PKI}
+				}
+				if p == xades.Detached {
+					opts.Content, opts.ContentSize = bytes.NewReader(input), int64(len(input))
+				}
+				rep := validate(t, doc, opts)
+				if rep.Indication != validation.TotalPassed || rep.Format != "XML" || len(rep.Signatures) != 1 {
+					t.Fatalf("%s/%s\n%s", rep.Indication, rep.SubIndication, rep.Text())
+				}
+				s := rep.Signatures[0]
+				if s.Format != "XAdES-BASELINE" || s.Level != level || s.Qualification != "QESeal" {
+					t.Fatalf("format %s level %s qualification %s\n%s", s.Format, s.Level, s.Qualification, rep.Text())
+				}
+				want := map[xades.Packaging]string{xades.Enveloped: "/", xades.Enveloping: "/ds:Signature[1]/ds:Object[1]", xades.Detached: "content:invoice file.xml"}[p]
+				if len(s.SignedObjects) != 1 || s.SignedObjects[0].Target != want {
+					t.Fatalf("signed objects %+v, want %s", s.SignedObjects, want)
+				}
+				if level.AtLeast(signing.LevelLT) {
+					for _, r := range s.Revocation {
+						if r.Source != "XAdES" {
+							t.Errorf("revocation of %s from %s, want XAdES (RevocationValues)", r.Subject, r.Source)
+						}
+					}
+				}
+				if level == signing.LevelLTA && (len(s.Timestamps) != 2 || s.Timestamps[1].Kind != "archive-timestamp" || s.Timestamps[1].Indication != validation.TotalPassed) {
+					t.Fatalf("no passed archive timestamp\n%s", dump(t, rep))
+				}
+				t.Log(rep.Text())
+				if !strings.Contains(rep.Text(), "signed: "+want) {
+					t.Errorf("the text report does not name what is signed:\n%s", rep.Text())
+				}
+			})
+		}
+	}
+}
+
+// TestXAdESTampered: a changed data byte, SigningTime or SignatureValue fails (HASH_FAILURE,
+// SIG_CRYPTO_FAILURE), and xmlsec1 --verify agrees with each verdict.
+func TestXAdESTampered(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	doc := signXAdES(t, env, env.Seal, []byte(invoiceXML), xades.Enveloped, signing.LevelT)
+	opts := validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}
+	if ok, out := xmlsecVerify(t, env, doc, nil); !ok {
+		t.Fatalf("xmlsec1 rejects the untampered signature:\n%s", out)
+	}
+	for _, tc := range []struct {
+		name, old, new string
+		sub            validation.SubIndication
+	}{
+		{"data", "100.00", "900.00", validation.HashFailure},
+		{"signing time", "<xades:SigningTime>20", "<xades:SigningTime>19", validation.HashFailure},
+		{"signature value", "-sigvalue\">", "-sigvalue\">AAAA", validation.SigCryptoFailure},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := bytes.Replace(doc, []byte(tc.old), []byte(tc.new), 1)
+			if bytes.Equal(bad, doc) {
+				t.Fatalf("%q is not in the document", tc.old)
+			}
+			rep := validate(t, bad, opts)
+			if rep.Indication != validation.TotalFailed || rep.SubIndication != tc.sub {
+				t.Fatalf("%s/%s, want TOTAL-FAILED/%s\n%s", rep.Indication, rep.SubIndication, tc.sub, rep.Text())
+			}
+			if ok, out := xmlsecVerify(t, env, bad, nil); ok {
+				t.Fatalf("xmlsec1 accepts what Vula fails:\n%s", out)
+			}
+		})
+	}
+}
