@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/digitorus/pdf"
 )
@@ -46,14 +47,15 @@ func (v *validator) laterUpdates(sr *SignatureReport, data []byte, end int64, en
 	if e := ends; len(e) > 0 && e[len(e)-1] < int64(len(data)) && len(bytes.TrimSpace(data[e[len(e)-1]:])) > 0 {
 		sr.LaterUpdates = append(sr.LaterUpdates, "bytes after the last %%EOF")
 	}
-	problems, err := diffRevisions(data[:end], data)
+	problems, notes, err := diffRevisions(data[:end], data)
+	sr.LaterUpdates = append(sr.LaterUpdates, notes...)
 	switch {
 	case err != nil:
 		sr.fail("modifications", FormatFailure, "the revisions after the signed one could not be compared with it: %v", err)
 	case len(problems) > 0:
 		sr.fail("modifications", FormatFailure, "the document was modified after signing: %s", joinMax(problems, 5))
 	default:
-		sr.pass("modifications", "the later updates add only validation data, document timestamps and signatures")
+		sr.pass("modifications", "the later updates add only validation data, document timestamps and signatures%s", allowedNote(notes))
 	}
 }
 
@@ -74,8 +76,16 @@ func joinMax(list []string, n int) string {
 var errTooComplex = errors.New("too many objects to compare")
 
 // diffRevisions compares the signed revision with the whole document and lists the changes
-// that are not allowed after a signature.
-func diffRevisions(signed, whole []byte) (problems []string, err error) {
+// that are not allowed after a signature (problems) and the allowed ones worth telling a
+// relying party (notes: form fields filled in, annotations under DocMDP P=3).
+//
+// What may change follows the certification's DocMDP P (ISO 32000-1 §12.8.2.2) and the FieldMDP
+// locks of the signatures in the signed revision (§12.8.2.4): with no certification or P=2 or 3,
+// a form field not locked may be filled in — its /V (or a button's /AS) changed, with its
+// appearance (/AP) — and signatures added; P=3 also lets annotations other than widgets be
+// added, changed or removed; P=1 permits nothing but validation data and document timestamps.
+// An appearance changed without a new value is not filling in (a shadow attack's overlay).
+func diffRevisions(signed, whole []byte) (problems, notes []string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("malformed PDF: %v", p)
@@ -83,14 +93,16 @@ func diffRevisions(signed, whole []byte) (problems []string, err error) {
 	}()
 	rs, err := pdf.NewReader(bytes.NewReader(signed), int64(len(signed)))
 	if err != nil {
-		return nil, fmt.Errorf("the signed revision does not open on its own: %v", err)
+		return nil, nil, fmt.Errorf("the signed revision does not open on its own: %v", err)
 	}
 	rw, err := pdf.NewReader(bytes.NewReader(whole), int64(len(whole)))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c := &comparer{budget: 200000, bytesLeft: maxCompared, seen: map[[2]any]bool{}}
 	catS, catW := rs.Trailer().Key("Root"), rw.Trailer().Key("Root")
+	p := docMDP(catS)
+	locks := fieldLocks(catS)
 	// The catalog: everything but the DSS, the AcroForm (compared below) and the page tree
 	// (compared page by page) must be as signed.
 	for _, k := range union(catS.Keys(), catW.Keys()) {
@@ -102,57 +114,124 @@ func diffRevisions(signed, whole []byte) (problems []string, err error) {
 			problems = append(problems, "the catalog's /"+k+" changed")
 		}
 	}
+	// fill tells whether field (named name) may have been filled in from a to b, and else why not.
+	fill := func(a, b pdf.Value, name string) (bool, string) {
+		if !c.equalExcept(a, b, "P", "Parent", "V", "AS", "AP") {
+			return false, "beyond its value and appearance"
+		}
+		if c.equal(a.Key("V"), b.Key("V")) && c.equal(a.Key("AS"), b.Key("AS")) {
+			return false, "its appearance without its value"
+		}
+		if p == 1 {
+			return false, "on a document certified with no changes permitted (DocMDP P=1)"
+		}
+		if by := locks(name); by != "" {
+			return false, fmt.Sprintf("locked by the FieldMDP of signature field %q", by)
+		}
+		return true, ""
+	}
 	ps, pw := pages(catS.Key("Pages")), pages(catW.Key("Pages"))
 	if len(ps) != len(pw) {
 		problems = append(problems, fmt.Sprintf("the page count changed from %d to %d", len(ps), len(pw)))
 	} else {
-		if !c.equalExcept(catS.Key("Pages"), catW.Key("Pages"), "Kids", "Count", "Parent") {
-			problems = append(problems, "the page tree's inherited attributes changed")
+		if k := c.changedKeys(catS.Key("Pages"), catW.Key("Pages"), "Kids", "Count", "Parent"); len(k) > 0 {
+			problems = append(problems, "the page tree's inherited attributes changed: "+keyList(k))
 		}
 		for i := range ps {
-			if !c.equalExcept(ps[i], pw[i], "Annots", "Parent") {
-				problems = append(problems, fmt.Sprintf("page %d changed (content, resources or attributes)", i+1))
+			if k := c.changedKeys(ps[i], pw[i], "Annots", "Parent"); len(k) > 0 {
+				problems = append(problems, fmt.Sprintf("page %d changed: %s", i+1, keyList(k)))
 			}
 			as, aw := ps[i].Key("Annots"), pw[i].Key("Annots")
 			if aw.Len() < as.Len() {
-				problems = append(problems, fmt.Sprintf("page %d lost annotations", i+1))
+				if p == 3 {
+					notes = append(notes, fmt.Sprintf("page %d: annotations removed (DocMDP P=3 permits it)", i+1))
+				} else {
+					problems = append(problems, fmt.Sprintf("page %d lost annotations", i+1))
+				}
 				continue
 			}
 			for j := range as.Len() {
-				if !c.equalExcept(as.Index(j), aw.Index(j), "P", "Parent") {
-					problems = append(problems, fmt.Sprintf("annotation %d of page %d changed", j+1, i+1))
+				a, b := as.Index(j), aw.Index(j)
+				if c.equalExcept(a, b, "P", "Parent") {
+					continue
+				}
+				switch name := fieldName(b); {
+				case a.Key("Subtype").Name() == "Widget" && name != "":
+					if ok, why := fill(a, b, name); !ok {
+						problems = append(problems, fmt.Sprintf("the widget of form field %q on page %d changed %s", name, i+1, why))
+					}
+				case p == 3 && a.Key("Subtype").Name() != "Widget" && b.Key("Subtype").Name() != "Widget":
+					notes = append(notes, fmt.Sprintf("page %d: annotation %d changed (DocMDP P=3 permits it)", i+1, j+1))
+				default:
+					problems = append(problems, fmt.Sprintf("annotation %d (/%s) of page %d changed", j+1, a.Key("Subtype").Name(), i+1))
 				}
 			}
 			for j := as.Len(); j < aw.Len(); j++ {
-				if !isSigWidget(aw.Index(j)) {
-					problems = append(problems, fmt.Sprintf("page %d has a new annotation that is not a signature widget", i+1))
+				a := aw.Index(j)
+				switch {
+				case isSigWidget(a):
+				case p == 3 && a.Key("Subtype").Name() != "Widget":
+					notes = append(notes, fmt.Sprintf("page %d: a new /%s annotation (DocMDP P=3 permits it)", i+1, a.Key("Subtype").Name()))
+				default:
+					problems = append(problems, fmt.Sprintf("page %d has a new /%s annotation that is not a signature widget", i+1, a.Key("Subtype").Name()))
 				}
 			}
 		}
 	}
-	// The form: every field as signed, except that an empty signature field may get signed;
-	// new fields only for signatures.
+	// The form: every field as signed, except that an empty signature field may get signed and
+	// a field may be filled in (above); new fields only for signatures.
 	fs, fw := catS.Key("AcroForm"), catW.Key("AcroForm")
-	if !c.equalExcept(fs, fw, "Fields", "SigFlags") && fs.Kind() != pdf.Null {
-		problems = append(problems, "the form's attributes changed")
+	if k := c.changedKeys(fs, fw, "Fields", "SigFlags"); len(k) > 0 && fs.Kind() != pdf.Null {
+		problems = append(problems, "the form's attributes changed: "+keyList(k))
+	}
+	var walk func(a, b pdf.Value, name string, depth int)
+	walk = func(a, b pdf.Value, name string, depth int) {
+		if t := a.Key("T"); t.Kind() == pdf.String {
+			if name != "" {
+				name += "."
+			}
+			name += t.Text()
+		}
+		if ka, kb := a.Key("Kids"), b.Key("Kids"); ka.Kind() == pdf.Array && depth < 32 {
+			if ka.Len() != kb.Len() || !c.equalExcept(a, b, "Kids", "P", "Parent", "V") {
+				problems = append(problems, fmt.Sprintf("form field %q changed", name))
+				return
+			}
+			for i := range ka.Len() {
+				walk(ka.Index(i), kb.Index(i), name, depth+1)
+			}
+			if !c.equal(a.Key("V"), b.Key("V")) {
+				if ok, why := fill(a, b, name); !ok && !strings.HasPrefix(why, "beyond") {
+					problems = append(problems, fmt.Sprintf("form field %q changed %s", name, why))
+				} else {
+					notes = append(notes, fmt.Sprintf("form field %q filled in", name))
+				}
+			}
+			return
+		}
+		switch {
+		case c.equalExcept(a, b, "P", "Parent"):
+		case a.Key("FT").Name() == "Sig" && a.Key("V").IsNull():
+			if !c.equalExcept(a, b, "V", "P", "Parent") {
+				problems = append(problems, fmt.Sprintf("signature field %q changed", name))
+			}
+		case a.Key("FT").Name() == "Sig" || fieldType(a) == "Sig":
+			problems = append(problems, fmt.Sprintf("signature field %q changed", name))
+		default:
+			if ok, why := fill(a, b, name); ok {
+				notes = append(notes, fmt.Sprintf("form field %q filled in", name))
+			} else {
+				problems = append(problems, fmt.Sprintf("form field %q changed %s", name, why))
+			}
+		}
 	}
 	ls, lw := fs.Key("Fields"), fw.Key("Fields")
 	if lw.Len() < ls.Len() {
 		problems = append(problems, "form fields were removed")
 	} else {
 		for j := range ls.Len() {
-			a, b := ls.Index(j), lw.Index(j)
-			if a.Key("FT").Name() == "Sig" && a.Key("V").IsNull() {
-				if !c.equalExcept(a, b, "V", "P", "Parent") {
-					problems = append(problems, fmt.Sprintf("form field %q changed", a.Key("T").Text()))
-				}
-				continue
-			}
-			if !c.equalExcept(a, b, "P", "Parent") {
-				problems = append(problems, fmt.Sprintf("form field %q changed", a.Key("T").Text()))
-			}
+			walk(ls.Index(j), lw.Index(j), "", 0)
 		}
-		p := docMDP(catS)
 		for j := ls.Len(); j < lw.Len(); j++ {
 			f := lw.Index(j)
 			switch {
@@ -165,9 +244,106 @@ func diffRevisions(signed, whole []byte) (problems []string, err error) {
 		}
 	}
 	if c.budget < 0 {
-		return nil, errTooComplex
+		return nil, nil, errTooComplex
 	}
-	return problems, nil
+	return problems, notes, nil
+}
+
+// fieldName is the fully qualified name of the field a widget belongs to ("" when it is none).
+func fieldName(w pdf.Value) string {
+	var parts []string
+	for f, i := w, 0; f.Kind() == pdf.Dict && i < 32; f, i = f.Key("Parent"), i+1 {
+		if t := f.Key("T"); t.Kind() == pdf.String {
+			parts = append([]string{t.Text()}, parts...)
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+// fieldType is a field's /FT, inherited from its ancestors.
+func fieldType(f pdf.Value) string {
+	for i := 0; f.Kind() == pdf.Dict && i < 32; f, i = f.Key("Parent"), i+1 {
+		if ft := f.Key("FT"); ft.Kind() == pdf.Name {
+			return ft.Name()
+		}
+	}
+	return ""
+}
+
+// fieldLocks reads the FieldMDP locks of the signed signatures of a revision: the /Reference
+// FieldMDP transforms of their signature dictionaries (what was signed) and their fields' /Lock
+// dictionaries. It returns a function naming the signature field that locks a field ("": none).
+func fieldLocks(cat pdf.Value) func(string) string {
+	type lock struct {
+		by     string
+		action string
+		fields []string
+	}
+	var locks []lock
+	read := func(by string, d pdf.Value) {
+		if d.Kind() != pdf.Dict {
+			return
+		}
+		l := lock{by: by, action: d.Key("Action").Name()}
+		fl := d.Key("Fields")
+		for i := range min(fl.Len(), 1000) {
+			l.fields = append(l.fields, fl.Index(i).Text())
+		}
+		locks = append(locks, l)
+	}
+	fields := cat.Key("AcroForm").Key("Fields")
+	for i := range min(fields.Len(), 1000) {
+		f := fields.Index(i)
+		if f.Key("FT").Name() != "Sig" || f.Key("V").Kind() != pdf.Dict {
+			continue
+		}
+		by := f.Key("T").Text()
+		read(by, f.Key("Lock"))
+		refs := f.Key("V").Key("Reference")
+		for j := range min(refs.Len(), 16) {
+			if r := refs.Index(j); r.Key("TransformMethod").Name() == "FieldMDP" {
+				read(by, r.Key("TransformParams"))
+			}
+		}
+	}
+	return func(name string) string {
+		for _, l := range locks {
+			listed := slices.ContainsFunc(l.fields, func(f string) bool { return f == name || strings.HasPrefix(name, f+".") })
+			switch {
+			case l.action == "All", l.action == "Include" && listed, l.action == "Exclude" && !listed:
+				return l.by
+			}
+		}
+		return ""
+	}
+}
+
+// changedKeys lists the keys of a and b whose values differ (skip aside); a stream's data
+// counts as the key "stream data", a value of another kind as "its kind".
+func (c *comparer) changedKeys(a, b pdf.Value, skip ...string) []string {
+	if a.Kind() != b.Kind() {
+		return []string{"its kind"}
+	}
+	if a.Kind() != pdf.Dict && a.Kind() != pdf.Stream {
+		if c.equal(a, b) {
+			return nil
+		}
+		return []string{"its value"}
+	}
+	var out []string
+	for _, k := range union(a.Keys(), b.Keys()) {
+		if !slices.Contains(skip, k) && !c.equal(a.Key(k), b.Key(k)) {
+			out = append(out, "/"+k)
+		}
+	}
+	if a.Kind() == pdf.Stream && !c.sameData(a, b) {
+		out = append(out, "stream data")
+	}
+	return out
+}
+
+func keyList(k []string) string {
+	return joinMax(k, 5) + " differ from the signed revision"
 }
 
 func isSigWidget(a pdf.Value) bool {
@@ -332,4 +508,11 @@ func docMDP(cat pdf.Value) int64 {
 		}
 	}
 	return 0
+}
+
+func allowedNote(notes []string) string {
+	if len(notes) == 0 {
+		return ""
+	}
+	return ", and changes the certification and FieldMDP permit: " + joinMax(notes, 5)
 }

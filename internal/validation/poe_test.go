@@ -93,51 +93,73 @@ func longTSA(t testing.TB, env *signingtest.Env, years int) (*tsa.Responder, *x5
 // file and the token.
 func addDocTimestamp(t testing.TB, doc []byte, ts signing.Timestamper, name string) ([]byte, []byte) {
 	t.Helper()
+	var token []byte
+	out := appendSignature(t, doc, name, "", nil, "/Type /DocTimeStamp /Filter /Adobe.PPKLite /SubFilter /ETSI.RFC3161", func(covered []byte) []byte {
+		d := sha256.Sum256(covered)
+		var err error
+		if token, err = ts.Timestamp(context.Background(), crypto.SHA256, d[:]); err != nil {
+			t.Fatal(err)
+		}
+		return token
+	})
+	return out, token
+}
+
+// appendSignature appends an incremental update with a new signature field named name
+// (fieldExtra added to its dictionary, e.g. a /Lock; listed in the AcroForm only) whose value
+// is a signature dictionary with the entries sigEntries, a /ByteRange over the whole new file
+// and the /Contents that contents makes of the bytes the range covers. objs are further
+// objects of the same update.
+func appendSignature(t testing.TB, doc []byte, name, fieldExtra string, objs map[int]string, sigEntries string, contents func(covered []byte) []byte) []byte {
+	t.Helper()
 	i := bytes.LastIndex(doc, []byte("trailer"))
 	root := regexp.MustCompile(`/Root (\d+) 0 R`).FindSubmatch(doc[i:])
 	size := regexp.MustCompile(`/Size (\d+)`).FindSubmatch(doc[i:])
 	if root == nil || size == nil {
 		t.Fatal("no /Root or /Size")
 	}
-	latest := func(num string) string {
-		all := regexp.MustCompile(`(?s)\n`+num+` 0 obj\n(<<.*?>>)\nendobj`).FindAllSubmatch(doc, -1)
-		if all == nil {
-			t.Fatalf("no object %s", num)
-		}
-		return string(all[len(all)-1][1])
-	}
-	form := regexp.MustCompile(`/AcroForm (\d+) 0 R`).FindStringSubmatch(latest(string(root[1])))
+	form := regexp.MustCompile(`/AcroForm (\d+) 0 R`).FindStringSubmatch(latestObject(t, doc, string(root[1])))
 	if form == nil {
 		t.Fatal("no indirect /AcroForm")
 	}
-	var n int
+	var n, num int
 	fmt.Sscan(string(size[1]), &n)
-	field, sig := n, n+1
-	acro := regexp.MustCompile(`/Fields \[([^\]]*)\]`).ReplaceAllString(latest(form[1]), fmt.Sprintf("/Fields [$1 %d 0 R]", field))
-	const placeholder = "/ByteRange [0 0000000000 0000000000 0000000000]"
-	var num int
 	fmt.Sscan(form[1], &num)
-	out := appendUpdate(t, doc, map[int]string{
+	n = max(n, 1000) // above objs' numbers
+	field, sig := n, n+1
+	acro := regexp.MustCompile(`/Fields \[([^\]]*)\]`).ReplaceAllString(latestObject(t, doc, form[1]), fmt.Sprintf("/Fields [$1 %d 0 R]", field))
+	const placeholder = "/ByteRange [0 0000000000 0000000000 0000000000]"
+	const room = 32768
+	all := map[int]string{
 		num:   acro,
-		field: fmt.Sprintf("<< /FT /Sig /T (%s) /V %d 0 R /Type /Annot /Subtype /Widget /Rect [0 0 0 0] /F 132 >>", name, sig),
-		sig:   "<< /Type /DocTimeStamp /Filter /Adobe.PPKLite /SubFilter /ETSI.RFC3161 " + placeholder + " /Contents <" + strings.Repeat("0", 16384) + "> >>",
-	})
+		field: fmt.Sprintf("<< /FT /Sig /T (%s) /V %d 0 R /Type /Annot /Subtype /Widget /Rect [0 0 0 0] /F 132 %s >>", name, sig, fieldExtra),
+		sig:   "<< " + sigEntries + " " + placeholder + " /Contents <" + strings.Repeat("0", room) + "> >>",
+	}
+	for k, v := range objs {
+		all[k] = v
+	}
+	out := appendUpdate(t, doc, all)
 	p := bytes.Index(out[len(doc):], []byte(placeholder)) + len(doc)
 	a := bytes.Index(out[p:], []byte("/Contents <")) + p + len("/Contents ")
-	b := a + 16384 + 2
+	b := a + room + 2
 	copy(out[p:], fmt.Sprintf("/ByteRange [0 %010d %010d %010d]", a, b, len(out)-b))
-	h := sha256.New()
-	h.Write(out[:a])
-	h.Write(out[b:])
-	token, err := ts.Timestamp(context.Background(), crypto.SHA256, h.Sum(nil))
-	if err != nil {
-		t.Fatal(err)
+	covered := append(append([]byte{}, out[:a]...), out[b:]...)
+	c := contents(covered)
+	if 2*len(c) > room {
+		t.Fatalf("/Contents of %d bytes", len(c))
 	}
-	if 2*len(token) > 16384 {
-		t.Fatalf("token of %d bytes", len(token))
+	hex.Encode(out[a+1:], c)
+	return out
+}
+
+// latestObject is the body of the last definition of object num (a dictionary).
+func latestObject(t testing.TB, doc []byte, num string) string {
+	t.Helper()
+	all := regexp.MustCompile(`(?s)\n`+num+` 0 obj\n(<<.*?>>)\nendobj`).FindAllSubmatch(doc, -1)
+	if all == nil {
+		t.Fatalf("no object %s", num)
 	}
-	hex.Encode(out[a+1:], token)
-	return out, token
+	return string(all[len(all)-1][1])
 }
 
 // TestLongTermProofOfExistence: the long-term (LTA) validation of EN 319 102-1 §5.6.3.
