@@ -297,12 +297,41 @@ func TestUniversalSignatureForgery(t *testing.T) {
 		}
 	}
 	brText := string(signed[m[0]:m[1]])
+	// contents replaces the /Contents hex string (and no byte else) by v, padded with spaces.
+	contents := func(v string) func([]byte) []byte {
+		return func(doc []byte) []byte {
+			bad := slices.Clone(doc)
+			copy(bad[br[1]:br[2]], v+strings.Repeat(" ", int(br[2]-br[1])-len(v)))
+			return bad
+		}
+	}
 	for name, edit := range map[string]func([]byte) []byte{
 		"no /ByteRange":        same("/ByteRange", "/ByteRangX"),
 		"/ByteRange null":      same(brText, "/ByteRange null"),
 		"/ByteRange []":        same(brText, "/ByteRange []"),
 		"/ByteRange [0 0 0 0]": same(brText, "/ByteRange [0 0 0 0]"),
 		"no /Contents":         same("/Contents <", "/Contentx <"),
+		// The rest of the variants of Mladenov et al. 2019: /Contents null or empty, and
+		// /ByteRange values that are malformed, overlapping, negative or out of the file.
+		"/Contents null":                    contents("null"),
+		"/Contents <>":                      contents("<>"),
+		"/Contents ()":                      contents("()"),
+		"/Contents an indirect reference":   contents("1 0 R"),
+		"/ByteRange three values":           same(brText, fmt.Sprintf("/ByteRange [0 %d %d]", br[1], br[2])),
+		"/ByteRange six values":             same(brText, fmt.Sprintf("/ByteRange [0 %d %d %d %d 0]", br[1], br[2], br[3], br[2]+br[3])),
+		"/ByteRange a name":                 same(brText, fmt.Sprintf("/ByteRange [0 %d /X %d]", br[1], br[3])),
+		"/ByteRange reals":                  same(brText, fmt.Sprintf("/ByteRange [0 %d.0 %d.0 %d]", br[1], br[2], br[3])),
+		"/ByteRange a dictionary":           same(brText, "/ByteRange << /A 0 >>"),
+		"/ByteRange overlapping":            same(brText, fmt.Sprintf("/ByteRange [0 %d %d %d]", br[2], br[1], br[3]+(br[2]-br[1]))),
+		"/ByteRange gap of zero":            same(brText, fmt.Sprintf("/ByteRange [0 %d %d %d]", br[1], br[1], br[3]+(br[2]-br[1]))),
+		"/ByteRange negative start":         same(brText, fmt.Sprintf("/ByteRange [-1 %d %d %d]", br[1]+1, br[2], br[3])),
+		"/ByteRange negative length":        same(brText, fmt.Sprintf("/ByteRange [0 -%d %d %d]", br[1], br[2], br[3])),
+		"/ByteRange negative second length": same(brText, fmt.Sprintf("/ByteRange [0 %d %d -%d]", br[1], br[2], br[3])),
+		"/ByteRange not from 0":             same(brText, fmt.Sprintf("/ByteRange [1 %d %d %d]", br[1]-1, br[2], br[3])),
+		"/ByteRange out of the file":        same(brText, fmt.Sprintf("/ByteRange [0 %d %d %d]", br[1], br[2], br[3]+1000)),
+		"/ByteRange far out of the file":    same(brText, fmt.Sprintf("/ByteRange [0 %d %d %d]", br[1], br[2]+1<<40, br[3])),
+		"/ByteRange overflowing":            same(brText, fmt.Sprintf("/ByteRange [0 %d %d 9223372036854775807]", br[1], br[2])),
+		"/ByteRange the whole file":         same(brText, fmt.Sprintf("/ByteRange [0 %d 0 0]", br[2]+br[3])),
 		"/Contents all zeros": func(doc []byte) []byte {
 			bad := slices.Clone(doc)
 			for i := br[1] + 1; i < br[2]-1; i++ {

@@ -48,7 +48,9 @@ func formPDF(name, amount string) []byte {
 	return b.Bytes()
 }
 
-func stream(s string) string { return fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(s), s) }
+func stream(s string) string {
+	return fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(s), s)
+}
 
 func textField(name, value string, y, ap int) string {
 	return fmt.Sprintf("<< /Type /Annot /Subtype /Widget /FT /Tx /T (%s) /V (%s) /DA (/Helv 12 Tf 0 g) /Rect [72 %d 300 %d] /P 3 0 R /F 4 /AP << /N %d 0 R >> >>",
