@@ -3,6 +3,11 @@ package validation_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,8 +61,17 @@ func xmlsecVerify(t testing.TB, env *signingtest.Env, doc []byte, files map[stri
 	if err := os.WriteFile(filepath.Join(dir, "sig.xml"), doc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("xmlsec1", "--verify", "--trusted-pem", env.RootPEM, "--untrusted-pem", env.ChainPEM,
-		"--id-attr:Id", "http://uri.etsi.org/01903/v1.3.2#:SignedProperties", "--id-attr:Id", "http://www.w3.org/2000/09/xmldsig#:Object", "sig.xml")
+	// xmlsec1 reads one certificate per --untrusted-pem file: each issuing CA in its own.
+	args := []string{"--verify", "--trusted-pem", env.RootPEM}
+	for i, ca := range []*x509.Certificate{env.Seal.Chain[0], env.Official.Chain[0]} {
+		f := filepath.Join(dir, fmt.Sprintf("ca%d.pem", i))
+		if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--untrusted-pem", f)
+	}
+	args = append(args, "--id-attr:Id", "http://uri.etsi.org/01903/v1.3.2#:SignedProperties", "--id-attr:Id", "http://www.w3.org/2000/09/xmldsig#:Object", "sig.xml")
+	cmd := exec.Command("xmlsec1", args...)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	return err == nil && bytes.Contains(out, []byte("OK")), string(out)
@@ -139,4 +153,9 @@ func TestXAdESTampered(t *testing.T) {
 			}
 		})
 	}
+}
+
+func certInfoSHA(c *x509.Certificate) string {
+	s := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(s[:])
 }
