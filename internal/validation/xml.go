@@ -211,6 +211,18 @@ func (v *validator) xmlSignature(sig *etree.Element, x *xmlDoc, det resolveDetac
 		refs = append(refs, r)
 		rep.pass("reference", "Reference %q (%s): the %v digest matches", r.uri, r.obj.Target, r.hash)
 	}
+	// A ds:Object is signed content or the QualifyingProperties' holder: anything else in the
+	// signature is unsigned text a reader of the document might take for the signed one (and
+	// the enveloped-signature transform hides it from every digest).
+	for _, o := range children(sig, nsDS, "Object") {
+		if qp != nil && qp.Parent() == o {
+			continue
+		}
+		if !slices.ContainsFunc(refs, func(r *reference) bool { return r.target == o }) {
+			rep.fail("format", FormatFailure, "%s is covered by no Reference: content inside a signature must be signed", elementPath(o))
+			return rep
+		}
+	}
 	if signedProps != nil {
 		if spRefs != 1 {
 			rep.fail("signed-properties", FormatFailure, "%d References of Type SignedProperties; exactly one must cover the SignedProperties", spRefs)

@@ -105,6 +105,12 @@ func newSoftwareSigner(t testing.TB, env *signingtest.Env, rsaKey, foreign bool)
 // as PEM files for it.
 func xmlsecSign(t testing.TB, s softwareSigner, template string) []byte {
 	t.Helper()
+	return xmlsecSignArgs(t, s, template)
+}
+
+// xmlsecSignArgs is xmlsecSign with more xmlsec1 arguments (--id-attr).
+func xmlsecSignArgs(t testing.TB, s softwareSigner, template string, args ...string) []byte {
+	t.Helper()
 	testenv.Need(t, "xmlsec1")
 	dir := t.TempDir()
 	der, err := x509.MarshalPKCS8PrivateKey(s.key)
@@ -125,7 +131,7 @@ func xmlsecSign(t testing.TB, s softwareSigner, template string) []byte {
 	}
 	write("tmpl.xml", []byte(template))
 	// The issuing CA goes with the key so that xmlsec1 writes it in KeyInfo too.
-	cmd := exec.Command("xmlsec1", "--sign", "--privkey-pem", files, "--output", "signed.xml", "tmpl.xml")
+	cmd := exec.Command("xmlsec1", append(append([]string{"--sign", "--privkey-pem", files}, args...), "--output", "signed.xml", "tmpl.xml")...)
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("xmlsec1 --sign: %v\n%s", err, out)
