@@ -46,7 +46,9 @@ func (v *validator) xmlDocument(data []byte, rep *Report) error {
 	if len(data) > maxXMLSize {
 		return fmt.Errorf("%w: validation: the XML document has %d bytes, the limit is %d", signing.ErrTooLarge, len(data), maxXMLSize)
 	}
-	doc, err := xades.ParseXML(data)
+	// A UTF-8 byte order mark is no part of the document (nor of any canonical form);
+	// encoding/xml would take it for text before the root.
+	doc, err := xades.ParseXML(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")))
 	if err != nil {
 		return fmt.Errorf("validation: %w", err)
 	}

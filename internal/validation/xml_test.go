@@ -131,6 +131,9 @@ func TestXAdESTampered(t *testing.T) {
 	if ok, out := xmlsecVerify(t, env, doc, nil); !ok {
 		t.Fatalf("xmlsec1 rejects the untampered signature:\n%s", out)
 	}
+	if rep := validate(t, append([]byte("\xef\xbb\xbf"), doc...), opts); rep.Indication != validation.TotalPassed {
+		t.Fatalf("with a byte order mark: %s\n%s", rep.Indication, rep.Text())
+	}
 	for _, tc := range []struct {
 		name, old, new string
 		sub            validation.SubIndication
