@@ -312,15 +312,8 @@ func (p *Portal) idTokenVerifier(ctx context.Context) (*oidc.IDTokenVerifier, er
 	if err != nil {
 		return nil, err
 	}
-	// The key set is fetched through the client given here, for the provider's whole life.
-	kctx := oidc.ClientContext(context.WithoutCancel(ctx), p.cfg.HTTPClient)
-	var claims struct {
-		JWKS string `json:"jwks_uri"`
-	}
-	if err := provider.Claims(&claims); err != nil {
-		return nil, err
-	}
-	p.verifier = oidc.NewVerifier(p.cfg.Issuer, oidc.NewRemoteKeySet(kctx, claims.JWKS), &oidc.Config{ClientID: ClientID})
+	// go-oidc keeps only the HTTP client of this context for fetching the key set later.
+	p.verifier = provider.Verifier(&oidc.Config{ClientID: ClientID})
 	return p.verifier, nil
 }
 

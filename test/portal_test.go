@@ -1,0 +1,363 @@
+package e2e
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/vula-eid/vula/internal/signing/signingtest"
+	"github.com/vula-eid/vula/internal/testenv"
+)
+
+// TestBrowserPortal has headless Chromium use the officials' signing portal against the real
+// binary: in English an official logs in (password and one-time code), uploads two PDFs, sees
+// their names, sizes, page counts and first pages, places the signature by clicking on the
+// preview, is refused a wrong code (nothing signed, the refusal in the audit log), confirms
+// with a fresh code and downloads a zip whose PDFs pass pdfsig (valid, signed by the official)
+// and qpdf --check; in Albanian another official signs one PDF at a radio-button position and
+// downloads it directly; a citizen is told they cannot sign. Every step is a screenshot
+// (test/screenshots/portal-*.png).
+func TestBrowserPortal(t *testing.T) {
+	vulaBinary(t)
+	testenv.Need(t, "pdfsig", "qpdf", "pdftoppm")
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		testenv.Missing(t, "chromium is needed (test/deps.sh installs it)")
+	}
+	data := t.TempDir()
+	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false"}
+	drita := newOfficial(t, env, "1300000001", "Drita", "Berisha")
+	luan := newOfficial(t, env, "1300000002", "Luan", "Hoxha")
+	citizenPW, citizenSeed := citizen(t, env, "1300000009")
+	srv := startReplicaAt(t, freePort(t), data, env)
+	srv.ready(t, http.StatusOK)
+	base := "http://" + srv.addr
+	os.MkdirAll(screenshotDir, 0o755)
+
+	docs := t.TempDir()
+	one := filepath.Join(docs, "Vendim nr. 12.pdf")
+	os.WriteFile(one, signingtest.PDF("Vendim nr. 12 / Decision no. 12"), 0o644)
+	latex, err := os.ReadFile("../internal/signing/pades/testdata/realworld/latex.pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := filepath.Join(docs, "Raport çështje.pdf")
+	os.WriteFile(two, latex, 0o644)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
+		chromedp.WindowSize(1100, 900), chromedp.Flag("lang", "en-US"))
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+
+	t.Run("en", func(t *testing.T) {
+		b := newPortalBrowser(t, alloc, "en", srv)
+		b.login(base+"/portal/?lang=en", drita.number, drita.pw, drita.seed, drita.used)
+		b.upload([]string{one, two})
+		b.checkReview([]string{one, two})
+		b.do("choose the first page", chromedp.Click(chromedp.CSS(`input[name="page"][value="first"]`)))
+		b.shot("5-position")
+		// A click on the preview's centre places the box there.
+		b.do("click on the preview", chromedp.Click(chromedp.CSS("#preview-0")), chromedp.WaitVisible(chromedp.CSS("#code")))
+		b.shot("6-confirm")
+		if where := b.text("#where"); !strings.Contains(where, "50%") && !strings.Contains(where, "49%") {
+			t.Errorf("the confirmation says the signature goes %q, want the preview's centre", where)
+		}
+		b.do("a wrong code", chromedp.SendKeys(chromedp.CSS("#code"), wrongCode(t, drita.seed)), chromedp.Click(chromedp.CSS("#sign")),
+			chromedp.WaitVisible(chromedp.CSS(`#form-error[role="alert"]`)))
+		b.shot("7-wrong-code")
+		if msg := b.text("#form-error"); !strings.Contains(msg, "Nothing was signed") {
+			t.Errorf("a wrong code: the page says %q", msg)
+		}
+		b.do("the right code", chromedp.SendKeys(chromedp.CSS("#code"), drita.otp(t)), chromedp.Click(chromedp.CSS("#sign")),
+			chromedp.WaitVisible(chromedp.CSS("#download-all")))
+		b.shot("8-done")
+		name, body := b.download("#download-all")
+		if !strings.HasSuffix(name, ".zip") {
+			t.Errorf("the zip came as %q", name)
+		}
+		zr, err := zip.NewReader(bytes.NewReader(body), int64(len(body)))
+		if err != nil {
+			t.Fatalf("the download is not a zip: %v", err)
+		}
+		var names []string
+		for _, f := range zr.File {
+			names = append(names, f.Name)
+			rc, err := f.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var signed bytes.Buffer
+			signed.ReadFrom(rc)
+			rc.Close()
+			checkSignedPDF(t, filepath.Join(t.TempDir(), "signed.pdf"), signed.Bytes(), "Drita Berisha")
+		}
+		if strings.Join(names, "|") != "Vendim nr. 12-signed.pdf|Raport çështje-signed.pdf" {
+			t.Errorf("the zip holds %q", names)
+		}
+	})
+
+	t.Run("sq", func(t *testing.T) {
+		b := newPortalBrowser(t, alloc, "sq", srv)
+		b.login(base+"/portal/?lang=sq", luan.number, luan.pw, luan.seed, luan.used)
+		b.upload([]string{two})
+		b.checkReview([]string{two})
+		b.do("choose the last page, bottom centre", chromedp.Click(chromedp.CSS(`input[name="page"][value="last"]`)),
+			chromedp.Click(chromedp.CSS(`input[name="place"][value="bottom-center"]`)))
+		b.shot("5-position")
+		b.do("continue", chromedp.Click(chromedp.CSS("#position-continue")), chromedp.WaitVisible(chromedp.CSS("#code")))
+		b.shot("6-confirm")
+		if where := b.text("#where"); !strings.Contains(where, "Faqja e fundit") || !strings.Contains(where, "Poshtë në mes") {
+			t.Errorf("the confirmation says %q", where)
+		}
+		b.do("the code", chromedp.SendKeys(chromedp.CSS("#code"), luan.otp(t)), chromedp.Click(chromedp.CSS("#sign")),
+			chromedp.WaitVisible(chromedp.CSS("#download-0")))
+		b.shot("8-done")
+		if h1 := b.text("h1"); h1 != "U nënshkrua" {
+			t.Errorf("the done page's heading is %q", h1)
+		}
+		name, body := b.download("#download-0")
+		if name != "Raport çështje-signed.pdf" {
+			t.Errorf("the signed PDF came as %q", name)
+		}
+		checkSignedPDF(t, filepath.Join(t.TempDir(), name), body, "Luan Hoxha")
+	})
+
+	t.Run("citizen", func(t *testing.T) {
+		b := newPortalBrowser(t, alloc, "en", srv)
+		b.login(base+"/portal/?lang=en", "1300000009", citizenPW, citizenSeed, map[int64]bool{})
+		b.do("refused", chromedp.WaitVisible(chromedp.CSS("#message")))
+		b.shot("9-citizen-refused")
+		if h1, msg := b.text("h1"), b.text("#message"); h1 != "You cannot sign here" || !strings.Contains(msg, "Only officials") {
+			t.Errorf("a citizen sees %q: %q", h1, msg)
+		}
+		b.do("no session", chromedp.Navigate(base+"/portal/documents"), chromedp.WaitVisible(chromedp.CSS("#portal-login")))
+	})
+
+	// The audit log: each official's one granted authorization lists exactly their documents'
+	// SHA-256 digests; Drita's wrong code is a refused authorization; each document was
+	// signed once by its official's key.
+	srv.cmd.Process.Signal(os.Interrupt)
+	srv.cmd.Wait()
+	digest := func(path string) string {
+		b, _ := os.ReadFile(path)
+		h := sha256.Sum256(b)
+		return hex.EncodeToString(h[:])
+	}
+	type tally struct{ granted, refused, signed int }
+	got := map[string]*tally{drita.key: {}, luan.key: {}}
+	for _, line := range strings.Split(strings.TrimSpace(vula(t, env, "audit", "export")), "\n") {
+		var r struct{ Action, Key, Result, Detail string }
+		json.Unmarshal([]byte(line), &r)
+		c, ok := got[r.Key]
+		if !ok {
+			continue
+		}
+		detail, _ := hex.DecodeString(r.Detail)
+		switch {
+		case r.Action == "sign":
+			c.signed++
+		case r.Action == "csc.authorize" && r.Result == "ok":
+			c.granted++
+			want := []string{digest(one), digest(two)}
+			if r.Key == luan.key {
+				want = want[1:]
+			}
+			for _, d := range want {
+				if !strings.Contains(string(detail), d) {
+					t.Errorf("the authorization lacks the document digest %s: %s", d, detail)
+				}
+			}
+		case r.Action == "csc.authorize":
+			c.refused++
+		}
+	}
+	if d, l := *got[drita.key], *got[luan.key]; d != (tally{1, 1, 2}) || l != (tally{1, 0, 1}) {
+		t.Errorf("audit (granted, refused, signed): Drita %v, want {1 1 2}; Luan %v, want {1 0 1}", d, l)
+	}
+	vula(t, env, "audit", "verify")
+}
+
+// portalBrowser is one browser profile walking the portal, with its screenshots.
+type portalBrowser struct {
+	t     *testing.T
+	ctx   context.Context
+	lang  string
+	srv   *replica
+	dl    string // the download folder
+	shots int
+}
+
+func newPortalBrowser(t *testing.T, alloc context.Context, lang string, srv *replica) *portalBrowser {
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(cancel)
+	// The first action starts the browser and must not carry a deadline.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return &portalBrowser{t: t, ctx: ctx, lang: lang, srv: srv, dl: t.TempDir()}
+}
+
+func (b *portalBrowser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		loc, _ := chromedp.Run(b.ctx, chromedp.Location())
+		b.t.Fatalf("%s: %s (at %s): %v\n%s", b.lang, what, loc, err, b.srv.logs)
+	}
+}
+
+func (b *portalBrowser) text(sel string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("%s: text of %s: %v", b.lang, sel, err)
+	}
+	return strings.TrimSpace(v)
+}
+
+func (b *portalBrowser) shot(page string) {
+	b.t.Helper()
+	buf, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Fatalf("%s: screenshot %s: %v", b.lang, page, err)
+	}
+	name := fmt.Sprintf("portal-%s-%s.png", b.lang, page)
+	if strings.Contains(page, "citizen") {
+		name = fmt.Sprintf("portal-%s.png", page)
+	}
+	os.WriteFile(filepath.Join(screenshotDir, name), buf, 0o644)
+}
+
+// login goes from the portal's landing page through the identity provider's pages (password,
+// one-time code of the current time step, consent) back to the portal.
+func (b *portalBrowser) login(start, number, pw, seed string, used map[int64]bool) {
+	b.t.Helper()
+	b.do("landing page", chromedp.Navigate(start), chromedp.WaitVisible(chromedp.CSS("#portal-login")))
+	b.shot("1-home")
+	b.do("log in", chromedp.Click(chromedp.CSS("#portal-login")), chromedp.WaitVisible(chromedp.CSS("#identifier")))
+	b.shot("2-login")
+	b.do("password", chromedp.SendKeys(chromedp.CSS("#identifier"), number), chromedp.SendKeys(chromedp.CSS("#password"), pw),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS("#code")))
+	now := time.Now()
+	used[now.Unix()/30] = true
+	code, err := totp.GenerateCode(seed, now)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.do("one-time code", chromedp.SendKeys(chromedp.CSS("#code"), code), chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`button[value="allow"]`)))
+	b.do("consent", chromedp.Click(chromedp.CSS(`button[value="allow"]`)), chromedp.WaitVisible(chromedp.CSS("h1")))
+}
+
+func (b *portalBrowser) upload(files []string) {
+	b.t.Helper()
+	b.do("the upload page", chromedp.WaitVisible(chromedp.CSS("#documents")))
+	b.shot("3-upload")
+	b.do("upload", chromedp.SetUploadFiles(chromedp.CSS("#documents"), files), chromedp.Click(chromedp.CSS("#upload")),
+		chromedp.WaitVisible(chromedp.CSS("#position-continue")))
+	b.shot("4-review")
+}
+
+// checkReview compares what the review page shows with the files: names, sizes, the page
+// counts qpdf reads, and first-page images that decoded.
+func (b *portalBrowser) checkReview(files []string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	for i, f := range files {
+		out, err := exec.Command("qpdf", "--show-npages", f).Output()
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		sec := fmt.Sprintf(`section.doc:nth-of-type(%d) `, i+1)
+		if name := b.text(sec + ".doc-name"); name != filepath.Base(f) {
+			b.t.Errorf("%s: document %d is named %q, want %q", b.lang, i, name, filepath.Base(f))
+		}
+		if pages := b.text(sec + ".doc-pages"); pages != strings.TrimSpace(string(out)) {
+			b.t.Errorf("%s: %s has %s pages on the page, qpdf says %s", b.lang, filepath.Base(f), pages, out)
+		}
+		if size := b.text(sec + ".doc-size"); !regexp.MustCompile(`^[0-9.]+ (B|KB|MB)$`).MatchString(size) {
+			b.t.Errorf("%s: size %q", b.lang, size)
+		}
+		// The first document's preview is an image button; its picture is decoded anew to
+		// read its natural size.
+		w, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf(`new Promise(done => { const i = new Image();
+			i.onload = () => done(i.naturalWidth); i.onerror = () => done(0); i.src = document.querySelector('#preview-%d').src; })`, i),
+			chromedp.EvalAwaitPromise))
+		if err != nil || w <= 0 {
+			b.t.Errorf("%s: the preview of %s did not load: width %d, %v", b.lang, filepath.Base(f), w, err)
+		}
+	}
+}
+
+// download clicks the link and returns the file the browser saved, by the name it chose.
+func (b *portalBrowser) download(sel string) (string, []byte) {
+	b.t.Helper()
+	b.do("allow downloads", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+			Behavior: browser.SetDownloadBehaviorBehaviorAllow, DownloadPath: b.dl})
+		return err
+	}), chromedp.Click(chromedp.CSS(sel)))
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		ents, _ := os.ReadDir(b.dl)
+		if len(ents) == 1 && !strings.HasSuffix(ents[0].Name(), ".crdownload") {
+			body, err := os.ReadFile(filepath.Join(b.dl, ents[0].Name()))
+			if err != nil {
+				b.t.Fatal(err)
+			}
+			return ents[0].Name(), body
+		}
+	}
+	b.t.Fatalf("%s: no download from %s", b.lang, sel)
+	return "", nil
+}
+
+// checkSignedPDF checks a signed PDF with poppler and qpdf.
+func checkSignedPDF(t *testing.T, path string, pdf []byte, signer string) {
+	t.Helper()
+	os.WriteFile(path, pdf, 0o644)
+	out := pdfsig(t, path)
+	if !strings.Contains(out, "Signature is Valid.") || !strings.Contains(out, "Signer Certificate Common Name: "+signer) {
+		t.Errorf("pdfsig %s:\n%s", filepath.Base(path), out)
+	}
+	if out, err := exec.Command("qpdf", "--check", path).CombinedOutput(); err != nil {
+		t.Errorf("qpdf --check %s: %v\n%s", filepath.Base(path), err, out)
+	}
+}
+
+// wrongCode is a code that is none of those the server accepts now.
+func wrongCode(t *testing.T, seed string) string {
+	valid := map[string]bool{}
+	for _, d := range []time.Duration{-30 * time.Second, 0, 30 * time.Second, 60 * time.Second} {
+		c, err := totp.GenerateCode(seed, time.Now().Add(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		valid[c] = true
+	}
+	for _, c := range []string{"123456", "654321", "111111"} {
+		if !valid[c] {
+			return c
+		}
+	}
+	return "222222"
+}
