@@ -21,6 +21,12 @@ type Caller struct {
 	ACR      string
 	AMR      []string
 	AuthTime time.Time
+	// ExpiresAt is when the token expires.
+	ExpiresAt time.Time
+	// Credential is what a token with scope credential authorizes (nil for other tokens), and
+	// AuthorizationSeq the audit sequence number of the official's authorization.
+	Credential       *CredentialAuthorization
+	AuthorizationSeq int64
 }
 
 // Errors of Bearer.
@@ -47,6 +53,8 @@ func (p *Provider) Bearer(r *http.Request, scope string) (Caller, error) {
 	c := Caller{ClientID: ar.GetClient().GetID(), Scopes: ar.GetGrantedScopes()}
 	if s, ok := ar.GetSession().(*Session); ok {
 		c.Subject = s.Person
+		c.ExpiresAt = s.GetExpiresAt(fosite.AccessToken)
+		c.Credential, c.AuthorizationSeq = s.Credential, s.AuthorizationSeq
 		if s.Claims != nil {
 			c.ACR, c.AMR, c.AuthTime = s.Claims.AuthenticationContextClassReference, s.Claims.AuthenticationMethodsReferences, s.Claims.AuthTime
 		}

@@ -83,7 +83,7 @@ type ClientSpec struct {
 }
 
 // Scopes the provider knows.
-var knownScopes = []string{"openid", "profile", "personal_number", "offline_access", "admin", "seal", "sign", "service"}
+var knownScopes = []string{"openid", "profile", "personal_number", "offline_access", "admin", "seal", "sign", "service", CredentialScope}
 
 // NewClient checks spec and makes the record to store, with a fresh secret for
 // client_secret_basic. The secret is returned once, in clear; only its hash is kept.

@@ -57,6 +57,9 @@ type flow struct {
 	AMR      []string  `json:"amr,omitempty"`
 	AuthTime time.Time `json:"auth_time,omitempty"`
 	Scopes   []string  `json:"scopes"`
+	// Credential is the credential authorization asked (checked syntax; the credential is
+	// checked once the person is known).
+	Credential *CredentialAuthorization `json:"credential,omitempty"`
 }
 
 // ssoSession is a browser's single sign-on.
@@ -86,6 +89,9 @@ func NewPages(p *Provider, accounts *Accounts, r *web.Renderer, secure bool) *Pa
 func (g *Pages) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /oauth2/auth", g.authorize)
 	mux.HandleFunc("POST /oauth2/par", g.par)
+	// CSC API v2 §8.4 names these paths under its oauth2 base URI.
+	mux.HandleFunc("GET /oauth2/authorize", g.authorize)
+	mux.HandleFunc("POST /oauth2/pushed_authorize", g.par)
 	mux.HandleFunc("GET /login", g.loginPage)
 	mux.HandleFunc("POST /login", g.login)
 	mux.HandleFunc("GET /login/totp", g.totpPage)
@@ -121,6 +127,9 @@ func (g *Pages) par(w http.ResponseWriter, r *http.Request) {
 	ar, err := g.p.oauth.NewPushedAuthorizeRequest(ctx, r)
 	if err == nil {
 		err = checkPKCE(ar)
+	}
+	if err == nil {
+		_, err = g.credentialRequest(ar)
 	}
 	if err != nil {
 		g.p.oauthError(ctx, "pushed authorization request refused", err)
@@ -162,14 +171,27 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 	if err == nil && c.rec.RequirePAR && r.URL.Query().Get("request_uri") == "" {
 		err = fosite.ErrInvalidRequest.WithHint("This client must push its authorization requests (PAR).")
 	}
+	var cred *CredentialAuthorization
+	if err == nil {
+		cred, err = g.credentialRequest(ar)
+	}
+	if err == nil && cred != nil && r.URL.Query().Get("request_uri") != "" &&
+		slices.ContainsFunc(append([]string{"authorization_details"}, credentialParams...), r.URL.Query().Has) {
+		// What is authorized must be what was pushed, not something added beside request_uri.
+		err = fosite.ErrInvalidRequest.WithHint("A pushed credential authorization cannot be changed in the front channel.")
+	}
+	if err == nil && cred != nil {
+		// The official's login for it is the authorization itself: two factors, now.
+		required = levels[max(levelOf(required), levelOf(LoASubstantial))]
+	}
 	if err != nil {
 		g.p.oauthError(ctx, "authorization request refused", err)
 		g.p.oauth.WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
-	f := &flow{ID: randomID(), CSRF: randomID(), Client: c.GetID(), Required: required, Scopes: ar.GetRequestedScopes()}
+	f := &flow{ID: randomID(), CSRF: randomID(), Client: c.GetID(), Required: required, Scopes: ar.GetRequestedScopes(), Credential: cred}
 	prompt := strings.Fields(ar.GetRequestForm().Get("prompt"))
-	if s, ok := g.sso(r); ok && !slices.Contains(prompt, "login") && levelOf(s.ACR) >= levelOf(required) {
+	if s, ok := g.sso(r); ok && cred == nil && !slices.Contains(prompt, "login") && levelOf(s.ACR) >= levelOf(required) {
 		f.Subject, f.AMR, f.AuthTime = s.Subject, s.AMR, s.AuthTime
 	} else if slices.Contains(prompt, "none") {
 		g.p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired)
@@ -436,6 +458,16 @@ func (g *Pages) consentPage(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusBadRequest, "error.flow")
 		return
 	}
+	if !g.reached(w, r, f) {
+		return
+	}
+	if f.Credential != nil {
+		if g.credentialRefused(w, r, f) {
+			return
+		}
+		g.web.Render(w, r, http.StatusOK, "credential", credentialConsent(f, g.clientName(r.Context(), f.Client)))
+		return
+	}
 	if g.remembered(r.Context(), f) {
 		g.finish(w, r, f)
 		return
@@ -453,8 +485,19 @@ func (g *Pages) consent(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusBadRequest, "error.flow")
 		return
 	}
+	if !g.reached(w, r, f) {
+		return
+	}
 	if r.PostFormValue("decision") != "allow" {
+		if f.Credential != nil && g.p.creds != nil {
+			g.p.creds.RecordAuthorization(r.Context(), f.Subject, f.Client, *f.Credential, "access_denied: the official did not allow it")
+		}
 		g.finishError(w, r, f, fosite.ErrAccessDenied.WithHint("The person did not allow it."))
+		return
+	}
+	if f.Credential != nil {
+		// A credential authorization is for these digests only: never remembered.
+		g.finishCredential(w, r, f)
 		return
 	}
 	if r.PostFormValue("remember") == "1" {
@@ -480,6 +523,11 @@ func (g *Pages) takeRequest(ctx context.Context, f *flow) (fosite.AuthorizeReque
 
 // finish sends the browser back to the client with a code.
 func (g *Pages) finish(w http.ResponseWriter, r *http.Request, f *flow) {
+	g.issue(w, r, f, nil)
+}
+
+// issue sends the browser back to the client with a code; edit completes the session.
+func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, edit func(*Session, fosite.AuthorizeRequester)) {
 	ctx := r.Context()
 	ar, err := g.takeRequest(ctx, f)
 	if err != nil {
@@ -503,6 +551,9 @@ func (g *Pages) finish(w http.ResponseWriter, r *http.Request, f *flow) {
 	sess.JWTClaims.Subject = sub
 	sess.JWTClaims.Extra = map[string]any{"client_id": c.GetID(), "acr": acr, "auth_time": f.AuthTime.Unix()}
 	sess.JWTHeader.Add("typ", "at+jwt")
+	if edit != nil {
+		edit(sess, ar)
+	}
 	resp, err := g.p.oauth.NewAuthorizeResponse(ctx, ar, sess)
 	if err != nil {
 		g.p.oauthError(ctx, "authorization not granted", err)

@@ -8,6 +8,10 @@
 // or none for public clients. Refresh tokens are rotated on every use, and reuse of a rotated one
 // revokes its whole grant.
 //
+// Credential authorization (CSC API v2 §8.4.2): scope credential or authorization_details of
+// type credential (RFC 9396), for officials only, with a fresh two-factor login that is the
+// authorization of exactly the digests asked; see credential.go.
+//
 // The provider answers the standard endpoints only; errors go out in the OAuth 2 / OIDC form
 // fosite writes, never as Vula problem documents.
 package idp
@@ -54,6 +58,7 @@ type Provider struct {
 	eph   store.Ephemeral
 	log   *slog.Logger
 	now   func() time.Time
+	creds CredentialAuthorizer // nil: no credential authorization through OAuth
 }
 
 // secretSetting names the HMAC secret of codes and refresh tokens, shared by the replicas.
@@ -183,6 +188,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"introspection_endpoint_auth_methods_supported":    []string{AuthPrivateKeyJWT, AuthSecretBasic},
 		"code_challenge_methods_supported":                 []string{"S256"},
 		"scopes_supported":                                 knownScopes,
+		"authorization_details_types_supported":            p.detailsTypes(),
 		"claims_supported": []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr",
 			"given_name", "family_name", "birthdate", "personal_number"},
 		"acr_values_supported":                           []string{LoALow, LoASubstantial, LoAHigh},
@@ -193,6 +199,14 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"require_pushed_authorization_requests":          false,
 		"authorization_response_iss_parameter_supported": false,
 	})
+}
+
+// detailsTypes are the authorization_details types offered (RFC 9396 §10).
+func (p *Provider) detailsTypes() []string {
+	if p.creds == nil {
+		return []string{}
+	}
+	return []string{CredentialDetailsType}
 }
 
 func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {
@@ -232,6 +246,10 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		p.oauthError(ctx, "token not issued", err)
 		p.oauth.WriteAccessError(ctx, w, ar, err)
 		return
+	}
+	if s, ok := ar.GetSession().(*Session); ok && s.Credential != nil {
+		// RFC 9396 §7: the token response says what the token authorizes.
+		resp.SetExtra("authorization_details", []*CredentialAuthorization{s.Credential})
 	}
 	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
 }

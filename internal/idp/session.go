@@ -2,6 +2,7 @@ package idp
 
 import (
 	"encoding/json"
+	"time"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
@@ -18,6 +19,10 @@ type Session struct {
 	JWTHeader              *jwt.Headers   `json:"jwt_header"`
 	// Person is the person's own id; the ID token's sub may be a pairwise one.
 	Person string `json:"person,omitempty"`
+	// Credential is the credential authorization the token carries (scope credential), and
+	// AuthorizationSeq the audit sequence number of its authorization event.
+	Credential       *CredentialAuthorization `json:"credential,omitempty"`
+	AuthorizationSeq int64                    `json:"authorization_seq,omitempty"`
 }
 
 var (
@@ -44,6 +49,22 @@ func (s *Session) GetJWTHeader() *jwt.Headers {
 		s.JWTHeader = &jwt.Headers{}
 	}
 	return s.JWTHeader
+}
+
+// SetExpiresAt sets a token's expiry; an access token that authorizes signatures lives at most
+// CredentialTokenTTL. fosite stamps expiries from its own time.Now, so the bound does too.
+func (s *Session) SetExpiresAt(key fosite.TokenType, exp time.Time) {
+	if s.Credential != nil && key == fosite.AccessToken {
+		exp = minTime(exp, time.Now().UTC().Add(CredentialTokenTTL).Round(time.Second))
+	}
+	s.DefaultSession.SetExpiresAt(key, exp)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // Clone copies the session through its JSON form, the form it is stored in.

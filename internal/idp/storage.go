@@ -106,6 +106,11 @@ func (s *storage) load(ctx context.Context, key string, into fosite.Session) (*f
 	if err != nil {
 		return nil, st, err
 	}
+	if sess, ok := into.(*Session); ok && sess.Credential != nil {
+		// fosite issues a refresh token when the stored request's client may refresh; a
+		// refreshed token would authorize the same digests afresh, so it gets none.
+		c = noRefresh{c.(*client)}
+	}
 	ar := fosite.NewAuthorizeRequest()
 	ar.ID, ar.RequestedAt, ar.Client, ar.Session = st.ID, st.RequestedAt, c, into
 	ar.RequestedScope, ar.GrantedScope = st.RequestedScope, st.GrantedScope
@@ -121,6 +126,19 @@ func (s *storage) load(ctx context.Context, key string, into fosite.Session) (*f
 		}
 	}
 	return ar, st, nil
+}
+
+// noRefresh is a client as seen for a credential authorization: it cannot refresh.
+type noRefresh struct{ *client }
+
+func (c noRefresh) GetGrantTypes() fosite.Arguments {
+	var out fosite.Arguments
+	for _, g := range c.client.GetGrantTypes() {
+		if g != "refresh_token" {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 func mapErr(err error) error {

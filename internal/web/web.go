@@ -1,5 +1,6 @@
 // Package web renders the pages a person sees (login, one-time code, authenticator enrolment,
-// consent, logout, errors) from embedded templates, in Albanian, Serbian or English.
+// consent, the official's signing authorization, logout, errors) from embedded templates, in
+// Albanian, Serbian or English.
 //
 // The language is, in order: the lang query parameter (the switcher's links), the vula_lang
 // cookie it sets, then the browser's Accept-Language; English when none matches. Pages carry no

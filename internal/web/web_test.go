@@ -23,6 +23,8 @@ var pages = []struct {
 	{"totp", map[string]any{"Flow": "f", "CSRF": "c", "Error": "totp.bad"}},
 	{"consent", map[string]any{"Flow": "f", "CSRF": "c", "Client": "Tax Administration",
 		"Items": []string{"consent.sub", "consent.profile", "consent.personal_number", "consent.offline_access"}}},
+	{"credential", map[string]any{"Flow": "f", "CSRF": "c", "Client": "Document signing", "Credential": "1a2b3c", "Algorithm": "SHA-256",
+		"Minutes": 5, "Documents": []map[string]string{{"Label": "Vendim nr. 1", "Digest": "0123abcd…89efcdab", "Full": "0123abcd89efcdab"}, {"Label": "", "Digest": "aa…bb", "Full": "aabb"}}}},
 	{"enroll", map[string]any{"CSRF": "c", "Enrolment": "e", "QR": "data:image/png;base64,AA==", "Secret": "JBSWY3DP", "Error": "", "Done": false}},
 	{"enroll", map[string]any{"Done": true}},
 	{"logout", map[string]any{"CSRF": "c", "Logout": "l", "Done": false}},

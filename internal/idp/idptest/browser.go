@@ -84,6 +84,17 @@ func (b *Browser) Post(path string, form url.Values) Response {
 // given) and consent, and returns the redirect to the relying party (which starts with rp).
 func (b *Browser) Login(authURL, rp, identifier, password, totpSecret string) *url.URL {
 	b.t.Helper()
+	code := ""
+	if totpSecret != "" {
+		code, _ = totp.GenerateCode(totpSecret, time.Now())
+	}
+	return b.LoginWithCode(authURL, rp, identifier, password, code)
+}
+
+// LoginWithCode is Login with the one-time code given ("" when the login asks for none): for
+// tests that must not spend a code twice.
+func (b *Browser) LoginWithCode(authURL, rp, identifier, password, code string) *url.URL {
+	b.t.Helper()
 	r := b.Get(authURL)
 	if r.Status != 200 || !strings.Contains(r.Body, `name="password"`) {
 		b.t.Fatalf("login page: %d %s\n%s", r.Status, r.URL, r.Body)
@@ -91,11 +102,10 @@ func (b *Browser) Login(authURL, rp, identifier, password, totpSecret string) *u
 	r.Form.Set("identifier", identifier)
 	r.Form.Set("password", password)
 	r = b.Post("/login", r.Form)
-	if totpSecret != "" {
+	if code != "" {
 		if !strings.Contains(r.Body, `autocomplete="one-time-code"`) {
 			b.t.Fatalf("no one-time code page: %d %s\n%s", r.Status, r.URL, r.Body)
 		}
-		code, _ := totp.GenerateCode(totpSecret, time.Now())
 		r.Form.Set("code", code)
 		r = b.Post("/login/totp", r.Form)
 	}
