@@ -26,7 +26,7 @@ func verifyCmd(g *globals) *cobra.Command {
 	var online bool
 	cmd := &cobra.Command{
 		Use:   "verify FILE",
-		Short: "Validate the signatures and timestamps of FILE (PDF, CMS, RFC 3161) and print a report",
+		Short: "Validate the signatures and timestamps of FILE (PDF, CMS, RFC 3161, XML-DSig/XAdES, ASiC-E) and print a report",
 		Long: "Validate a signed document in the manner of ETSI EN 319 102-1. The trust anchors are the\n" +
 			"--ca files, else the platform's root from the configured store. Exit status 0 only for TOTAL-PASSED.",
 		Args: cobra.ExactArgs(1),
@@ -83,7 +83,7 @@ func verifyCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&contentFile, "content", "", "the signed content of a detached CMS signature, or the data a timestamp is over")
+	cmd.Flags().StringVar(&contentFile, "content", "", "the signed content of a detached CMS or XAdES signature, or the data a timestamp is over")
 	cmd.Flags().StringArrayVar(&caFiles, "ca", nil, "trust anchors (PEM), repeatable; default: the platform's root")
 	cmd.Flags().StringVar(&output, "output", "text", "text or json")
 	cmd.Flags().BoolVar(&online, "online", false, "fetch OCSP/CRL at the certificates' URLs when the document embeds no revocation data")

@@ -10,7 +10,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vula-eid/vula/internal/signing"
+	"github.com/vula-eid/vula/internal/signing/cades"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
+	"github.com/vula-eid/vula/internal/signing/xades"
 	"github.com/vula-eid/vula/internal/validation"
 )
 
@@ -31,9 +33,12 @@ func TestSchema(t *testing.T) {
 	}
 	env := signingtest.New(t, signingtest.Options{})
 	rep := validate(t, signPDF(t, env, env.Seal, signingtest.PDF("schema"), signing.LevelLTA), validation.Options{TrustAnchors: anchors(env)})
-	b, _ := json.Marshal(rep)
-	var doc any
-	json.Unmarshal(b, &doc)
+	// And the XML and container reports: signed objects, container entries, archive timestamps.
+	reports := []validation.Report{rep,
+		validate(t, signXAdES(t, env, env.Seal, []byte(invoiceXML), xades.Enveloped, signing.LevelLTA), validation.Options{TrustAnchors: anchors(env)}),
+		validate(t, asicXAdES(t, env, signing.LevelLTA), validation.Options{TrustAnchors: anchors(env)}),
+		validate(t, asicCAdES(t, env, cades.Options{Timestamper: env.TSA}), validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}),
+	}
 	var check func(path string, v any, schema map[string]any)
 	check = func(path string, v any, schema map[string]any) {
 		if ref, ok := schema["$ref"].(string); ok {
@@ -69,5 +74,10 @@ func TestSchema(t *testing.T) {
 			}
 		}
 	}
-	check("report", doc, map[string]any{"$ref": "#/components/schemas/ValidationReport"})
+	for _, rep := range reports {
+		b, _ := json.Marshal(rep)
+		var doc any
+		json.Unmarshal(b, &doc)
+		check("report("+rep.Format+")", doc, map[string]any{"$ref": "#/components/schemas/ValidationReport"})
+	}
 }

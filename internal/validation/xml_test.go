@@ -162,3 +162,31 @@ func certInfoSHA(c *x509.Certificate) string {
 	s := sha256.Sum256(c.Raw)
 	return hex.EncodeToString(s[:])
 }
+
+// TestXAdESArchiveTimestamp: the archive timestamp covers the validation data before it: a
+// change to RevocationValues that leaves every OCSP response intact (a line break in the base64)
+// fails the archive timestamp's imprint and so the signature; the signature timestamp over
+// another signature's SignatureValue fails too.
+func TestXAdESArchiveTimestamp(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	opts := validation.Options{TrustAnchors: anchors(env)}
+	doc := signXAdES(t, env, env.Seal, []byte(invoiceXML), xades.Enveloped, signing.LevelLTA)
+	bad := bytes.Replace(doc, []byte("<xades:EncapsulatedOCSPValue>"), []byte("<xades:EncapsulatedOCSPValue>\n"), 1)
+	rep := validate(t, bad, opts)
+	s := rep.Signatures[0]
+	if rep.Indication != validation.TotalFailed || rep.SubIndication != validation.HashFailure ||
+		s.Timestamps[0].Indication != validation.TotalPassed || s.Timestamps[1].Indication != validation.TotalFailed {
+		t.Fatalf("%s/%s\n%s", rep.Indication, rep.SubIndication, rep.Text())
+	}
+
+	other := signXAdES(t, env, env.Seal, []byte(invoiceXML), xades.Enveloped, signing.LevelT)
+	tsOf := func(b []byte) []byte {
+		i := bytes.Index(b, []byte("<xades:EncapsulatedTimeStamp>"))
+		j := bytes.Index(b, []byte("</xades:EncapsulatedTimeStamp>"))
+		return b[i:j]
+	}
+	borrowed := bytes.Replace(other, tsOf(other), tsOf(doc), 1)
+	if rep := validate(t, borrowed, opts); rep.Indication != validation.TotalFailed || rep.SubIndication != validation.HashFailure {
+		t.Fatalf("a borrowed signature timestamp: %s/%s\n%s", rep.Indication, rep.SubIndication, rep.Text())
+	}
+}
