@@ -8,6 +8,7 @@ import (
 	"mime/multipart"
 	"path"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -155,7 +156,33 @@ func SignedName(name string) string {
 //
 // Why not digitorus/pdf's Reader.Page: it walks the page tree without a bound, and a tree whose
 // kids point back at an ancestor loops for ever; the walk here keeps a visited set and a depth.
-func Inspect(data []byte) (info Info, err error) {
+//
+// digitorus/pdf can also spin on some hostile inputs (found by FuzzInspect, not yet narrowed
+// down), so the reading runs on its own goroutine and a document not read within
+// inspectTimeout is refused as too complex. The goroutine is left to finish on its own.
+func Inspect(data []byte) (Info, error) {
+	type result struct {
+		info Info
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		info, err := inspect(data)
+		done <- result{info, err}
+	}()
+	t := time.NewTimer(inspectTimeout)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.info, r.err
+	case <-t.C:
+		return Info{}, fmt.Errorf("%w: the PDF could not be read within %v", signing.ErrInvalid, inspectTimeout)
+	}
+}
+
+const inspectTimeout = 3 * time.Second
+
+func inspect(data []byte) (info Info, err error) {
 	defer func() {
 		// digitorus/pdf reports much malformed input by panicking (internal/signing/pades says
 		// the same); only reading runs here.
