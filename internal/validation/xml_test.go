@@ -48,8 +48,9 @@ func signXAdES(t testing.TB, env *signingtest.Env, s signing.Signer, input []byt
 }
 
 // xmlsecVerify runs xmlsec1 --verify on doc trusting the platform's root (detached data in
-// the same directory under the names given); it returns whether xmlsec1 said OK.
-func xmlsecVerify(t testing.TB, env *signingtest.Env, doc []byte, files map[string][]byte) (bool, string) {
+// the same directory under the names given, extra arguments such as --id-attr after the
+// usual ones); it returns whether xmlsec1 said OK.
+func xmlsecVerify(t testing.TB, env *signingtest.Env, doc []byte, files map[string][]byte, extra ...string) (bool, string) {
 	t.Helper()
 	testenv.Need(t, "xmlsec1")
 	dir := t.TempDir()
@@ -70,7 +71,8 @@ func xmlsecVerify(t testing.TB, env *signingtest.Env, doc []byte, files map[stri
 		}
 		args = append(args, "--untrusted-pem", f)
 	}
-	args = append(args, "--id-attr:Id", "http://uri.etsi.org/01903/v1.3.2#:SignedProperties", "--id-attr:Id", "http://www.w3.org/2000/09/xmldsig#:Object", "sig.xml")
+	args = append(args, "--id-attr:Id", "http://uri.etsi.org/01903/v1.3.2#:SignedProperties", "--id-attr:Id", "http://www.w3.org/2000/09/xmldsig#:Object")
+	args = append(append(args, extra...), "sig.xml")
 	cmd := exec.Command("xmlsec1", args...)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
