@@ -15,6 +15,7 @@ import (
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/csc"
+	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 	"github.com/vula-eid/vula/internal/tsa"
@@ -151,6 +152,10 @@ func registerCSC(mux *http.ServeMux, cfg config.Config, a *certs.Authority, keys
 	h := csc.Handler{S: cscService(cfg, a, keys, db, eph, accounts, l, ts, log), Auth: auth, Issuer: cfg.BaseURL, Log: log}
 	if ts != nil { // a nil *tsa.Responder must not become a non-nil Timestamper
 		h.TSA = ts
+	}
+	if p, ok := auth.(*idp.Provider); ok {
+		// Credential authorization through OAuth asks the signing service about credentials.
+		p.SetCredentials(h.S)
 	}
 	h.Register(mux)
 	return nil

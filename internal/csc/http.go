@@ -53,7 +53,8 @@ func (h Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /csc/v2/credentials/list", h.authed(h.list))
 	mux.HandleFunc("POST /csc/v2/credentials/info", h.authed(h.credInfo))
 	mux.HandleFunc("POST /csc/v2/credentials/authorize", h.authed(h.authorize))
-	mux.HandleFunc("POST /csc/v2/signatures/signHash", h.authed(h.signHash))
+	// A credential token (scope credential) stands in for the SAD (oauth.go).
+	mux.HandleFunc("POST /csc/v2/signatures/signHash", h.credentialOr(h.signHash))
 	if h.TSA != nil {
 		mux.HandleFunc("POST /csc/v2/signatures/timestamp", h.authed(h.timestamp))
 	}
@@ -240,7 +241,7 @@ func (h Handler) list(w http.ResponseWriter, r *http.Request, subject string) {
 			continue
 		}
 		ids = append(ids, c.ID)
-		infos = append(infos, h.view(c, now, req.Certificates, req.CertInfo))
+		infos = append(infos, h.authModes(h.view(c, now, req.Certificates, req.CertInfo)))
 	}
 	out := map[string]any{"credentialIDs": ids, "onlyValid": req.OnlyValid}
 	if req.CredentialInfo {
@@ -283,7 +284,7 @@ func (h Handler) credInfo(w http.ResponseWriter, r *http.Request, subject string
 		h.fail(w, r, err)
 		return
 	}
-	v := h.view(c, h.S.now(), req.Certificates, req.CertInfo)
+	v := h.authModes(h.view(c, h.S.now(), req.Certificates, req.CertInfo))
 	v.CredentialID = ""
 	writeJSON(w, http.StatusOK, v)
 }
@@ -352,6 +353,10 @@ func (h Handler) signHash(w http.ResponseWriter, r *http.Request, subject string
 		ClientData       string   `json:"clientData"`
 	}
 	if err := decode(r, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if err := tokenSAD(r.Context(), &req.SAD); err != nil {
 		h.fail(w, r, err)
 		return
 	}
