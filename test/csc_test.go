@@ -26,9 +26,11 @@ import (
 	"github.com/go-jose/go-jose/v3"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
+	"golang.org/x/crypto/ocsp"
 	"golang.org/x/oauth2"
 
 	"github.com/vula-eid/vula/internal/idp/idptest"
+	"github.com/vula-eid/vula/internal/signing/signingtest"
 	"github.com/vula-eid/vula/internal/testenv"
 )
 
@@ -189,7 +191,7 @@ func TestCSCEndToEnd(t *testing.T) {
 
 	status, info := cscCall(t, base, "", "info", map[string]any{})
 	if status != 200 || info["oauth2"] != base || fmt.Sprint(info["authType"]) != "[oauth2code]" ||
-		!strings.Contains(fmt.Sprint(info["methods"]), "signatures/signHash") || strings.Contains(fmt.Sprint(info["methods"]), "signDoc") {
+		!strings.Contains(fmt.Sprint(info["methods"]), "signatures/signHash") || strings.Contains(fmt.Sprint(info["methods"]), "sendOTP") {
 		t.Fatalf("info: %d %v", status, info)
 	}
 	// The logo info names is there.
@@ -404,6 +406,303 @@ func TestCSCEndToEnd(t *testing.T) {
 		if signedDigests[hex.EncodeToString(h)] != 1 {
 			t.Errorf("hash %x signed %d times", h, signedDigests[hex.EncodeToString(h)])
 		}
+	}
+	vula(t, env, "audit", "verify")
+}
+
+// serviceTokenAt is serviceToken with the login at level acr: at low the official gives the
+// password only.
+func serviceTokenAt(t *testing.T, r *rp, issuer string, o *officialUser, acr string) string {
+	t.Helper()
+	verifier := oauth2.GenerateVerifier()
+	q := url.Values{"client_id": {r.id}, "response_type": {"code"}, "redirect_uri": {r.callback}, "scope": {"openid service"},
+		"state": {"s-" + verifier[:8]}, "code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"},
+		"acr_values": {acr}}
+	cb := idptest.New(t, issuer).LoginWithCode(issuer+"/oauth2/auth?"+q.Encode(), r.callback, o.number, o.pw, "")
+	tf := r.assertion(t, issuer+"/oauth2/token")
+	tf.Set("grant_type", "authorization_code")
+	tf.Set("code", cb.Query().Get("code"))
+	tf.Set("redirect_uri", r.callback)
+	tf.Set("code_verifier", verifier)
+	code, tok := post(t, issuer+"/oauth2/token", tf)
+	if code != 200 {
+		t.Fatalf("code exchange: %d %v", code, tok)
+	}
+	return tok["access_token"].(string)
+}
+
+// TestCSCSignDoc signs documents through the real binary's signatures/signDoc: a PAdES B-T that
+// pdfsig finds valid and signed by the official, an enveloped XAdES B-T that xmlsec1 verifies
+// against the platform's chain, a detached CAdES B-B and detached CAdES over document digests
+// that openssl cms -verify accepts; the validation info parses (OCSP with x/crypto/ocsp, CRLs
+// with crypto/x509). credentials/extendTransaction gives a new SAD and spends the old one. Each
+// refusal is a subtest: a document the SAD does not list, a SAD reused, another official's
+// credential, a revoked certificate (after a renewal, which keeps the key signing), and a
+// service token from a login below substantial.
+func TestCSCSignDoc(t *testing.T) {
+	vulaBinary(t)
+	testenv.Need(t, "openssl", "pdfsig", "xmlsec1")
+	data := t.TempDir()
+	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false"}
+	arta := newOfficial(t, env, "1100000001", "Arta", "Krasniqi")
+	besnik := newOfficial(t, env, "1100000002", "Besnik", "Gashi")
+	// Renewal (the CLI holds the key store, so before serve): a new certificate for the same key.
+	var renewed struct {
+		ID  string `json:"credential_id"`
+		Key string `json:"key"`
+	}
+	out := vula(t, env, "persons", "renew-signing-key", besnik.number, "--credential", besnik.credential, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &renewed); err != nil || renewed.ID == besnik.credential || renewed.Key != besnik.key {
+		t.Fatalf("renew-signing-key printed %q", out)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "signer-1", Algorithm: "ES256", Use: "sig"}}})
+	jwksPath := filepath.Join(t.TempDir(), "jwks.json")
+	os.WriteFile(jwksPath, jwks, 0o600)
+	app := &rp{id: "signer", key: key, callback: "http://127.0.0.1:9/signer/callback"}
+	vula(t, env, "clients", "create", app.id, "--auth-method", "private_key_jwt", "--jwks", jwksPath, "--redirect-uri", app.callback,
+		"--scope", "openid,service", "--name", "Document signing")
+	srv := startReplicaAt(t, freePort(t), data, env)
+	srv.ready(t, http.StatusOK)
+	base := "http://" + srv.addr
+
+	status, info := cscCall(t, base, "", "info", map[string]any{})
+	methods := fmt.Sprint(info["methods"])
+	if status != 200 || !strings.Contains(methods, "signatures/signDoc") || !strings.Contains(methods, "credentials/extendTransaction") ||
+		strings.Contains(methods, "sendOTP") {
+		t.Fatalf("info: %d %v", status, info)
+	}
+	artaTok := serviceToken(t, app, base, arta)
+	besnikTok := serviceToken(t, app, base, besnik)
+	status, ci := cscCall(t, base, artaTok, "credentials/info", map[string]any{"credentialID": arta.credential, "certificates": "chain"})
+	if status != 200 || fmt.Sprint(ci["OTP"].(map[string]any)["type"]) != "offline" {
+		t.Fatalf("credentials/info: %d %v", status, ci)
+	}
+	dir := t.TempDir()
+	chain := ci["cert"].(map[string]any)["certificates"].([]any)
+	writePEM := func(name string, items ...any) string {
+		var b []byte
+		for _, it := range items {
+			der, _ := base64.StdEncoding.DecodeString(it.(string))
+			b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+		}
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, b, 0o600)
+		return p
+	}
+	rootPEM, caPEM := writePEM("root.pem", chain[2]), writePEM("ca.pem", chain[1])
+
+	authorize := func(tok string, o *officialUser, cred string, docs ...[]byte) string {
+		t.Helper()
+		hs := make([][]byte, len(docs))
+		for i, d := range docs {
+			h := sha256.Sum256(d)
+			hs[i] = h[:]
+		}
+		status, auth := cscCall(t, base, tok, "credentials/authorize", map[string]any{"credentialID": cred, "numSignatures": len(hs),
+			"hashes": b64(hs...), "hashAlgorithmOID": oidSHA256, "authData": []map[string]string{{"id": "PIN", "value": o.pw}, {"id": "OTP", "value": o.otp(t)}}})
+		if status != 200 {
+			t.Fatalf("authorize: %d %v", status, auth)
+		}
+		return auth["SAD"].(string)
+	}
+	doc := func(d []byte, format, level, pack string) map[string]any {
+		m := map[string]any{"document": base64.StdEncoding.EncodeToString(d), "signature_format": format, "conformance_level": level,
+			"signAlgo": oidECDSASHA256}
+		if pack != "" {
+			m["signed_envelope_property"] = pack
+		}
+		return m
+	}
+	signDoc := func(tok, cred, sad string, docs ...map[string]any) (int, map[string]any) {
+		return cscCall(t, base, tok, "signatures/signDoc", map[string]any{"credentialID": cred, "SAD": sad, "documents": docs, "returnValidationInfo": true})
+	}
+	decode := func(v any) []byte {
+		b, err := base64.StdEncoding.DecodeString(v.(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+
+	pdf := signingtest.PDF("Vendim nr. 7 i komunës")
+	xml := []byte(`<?xml version="1.0" encoding="UTF-8"?>` + "\n" + `<vendim nr="7"><tekst>Miratohet.</tekst></vendim>`)
+	txt := []byte("Ekstrakt nga regjistri\n")
+	sad := authorize(artaTok, arta, arta.credential, pdf, xml, txt)
+
+	// extendTransaction: a new SAD for the same hashes; the old one is spent.
+	status, ext := cscCall(t, base, artaTok, "credentials/extendTransaction", map[string]any{"credentialID": arta.credential, "SAD": sad})
+	if status != 200 || ext["SAD"] == sad || ext["expiresIn"] != float64(300) {
+		t.Fatalf("extendTransaction: %d %v", status, ext)
+	}
+	status, body := signDoc(artaTok, arta.credential, sad, doc(pdf, "P", "Ades-B-T", ""))
+	wantCSCError(t, "signDoc with the SAD extended away", status, body, "invalid_request", "SAD")
+	sad = ext["SAD"].(string)
+
+	status, signed := signDoc(artaTok, arta.credential, sad, doc(pdf, "P", "Ades-B-T", "Revision"), doc(xml, "X", "Ades-B-T", "Enveloped"),
+		doc(txt, "C", "Ades-B-B", "Detached"))
+	if status != 200 {
+		t.Fatalf("signDoc: %d %v", status, signed)
+	}
+	withSig, objects := signed["DocumentWithSignature"].([]any), signed["SignatureObject"].([]any)
+	if len(withSig) != 2 || len(objects) != 1 {
+		t.Fatalf("signDoc: %d documents with signature, %d signature objects", len(withSig), len(objects))
+	}
+	pdfPath := filepath.Join(dir, "signed.pdf")
+	os.WriteFile(pdfPath, decode(withSig[0]), 0o600)
+	if out := pdfsig(t, pdfPath); !strings.Contains(out, "Signature is Valid.") || !strings.Contains(out, "Arta Krasniqi") {
+		t.Fatalf("pdfsig of the signDoc PAdES:\n%s", out)
+	}
+	xmlPath := filepath.Join(dir, "signed.xml")
+	os.WriteFile(xmlPath, decode(withSig[1]), 0o600)
+	cmd := exec.Command("xmlsec1", "--verify", "--trusted-pem", rootPEM, "--untrusted-pem", caPEM,
+		"--id-attr:Id", "http://uri.etsi.org/01903/v1.3.2#:SignedProperties", "--id-attr:Id", "http://www.w3.org/2000/09/xmldsig#:Object", xmlPath)
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "OK") {
+		t.Fatalf("xmlsec1 --verify of the signDoc XAdES: %v\n%s", err, out)
+	}
+	cmsVerify := func(what string, sig, content []byte) {
+		t.Helper()
+		sp, cp := filepath.Join(dir, "sig.p7s"), filepath.Join(dir, "content")
+		os.WriteFile(sp, sig, 0o600)
+		os.WriteFile(cp, content, 0o600)
+		if out, err := exec.Command("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", sp, "-content", cp, "-CAfile", rootPEM,
+			"-purpose", "any", "-out", os.DevNull).CombinedOutput(); err != nil {
+			t.Fatalf("openssl cms -verify of %s: %v\n%s", what, err, out)
+		}
+	}
+	cmsVerify("the signDoc CAdES", decode(objects[0]), txt)
+	vi, _ := signed["validationInfo"].(map[string]any)
+	if vi == nil || len(vi["ocsp"].([]any)) == 0 || len(vi["crl"].([]any)) == 0 || len(vi["certificates"].([]any)) < 3 {
+		t.Fatalf("validationInfo: %v", vi)
+	}
+	for _, o := range vi["ocsp"].([]any) {
+		if r, err := ocsp.ParseResponse(decode(o), nil); err != nil || r.Status != ocsp.Good {
+			t.Fatalf("validationInfo OCSP: %v %+v", err, r)
+		}
+	}
+	for _, c := range vi["crl"].([]any) {
+		if _, err := x509.ParseRevocationList(decode(c)); err != nil {
+			t.Fatalf("validationInfo CRL: %v", err)
+		}
+	}
+	for _, c := range vi["certificates"].([]any) {
+		if _, err := x509.ParseCertificate(decode(c)); err != nil {
+			t.Fatalf("validationInfo certificate: %v", err)
+		}
+	}
+
+	t.Run("documentDigests", func(t *testing.T) {
+		h := sha256.Sum256([]byte("a document the application holds\n"))
+		status, auth := cscCall(t, base, artaTok, "credentials/authorize", map[string]any{"credentialID": arta.credential, "numSignatures": 1,
+			"hashes": b64(h[:]), "hashAlgorithmOID": oidSHA256, "authData": []map[string]string{{"id": "PIN", "value": arta.pw}, {"id": "OTP", "value": arta.otp(t)}}})
+		if status != 200 {
+			t.Fatalf("authorize: %d %v", status, auth)
+		}
+		status, body := cscCall(t, base, artaTok, "signatures/signDoc", map[string]any{"credentialID": arta.credential, "SAD": auth["SAD"],
+			"documentDigests": []map[string]any{{"hashes": b64(h[:]), "hashAlgorithmOID": oidSHA256, "signature_format": "C",
+				"conformance_level": "Ades-B-T", "signAlgo": oidECDSASHA256}}})
+		if status != 200 || len(body["SignatureObject"].([]any)) != 1 {
+			t.Fatalf("signDoc over a digest: %d %v", status, body)
+		}
+		cmsVerify("the CAdES over a digest", decode(body["SignatureObject"].([]any)[0]), []byte("a document the application holds\n"))
+	})
+	t.Run("document not authorized", func(t *testing.T) {
+		sad := authorize(artaTok, arta, arta.credential, pdf)
+		status, body := signDoc(artaTok, arta.credential, sad, doc(signingtest.PDF("another decision"), "P", "Ades-B-B", ""))
+		wantCSCError(t, "a document outside the SAD", status, body, "invalid_request", "not authorized")
+		t.Run("SAD reused", func(t *testing.T) {
+			status, body := signDoc(artaTok, arta.credential, sad, doc(pdf, "P", "Ades-B-B", "Revision"))
+			if status != 200 {
+				t.Fatalf("signDoc: %d %v", status, body)
+			}
+			status, body = signDoc(artaTok, arta.credential, sad, doc(pdf, "P", "Ades-B-B", "Revision"))
+			wantCSCError(t, "a SAD used a second time", status, body, "invalid_request", "SAD")
+		})
+	})
+	t.Run("another official's credential", func(t *testing.T) {
+		sad := authorize(artaTok, arta, arta.credential, txt)
+		status, body := signDoc(besnikTok, arta.credential, sad, doc(txt, "C", "Ades-B-B", "Detached"))
+		wantCSCError(t, "signDoc on another's credential", status, body, "invalid_request", "credentialID")
+		status, body = signDoc(besnikTok, besnik.credential, sad, doc(txt, "C", "Ades-B-B", "Detached"))
+		wantCSCError(t, "signDoc with another's SAD", status, body, "invalid_request", "SAD")
+	})
+	t.Run("bad input", func(t *testing.T) {
+		sad := authorize(artaTok, arta, arta.credential, xml)
+		for _, c := range []struct {
+			name string
+			d    map[string]any
+			want string
+		}{
+			{"a format", doc(xml, "J", "Ades-B-B", ""), "signature_format"},
+			{"a level", doc(xml, "X", "Ades-LTX", ""), "conformance_level"},
+			{"CAdES attached", doc(xml, "C", "Ades-B-B", ""), "only Detached"},
+			{"an RSA algorithm for an EC key", map[string]any{"document": base64.StdEncoding.EncodeToString(xml), "signature_format": "X",
+				"signAlgo": "1.2.840.113549.1.1.11"}, "signAlgo"},
+		} {
+			status, body := signDoc(artaTok, arta.credential, sad, c.d)
+			wantCSCError(t, c.name, status, body, "invalid_request", c.want)
+		}
+		status, body := cscCall(t, base, artaTok, "signatures/signDoc", map[string]any{"credentialID": arta.credential, "SAD": sad,
+			"documents": []map[string]any{{"document": "%%%", "signature_format": "X", "signAlgo": oidECDSASHA256}}})
+		wantCSCError(t, "bad base64", status, body, "invalid_request", "Base64")
+		// Still good for the document after all those refusals.
+		if status, body := signDoc(artaTok, arta.credential, sad, doc(xml, "X", "Ades-B-B", "")); status != 200 {
+			t.Fatalf("signDoc after refusals: %d %v", status, body)
+		}
+	})
+	t.Run("renewed, then revoked", func(t *testing.T) {
+		status, list := cscCall(t, base, besnikTok, "credentials/list", map[string]any{})
+		if status != 200 || len(list["credentialIDs"].([]any)) != 2 {
+			t.Fatalf("credentials/list after renewal: %d %v", status, list)
+		}
+		sad := authorize(besnikTok, besnik, besnik.credential, txt)
+		vula(t, env, "pki", "revoke", "--ca", "person-ca", "--serial", besnik.credential, "--reason", "1")
+		status, body := signDoc(besnikTok, besnik.credential, sad, doc(txt, "C", "Ades-B-B", "Detached"))
+		wantCSCError(t, "signDoc after revocation", status, body, "invalid_request", "revoked")
+		sad = authorize(besnikTok, besnik, renewed.ID, pdf)
+		status, body = signDoc(besnikTok, renewed.ID, sad, doc(pdf, "P", "Ades-B-B", ""))
+		if status != 200 {
+			t.Fatalf("signDoc with the renewed credential: %d %v", status, body)
+		}
+		p := filepath.Join(dir, "besnik.pdf")
+		os.WriteFile(p, decode(body["DocumentWithSignature"].([]any)[0]), 0o600)
+		if out := pdfsig(t, p); !strings.Contains(out, "Signature is Valid.") || !strings.Contains(out, "Besnik Gashi") {
+			t.Fatalf("pdfsig of the renewed credential's signature:\n%s", out)
+		}
+		besnik.credential = renewed.ID
+	})
+	t.Run("service token from a low login", func(t *testing.T) {
+		low := serviceTokenAt(t, app, base, arta, "http://eidas.europa.eu/LoA/low")
+		hr, _ := http.NewRequest(http.MethodPost, base+"/csc/v2/credentials/list", strings.NewReader("{}"))
+		hr.Header.Set("Authorization", "Bearer "+low)
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]any
+		json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != 401 || body["error"] != "insufficient_user_authentication" ||
+			!strings.Contains(resp.Header.Get("WWW-Authenticate"), `acr_values="http://eidas.europa.eu/LoA/substantial"`) {
+			t.Fatalf("a low login's token: %d %v %q", resp.StatusCode, body, resp.Header.Get("WWW-Authenticate"))
+		}
+	})
+
+	// The audit log: the official's key signed once per document signed, never for a refusal.
+	srv.cmd.Process.Signal(os.Interrupt)
+	srv.cmd.Wait()
+	docSigs := 0
+	for _, line := range strings.Split(strings.TrimSpace(vula(t, env, "audit", "export")), "\n") {
+		var r struct{ Action, Key, Detail string }
+		json.Unmarshal([]byte(line), &r)
+		detail, _ := hex.DecodeString(r.Detail)
+		if r.Action == "sign" && r.Key == arta.key && strings.Contains(string(detail), "signDoc") {
+			docSigs++
+		}
+	}
+	// 3 documents, 1 digest, 1 PDF (SAD reused), 1 XML (bad input).
+	if docSigs != 6 {
+		t.Fatalf("audit: %d signDoc signatures with Arta's key, want 6", docSigs)
 	}
 	vula(t, env, "audit", "verify")
 }

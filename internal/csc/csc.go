@@ -501,7 +501,7 @@ func (s *Service) grant(ctx context.Context, rec sadRecord, audit func(sad strin
 	if err := s.eph.PutIfAbsent(ctx, sadKey(sad), v, ttl+time.Minute); err != nil {
 		return Authorized{}, err
 	}
-	return Authorized{SAD: sad, ExpiresIn: int(ttl / time.Second)}, nil
+	return Authorized{SAD: sad, ExpiresIn: int(ttl.Round(time.Second) / time.Second)}, nil
 }
 
 // record appends an authorization event with its hashes and returns its sequence number.
