@@ -61,8 +61,8 @@ type Document struct {
 type DocRequest struct {
 	CredentialID string
 	SAD          string
-	// HashOID is as authorized; each document's digest (DocumentDigest) is taken with it and
-	// must be one the SAD lists and has not spent.
+	// HashOID is as authorized ("" = the SAD's); each document's digest (DocumentDigest) is
+	// taken with it and must be one the SAD lists and has not spent.
 	HashOID              string
 	Documents            []Document
 	ReturnValidationInfo bool
@@ -156,6 +156,14 @@ func (s *Service) packaging(i int, d Document) (string, error) {
 func (s *Service) SignDoc(ctx context.Context, subject string, r DocRequest) (DocResult, error) {
 	if r.SAD == "" || len(r.SAD) > 256 {
 		return DocResult{}, errInvalidSAD
+	}
+	if r.HashOID == "" {
+		// The SAD's own algorithm (the CSC documents parameter names none).
+		rec, _, err := s.sadRecord(ctx, sadKey(r.SAD), subject, r.CredentialID)
+		if err != nil {
+			return DocResult{}, err
+		}
+		r.HashOID = rec.HashOID
 	}
 	h, ok := hashOIDs[r.HashOID]
 	if !ok {
