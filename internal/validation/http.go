@@ -11,6 +11,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/vula-eid/vula/internal/server"
@@ -26,17 +27,48 @@ const DefaultMaxSize = 64 << 20
 // not a signature, 413 above MaxSize, 422 for a format not validated yet. No authentication:
 // validation is a public service, and the handler fetches nothing but through Fetch (the
 // platform's own CA in process), never a URL named by the document.
+//
+// At most MaxConcurrent validations run at once (from reading the body to the answer, so
+// that the memory the bodies take is bounded too: MaxConcurrent × MaxSize, twice that for a
+// multipart body); a request beyond that is answered 503 with Retry-After at once, not
+// queued. Why a bound on concurrency rather than a per-client token bucket: a validation
+// costs CPU and memory wherever it comes from, so the bound protects the replica against any
+// number of clients (a per-address bucket needs the proxy's forwarded address trusted and a
+// shared store across replicas, and still lets many addresses exhaust one replica), and each
+// replica keeps it alone, with nothing shared. A slow upload holds its slot; the server's read
+// timeout bounds how long.
 type Handler struct {
 	TrustAnchors []*x509.Certificate
 	Fetch        Fetcher          // optional
 	MaxSize      int64            // DefaultMaxSize when 0
 	Time         func() time.Time // time.Now when nil
 	Log          *slog.Logger
+	// MaxConcurrent bounds the validations running at once; 2 × GOMAXPROCS when 0.
+	MaxConcurrent int
 }
+
+// RetryAfter is the Retry-After (seconds) of a 503 when every validation slot is taken: a
+// validation of a large PDF takes about that long.
+const RetryAfter = "1"
 
 // Register mounts the API on mux.
 func (h Handler) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /api/v1/validate", h.validate)
+	n := h.MaxConcurrent
+	if n <= 0 {
+		n = 2 * runtime.GOMAXPROCS(0)
+	}
+	slots := make(chan struct{}, n)
+	mux.HandleFunc("POST /api/v1/validate", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		default:
+			w.Header().Set("Retry-After", RetryAfter)
+			server.WriteProblem(w, r, http.StatusServiceUnavailable, fmt.Errorf("validation: all %d validation slots are busy", n))
+			return
+		}
+		h.validate(w, r)
+	})
 }
 
 func (h Handler) maxSize() int64 {
