@@ -20,11 +20,14 @@
 //
 // A PDF signature is validated over the revision its /ByteRange ends with. The revisions after
 // it may add only what PAdES lets follow a signature — the DSS, document timestamps, further
-// signatures with their fields and widgets (none after a DocMDP P=1 certification) — which is
-// checked by comparing the signed revision with the whole file object by object (catalog, page
-// tree, pages' content and resources, annotations, form). Any other change (the incremental
-// saving and shadow attacks) fails the signature with FORMAT_FAILURE: its bytes still verify,
-// but the document shown is not the one signed, and a relying party reads the document.
+// signatures with their fields and widgets (none after a DocMDP P=1 certification) — and what
+// the certification's DocMDP and the signatures' FieldMDP locks permit: a form field not locked
+// filled in (its value with its appearance; not after P=1), annotations under P=3; these are
+// listed in the report's laterUpdates. It is checked by comparing the signed revision with the
+// whole file object by object (catalog, page tree, pages' content and resources, annotations,
+// form). Any other change (the incremental saving and shadow attacks) fails the signature with
+// FORMAT_FAILURE, naming the change: its bytes still verify, but the document shown is not the
+// one signed, and a relying party reads the document.
 //
 // A timestamp's time is a proof of existence for what it covers, never for itself: its TSA's
 // chain and revocation are checked at the validation time, unless a later verified timestamp
