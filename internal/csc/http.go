@@ -55,6 +55,8 @@ func (h Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /csc/v2/credentials/authorize", h.authed(h.authorize))
 	// A credential token (scope credential) stands in for the SAD (oauth.go).
 	mux.HandleFunc("POST /csc/v2/signatures/signHash", h.credentialOr(h.signHash))
+	mux.HandleFunc("POST /csc/v2/signatures/signDoc", h.credentialOr(h.signDoc))
+	mux.HandleFunc("POST /csc/v2/credentials/extendTransaction", h.authed(h.extendTransaction))
 	if h.TSA != nil {
 		mux.HandleFunc("POST /csc/v2/signatures/timestamp", h.authed(h.timestamp))
 	}
@@ -72,7 +74,9 @@ func logoSVG(w http.ResponseWriter, _ *http.Request) {
 
 // Methods lists what info announces: only what is mounted.
 func (h Handler) Methods() []string {
-	m := []string{"info", "credentials/list", "credentials/info", "credentials/authorize", "signatures/signHash"}
+	// sendOTP is absent: the OTP is a TOTP code from the official's app (offline), nothing to send.
+	m := []string{"info", "credentials/list", "credentials/info", "credentials/authorize", "credentials/extendTransaction",
+		"signatures/signHash", "signatures/signDoc"}
 	if h.TSA != nil {
 		m = append(m, "signatures/timestamp")
 	}
@@ -129,6 +133,14 @@ func (h Handler) authed(next func(w http.ResponseWriter, r *http.Request, subjec
 				"error_description": "service authorization must come from the official's own login"})
 			return
 		}
+		if !idp.AtLeast(c.ACR, idp.LoASubstantial) {
+			// RFC 9470 (step-up authentication): the token is good, its login too weak.
+			desc := "the service authorization's login must be at level of assurance substantial or higher; log in again at substantial"
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="vula-csc", error="insufficient_user_authentication", error_description=%q, acr_values=%q`,
+				desc, idp.LoASubstantial))
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "insufficient_user_authentication", "error_description": desc})
+			return
+		}
 		r = r.WithContext(WithRequestID(r.Context(), server.RequestID(r.Context())))
 		next(w, r, c.Subject)
 	}
@@ -141,6 +153,7 @@ type credInfoView struct {
 	Key                map[string]any `json:"key"`
 	Cert               map[string]any `json:"cert"`
 	Auth               map[string]any `json:"auth"`
+	OTP                map[string]any `json:"OTP,omitempty"`
 	SCAL               string         `json:"SCAL"`
 	Multisign          int            `json:"multisign"`
 	Lang               string         `json:"lang"`
@@ -198,8 +211,12 @@ func (h Handler) view(c Credential, now time.Time, certificates string, certInfo
 		// Explicit: the password as PIN and the TOTP code as OTP, both in authData.
 		Auth: map[string]any{"mode": "explicit", "expression": "PIN AND OTP", "objects": []map[string]any{
 			{"type": "Password", "id": "PIN", "format": "A", "label": "Password", "description": "Your Vula password"},
-			{"type": "Password", "id": "OTP", "format": "N", "label": "One-time code", "description": "The 6-digit code of your authenticator app"},
+			{"type": "OTP", "id": "OTP", "format": "N", "label": "One-time code", "description": "The 6-digit code of your authenticator app",
+				"generator": "TOTP (RFC 6238)"},
 		}},
+		// The OTP is offline: the official's app makes it, so there is no sendOTP.
+		OTP: map[string]any{"presence": "true", "type": "offline", "ID": "OTP", "provider": "Vula TOTP", "format": "N",
+			"label": "One-time code", "description": "The 6-digit code of your authenticator app"},
 		SCAL: "2", Multisign: h.S.cfg.MaxSignatures, Lang: "en",
 	}
 }
@@ -462,12 +479,14 @@ func decodeHashes(in []string) ([][]byte, error) {
 }
 
 // decode reads a JSON body of at most maxBody bytes into v; an empty body is an empty object.
-func decode(r *http.Request, v any) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+func decode(r *http.Request, v any) error { return decodeAtMost(r, v, maxBody) }
+
+func decodeAtMost(r *http.Request, v any, limit int64) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return invalidRequest("Unreadable request body")
 	}
-	if len(body) > maxBody {
+	if int64(len(body)) > limit {
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "invalid_request", Description: "The request body is too large"}
 	}
 	return decodeBody(body, v)
