@@ -3,11 +3,17 @@ package validation_test
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/x509"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/digitorus/pdfsign/sign"
 
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/signing/cades"
@@ -207,4 +213,39 @@ func TestFieldMDP(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDocMDPP3: a certification with P=3 (made by pdfsign, nothing of Vula's) also permits
+// annotations: a new comment afterwards passes and is reported; a page's content does not.
+func TestDocMDPP3(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	opts := validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}
+	in := env.WriteFile(t, "in.pdf", signingtest.PDF("certified P=3"))
+	outPath := filepath.Join(env.Dir, "p3.pdf")
+	if err := sign.SignFile(in, outPath, sign.SignData{Signature: sign.SignDataSignature{CertType: sign.CertificationSignature,
+		DocMDPPerm: sign.AllowFillingExistingFormFieldsAndSignaturesAndCRUDAnnotationsPerms, Info: sign.SignDataSignatureInfo{Name: "certifier"}},
+		Signer: env.Seal.Key, Certificate: env.Seal.Cert, DigestAlgorithm: crypto.SHA256,
+		CertificateChains: [][]*x509.Certificate{append([]*x509.Certificate{env.Seal.Cert}, env.Seal.Chain...)}}); err != nil {
+		t.Fatal(err)
+	}
+	certified, err := os.ReadFile(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, validate(t, certified, opts), validation.TotalPassed, "")
+	pageObj := latestObject(t, certified, "3")
+	withAnnot := pageObj
+	if strings.Contains(pageObj, "/Annots [") {
+		withAnnot = regexp.MustCompile(`/Annots \[([^\]]*)\]`).ReplaceAllString(pageObj, "/Annots [$1 60 0 R]")
+	} else {
+		withAnnot = strings.TrimSuffix(strings.TrimSpace(pageObj), ">>") + " /Annots [60 0 R] >>"
+	}
+	commented := appendUpdate(t, certified, map[int]string{3: withAnnot,
+		60: "<< /Type /Annot /Subtype /Text /Rect [72 700 92 720] /Contents (checked) >>"})
+	rep := validate(t, commented, opts)
+	expect(t, rep, validation.TotalPassed, "")
+	if !laterUpdate(rep.Signatures[0], "a new /Text annotation (DocMDP P=3 permits it)") {
+		t.Fatalf("%s", dump(t, rep))
+	}
+	expectFailed(t, validate(t, appendUpdate(t, commented, map[int]string{4: stream("BT /F1 24 Tf 72 720 Td (changed) Tj ET")}), opts), "page 1 changed: /Contents")
 }
