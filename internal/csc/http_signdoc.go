@@ -78,6 +78,10 @@ func (h Handler) signDoc(w http.ResponseWriter, r *http.Request, subject string)
 		h.fail(w, r, err)
 		return
 	}
+	if err := tokenSAD(r.Context(), &req.SAD); err != nil { // a credential token stands in for the SAD (oauth.go)
+		h.fail(w, r, err)
+		return
+	}
 	switch {
 	case req.CredentialID == "":
 		h.fail(w, r, invalidRequest("Missing (or invalid type) string parameter credentialID"))
