@@ -112,8 +112,10 @@ func (v *validator) asicContainer(data []byte, rep *Report) error {
 		if !ok || entryKind(name) != "data" {
 			return detachedData{}, false
 		}
-		return detachedData{target: "entry:" + name, open: func() (io.Reader, error) { return f.Open() }}, true
+		return detachedData{target: "entry:" + name, size: int64(f.UncompressedSize64), open: func() (io.Reader, error) { return f.Open() }}, true
 	}
+	// Each entry may be digested by a manifest, a Reference and an archive timestamp.
+	work := &workBudget{left: 4*int64(total) + 4<<20}
 
 	n := 0
 	for _, e := range rep.Entries {
@@ -130,9 +132,11 @@ func (v *validator) asicContainer(data []byte, rep *Report) error {
 			if !is(doc.Root(), nsASiC, "XAdESSignatures") {
 				return bad("%s is not an asic:XAdESSignatures", e.Name)
 			}
-			x := newXMLDoc(doc)
+			x := newXMLDoc(doc, work)
 			for _, sig := range children(doc.Root(), nsDS, "Signature") {
-				n++
+				if n++; n > maxXMLSignatures {
+					return fmt.Errorf("%w: validation: ASiC-E: more than %d signatures", signing.ErrTooLarge, maxXMLSignatures)
+				}
 				s := v.xmlSignature(sig, x, det, fmt.Sprintf("sig%d", n))
 				s.info("container", "in %s", e.Name)
 				for _, o := range s.SignedObjects {
@@ -141,8 +145,10 @@ func (v *validator) asicContainer(data []byte, rep *Report) error {
 				rep.Signatures = append(rep.Signatures, s)
 			}
 		case e.Kind == "manifest":
-			n++
-			s, covered, err := v.asicManifest(files, e.Name, fmt.Sprintf("sig%d", n))
+			if n++; n > maxXMLSignatures {
+				return fmt.Errorf("%w: validation: ASiC-E: more than %d signatures", signing.ErrTooLarge, maxXMLSignatures)
+			}
+			s, covered, err := v.asicManifest(files, e.Name, fmt.Sprintf("sig%d", n), work)
 			if err != nil {
 				return err
 			}
@@ -220,7 +226,7 @@ func readEntry(f *zip.File, max int64) ([]byte, error) {
 
 // asicManifest validates the CAdES signature an ASiCManifest names and the manifest's
 // digests; it returns the report and the data entries whose digest matched.
-func (v *validator) asicManifest(files map[string]*zip.File, name, id string) (SignatureReport, []string, error) {
+func (v *validator) asicManifest(files map[string]*zip.File, name, id string, work *workBudget) (SignatureReport, []string, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: validation: ASiC-E %s: %s", signing.ErrInvalid, name, fmt.Sprintf(format, args...))
 	}
@@ -287,6 +293,10 @@ func (v *validator) asicManifest(files map[string]*zip.File, name, id string) (S
 		want, derr := decodeB64(dv.Text())
 		if !ok || derr != nil {
 			s.fail("manifest-reference", FormatFailure, "DataObjectReference %q: digest %q, or a DigestValue that is not base64", uri, dm.SelectAttrValue("Algorithm", ""))
+			continue
+		}
+		if err := work.spend(int64(f.UncompressedSize64)); err != nil {
+			s.fail("manifest-reference", FormatFailure, "DataObjectReference %q: %v", uri, err)
 			continue
 		}
 		rc, err := f.Open()

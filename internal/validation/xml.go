@@ -41,6 +41,28 @@ import (
 // maxXMLSize bounds an XML document or a signature file of a container.
 const maxXMLSize = 64 << 20
 
+// maxXMLSignatures bounds the signatures of a document or container, and maxReferences the
+// References of one: each signature costs chain and revocation checks, whatever its size.
+const (
+	maxXMLSignatures = 100
+	maxReferences    = 1000
+)
+
+// workBudget bounds the bytes a validation canonicalizes and digests: a few Reference elements
+// can each ask for the whole document (or a whole container entry) again, so the work is
+// bounded by what the input justifies, not by the number of References. Past it, the
+// Reference fails as too costly rather than being skipped.
+type workBudget struct{ left int64 }
+
+func newWorkBudget(input int64) *workBudget { return &workBudget{left: 4*input + 4<<20} }
+
+func (b *workBudget) spend(n int64) error {
+	if b.left -= n; b.left < 0 {
+		return fmt.Errorf("the signatures ask for more canonicalization and digesting than the input's size justifies")
+	}
+	return nil
+}
+
 // xmlDocument validates each ds:Signature of an XML document.
 func (v *validator) xmlDocument(data []byte, rep *Report) error {
 	if len(data) > maxXMLSize {
@@ -52,15 +74,18 @@ func (v *validator) xmlDocument(data []byte, rep *Report) error {
 	if err != nil {
 		return fmt.Errorf("validation: %w", err)
 	}
-	x := newXMLDoc(doc)
+	x := newXMLDoc(doc, newWorkBudget(int64(len(data))))
 	sigs := findXMLSignatures(doc.Root())
 	if len(sigs) == 0 {
 		return fmt.Errorf("%w: validation: the XML document holds no ds:Signature", signing.ErrInvalid)
 	}
+	if len(sigs) > maxXMLSignatures {
+		return fmt.Errorf("%w: validation: %d signatures, the limit is %d", signing.ErrTooLarge, len(sigs), maxXMLSignatures)
+	}
 	var det resolveDetached
 	if v.opts.Content != nil {
 		det = func(name string) (detachedData, bool) {
-			return detachedData{target: "content:" + name, open: func() (io.Reader, error) {
+			return detachedData{target: "content:" + name, size: v.opts.ContentSize, open: func() (io.Reader, error) {
 				return io.NewSectionReader(v.opts.Content, 0, v.opts.ContentSize), nil
 			}}, true
 		}
@@ -117,8 +142,8 @@ func (v *validator) xmlSignature(sig *etree.Element, x *xmlDoc, det resolveDetac
 		}
 	}
 	refEls := children(signedInfo, nsDS, "Reference")
-	if len(refEls) == 0 {
-		rep.fail("format", FormatFailure, "SignedInfo has no Reference")
+	if len(refEls) == 0 || len(refEls) > maxReferences {
+		rep.fail("format", FormatFailure, "SignedInfo has %d References (1 to %d are validated)", len(refEls), maxReferences)
 		return rep
 	}
 	sigID := sig.SelectAttrValue("Id", "")
@@ -342,7 +367,7 @@ func (v *validator) xmlSignature(sig *etree.Element, x *xmlDoc, det resolveDetac
 			}
 			n++
 			tsr := v.xmlTimestamp(ats, "archive-timestamp", fmt.Sprintf("%s-ats%d", id, n), func(alg string, w io.Writer) error {
-				return archiveInput(w, alg, refs, sig, signedInfo, sigValue, keyInfo, qp, props[:i])
+				return archiveInput(w, x.work, alg, refs, sig, signedInfo, sigValue, keyInfo, qp, props[:i])
 			})
 			rep.Timestamps = append(rep.Timestamps, tsr)
 			switch tsr.Indication {
@@ -509,9 +534,9 @@ func (v *validator) xmlTimestamp(ts *etree.Element, kind, id string, input func(
 // internal/signing/xades builds it: each Reference's octets after its transforms, in order;
 // the canonical SignedInfo, SignatureValue and KeyInfo; each unsigned signature property
 // before the timestamp; each ds:Object but the one holding the QualifyingProperties.
-func archiveInput(w io.Writer, alg string, refs []*reference, sig, signedInfo, sigValue, keyInfo, qp *etree.Element, before []*etree.Element) error {
+func archiveInput(w io.Writer, work *workBudget, alg string, refs []*reference, sig, signedInfo, sigValue, keyInfo, qp *etree.Element, before []*etree.Element) error {
 	for _, r := range refs {
-		if err := r.writeOctets(w); err != nil {
+		if err := r.writeOctets(w, work); err != nil {
 			return err
 		}
 	}
@@ -528,6 +553,9 @@ func archiveInput(w io.Writer, alg string, refs []*reference, sig, signedInfo, s
 	for _, el := range els {
 		c, err := canonical(alg, el)
 		if err != nil {
+			return err
+		}
+		if err := work.spend(int64(len(c))); err != nil {
 			return err
 		}
 		w.Write(c)

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -190,5 +191,26 @@ func TestXAdESArchiveTimestamp(t *testing.T) {
 	borrowed := bytes.Replace(other, tsOf(other), tsOf(doc), 1)
 	if rep := validate(t, borrowed, opts); rep.Indication != validation.TotalFailed || rep.SubIndication != validation.HashFailure {
 		t.Fatalf("a borrowed signature timestamp: %s/%s\n%s", rep.Indication, rep.SubIndication, rep.Text())
+	}
+}
+
+// TestXMLWorkBounded: a signature that asks for the whole document again and again (900
+// References URI="") fails once the work passes what the document's size justifies, instead of
+// canonicalizing a megabyte a thousand times; more signatures than the bound are refused.
+func TestXMLWorkBounded(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	big := strings.Replace(invoiceXML, "</inv:Invoice>", strings.Repeat("<inv:Line>padding padding padding</inv:Line>\n", 25000)+"</inv:Invoice>", 1)
+	doc := string(signXAdES(t, env, env.Seal, []byte(big), xades.Enveloped, signing.LevelB))
+	i := strings.Index(doc, "<ds:Reference ")
+	j := strings.Index(doc, "</ds:Reference>") + len("</ds:Reference>")
+	many := doc[:i] + strings.Repeat(doc[i:j], 900) + doc[i:]
+	rep := validate(t, []byte(many), validation.Options{TrustAnchors: anchors(env)})
+	s := rep.Signatures[0]
+	if rep.Indication != validation.TotalFailed || !strings.Contains(s.Checks[len(s.Checks)-1].Message, "more canonicalization") {
+		t.Fatalf("%s/%s %s", rep.Indication, rep.SubIndication, s.Checks[len(s.Checks)-1].Message)
+	}
+	sigs := "<d>" + strings.Repeat(`<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"/>`, 101) + "</d>"
+	if _, err := validation.Validate(context.Background(), strings.NewReader(sigs), int64(len(sigs)), validation.Options{TrustAnchors: anchors(env)}); !errors.Is(err, signing.ErrTooLarge) {
+		t.Fatalf("101 signatures: %v", err)
 	}
 }

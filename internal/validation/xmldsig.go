@@ -77,10 +77,12 @@ type xmlDoc struct {
 	doc *etree.Document
 	// ids maps each value of an Id, ID, id or xml:id attribute to every element carrying it.
 	ids map[string][]*etree.Element
+	// work is the validation's budget (shared by the XML files of a container).
+	work *workBudget
 }
 
-func newXMLDoc(doc *etree.Document) *xmlDoc {
-	x := &xmlDoc{doc: doc, ids: map[string][]*etree.Element{}}
+func newXMLDoc(doc *etree.Document, work *workBudget) *xmlDoc {
+	x := &xmlDoc{doc: doc, ids: map[string][]*etree.Element{}, work: work}
 	var walk func(e *etree.Element)
 	walk = func(e *etree.Element) {
 		for _, a := range e.Attr {
@@ -235,6 +237,7 @@ func canonicalDoc(alg string, doc *etree.Document) ([]byte, error) {
 // detached content given to the validation, or an entry of an ASiC container.
 type detachedData struct {
 	target string                    // how the report names it: content:NAME, entry:NAME
+	size   int64                     // its size, spent from the work budget at each read
 	open   func() (io.Reader, error) // read again for each digest
 }
 
@@ -255,13 +258,19 @@ type reference struct {
 }
 
 // writeOctets writes what the reference's transforms yielded (the archive timestamp input).
-func (r *reference) writeOctets(w io.Writer) error {
+func (r *reference) writeOctets(w io.Writer, work *workBudget) error {
 	if r.det != nil {
+		if err := work.spend(r.det.size); err != nil {
+			return err
+		}
 		rd, err := r.det.open()
 		if err != nil {
 			return err
 		}
 		_, err = io.Copy(w, rd)
+		return err
+	}
+	if err := work.spend(int64(len(r.octets))); err != nil {
 		return err
 	}
 	_, err := w.Write(r.octets)
@@ -369,6 +378,9 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 		}
 		r.det = &d
 		r.obj.Target = d.target
+		if err := x.work.spend(d.size); err != nil {
+			return r, refErrf("Reference %q: %v", r.uri, err)
+		}
 		rd, err := d.open()
 		if err != nil {
 			return r, &refError{msg: fmt.Sprintf("Reference %q: %v", r.uri, err), missing: true}
@@ -439,6 +451,9 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 		if octets, err = toOctets(algC14N10); err != nil {
 			return r, refErrf("Reference %q: %v", r.uri, err)
 		}
+	}
+	if err := x.work.spend(int64(len(octets))); err != nil {
+		return r, refErrf("Reference %q: %v", r.uri, err)
 	}
 	r.octets = octets
 	hh := h.New()
