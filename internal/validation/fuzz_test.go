@@ -13,14 +13,16 @@ import (
 	"time"
 
 	"github.com/vula-eid/vula/internal/signing"
+	"github.com/vula-eid/vula/internal/signing/pades"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
 	"github.com/vula-eid/vula/internal/validation"
 )
 
 var update = flag.Bool("update", false, "rewrite the fuzz seeds in testdata/")
 
-// TestSeeds writes the fuzz seeds with -update: Vula's PAdES at B-B and B-LTA, a CAdES and
-// a timestamp reply from openssl. Without -update it checks that they are there.
+// TestSeeds writes the fuzz seeds with -update: Vula's PAdES at B-B and B-LTA, a certified form
+// filled in, a CAdES and a timestamp reply from openssl. Without -update it checks that they
+// are there.
 func TestSeeds(t *testing.T) {
 	if !*update {
 		m, _ := filepath.Glob("testdata/seed-*")
@@ -37,6 +39,13 @@ func TestSeeds(t *testing.T) {
 	}
 	write("seed-bb.pdf", signPDF(t, env, env.Seal, signingtest.PDF("seed"), signing.LevelB))
 	write("seed-blta.pdf", signPDF(t, env, env.Seal, signingtest.PDF("seed"), signing.LevelLTA))
+	// A certified form filled in afterwards: the DocMDP/FieldMDP comparison's input.
+	var cert bytes.Buffer
+	form := formPDF("Arta", "100")
+	if err := pades.Sign(context.Background(), bytes.NewReader(form), int64(len(form)), &cert, env.Seal, pades.Options{Certify: true}); err != nil {
+		t.Fatal(err)
+	}
+	write("seed-form-filled.pdf", fillIn(t, cert.Bytes(), 7, "Arta Krasniqi", 50))
 	p := newOpenSSLPKI(t)
 	if err := os.WriteFile(p.path("c.txt"), []byte("seed\n"), 0o600); err != nil {
 		t.Fatal(err)
