@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/vula-eid/vula/hsm"
@@ -197,14 +198,18 @@ func (s *Service) SignDoc(ctx context.Context, subject string, r DocRequest) (Do
 	}
 	// The digests are spent now, whatever happens next.
 	out := DocResult{Documents: make([][]byte, len(r.Documents))}
-	for i, d := range docs {
+	err = s.each(len(docs), func(i int) error {
 		signer, err := s.docSigner(ctx, subject, c, r.SAD, rec, i)
 		if err != nil {
-			return DocResult{}, err
+			return err
 		}
-		if out.Documents[i], err = s.signDocument(ctx, signer, d); err != nil {
-			return DocResult{}, docError(i, err)
+		if out.Documents[i], err = s.signDocument(ctx, signer, docs[i]); err != nil {
+			return docError(i, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return DocResult{}, err
 	}
 	if r.ReturnValidationInfo {
 		vd, err := signing.Collect(ctx, s.pki, append([]*x509.Certificate{c.Cert}, c.Chain...))
@@ -214,6 +219,30 @@ func (s *Service) SignDoc(ctx context.Context, subject string, r DocRequest) (Do
 		out.ValidationInfo = &vd
 	}
 	return out, nil
+}
+
+// each runs f for 0..n-1, up to 8 at once: each signature waits for its audit record to be
+// durable, and side by side the audit log group-commits them. It returns the first error by
+// index.
+func (s *Service) each(n int, f func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = f(i)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // docSigner is the credential's signer for document i: an audited key-layer signer whose
@@ -344,14 +373,18 @@ func (s *Service) SignDigests(ctx context.Context, subject string, r DigestReque
 		ts = s.cfg.Timestamper
 	}
 	out := DocResult{Documents: make([][]byte, len(r.Digests))}
-	for i, d := range r.Digests {
+	err = s.each(len(r.Digests), func(i int) error {
 		signer, err := s.docSigner(ctx, subject, c, r.SAD, rec, i)
 		if err != nil {
-			return DocResult{}, err
+			return err
 		}
-		if out.Documents[i], err = cades.SignDigest(ctx, signer, d, cades.Options{SigningTime: s.now(), Timestamper: ts}); err != nil {
-			return DocResult{}, docError(i, err)
+		if out.Documents[i], err = cades.SignDigest(ctx, signer, r.Digests[i], cades.Options{SigningTime: s.now(), Timestamper: ts}); err != nil {
+			return docError(i, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return DocResult{}, err
 	}
 	if r.ReturnValidationInfo {
 		vd, err := signing.Collect(ctx, s.pki, append([]*x509.Certificate{c.Cert}, c.Chain...))
