@@ -293,8 +293,16 @@ func (v *validator) xmlSignature(sig *etree.Element, x *xmlDoc, det resolveDetac
 			rep.indeterminate("signing-certificate", NoSigningCertificateFound, "KeyInfo holds no X509Certificate")
 			return rep
 		}
+		// Plain XML-DSig binds no certificate: the signer is the KeyInfo certificate whose key
+		// verifies the SignatureValue (xmlsec1 writes the signer's first, but need not).
 		cert = keyCerts[0]
-		rep.info("signing-certificate", "the first KeyInfo certificate; nothing signed binds it")
+		for _, c := range keyCerts {
+			if verifySignatureValue(signedInfo, sigValue, c) == nil {
+				cert = c
+				break
+			}
+		}
+		rep.info("signing-certificate", "the KeyInfo certificate whose key verifies; nothing signed binds it")
 	}
 	rep.Signer = certInfo(cert)
 	if err := verifySignatureValue(signedInfo, sigValue, cert); err != nil {
@@ -382,7 +390,10 @@ func (v *validator) xmlSignature(sig *etree.Element, x *xmlDoc, det resolveDetac
 	}
 
 	rep.conclude()
-	if rep.Format == "XAdES-BASELINE" && bindingOK && !rep.failed() {
+	if rep.Format == "XAdES-BASELINE" && rep.ClaimedSigningTime == nil {
+		// EN 319 132-1 §6.3: a baseline signature carries SigningTime.
+		rep.info("baseline", "no SigningTime: the signature is XAdES, but not at a baseline level")
+	} else if rep.Format == "XAdES-BASELINE" && bindingOK && !rep.failed() {
 		rep.Level = signing.LevelB
 		if proven {
 			rep.Level = signing.LevelT
