@@ -3,6 +3,7 @@ package csc
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vula-eid/vula/internal/idp"
+	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store/memstore"
 )
 
@@ -136,5 +138,34 @@ func TestCheckCredential(t *testing.T) {
 	}
 	if err := s.CheckCredential(ctx, o.sub, o.cred.ID); !errors.Is(err, idp.ErrCredentialRefused) || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("a revoked credential: %v", err)
+	}
+}
+
+// signDoc redeems a credential token as signHash does: the documents' digests must be the
+// token's, each signed once.
+func TestCredentialTokenSignDoc(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.replica(memstore.New(e.now))
+	o := e.official(t, s, "1100000001")
+	doc, other := []byte("Vendim nr. 7\n"), []byte("another document\n")
+	c := callerFor(o, e.now().Add(idp.CredentialTokenTTL), 0, DocumentDigest(crypto.SHA256, doc))
+	sad, err := s.TokenSAD(ctx, c, "a-credential-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(d []byte) DocRequest {
+		return DocRequest{CredentialID: o.cred.ID, SAD: sad, HashOID: "2.16.840.1.101.3.4.2.1",
+			Documents: []Document{{Data: d, Format: FormatCAdES, Level: signing.LevelB, Packaging: Detached}}}
+	}
+	if _, err := s.SignDoc(ctx, o.sub, req(other)); !strings.Contains(cscCode(err), "not authorized") {
+		t.Fatalf("a document outside the token: %s", cscCode(err))
+	}
+	res, err := s.SignDoc(ctx, o.sub, req(doc))
+	if err != nil || len(res.Documents) != 1 || len(res.Documents[0]) == 0 {
+		t.Fatalf("signDoc: %s", cscCode(err))
+	}
+	if _, err := s.SignDoc(ctx, o.sub, req(doc)); !strings.Contains(cscCode(err), "Invalid parameter SAD") {
+		t.Fatalf("a document signed twice on one token: %s", cscCode(err))
 	}
 }
