@@ -13,6 +13,12 @@
 // certificate is revoked or expired authorizes and signs nothing: the durable store is asked at
 // every authorization and every signature.
 //
+// Credential authorization comes in two modes: explicit (credentials/authorize with PIN and OTP
+// gives a SAD) and oauth2code (oauth.go): the official's fresh two-factor login at the identity
+// provider for scope credential or authorization_details of type credential gives an access
+// token that, sent as the Authorization header of signHash or signDoc, stands in for a SAD over
+// exactly its digests and is redeemed the same way.
+//
 // Every authorization (granted or refused) is an audit event (action csc.authorize) with its
 // hashes; every signature is the key layer's audit record, whose detail names the
 // authorization's audit sequence number and SAD id.
