@@ -14,7 +14,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
 	"github.com/vula-eid/vula/internal/signing/xades"
@@ -212,5 +214,46 @@ func TestXMLWorkBounded(t *testing.T) {
 	sigs := "<d>" + strings.Repeat(`<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"/>`, 101) + "</d>"
 	if _, err := validation.Validate(context.Background(), strings.NewReader(sigs), int64(len(sigs)), validation.Options{TrustAnchors: anchors(env)}); !errors.Is(err, signing.ErrTooLarge) {
 		t.Fatalf("101 signatures: %v", err)
+	}
+}
+
+// TestXAdESAlgorithms: RSA-3072 (rsa-sha256) and P-384 (ecdsa-sha384, SHA-384 digests)
+// signers, at B-LTA enveloped and B-LT detached in ASiC-E.
+func TestXAdESAlgorithms(t *testing.T) {
+	for _, alg := range []hsm.Algorithm{hsm.RSA3072, hsm.ECP384} {
+		t.Run(string(alg), func(t *testing.T) {
+			env := signingtest.New(t, signingtest.Options{Algorithm: alg})
+			opts := validation.Options{TrustAnchors: anchors(env)}
+			doc := signXAdES(t, env, env.Official, []byte(invoiceXML), xades.Enveloped, signing.LevelLTA)
+			if rep := validate(t, doc, opts); rep.Indication != validation.TotalPassed || rep.Signatures[0].Level != signing.LevelLTA ||
+				rep.Signatures[0].Qualification != "QESig" {
+				t.Fatalf("%s/%s\n%s", rep.Indication, rep.SubIndication, rep.Text())
+			}
+			if ok, out := xmlsecVerify(t, env, doc, nil); !ok {
+				t.Fatalf("xmlsec1:\n%s", out)
+			}
+			if rep := validate(t, asicXAdES(t, env, signing.LevelLT), opts); rep.Indication != validation.TotalPassed || rep.Signatures[0].Level != signing.LevelLT {
+				t.Fatalf("ASiC-E: %s/%s\n%s", rep.Indication, rep.SubIndication, rep.Text())
+			}
+		})
+	}
+}
+
+// TestXAdESRevoked: a B-B signature whose signer is revoked since is INDETERMINATE
+// (REVOKED_NO_POE: nothing proves it was made before); a B-LT one made before the revocation
+// passes offline on its embedded OCSP response (proved by its timestamp to predate the
+// revocation).
+func TestXAdESRevoked(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	fetch := validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}
+	bb := signXAdES(t, env, env.Official, []byte(invoiceXML), xades.Enveloped, signing.LevelB)
+	blt := signXAdES(t, env, env.Official, []byte(invoiceXML), xades.Enveloped, signing.LevelLT)
+	time.Sleep(1100 * time.Millisecond) // the revocation comes strictly after the timestamp
+	env.Revoke(t, env.Official)
+	if rep := validate(t, bb, fetch); rep.Indication != validation.Indeterminate || rep.SubIndication != validation.RevokedNoPOE {
+		t.Fatalf("B-B: %s/%s\n%s", rep.Indication, rep.SubIndication, rep.Text())
+	}
+	if rep := validate(t, blt, validation.Options{TrustAnchors: anchors(env)}); rep.Indication != validation.TotalPassed || rep.Signatures[0].Level != signing.LevelLT {
+		t.Fatalf("B-LT offline: %s/%s\n%s", rep.Indication, rep.SubIndication, rep.Text())
 	}
 }
