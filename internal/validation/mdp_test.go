@@ -128,6 +128,13 @@ func TestDocMDPForm(t *testing.T) {
 			t.Fatalf("qpdf --check: %v\n%s", err, out)
 		}
 	})
+	t.Run("pdfsig: the certification's bytes still verify, not the whole file", func(t *testing.T) {
+		testenv.Need(t, "pdfsig")
+		out, err := exec.Command("pdfsig", "-nocert", env.WriteFile(t, "filled.pdf", filled)).CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("Signature is Valid")) || bytes.Contains(out, []byte("Total document signed")) {
+			t.Fatalf("pdfsig: %v\n%s", err, out)
+		}
+	})
 	t.Run("filled in, then signed", func(t *testing.T) {
 		rep := validate(t, signPDF(t, env, env.Official, filled, signing.LevelB), opts)
 		expect(t, rep, validation.TotalPassed, "")
