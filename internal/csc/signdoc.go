@@ -56,6 +56,9 @@ type Document struct {
 	Packaging        string            // CSC signed_envelope_property; "" = the format's default
 	Visible          *pades.Appearance // PAdES only; nil = invisible
 	Reason, Location string            // PAdES only
+	// Name is the relative URI a detached XAdES signature refers to the document by;
+	// "document-N" (N from 1 in the request) when empty.
+	Name string
 }
 
 // DocRequest is what signatures/signDoc asks for.
@@ -100,6 +103,9 @@ func ParseConformanceLevel(s string) (signing.Level, error) {
 func (s *Service) checkDocument(i int, d Document) (Document, error) {
 	if d.Level == "" {
 		d.Level = signing.LevelB
+	}
+	if d.Name == "" {
+		d.Name = "document-" + strconv.Itoa(i+1)
 	}
 	d.Packaging = cmp.Or(d.Packaging, map[string]string{FormatPAdES: Certification, FormatXAdES: Enveloped, FormatCAdES: Attached}[d.Format])
 	p, err := s.packaging(i, d)
@@ -307,7 +313,7 @@ func (s *Service) signDocument(ctx context.Context, signer signing.Signer, d Doc
 	case FormatXAdES:
 		p := map[string]xades.Packaging{Enveloped: xades.Enveloped, Enveloping: xades.Enveloping, Detached: xades.Detached}[pack]
 		return xades.Sign(ctx, bytes.NewReader(d.Data), signer, xades.Options{Level: d.Level, Packaging: p, Timestamper: ts,
-			Revocation: s.pki, Time: now, MaxSize: MaxDocument})
+			Revocation: s.pki, Time: now, FileName: d.Name, MaxSize: MaxDocument})
 	default: // CAdES, detached
 		return cades.Sign(ctx, signer, bytes.NewReader(d.Data), cades.Options{SigningTime: now, Timestamper: ts})
 	}
