@@ -17,11 +17,26 @@
 // gives a SAD) and oauth2code (oauth.go): the official's fresh two-factor login at the identity
 // provider for scope credential or authorization_details of type credential gives an access
 // token that, sent as the Authorization header of signHash or signDoc, stands in for a SAD over
-// exactly its digests and is redeemed the same way.
+// exactly its digests and is redeemed the same way. A third way, for Vula's own signing portal,
+// is AuthorizeLogin: the official's session login (LoA substantial or higher with a one-time
+// code, at most 15 minutes old) stands for the knowledge factor and one fresh TOTP code is the
+// second, for exactly the listed hashes; the checks, SAD and audit event are Authorize's.
+//
+// What is signed: SignHash signs the authorized hashes themselves. SignDoc signs documents
+// through the signing engine (PAdES, XAdES, CAdES; B-B to B-LTA, CAdES to B-T) and
+// SignDigests makes detached CAdES over digests; for them the SAD lists each document's digest
+// (DocumentDigest: the authorized hash algorithm over the whole document), every digest is
+// spent before anything is signed, and the key makes exactly one signature per document
+// (through the audited key layer, its record naming the SAD). ExtendTransaction trades a live
+// SAD for a new one over what is left, with a fresh expiry but never past Config.SADLimit (30
+// minutes) after the authorization; the old SAD is spent. A service token (scope service) must
+// come from a login at LoA substantial or higher. Renew gives a credential's key a new
+// certificate; a revoked credential is not renewed.
 //
 // Every authorization (granted or refused) is an audit event (action csc.authorize) with its
-// hashes; every signature is the key layer's audit record, whose detail names the
-// authorization's audit sequence number and SAD id.
+// hashes and how it was given; every extension is one (csc.extend); every signature is the key
+// layer's audit record, whose detail names the authorization's audit sequence number and SAD
+// id.
 package csc
 
 import (
