@@ -321,7 +321,7 @@ func (v *validator) xmlSignature(sig *etree.Element, x *xmlDoc, det resolveDetac
 	if usp != nil {
 		for i, ts := range children(usp, nsXAdES, "SignatureTimeStamp") {
 			tsr := v.xmlTimestamp(ts, "signature-timestamp", fmt.Sprintf("%s-ts%d", id, i+1), func(alg string, w io.Writer) error {
-				c, err := canonical(alg, sigValue)
+				c, err := canonical(alg, "", sigValue)
 				w.Write(c)
 				return err
 			})
@@ -562,7 +562,7 @@ func archiveInput(w io.Writer, work *workBudget, alg string, refs []*reference, 
 		}
 	}
 	for _, el := range els {
-		c, err := canonical(alg, el)
+		c, err := canonical(alg, "", el)
 		if err != nil {
 			return err
 		}

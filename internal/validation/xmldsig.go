@@ -174,9 +174,12 @@ func decodeB64(s string) ([]byte, error) {
 // canonical is the canonical form of el in its document by the algorithm alg. Comments are
 // always left out: the same-document references that reach here (URI="" and #id) remove them
 // (XML-DSig 1.1 §4.4.3.3), and a SignedInfo WithComments is refused by the caller.
-func canonical(alg string, el *etree.Element) ([]byte, error) {
+func canonical(alg, prefixes string, el *etree.Element) ([]byte, error) {
 	switch alg {
 	case algExcC14N, algExcC14NComment:
+		if prefixes != "" {
+			return xades.ExcC14NPrefixes(el, prefixes)
+		}
 		return xades.ExcC14N(el)
 	case algC14N10, algC14N10Comment, algC14N11, algC14N11Comment:
 		if alg == algC14N11 || alg == algC14N11Comment {
@@ -195,10 +198,25 @@ func canonical(alg string, el *etree.Element) ([]byte, error) {
 	return nil, fmt.Errorf("canonicalization %q is not supported", alg)
 }
 
+// c14nParams reads a Transform's or CanonicalizationMethod's algorithm and, for exclusive
+// C14N, its InclusiveNamespaces PrefixList. Any other parameter (XPath, XSLT) is refused:
+// ignoring one would digest something other than what the signer meant.
+func c14nParams(e *etree.Element) (alg, prefixes string, err error) {
+	alg = e.SelectAttrValue("Algorithm", "")
+	kids := e.ChildElements()
+	switch {
+	case len(kids) == 0:
+		return alg, "", nil
+	case (alg == algExcC14N || alg == algExcC14NComment) && len(kids) == 1 && is(kids[0], algExcC14N, "InclusiveNamespaces"):
+		return alg, kids[0].SelectAttrValue("PrefixList", ""), nil
+	}
+	return alg, "", fmt.Errorf("%q has parameters that are not supported", alg)
+}
+
 // canonicalDoc is the canonical form of the whole document (URI=""): the processing
 // instructions around the root element and the root, without comments.
-func canonicalDoc(alg string, doc *etree.Document) ([]byte, error) {
-	if alg == algExcC14N || alg == algExcC14NComment {
+func canonicalDoc(alg, prefixes string, doc *etree.Document) ([]byte, error) {
+	if (alg == algExcC14N || alg == algExcC14NComment) && prefixes == "" {
 		return xades.DocC14N(doc)
 	}
 	// The same layout as xades.DocC14N, with the root in inclusive form.
@@ -222,7 +240,7 @@ func canonicalDoc(alg string, doc *etree.Document) ([]byte, error) {
 				out.WriteByte('\n')
 			}
 		case *etree.Element:
-			b, err := canonical(alg, t)
+			b, err := canonical(alg, prefixes, t)
 			if err != nil {
 				return nil, err
 			}
@@ -312,7 +330,8 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 	if err != nil {
 		return r, refErrf("Reference %q: DigestValue is not base64", r.uri)
 	}
-	var transforms []string
+	type transform struct{ alg, prefixes string }
+	var transforms []transform
 	if ts := children(ref, nsDS, "Transforms"); len(ts) > 1 {
 		return r, refErrf("Reference %q: two Transforms", r.uri)
 	} else if len(ts) == 1 {
@@ -320,12 +339,11 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 			if !is(t, nsDS, "Transform") {
 				return r, refErrf("Reference %q: <%s> in Transforms", r.uri, t.FullTag())
 			}
-			if len(t.ChildElements()) > 0 {
-				// XPath, XSLT and InclusiveNamespaces parameters: none is supported, and
-				// ignoring one would digest something other than what the signer meant.
-				return r, refErrf("Reference %q: transform %q has parameters, which are not supported", r.uri, t.SelectAttrValue("Algorithm", ""))
+			alg, prefixes, err := c14nParams(t)
+			if err != nil {
+				return r, refErrf("Reference %q: %v", r.uri, err)
 			}
-			transforms = append(transforms, t.SelectAttrValue("Algorithm", ""))
+			transforms = append(transforms, transform{alg, prefixes})
 		}
 	}
 
@@ -400,7 +418,7 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 	enveloped := false
 	var octets []byte
 	isOctets := false
-	toOctets := func(alg string) ([]byte, error) {
+	toOctets := func(alg, prefixes string) ([]byte, error) {
 		if enveloped && (doc != nil || inside(sig, node)) && sig.Parent() != nil {
 			// The enveloped-signature transform: the node set without this ds:Signature.
 			p, i := sig.Parent(), sig.Index()
@@ -408,12 +426,12 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 			defer p.InsertChildAt(i, sig)
 		}
 		if doc != nil {
-			return canonicalDoc(alg, doc)
+			return canonicalDoc(alg, prefixes, doc)
 		}
-		return canonical(alg, node)
+		return canonical(alg, prefixes, node)
 	}
-	for _, t := range transforms {
-		switch t {
+	for _, tr := range transforms {
+		switch t := tr.alg; t {
 		case algEnveloped:
 			if isOctets {
 				return r, refErrf("Reference %q: enveloped-signature after octets", r.uri)
@@ -423,7 +441,7 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 			if isOctets {
 				return r, refErrf("Reference %q: canonicalization of octets is not supported", r.uri)
 			}
-			if octets, err = toOctets(t); err != nil {
+			if octets, err = toOctets(t, tr.prefixes); err != nil {
 				return r, refErrf("Reference %q: %v", r.uri, err)
 			}
 			isOctets = true
@@ -448,7 +466,7 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 	}
 	if !isOctets {
 		// A node set left at the end becomes octets by inclusive C14N 1.0 (XML-DSig §4.4.3.2).
-		if octets, err = toOctets(algC14N10); err != nil {
+		if octets, err = toOctets(algC14N10, ""); err != nil {
 			return r, refErrf("Reference %q: %v", r.uri, err)
 		}
 	}
@@ -490,9 +508,12 @@ func verifySignatureValue(signedInfo, sigValue *etree.Element, cert *x509.Certif
 	if cm == nil || sm == nil {
 		return errors.New("SignedInfo has no single CanonicalizationMethod and SignatureMethod")
 	}
-	calg := cm.SelectAttrValue("Algorithm", "")
-	if strings.HasSuffix(calg, "#WithComments") || len(cm.ChildElements()) > 0 {
-		return fmt.Errorf("canonicalization %q (with comments or parameters) of SignedInfo is not supported", calg)
+	calg, prefixes, err := c14nParams(cm)
+	if err != nil {
+		return err
+	}
+	if strings.HasSuffix(calg, "#WithComments") {
+		return fmt.Errorf("canonicalization %q of SignedInfo is not supported", calg)
 	}
 	alg, ok := xmlSigAlgs[sm.SelectAttrValue("Algorithm", "")]
 	if !ok || alg.hash == 0 {
@@ -501,7 +522,7 @@ func verifySignatureValue(signedInfo, sigValue *etree.Element, cert *x509.Certif
 	if alg.hash == crypto.SHA1 {
 		return fmt.Errorf("%w: SHA-1 signatures are not accepted", errWeakAlgorithm)
 	}
-	si, err := canonical(calg, signedInfo)
+	si, err := canonical(calg, prefixes, signedInfo)
 	if err != nil {
 		return err
 	}

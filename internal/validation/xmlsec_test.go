@@ -199,7 +199,8 @@ func TestXmlsec1Signatures(t *testing.T) {
 }
 
 // TestXmlsec1Canonicalization: xmlsec1 signatures under each canonicalization Vula reads
-// (inclusive C14N 1.0 and 1.1, exclusive), over a document whose attributes sort differently by
+// (inclusive C14N 1.0 and 1.1, exclusive, exclusive with an InclusiveNamespaces PrefixList),
+// over a document whose attributes sort differently by
 // prefix and by namespace URI, with xmlns="" undeclarations and xml:lang, over the whole
 // document and over one element by Id (inclusive C14N then carries the ancestors' namespaces
 // and xml:lang down): xmlsec1 --verify and Vula agree on each, and both fail a changed byte.
@@ -207,10 +208,21 @@ func TestXmlsec1Canonicalization(t *testing.T) {
 	env := signingtest.New(t, signingtest.Options{})
 	opts := validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}
 	s := newSoftwareSigner(t, env, false, false)
-	for _, alg := range []string{algC14N, algExc, "http://www.w3.org/2006/12/xml-c14n11"} {
+	const withPrefixes = "exc-c14n with an InclusiveNamespaces PrefixList"
+	for _, alg := range []string{algC14N, algExc, "http://www.w3.org/2006/12/xml-c14n11", withPrefixes} {
 		for _, uri := range []string{"", "#item-1"} {
 			t.Run(alg+"/"+uri, func(t *testing.T) {
-				tm := xmlsecTemplate(alg, ecdsaSHA, algEnv, alg)
+				var tm string
+				if alg == withPrefixes {
+					// The listed prefixes are rendered as inclusive C14N would: ignoring the
+					// list changes the digest of SignedInfo and of the Reference.
+					tm = xmlsecTemplate(algExc, ecdsaSHA, algEnv, algExc)
+					params := `"><InclusiveNamespaces xmlns="` + algExc + `" PrefixList="unused #default"/></`
+					tm = strings.Replace(tm, `<CanonicalizationMethod Algorithm="`+algExc+`"/>`, `<CanonicalizationMethod Algorithm="`+algExc+params+`CanonicalizationMethod>`, 1)
+					tm = strings.Replace(tm, `<Transform Algorithm="`+algExc+`"/>`, `<Transform Algorithm="`+algExc+params+`Transform>`, 1)
+				} else {
+					tm = xmlsecTemplate(alg, ecdsaSHA, algEnv, alg)
+				}
 				tm = strings.Replace(tm, `<doc:Order `, `<doc:Order xml:lang="sq" `, 1)
 				tm = strings.Replace(tm, `<doc:Item Id="item-1" qty="2">`, `<doc:Item xmlns:b="urn:a" xmlns:a="urn:z" a:y="1" b:x="2" Id="item-1" qty="2">`+
 					`<inner xmlns="">t</inner><in2 xmlns="urn:d"><in3 xmlns="">x</in3></in2>`, 1)

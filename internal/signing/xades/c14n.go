@@ -29,6 +29,12 @@ func excC14N(el *etree.Element) ([]byte, error) { return excC14NWith(el, false) 
 // excC14NWith is excC14N, keeping comments when asked (only the tests compare that form, with
 // xmllint's).
 func excC14NWith(el *etree.Element, comments bool) ([]byte, error) {
+	return excC14NPrefixes(el, "", comments)
+}
+
+// excC14NPrefixes is excC14NWith with an InclusiveNamespaces PrefixList (space-separated
+// prefixes, #default for the default namespace), which others' signatures may carry.
+func excC14NPrefixes(el *etree.Element, prefixList string, comments bool) ([]byte, error) {
 	c := el.Copy()
 	declared := map[string]bool{}
 	for _, a := range c.Attr {
@@ -44,7 +50,7 @@ func excC14NWith(el *etree.Element, comments bool) ([]byte, error) {
 			}
 		}
 	}
-	if err := etreeutils.TransformExcC14n(c, "", comments); err != nil {
+	if err := etreeutils.TransformExcC14n(c, prefixList, comments); err != nil {
 		return nil, fmt.Errorf("%w: xades: canonicalize <%s>: %v", signing.ErrInvalid, el.FullTag(), err)
 	}
 	dropEmptyDefault(c, "")

@@ -14,6 +14,13 @@ func ParseXML(data []byte) (*etree.Document, error) { return parseXML(data) }
 // comments, no InclusiveNamespaces prefix list) of el as it stands in its document.
 func ExcC14N(el *etree.Element) ([]byte, error) { return excC14N(el) }
 
+// ExcC14NPrefixes is ExcC14N with an InclusiveNamespaces PrefixList (space-separated
+// prefixes, "#default" for the default namespace): the namespaces it names are rendered as
+// inclusive C14N renders them.
+func ExcC14NPrefixes(el *etree.Element, prefixList string) ([]byte, error) {
+	return excC14NPrefixes(el, prefixList, false)
+}
+
 // DocC14N is the exclusive canonical form of the whole document without comments: what a
 // same-document Reference URI="" yields after exclusive C14N.
 func DocC14N(doc *etree.Document) ([]byte, error) { return docC14N(doc) }
