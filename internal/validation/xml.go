@@ -35,8 +35,14 @@ import (
 //     SignatureTimeStamp is over the canonical ds:SignatureValue (B-T); CertificateValues and
 //     RevocationValues are the embedded validation data (B-LT when they were enough);
 //     xadesv141:ArchiveTimeStamp is over the input of EN 319 132-1 §5.5.2.2 (B-LTA).
-//   - Without it the signature is plain XML-DSig (no baseline level); its signer is the first
-//     X509Certificate of KeyInfo.
+//   - Without it the signature is plain XML-DSig (no baseline level); its signer is the
+//     KeyInfo X509Certificate whose key verifies the SignatureValue, and its chain is checked.
+//   - Transforms: enveloped-signature, exclusive C14N (with an InclusiveNamespaces PrefixList),
+//     inclusive C14N 1.0 and 1.1, base64; XPath, XSLT and XPointer URIs are refused. Signature
+//     methods: RSA PKCS#1 v1.5 and ECDSA (raw r||s) with SHA-256/384/512; SHA-1 fails with
+//     CRYPTO_CONSTRAINTS_FAILURE.
+//   - The work is bounded: at most maxXMLSignatures signatures and maxReferences References
+//     each, and the bytes canonicalized and digested within a workBudget of the input's size.
 
 // maxXMLSize bounds an XML document or a signature file of a container.
 const maxXMLSize = 64 << 20
