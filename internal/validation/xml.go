@@ -500,8 +500,8 @@ func signingCertV2(ssp *etree.Element, certs []*x509.Certificate) (*x509.Certifi
 	if found == nil {
 		return nil, errors.New("SigningCertificateV2 names a certificate the signature does not carry")
 	}
-	if is := only(c, nsXAdES, "IssuerSerialV2"); is != nil {
-		der, err := decodeB64(is.Text())
+	if isv2 := only(c, nsXAdES, "IssuerSerialV2"); isv2 != nil {
+		der, err := decodeB64(isv2.Text())
 		if err != nil {
 			return nil, errors.New("IssuerSerialV2 is not base64")
 		}

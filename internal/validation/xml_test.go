@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -255,5 +256,28 @@ func TestXAdESRevoked(t *testing.T) {
 	}
 	if rep := validate(t, blt, validation.Options{TrustAnchors: anchors(env)}); rep.Indication != validation.TotalPassed || rep.Signatures[0].Level != signing.LevelLT {
 		t.Fatalf("B-LT offline: %s/%s\n%s", rep.Indication, rep.SubIndication, rep.Text())
+	}
+}
+
+// TestXAdESCertificateBinding: SigningCertificateV2 binds the signer's certificate: with
+// another certificate in its place in KeyInfo the signer is not found; with the bound one still
+// there but a SignedProperties whose digest names another certificate, the signature fails.
+func TestXAdESCertificateBinding(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	opts := validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}
+	doc := string(signXAdES(t, env, env.Seal, []byte(invoiceXML), xades.Enveloped, signing.LevelB))
+	i := strings.Index(doc, "<ds:X509Certificate>") + len("<ds:X509Certificate>")
+	j := strings.Index(doc, "</ds:X509Certificate>")
+	swapped := doc[:i] + base64.StdEncoding.EncodeToString(env.Official.Cert.Raw) + doc[j:]
+	if rep := validate(t, []byte(swapped), opts); rep.Indication != validation.Indeterminate || rep.SubIndication != validation.NoSigningCertificateFound {
+		t.Fatalf("another certificate in KeyInfo: %s/%s\n%s", rep.Indication, rep.SubIndication, rep.Text())
+	}
+	sum := sha256.Sum256(env.Official.Cert.Raw)
+	k := strings.Index(doc, "<xades:CertDigest>")
+	dv := strings.Index(doc[k:], "<ds:DigestValue>") + k + len("<ds:DigestValue>")
+	end := strings.Index(doc[dv:], "</ds:DigestValue>") + dv
+	renamed := doc[:dv] + base64.StdEncoding.EncodeToString(sum[:]) + doc[end:]
+	if rep := validate(t, []byte(renamed), opts); rep.Indication == validation.TotalPassed {
+		t.Fatalf("a SignedProperties naming another certificate passed\n%s", rep.Text())
 	}
 }
