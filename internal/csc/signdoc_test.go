@@ -7,7 +7,11 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,7 +80,7 @@ func (e *env) signDocSignatures(t testing.TB, o official) int {
 	return n
 }
 
-// TestSignDoc: one authorization over three documents signs a PAdES B-T, a XAdES B-B and a
+// TestSignDoc: one authorization over three documents signs a PAdES B-T, a XAdES B-LT and a
 // CAdES B-T, each with exactly one signature of the official's key; the validation info is the
 // chain's, with a good OCSP answer and parseable CRLs; then every refusal signs nothing.
 func TestSignDoc(t *testing.T) {
@@ -93,7 +97,7 @@ func TestSignDoc(t *testing.T) {
 	res, err := s.SignDoc(ctx, o.sub, DocRequest{CredentialID: o.cred.ID, SAD: sad, HashOID: oidSHA256, ReturnValidationInfo: true,
 		Documents: []Document{
 			{Data: pdf, Format: FormatPAdES, Level: signing.LevelT, Packaging: Revision, Reason: "Approved", Location: "Prishtinë"},
-			{Data: xml, Format: FormatXAdES},
+			{Data: xml, Format: FormatXAdES, Level: signing.LevelLT},
 			{Data: bin, Format: FormatCAdES, Level: signing.LevelT, Packaging: Detached},
 		}})
 	if err != nil {
@@ -105,7 +109,8 @@ func TestSignDoc(t *testing.T) {
 	if !bytes.HasPrefix(res.Documents[0], pdf) || !bytes.Contains(res.Documents[0], []byte("/ETSI.CAdES.detached")) {
 		t.Error("the PAdES output is not an incremental update of the input with a PAdES signature")
 	}
-	if !bytes.Contains(res.Documents[1], []byte("SignedProperties")) || !bytes.Contains(res.Documents[1], []byte("<text>Approved</text>")) {
+	if !bytes.Contains(res.Documents[1], []byte("SignedProperties")) || !bytes.Contains(res.Documents[1], []byte("<text>Approved</text>")) ||
+		!bytes.Contains(res.Documents[1], []byte("RevocationValues")) {
 		t.Errorf("the XAdES output is not an enveloped XAdES signature: %.200s", res.Documents[1])
 	}
 	if n := e.signDocSignatures(t, o); n != 3 {
@@ -373,5 +378,65 @@ func TestRenew(t *testing.T) {
 	if _, err := s.SignDoc(ctx, o.sub, DocRequest{CredentialID: n.ID, SAD: sad, HashOID: oidSHA256,
 		Documents: []Document{{Data: []byte("after renewal"), Format: FormatCAdES, Packaging: Detached}}}); err != nil {
 		t.Fatal(cscCode(err))
+	}
+}
+
+// TestSignDocConcurrent: eight signDoc requests at once for one authorized document: exactly one
+// signs, the key signs once.
+func TestSignDocConcurrent(t *testing.T) {
+	e := newEnv(t)
+	s := e.docReplica(t)
+	o := e.official(t, s, "1100000001")
+	pdf := signingtest.PDF("once")
+	sad := e.authorizeDocs(t, s, o, pdf)
+	var wg sync.WaitGroup
+	var ok atomic.Int32
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.SignDoc(context.Background(), o.sub, DocRequest{CredentialID: o.cred.ID, SAD: sad, HashOID: oidSHA256,
+				Documents: []Document{{Data: pdf, Format: FormatPAdES, Level: signing.LevelLT}}}); err == nil {
+				ok.Add(1)
+			} else if !strings.HasPrefix(cscCode(err), "invalid_request: Invalid parameter SAD") {
+				t.Errorf("a losing redemption: %s", cscCode(err))
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || e.signDocSignatures(t, o) != 1 {
+		t.Fatalf("%d of 8 signed, %d key signatures; want 1, 1", ok.Load(), e.signDocSignatures(t, o))
+	}
+}
+
+// lowLogin authenticates every request as an official whose login reached acr.
+type lowLogin struct{ sub, acr string }
+
+func (l lowLogin) Bearer(*http.Request, string) (idp.Caller, error) {
+	return idp.Caller{ClientID: "app", Subject: l.sub, Scopes: []string{Scope}, ACR: l.acr, AMR: []string{"pwd"}}, nil
+}
+
+// TestServiceTokenLoA: a service token from a login below substantial (or of no known level)
+// is refused with 401 insufficient_user_authentication and the acr to reach (RFC 9470).
+func TestServiceTokenLoA(t *testing.T) {
+	e := newEnv(t)
+	s := e.replica(memstore.New(e.now))
+	o := e.official(t, s, "1100000001")
+	for _, c := range []struct {
+		acr  string
+		want int
+	}{{idp.LoALow, 401}, {"", 401}, {"urn:something:else", 401}, {idp.LoASubstantial, 200}, {idp.LoAHigh, 200}} {
+		mux := http.NewServeMux()
+		Handler{S: s, Auth: lowLogin{o.sub, c.acr}, Issuer: "http://vula.test", Log: e.log}.Register(mux)
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/csc/v2/credentials/list", strings.NewReader("{}")))
+		if w.Code != c.want {
+			t.Errorf("acr %q: %d %s, want %d", c.acr, w.Code, w.Body, c.want)
+		}
+		if c.want == 401 && (!strings.Contains(w.Header().Get("WWW-Authenticate"), `error="insufficient_user_authentication"`) ||
+			!strings.Contains(w.Header().Get("WWW-Authenticate"), `acr_values="`+idp.LoASubstantial+`"`) ||
+			!strings.Contains(w.Body.String(), `"error":"insufficient_user_authentication"`)) {
+			t.Errorf("acr %q: %q %s", c.acr, w.Header().Get("WWW-Authenticate"), w.Body)
+		}
 	}
 }
