@@ -117,6 +117,7 @@ func TestCSCOAuthCredential(t *testing.T) {
 		b, _ := json.Marshal([]map[string]any{{"type": "credential", "credentialID": cred, "hashAlgorithmOID": oid, "documentDigests": dd}})
 		return string(b)
 	}
+	parURL := meta.PAR
 	// push sends a pushed authorization request (private_key_jwt, PKCE) with the given
 	// parameters; it returns the status, the answer and the PKCE verifier.
 	push := func(params map[string]string) (int, map[string]any, string) {
@@ -129,7 +130,7 @@ func TestCSCOAuthCredential(t *testing.T) {
 		for k, v := range params {
 			form.Set(k, v)
 		}
-		status, body := post(t, meta.PAR, form)
+		status, body := post(t, parURL, form)
 		return status, body, verifier
 	}
 	authURL := func(par map[string]any) string {
@@ -254,13 +255,17 @@ func TestCSCOAuthCredential(t *testing.T) {
 	status, body := signHash(cred, arta.credential, nil, hashes[1])
 	wantCSCError(t, "a spent token", status, body, "invalid_request", "SAD")
 
-	// 2. The scope form (CSC's own parameters), pushed too.
+	// 2. The scope form (CSC's own parameters), pushed too, at the paths CSC names under its
+	// oauth2 base URI (info's oauth2).
+	parURL = fmt.Sprint(cscInfo(t, base)["oauth2"]) + "/oauth2/pushed_authorize"
 	status, par, verifier = push(map[string]string{"scope": "credential", "credentialID": arta.credential, "numSignatures": "1",
 		"hashes": base64.RawURLEncoding.EncodeToString(hashes[3]), "hashAlgorithmOID": oidSHA256})
 	if status != http.StatusCreated {
 		t.Fatalf("PAR, scope form: %d %v", status, par)
 	}
-	cb := idptest.New(t, base).LoginWithCode(authURL(par), app.callback, arta.number, arta.pw, arta.otp(t))
+	cb := idptest.New(t, base).LoginWithCode(strings.Replace(authURL(par), "/oauth2/auth?", "/oauth2/authorize?", 1), app.callback,
+		arta.number, arta.pw, arta.otp(t))
+	parURL = meta.PAR
 	tok = exchange(cb, verifier)
 	status, signed = signHash(tok.AccessToken, arta.credential, nil, hashes[3])
 	if status != 200 {
@@ -414,4 +419,14 @@ func TestCSCOAuthCredential(t *testing.T) {
 		}
 	}
 	vula(t, env, "audit", "verify")
+}
+
+// cscInfo is the CSC info answer.
+func cscInfo(t *testing.T, base string) map[string]any {
+	t.Helper()
+	status, body := cscCall(t, base, "", "info", map[string]any{})
+	if status != 200 {
+		t.Fatalf("info: %d %v", status, body)
+	}
+	return body
 }
