@@ -114,14 +114,8 @@ func diffRevisions(signed, whole []byte) (problems, notes []string, err error) {
 			problems = append(problems, "the catalog's /"+k+" changed")
 		}
 	}
-	// fill tells whether field (named name) may have been filled in from a to b, and else why not.
-	fill := func(a, b pdf.Value, name string) (bool, string) {
-		if !c.equalExcept(a, b, "P", "Parent", "V", "AS", "AP") {
-			return false, "beyond its value and appearance"
-		}
-		if c.equal(a.Key("V"), b.Key("V")) && c.equal(a.Key("AS"), b.Key("AS")) {
-			return false, "its appearance without its value"
-		}
+	// mayFill tells whether the field named name may be filled in, and else why not.
+	mayFill := func(name string) (bool, string) {
 		if p == 1 {
 			return false, "on a document certified with no changes permitted (DocMDP P=1)"
 		}
@@ -129,6 +123,17 @@ func diffRevisions(signed, whole []byte) (problems, notes []string, err error) {
 			return false, fmt.Sprintf("locked by the FieldMDP of signature field %q", by)
 		}
 		return true, ""
+	}
+	// fill tells whether a field or widget (of the field named name) may have been filled in
+	// from a to b, and else why not. The value may be the widget's or its parent field's.
+	fill := func(a, b pdf.Value, name string) (bool, string) {
+		if !c.equalExcept(a, b, "P", "Parent", "V", "AS", "AP") {
+			return false, "beyond its value and appearance"
+		}
+		if c.equal(inherited(a, "V"), inherited(b, "V")) && c.equal(a.Key("AS"), b.Key("AS")) {
+			return false, "its appearance without its value"
+		}
+		return mayFill(name)
 	}
 	ps, pw := pages(catS.Key("Pages")), pages(catW.Key("Pages"))
 	if len(ps) != len(pw) {
@@ -201,10 +206,10 @@ func diffRevisions(signed, whole []byte) (problems, notes []string, err error) {
 				walk(ka.Index(i), kb.Index(i), name, depth+1)
 			}
 			if !c.equal(a.Key("V"), b.Key("V")) {
-				if ok, why := fill(a, b, name); !ok && !strings.HasPrefix(why, "beyond") {
-					problems = append(problems, fmt.Sprintf("form field %q changed %s", name, why))
-				} else {
+				if ok, why := mayFill(name); ok {
 					notes = append(notes, fmt.Sprintf("form field %q filled in", name))
+				} else {
+					problems = append(problems, fmt.Sprintf("form field %q changed %s", name, why))
 				}
 			}
 			return
@@ -258,6 +263,16 @@ func fieldName(w pdf.Value) string {
 		}
 	}
 	return strings.Join(parts, ".")
+}
+
+// inherited is a field's entry key, its own or its nearest ancestor's.
+func inherited(f pdf.Value, key string) pdf.Value {
+	for i := 0; f.Kind() == pdf.Dict && i < 32; f, i = f.Key("Parent"), i+1 {
+		if v := f.Key(key); v.Kind() != pdf.Null {
+			return v
+		}
+	}
+	return pdf.Value{}
 }
 
 // fieldType is a field's /FT, inherited from its ancestors.

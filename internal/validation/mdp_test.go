@@ -256,3 +256,32 @@ func TestDocMDPP3(t *testing.T) {
 	}
 	expectFailed(t, validate(t, appendUpdate(t, commented, map[int]string{4: stream("BT /F1 24 Tf 72 720 Td (changed) Tj ET")}), opts), "page 1 changed: /Contents")
 }
+
+// TestDocMDPFieldWithKids: a field whose widget is its kid (as form editors often write them):
+// filling it in changes the parent's /V and the kid's appearance, which is allowed; the kid's
+// appearance alone is not.
+func TestDocMDPFieldWithKids(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	opts := validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}
+	parent := func(v string) string {
+		return fmt.Sprintf("<< /FT /Tx /T (amount) /V (%s) /DA (/Helv 12 Tf 0 g) /Kids [11 0 R] >>", v)
+	}
+	kid := func(ap int) string {
+		return fmt.Sprintf("<< /Type /Annot /Subtype /Widget /Parent 8 0 R /Rect [72 560 300 584] /P 3 0 R /F 4 /AP << /N %d 0 R >> >>", ap)
+	}
+	form := appendUpdate(t, formPDF("Arta", "100"), map[int]string{8: parent("100"), 11: kid(10),
+		3: "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> /Annots [7 0 R 11 0 R] >>"})
+	var out bytes.Buffer
+	if err := pades.Sign(context.Background(), bytes.NewReader(form), int64(len(form)), &out, env.Seal, pades.Options{Certify: true}); err != nil {
+		t.Fatal(err)
+	}
+	certified := out.Bytes()
+	expect(t, validate(t, certified, opts), validation.TotalPassed, "")
+	rep := validate(t, appendUpdate(t, certified, map[int]string{8: parent("9000"), 11: kid(70), 70: appearance("9000")}), opts)
+	expect(t, rep, validation.TotalPassed, "")
+	if !laterUpdate(rep.Signatures[0], `form field "amount" filled in`) {
+		t.Fatalf("%s", dump(t, rep))
+	}
+	expectFailed(t, validate(t, appendUpdate(t, certified, map[int]string{11: kid(70), 70: appearance("9000")}), opts),
+		"changed its appearance without its value")
+}
