@@ -78,8 +78,9 @@ type SignatureReport struct {
 	Signer        *CertInfo     `json:"signer,omitempty"`
 	// ClaimedSigningTime is what the signer says (signing-time, /M); not a proof.
 	ClaimedSigningTime *time.Time `json:"claimedSigningTime,omitempty"`
-	// ProofOfExistence is the earliest verified timestamp over the signature, else the
-	// validation time (EN 319 102-1's best-signature-time).
+	// ProofOfExistence is the earliest verified timestamp over the signature (its signature
+	// timestamp, or a PDF document timestamp covering it), else the validation time
+	// (EN 319 102-1's best-signature-time).
 	ProofOfExistence time.Time         `json:"proofOfExistence"`
 	Timestamps       []SignatureReport `json:"timestamps,omitempty"`
 	// TimestampTime is, for a timestamp, its genTime.
@@ -89,7 +90,9 @@ type SignatureReport struct {
 	// Qualification from the certificate's content (key usage, QCStatements); no trusted list
 	// is consulted: QESig, QESeal, AdESig-QC, AdESeal-QC, AdESig, AdESeal, unknown.
 	Qualification string `json:"qualification,omitempty"`
-	// PDF only: the signed byte ranges, the revision they end at (1-based) and what follows.
+	// PDF only: the signed byte ranges, the revision they end at (1-based) and what follows:
+	// each later revision, then the changes DocMDP/FieldMDP permit that were made (a form
+	// field filled in, annotations under P=3).
 	ByteRange           []int64  `json:"byteRange,omitempty"`
 	Revision            int      `json:"revision,omitempty"`
 	CoversWholeDocument bool     `json:"coversWholeDocument,omitempty"`
