@@ -1,18 +1,13 @@
 package pades
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"reflect"
-	"regexp"
-	"strconv"
-	"strings"
 
 	"github.com/digitorus/pdf"
 
+	"github.com/vula-eid/vula/internal/pdfsafe"
 	"github.com/vula-eid/vula/internal/signing"
 )
 
@@ -50,19 +45,10 @@ type document struct {
 // those calls, so a recovered panic cannot hide a half-written output.
 func openDocument(r io.ReaderAt, size int64) (d *document, err error) {
 	defer recoverInvalid(&err)
-	head := make([]byte, 8)
-	if n, _ := r.ReadAt(head, 0); n < 8 || !strings.HasPrefix(string(head), "%PDF-") {
-		return nil, fmt.Errorf("%w: pades: not a PDF (no %%PDF- header)", signing.ErrInvalid)
-	}
-	if err := checkXref(r, size); err != nil {
-		return nil, err
-	}
-	pr, err := pdf.NewReader(r, size)
+	// pdfsafe refuses what digitorus/pdf would loop on or allocate without bound for.
+	pr, err := pdfsafe.Open(r, size)
 	if err != nil {
-		if isEncryptionError(err) {
-			return nil, fmt.Errorf("%w: pades: an encrypted PDF (%v)", signing.ErrUnsupported, err)
-		}
-		return nil, fmt.Errorf("%w: pades: cannot read the PDF's cross-reference data: %v", signing.ErrInvalid, err)
+		return nil, fmt.Errorf("pades: %w", err)
 	}
 	tr := pr.Trailer()
 	parent := tr.GetPtr()
@@ -111,13 +97,6 @@ func openDocument(r io.ReaderAt, size int64) (d *document, err error) {
 	}
 	d.endsInEOL = last[0] == '\n' || last[0] == '\r'
 	return d, nil
-}
-
-func isEncryptionError(err error) bool {
-	// digitorus/pdf's encryption errors carry no type; their text names encryption (or the
-	// password, or the /ID that only an encrypted file needs).
-	s := err.Error()
-	return errors.Is(err, pdf.ErrInvalidPassword) || strings.Contains(s, "encrypt") || strings.Contains(s, "missing ID in trailer")
 }
 
 func recoverInvalid(err *error) {
@@ -339,108 +318,6 @@ func (d *document) convert(v reflect.Value, depth int) (any, error) {
 	}
 	return nil, fmt.Errorf("%w: pades: unexpected PDF value of type %s", signing.ErrInvalid, v.Type())
 }
-
-// checkXref bounds the object numbers the cross-reference sections declare before
-// digitorus/pdf reads them: it allocates its table from /Size and from each subsection's first
-// number without a limit, so a few bytes of garbage could make it allocate gigabytes (no
-// recover helps there). No real file numbers more objects than it has bytes. Every section
-// reachable through /Prev is checked (at most 1024 of them, each once, so a loop ends).
-// Sections it cannot make out are left to digitorus/pdf, which refuses them.
-func checkXref(r io.ReaderAt, size int64) error {
-	limit := min(size, maxObjects)
-	tooMany := func(n int64) error {
-		return fmt.Errorf("%w: pades: the cross-reference data declares %d objects in a file of %d bytes", signing.ErrInvalid, n, size)
-	}
-	tail := make([]byte, min(size, 2048))
-	n, _ := r.ReadAt(tail, size-int64(len(tail)))
-	m := reStartxref.FindAllSubmatch(tail[:n], -1)
-	if m == nil {
-		return nil
-	}
-	off, _ := strconv.ParseInt(string(m[len(m)-1][1]), 10, 64)
-	seen := map[int64]bool{}
-	for i := 0; i < 1024 && off > 0 && off < size && !seen[off]; i++ {
-		seen[off] = true
-		head := make([]byte, min(4096, size-off))
-		n, _ := r.ReadAt(head, off)
-		head = head[:n]
-		var dictText []byte
-		if bytes.HasPrefix(head, []byte("xref")) {
-			// A table: walk its tokens, checking each subsection header and skipping entries,
-			// up to the trailer, however far on it is; count what the scanner consumes so as to
-			// know where that is.
-			var consumed int64
-			sc := bufio.NewScanner(io.NewSectionReader(r, off+4, size-off-4))
-			sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
-				adv, tok, err := bufio.ScanWords(data, atEOF)
-				consumed += int64(adv)
-				return adv, tok, err
-			})
-			trailerAt := int64(-1)
-			for sc.Scan() {
-				if sc.Text() == "trailer" {
-					// The token and at most one space after it were consumed.
-					trailerAt = off + 4 + consumed - int64(len("trailer")) - 1
-					break
-				}
-				start, err1 := strconv.ParseInt(sc.Text(), 10, 64)
-				if !sc.Scan() {
-					break
-				}
-				count, err2 := strconv.ParseInt(sc.Text(), 10, 64)
-				if err1 != nil || err2 != nil || start < 0 || count < 0 {
-					break
-				}
-				if start+count > limit {
-					return tooMany(start + count)
-				}
-				for j := int64(0); j < 3*count && sc.Scan(); j++ {
-				}
-			}
-			if trailerAt >= 0 {
-				rest := make([]byte, min(4096, size-trailerAt))
-				k, _ := r.ReadAt(rest, trailerAt)
-				dictText = rest[:k]
-				if e := bytes.Index(dictText, []byte("startxref")); e >= 0 {
-					dictText = dictText[:e] // this trailer's /Prev, not a later section's
-				}
-			}
-		} else {
-			dictText = head
-			if sm := reSize.FindSubmatch(head); sm != nil {
-				if v, _ := strconv.ParseInt(string(sm[1]), 10, 64); v > limit {
-					return tooMany(v)
-				}
-			}
-			if im := reIndex.FindSubmatch(head); im != nil {
-				f := bytes.Fields(im[1])
-				for j := 0; j+1 < len(f); j += 2 {
-					a, _ := strconv.ParseInt(string(f[j]), 10, 64)
-					c, _ := strconv.ParseInt(string(f[j+1]), 10, 64)
-					if a+c > limit || a < 0 || c < 0 {
-						return tooMany(a + c)
-					}
-				}
-			}
-		}
-		pm := rePrev.FindSubmatch(dictText)
-		if pm == nil {
-			break
-		}
-		off, _ = strconv.ParseInt(string(pm[1]), 10, 64)
-	}
-	return nil
-}
-
-// maxObjects is PDF's own limit on object numbers (ISO 32000-1, annex C).
-const maxObjects = 8388607
-
-var (
-	reStartxref = regexp.MustCompile(`startxref\s+(\d{1,15})`)
-	reSize      = regexp.MustCompile(`/Size\s+(\d{1,15})`)
-	reIndex     = regexp.MustCompile(`/Index\s*\[([\d\s]*)\]`)
-	rePrev      = regexp.MustCompile(`/Prev\s+(\d{1,15})`)
-)
 
 // catalog returns the newest version of the catalog.
 func (d *document) catalog() (dict, error) { return d.dictAt(d.root) }
