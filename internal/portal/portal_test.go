@@ -3,10 +3,12 @@ package portal
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"mime/multipart"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -113,6 +115,60 @@ func TestInspectRealWorld(t *testing.T) {
 			t.Errorf("%s: %+v %v", e.Name(), info, err)
 		}
 	}
+}
+
+// TestInspectRefusesLooping: inputs on which digitorus/pdf, or a naive page-tree walk, would
+// run without end are refused at once as ErrInvalid. The first is the one FuzzInspect found
+// (no %%EOF near the end: digitorus/pdf's NewReader searches for it in quadratic time; before
+// pdfsafe, a 10 MiB upload of it would have kept a core busy for about 40 minutes).
+func TestInspectRefusesLooping(t *testing.T) {
+	found, err := os.ReadFile("testdata/fuzz/FuzzInspect/no-eof-quadratic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lit := strings.TrimSuffix(strings.TrimSpace(strings.TrimPrefix(string(found), "go test fuzz v1\n[]byte(")), ")")
+	fuzzed, err := strconv.Unquote(lit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, pdf, says string }{
+		{"found by FuzzInspect", fuzzed, "EOF"},
+		{"10 MiB without %%EOF", "%PDF-1.4\n" + strings.Repeat("0", 10<<20), "EOF"},
+		{"kids pointing back at the root", classicPDF(
+			"<< /Type /Catalog /Pages 2 0 R >>",
+			"<< /Type /Pages /Kids [3 0 R] /Count 5 >>",
+			"<< /Type /Pages /Kids [2 0 R] /Count 5 /Parent 2 0 R >>"), "loop"},
+		{"a page whose /Parent chain loops", classicPDF(
+			"<< /Type /Catalog /Pages 2 0 R >>",
+			"<< /Type /Pages /Kids [3 0 R] /Count 1 /Parent 3 0 R >>",
+			"<< /Type /Page /Parent 2 0 R >>"), "MediaBox"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Inspect([]byte(c.pdf))
+			if !errors.Is(err, signing.ErrInvalid) || !strings.Contains(err.Error(), c.says) {
+				t.Errorf("got %v, want ErrInvalid saying %q", err, c.says)
+			}
+		})
+	}
+}
+
+// classicPDF writes objects 1..n with a cross-reference table; object 1 is the catalog.
+func classicPDF(objs ...string) string {
+	var b strings.Builder
+	b.WriteString("%PDF-1.4\n")
+	offs := make([]int, len(objs))
+	for i, o := range objs {
+		offs[i] = b.Len()
+		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, o)
+	}
+	at := b.Len()
+	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(objs)+1)
+	for _, o := range offs {
+		fmt.Fprintf(&b, "%010d 00000 n \n", o)
+	}
+	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, at)
+	return b.String()
 }
 
 func TestNames(t *testing.T) {
@@ -251,8 +307,8 @@ func FuzzInspect(f *testing.F) {
 		if err == nil && (info.Pages < 1 || info.First.Rect[2] <= info.First.Rect[0]) {
 			t.Fatalf("accepted with %+v", info)
 		}
-		if err != nil && !errors.Is(err, signing.ErrInvalid) && !errors.Is(err, signing.ErrUnsupported) {
-			t.Fatalf("an error that is neither ErrInvalid nor ErrUnsupported: %v", err)
+		if err != nil && !errors.Is(err, signing.ErrInvalid) && !errors.Is(err, signing.ErrUnsupported) && !errors.Is(err, signing.ErrTooLarge) {
+			t.Fatalf("an error that is neither ErrInvalid, ErrUnsupported nor ErrTooLarge: %v", err)
 		}
 		if err == nil {
 			Position{Page: "last", Place: PlaceBottomRight}.Rect(info.Last)
