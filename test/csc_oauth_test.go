@@ -213,6 +213,20 @@ func TestCSCOAuthCredential(t *testing.T) {
 		t.Fatalf("the token response's authorization_details: %v %s", err, ad)
 	}
 	cred := tok.AccessToken
+	// Introspection says what the token authorizes (RFC 9396 §9.2).
+	ireq, _ := http.NewRequest(http.MethodPost, base+"/oauth2/introspect", strings.NewReader(url.Values{"token": {cred}}.Encode()))
+	ireq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	ireq.Header.Set("Authorization", "Bearer "+svc) // fosite's introspection takes the client's own token
+	iresp, err := http.DefaultClient.Do(ireq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ir map[string]any
+	json.NewDecoder(iresp.Body).Decode(&ir)
+	iresp.Body.Close()
+	if iresp.StatusCode != 200 || ir["active"] != true || !strings.Contains(fmt.Sprint(ir["authorization_details"]), arta.credential) {
+		t.Fatalf("introspection of the credential token: %d %v", iresp.StatusCode, ir)
+	}
 	// A browser that logged in is not let through the next credential authorization by its
 	// single sign-on: the login page comes again.
 	_, par2, _ := push(map[string]string{"scope": "credential", "credentialID": arta.credential, "numSignatures": "1",

@@ -67,6 +67,17 @@ func minTime(a, b time.Time) time.Time {
 	return a
 }
 
+// GetExtraClaims are what token introspection adds to its answer: a credential token's
+// authorization_details (RFC 9396 §9.2).
+func (s *Session) GetExtraClaims() map[string]any {
+	if s.Credential == nil {
+		return nil
+	}
+	return map[string]any{"authorization_details": []*CredentialAuthorization{s.Credential}}
+}
+
+var _ fosite.ExtraClaimsSession = (*Session)(nil)
+
 // Clone copies the session through its JSON form, the form it is stored in.
 func (s *Session) Clone() fosite.Session {
 	if s == nil {
