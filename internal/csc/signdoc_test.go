@@ -440,3 +440,17 @@ func TestServiceTokenLoA(t *testing.T) {
 		}
 	}
 }
+
+// TestSignDocBodyLimit: a signDoc body above 64 MiB is refused with 413 before it is parsed.
+func TestSignDocBodyLimit(t *testing.T) {
+	e := newEnv(t)
+	s := e.replica(memstore.New(e.now))
+	mux := http.NewServeMux()
+	Handler{S: s, Auth: anOfficial("someone"), Issuer: "http://vula.test", Log: e.log}.Register(mux)
+	body := append([]byte(`{"documents":[{"document":"`), bytes.Repeat([]byte("A"), maxDocBody)...)
+	w := httptest.NewRecorder()
+	mux.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/csc/v2/signatures/signDoc", bytes.NewReader(body)))
+	if w.Code != 413 || !strings.Contains(w.Body.String(), `"error":"invalid_request"`) {
+		t.Fatalf("a body over the limit: %d %.200s", w.Code, w.Body)
+	}
+}
