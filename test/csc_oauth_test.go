@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,9 +195,24 @@ func TestCSCOAuthCredential(t *testing.T) {
 		t.Fatal("a credential authorization offers to be remembered")
 	}
 	r.Form.Set("decision", "allow")
-	r = b.Post("/consent", r.Form)
-	if r.Status != http.StatusSeeOther || !strings.HasPrefix(r.URL.String(), app.callback) || r.URL.Query().Get("code") == "" {
-		t.Fatalf("no code: %d %s\n%s", r.Status, r.URL, r.Body)
+	// The form sent eight times at once gets one code: two would sign each digest twice.
+	answers := make(chan idptest.Response, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() { defer wg.Done(); answers <- b.Post("/consent", r.Form) }()
+	}
+	wg.Wait()
+	close(answers)
+	codes := 0
+	for a := range answers {
+		if a.Status == http.StatusSeeOther && strings.HasPrefix(a.URL.String(), app.callback) && a.URL.Query().Get("code") != "" {
+			codes++
+			r = a
+		}
+	}
+	if codes != 1 {
+		t.Fatalf("%d codes for one authorization, want 1", codes)
 	}
 	issued := time.Now()
 	tok := exchange(r.URL, verifier)

@@ -406,12 +406,18 @@ func (g *Pages) finishCredential(w http.ResponseWriter, r *http.Request, f *flow
 	if g.p.creds == nil || g.credentialRefused(w, r, f) {
 		return
 	}
+	// Claimed before the event is written: a second submission records nothing.
+	ar, err := g.takeRequest(r.Context(), f)
+	if err != nil {
+		g.fail(w, r, http.StatusBadRequest, "error.flow")
+		return
+	}
 	seq, err := g.p.creds.RecordAuthorization(r.Context(), f.Subject, f.Client, *f.Credential, "")
 	if err != nil {
 		g.unavailable(w, r, err)
 		return
 	}
-	g.issue(w, r, f, func(s *Session, ar fosite.AuthorizeRequester) {
+	g.issue(w, r, f, ar, func(s *Session, ar fosite.AuthorizeRequester) {
 		ar.GrantScope(CredentialScope)
 		s.Credential, s.AuthorizationSeq = f.Credential, seq
 		s.JWTClaims.Extra["authorization_details"] = []*CredentialAuthorization{f.Credential}

@@ -511,29 +511,34 @@ func (g *Pages) consent(w http.ResponseWriter, r *http.Request) {
 }
 
 // takeRequest reads the parked authorization request back, once.
+// The flow is claimed with an atomic Take: of two submissions of one form racing, only one
+// gets a code (two codes for one credential authorization would sign its digests twice).
 func (g *Pages) takeRequest(ctx context.Context, f *flow) (fosite.AuthorizeRequester, error) {
+	if _, err := g.p.eph.Take(ctx, "idp:flow:"+f.ID); err != nil {
+		return nil, err
+	}
 	ar, _, err := g.p.st.load(ctx, "flow-req:"+f.ID, nil)
 	if err != nil {
 		return nil, err
 	}
 	g.p.eph.Delete(ctx, "idp:flow-req:"+f.ID)
-	g.p.eph.Delete(ctx, "idp:flow:"+f.ID)
 	return ar, nil
 }
 
 // finish sends the browser back to the client with a code.
 func (g *Pages) finish(w http.ResponseWriter, r *http.Request, f *flow) {
-	g.issue(w, r, f, nil)
-}
-
-// issue sends the browser back to the client with a code; edit completes the session.
-func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, edit func(*Session, fosite.AuthorizeRequester)) {
-	ctx := r.Context()
-	ar, err := g.takeRequest(ctx, f)
+	ar, err := g.takeRequest(r.Context(), f)
 	if err != nil {
 		g.fail(w, r, http.StatusBadRequest, "error.flow")
 		return
 	}
+	g.issue(w, r, f, ar, nil)
+}
+
+// issue sends the browser back to the client with a code for the taken request ar; edit
+// completes the session.
+func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, ar fosite.AuthorizeRequester, edit func(*Session, fosite.AuthorizeRequester)) {
+	ctx := r.Context()
 	c := ar.GetClient().(*client)
 	sub, err := g.p.subject(ctx, c.rec, f.Subject)
 	if err != nil {
