@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/digitorus/pdf"
+
+	"github.com/vula-eid/vula/internal/pdfsafe"
 )
 
 // laterUpdates describes the revisions after the one a signature covers and checks that they
@@ -91,11 +93,11 @@ func diffRevisions(signed, whole []byte) (problems, notes []string, err error) {
 			err = fmt.Errorf("malformed PDF: %v", p)
 		}
 	}()
-	rs, err := pdf.NewReader(bytes.NewReader(signed), int64(len(signed)))
+	rs, err := pdfsafe.Open(bytes.NewReader(signed), int64(len(signed)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("the signed revision does not open on its own: %v", err)
 	}
-	rw, err := pdf.NewReader(bytes.NewReader(whole), int64(len(whole)))
+	rw, err := pdfsafe.Open(bytes.NewReader(whole), int64(len(whole)))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/digitorus/pdf"
 
+	"github.com/vula-eid/vula/internal/pdfsafe"
 	"github.com/vula-eid/vula/internal/signing"
 )
 
@@ -39,12 +40,11 @@ func (v *validator) pdf(data []byte, rep *Report) (err error) {
 			err = fmt.Errorf("%w: validation: malformed PDF: %v", signing.ErrInvalid, p)
 		}
 	}()
-	r, err := pdf.NewReader(bytes.NewReader(data), int64(len(data)))
+	// pdfsafe refuses what digitorus/pdf would loop on (ErrInvalid, or ErrUnsupported when
+	// encrypted).
+	r, err := pdfsafe.Open(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
-		if strings.Contains(err.Error(), "encrypt") || errors.Is(err, pdf.ErrInvalidPassword) {
-			return fmt.Errorf("%w: validation: an encrypted PDF (%v)", signing.ErrUnsupported, err)
-		}
-		return fmt.Errorf("%w: validation: cannot read the PDF: %v", signing.ErrInvalid, err)
+		return fmt.Errorf("validation: %w", err)
 	}
 	if !r.Trailer().Key("Encrypt").IsNull() {
 		return fmt.Errorf("%w: validation: an encrypted PDF", signing.ErrUnsupported)
