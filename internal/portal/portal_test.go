@@ -151,6 +151,27 @@ func TestInspectRefusesLooping(t *testing.T) {
 			}
 		})
 	}
+	// The corpus's loop-* inputs, on which digitorus/pdf loops in its object streams (see
+	// internal/pdfsafe): ErrInvalid, or ErrUnsupported for those that name /Encrypt.
+	loops, _ := filepath.Glob("testdata/fuzz/FuzzInspect/loop-*")
+	if len(loops) < 13 {
+		t.Fatalf("%d loop-* inputs in the corpus", len(loops))
+	}
+	for _, f := range loops {
+		b, _ := os.ReadFile(f)
+		lit := strings.TrimSuffix(strings.TrimSpace(strings.TrimPrefix(string(b), "go test fuzz v1\n[]byte(")), ")")
+		doc, err := strconv.Unquote(lit)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		want := signing.ErrInvalid
+		if strings.Contains(f, "encr") {
+			want = signing.ErrUnsupported
+		}
+		if _, err := Inspect([]byte(doc)); !errors.Is(err, want) {
+			t.Errorf("%s: got %v, want %v", filepath.Base(f), err, want)
+		}
+	}
 }
 
 // classicPDF writes objects 1..n with a cross-reference table; object 1 is the catalog.
