@@ -37,14 +37,27 @@ func registerPortal(ctx context.Context, mux *http.ServeMux, cfg config.Config, 
 	}
 	p := portal.New(portal.Config{Issuer: cfg.BaseURL, Secure: secure}, r, eph, db,
 		cscService(cfg, a, keys, db, eph, accounts, l, ts, log), portal.Pdftoppm{}, log, time.Now)
-	if err := portalClient(ctx, db, p.RedirectURI()); err != nil {
+	if err := portalClient(ctx, db, p.RedirectURI()); errors.Is(err, idp.ErrInvalidClient) {
+		// As with the demo: a base_url no redirect URI may name (plain http on a public name)
+		// leaves the platform running without the portal.
+		log.Warn("no signing portal", "err", err)
+		return nil
+	} else if err != nil {
 		return err
 	}
 	p.Register(mux)
 	return nil
 }
 
+// portalClient registers the portal's client, or points its redirect URI at redirect. A
+// redirect URI the provider would refuse (plain http on a public name) is ErrInvalidClient,
+// checked before the store is touched, whether the client is new or not.
 func portalClient(ctx context.Context, db store.Clients, redirect string) error {
+	rec, _, err := idp.NewClient(idp.ClientSpec{ID: portal.ClientID, Name: "Vula signing portal", AuthMethod: idp.AuthNone,
+		RedirectURIs: []string{redirect}, Scopes: []string{"openid", "profile"}})
+	if err != nil {
+		return err
+	}
 	c, err := db.Client(ctx, portal.ClientID)
 	if err == nil {
 		if slices.Contains(c.RedirectURIs, redirect) {
@@ -56,11 +69,6 @@ func portalClient(ctx context.Context, db store.Clients, redirect string) error 
 		})
 	}
 	if !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	rec, _, err := idp.NewClient(idp.ClientSpec{ID: portal.ClientID, Name: "Vula signing portal", AuthMethod: idp.AuthNone,
-		RedirectURIs: []string{redirect}, Scopes: []string{"openid", "profile"}})
-	if err != nil {
 		return err
 	}
 	rec.Created = time.Now().UTC()
