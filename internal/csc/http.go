@@ -378,11 +378,8 @@ func (h Handler) signHash(w http.ResponseWriter, r *http.Request, subject string
 		return
 	}
 	switch {
-	case req.CredentialID == "":
-		h.fail(w, r, invalidRequest("Missing (or invalid type) string parameter credentialID"))
-		return
-	case req.SAD == "":
-		h.fail(w, r, invalidRequest("Missing (or invalid type) string parameter SAD"))
+	case req.CredentialID == "" || req.SAD == "":
+		h.fail(w, r, missingCredentialOrSAD(req.CredentialID))
 		return
 	case req.SignAlgo == "":
 		h.fail(w, r, invalidRequest("Missing (or invalid type) string parameter signAlgo"))
@@ -532,4 +529,13 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// missingCredentialOrSAD names the first of the two parameters every signing method needs that
+// is missing.
+func missingCredentialOrSAD(credentialID string) *Error {
+	if credentialID == "" {
+		return invalidRequest("Missing (or invalid type) string parameter credentialID")
+	}
+	return invalidRequest("Missing (or invalid type) string parameter SAD")
 }

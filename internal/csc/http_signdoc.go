@@ -83,11 +83,8 @@ func (h Handler) signDoc(w http.ResponseWriter, r *http.Request, subject string)
 		return
 	}
 	switch {
-	case req.CredentialID == "":
-		h.fail(w, r, invalidRequest("Missing (or invalid type) string parameter credentialID"))
-		return
-	case req.SAD == "":
-		h.fail(w, r, invalidRequest("Missing (or invalid type) string parameter SAD"))
+	case req.CredentialID == "" || req.SAD == "":
+		h.fail(w, r, missingCredentialOrSAD(req.CredentialID))
 		return
 	case req.OperationMode != "" && req.OperationMode != "S":
 		h.fail(w, r, invalidRequest("Invalid parameter operationMode: only S is supported"))
@@ -227,11 +224,8 @@ func (h Handler) extendTransaction(w http.ResponseWriter, r *http.Request, subje
 		return
 	}
 	switch {
-	case req.CredentialID == "":
-		h.fail(w, r, invalidRequest("Missing (or invalid type) string parameter credentialID"))
-		return
-	case req.SAD == "":
-		h.fail(w, r, invalidRequest("Missing (or invalid type) string parameter SAD"))
+	case req.CredentialID == "" || req.SAD == "":
+		h.fail(w, r, missingCredentialOrSAD(req.CredentialID))
 		return
 	}
 	res, err := h.S.ExtendTransaction(r.Context(), subject, req.CredentialID, req.SAD)

@@ -203,13 +203,22 @@ func (s *Service) SignDoc(ctx context.Context, subject string, r DocRequest) (Do
 		return DocResult{}, err
 	}
 	// The digests are spent now, whatever happens next.
-	out := DocResult{Documents: make([][]byte, len(r.Documents))}
-	err = s.each(len(docs), func(i int) error {
-		signer, err := s.docSigner(ctx, subject, c, r.SAD, rec, i)
+	return s.signEach(ctx, subject, c, r.SAD, rec, len(docs), r.ReturnValidationInfo, func(i int, signer signing.Signer) ([]byte, error) {
+		return s.signDocument(ctx, signer, docs[i])
+	})
+}
+
+// signEach makes the n signatures of a redeemed authorization, the i-th by sign with a signer
+// that may use the key once, and the validation info when asked.
+func (s *Service) signEach(ctx context.Context, subject string, c Credential, sad string, rec sadRecord, n int, withInfo bool,
+	sign func(i int, signer signing.Signer) ([]byte, error)) (DocResult, error) {
+	out := DocResult{Documents: make([][]byte, n)}
+	err := s.each(n, func(i int) error {
+		signer, err := s.docSigner(ctx, subject, c, sad, rec, i)
 		if err != nil {
 			return err
 		}
-		if out.Documents[i], err = s.signDocument(ctx, signer, docs[i]); err != nil {
+		if out.Documents[i], err = sign(i, signer); err != nil {
 			return docError(i, err)
 		}
 		return nil
@@ -217,7 +226,7 @@ func (s *Service) SignDoc(ctx context.Context, subject string, r DocRequest) (Do
 	if err != nil {
 		return DocResult{}, err
 	}
-	if r.ReturnValidationInfo {
+	if withInfo {
 		vd, err := signing.Collect(ctx, s.pki, append([]*x509.Certificate{c.Cert}, c.Chain...))
 		if err != nil {
 			return DocResult{}, err
@@ -378,26 +387,7 @@ func (s *Service) SignDigests(ctx context.Context, subject string, r DigestReque
 	if r.Level != "" && r.Level.AtLeast(signing.LevelT) {
 		ts = s.cfg.Timestamper
 	}
-	out := DocResult{Documents: make([][]byte, len(r.Digests))}
-	err = s.each(len(r.Digests), func(i int) error {
-		signer, err := s.docSigner(ctx, subject, c, r.SAD, rec, i)
-		if err != nil {
-			return err
-		}
-		if out.Documents[i], err = cades.SignDigest(ctx, signer, r.Digests[i], cades.Options{SigningTime: s.now(), Timestamper: ts}); err != nil {
-			return docError(i, err)
-		}
-		return nil
+	return s.signEach(ctx, subject, c, r.SAD, rec, len(r.Digests), r.ReturnValidationInfo, func(i int, signer signing.Signer) ([]byte, error) {
+		return cades.SignDigest(ctx, signer, r.Digests[i], cades.Options{SigningTime: s.now(), Timestamper: ts})
 	})
-	if err != nil {
-		return DocResult{}, err
-	}
-	if r.ReturnValidationInfo {
-		vd, err := signing.Collect(ctx, s.pki, append([]*x509.Certificate{c.Cert}, c.Chain...))
-		if err != nil {
-			return DocResult{}, err
-		}
-		out.ValidationInfo = &vd
-	}
-	return out, nil
 }
