@@ -35,7 +35,10 @@
 // covers existed at its time (earlier document timestamps, signatures and their timestamps, the
 // DSS): those are then validated at that time once a certificate of theirs has expired (EN 319
 // 102-1 §5.6.2.1, past signature validation), from the last document timestamp to the first,
-// so the latest one, validated now, keeps the earlier ones alive.
+// so the latest one, validated now, keeps the earlier ones alive. In XAdES a passed
+// xadesv141:ArchiveTimeStamp does the same for the signature and the unsigned properties
+// before it (SignatureTimeStamp, CertificateValues, RevocationValues, older archive
+// timestamps), the newest validated now.
 package validation
 
 import (

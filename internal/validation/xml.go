@@ -34,7 +34,8 @@ import (
 //     whose SigningCertificateV2 must name the certificate that verifies the SignatureValue.
 //     SignatureTimeStamp is over the canonical ds:SignatureValue (B-T); CertificateValues and
 //     RevocationValues are the embedded validation data (B-LT when they were enough);
-//     xadesv141:ArchiveTimeStamp is over the input of EN 319 132-1 §5.5.2.2 (B-LTA).
+//     xadesv141:ArchiveTimeStamp is over the input of EN 319 132-1 §5.5.2.2 (B-LTA); once
+//     passed it is a proof of existence of what precedes it (newest first, see xmlSignature).
 //   - Without it the signature is plain XML-DSig (no baseline level); its signer is the
 //     KeyInfo X509Certificate whose key verifies the SignatureValue, and its chain is checked.
 //   - Transforms: enveloped-signature, exclusive C14N (with an InclusiveNamespaces PrefixList),
@@ -321,6 +322,42 @@ func (v *validator) xmlSignature(sig *etree.Element, x *xmlDoc, det resolveDetac
 	}
 	rep.pass("signature", "the SignatureValue verifies over the canonical SignedInfo with the signer's key")
 
+	// The archive timestamps (B-LTA), newest first: a passed one proves that the signature
+	// and the properties before it (signature timestamps, validation values, older archive
+	// timestamps) existed at its time, so they are validated at that time once a certificate
+	// of theirs has expired (EN 319 102-1 §5.6.2.1); the newest is validated now.
+	var props []*etree.Element
+	if usp != nil {
+		props = usp.ChildElements()
+	}
+	type archiveTS struct {
+		at  int // its index in props
+		rep SignatureReport
+	}
+	var archives []archiveTS
+	for i, ats := range props {
+		if is(ats, nsXAdES141, "ArchiveTimeStamp") {
+			archives = append(archives, archiveTS{at: i})
+		}
+	}
+	// later is the proof a passed archive timestamp gives to what precedes props[at] (at -1:
+	// the signature itself): the earliest such timestamp's time.
+	later := func(at int) proof {
+		var p proof
+		for _, a := range archives {
+			if a.at > at && a.rep.Indication == TotalPassed {
+				p = p.earlier(proof{at: a.rep.ProofOfExistence, by: "the archive timestamp " + a.rep.ID})
+			}
+		}
+		return p
+	}
+	for n := len(archives) - 1; n >= 0; n-- {
+		i := archives[n].at
+		archives[n].rep = v.xmlTimestamp(props[i], "archive-timestamp", fmt.Sprintf("%s-ats%d", id, n+1), func(alg string, w io.Writer) error {
+			return archiveInput(w, x.work, alg, refs, sig, signedInfo, sigValue, keyInfo, qp, props[:i])
+		}, later(i))
+	}
+
 	// Timestamps over the SignatureValue: the proof of existence.
 	var poe time.Time
 	proven := false
@@ -330,7 +367,7 @@ func (v *validator) xmlSignature(sig *etree.Element, x *xmlDoc, det resolveDetac
 				c, err := canonical(alg, "", sigValue)
 				w.Write(c)
 				return err
-			})
+			}, later(slices.Index(props, ts)))
 			rep.Timestamps = append(rep.Timestamps, tsr)
 			switch tsr.Indication {
 			case TotalPassed:
@@ -348,6 +385,11 @@ func (v *validator) xmlSignature(sig *etree.Element, x *xmlDoc, det resolveDetac
 		rep.pass("signature-timestamp", "proof of existence at %s", poe.Format(time.RFC3339))
 	} else {
 		poe = v.vtime
+	}
+	timestamped := proven // the T level needs a signature timestamp, not an archive one
+	if p := later(-1); p.ok() && (!proven || p.at.Before(poe)) {
+		poe, proven = p.at, true
+		rep.info("proof-of-existence", "the signature existed at %s: %s covers it", p.at.Format(time.RFC3339), p.by)
 	}
 	rep.ProofOfExistence = poe
 	if rep.ClaimedSigningTime != nil && proven && rep.ClaimedSigningTime.After(poe.Add(time.Minute)) {
@@ -370,28 +412,18 @@ func (v *validator) xmlSignature(sig *etree.Element, x *xmlDoc, det resolveDetac
 		}
 	}
 
-	// The archive timestamps (B-LTA).
+	// The archive timestamps' outcome (B-LTA), in document order.
 	archived := false
-	if usp != nil {
-		props := usp.ChildElements()
-		n := 0
-		for i, ats := range props {
-			if !is(ats, nsXAdES141, "ArchiveTimeStamp") {
-				continue
-			}
-			n++
-			tsr := v.xmlTimestamp(ats, "archive-timestamp", fmt.Sprintf("%s-ats%d", id, n), func(alg string, w io.Writer) error {
-				return archiveInput(w, x.work, alg, refs, sig, signedInfo, sigValue, keyInfo, qp, props[:i])
-			})
-			rep.Timestamps = append(rep.Timestamps, tsr)
-			switch tsr.Indication {
-			case TotalPassed:
-				archived = true
-			case TotalFailed:
-				rep.fail("archive-timestamp", tsr.SubIndication, "the archive timestamp %s failed", tsr.ID)
-			default:
-				rep.info("archive-timestamp", "the archive timestamp %s is indeterminate (%s)", tsr.ID, tsr.SubIndication)
-			}
+	for _, a := range archives {
+		tsr := a.rep
+		rep.Timestamps = append(rep.Timestamps, tsr)
+		switch tsr.Indication {
+		case TotalPassed:
+			archived = true
+		case TotalFailed:
+			rep.fail("archive-timestamp", tsr.SubIndication, "the archive timestamp %s failed", tsr.ID)
+		default:
+			rep.info("archive-timestamp", "the archive timestamp %s is indeterminate (%s)", tsr.ID, tsr.SubIndication)
 		}
 	}
 
@@ -401,7 +433,7 @@ func (v *validator) xmlSignature(sig *etree.Element, x *xmlDoc, det resolveDetac
 		rep.info("baseline", "no SigningTime: the signature is XAdES, but not at a baseline level")
 	} else if rep.Format == "XAdES-BASELINE" && bindingOK && !rep.failed() {
 		rep.Level = signing.LevelB
-		if proven {
+		if timestamped {
 			rep.Level = signing.LevelT
 			if embeddedOnly && hasRevValues {
 				rep.Level = signing.LevelLT
@@ -514,7 +546,8 @@ func signingCertV2(ssp *etree.Element, certs []*x509.Certificate) (*x509.Certifi
 
 // xmlTimestamp verifies a XAdESTimeStampType property: its EncapsulatedTimeStamp must cover
 // input(its CanonicalizationMethod), C14N 1.0 when it names none (EN 319 132-1 §5.1.4.1).
-func (v *validator) xmlTimestamp(ts *etree.Element, kind, id string, input func(alg string, w io.Writer) error) SignatureReport {
+// later is a proof of its existence from an archive timestamp over it (see timestampAt).
+func (v *validator) xmlTimestamp(ts *etree.Element, kind, id string, input func(alg string, w io.Writer) error, later proof) SignatureReport {
 	bad := func(msg string) SignatureReport {
 		r := SignatureReport{ID: id, Kind: kind, Format: "RFC3161"}
 		r.fail("format", FormatFailure, "%s", msg)
@@ -543,7 +576,7 @@ func (v *validator) xmlTimestamp(ts *etree.Element, kind, id string, input func(
 		}
 		return x.Sum(nil), nil
 	}
-	r, _ := v.timestamp(tok, kind, id, imprint)
+	r, _ := v.timestampAt(tok, kind, id, imprint, later)
 	return r
 }
 
