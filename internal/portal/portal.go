@@ -13,6 +13,11 @@
 //     browser's cookie holds (HttpOnly, SameSite=Lax, Secure but in development over http). It
 //     ends 30 minutes after the login, whatever happens meanwhile, so any replica can serve any
 //     step. Every form carries the session's CSRF token and is refused without it.
+//   - A confirmation the CSC service refuses because the login is too old (csc.LoginMaxAge is
+//     shorter than the session) sends the official through the login again (prompt=login, LoA
+//     substantial) and back to the confirmation: the session keeps its documents and position,
+//     only acr, amr and auth_time are refreshed, and its end does not move. If someone else
+//     logs in then, the old session and its documents are deleted and they start afresh.
 //   - Documents are inspected (Inspect) before anything is kept: a file that is not a PDF Vula
 //     can sign is refused with its own message, and uploads past Limits are refused whole.
 //   - Signing happens only through the CSC service (Signer): the one-time code the official types
@@ -273,6 +278,9 @@ func (p *Portal) home(w http.ResponseWriter, r *http.Request) {
 type loginState struct {
 	Verifier string `json:"verifier"`
 	Nonce    string `json:"nonce"`
+	// Resume is the store key of the session a re-login refreshes, "" for a first login. The
+	// key, not the id: the id stays in the browser's cookie only.
+	Resume string `json:"resume,omitempty"`
 }
 
 func (p *Portal) oauth() oauth2.Config {
@@ -282,8 +290,15 @@ func (p *Portal) oauth() oauth2.Config {
 }
 
 // login starts the code flow with PKCE at LoA substantial.
-func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
+func (p *Portal) login(w http.ResponseWriter, r *http.Request) { p.startLogin(w, r, nil) }
+
+// startLogin sends the browser to the identity provider; for a re-login of resume (a session
+// whose login is too old to sign) it asks for a fresh authentication, not single sign-on.
+func (p *Portal) startLogin(w http.ResponseWriter, r *http.Request, resume *session) {
 	st := loginState{Verifier: oauth2.GenerateVerifier(), Nonce: oauth2.GenerateVerifier()}
+	if resume != nil {
+		st.Resume = resume.key()
+	}
 	state := randomToken()
 	b, _ := json.Marshal(st)
 	if err := p.eph.Put(r.Context(), storeKey("login", state), b, loginTTL); err != nil {
@@ -298,6 +313,9 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 		oauth2.SetAuthURLParam("acr_values", idp.LoASubstantial)}
 	if l := p.web.Lang(w, r); l != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("ui_locales", l))
+	}
+	if resume != nil {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"))
 	}
 	http.Redirect(w, r, conf.AuthCodeURL(state, opts...), http.StatusSeeOther)
 }
@@ -380,6 +398,26 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 		p.message(w, r, http.StatusBadGateway, "portal.login.failed", "portal.login.exchange", "/portal/")
 		return
 	}
+	// A re-login: the session it was started from, if the browser still holds it; another
+	// person's login ends it, documents and all.
+	var resume *session
+	if st.Resume != "" {
+		old, err := p.load(r)
+		if err != nil {
+			p.unavailable(w, r, err)
+			return
+		}
+		if old != nil && old.key() == st.Resume {
+			if old.Subject == idt.Subject {
+				resume = old
+			} else {
+				p.log.InfoContext(ctx, "portal: another person logged in on a re-login; the old session is ended")
+				p.forget(ctx, old)
+				p.eph.Delete(ctx, old.key())
+				http.SetCookie(w, &http.Cookie{Name: cookieName, Path: "/portal/", MaxAge: -1, HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode})
+			}
+		}
+	}
 	if !idp.AtLeast(claims.ACR, idp.LoASubstantial) {
 		p.message(w, r, http.StatusForbidden, "portal.refused.title", "portal.refused.level", "/portal/")
 		return
@@ -402,6 +440,15 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	} else if err != nil {
 		p.unavailable(w, r, err)
+		return
+	}
+	if resume != nil {
+		resume.ACR, resume.AMR, resume.AuthTime = claims.ACR, claims.AMR, time.Unix(claims.AuthTime, 0).UTC()
+		if err := p.save(ctx, resume); err != nil {
+			p.unavailable(w, r, err)
+			return
+		}
+		http.Redirect(w, r, "/portal/confirm", http.StatusSeeOther)
 		return
 	}
 	name := claims.Name

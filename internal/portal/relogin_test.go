@@ -1,0 +1,335 @@
+package portal
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v3"
+	"github.com/go-jose/go-jose/v3/jwt"
+
+	"github.com/vula-eid/vula/internal/csc"
+	"github.com/vula-eid/vula/internal/signing/signingtest"
+	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/store/memstore"
+	"github.com/vula-eid/vula/internal/web"
+)
+
+// reloginEnv is the portal on an in-memory store and the test's clock, beside a small OpenID
+// provider (discovery, keys, an authorization endpoint that logs in whoever the test says, a
+// token endpoint checking PKCE) and a signing service that refuses, as csc.Service does, a
+// login older than csc.LoginMaxAge. The provider and the signer stand in for internal/idp and
+// internal/csc because the case needs 15 minutes to pass, which only an injected clock gives;
+// the browser test covers the real ones.
+type reloginEnv struct {
+	t      *testing.T
+	srv    *httptest.Server
+	eph    *memstore.Store
+	key    *ecdsa.PrivateKey
+	mu     sync.Mutex
+	clock  time.Time
+	who    string       // the subject the next login is
+	auths  []url.Values // the authorization requests
+	codes  map[string]url.Values
+	signed [][][]byte // the hashes of each authorization that passed
+}
+
+func (e *reloginEnv) now() time.Time { e.mu.Lock(); defer e.mu.Unlock(); return e.clock }
+func (e *reloginEnv) advance(d time.Duration) {
+	e.mu.Lock()
+	e.clock = e.clock.Add(d)
+	e.mu.Unlock()
+}
+
+func (e *reloginEnv) Person(_ context.Context, sub string) (store.Person, error) {
+	if sub != "drita" && sub != "luan" {
+		return store.Person{}, store.ErrNotFound
+	}
+	return store.Person{SubjectID: sub, GivenName: sub, FamilyName: "Official", Official: true}, nil
+}
+
+func (e *reloginEnv) Credentials(_ context.Context, sub string) ([]csc.Credential, error) {
+	n := e.now()
+	return []csc.Credential{{ID: "c-" + sub, Subject: sub, Cert: &x509.Certificate{NotBefore: n.Add(-time.Hour), NotAfter: n.Add(time.Hour)}}}, nil
+}
+
+func (e *reloginEnv) AuthorizeLogin(_ context.Context, sub string, l csc.Login, a csc.Authorization) (csc.Authorized, error) {
+	if age := e.now().Sub(l.AuthTime); age > csc.LoginMaxAge || !slices.Contains(l.AMR, "otp") {
+		return csc.Authorized{}, &csc.Error{Status: 403, Code: "access_denied", Description: "log in again"}
+	}
+	if a.OTP != "123456" {
+		return csc.Authorized{}, &csc.Error{Status: 400, Code: "invalid_otp", Description: "wrong"}
+	}
+	e.mu.Lock()
+	e.signed = append(e.signed, a.Hashes)
+	e.mu.Unlock()
+	return csc.Authorized{SAD: "sad-" + sub}, nil
+}
+
+func (e *reloginEnv) SignDoc(_ context.Context, sub string, r csc.DocRequest) (csc.DocResult, error) {
+	if r.SAD != "sad-"+sub {
+		return csc.DocResult{}, &csc.Error{Status: 400, Code: "invalid_request", Description: "SAD"}
+	}
+	var out csc.DocResult
+	for _, d := range r.Documents {
+		out.Documents = append(out.Documents, append(slices.Clone(d.Data), "%signed"...))
+	}
+	return out, nil
+}
+
+var _ Signer = (*reloginEnv)(nil)
+
+func newReloginEnv(t *testing.T) *reloginEnv {
+	e := &reloginEnv{t: t, clock: time.Now(), who: "drita", codes: map[string]url.Values{}}
+	var err error
+	if e.key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	e.srv = httptest.NewServer(mux)
+	t.Cleanup(e.srv.Close)
+	e.eph = memstore.New(e.now)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rw, err := web.New(log, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	New(Config{Issuer: e.srv.URL}, rw, e.eph, e, e, nil, log, e.now).Register(mux)
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"issuer": e.srv.URL, "authorization_endpoint": e.srv.URL + "/oauth2/auth",
+			"token_endpoint": e.srv.URL + "/oauth2/token", "jwks_uri": e.srv.URL + "/jwks.json",
+			"id_token_signing_alg_values_supported": []string{"ES256"}})
+	})
+	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &e.key.PublicKey, KeyID: "k", Algorithm: "ES256", Use: "sig"}}})
+	})
+	mux.HandleFunc("GET /oauth2/auth", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		code := randomToken()
+		e.mu.Lock()
+		e.auths = append(e.auths, q)
+		q.Set("sub", e.who)
+		e.codes[code] = q
+		e.mu.Unlock()
+		http.Redirect(w, r, q.Get("redirect_uri")+"?"+url.Values{"code": {code}, "state": {q.Get("state")}}.Encode(), http.StatusSeeOther)
+	})
+	mux.HandleFunc("POST /oauth2/token", func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		q, ok := e.codes[r.PostFormValue("code")]
+		delete(e.codes, r.PostFormValue("code"))
+		e.mu.Unlock()
+		sum := sha256.Sum256([]byte(r.PostFormValue("code_verifier")))
+		if !ok || base64.RawURLEncoding.EncodeToString(sum[:]) != q.Get("code_challenge") {
+			http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
+			return
+		}
+		sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: e.key}, (&jose.SignerOptions{}).WithHeader("kid", "k"))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		// go-oidc checks exp and iat against the real time; auth_time is the portal's clock.
+		real := time.Now()
+		idt, err := jwt.Signed(sig).Claims(map[string]any{"iss": e.srv.URL, "aud": ClientID, "sub": q.Get("sub"),
+			"nonce": q.Get("nonce"), "iat": real.Unix(), "exp": real.Add(time.Hour).Unix(),
+			"acr": q.Get("acr_values"), "amr": []string{"pwd", "otp"}, "auth_time": e.now().Unix()}).CompactSerialize()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"access_token": "at", "token_type": "Bearer", "expires_in": 300, "id_token": idt})
+	})
+	return e
+}
+
+type reloginBrowser struct {
+	t *testing.T
+	c *http.Client
+	e *reloginEnv
+}
+
+func (e *reloginEnv) browser() *reloginBrowser {
+	jar, _ := cookiejar.New(nil)
+	return &reloginBrowser{t: e.t, c: &http.Client{Jar: jar}, e: e}
+}
+
+// do sends req, follows the redirects, and gives the path it ended on and the page.
+func (b *reloginBrowser) do(req *http.Request) (string, string) {
+	b.t.Helper()
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.Request.URL.Path, string(body)
+}
+
+func (b *reloginBrowser) get(path string) (string, string) {
+	req, _ := http.NewRequest("GET", b.e.srv.URL+path, nil)
+	return b.do(req)
+}
+
+func (b *reloginBrowser) post(path string, form url.Values) (string, string) {
+	req, _ := http.NewRequest("POST", b.e.srv.URL+path, bytes.NewBufferString(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func csrfOf(t *testing.T, page string) string {
+	t.Helper()
+	m := csrfField.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no csrf field in %s", page)
+	}
+	return m[1]
+}
+
+// loginAndUpload logs in, uploads docs and picks the first page, bottom left; it returns the
+// CSRF token and ends on the confirmation page.
+func (b *reloginBrowser) loginAndUpload(docs map[string][]byte) string {
+	b.t.Helper()
+	path, page := b.get("/portal/login")
+	if path != "/portal/documents" {
+		b.t.Fatalf("login ended at %s: %s", path, page)
+	}
+	csrf := csrfOf(b.t, page)
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	mw.WriteField("csrf", csrf)
+	for name, data := range docs {
+		w, _ := mw.CreateFormFile("documents", name)
+		w.Write(data)
+	}
+	mw.Close()
+	req, _ := http.NewRequest("POST", b.e.srv.URL+"/portal/documents", &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if path, page = b.do(req); path != "/portal/review" {
+		b.t.Fatalf("upload ended at %s: %s", path, page)
+	}
+	if path, page = b.post("/portal/position", url.Values{"csrf": {csrf}, "page": {"first"}, "place": {PlaceBottomLeft}}); path != "/portal/confirm" {
+		b.t.Fatalf("position ended at %s: %s", path, page)
+	}
+	return csrf
+}
+
+// An official who confirms more than csc.LoginMaxAge after logging in logs in again (a fresh
+// authentication at LoA substantial) and comes back to the confirmation with the same
+// documents and position, and signs them; someone else logging in then starts afresh, and the
+// first session's documents are gone from the store.
+func TestReloginKeepsDocuments(t *testing.T) {
+	e := newReloginEnv(t)
+	b := e.browser()
+	docs := map[string][]byte{"a.pdf": signingtest.PDF("a"), "b.pdf": signingtest.PDF("b")}
+	csrf := b.loginAndUpload(docs)
+	if len(e.auths) != 1 || e.auths[0].Get("prompt") != "" || e.auths[0].Get("acr_values") != "http://eidas.europa.eu/LoA/substantial" {
+		t.Fatalf("first login: %v", e.auths)
+	}
+
+	e.advance(csc.LoginMaxAge + time.Minute)
+	path, page := b.post("/portal/sign", url.Values{"csrf": {csrf}, "code": {"123456"}})
+	if path != "/portal/confirm" {
+		t.Fatalf("a confirmation with an old login ended at %s: %s", path, page)
+	}
+	if len(e.auths) != 2 || e.auths[1].Get("prompt") != "login" || e.auths[1].Get("acr_values") != "http://eidas.europa.eu/LoA/substantial" {
+		t.Fatalf("no fresh login at LoA substantial: %v", e.auths)
+	}
+	for _, want := range []string{"a.pdf", "b.pdf", "First page, Bottom left"} {
+		if !bytes.Contains([]byte(page), []byte(want)) {
+			t.Errorf("the confirmation after the re-login lacks %q", want)
+		}
+	}
+	if len(e.signed) != 0 {
+		t.Fatalf("signed with the old login: %v", e.signed)
+	}
+	if got := csrfOf(t, page); got != csrf {
+		t.Errorf("csrf changed: %s, was %s", got, csrf)
+	}
+	if path, page = b.post("/portal/sign", url.Values{"csrf": {csrf}, "code": {"123456"}}); path != "/portal/done" {
+		t.Fatalf("signing after the re-login ended at %s: %s", path, page)
+	}
+	if len(e.signed) != 1 || len(e.signed[0]) != 2 {
+		t.Fatalf("authorizations: %v", e.signed)
+	}
+	var want [][]byte
+	for _, d := range docs {
+		want = append(want, csc.DocumentDigest(crypto.SHA256, d))
+	}
+	for _, h := range e.signed[0] {
+		if !slices.ContainsFunc(want, func(w []byte) bool { return bytes.Equal(w, h) }) {
+			t.Errorf("authorized a hash of no uploaded document: %x", h)
+		}
+	}
+	for i := range 2 {
+		if _, got := b.get("/portal/download/" + string(rune('0'+i))); !bytes.HasSuffix([]byte(got), []byte("%signed")) {
+			t.Errorf("download %d is not the signed copy", i)
+		}
+	}
+
+	// Another person at the re-login.
+	b = e.browser()
+	csrf = b.loginAndUpload(map[string][]byte{"c.pdf": signingtest.PDF("c")})
+	old := sessionKeys(t, b)
+	e.advance(csc.LoginMaxAge + time.Minute)
+	e.who = "luan"
+	if path, page = b.post("/portal/sign", url.Values{"csrf": {csrf}, "code": {"123456"}}); path != "/portal/documents" {
+		t.Fatalf("another person's re-login ended at %s: %s", path, page)
+	}
+	if bytes.Contains([]byte(page), []byte("c.pdf")) || !bytes.Contains([]byte(page), []byte("Logged in as luan Official")) {
+		t.Errorf("another person's page: %s", page)
+	}
+	if path, _ = b.get("/portal/review"); path != "/portal/documents" {
+		t.Errorf("the new session has documents: review at %s", path)
+	}
+	for _, k := range old {
+		if _, err := e.eph.Get(context.Background(), k); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the first person's %s is still in the store (%v)", k, err)
+		}
+	}
+	if len(e.signed) != 1 {
+		t.Errorf("signed in another person's session: %v", e.signed)
+	}
+}
+
+// sessionKeys are the store keys of the browser's session and its first document.
+func sessionKeys(t *testing.T, b *reloginBrowser) []string {
+	u, _ := url.Parse(b.e.srv.URL + "/portal/")
+	for _, c := range b.c.Jar.Cookies(u) {
+		if c.Name == cookieName {
+			raw, err := b.e.eph.Get(context.Background(), storeKey("session", c.Value))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var s session
+			json.Unmarshal(raw, &s)
+			s.id = c.Value
+			return []string{s.key(), s.part("doc", 0)}
+		}
+	}
+	t.Fatal("no session cookie")
+	return nil
+}
+
