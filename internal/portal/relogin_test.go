@@ -332,4 +332,3 @@ func sessionKeys(t *testing.T, b *reloginBrowser) []string {
 	t.Fatal("no session cookie")
 	return nil
 }
-
