@@ -223,8 +223,7 @@ func (h Handler) extendTransaction(w http.ResponseWriter, r *http.Request, subje
 		h.fail(w, r, err)
 		return
 	}
-	switch {
-	case req.CredentialID == "" || req.SAD == "":
+	if req.CredentialID == "" || req.SAD == "" {
 		h.fail(w, r, missingCredentialOrSAD(req.CredentialID))
 		return
 	}
