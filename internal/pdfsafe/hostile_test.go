@@ -13,8 +13,13 @@ type stored struct{ stream, index int }
 
 // buildPDF writes a PDF with a cross-reference stream: the direct objects (bodies without
 // "n 0 obj"), the objects stored in object streams, and the trailer's extra entries. Object 1
-// is the catalog wherever it is. This is how the hostile inputs below are made.
-func buildPDF(direct map[int]string, inStm map[int]stored, trailer string) []byte {
+// is the catalog wherever it is; gen, when given, holds the direct objects' generations other
+// than 0. This is how the hostile inputs below are made.
+func buildPDF(direct map[int]string, inStm map[int]stored, trailer string, gen ...map[int]int) []byte {
+	gens := map[int]int{}
+	if len(gen) > 0 {
+		gens = gen[0]
+	}
 	var b bytes.Buffer
 	b.WriteString("%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
 	offsets := map[int]int{}
@@ -30,7 +35,7 @@ func buildPDF(direct map[int]string, inStm map[int]stored, trailer string) []byt
 	sort.Ints(ids)
 	for _, id := range ids {
 		offsets[id] = b.Len()
-		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", id, direct[id])
+		fmt.Fprintf(&b, "%d %d obj\n%s\nendobj\n", id, gens[id], direct[id])
 	}
 	xrefID := size
 	size++
@@ -46,6 +51,7 @@ func buildPDF(direct map[int]string, inStm map[int]stored, trailer string) []byt
 		case offsets[id] > 0:
 			e[0] = 1
 			binary.BigEndian.PutUint32(e[1:], uint32(offsets[id]))
+			binary.BigEndian.PutUint16(e[5:], uint16(gens[id]))
 		default:
 			binary.BigEndian.PutUint16(e[5:], 65535)
 		}
@@ -96,6 +102,11 @@ var hostile = []struct {
 		4: objStm("/Extends 5 0 R", 1, "9 0 ", "<< >>"),
 		5: objStm("/Extends 4 0 R", 1, "8 0 ", "<< >>"),
 	}, map[int]stored{1: {4, 0}}, "")},
+	{"resolve: /Extends loop through a generation other than 0", "Extends", buildPDF(map[int]string{
+		2: pages, 3: page,
+		4: objStm("/Extends 5 1 R", 1, "9 0 ", "<< >>"),
+		5: objStm("/Extends 4 0 R", 1, "8 0 ", "<< >>"),
+	}, map[int]stored{1: {4, 0}}, "", map[int]int{5: 1})},
 	{"resolve: huge /N", "/N", buildPDF(map[int]string{
 		2: pages, 3: page,
 		4: objStm("/N 9223372036854775807", 1, "9 0 ", "<< >>"),

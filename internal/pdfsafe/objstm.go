@@ -21,36 +21,36 @@ func checkObjectStreams(pr *pdf.Reader) error {
 		xref:    reflect.ValueOf(xs),
 		resolve: func(id int) pdf.Value { return pr.Resolve(parent, xs[id].Ptr()) },
 	}
-	containers := map[int]bool{}
+	// Object streams by number and generation: an entry names its stream as "n 0 R", an
+	// /Extends may name any generation.
+	var todo [][2]uint64
 	for i := range c.xref.Len() {
 		if e := c.xref.Index(i); e.FieldByName("inStream").Bool() {
-			containers[int(e.FieldByName("stream").Field(0).Uint())] = true
+			todo = append(todo, [2]uint64{e.FieldByName("stream").Field(0).Uint(), 0})
 		}
 	}
 	extends := map[int]int{}
-	var todo []int
-	for id := range containers {
-		todo = append(todo, id)
-	}
+	checked := map[[2]uint64]bool{}
 	for len(todo) > 0 {
-		id := todo[len(todo)-1]
+		ref := todo[len(todo)-1]
 		todo = todo[:len(todo)-1]
-		if _, done := extends[id]; done {
+		if checked[ref] {
 			continue
 		}
-		ext, err := c.check(id)
+		checked[ref] = true
+		ext, err := c.check(int(ref[0]), ref[1])
 		if err != nil {
 			return err
 		}
-		extends[id] = ext
-		if ext >= 0 {
-			todo = append(todo, ext)
+		if ext[0] >= 0 {
+			extends[int(ref[0])] = int(ext[0])
+			todo = append(todo, [2]uint64{uint64(ext[0]), uint64(ext[1])})
 		}
 	}
 	// An /Extends chain that comes back on itself is searched for ever.
 	for id := range extends {
 		seen := map[int]bool{}
-		for cur := id; cur >= 0; cur = extends[cur] {
+		for cur, ok := id, true; ok; cur, ok = extends[cur] {
 			if seen[cur] {
 				return fmt.Errorf("%w: the object streams' /Extends form a loop (object %d)", signing.ErrInvalid, cur)
 			}
@@ -77,18 +77,20 @@ func (c *objStms) entry(id int, gen uint64) (reflect.Value, bool) {
 	return e, int(p.Field(0).Uint()) == id && p.Field(1).Uint() == gen
 }
 
-// check checks object stream id and returns the object its /Extends names, or -1.
-func (c *objStms) check(id int) (int, error) {
-	e, ok := c.entry(id, 0)
+// check checks object stream "id gen R" and returns the reference its /Extends holds (number
+// and generation), or -1.
+func (c *objStms) check(id int, gen uint64) (ext [2]int64, err error) {
+	none := [2]int64{-1, 0}
+	e, ok := c.entry(id, gen)
 	if !ok {
-		return -1, nil // resolved to null, on which digitorus/pdf panics ("not a stream")
+		return none, nil // resolved to null, on which digitorus/pdf panics ("not a stream")
 	}
 	if e.FieldByName("inStream").Bool() {
-		return -1, fmt.Errorf("%w: object stream %d is itself stored in an object stream", signing.ErrInvalid, id)
+		return none, fmt.Errorf("%w: object stream %d is itself stored in an object stream", signing.ErrInvalid, id)
 	}
 	s := c.resolve(id)
 	if s.Kind() != pdf.Stream || s.Key("Type").Name() != "ObjStm" {
-		return -1, fmt.Errorf("%w: object %d holds objects but is not an object stream", signing.ErrInvalid, id)
+		return none, fmt.Errorf("%w: object %d holds objects but is not an object stream", signing.ErrInvalid, id)
 	}
 	// Every value digitorus/pdf reads from this dictionary while looking into the stream
 	// (/Length, /Filter, /DecodeParms, /N, /First, /Extends) must not be stored in an object
@@ -97,7 +99,7 @@ func (c *objStms) check(id int) (int, error) {
 	// 7.5.7 requires of /Length.
 	hdr := reflect.ValueOf(s.RawData()).FieldByName("hdr")
 	if err := c.noStoredRefs(hdr, 0, map[int]bool{}); err != nil {
-		return -1, fmt.Errorf("%w (object stream %d)", err, id)
+		return none, fmt.Errorf("%w (object stream %d)", err, id)
 	}
 	dp := s.Key("DecodeParms")
 	for i := -1; i < dp.Len(); i++ {
@@ -106,28 +108,28 @@ func (c *objStms) check(id int) (int, error) {
 			p = dp.Index(i)
 		}
 		if cols := p.Key("Columns").Int64(); cols < 0 || cols > maxColumns {
-			return -1, fmt.Errorf("%w: a predictor of %d columns (object stream %d)", signing.ErrInvalid, cols, id)
+			return none, fmt.Errorf("%w: a predictor of %d columns (object stream %d)", signing.ErrInvalid, cols, id)
 		}
 	}
 	n, first := s.Key("N").Int64(), s.Key("First").Int64()
 	if n < 0 || n > maxObjects || first <= 0 {
-		return -1, fmt.Errorf("%w: object stream %d has /N %d and /First %d", signing.ErrInvalid, id, n, first)
+		return none, fmt.Errorf("%w: object stream %d has /N %d and /First %d", signing.ErrInvalid, id, n, first)
 	}
 	data, err := io.ReadAll(io.LimitReader(s.Reader(), maxObjStm+1))
 	if err != nil {
-		return -1, fmt.Errorf("%w: object stream %d cannot be decoded: %v", signing.ErrInvalid, id, err)
+		return none, fmt.Errorf("%w: object stream %d cannot be decoded: %v", signing.ErrInvalid, id, err)
 	}
 	if c.total += int64(len(data)); len(data) > maxObjStm || c.total > maxObjStmTotal {
-		return -1, fmt.Errorf("%w: the object streams decode to more than %d bytes", signing.ErrTooLarge, min(c.total, maxObjStmTotal))
+		return none, fmt.Errorf("%w: the object streams decode to more than %d bytes", signing.ErrTooLarge, min(c.total, maxObjStmTotal))
 	}
 	if err := checkObjStmData(data, n, first); err != nil {
-		return -1, fmt.Errorf("%w (object stream %d)", err, id)
+		return none, fmt.Errorf("%w (object stream %d)", err, id)
 	}
-	ext := -1
+	ext = none
 	for _, k := range hdr.MapKeys() {
 		if k.String() == "Extends" {
 			if p := hdr.MapIndex(k).Elem(); p.Kind() == reflect.Struct && p.Type().Name() == "objptr" {
-				ext = int(p.Field(0).Uint())
+				ext = [2]int64{int64(p.Field(0).Uint()), int64(p.Field(1).Uint())}
 			}
 		}
 	}
