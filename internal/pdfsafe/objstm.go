@@ -101,15 +101,8 @@ func (c *objStms) check(id int, gen uint64) (ext [2]int64, err error) {
 	if err := c.noStoredRefs(hdr, 0, map[int]bool{}); err != nil {
 		return none, fmt.Errorf("%w (object stream %d)", err, id)
 	}
-	dp := s.Key("DecodeParms")
-	for i := -1; i < dp.Len(); i++ {
-		p := dp
-		if i >= 0 {
-			p = dp.Index(i)
-		}
-		if cols := p.Key("Columns").Int64(); cols < 0 || cols > maxColumns {
-			return none, fmt.Errorf("%w: a predictor of %d columns (object stream %d)", signing.ErrInvalid, cols, id)
-		}
+	if err := checkColumns(s.Key("DecodeParms")); err != nil {
+		return none, fmt.Errorf("%w (object stream %d)", err, id)
 	}
 	n, first := s.Key("N").Int64(), s.Key("First").Int64()
 	if n < 0 || n > maxObjects || first <= 0 {

@@ -20,6 +20,9 @@
 //   - lex.go readArray, readLiteralString, readHexString: in an object stream the lexer
 //     returns '\n' for ever at the end of the data, so an array or a string still open there
 //     loops for ever (an array or a literal string while growing memory).
+//   - read.go applyFilter: a PNG predictor's buffers are 1+/Columns bytes, allocated without
+//     a bound (a fatal out-of-memory): refused in the cross-reference and object streams, and
+//     by Reader for any other stream.
 //   - read.go NewReaderEncrypted resolves the trailer's /Encrypt before returning, so an
 //     /Encrypt in a hostile object stream loops inside NewReader: an /Encrypt in the newest
 //     cross-reference stream's dictionary is refused (Vula reads no encrypted PDF anyway).
@@ -130,4 +133,33 @@ func findLastLine(buf []byte, s string) int {
 		}
 		end = i
 	}
+}
+
+// Reader returns the decoded data of stream v, as v.Reader() does, after refusing a PNG
+// predictor's /Columns above maxColumns: digitorus/pdf allocates 1+Columns bytes for it, so
+// /Columns 1099511627776 in a 600-byte PDF ends the process (fatal: out of memory, which no
+// recover catches). Call it instead of v.Reader() on any stream of an untrusted PDF.
+func Reader(v pdf.Value) (io.ReadCloser, error) {
+	if v.Kind() != pdf.Stream {
+		return nil, fmt.Errorf("%w: not a stream", signing.ErrInvalid)
+	}
+	if err := checkColumns(v.Key("DecodeParms")); err != nil {
+		return nil, err
+	}
+	return v.Reader(), nil
+}
+
+// checkColumns refuses a /DecodeParms dictionary, or an array of them, with a /Columns out of
+// bounds.
+func checkColumns(dp pdf.Value) error {
+	for i := -1; i < dp.Len(); i++ {
+		p := dp
+		if i >= 0 {
+			p = dp.Index(i)
+		}
+		if cols := p.Key("Columns").Int64(); cols < 0 || cols > maxColumns {
+			return fmt.Errorf("%w: a predictor of %d columns", signing.ErrInvalid, cols)
+		}
+	}
+	return nil
 }

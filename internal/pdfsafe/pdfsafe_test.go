@@ -2,8 +2,10 @@ package pdfsafe_test
 
 import (
 	"bytes"
+	"compress/zlib"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,4 +171,34 @@ func FuzzOpen(f *testing.F) {
 			}()
 		}
 	})
+}
+
+// TestReaderRefusesHugeColumns: a stream whose PNG predictor claims 2^40 columns (digitorus/pdf
+// would allocate that many bytes, and the process die) is refused; a normal one reads.
+func TestReaderRefusesHugeColumns(t *testing.T) {
+	var z bytes.Buffer
+	w := zlib.NewWriter(&z)
+	w.Write([]byte("\x02abcd\x02\x01\x01\x01\x01")) // two PNG Up rows of 4 columns
+	w.Close()
+	for cols, want := range map[string]string{"4": "abcdbcde", "1099511627776": "columns"} {
+		b := buildPDF(map[int]string{1: catalog, 2: pages, 3: page,
+			4: fmt.Sprintf("<< /Length %d /Filter /FlateDecode /DecodeParms << /Predictor 12 /Columns %s >> >>\nstream\n%s\nendstream", z.Len(), cols, z.String()),
+		}, nil, "")
+		r, err := pdfsafe.Open(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		xs := r.Xref()
+		rc, err := pdfsafe.Reader(r.Resolve(r.Trailer().GetPtr(), xs[4].Ptr()))
+		if err != nil {
+			if !errors.Is(err, signing.ErrInvalid) || !strings.Contains(err.Error(), want) {
+				t.Errorf("/Columns %s: %v", cols, err)
+			}
+			continue
+		}
+		got, err := io.ReadAll(rc)
+		if err != nil || string(got) != want {
+			t.Errorf("/Columns %s: %q %v, want %q", cols, got, err, want)
+		}
+	}
 }
