@@ -201,7 +201,12 @@ func readStream(s pdf.Value, limit int64) ([]byte, error) {
 	if s.Kind() != pdf.Stream {
 		return nil, errors.New("not a stream")
 	}
-	rc := s.Reader()
+	// pdfsafe.Reader, not s.Reader(): a PNG predictor's huge /Columns would make digitorus/pdf
+	// allocate past memory, which ends the process.
+	rc, err := pdfsafe.Reader(s)
+	if err != nil {
+		return nil, err
+	}
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
 	if err != nil {

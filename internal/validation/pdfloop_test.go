@@ -2,9 +2,11 @@ package validation_test
 
 import (
 	"bytes"
+	"compress/zlib"
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -60,4 +62,40 @@ func corpusBytes(t *testing.T, path string) []byte {
 		t.Fatalf("%s: %v", path, err)
 	}
 	return []byte(s)
+}
+
+// TestValidateHugePredictorColumns: a DSS stream whose PNG predictor claims 2^40 columns made
+// digitorus/pdf allocate 1+Columns bytes, a fatal out-of-memory of the whole process through
+// POST /api/v1/validate. Now the stream is refused and the document still gets its answer.
+func TestValidateHugePredictorColumns(t *testing.T) {
+	var z bytes.Buffer
+	zw := zlib.NewWriter(&z)
+	zw.Write([]byte{2, 0, 0, 0, 0})
+	zw.Close()
+	objs := []string{
+		"<< /Type /Catalog /Pages 2 0 R /DSS 4 0 R >>",
+		"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] >>",
+		"<< /Type /DSS /OCSPs [5 0 R] /CRLs [5 0 R] /Certs [5 0 R] >>",
+		fmt.Sprintf("<< /Length %d /Filter /FlateDecode /DecodeParms << /Predictor 12 /Columns 1099511627776 >> >>\nstream\n%s\nendstream", z.Len(), z.String()),
+	}
+	var b bytes.Buffer
+	b.WriteString("%PDF-1.7\n")
+	offs := make([]int, len(objs))
+	for i, o := range objs {
+		offs[i] = b.Len()
+		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, o)
+	}
+	xref := b.Len()
+	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f\r\n", len(objs)+1)
+	for _, off := range offs {
+		fmt.Fprintf(&b, "%010d 00000 n\r\n", off)
+	}
+	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, xref)
+	doc := b.Bytes()
+	_, err := validation.Validate(context.Background(), bytes.NewReader(doc), int64(len(doc)),
+		validation.Options{TrustAnchors: []*x509.Certificate{{Raw: []byte{0x30, 0}}}})
+	if !errors.Is(err, signing.ErrInvalid) {
+		t.Fatalf("got %v, want ErrInvalid (no signature)", err)
+	}
 }
