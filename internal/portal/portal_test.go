@@ -3,15 +3,14 @@ package portal
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"math"
 	"mime/multipart"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/vula-eid/vula/internal/pdfsafe/pdftest"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
 	"github.com/vula-eid/vula/internal/testenv"
@@ -122,26 +121,18 @@ func TestInspectRealWorld(t *testing.T) {
 // (no %%EOF near the end: digitorus/pdf's NewReader searches for it in quadratic time; before
 // pdfsafe, a 10 MiB upload of it would have kept a core busy for about 40 minutes).
 func TestInspectRefusesLooping(t *testing.T) {
-	found, err := os.ReadFile("testdata/fuzz/FuzzInspect/no-eof-quadratic")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lit := strings.TrimSuffix(strings.TrimSpace(strings.TrimPrefix(string(found), "go test fuzz v1\n[]byte(")), ")")
-	fuzzed, err := strconv.Unquote(lit)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fuzzed := string(pdftest.CorpusInput(t, "testdata/fuzz/FuzzInspect/no-eof-quadratic"))
 	cases := []struct{ name, pdf, says string }{
 		{"found by FuzzInspect", fuzzed, "EOF"},
 		{"10 MiB without %%EOF", "%PDF-1.4\n" + strings.Repeat("0", 10<<20), "EOF"},
-		{"kids pointing back at the root", classicPDF(
+		{"kids pointing back at the root", string(pdftest.Classic(
 			"<< /Type /Catalog /Pages 2 0 R >>",
 			"<< /Type /Pages /Kids [3 0 R] /Count 5 >>",
-			"<< /Type /Pages /Kids [2 0 R] /Count 5 /Parent 2 0 R >>"), "loop"},
-		{"a page whose /Parent chain loops", classicPDF(
+			"<< /Type /Pages /Kids [2 0 R] /Count 5 /Parent 2 0 R >>")), "loop"},
+		{"a page whose /Parent chain loops", string(pdftest.Classic(
 			"<< /Type /Catalog /Pages 2 0 R >>",
 			"<< /Type /Pages /Kids [3 0 R] /Count 1 /Parent 3 0 R >>",
-			"<< /Type /Page /Parent 2 0 R >>"), "MediaBox"},
+			"<< /Type /Page /Parent 2 0 R >>")), "MediaBox"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -153,43 +144,11 @@ func TestInspectRefusesLooping(t *testing.T) {
 	}
 	// The corpus's loop-* inputs, on which digitorus/pdf loops in its object streams (see
 	// internal/pdfsafe): ErrInvalid, or ErrUnsupported for those that name /Encrypt.
-	loops, _ := filepath.Glob("testdata/fuzz/FuzzInspect/loop-*")
-	if len(loops) < 13 {
-		t.Fatalf("%d loop-* inputs in the corpus", len(loops))
-	}
-	for _, f := range loops {
-		b, _ := os.ReadFile(f)
-		lit := strings.TrimSuffix(strings.TrimSpace(strings.TrimPrefix(string(b), "go test fuzz v1\n[]byte(")), ")")
-		doc, err := strconv.Unquote(lit)
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		want := signing.ErrInvalid
-		if strings.Contains(f, "encr") {
-			want = signing.ErrUnsupported
-		}
-		if _, err := Inspect([]byte(doc)); !errors.Is(err, want) {
-			t.Errorf("%s: got %v, want %v", filepath.Base(f), err, want)
+	for _, in := range pdftest.Hostile(t, "testdata/fuzz/FuzzInspect") {
+		if _, err := Inspect(in.Data); !errors.Is(err, in.Want) {
+			t.Errorf("%s: got %v, want %v", in.Name, err, in.Want)
 		}
 	}
-}
-
-// classicPDF writes objects 1..n with a cross-reference table; object 1 is the catalog.
-func classicPDF(objs ...string) string {
-	var b strings.Builder
-	b.WriteString("%PDF-1.4\n")
-	offs := make([]int, len(objs))
-	for i, o := range objs {
-		offs[i] = b.Len()
-		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, o)
-	}
-	at := b.Len()
-	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(objs)+1)
-	for _, o := range offs {
-		fmt.Fprintf(&b, "%010d 00000 n \n", o)
-	}
-	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, at)
-	return b.String()
 }
 
 func TestNames(t *testing.T) {
