@@ -257,6 +257,7 @@ func (p *Portal) position(w http.ResponseWriter, r *http.Request, s *session) {
 type confirmData struct {
 	pageData
 	Where string // the position in words
+	Shown string // session.shown, sent back with the code
 }
 
 func (p *Portal) confirmPage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -291,6 +292,7 @@ func (p *Portal) confirm(w http.ResponseWriter, r *http.Request, s *session, sta
 		place = t("portal.place.point.at", int(s.Position.X*100), int(s.Position.Y*100))
 	}
 	d.Where = page + ", " + place
+	d.Shown = s.shown()
 	d.Error = errKey
 	p.web.Render(w, r, status, "portal_confirm", d)
 }

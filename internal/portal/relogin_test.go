@@ -250,7 +250,8 @@ func TestReloginKeepsDocuments(t *testing.T) {
 	}
 
 	e.advance(csc.LoginMaxAge + time.Minute)
-	path, page := b.post("/portal/sign", url.Values{"csrf": {csrf}, "code": {"123456"}})
+	_, page := b.get("/portal/confirm")
+	path, page := b.post("/portal/sign", confirmForm(page, csrf, "123456"))
 	if path != "/portal/confirm" {
 		t.Fatalf("a confirmation with an old login ended at %s: %s", path, page)
 	}
@@ -268,7 +269,7 @@ func TestReloginKeepsDocuments(t *testing.T) {
 	if got := csrfOf(t, page); got != csrf {
 		t.Errorf("csrf changed: %s, was %s", got, csrf)
 	}
-	if path, page = b.post("/portal/sign", url.Values{"csrf": {csrf}, "code": {"123456"}}); path != "/portal/done" {
+	if path, page = b.post("/portal/sign", confirmForm(page, csrf, "123456")); path != "/portal/done" {
 		t.Fatalf("signing after the re-login ended at %s: %s", path, page)
 	}
 	if len(e.signed) != 1 || len(e.signed[0]) != 2 {
@@ -295,7 +296,8 @@ func TestReloginKeepsDocuments(t *testing.T) {
 	old := sessionKeys(t, b)
 	e.advance(csc.LoginMaxAge + time.Minute)
 	e.who = "luan"
-	if path, page = b.post("/portal/sign", url.Values{"csrf": {csrf}, "code": {"123456"}}); path != "/portal/documents" {
+	_, page = b.get("/portal/confirm")
+	if path, page = b.post("/portal/sign", confirmForm(page, csrf, "123456")); path != "/portal/documents" {
 		t.Fatalf("another person's re-login ended at %s: %s", path, page)
 	}
 	if bytes.Contains([]byte(page), []byte("c.pdf")) || !bytes.Contains([]byte(page), []byte("Logged in as luan Official")) {
@@ -331,4 +333,57 @@ func sessionKeys(t *testing.T, b *reloginBrowser) []string {
 	}
 	t.Fatal("no session cookie")
 	return nil
+}
+
+var shownField = regexp.MustCompile(`name="shown" value="([^"]*)"`)
+
+// confirmForm is the confirmation page's form as a browser would send it with code.
+func confirmForm(page, csrf, code string) url.Values {
+	v := url.Values{"csrf": {csrf}, "code": {code}}
+	if m := shownField.FindStringSubmatch(page); m != nil {
+		v.Set("shown", m[1])
+	}
+	return v
+}
+
+// A code typed on a confirmation page authorizes the documents and position that page showed:
+// when another tab of the same session uploads other documents (or moves the signature)
+// meanwhile, the first page's code signs nothing.
+func TestConfirmSignsOnlyWhatWasShown(t *testing.T) {
+	e := newReloginEnv(t)
+	b := e.browser()
+	csrf := b.loginAndUpload(map[string][]byte{"a.pdf": signingtest.PDF("a")})
+	_, shown := b.get("/portal/confirm")
+
+	// Another tab: other documents, reviewed and placed.
+	other := signingtest.PDF("other")
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	mw.WriteField("csrf", csrf)
+	w, _ := mw.CreateFormFile("documents", "other.pdf")
+	w.Write(other)
+	mw.Close()
+	req, _ := http.NewRequest("POST", e.srv.URL+"/portal/documents", &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if path, page := b.do(req); path != "/portal/review" {
+		t.Fatalf("second upload ended at %s: %s", path, page)
+	}
+	if path, page := b.post("/portal/position", url.Values{"csrf": {csrf}, "page": {"first"}, "place": {PlaceBottomLeft}}); path != "/portal/confirm" {
+		t.Fatalf("position ended at %s: %s", path, page)
+	}
+
+	path, page := b.post("/portal/sign", confirmForm(shown, csrf, "123456"))
+	if len(e.signed) != 0 {
+		t.Fatalf("the code typed on the page showing a.pdf authorized %d other digests (ended at %s)", len(e.signed[0]), path)
+	}
+	if path != "/portal/sign" || !bytes.Contains([]byte(page), []byte("other.pdf")) {
+		t.Errorf("the refusal ended at %s and does not show what is there now: %s", path, page)
+	}
+	// The page that shows other.pdf signs it.
+	if path, page = b.post("/portal/sign", confirmForm(page, csrf, "123456")); path != "/portal/done" {
+		t.Fatalf("signing what is shown ended at %s: %s", path, page)
+	}
+	if len(e.signed) != 1 || len(e.signed[0]) != 1 || !bytes.Equal(e.signed[0][0], csc.DocumentDigest(crypto.SHA256, other)) {
+		t.Fatalf("authorizations: %x", e.signed)
+	}
 }

@@ -4,6 +4,9 @@ import (
 	"archive/zip"
 	"context"
 	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -57,6 +60,12 @@ func (p *Portal) sign(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	if s.Signed {
 		http.Redirect(w, r, "/portal/done", http.StatusSeeOther)
+		return
+	}
+	// The code authorizes what the page it was typed on showed: if another tab of this session
+	// uploaded other documents or moved the signature since, sign nothing and show what is there.
+	if !sameToken(s.shown(), r.PostFormValue("shown")) {
+		p.confirm(w, r, s, http.StatusConflict, "portal.sign.changed")
 		return
 	}
 	code := strings.TrimSpace(r.PostFormValue("code"))
@@ -122,6 +131,13 @@ func (p *Portal) sign(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	p.log.InfoContext(ctx, "portal: signed", "sub", s.Subject, "documents", len(docs), "credential", cred.ID)
 	http.Redirect(w, r, "/portal/done", http.StatusSeeOther)
+}
+
+// shown names the documents and position a confirmation page shows; the page's form sends it back.
+func (s *session) shown() string {
+	pos, _ := json.Marshal(s.Position)
+	h := sha256.Sum256([]byte(s.Batch + "\x00" + string(pos)))
+	return hex.EncodeToString(h[:16])
 }
 
 // refused maps the CSC service's refusals to the confirmation page's messages.

@@ -43,6 +43,7 @@ var pages = []struct {
 	{"portal_review", withDocs(portalData{Position: portalPosition{Page: "3", Place: "point"}, PageNum: "3", Error: "portal.position.too_few", Detail: "a.pdf (2)"}, true)},
 	{"portal_confirm", portalConfirm{portalData: withDocs(portalData{Position: portalPosition{Page: "last", Place: "bottom-right"}}, false), Where: "Last page, Bottom right"}},
 	{"portal_confirm", portalConfirm{portalData: withDocs(portalData{Error: "portal.otp.bad"}, false), Where: "page 2, centred 40% from the left and 70% from the top"}},
+	{"portal_confirm", portalConfirm{portalData: withDocs(portalData{Error: "portal.sign.changed"}, false), Where: "First page, Bottom left", Shown: "00"}},
 	{"portal_done", portalDone{portalData: portalData{CSRF: "c", Name: "Drita Berisha"}, Signed: []string{"Vendim nr. 12-signed.pdf"}}},
 	{"portal_done", portalDone{portalData: portalData{CSRF: "c", Name: "Drita Berisha"}, Signed: []string{"a-signed.pdf", "b-signed.pdf"}}},
 	{"portal_message", portalMessage{Title: "portal.refused.title", Message: "portal.refused.citizen"}},
@@ -96,6 +97,7 @@ type portalData struct {
 type portalConfirm struct {
 	portalData
 	Where string
+	Shown string
 }
 
 type portalDone struct {
