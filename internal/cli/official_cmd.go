@@ -29,7 +29,7 @@ func cscService(cfg config.Config, a *certs.Authority, keys hsm.Manager, db *sql
 	if l != nil {
 		au = l
 	}
-	c := csc.Config{Country: cfg.PKI.Country}
+	c := csc.Config{Country: cfg.PKI.Country, LoginMaxAge: time.Duration(cfg.CSC.LoginMaxAge)}
 	if ts != nil { // a nil *tsa.Responder must not become a non-nil Timestamper
 		c.Timestamper = ts
 	}

@@ -44,6 +44,14 @@ type Config struct {
 	TSA             TSA      `yaml:"tsa" json:"tsa"`
 	IdP             IdP      `yaml:"idp" json:"idp"`
 	Seal            Seal     `yaml:"seal" json:"seal"`
+	CSC             CSC      `yaml:"csc" json:"csc"`
+}
+
+// CSC configures the officials' signing service.
+type CSC struct {
+	// LoginMaxAge is how old the session login the signing portal signs with may be; past it
+	// the official logs in again. At most 1h (csc.MaxLoginMaxAge).
+	LoginMaxAge Duration `yaml:"login_max_age" json:"login_max_age"`
 }
 
 // Seal configures the sealing service for institutions.
@@ -206,6 +214,7 @@ func Default() Config {
 		IdP: IdP{Algorithm: "ES256", AccessTokenTTL: Duration(10 * time.Minute), IDTokenTTL: Duration(10 * time.Minute),
 			RefreshTokenTTL: Duration(8 * time.Hour)},
 		Seal: Seal{Algorithm: "EC-P256", Years: 3, MaxSize: 256 << 20},
+		CSC:  CSC{LoginMaxAge: Duration(15 * time.Minute)},
 	}
 }
 
@@ -450,6 +459,11 @@ func (c Config) Validate() error {
 	}
 	if c.Seal.MaxSize < 1 {
 		return bad("seal.max_size", "want a positive number of bytes, got %d", c.Seal.MaxSize)
+	}
+	// The login stands for the knowledge factor of sole control: an hour-old login no longer
+	// shows the official is at the browser (the same bound as csc.MaxLoginMaxAge).
+	if c.CSC.LoginMaxAge < Duration(time.Second) || c.CSC.LoginMaxAge > Duration(time.Hour) {
+		return bad("csc.login_max_age", "want between 1s and 1h, got %v", time.Duration(c.CSC.LoginMaxAge))
 	}
 	if c.PKI.ServiceYears < 1 || c.PKI.CAYears < c.PKI.ServiceYears || c.PKI.RootYears < c.PKI.CAYears {
 		return bad("pki", "lifetimes must satisfy 1 <= service_years <= ca_years <= root_years")

@@ -122,6 +122,8 @@ func TestValidateNamesField(t *testing.T) {
 		{"tsa:\n  ntp_max_offset: 2s\n", nil, "tsa.ntp_max_offset"}, // more than the accuracy
 		{"tsa:\n  ntp_interval: 10ms\n", nil, "tsa.ntp_interval"},
 		{"", []string{"VULA_TSA_NTP_SERVERS=ntp.example, bad host"}, "tsa.ntp_servers"},
+		{"csc:\n  login_max_age: 2h\n", nil, "csc.login_max_age"},
+		{"", []string{"VULA_CSC_LOGIN_MAX_AGE=0s"}, "csc.login_max_age"},
 	} {
 		c, err := Load(writeFile(t, tc.yaml), tc.env, Overrides{})
 		if err == nil {
@@ -136,6 +138,18 @@ func TestValidateNamesField(t *testing.T) {
 	c, err := Load("", []string{"VULA_TSA_NTP_SERVERS=ntp1.example, 10.0.0.1:123,"}, Overrides{})
 	if err != nil || fmt.Sprint(c.TSA.NTPServers) != "[ntp1.example 10.0.0.1:123]" || c.Validate() != nil {
 		t.Errorf("NTP servers from the environment: %v %v", c.TSA.NTPServers, err)
+	}
+	// The signing portal's login age: 15 minutes by default, from the file or the environment.
+	if c := Default(); time.Duration(c.CSC.LoginMaxAge) != 15*time.Minute {
+		t.Errorf("default csc.login_max_age %v", time.Duration(c.CSC.LoginMaxAge))
+	}
+	c, err = Load(writeFile(t, "csc:\n  login_max_age: 5s\n"), nil, Overrides{})
+	if err != nil || time.Duration(c.CSC.LoginMaxAge) != 5*time.Second || c.Validate() != nil {
+		t.Errorf("csc.login_max_age from the file: %v %v", time.Duration(c.CSC.LoginMaxAge), err)
+	}
+	c, err = Load("", []string{"VULA_CSC_LOGIN_MAX_AGE=10m"}, Overrides{})
+	if err != nil || time.Duration(c.CSC.LoginMaxAge) != 10*time.Minute || c.Validate() != nil {
+		t.Errorf("csc.login_max_age from the environment: %v %v", time.Duration(c.CSC.LoginMaxAge), err)
 	}
 	// A bad environment value is named by field and variable.
 	_, err = Load("", []string{"VULA_HSM_PKCS11_POOL_SIZE=lots"}, Overrides{})

@@ -19,8 +19,9 @@
 // token that, sent as the Authorization header of signHash or signDoc, stands in for a SAD over
 // exactly its digests and is redeemed the same way. A third way, for Vula's own signing portal,
 // is AuthorizeLogin: the official's session login (LoA substantial or higher with a one-time
-// code, at most 15 minutes old) stands for the knowledge factor and one fresh TOTP code is the
-// second, for exactly the listed hashes; the checks, SAD and audit event are Authorize's.
+// code, at most Config.LoginMaxAge old: 15 minutes by default, an hour at most) stands for the
+// knowledge factor and one fresh TOTP code is the second, for exactly the listed hashes; the
+// checks, SAD and audit event are Authorize's.
 //
 // What is signed: SignHash signs the authorized hashes themselves. SignDoc signs documents
 // through the signing engine (PAdES, XAdES, CAdES; B-B to B-LTA, CAdES to B-T) and
@@ -111,6 +112,9 @@ type Config struct {
 	SADLimit time.Duration
 	// MaxSignatures bounds numSignatures of one authorization; 100 when 0.
 	MaxSignatures int
+	// LoginMaxAge is how long ago the session login AuthorizeLogin accepts may have been:
+	// DefaultLoginMaxAge when 0, and never more than MaxLoginMaxAge.
+	LoginMaxAge time.Duration
 	// Timestamper gives signDoc its signature timestamps (the platform's TSA, in process); nil:
 	// signDoc makes B-B only.
 	Timestamper signing.Timestamper
@@ -147,6 +151,10 @@ func New(cfg Config, keys hsm.Manager, pki PKI, recs Records, eph store.Ephemera
 	if cfg.MaxSignatures <= 0 {
 		cfg.MaxSignatures = 100
 	}
+	if cfg.LoginMaxAge <= 0 {
+		cfg.LoginMaxAge = DefaultLoginMaxAge
+	}
+	cfg.LoginMaxAge = min(cfg.LoginMaxAge, MaxLoginMaxAge)
 	return &Service{cfg: cfg, keys: keys, pki: pki, recs: recs, eph: eph, factors: factors, audit: au, log: log, now: now}
 }
 
@@ -409,14 +417,31 @@ type Login struct {
 	AuthTime time.Time
 }
 
-// LoginMaxAge is how long ago a login may have been for AuthorizeLogin.
-const LoginMaxAge = 15 * time.Minute
+const (
+	// DefaultLoginMaxAge is how long ago a login may have been for AuthorizeLogin unless
+	// Config.LoginMaxAge says otherwise.
+	DefaultLoginMaxAge = 15 * time.Minute
+	// MaxLoginMaxAge bounds Config.LoginMaxAge: the session login stands for the knowledge
+	// factor of sole control, and a login older than an hour no longer shows that the official
+	// is still the one at the browser.
+	MaxLoginMaxAge = time.Hour
+)
 
-var errWeakLogin = &Error{Status: 403, Code: "access_denied",
-	Description: "The login must be at level of assurance substantial or higher, with a one-time code, within the last 15 minutes: log in again"}
+// LoginMaxAge is how long ago a login may have been for AuthorizeLogin (Config.LoginMaxAge
+// with its default and bound): the portal sends the official to log in again past it.
+func (s *Service) LoginMaxAge() time.Duration { return s.cfg.LoginMaxAge }
+
+func weakLogin(maxAge time.Duration) *Error {
+	within := maxAge.String()
+	if maxAge%time.Minute == 0 {
+		within = fmt.Sprintf("%d minutes", maxAge/time.Minute)
+	}
+	return &Error{Status: 403, Code: "access_denied",
+		Description: "The login must be at level of assurance substantial or higher, with a one-time code, within the last " + within + ": log in again"}
+}
 
 // AuthorizeLogin authorizes exactly a.Hashes for an official whose session login was at LoA
-// substantial or higher with a one-time code ("otp" in amr), no longer than LoginMaxAge ago: the
+// substantial or higher with a one-time code ("otp" in amr), no longer than LoginMaxAge() ago: the
 // session stands for the knowledge factor, and one fresh TOTP code (a.OTP; a.PIN is unused) is
 // the second factor for this very request. Checks, SAD record, audit event and errors are those
 // of Authorize; the audit detail says it was a session authorization.
@@ -424,9 +449,9 @@ func (s *Service) AuthorizeLogin(ctx context.Context, subject string, login Logi
 	a.via, a.PIN = "session", ""
 	return s.authorize(ctx, subject, a, func(store.Person) error {
 		age := s.now().Sub(login.AuthTime)
-		if login.AuthTime.IsZero() || age > LoginMaxAge || age < -time.Minute ||
+		if login.AuthTime.IsZero() || age > s.cfg.LoginMaxAge || age < -time.Minute ||
 			!idp.AtLeast(login.ACR, idp.LoASubstantial) || !slices.Contains(login.AMR, "otp") {
-			return errWeakLogin
+			return weakLogin(s.cfg.LoginMaxAge)
 		}
 		return nil
 	})

@@ -22,6 +22,7 @@ import (
 	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
+	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/memstore"
 	"github.com/vula-eid/vula/internal/tsa"
 )
@@ -452,5 +453,35 @@ func TestSignDocBodyLimit(t *testing.T) {
 	mux.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/csc/v2/signatures/signDoc", bytes.NewReader(body)))
 	if w.Code != 413 || !strings.Contains(w.Body.String(), `"error":"invalid_request"`) {
 		t.Fatalf("a body over the limit: %d %.200s", w.Code, w.Body)
+	}
+}
+
+// TestLoginMaxAge: Config.LoginMaxAge is 15 minutes when 0 and an hour at most; a service
+// configured for 10 seconds refuses a login 11 seconds old and accepts one 9 seconds old.
+func TestLoginMaxAge(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	eph := memstore.New(e.now)
+	seeds, _ := store.NewSeedSealer(bytes.Repeat([]byte{7}, 32))
+	acc := idp.NewAccounts(e.db, eph, seeds, "Vula", e.now)
+	for _, c := range []struct{ set, want time.Duration }{{0, 15 * time.Minute}, {-time.Second, 15 * time.Minute},
+		{10 * time.Second, 10 * time.Second}, {2 * time.Hour, time.Hour}} {
+		if got := New(Config{LoginMaxAge: c.set}, e.keys, e.pki, e.db, eph, acc, e.audit, e.log, e.now).LoginMaxAge(); got != c.want {
+			t.Errorf("LoginMaxAge %v: %v, want %v", c.set, got, c.want)
+		}
+	}
+	s := New(Config{Country: "XK", LoginMaxAge: 10 * time.Second}, e.keys, e.pki, e.db, eph, acc, e.audit, e.log, e.now)
+	o := e.official(t, s, "1100000002")
+	a := Authorization{CredentialID: o.cred.ID, NumSignatures: 1, Hashes: [][]byte{DocumentDigest(crypto.SHA256, signingtest.PDF("x"))},
+		HashOID: oidSHA256, OTP: e.code(t, o, 0)}
+	old := Login{ACR: idp.LoASubstantial, AMR: []string{"pwd", "otp"}, AuthTime: e.now().Add(-11 * time.Second)}
+	want := "access_denied: The login must be at level of assurance substantial or higher, with a one-time code, within the last 10s: log in again"
+	if _, err := s.AuthorizeLogin(ctx, o.sub, old, a); cscCode(err) != want {
+		t.Fatalf("a login 11s old: %s", cscCode(err))
+	}
+	fresh := old
+	fresh.AuthTime = e.now().Add(-9 * time.Second)
+	if _, err := s.AuthorizeLogin(ctx, o.sub, fresh, a); err != nil {
+		t.Fatalf("a login 9s old: %s", cscCode(err))
 	}
 }

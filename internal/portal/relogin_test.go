@@ -38,9 +38,13 @@ import (
 // reloginEnv is the portal on an in-memory store and the test's clock, beside a small OpenID
 // provider (discovery, keys, an authorization endpoint that logs in whoever the test says, a
 // token endpoint checking PKCE) and a signing service that refuses, as csc.Service does, a
-// login older than csc.LoginMaxAge. The provider and the signer stand in for internal/idp and
-// internal/csc because the case needs 15 minutes to pass, which only an injected clock gives;
-// the browser test covers the real ones.
+// login older than reloginMaxAge (the portal's Config.LoginMaxAge too). The real path (the
+// binary's IdP and CSC service with csc.login_max_age of seconds, a re-login that keeps the
+// document, a valid signature) is test/portal_test.go's TestBrowserPortal "relogin". The
+// stand-ins remain for what that test cannot see from outside the binary: the request's
+// prompt and acr_values, the unchanged CSRF token and position, that only the uploaded
+// documents' digests are authorized, and that another person logging in at the re-login gets
+// a fresh session while the first one's records are deleted from the ephemeral store.
 type reloginEnv struct {
 	t      *testing.T
 	srv    *httptest.Server
@@ -53,6 +57,9 @@ type reloginEnv struct {
 	codes  map[string]url.Values
 	signed [][][]byte // the hashes of each authorization that passed
 }
+
+// reloginMaxAge is not csc.DefaultLoginMaxAge, so that the portal is seen to use its Config.
+const reloginMaxAge = 10 * time.Minute
 
 func (e *reloginEnv) now() time.Time { e.mu.Lock(); defer e.mu.Unlock(); return e.clock }
 func (e *reloginEnv) advance(d time.Duration) {
@@ -74,7 +81,7 @@ func (e *reloginEnv) Credentials(_ context.Context, sub string) ([]csc.Credentia
 }
 
 func (e *reloginEnv) AuthorizeLogin(_ context.Context, sub string, l csc.Login, a csc.Authorization) (csc.Authorized, error) {
-	if age := e.now().Sub(l.AuthTime); age > csc.LoginMaxAge || !slices.Contains(l.AMR, "otp") {
+	if age := e.now().Sub(l.AuthTime); age > reloginMaxAge || !slices.Contains(l.AMR, "otp") {
 		return csc.Authorized{}, &csc.Error{Status: 403, Code: "access_denied", Description: "log in again"}
 	}
 	if a.OTP != "123456" {
@@ -114,7 +121,7 @@ func newReloginEnv(t *testing.T) *reloginEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	New(Config{Issuer: e.srv.URL}, rw, e.eph, e, e, nil, log, e.now).Register(mux)
+	New(Config{Issuer: e.srv.URL, LoginMaxAge: reloginMaxAge}, rw, e.eph, e, e, nil, log, e.now).Register(mux)
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"issuer": e.srv.URL, "authorization_endpoint": e.srv.URL + "/oauth2/auth",
 			"token_endpoint": e.srv.URL + "/oauth2/token", "jwks_uri": e.srv.URL + "/jwks.json",
@@ -236,7 +243,7 @@ func (b *reloginBrowser) loginAndUpload(docs map[string][]byte) string {
 	return csrf
 }
 
-// An official who confirms more than csc.LoginMaxAge after logging in logs in again (a fresh
+// An official who confirms more than reloginMaxAge after logging in logs in again (a fresh
 // authentication at LoA substantial) and comes back to the confirmation with the same
 // documents and position, and signs them; someone else logging in then starts afresh, and the
 // first session's documents are gone from the store.
@@ -249,7 +256,7 @@ func TestReloginKeepsDocuments(t *testing.T) {
 		t.Fatalf("first login: %v", e.auths)
 	}
 
-	e.advance(csc.LoginMaxAge + time.Minute)
+	e.advance(reloginMaxAge + time.Minute)
 	_, page := b.get("/portal/confirm")
 	path, page := b.post("/portal/sign", confirmForm(page, csrf, "123456"))
 	if path != "/portal/confirm" {
@@ -294,7 +301,7 @@ func TestReloginKeepsDocuments(t *testing.T) {
 	b = e.browser()
 	csrf = b.loginAndUpload(map[string][]byte{"c.pdf": signingtest.PDF("c")})
 	old := sessionKeys(t, b)
-	e.advance(csc.LoginMaxAge + time.Minute)
+	e.advance(reloginMaxAge + time.Minute)
 	e.who = "luan"
 	_, page = b.get("/portal/confirm")
 	if path, page = b.post("/portal/sign", confirmForm(page, csrf, "123456")); path != "/portal/documents" {

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/vula-eid/vula/internal/csc"
 	"github.com/vula-eid/vula/internal/signing/pades"
@@ -148,10 +147,10 @@ func (p *Portal) refused(w http.ResponseWriter, r *http.Request, s *session, err
 		return
 	}
 	p.log.InfoContext(r.Context(), "portal: signing refused", "sub", s.Subject, "code", ce.Code, "description", ce.Description)
-	// The login is too old (the session outlives csc.LoginMaxAge): log in again and come back
-	// to this confirmation with the same documents. Not when the login is fresh already, which
-	// would loop: then the page says so.
-	if ce.Code == "access_denied" && p.now().Sub(s.AuthTime) > time.Minute {
+	// The login is too old (older than the service's LoginMaxAge, which the session outlives):
+	// log in again and come back to this confirmation with the same documents. Not when the
+	// login is younger (refused for another reason), which would loop: then the page says so.
+	if ce.Code == "access_denied" && p.now().Sub(s.AuthTime) > p.cfg.LoginMaxAge {
 		p.startLogin(w, r, s)
 		return
 	}
