@@ -97,19 +97,26 @@ func (o *officialUser) otp(t *testing.T) string {
 // of a signing application and returns an access token with scope service.
 func serviceToken(t *testing.T, r *rp, issuer string, o *officialUser) string {
 	t.Helper()
+	return serviceTokenAcross(t, r, issuer, issuer, issuer, o)
+}
+
+// serviceTokenAcross is serviceToken with the login at authServer and the code redeemed at
+// tokenServer (which may be another replica behind issuer).
+func serviceTokenAcross(t *testing.T, r *rp, issuer, authServer, tokenServer string, o *officialUser) string {
+	t.Helper()
 	verifier := oauth2.GenerateVerifier()
 	q := url.Values{"client_id": {r.id}, "response_type": {"code"}, "redirect_uri": {r.callback}, "scope": {"openid service"},
 		"state": {"s-" + verifier[:8]}, "code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"},
 		"acr_values": {"http://eidas.europa.eu/LoA/substantial"}}
-	b := idptest.New(t, issuer)
+	b := idptest.New(t, authServer)
 	o.used[time.Now().Unix()/30] = true // the login's own code
-	cb := b.Login(issuer+"/oauth2/auth?"+q.Encode(), r.callback, o.number, o.pw, o.seed)
+	cb := b.Login(authServer+"/oauth2/auth?"+q.Encode(), r.callback, o.number, o.pw, o.seed)
 	tf := r.assertion(t, issuer+"/oauth2/token")
 	tf.Set("grant_type", "authorization_code")
 	tf.Set("code", cb.Query().Get("code"))
 	tf.Set("redirect_uri", r.callback)
 	tf.Set("code_verifier", verifier)
-	code, tok := post(t, issuer+"/oauth2/token", tf)
+	code, tok := post(t, tokenServer+"/oauth2/token", tf)
 	if code != 200 || !strings.Contains(fmt.Sprint(tok["scope"]), "service") {
 		t.Fatalf("code exchange: %d %v", code, tok)
 	}

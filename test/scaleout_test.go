@@ -3,6 +3,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -19,6 +25,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/digitorus/timestamp"
+	"github.com/go-jose/go-jose/v3"
 
 	"github.com/vula-eid/vula/internal/testenv"
 )
@@ -96,6 +103,7 @@ func TestScaleOut(t *testing.T) {
 	}
 	serials := timestampBoth(t, replicas)
 	loginAcross(t, env, replicas)
+	signAcross(t, env, replicas)
 	rd.Stop(t)
 	for _, r := range replicas {
 		rep := r.ready(t, http.StatusServiceUnavailable)
@@ -155,6 +163,97 @@ func loginAcross(t *testing.T, env []string, replicas []*replica) {
 	rf.Set("refresh_token", tok["refresh_token"].(string))
 	if code, body := post(t, a+"/oauth2/token", rf); code != 200 {
 		t.Fatalf("refresh at the first replica: %d %v", code, body)
+	}
+}
+
+// signAcross is CSC remote signing across the replicas: the official's service login starts at
+// one and is redeemed at the other, the SAD granted at one is redeemed at the other (it is in
+// Redis, issue #8), and a hash signed at B is refused at A while the SAD's other hash is still
+// signed there. The official is made with the CLI while both serve: the key is on the token.
+func signAcross(t *testing.T, env []string, replicas []*replica) {
+	t.Helper()
+	testenv.Need(t, "openssl")
+	a, b := "http://"+replicas[0].addr, "http://"+replicas[1].addr
+	o := newOfficial(t, env, "1100000009", "Drita", "Berisha")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "signer-1", Algorithm: "ES256", Use: "sig"}}})
+	jwksPath := filepath.Join(t.TempDir(), "jwks.json")
+	os.WriteFile(jwksPath, jwks, 0o600)
+	app := &rp{id: "signer", key: key, callback: "http://127.0.0.1:9/signer/callback"}
+	vula(t, env, "clients", "create", app.id, "--auth-method", "private_key_jwt", "--jwks", jwksPath, "--redirect-uri", app.callback,
+		"--scope", "openid,service", "--name", "Document signing")
+	tok := serviceTokenAcross(t, app, sharedIssuer, a, b, o)
+
+	// The key is on the token, for this official's subject.
+	var person struct {
+		Sub string `json:"sub"`
+	}
+	json.Unmarshal([]byte(vula(t, env, "persons", "show", o.number, "-o", "json")), &person)
+	var keys []map[string]any
+	json.Unmarshal([]byte(vula(t, env, "keys", "list", "--output", "json")), &keys)
+	onToken := false
+	for _, k := range keys {
+		if k["uri"] == o.key {
+			onToken = person.Sub != "" && k["purpose"] == "sign:"+person.Sub && strings.HasPrefix(o.key, "pkcs11:")
+		}
+	}
+	if !onToken {
+		t.Fatalf("signing key %s (sub %q) not on the token with purpose sign:<sub>: %v", o.key, person.Sub, keys)
+	}
+
+	status, ci := cscCall(t, a, tok, "credentials/info", map[string]any{"credentialID": o.credential, "certificates": "single"})
+	if status != 200 {
+		t.Fatalf("credentials/info at A: %d %v", status, ci)
+	}
+	leafDER, _ := base64.StdEncoding.DecodeString(ci["cert"].(map[string]any)["certificates"].([]any)[0].(string))
+	leaf, err := x509.ParseCertificate(leafDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "leaf.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o600)
+	if out, err := exec.Command("openssl", "x509", "-in", filepath.Join(dir, "leaf.pem"), "-pubkey", "-noout", "-out", filepath.Join(dir, "pub.pem")).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+
+	docs := [][]byte{[]byte("Vendim nr. 11\n"), []byte("Vendim nr. 12\n")}
+	hashes := make([][]byte, len(docs))
+	for i, d := range docs {
+		h := sha256.Sum256(d)
+		hashes[i] = h[:]
+	}
+	status, auth := cscCall(t, a, tok, "credentials/authorize", map[string]any{"credentialID": o.credential, "numSignatures": 2,
+		"hashes": b64(hashes...), "hashAlgorithmOID": oidSHA256, "authData": []map[string]string{{"id": "PIN", "value": o.pw}, {"id": "OTP", "value": o.otp(t)}}})
+	if status != 200 || auth["SAD"] == nil {
+		t.Fatalf("authorize at A: %d %v", status, auth)
+	}
+	signHash := func(base string, h []byte) (int, map[string]any) {
+		return cscCall(t, base, tok, "signatures/signHash", map[string]any{"credentialID": o.credential, "SAD": auth["SAD"], "hashes": b64(h),
+			"hashAlgorithmOID": oidSHA256, "signAlgo": oidECDSASHA256})
+	}
+	status, signed := signHash(b, hashes[0])
+	if status != 200 {
+		t.Fatalf("signHash at B with A's SAD: %d %v", status, signed)
+	}
+	sig, _ := base64.StdEncoding.DecodeString(signed["signatures"].([]any)[0].(string))
+	if !ecdsa.VerifyASN1(leaf.PublicKey.(*ecdsa.PublicKey), hashes[0], sig) {
+		t.Fatal("B's signature does not verify with the credential's certificate")
+	}
+	os.WriteFile(filepath.Join(dir, "doc.txt"), docs[0], 0o600)
+	os.WriteFile(filepath.Join(dir, "doc.sig"), sig, 0o600)
+	if out, err := exec.Command("openssl", "dgst", "-sha256", "-verify", filepath.Join(dir, "pub.pem"), "-signature", filepath.Join(dir, "doc.sig"),
+		filepath.Join(dir, "doc.txt")).CombinedOutput(); err != nil || !strings.Contains(string(out), "Verified OK") {
+		t.Fatalf("openssl dgst -verify of B's signature: %v\n%s", err, out)
+	}
+	status, body := signHash(a, hashes[0])
+	wantCSCError(t, "the hash B signed, again at A", status, body, "invalid_request", "already been signed")
+	status, signed = signHash(a, hashes[1])
+	if status != 200 {
+		t.Fatalf("the SAD's second hash at A: %d %v", status, signed)
+	}
+	sig, _ = base64.StdEncoding.DecodeString(signed["signatures"].([]any)[0].(string))
+	if !ecdsa.VerifyASN1(leaf.PublicKey.(*ecdsa.PublicKey), hashes[1], sig) {
+		t.Fatal("A's signature does not verify with the credential's certificate")
 	}
 }
 
