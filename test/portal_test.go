@@ -361,3 +361,135 @@ func wrongCode(t *testing.T, seed string) string {
 	}
 	return "222222"
 }
+
+// TestBrowserPortalRelogin runs the binary with csc.login_max_age of 10 seconds
+// (VULA_CSC_LOGIN_MAX_AGE): an official logs in, uploads a PDF, waits past the age and confirms
+// with a fresh code; the CSC service refuses the old login, so the browser goes through the
+// identity provider's login again (password and one-time code), comes back to the confirmation
+// with the same document, confirms with another fresh code and downloads a PDF pdfsig finds
+// valid. The audit log has the refusal (nothing signed under it) and one granted authorization
+// over the document's digest.
+func TestBrowserPortalRelogin(t *testing.T) {
+	vulaBinary(t)
+	testenv.Need(t, "pdfsig", "qpdf", "pdftoppm")
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		testenv.Missing(t, "chromium is needed (test/deps.sh installs it)")
+	}
+	const maxAge = 10 * time.Second
+	data := t.TempDir()
+	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false", "VULA_CSC_LOGIN_MAX_AGE=" + maxAge.String()}
+	drita := newOfficial(t, env, "1300000001", "Drita", "Berisha")
+	srv := startReplicaAt(t, freePort(t), data, env)
+	srv.ready(t, http.StatusOK)
+	doc := filepath.Join(t.TempDir(), "Vendim nr. 13.pdf")
+	os.WriteFile(doc, signingtest.PDF("Vendim nr. 13 / Decision no. 13"), 0o644)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
+		chromedp.WindowSize(1100, 900), chromedp.Flag("lang", "en-US"))
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	b := newPortalBrowser(t, alloc, "en-relogin", srv)
+	os.MkdirAll(screenshotDir, 0o755)
+
+	// Four one-time codes in a row, each accepted once and only in the 30 s windows of the
+	// steps before, at and after it: the login (step w), the first confirmation (w+1) and the
+	// re-login (w-1) go in window w, the last confirmation (w+2) in window w+1. So the login
+	// starts 11 s into a window: its password (auth_time) is maxAge+1 s old at about 23 s, the
+	// re-login's code goes in before 30 s, and the last confirmation, just after 30 s, is well
+	// within maxAge of the re-login's password.
+	code := func(step int64) string {
+		c, err := totp.GenerateCode(drita.seed, time.Unix(step*30, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	now := time.Now()
+	w := now.Unix() / 30
+	if now.Unix()%30 > 11 {
+		w++
+	}
+	time.Sleep(time.Until(time.Unix(w*30+11, 0)))
+	b.login("http://"+srv.addr+"/portal/?lang=en", drita.number, drita.pw, drita.seed, drita.used)
+	loggedIn := time.Now() // after the login: auth_time is earlier
+	if !drita.used[w] {
+		t.Fatalf("the login did not fall in the planned window %d: %v", w, drita.used)
+	}
+	b.upload([]string{doc})
+	b.do("continue", chromedp.Click(chromedp.CSS("#position-continue")), chromedp.WaitVisible(chromedp.CSS("#code")))
+
+	// auth_time is in whole seconds: a second more makes sure the service sees the login as old.
+	time.Sleep(time.Until(loggedIn.Add(maxAge + time.Second)))
+	b.do("a fresh code on an old login", chromedp.SendKeys(chromedp.CSS("#code"), code(w+1)), chromedp.Click(chromedp.CSS("#sign")),
+		chromedp.WaitVisible(chromedp.CSS("#identifier")))
+	b.shot("10-relogin")
+	// The identity provider's auth_time is in whole seconds and fosite compares it, for
+	// prompt=login, with the request's time to the nanosecond: a password sent within the
+	// second of the request is refused (login_required). A person takes longer; the test waits
+	// for the next second. (internal/idp should compare whole seconds: see the report.)
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	b.do("the password again", chromedp.Clear(chromedp.CSS("#identifier")), chromedp.SendKeys(chromedp.CSS("#identifier"), drita.number),
+		chromedp.SendKeys(chromedp.CSS("#password"), drita.pw), chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#code")))
+	relogin := time.Now()
+	if relogin.Unix()/30 != w {
+		t.Fatalf("the re-login is past the planned window %d (at %v): the machine is too slow for the plan", w, relogin)
+	}
+	// Consent was given at the first login; should the provider ask again, allow.
+	b.do("the one-time code again", chromedp.SendKeys(chromedp.CSS("#code"), code(w-1)), chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#sign, button[value="allow"]`)))
+	if loc, _ := chromedp.Run(b.ctx, chromedp.Location()); !strings.Contains(loc, "/portal/confirm") {
+		b.do("consent", chromedp.Click(chromedp.CSS(`button[value="allow"]`)), chromedp.WaitVisible(chromedp.CSS("#sign")))
+	}
+	b.shot("11-confirm-again")
+	if loc, _ := chromedp.Run(b.ctx, chromedp.Location()); !strings.HasSuffix(loc, "/portal/confirm") {
+		t.Errorf("after the re-login the browser is at %s, want the confirmation", loc)
+	}
+	if name := b.text(".doc-name"); name != filepath.Base(doc) {
+		t.Errorf("the confirmation after the re-login shows %q, want %q", name, filepath.Base(doc))
+	}
+	time.Sleep(time.Until(time.Unix((w+1)*30, 0)))
+	if age := time.Since(relogin); age >= maxAge-time.Second {
+		t.Fatalf("the re-login is %v old at the last confirmation: the machine is too slow for the plan", age)
+	}
+	b.do("confirm after the re-login", chromedp.SendKeys(chromedp.CSS("#code"), code(w+2)), chromedp.Click(chromedp.CSS("#sign")),
+		chromedp.WaitVisible(chromedp.CSS("#download-0")))
+	name, body := b.download("#download-0")
+	if name != "Vendim nr. 13-signed.pdf" {
+		t.Errorf("the signed PDF came as %q", name)
+	}
+	checkSignedPDF(t, filepath.Join(t.TempDir(), name), body, "Drita Berisha")
+
+	srv.cmd.Process.Signal(os.Interrupt)
+	srv.cmd.Wait()
+	raw, _ := os.ReadFile(doc)
+	h := sha256.Sum256(raw)
+	var granted, refused, signed int
+	for _, line := range strings.Split(strings.TrimSpace(vula(t, env, "audit", "export")), "\n") {
+		var r struct{ Action, Key, Result, Detail string }
+		json.Unmarshal([]byte(line), &r)
+		if r.Key != drita.key {
+			continue
+		}
+		detail, _ := hex.DecodeString(r.Detail)
+		switch {
+		case r.Action == "sign":
+			signed++
+		case r.Action == "csc.authorize" && r.Result == "ok":
+			granted++
+			if !strings.Contains(string(detail), hex.EncodeToString(h[:])) {
+				t.Errorf("the authorization lacks the document's digest: %s", detail)
+			}
+		case r.Action == "csc.authorize":
+			refused++
+			if !strings.HasPrefix(r.Result, "access_denied: ") || !strings.Contains(string(detail), `"authorization":"session"`) {
+				t.Errorf("the refusal is not the old login's: %s %s", r.Result, detail)
+			}
+		}
+	}
+	if granted != 1 || refused != 1 || signed != 1 {
+		t.Errorf("audit: %d granted, %d refused, %d signed; want 1 each", granted, refused, signed)
+	}
+	vula(t, env, "audit", "verify")
+}

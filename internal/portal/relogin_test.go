@@ -40,7 +40,7 @@ import (
 // token endpoint checking PKCE) and a signing service that refuses, as csc.Service does, a
 // login older than reloginMaxAge (the portal's Config.LoginMaxAge too). The real path (the
 // binary's IdP and CSC service with csc.login_max_age of seconds, a re-login that keeps the
-// document, a valid signature) is test/portal_test.go's TestBrowserPortal "relogin". The
+// document, a valid signature) is test/portal_test.go's TestBrowserPortalRelogin. The
 // stand-ins remain for what that test cannot see from outside the binary: the request's
 // prompt and acr_values, the unchanged CSRF token and position, that only the uploaded
 // documents' digests are authorized, and that another person logging in at the re-login gets
