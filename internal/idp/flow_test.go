@@ -279,3 +279,28 @@ func TestPARExpires(t *testing.T) {
 		t.Fatalf("expired request_uri: %d %s\n%s", r.Status, r.URL, r.Body)
 	}
 }
+
+// prompt=login asks for a fresh login: one made in the same second as the authorization request
+// is fresh. auth_time has whole seconds (OIDC Core §2), so the request time it is compared with
+// must too; with the request's nanoseconds, such a login was refused as login_required.
+func TestPromptLoginSameSecond(t *testing.T) {
+	f := newFixture(t)
+	secret := f.register(t, ClientSpec{ID: "tax", Name: "Tax Administration", RedirectURIs: []string{rpCallback},
+		Scopes: []string{"openid", "profile"}})
+	_, seed := f.citizen(t, true)
+	prov, err := oidc.NewProvider(context.Background(), f.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := oauth2.Config{ClientID: "tax", ClientSecret: secret, Endpoint: prov.Endpoint(), RedirectURL: rpCallback,
+		Scopes: []string{oidc.ScopeOpenID}}
+	_, opts := newPKCE()
+	// Start just after a second begins, so that the request and the login share their second.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 20*time.Millisecond)))
+	authURL := conf.AuthCodeURL("state-12345678", append(opts, oidc.Nonce("nonce-12345678"),
+		oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("acr_values", LoASubstantial))...)
+	cb := idptest.New(t, f.srv.URL).Login(authURL, rpCallback, "1234567890", "correct horse battery", seed)
+	if cb.Query().Get("code") == "" {
+		t.Fatalf("a login in the request's second was not fresh enough: %s", cb)
+	}
+}

@@ -551,7 +551,9 @@ func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, ar fosite
 	sess := newSession()
 	sess.Person, sess.Subject = f.Subject, sub
 	acr := acrOf(f.AMR)
-	sess.Claims = &jwt.IDTokenClaims{Subject: sub, AuthTime: f.AuthTime, RequestedAt: ar.GetRequestedAt(),
+	// auth_time has whole seconds, so the request time fosite compares it with for prompt=login
+	// must too: a login in the request's own second is fresh.
+	sess.Claims = &jwt.IDTokenClaims{Subject: sub, AuthTime: f.AuthTime, RequestedAt: ar.GetRequestedAt().UTC().Truncate(time.Second),
 		AuthenticationContextClassReference: acr, AuthenticationMethodsReferences: f.AMR, Extra: map[string]any{}}
 	sess.JWTClaims.Subject = sub
 	sess.JWTClaims.Extra = map[string]any{"client_id": c.GetID(), "acr": acr, "auth_time": f.AuthTime.Unix()}
