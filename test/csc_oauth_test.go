@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -24,7 +21,6 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
-	"github.com/go-jose/go-jose/v3"
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/oauth2"
 
@@ -50,14 +46,8 @@ func TestCSCOAuthCredential(t *testing.T) {
 	besnik := newOfficial(t, env, "1100000012", "Besnik", "Gashi")
 	citizenPW, citizenSeed := citizen(t, env, "1200000013")
 
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "signer-1", Algorithm: "ES256", Use: "sig"}}})
-	jwksPath := filepath.Join(t.TempDir(), "jwks.json")
-	os.WriteFile(jwksPath, jwks, 0o600)
-	app := &rp{id: "signer", key: key, callback: "http://127.0.0.1:9/signer/callback"}
 	// The default grant types include refresh_token: a credential token must get none anyway.
-	vula(t, env, "clients", "create", app.id, "--auth-method", "private_key_jwt", "--jwks", jwksPath, "--redirect-uri", app.callback,
-		"--scope", "openid,service,credential", "--name", "Document signing")
+	app := signingApp(t, env, "openid,service,credential")
 
 	srv := startReplicaAt(t, freePort(t), data, env)
 	srv.ready(t, http.StatusOK)
@@ -89,19 +79,13 @@ func TestCSCOAuthCredential(t *testing.T) {
 	}
 	chain := ci["cert"].(map[string]any)["certificates"].([]any)
 	der, _ := base64.StdEncoding.DecodeString(chain[0].(string))
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil || len(chain) != 3 {
+	if _, err := x509.ParseCertificate(der); err != nil || len(chain) != 3 {
 		t.Fatalf("credential chain of %d: %v", len(chain), err)
 	}
 	dir := t.TempDir()
 	for i, name := range []string{"leaf.pem", "ca.pem", "root.pem"} {
 		b, _ := base64.StdEncoding.DecodeString(chain[i].(string))
 		os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: b}), 0o600)
-	}
-	os.WriteFile(filepath.Join(dir, "leaf.der"), der, 0o600)
-	if out, err := exec.Command("openssl", "x509", "-inform", "DER", "-in", filepath.Join(dir, "leaf.der"), "-pubkey", "-noout",
-		"-out", filepath.Join(dir, "pub.pem")).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
 	}
 
 	docs := [][]byte{[]byte("Vendim nr. 11\n"), []byte("Vendim nr. 12\n"), []byte("not authorized\n"), []byte("Vendim nr. 13\n")}
@@ -154,18 +138,6 @@ func TestCSCOAuthCredential(t *testing.T) {
 			req[k] = v
 		}
 		return cscCall(t, base, tok, "signatures/signHash", req)
-	}
-	verify := func(sig []byte, doc []byte, h []byte) {
-		t.Helper()
-		if !ecdsa.VerifyASN1(leaf.PublicKey.(*ecdsa.PublicKey), h, sig) {
-			t.Fatal("the signature does not verify with the credential's certificate")
-		}
-		os.WriteFile(filepath.Join(dir, "doc.txt"), doc, 0o600)
-		os.WriteFile(filepath.Join(dir, "doc.sig"), sig, 0o600)
-		if out, err := exec.Command("openssl", "dgst", "-sha256", "-verify", filepath.Join(dir, "pub.pem"), "-signature", filepath.Join(dir, "doc.sig"),
-			filepath.Join(dir, "doc.txt")).CombinedOutput(); err != nil || !strings.Contains(string(out), "Verified OK") {
-			t.Fatalf("openssl dgst -verify: %v\n%s", err, out)
-		}
 	}
 
 	// 1. authorization_details through PAR; the page shows what is signed; no SSO, no
@@ -256,7 +228,7 @@ func TestCSCOAuthCredential(t *testing.T) {
 		t.Fatalf("signHash with the credential token: %d %v", status, signed)
 	}
 	sig, _ := base64.StdEncoding.DecodeString(signed["signatures"].([]any)[0].(string))
-	verify(sig, docs[0], hashes[0])
+	verifySignature(t, der, docs[0], sig)
 
 	t.Run("a digest not authorized", func(t *testing.T) {
 		status, body := signHash(cred, arta.credential, nil, hashes[2])
@@ -280,7 +252,7 @@ func TestCSCOAuthCredential(t *testing.T) {
 		t.Fatalf("the last authorized digest: %d %v", status, body)
 	} else {
 		sig, _ := base64.StdEncoding.DecodeString(body["signatures"].([]any)[0].(string))
-		verify(sig, docs[1], hashes[1])
+		verifySignature(t, der, docs[1], sig)
 	}
 	status, body := signHash(cred, arta.credential, nil, hashes[1])
 	wantCSCError(t, "a spent token", status, body, "invalid_request", "SAD")
@@ -302,7 +274,7 @@ func TestCSCOAuthCredential(t *testing.T) {
 		t.Fatalf("signHash, scope form: %d %v", status, signed)
 	}
 	sig, _ = base64.StdEncoding.DecodeString(signed["signatures"].([]any)[0].(string))
-	verify(sig, docs[3], hashes[3])
+	verifySignature(t, der, docs[3], sig)
 
 	// 3. signatures/signDoc with a credential token: a detached CAdES signature over the one
 	// authorized document, checked by openssl cms -verify.

@@ -184,13 +184,7 @@ func TestCSCEndToEnd(t *testing.T) {
 	}
 
 	// A signing application: a confidential client with private_key_jwt.
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "signer-1", Algorithm: "ES256", Use: "sig"}}})
-	jwksPath := filepath.Join(t.TempDir(), "jwks.json")
-	os.WriteFile(jwksPath, jwks, 0o600)
-	app := &rp{id: "signer", key: key, callback: "http://127.0.0.1:9/signer/callback"}
-	vula(t, env, "clients", "create", app.id, "--auth-method", "private_key_jwt", "--jwks", jwksPath, "--redirect-uri", app.callback,
-		"--scope", "openid,service", "--name", "Document signing")
+	app := signingApp(t, env, "openid,service")
 
 	srv := startReplicaAt(t, freePort(t), data, env)
 	srv.ready(t, http.StatusOK)
@@ -234,8 +228,7 @@ func TestCSCEndToEnd(t *testing.T) {
 		return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 	}
 	leafDER, _ := base64.StdEncoding.DecodeString(chain[0].(string))
-	leaf, err := x509.ParseCertificate(leafDER)
-	if err != nil {
+	if _, err := x509.ParseCertificate(leafDER); err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "leaf.pem"), []byte(pemOf(0)), 0o600)
@@ -244,9 +237,6 @@ func TestCSCEndToEnd(t *testing.T) {
 	if out, err := exec.Command("openssl", "verify", "-CAfile", filepath.Join(dir, "root.pem"), "-untrusted", filepath.Join(dir, "ca.pem"),
 		filepath.Join(dir, "leaf.pem")).CombinedOutput(); err != nil {
 		t.Fatalf("openssl verify of the credential's chain: %v\n%s", err, out)
-	}
-	if out, err := exec.Command("openssl", "x509", "-in", filepath.Join(dir, "leaf.pem"), "-pubkey", "-noout", "-out", filepath.Join(dir, "pub.pem")).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
 	}
 
 	docs := [][]byte{[]byte("Vendim nr. 1\n"), []byte("Vendim nr. 2\n"), []byte("Vendim nr. 3\n"), []byte("not authorized\n")}
@@ -292,15 +282,7 @@ func TestCSCEndToEnd(t *testing.T) {
 		t.Fatalf("signHash: %d %v", status, signed)
 	}
 	sig, _ := base64.StdEncoding.DecodeString(signed["signatures"].([]any)[0].(string))
-	if !ecdsa.VerifyASN1(leaf.PublicKey.(*ecdsa.PublicKey), hashes[0], sig) {
-		t.Fatal("the signature does not verify with the credential's certificate")
-	}
-	os.WriteFile(filepath.Join(dir, "doc.txt"), docs[0], 0o600)
-	os.WriteFile(filepath.Join(dir, "doc.sig"), sig, 0o600)
-	if out, err := exec.Command("openssl", "dgst", "-sha256", "-verify", filepath.Join(dir, "pub.pem"), "-signature", filepath.Join(dir, "doc.sig"),
-		filepath.Join(dir, "doc.txt")).CombinedOutput(); err != nil || !strings.Contains(string(out), "Verified OK") {
-		t.Fatalf("openssl dgst -verify: %v\n%s", err, out)
-	}
+	verifySignature(t, leafDER, docs[0], sig)
 
 	t.Run("timestamp", func(t *testing.T) {
 		if !strings.Contains(fmt.Sprint(info["methods"]), "signatures/timestamp") {
@@ -462,13 +444,7 @@ func TestCSCSignDoc(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &renewed); err != nil || renewed.ID == besnik.credential || renewed.Key != besnik.key {
 		t.Fatalf("renew-signing-key printed %q", out)
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "signer-1", Algorithm: "ES256", Use: "sig"}}})
-	jwksPath := filepath.Join(t.TempDir(), "jwks.json")
-	os.WriteFile(jwksPath, jwks, 0o600)
-	app := &rp{id: "signer", key: key, callback: "http://127.0.0.1:9/signer/callback"}
-	vula(t, env, "clients", "create", app.id, "--auth-method", "private_key_jwt", "--jwks", jwksPath, "--redirect-uri", app.callback,
-		"--scope", "openid,service", "--name", "Document signing")
+	app := signingApp(t, env, "openid,service")
 	srv := startReplicaAt(t, freePort(t), data, env)
 	srv.ready(t, http.StatusOK)
 	base := "http://" + srv.addr
@@ -712,4 +688,44 @@ func TestCSCSignDoc(t *testing.T) {
 		t.Fatalf("audit: %d signDoc signatures with Arta's key, want 6", docSigs)
 	}
 	vula(t, env, "audit", "verify")
+}
+
+// signingApp registers the signing application the CSC tests use: a confidential client
+// "signer" with private_key_jwt and the given scopes.
+func signingApp(t *testing.T, env []string, scopes string) *rp {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "signer-1", Algorithm: "ES256", Use: "sig"}}})
+	jwksPath := filepath.Join(t.TempDir(), "jwks.json")
+	os.WriteFile(jwksPath, jwks, 0o600)
+	app := &rp{id: "signer", key: key, callback: "http://127.0.0.1:9/signer/callback"}
+	vula(t, env, "clients", "create", app.id, "--auth-method", "private_key_jwt", "--jwks", jwksPath, "--redirect-uri", app.callback,
+		"--scope", scopes, "--name", "Document signing")
+	return app
+}
+
+// verifySignature checks sig, an ECDSA signature (DER) over SHA-256 of doc, with the public key of
+// the certificate leafDER: by crypto/ecdsa and by `openssl dgst -verify`.
+func verifySignature(t *testing.T, leafDER, doc, sig []byte) {
+	t.Helper()
+	leaf, err := x509.ParseCertificate(leafDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(doc)
+	if !ecdsa.VerifyASN1(leaf.PublicKey.(*ecdsa.PublicKey), h[:], sig) {
+		t.Fatal("the signature does not verify with the credential's certificate")
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "leaf.der"), leafDER, 0o600)
+	os.WriteFile(filepath.Join(dir, "doc.txt"), doc, 0o600)
+	os.WriteFile(filepath.Join(dir, "doc.sig"), sig, 0o600)
+	if out, err := exec.Command("openssl", "x509", "-inform", "DER", "-in", filepath.Join(dir, "leaf.der"), "-pubkey", "-noout",
+		"-out", filepath.Join(dir, "pub.pem")).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if out, err := exec.Command("openssl", "dgst", "-sha256", "-verify", filepath.Join(dir, "pub.pem"), "-signature", filepath.Join(dir, "doc.sig"),
+		filepath.Join(dir, "doc.txt")).CombinedOutput(); err != nil || !strings.Contains(string(out), "Verified OK") {
+		t.Fatalf("openssl dgst -verify: %v\n%s", err, out)
+	}
 }

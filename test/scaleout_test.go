@@ -3,11 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -25,7 +21,6 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/digitorus/timestamp"
-	"github.com/go-jose/go-jose/v3"
 
 	"github.com/vula-eid/vula/internal/testenv"
 )
@@ -175,13 +170,7 @@ func signAcross(t *testing.T, env []string, replicas []*replica) {
 	testenv.Need(t, "openssl")
 	a, b := "http://"+replicas[0].addr, "http://"+replicas[1].addr
 	o := newOfficial(t, env, "1100000009", "Drita", "Berisha")
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "signer-1", Algorithm: "ES256", Use: "sig"}}})
-	jwksPath := filepath.Join(t.TempDir(), "jwks.json")
-	os.WriteFile(jwksPath, jwks, 0o600)
-	app := &rp{id: "signer", key: key, callback: "http://127.0.0.1:9/signer/callback"}
-	vula(t, env, "clients", "create", app.id, "--auth-method", "private_key_jwt", "--jwks", jwksPath, "--redirect-uri", app.callback,
-		"--scope", "openid,service", "--name", "Document signing")
+	app := signingApp(t, env, "openid,service")
 	tok := serviceTokenAcross(t, app, sharedIssuer, a, b, o)
 
 	// The key is on the token, for this official's subject.
@@ -206,15 +195,6 @@ func signAcross(t *testing.T, env []string, replicas []*replica) {
 		t.Fatalf("credentials/info at A: %d %v", status, ci)
 	}
 	leafDER, _ := base64.StdEncoding.DecodeString(ci["cert"].(map[string]any)["certificates"].([]any)[0].(string))
-	leaf, err := x509.ParseCertificate(leafDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "leaf.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o600)
-	if out, err := exec.Command("openssl", "x509", "-in", filepath.Join(dir, "leaf.pem"), "-pubkey", "-noout", "-out", filepath.Join(dir, "pub.pem")).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
 
 	docs := [][]byte{[]byte("Vendim nr. 11\n"), []byte("Vendim nr. 12\n")}
 	hashes := make([][]byte, len(docs))
@@ -236,15 +216,7 @@ func signAcross(t *testing.T, env []string, replicas []*replica) {
 		t.Fatalf("signHash at B with A's SAD: %d %v", status, signed)
 	}
 	sig, _ := base64.StdEncoding.DecodeString(signed["signatures"].([]any)[0].(string))
-	if !ecdsa.VerifyASN1(leaf.PublicKey.(*ecdsa.PublicKey), hashes[0], sig) {
-		t.Fatal("B's signature does not verify with the credential's certificate")
-	}
-	os.WriteFile(filepath.Join(dir, "doc.txt"), docs[0], 0o600)
-	os.WriteFile(filepath.Join(dir, "doc.sig"), sig, 0o600)
-	if out, err := exec.Command("openssl", "dgst", "-sha256", "-verify", filepath.Join(dir, "pub.pem"), "-signature", filepath.Join(dir, "doc.sig"),
-		filepath.Join(dir, "doc.txt")).CombinedOutput(); err != nil || !strings.Contains(string(out), "Verified OK") {
-		t.Fatalf("openssl dgst -verify of B's signature: %v\n%s", err, out)
-	}
+	verifySignature(t, leafDER, docs[0], sig) // B's signature
 	status, body := signHash(a, hashes[0])
 	wantCSCError(t, "the hash B signed, again at A", status, body, "invalid_request", "already been signed")
 	status, signed = signHash(a, hashes[1])
@@ -252,9 +224,7 @@ func signAcross(t *testing.T, env []string, replicas []*replica) {
 		t.Fatalf("the SAD's second hash at A: %d %v", status, signed)
 	}
 	sig, _ = base64.StdEncoding.DecodeString(signed["signatures"].([]any)[0].(string))
-	if !ecdsa.VerifyASN1(leaf.PublicKey.(*ecdsa.PublicKey), hashes[1], sig) {
-		t.Fatal("A's signature does not verify with the credential's certificate")
-	}
+	verifySignature(t, leafDER, docs[1], sig) // A's
 }
 
 // timestampBoth asks both replicas for tokens at once and checks that every serial is new; the
