@@ -87,6 +87,9 @@ func clientsCmd(g *globals) *cobra.Command {
 	f.StringSliceVar(&spec.AllowedACR, "acr", nil, "levels of assurance the client may ask for (eIDAS LoA URIs)")
 	f.StringVar(&spec.SectorIdentifier, "sector", "", "sector identifier: pairwise subjects for this client")
 	f.StringVar(&spec.OrganizationID, "organization", "", "the institution a sealing client acts for")
+	f.BoolVar(&spec.Introspection, "introspection", false, "may introspect other clients' tokens (a resource server, RFC 7662)")
+	f.StringVar(&spec.IDTokenAlg, "id-token-alg", "", "id_token_signed_response_alg: ES256 (default) or RS256")
+	f.StringVar(&spec.RequestObjectAlg, "request-object-alg", "", "the only JWS algorithm of its request objects (RFC 9101)")
 	outputFlag(create, "table")
 
 	list := &cobra.Command{

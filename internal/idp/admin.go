@@ -81,6 +81,9 @@ type ClientView struct {
 	AllowedACR             []string  `json:"allowed_acr_values,omitempty"`
 	SectorIdentifier       string    `json:"sector_identifier,omitempty"`
 	OrganizationID         string    `json:"organization_id,omitempty"`
+	Introspection          bool      `json:"introspection,omitempty"`
+	IDTokenAlg             string    `json:"id_token_signed_response_alg,omitempty"`
+	RequestObjectAlg       string    `json:"request_object_signing_alg,omitempty"`
 	Created                time.Time `json:"created"`
 	Secret                 string    `json:"client_secret,omitempty"` // only in the answer to a create
 }
@@ -89,7 +92,8 @@ type ClientView struct {
 func ViewClient(c store.Client) ClientView {
 	v := ClientView{ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
 		GrantTypes: c.GrantTypes, Scopes: c.Scopes, AuthMethod: c.TokenEndpointAuthMethod, JWKSURI: c.JWKSURI,
-		RequirePAR: c.RequirePAR, AllowedACR: c.AllowedACR, SectorIdentifier: c.SectorIdentifier, OrganizationID: c.OrganizationID, Created: c.Created}
+		RequirePAR: c.RequirePAR, AllowedACR: c.AllowedACR, SectorIdentifier: c.SectorIdentifier, OrganizationID: c.OrganizationID, Created: c.Created,
+		Introspection: c.Policy.Introspection, IDTokenAlg: c.Policy.IDTokenAlg, RequestObjectAlg: c.Policy.RequestObjectAlg}
 	if len(c.JWKS) > 0 {
 		v.JWKS = json.RawMessage(c.JWKS)
 	}
@@ -117,7 +121,8 @@ func (a *Admin) createClient(w http.ResponseWriter, r *http.Request) {
 	}
 	spec := ClientSpec{ID: in.ID, Name: in.Name, RedirectURIs: in.RedirectURIs, PostLogoutRedirectURIs: in.PostLogoutRedirectURIs,
 		GrantTypes: in.GrantTypes, Scopes: in.Scopes, AuthMethod: in.AuthMethod, JWKSURI: in.JWKSURI, RequirePAR: in.RequirePAR,
-		AllowedACR: in.AllowedACR, SectorIdentifier: in.SectorIdentifier, OrganizationID: in.OrganizationID}
+		AllowedACR: in.AllowedACR, SectorIdentifier: in.SectorIdentifier, OrganizationID: in.OrganizationID,
+		Introspection: in.Introspection, IDTokenAlg: in.IDTokenAlg, RequestObjectAlg: in.RequestObjectAlg}
 	if in.JWKS != nil {
 		spec.JWKS, _ = json.Marshal(in.JWKS)
 	}

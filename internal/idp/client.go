@@ -80,6 +80,12 @@ type ClientSpec struct {
 	AllowedACR             []string
 	SectorIdentifier       string // when set, subjects are pairwise for this sector
 	OrganizationID         string
+	// Introspection lets the client introspect other clients' tokens (a resource server).
+	Introspection bool
+	// IDTokenAlg is id_token_signed_response_alg: ES256 (the default) or RS256.
+	IDTokenAlg string
+	// RequestObjectAlg pins the JWS algorithm of the client's request objects (RFC 9101).
+	RequestObjectAlg string
 }
 
 // Scopes the provider knows.
@@ -128,10 +134,17 @@ func NewClient(spec ClientSpec) (store.Client, string, error) {
 			return bad("acr %q: want an eIDAS level of assurance URI", a)
 		}
 	}
+	if !slices.Contains([]string{"", "ES256", "RS256"}, spec.IDTokenAlg) {
+		return bad("id_token_signed_response_alg %q: want ES256 or RS256", spec.IDTokenAlg)
+	}
+	if spec.RequestObjectAlg != "" && !slices.Contains(requestObjectAlgs, spec.RequestObjectAlg) {
+		return bad("request_object_signing_alg %q: want one of %s", spec.RequestObjectAlg, strings.Join(requestObjectAlgs, ", "))
+	}
 	rec := store.Client{ID: spec.ID, Name: spec.Name, RedirectURIs: spec.RedirectURIs, PostLogoutRedirectURIs: spec.PostLogoutRedirectURIs,
 		GrantTypes: spec.GrantTypes, ResponseTypes: []string{"code"}, Scopes: spec.Scopes, TokenEndpointAuthMethod: spec.AuthMethod,
 		JWKSURI: spec.JWKSURI, RequirePAR: spec.RequirePAR, AllowedACR: spec.AllowedACR, SectorIdentifier: spec.SectorIdentifier,
-		OrganizationID: spec.OrganizationID}
+		OrganizationID: spec.OrganizationID,
+		Policy:         store.ClientPolicy{Introspection: spec.Introspection, IDTokenAlg: spec.IDTokenAlg, RequestObjectAlg: spec.RequestObjectAlg}}
 	if !code {
 		rec.ResponseTypes = []string{}
 	}

@@ -232,8 +232,9 @@ func TestPrivateKeyJWT(t *testing.T) {
 	if code, body := postForm(t, tokenURL, form, "", ""); code != 200 || body["access_token"] == nil {
 		t.Fatalf("private_key_jwt: %d %v", code, body)
 	}
-	// fosite answers a known jti with its own error code, jti_known.
-	if code, body := postForm(t, tokenURL, form, "", ""); code != 400 || body["error"] != "jti_known" {
+	// A known jti is invalid_client (RFC 7523 §3: the assertion is not valid), not fosite's own
+	// jti_known.
+	if code, body := postForm(t, tokenURL, form, "", ""); code != 401 || body["error"] != "invalid_client" {
 		t.Fatalf("replayed assertion: %d %v", code, body)
 	}
 	// With x/oauth2, a fresh assertion a request.

@@ -59,6 +59,8 @@ type Provider struct {
 	log   *slog.Logger
 	now   func() time.Time
 	creds CredentialAuthorizer // nil: no credential authorization through OAuth
+	// jwksFetcher reads the keys of clients registered with a jwks_uri.
+	jwksFetcher fosite.JWKSFetcherStrategy
 }
 
 // secretSetting names the HMAC secret of codes and refresh tokens, shared by the replicas.
@@ -127,13 +129,15 @@ func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, ep
 		MinParameterEntropy:             8,
 		SendDebugMessagesToClients:      false,
 	}
-	st := &storage{clients: db, eph: eph, cfg: fc, now: now}
+	p := &Provider{cfg: cfg, keys: tk, db: db, eph: eph, log: log, now: now, jwksFetcher: fosite.NewDefaultJWKSFetcherStrategy()}
+	fc.ClientAuthenticationStrategy = p.authenticateClient
+	p.st = &storage{clients: db, eph: eph, cfg: fc, now: now}
 	strategy := &compose.CommonStrategy{
 		CoreStrategy:               &oauth2.DefaultJWTStrategy{Signer: tk, HMACSHAStrategy: compose.NewOAuth2HMACStrategy(fc), Config: fc},
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: tk, Config: fc},
 		Signer:                     tk,
 	}
-	oauth := compose.Compose(fc, st, strategy,
+	p.oauth = compose.Compose(fc, p.st, strategy,
 		compose.OAuth2AuthorizeExplicitFactory,
 		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
@@ -144,7 +148,7 @@ func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, ep
 		compose.OAuth2PKCEFactory,
 		compose.PushedAuthorizeHandlerFactory,
 	)
-	return &Provider{cfg: cfg, oauth: oauth, keys: tk, st: st, db: db, eph: eph, log: log, now: now}, nil
+	return p, nil
 }
 
 // RotateKey makes a new token-signing key with the configured algorithm, which signs from now
@@ -168,27 +172,29 @@ func (p *Provider) Register(mux *http.ServeMux) {
 func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 	iss := p.cfg.Issuer
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                           iss,
-		"authorization_endpoint":                           iss + "/oauth2/auth",
-		"pushed_authorization_request_endpoint":            iss + "/oauth2/par",
-		"token_endpoint":                                   iss + "/oauth2/token",
-		"userinfo_endpoint":                                iss + "/userinfo",
-		"jwks_uri":                                         iss + "/jwks.json",
-		"revocation_endpoint":                              iss + "/oauth2/revoke",
-		"introspection_endpoint":                           iss + "/oauth2/introspect",
-		"end_session_endpoint":                             iss + "/logout",
-		"response_types_supported":                         []string{"code"},
-		"response_modes_supported":                         []string{"query"},
-		"grant_types_supported":                            []string{"authorization_code", "refresh_token", "client_credentials"},
-		"subject_types_supported":                          []string{"public", "pairwise"},
-		"id_token_signing_alg_values_supported":            []string{p.keys.SigningAlg(r.Context())},
-		"token_endpoint_auth_methods_supported":            []string{AuthPrivateKeyJWT, AuthSecretBasic, AuthNone},
-		"token_endpoint_auth_signing_alg_values_supported": []string{"ES256", "ES384", "PS256", "RS256"},
-		"revocation_endpoint_auth_methods_supported":       []string{AuthPrivateKeyJWT, AuthSecretBasic, AuthNone},
-		"introspection_endpoint_auth_methods_supported":    []string{AuthPrivateKeyJWT, AuthSecretBasic},
-		"code_challenge_methods_supported":                 []string{"S256"},
-		"scopes_supported":                                 knownScopes,
-		"authorization_details_types_supported":            p.detailsTypes(),
+		"issuer":                                                   iss,
+		"authorization_endpoint":                                   iss + "/oauth2/auth",
+		"pushed_authorization_request_endpoint":                    iss + "/oauth2/par",
+		"token_endpoint":                                           iss + "/oauth2/token",
+		"userinfo_endpoint":                                        iss + "/userinfo",
+		"jwks_uri":                                                 iss + "/jwks.json",
+		"revocation_endpoint":                                      iss + "/oauth2/revoke",
+		"introspection_endpoint":                                   iss + "/oauth2/introspect",
+		"end_session_endpoint":                                     iss + "/logout",
+		"response_types_supported":                                 []string{"code"},
+		"response_modes_supported":                                 []string{"query"},
+		"grant_types_supported":                                    []string{"authorization_code", "refresh_token", "client_credentials"},
+		"subject_types_supported":                                  []string{"public", "pairwise"},
+		"id_token_signing_alg_values_supported":                    []string{p.keys.SigningAlg(r.Context())},
+		"token_endpoint_auth_methods_supported":                    []string{AuthPrivateKeyJWT, AuthSecretBasic, AuthNone},
+		"token_endpoint_auth_signing_alg_values_supported":         assertionAlgs,
+		"revocation_endpoint_auth_methods_supported":               []string{AuthPrivateKeyJWT, AuthSecretBasic, AuthNone},
+		"introspection_endpoint_auth_methods_supported":            []string{AuthPrivateKeyJWT, AuthSecretBasic},
+		"introspection_endpoint_auth_signing_alg_values_supported": assertionAlgs,
+		"revocation_endpoint_auth_signing_alg_values_supported":    assertionAlgs,
+		"code_challenge_methods_supported":                         []string{"S256"},
+		"scopes_supported":                                         knownScopes,
+		"authorization_details_types_supported":                    p.detailsTypes(),
 		"claims_supported": []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr",
 			"given_name", "family_name", "birthdate", "personal_number"},
 		"acr_values_supported":                           []string{LoALow, LoASubstantial, LoAHigh},
@@ -254,24 +260,90 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
 }
 
+// revoke is the revocation endpoint (RFC 7009): the client authenticates as at the token
+// endpoint; an unknown token is answered 200, as §2.2 asks.
 func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	err := p.oauth.NewRevocationRequest(ctx, r)
-	if err != nil {
-		p.oauthError(ctx, "revocation refused", err)
-	}
-	p.oauth.WriteRevocationResponse(ctx, w, err)
-}
-
-func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	ir, err := p.oauth.NewIntrospectionRequest(ctx, r, newSession())
-	if err != nil {
-		p.oauthError(ctx, "introspection", err)
-		p.oauth.WriteIntrospectionError(ctx, w, err)
+	if err == nil {
+		p.oauth.WriteRevocationResponse(ctx, w, nil)
 		return
 	}
-	p.oauth.WriteIntrospectionResponse(ctx, w, ir)
+	// fosite answers an unknown or already revoked token with no error; what is left is a
+	// client that did not authenticate, a token of another client, or a store that is down.
+	p.oauthError(ctx, "revocation refused", err)
+	writeOAuthError(w, err)
+}
+
+// introspect is the introspection endpoint (RFC 7662). Only an authenticated confidential
+// client may ask (§2.1: a bearer token is not client authentication), and it learns about a
+// token only when the token is its own or it is registered as a resource server (policy
+// introspection); otherwise the answer is active:false, as for an unknown token (§4).
+func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, fosite.ErrInvalidRequest.WithHint("The body is not a form."))
+		return
+	}
+	if fosite.AccessTokenFromRequest(r) != "" && strings.HasPrefix(strings.ToLower(r.Header.Get("Authorization")), "bearer ") {
+		writeOAuthError(w, errClient("Introspection needs client authentication; a bearer token is not one."))
+		return
+	}
+	fc, err := p.authenticateClient(ctx, r, r.PostForm)
+	if err != nil {
+		p.oauthError(ctx, "introspection refused", err)
+		writeOAuthError(w, err)
+		return
+	}
+	caller := fc.(*client)
+	if caller.rec.TokenEndpointAuthMethod == AuthNone {
+		writeOAuthError(w, errClient("A public client cannot introspect tokens."))
+		return
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		writeOAuthError(w, fosite.ErrInvalidRequest.WithHint("The token parameter is missing."))
+		return
+	}
+	tu, ar, err := p.oauth.IntrospectToken(ctx, token, fosite.TokenUse(r.PostForm.Get("token_type_hint")), newSession())
+	if err != nil && isUnavailable(err) {
+		p.oauthError(ctx, "introspection", err)
+		writeOAuthError(w, errUnavailable(err))
+		return
+	}
+	if err != nil || (ar.GetClient().GetID() != caller.GetID() && !caller.rec.Policy.Introspection) {
+		writeJSON(w, http.StatusOK, map[string]bool{"active": false})
+		return
+	}
+	resp := &fosite.IntrospectionResponse{Active: true, AccessRequester: ar, TokenUse: tu}
+	if tu == fosite.AccessToken {
+		resp.AccessTokenType = fosite.BearerAccessToken
+	}
+	p.oauth.WriteIntrospectionResponse(ctx, w, resp)
+}
+
+// writeOAuthError writes err in the OAuth 2 error form (RFC 6749 §5.2): 401 with a Basic
+// challenge for invalid_client, 503 with Retry-After when a store is down, the error's own
+// status otherwise; never 500 for what a client did.
+func writeOAuthError(w http.ResponseWriter, err error) {
+	if isUnavailable(err) {
+		err = errUnavailable(err)
+	}
+	var rfc *fosite.RFC6749Error
+	if !errors.As(err, &rfc) {
+		rfc = fosite.ErrServerError.WithWrap(err)
+	}
+	switch rfc.CodeField {
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Basic realm="vula"`)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "5")
+	}
+	body := map[string]string{"error": rfc.ErrorField}
+	if d := rfc.GetDescription(); d != "" {
+		body["error_description"] = d
+	}
+	writeJSON(w, rfc.CodeField, body)
 }
 
 // userinfo returns the claims the access token's scopes allow, for its subject.

@@ -49,6 +49,19 @@ type Client struct {
 	Name                    string   // shown to the person on the consent page
 	AllowedACR              []string // levels of assurance the client may ask for; empty: any
 	PostLogoutRedirectURIs  []string // where RP-initiated logout may return to
+	Policy                  ClientPolicy
+}
+
+// ClientPolicy is what a client is allowed or bound to beyond its registration proper. It is
+// kept as one JSON value, so that a new rule needs no schema change.
+type ClientPolicy struct {
+	// Introspection lets the client introspect tokens issued to other clients (a resource
+	// server, RFC 7662 §4); every client may introspect its own.
+	Introspection bool `json:"introspection,omitempty"`
+	// IDTokenAlg is the client's id_token_signed_response_alg: ES256 (default) or RS256.
+	IDTokenAlg string `json:"id_token_alg,omitempty"`
+	// RequestObjectAlg, when set, is the only JWS algorithm its request objects may use.
+	RequestObjectAlg string `json:"request_object_alg,omitempty"`
 }
 
 // Clients keeps relying-party clients.

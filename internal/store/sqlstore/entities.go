@@ -31,19 +31,22 @@ func nullString(s string) any {
 // --- clients
 
 const clientCols = `id, secret_hash, redirect_uris, grant_types, response_types, scopes, token_endpoint_auth_method,
- jwks, jwks_uri, require_par, sector_identifier, organization_id, created, name, allowed_acr, post_logout_redirect_uris`
+ jwks, jwks_uri, require_par, sector_identifier, organization_id, created, name, allowed_acr, post_logout_redirect_uris, policy`
 
 func scanClient(r rowScanner) (store.Client, error) {
 	var c store.Client
-	var redirect, grants, responses, scopes, acr, logout string
+	var redirect, grants, responses, scopes, acr, logout, policy string
 	var par int
 	var created int64
 	err := r.Scan(&c.ID, &c.SecretHash, &redirect, &grants, &responses, &scopes, &c.TokenEndpointAuthMethod,
-		&c.JWKS, &c.JWKSURI, &par, &c.SectorIdentifier, &c.OrganizationID, &created, &c.Name, &acr, &logout)
+		&c.JWKS, &c.JWKSURI, &par, &c.SectorIdentifier, &c.OrganizationID, &created, &c.Name, &acr, &logout, &policy)
 	if err != nil {
 		return c, err
 	}
 	c.RequirePAR, c.Created = par != 0, fromMicros(created)
+	if c.Policy, err = fromJSON[store.ClientPolicy](policy); err != nil {
+		return c, fmt.Errorf("client %s: policy: %w", c.ID, err)
+	}
 	for _, f := range []struct {
 		dst *[]string
 		src string
@@ -59,12 +62,12 @@ func scanClient(r rowScanner) (store.Client, error) {
 func clientArgs(c store.Client) []any {
 	return []any{c.ID, c.SecretHash, jsonText(c.RedirectURIs), jsonText(c.GrantTypes), jsonText(c.ResponseTypes),
 		jsonText(c.Scopes), c.TokenEndpointAuthMethod, c.JWKS, c.JWKSURI, b2i(c.RequirePAR), c.SectorIdentifier,
-		c.OrganizationID, micros(c.Created), c.Name, jsonText(c.AllowedACR), jsonText(c.PostLogoutRedirectURIs)}
+		c.OrganizationID, micros(c.Created), c.Name, jsonText(c.AllowedACR), jsonText(c.PostLogoutRedirectURIs), jsonText(c.Policy)}
 }
 
 // CreateClient stores c.
 func (d *DB) CreateClient(ctx context.Context, c store.Client) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)`, clientArgs(c)...)
+	_, err := d.db.ExecContext(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`, clientArgs(c)...)
 	return d.wrap("create client", err)
 }
 
@@ -85,7 +88,7 @@ func (d *DB) UpdateClient(ctx context.Context, id string, f func(store.Client) (
 			c.ID = id
 			_, err := tx.ExecContext(ctx, `UPDATE clients SET secret_hash=$2, redirect_uris=$3, grant_types=$4, response_types=$5,
  scopes=$6, token_endpoint_auth_method=$7, jwks=$8, jwks_uri=$9, require_par=$10, sector_identifier=$11,
- organization_id=$12, created=$13, name=$14, allowed_acr=$15, post_logout_redirect_uris=$16 WHERE id=$1`, clientArgs(c)...)
+ organization_id=$12, created=$13, name=$14, allowed_acr=$15, post_logout_redirect_uris=$16, policy=$17 WHERE id=$1`, clientArgs(c)...)
 			return err
 		})
 }

@@ -28,7 +28,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 			GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"}, Scopes: []string{"openid", "profile"},
 			TokenEndpointAuthMethod: "private_key_jwt", JWKS: []byte(`{"keys":[]}`), RequirePAR: true,
 			SectorIdentifier: "https://tax.example", OrganizationID: "tax", Created: now, Name: "Tax administration",
-			AllowedACR: []string{"http://eidas.europa.eu/LoA/substantial"}, PostLogoutRedirectURIs: []string{"https://tax.example/bye"}}
+			AllowedACR: []string{"http://eidas.europa.eu/LoA/substantial"}, PostLogoutRedirectURIs: []string{"https://tax.example/bye"},
+			Policy: store.ClientPolicy{Introspection: true, IDTokenAlg: "RS256", RequestObjectAlg: "PS256"}}
 		must(t, s.CreateClient(ctx, c))
 		isErr(t, s.CreateClient(ctx, c), store.ErrConflict, "same client id")
 		got, err := s.Client(ctx, c.ID)
