@@ -202,9 +202,11 @@ func TestCSCOAuthCredential(t *testing.T) {
 	}
 	cred := tok.AccessToken
 	// Introspection says what the token authorizes (RFC 9396 §9.2).
-	ireq, _ := http.NewRequest(http.MethodPost, base+"/oauth2/introspect", strings.NewReader(url.Values{"token": {cred}}.Encode()))
+	// The client authenticates (RFC 7662 §2.1); a bearer token is no client authentication.
+	iform := app.assertion(t, base+"/oauth2/introspect")
+	iform.Set("token", cred)
+	ireq, _ := http.NewRequest(http.MethodPost, base+"/oauth2/introspect", strings.NewReader(iform.Encode()))
 	ireq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	ireq.Header.Set("Authorization", "Bearer "+svc) // fosite's introspection takes the client's own token
 	iresp, err := http.DefaultClient.Do(ireq)
 	if err != nil {
 		t.Fatal(err)

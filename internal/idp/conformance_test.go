@@ -219,3 +219,129 @@ func unsignedJWT(claims map[string]any) string {
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// authCodeURL is an authorization request of client tax with PKCE and extra parameters.
+func (f *fixture) authCodeURL(state string, extra map[string]string) (string, string) {
+	verifier, opts := newPKCE()
+	conf := oauth2.Config{ClientID: "tax", RedirectURL: rpCallback, Scopes: []string{"openid", "profile"},
+		Endpoint: oauth2.Endpoint{AuthURL: f.srv.URL + "/oauth2/auth", TokenURL: f.srv.URL + "/oauth2/token"}}
+	for k, v := range extra {
+		opts = append(opts, oauth2.SetAuthURLParam(k, v))
+	}
+	u := conf.AuthCodeURL(state, opts...)
+	if state == "" {
+		// x/oauth2 always sends state; a client without one sends none at all.
+		pu, _ := url.Parse(u)
+		q := pu.Query()
+		q.Del("state")
+		pu.RawQuery = q.Encode()
+		u = pu.String()
+	}
+	return u, verifier
+}
+
+// max_age (OpenID Connect Core §3.1.2.1): a single sign-on login older than max_age, or any with
+// max_age=0, is not reused — the login page comes again and the code carries the new auth_time.
+// Before, the old session was reused silently.
+func TestMaxAge(t *testing.T) {
+	f := newFixture(t)
+	secret := f.register(t, ClientSpec{ID: "tax", RedirectURIs: []string{rpCallback}})
+	f.citizen(t, false)
+	b := idptest.New(t, f.srv.URL)
+	u, _ := f.authCodeURL("state-12345678", nil)
+	// The first login two minutes ago (fosite refuses an auth_time in the future, so the clock
+	// goes back for it rather than forward after it).
+	f.p.now = func() time.Time { return time.Now().Add(-2 * time.Minute) }
+	b.Login(u, rpCallback, "1234567890", "correct horse battery", "")
+	f.p.now = time.Now
+
+	// Young enough: single sign-on.
+	u, _ = f.authCodeURL("state-12345678", map[string]string{"max_age": "3600"})
+	if r := b.Get(u); r.Status != http.StatusSeeOther || !strings.HasPrefix(r.URL.String(), rpCallback) {
+		t.Fatalf("max_age 3600 right after a login: %d %s", r.Status, r.URL)
+	}
+	// max_age=0: a login now.
+	u, _ = f.authCodeURL("state-12345678", map[string]string{"max_age": "0"})
+	if r := b.Get(u); r.Status != 200 || !strings.Contains(r.Body, `name="password"`) {
+		t.Fatalf("max_age 0 with a live session: %d %s", r.Status, r.URL)
+	}
+	// Older than max_age: a login now; prompt=none cannot have one.
+	u, _ = f.authCodeURL("state-12345678", map[string]string{"max_age": "60", "prompt": "none"})
+	if r := b.Get(u); r.Status != http.StatusSeeOther || r.URL.Query().Get("error") != "login_required" {
+		t.Fatalf("max_age elapsed, prompt=none: %d %s", r.Status, r.URL)
+	}
+	u, verifier := f.authCodeURL("state-12345678", map[string]string{"max_age": "60"})
+	loginAt := time.Now()
+	cb := b.Login(u, rpCallback, "1234567890", "correct horse battery", "")
+	conf := oauth2.Config{ClientID: "tax", ClientSecret: secret, RedirectURL: rpCallback,
+		Endpoint: oauth2.Endpoint{TokenURL: f.srv.URL + "/oauth2/token"}}
+	tok, err := conf.Exchange(context.Background(), cb.Query().Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct {
+		AuthTime int64 `json:"auth_time"`
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	parts := strings.Split(raw, ".")
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	json.Unmarshal(payload, &claims)
+	if d := time.Unix(claims.AuthTime, 0).Sub(loginAt); d < -time.Second || d > time.Second {
+		t.Fatalf("auth_time %v, the login was at %v", time.Unix(claims.AuthTime, 0), loginAt)
+	}
+	// A max_age that is no number is refused.
+	u, _ = f.authCodeURL("state-12345678", map[string]string{"max_age": "soon"})
+	if r := b.Get(u); r.Status != http.StatusSeeOther || r.URL.Query().Get("error") != "invalid_request" {
+		t.Fatalf("max_age=soon: %d %s", r.Status, r.URL)
+	}
+}
+
+// state is optional (RFC 6749 §4.1.1); a short one, when sent, is refused. Every response to
+// the client carries iss (RFC 9207), errors too. ui_locales picks the page language before
+// Accept-Language, and login_hint fills in the identifier.
+func TestAuthorizeParameters(t *testing.T) {
+	f := newFixture(t)
+	secret := f.register(t, ClientSpec{ID: "tax", RedirectURIs: []string{rpCallback}})
+	f.citizen(t, false)
+	b := idptest.New(t, f.srv.URL)
+
+	u, verifier := f.authCodeURL("", map[string]string{"ui_locales": "sq-AL en", "login_hint": "1234567890"})
+	r := b.Get(u)
+	if r.Status != 200 || !strings.Contains(r.Body, `lang="sq"`) || !strings.Contains(r.Body, `value="1234567890"`) {
+		t.Fatalf("login page for ui_locales=sq, login_hint: %d %s\n%s", r.Status, r.URL, r.Body)
+	}
+	r.Form.Set("identifier", "1234567890")
+	r.Form.Set("password", "correct horse battery")
+	r = b.Post("/login", r.Form)
+	if strings.Contains(r.Body, `name="decision"`) {
+		r.Form.Set("decision", "allow")
+		r = b.Post("/consent", r.Form)
+	}
+	if r.Status != http.StatusSeeOther || !strings.HasPrefix(r.URL.String(), rpCallback) {
+		t.Fatalf("no state: %d %s", r.Status, r.URL)
+	}
+	if r.URL.Query().Has("state") || r.URL.Query().Get("iss") != f.srv.URL {
+		t.Fatalf("callback without state: %s", r.URL)
+	}
+	conf := oauth2.Config{ClientID: "tax", ClientSecret: secret, RedirectURL: rpCallback, Endpoint: oauth2.Endpoint{TokenURL: f.srv.URL + "/oauth2/token"}}
+	if _, err := conf.Exchange(context.Background(), r.URL.Query().Get("code"), oauth2.VerifierOption(verifier)); err != nil {
+		t.Fatalf("code of a request without state: %v", err)
+	}
+
+	u, _ = f.authCodeURL("abc", nil)
+	r = b.Get(u)
+	if r.Status != http.StatusSeeOther || r.URL.Query().Get("error") != "invalid_state" || r.URL.Query().Get("iss") != f.srv.URL {
+		t.Fatalf("short state: %d %s", r.Status, r.URL)
+	}
+
+	var meta map[string]any
+	resp, err := http.Get(f.srv.URL + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&meta)
+	resp.Body.Close()
+	if meta["authorization_response_iss_parameter_supported"] != true {
+		t.Fatalf("discovery: %v", meta)
+	}
+}

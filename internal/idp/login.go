@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +58,10 @@ type flow struct {
 	AMR      []string  `json:"amr,omitempty"`
 	AuthTime time.Time `json:"auth_time,omitempty"`
 	Scopes   []string  `json:"scopes"`
+	// Lang is the page language ui_locales asked for ("" when none it named is offered), and
+	// LoginHint the identifier login_hint suggested.
+	Lang      string `json:"lang,omitempty"`
+	LoginHint string `json:"login_hint,omitempty"`
 	// Credential is the credential authorization asked (checked syntax; the credential is
 	// checked once the person is known).
 	Credential *CredentialAuthorization `json:"credential,omitempty"`
@@ -124,12 +129,16 @@ func errUnmet(hint string) *fosite.RFC6749Error {
 // request without it is refused before the browser ever comes.
 func (g *Pages) par(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	optionalState(r)
 	ar, err := g.p.oauth.NewPushedAuthorizeRequest(ctx, r)
 	if err == nil {
 		err = checkPKCE(ar)
 	}
 	if err == nil {
 		_, err = g.credentialRequest(ar)
+	}
+	if err == nil {
+		_, err = maxAgeOf(ar)
 	}
 	if err != nil {
 		g.p.oauthError(ctx, "pushed authorization request refused", err)
@@ -157,10 +166,11 @@ func checkPKCE(ar fosite.AuthorizeRequester) error {
 // authorize is the authorization endpoint.
 func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	optionalState(r)
 	ar, err := g.p.oauth.NewAuthorizeRequest(ctx, r)
 	if err != nil {
 		g.p.oauthError(ctx, "authorization request refused", err)
-		g.p.oauth.WriteAuthorizeError(ctx, w, ar, err)
+		g.p.oauth.WriteAuthorizeError(ctx, g.withIss(w), ar, err)
 		return
 	}
 	c := ar.GetClient().(*client)
@@ -184,17 +194,23 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 		// The official's login for it is the authorization itself: two factors, now.
 		required = levels[max(levelOf(required), levelOf(LoASubstantial))]
 	}
+	var maxAge time.Duration
+	if err == nil {
+		maxAge, err = maxAgeOf(ar)
+	}
 	if err != nil {
 		g.p.oauthError(ctx, "authorization request refused", err)
-		g.p.oauth.WriteAuthorizeError(ctx, w, ar, err)
+		g.p.oauth.WriteAuthorizeError(ctx, g.withIss(w), ar, err)
 		return
 	}
-	f := &flow{ID: randomID(), CSRF: randomID(), Client: c.GetID(), Required: required, Scopes: ar.GetRequestedScopes(), Credential: cred}
-	prompt := strings.Fields(ar.GetRequestForm().Get("prompt"))
-	if s, ok := g.sso(r); ok && cred == nil && !slices.Contains(prompt, "login") && levelOf(s.ACR) >= levelOf(required) {
+	form := ar.GetRequestForm()
+	f := &flow{ID: randomID(), CSRF: randomID(), Client: c.GetID(), Required: required, Scopes: ar.GetRequestedScopes(), Credential: cred,
+		Lang: uiLocale(form.Get("ui_locales")), LoginHint: loginHint(form.Get("login_hint"))}
+	prompt := strings.Fields(form.Get("prompt"))
+	if s, ok := g.sso(r); ok && cred == nil && !slices.Contains(prompt, "login") && levelOf(s.ACR) >= levelOf(required) && g.youngEnough(s, maxAge) {
 		f.Subject, f.AMR, f.AuthTime = s.Subject, s.AMR, s.AuthTime
 	} else if slices.Contains(prompt, "none") {
-		g.p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired)
+		g.p.oauth.WriteAuthorizeError(ctx, g.withIss(w), ar, fosite.ErrLoginRequired)
 		return
 	}
 	if err := g.saveFlow(ctx, f, ar); err != nil {
@@ -205,7 +221,100 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 	if f.Subject != "" {
 		next = "/consent?flow=" + f.ID
 	}
+	if f.Lang != "" {
+		next += "&lang=" + f.Lang // the pages' language switch, remembered in its cookie
+	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// noMaxAge is maxAgeOf's answer for a request without max_age.
+const noMaxAge = time.Duration(-1)
+
+// maxAgeOf reads max_age (OpenID Connect Core §3.1.2.1): noMaxAge when absent.
+func maxAgeOf(ar fosite.AuthorizeRequester) (time.Duration, error) {
+	v := ar.GetRequestForm().Get("max_age")
+	if v == "" {
+		return noMaxAge, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 32)
+	if err != nil || n < 0 {
+		return 0, fosite.ErrInvalidRequest.WithHint("max_age must be a whole number of seconds, 0 or more.")
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// youngEnough reports whether a single sign-on login may stand for a request with maxAge:
+// max_age 0 asks for a login now, like prompt=login; otherwise the login must be no older.
+func (g *Pages) youngEnough(s ssoSession, maxAge time.Duration) bool {
+	if maxAge == noMaxAge {
+		return true
+	}
+	return maxAge > 0 && !g.p.now().After(s.AuthTime.Add(maxAge))
+}
+
+// noState stands in for the state of a request that sent none. state is optional (RFC 6749
+// §4.1.1; PKCE protects a client that omits it), but fosite refuses a state shorter than
+// MinParameterEntropy, absent included; so an absent one is given this value on the way in and
+// taken out of the response on the way back (issRedirect). Its space makes it a value no client
+// sends in practice.
+const noState = "(no state)"
+
+// optionalState gives a request without state the stand-in, before fosite reads it.
+func optionalState(r *http.Request) {
+	if r.ParseForm() != nil || r.Form.Has("state") || r.Form.Has("request_uri") {
+		return
+	}
+	r.Form.Set("state", noState)
+	if r.Method == http.MethodPost {
+		r.PostForm.Set("state", noState)
+	}
+}
+
+// uiLocale is the first language of ui_locales (OpenID Connect Core §3.1.2.1) that the pages
+// offer, "" when none.
+func uiLocale(v string) string {
+	for _, tag := range strings.Fields(v) {
+		base, _, _ := strings.Cut(strings.ToLower(tag), "-")
+		if slices.Contains([]string{"sq", "sr", "en"}, base) {
+			return base
+		}
+	}
+	return ""
+}
+
+// loginHint keeps a login_hint that can be a personal number or an e-mail address to prefill
+// the login form; anything else is ignored (it is only a hint).
+func loginHint(v string) string {
+	if len(v) > 128 || strings.ContainsAny(v, "\x00\r\n<>\"") {
+		return ""
+	}
+	return v
+}
+
+// withIss adds iss to the authorization response or error the client is sent back with
+// (RFC 9207), so that a client talking to several providers can tell which one answered.
+func (g *Pages) withIss(w http.ResponseWriter) http.ResponseWriter {
+	return issRedirect{ResponseWriter: w, iss: g.p.cfg.Issuer}
+}
+
+type issRedirect struct {
+	http.ResponseWriter
+	iss string
+}
+
+func (w issRedirect) WriteHeader(code int) {
+	if code == http.StatusSeeOther || code == http.StatusFound {
+		if u, err := url.Parse(w.Header().Get("Location")); err == nil && u.IsAbs() {
+			q := u.Query()
+			q.Set("iss", w.iss)
+			if q.Get("state") == noState {
+				q.Del("state")
+			}
+			u.RawQuery = q.Encode()
+			w.Header().Set("Location", u.String())
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // requiredLevel is the lowest level the request's acr_values accept (the person may reach any
@@ -291,7 +400,7 @@ func (g *Pages) loginPage(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusBadRequest, "error.flow")
 		return
 	}
-	g.web.Render(w, r, http.StatusOK, "login", loginData{Flow: f.ID, CSRF: f.CSRF, Client: g.clientName(r.Context(), f.Client)})
+	g.web.Render(w, r, http.StatusOK, "login", loginData{Flow: f.ID, CSRF: f.CSRF, Client: g.clientName(r.Context(), f.Client), Identifier: f.LoginHint})
 }
 
 func (g *Pages) login(w http.ResponseWriter, r *http.Request) {
@@ -564,10 +673,10 @@ func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, ar fosite
 	resp, err := g.p.oauth.NewAuthorizeResponse(ctx, ar, sess)
 	if err != nil {
 		g.p.oauthError(ctx, "authorization not granted", err)
-		g.p.oauth.WriteAuthorizeError(ctx, w, ar, err)
+		g.p.oauth.WriteAuthorizeError(ctx, g.withIss(w), ar, err)
 		return
 	}
-	g.p.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
+	g.p.oauth.WriteAuthorizeResponse(ctx, g.withIss(w), ar, resp)
 }
 
 // finishError sends the browser back to the client with an error.
@@ -579,7 +688,7 @@ func (g *Pages) finishError(w http.ResponseWriter, r *http.Request, f *flow, e e
 		return
 	}
 	g.p.oauthError(ctx, "authorization refused", e)
-	g.p.oauth.WriteAuthorizeError(ctx, w, ar, e)
+	g.p.oauth.WriteAuthorizeError(ctx, g.withIss(w), ar, e)
 }
 
 // subject is the sub a client sees: pairwise (a hash of its sector, the person and a

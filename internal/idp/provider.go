@@ -203,7 +203,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"request_uri_parameter_supported":                false,
 		"claims_parameter_supported":                     false,
 		"require_pushed_authorization_requests":          false,
-		"authorization_response_iss_parameter_supported": false,
+		"authorization_response_iss_parameter_supported": true,
 	})
 }
 
