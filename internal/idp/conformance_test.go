@@ -8,8 +8,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -343,5 +345,111 @@ func TestAuthorizeParameters(t *testing.T) {
 	resp.Body.Close()
 	if meta["authorization_response_iss_parameter_supported"] != true {
 		t.Fatalf("discovery: %v", meta)
+	}
+}
+
+// requestObject signs claims as client c's request object.
+func (c *pkjwtClient) requestObject(claims map[string]any) string {
+	s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: c.key, KeyID: "k1"}},
+		(&jose.SignerOptions{}).WithType("oauth-authz-req+jwt"))
+	raw, _ := josejwt.Signed(s).Claims(claims).CompactSerialize()
+	return raw
+}
+
+// JAR (RFC 9101): a request object signed by the client's registered key is obeyed, and only
+// its parameters count; an unsigned one (alg none), one signed by another key, for another
+// audience or expired is refused with invalid_request_object and none of its parameters is
+// used (before, an alg=none object's state came back); request_uri is only a PAR reference
+// (fosite would have fetched a registered URL). The same objects at PAR.
+func TestRequestObjects(t *testing.T) {
+	f := newFixture(t)
+	pk := newPKJWTClient(t, f, ClientSpec{ID: "tax", RedirectURIs: []string{rpCallback}})
+	other := &pkjwtClient{id: "tax"}
+	other.key, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	f.citizen(t, false)
+	verifier := oauth2.GenerateVerifier()
+	base := func(state string) map[string]any {
+		return map[string]any{"iss": "tax", "aud": f.srv.URL, "exp": time.Now().Add(5 * time.Minute).Unix(), "client_id": "tax",
+			"response_type": "code", "redirect_uri": rpCallback, "scope": "openid profile", "state": state,
+			"code_challenge": oauth2.S256ChallengeFromVerifier(verifier), "code_challenge_method": "S256", "ui_locales": "sr"}
+	}
+	authorize := func(q url.Values) idptest.Response {
+		return idptest.New(t, f.srv.URL).Get(f.srv.URL + "/oauth2/auth?" + q.Encode())
+	}
+
+	// A good one: its state and ui_locales count, the query's state does not.
+	q := url.Values{"client_id": {"tax"}, "request": {pk.requestObject(base("from-the-object"))}, "response_type": {"code"},
+		"scope": {"openid"}, "state": {"from-the-query"}, "redirect_uri": {rpCallback}}
+	r := authorize(q)
+	if r.Status != 200 || !strings.Contains(r.Body, `name="password"`) || !strings.Contains(r.Body, `lang="sr"`) {
+		t.Fatalf("signed request object: %d %s", r.Status, r.URL)
+	}
+
+	bad := map[string]string{
+		"alg none":    unsignedJWT(base("from-none")),
+		"another key": other.requestObject(base("from-another-key")),
+		"another aud": pk.requestObject(func() map[string]any { m := base("from-another-aud"); m["aud"] = "https://elsewhere.example"; return m }()),
+		"expired": pk.requestObject(func() map[string]any {
+			m := base("from-expired")
+			m["exp"] = time.Now().Add(-time.Hour).Unix()
+			return m
+		}()),
+		"no iss":     pk.requestObject(func() map[string]any { m := base("from-no-iss"); delete(m, "iss"); return m }()),
+		"nested uri": pk.requestObject(func() map[string]any { m := base("from-nested"); m["request_uri"] = "https://x.example/r"; return m }()),
+		"not a JWT":  "nonsense",
+		"a day to live": pk.requestObject(func() map[string]any {
+			m := base("from-a-day")
+			m["exp"] = time.Now().Add(24 * time.Hour).Unix()
+			return m
+		}()),
+	}
+	for name, obj := range bad {
+		q := url.Values{"client_id": {"tax"}, "request": {obj}, "response_type": {"code"}, "scope": {"openid"},
+			"state": {"query-state"}, "redirect_uri": {rpCallback}}
+		r := authorize(q)
+		if r.Status != http.StatusSeeOther || r.URL.Query().Get("error") != "invalid_request_object" ||
+			strings.Contains(r.URL.RawQuery, "from-") {
+			t.Errorf("%s: %d %s", name, r.Status, r.URL)
+		}
+	}
+
+	// request_uri other than a PAR reference: refused, and never fetched.
+	var hits atomic.Int32
+	objSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		w.Write([]byte(pk.requestObject(base("from-a-fetched-object"))))
+	}))
+	defer objSrv.Close()
+	r = authorize(url.Values{"client_id": {"tax"}, "request_uri": {objSrv.URL + "/request.jwt"}, "response_type": {"code"},
+		"scope": {"openid"}, "state": {"query-state"}, "redirect_uri": {rpCallback}})
+	if r.Status != http.StatusSeeOther || r.URL.Query().Get("error") != "request_uri_not_supported" || hits.Load() != 0 {
+		t.Fatalf("remote request_uri: %d %s", r.Status, r.URL)
+	}
+
+	// At PAR, with private_key_jwt: the object's parameters are pushed, the browser brings only
+	// the reference, and the flow ends with a code and the object's state.
+	par := func(obj string) (int, map[string]any) {
+		return postForm(t, f.srv.URL+"/oauth2/par", pk.form(url.Values{"client_id": {"tax"}, "request": {obj}},
+			pk.assertion(josejwt.Claims{Audience: josejwt.Audience{f.srv.URL}, Expiry: inAMinute()})), "", "")
+	}
+	for name, obj := range bad {
+		if code, body := par(obj); code != 400 || body["error"] != "invalid_request_object" {
+			t.Errorf("%s at PAR: %d %v", name, code, body)
+		}
+	}
+	code, body := par(pk.requestObject(base("pushed-state")))
+	if code != 201 {
+		t.Fatalf("PAR with a request object: %d %v", code, body)
+	}
+	b := idptest.New(t, f.srv.URL)
+	cb := b.Login(f.srv.URL+"/oauth2/auth?"+url.Values{"client_id": {"tax"}, "request_uri": {body["request_uri"].(string)}}.Encode(),
+		rpCallback, "1234567890", "correct horse battery", "")
+	if cb.Query().Get("state") != "pushed-state" || cb.Query().Get("code") == "" {
+		t.Fatalf("callback after a pushed request object: %s", cb)
+	}
+	tf := pk.form(url.Values{"grant_type": {"authorization_code"}, "code": {cb.Query().Get("code")}, "redirect_uri": {rpCallback},
+		"code_verifier": {verifier}}, pk.assertion(josejwt.Claims{Audience: josejwt.Audience{f.srv.URL}, Expiry: inAMinute()}))
+	if code, body := postForm(t, f.srv.URL+"/oauth2/token", tf, "", ""); code != 200 || body["id_token"] == nil {
+		t.Fatalf("token for a pushed request object's code: %d %v", code, body)
 	}
 }

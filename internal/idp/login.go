@@ -129,8 +129,12 @@ func errUnmet(hint string) *fosite.RFC6749Error {
 // request without it is refused before the browser ever comes.
 func (g *Pages) par(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	jarErr := g.p.requestObject(r, true)
 	optionalState(r)
 	ar, err := g.p.oauth.NewPushedAuthorizeRequest(ctx, r)
+	if jarErr != nil && !errors.Is(err, fosite.ErrInvalidClient) {
+		err = jarErr // a bad request object, unless the client did not even authenticate
+	}
 	if err == nil {
 		err = checkPKCE(ar)
 	}
@@ -166,8 +170,12 @@ func checkPKCE(ar fosite.AuthorizeRequester) error {
 // authorize is the authorization endpoint.
 func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	jarErr := g.p.requestObject(r, false)
 	optionalState(r)
 	ar, err := g.p.oauth.NewAuthorizeRequest(ctx, r)
+	if jarErr != nil && (err == nil || ar.IsRedirectURIValid()) {
+		err = jarErr // sent back to the client when its redirect URI is known good
+	}
 	if err != nil {
 		g.p.oauthError(ctx, "authorization request refused", err)
 		g.p.oauth.WriteAuthorizeError(ctx, g.withIss(w), ar, err)

@@ -63,6 +63,9 @@ type Provider struct {
 	jwksFetcher fosite.JWKSFetcherStrategy
 }
 
+// parPrefix begins every request_uri the PAR endpoint returns (RFC 9126 §2.2).
+const parPrefix = "urn:ietf:params:oauth:request_uri:"
+
 // secretSetting names the HMAC secret of codes and refresh tokens, shared by the replicas.
 const secretSetting = "idp.global_secret"
 
@@ -125,7 +128,7 @@ func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, ep
 		ScopeStrategy:                   fosite.ExactScopeStrategy,
 		JWTScopeClaimKey:                fjwt.JWTScopeFieldString,
 		RefreshTokenScopes:              []string{}, // a refresh token whenever the client may refresh
-		PushedAuthorizeRequestURIPrefix: "urn:ietf:params:oauth:request_uri:",
+		PushedAuthorizeRequestURIPrefix: parPrefix,
 		MinParameterEntropy:             8,
 		SendDebugMessagesToClients:      false,
 	}
@@ -199,7 +202,8 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 			"given_name", "family_name", "birthdate", "personal_number"},
 		"acr_values_supported":                           []string{LoALow, LoASubstantial, LoAHigh},
 		"ui_locales_supported":                           []string{"sq", "sr", "en"},
-		"request_parameter_supported":                    false,
+		"request_parameter_supported":                    true,
+		"request_object_signing_alg_values_supported":    requestObjectAlgs,
 		"request_uri_parameter_supported":                false,
 		"claims_parameter_supported":                     false,
 		"require_pushed_authorization_requests":          false,
