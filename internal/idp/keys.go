@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,7 +42,8 @@ type tokenKeys struct {
 }
 
 type keySet struct {
-	signing tokenKey
+	signing tokenKey // the configured algorithm's newest active key
+	rsa     tokenKey // the newest active RSA key, for clients that want RS256 ID tokens
 	jwks    jose.JSONWebKeySet
 	byKID   map[string]crypto.PublicKey
 	loaded  time.Time
@@ -89,8 +91,21 @@ func (t *tokenKeys) ensure(ctx context.Context) error {
 }
 
 func (t *tokenKeys) create(ctx context.Context) (hsm.KeyInfo, error) {
+	return t.createAlg(ctx, t.alg)
+}
+
+func isRSA(a hsm.Algorithm) bool { return a == hsm.RSA3072 || a == hsm.RSA4096 }
+
+// rs256Suffix ends the label of a key made only for RS256 ID tokens: it never becomes the
+// signing key of the configured algorithm.
+const rs256Suffix = "-rs256"
+
+func (t *tokenKeys) createAlg(ctx context.Context, alg hsm.Algorithm) (hsm.KeyInfo, error) {
 	label := "oidc-token-" + t.now().UTC().Format("20060102-150405.000")
-	k, err := t.keys.CreateKey(ctx, hsm.KeySpec{Label: label, Algorithm: t.alg, Purpose: hsm.PurposeOIDCToken})
+	if alg != t.alg {
+		label += rs256Suffix
+	}
+	k, err := t.keys.CreateKey(ctx, hsm.KeySpec{Label: label, Algorithm: alg, Purpose: hsm.PurposeOIDCToken})
 	if err != nil && !errors.Is(err, hsm.ErrConflict) {
 		return k, fmt.Errorf("idp: creating the token-signing key: %w", err)
 	}
@@ -166,7 +181,12 @@ func (t *tokenKeys) load(ctx context.Context, fresh bool) (*keySet, error) {
 		if err != nil {
 			return nil, err
 		}
+		// An RSA key signs PS256 tokens (when so configured) and RS256 ID tokens, so its JWK
+		// names no single algorithm.
 		jwk := jose.JSONWebKey{Key: pub, Algorithm: string(joseAlg(k.Algorithm)), Use: "sig"}
+		if isRSA(k.Algorithm) {
+			jwk.Algorithm = ""
+		}
 		tp, err := jwk.Thumbprint(crypto.SHA256)
 		if err != nil {
 			return nil, err
@@ -174,8 +194,11 @@ func (t *tokenKeys) load(ctx context.Context, fresh bool) (*keySet, error) {
 		jwk.KeyID = base64.RawURLEncoding.EncodeToString(tp) // RFC 7638
 		set.jwks.Keys = append(set.jwks.Keys, jwk)
 		set.byKID[jwk.KeyID] = pub
-		if k.State == hsm.StateActive && set.signing.uri == "" {
+		if k.State == hsm.StateActive && set.signing.uri == "" && !strings.HasSuffix(k.Label, rs256Suffix) {
 			set.signing = tokenKey{uri: k.URI, kid: jwk.KeyID, alg: joseAlg(k.Algorithm)}
+		}
+		if k.State == hsm.StateActive && set.rsa.uri == "" && isRSA(k.Algorithm) {
+			set.rsa = tokenKey{uri: k.URI, kid: jwk.KeyID, alg: jose.RS256}
 		}
 	}
 	t.cached = set
@@ -200,35 +223,60 @@ func (t *tokenKeys) SigningAlg(ctx context.Context) string {
 	return string(set.signing.alg)
 }
 
-// Generate signs claims with the current signing key (fosite's jwt.Signer).
+// algHeader is a header entry that asks Generate for an algorithm other than the configured
+// one (fosite's headers drop alg itself); Generate removes it from the token.
+const algHeader = "vula-alg"
+
+// Generate signs claims with the current signing key (fosite's jwt.Signer); algHeader RS256 (an
+// ID token for a client registered with id_token_signed_response_alg RS256) signs with the
+// newest RSA key instead, made on first use.
 func (t *tokenKeys) Generate(ctx context.Context, claims fjwt.MapClaims, header fjwt.Mapper) (string, string, error) {
+	hdr := header.ToMap()
+	wantRS256 := hdr[algHeader] == string(jose.RS256)
+	pick := func(set *keySet) tokenKey {
+		if wantRS256 {
+			return set.rsa
+		}
+		return set.signing
+	}
 	set, err := t.load(ctx, false)
 	if err != nil {
 		return "", "", err
 	}
-	if set.signing.uri == "" {
+	if pick(set).uri == "" && wantRS256 {
+		if _, err := t.createAlg(ctx, hsm.RSA3072); err != nil {
+			return "", "", err
+		}
+		if set, err = t.load(ctx, true); err != nil {
+			return "", "", err
+		}
+	}
+	key := pick(set)
+	if key.uri == "" {
 		return "", "", errors.New("idp: no active token-signing key")
 	}
-	s, err := t.keys.Signer(ctx, set.signing.uri, hsm.PurposeOIDCToken)
+	s, err := t.keys.Signer(ctx, key.uri, hsm.PurposeOIDCToken)
 	if errors.Is(err, hsm.ErrKeyNotActive) {
 		// Another replica rotated since this one loaded the set.
 		if set, err = t.load(ctx, true); err != nil {
 			return "", "", err
 		}
-		if set.signing.uri == "" {
+		if key = pick(set); key.uri == "" {
 			return "", "", errors.New("idp: no active token-signing key")
 		}
-		s, err = t.keys.Signer(ctx, set.signing.uri, hsm.PurposeOIDCToken)
+		s, err = t.keys.Signer(ctx, key.uri, hsm.PurposeOIDCToken)
 	}
 	if err != nil {
 		return "", "", err
 	}
-	tok := fjwt.NewWithClaims(set.signing.alg, claims)
-	for k, v := range header.ToMap() {
-		tok.Header[k] = v
+	tok := fjwt.NewWithClaims(key.alg, claims)
+	for k, v := range hdr {
+		if k != algHeader {
+			tok.Header[k] = v
+		}
 	}
-	tok.Header["kid"] = set.signing.kid
-	raw, err := tok.SignedString(&jose.JSONWebKey{Key: cryptosigner.Opaque(s), KeyID: set.signing.kid, Algorithm: string(set.signing.alg)})
+	tok.Header["kid"] = key.kid
+	raw, err := tok.SignedString(&jose.JSONWebKey{Key: cryptosigner.Opaque(s), KeyID: key.kid, Algorithm: string(key.alg)})
 	if err != nil {
 		return "", "", err
 	}

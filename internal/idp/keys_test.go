@@ -165,7 +165,7 @@ func TestPS256(t *testing.T) {
 		Algs []string `json:"id_token_signing_alg_values_supported"`
 	}
 	prov.Claims(&meta)
-	if len(meta.Algs) != 1 || meta.Algs[0] != "PS256" {
+	if len(meta.Algs) != 2 || meta.Algs[0] != "PS256" || meta.Algs[1] != "RS256" {
 		t.Fatalf("discovery: %v", meta.Algs)
 	}
 	conf := oauth2.Config{ClientID: "tax", ClientSecret: rpSecret, Endpoint: prov.Endpoint(), RedirectURL: rpCallback, Scopes: []string{"openid"}}
@@ -181,5 +181,66 @@ func TestPS256(t *testing.T) {
 	}
 	if h := strings.Split(tok.Extra("id_token").(string), ".")[0]; !strings.Contains(decodeSeg(t, h), `"alg":"PS256"`) || idt.Subject == "" {
 		t.Fatalf("ID token header %s", decodeSeg(t, h))
+	}
+}
+
+// RS256, which OpenID Connect Core §15.1 makes mandatory: a client registered with
+// id_token_signed_response_alg RS256 gets RS256 ID tokens (an RSA-3072 key in the key layer,
+// made on first use), verified by go-oidc with its defaults (RS256 only); access tokens and
+// other clients' ID tokens stay ES256; discovery lists both.
+func TestRS256IDTokens(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	rsSecret := f.register(t, ClientSpec{ID: "legacy", RedirectURIs: []string{rpCallback}, Scopes: []string{"openid"}, IDTokenAlg: "RS256"})
+	esSecret := f.register(t, ClientSpec{ID: "tax", RedirectURIs: []string{rpCallback}, Scopes: []string{"openid"}})
+	f.citizen(t, false)
+	prov, err := oidc.NewProvider(ctx, f.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta struct {
+		Algs []string `json:"id_token_signing_alg_values_supported"`
+	}
+	prov.Claims(&meta)
+	if strings.Join(meta.Algs, " ") != "ES256 RS256" {
+		t.Fatalf("discovery: %v", meta.Algs)
+	}
+	login := func(id, secret string) *oauth2.Token {
+		conf := oauth2.Config{ClientID: id, ClientSecret: secret, Endpoint: prov.Endpoint(), RedirectURL: rpCallback, Scopes: []string{"openid"}}
+		verifier, opts := newPKCE()
+		cb := idptest.New(t, f.srv.URL).Login(conf.AuthCodeURL("state-12345678", opts...), rpCallback, "1234567890", "correct horse battery", "")
+		tok, err := conf.Exchange(ctx, cb.Query().Get("code"), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	tok := login("legacy", rsSecret)
+	raw := tok.Extra("id_token").(string)
+	if _, err := prov.Verifier(&oidc.Config{ClientID: "legacy"}).Verify(ctx, raw); err != nil {
+		t.Fatalf("RS256 ID token with go-oidc's defaults: %v", err)
+	}
+	if h := decodeSeg(t, strings.Split(raw, ".")[0]); !strings.Contains(h, `"alg":"RS256"`) {
+		t.Fatalf("ID token header %s", h)
+	}
+	if h := decodeSeg(t, strings.Split(tok.AccessToken, ".")[0]); !strings.Contains(h, `"alg":"ES256"`) {
+		t.Fatalf("access token header %s", h)
+	}
+	// Its refresh gives an RS256 ID token again.
+	tok.Expiry = time.Now().Add(-time.Second)
+	conf := oauth2.Config{ClientID: "legacy", ClientSecret: rsSecret, Endpoint: prov.Endpoint()}
+	tok2, err := conf.TokenSource(ctx, tok).Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prov.Verifier(&oidc.Config{ClientID: "legacy"}).Verify(ctx, tok2.Extra("id_token").(string)); err != nil {
+		t.Fatalf("refreshed RS256 ID token: %v", err)
+	}
+	tok = login("tax", esSecret)
+	if h := decodeSeg(t, strings.Split(tok.Extra("id_token").(string), ".")[0]); !strings.Contains(h, `"alg":"ES256"`) {
+		t.Fatalf("another client's ID token header %s", h)
+	}
+	if _, err := prov.Verifier(&oidc.Config{ClientID: "tax", SupportedSigningAlgs: []string{"ES256"}}).Verify(ctx, tok.Extra("id_token").(string)); err != nil {
+		t.Fatal(err)
 	}
 }

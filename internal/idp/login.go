@@ -672,6 +672,9 @@ func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, ar fosite
 	// must too: a login in the request's own second is fresh.
 	sess.Claims = &jwt.IDTokenClaims{Subject: sub, AuthTime: f.AuthTime, RequestedAt: ar.GetRequestedAt().UTC().Truncate(time.Second),
 		AuthenticationContextClassReference: acr, AuthenticationMethodsReferences: f.AMR, Extra: map[string]any{}}
+	if c.rec.Policy.IDTokenAlg == "RS256" {
+		sess.DefaultSession.Headers.Add(algHeader, "RS256") // tokenKeys.Generate signs it with an RSA key
+	}
 	sess.JWTClaims.Subject = sub
 	sess.JWTClaims.Extra = map[string]any{"client_id": c.GetID(), "acr": acr, "auth_time": f.AuthTime.Unix()}
 	sess.JWTHeader.Add("typ", "at+jwt")

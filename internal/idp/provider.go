@@ -188,7 +188,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"response_modes_supported":                                 []string{"query"},
 		"grant_types_supported":                                    []string{"authorization_code", "refresh_token", "client_credentials"},
 		"subject_types_supported":                                  []string{"public", "pairwise"},
-		"id_token_signing_alg_values_supported":                    []string{p.keys.SigningAlg(r.Context())},
+		"id_token_signing_alg_values_supported":                    idTokenAlgs(p.keys.SigningAlg(r.Context())),
 		"token_endpoint_auth_methods_supported":                    []string{AuthPrivateKeyJWT, AuthSecretBasic, AuthNone},
 		"token_endpoint_auth_signing_alg_values_supported":         assertionAlgs,
 		"revocation_endpoint_auth_methods_supported":               []string{AuthPrivateKeyJWT, AuthSecretBasic, AuthNone},
@@ -209,6 +209,15 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"require_pushed_authorization_requests":          false,
 		"authorization_response_iss_parameter_supported": true,
 	})
+}
+
+// idTokenAlgs are the ID token algorithms: the configured one (the default) and RS256, which
+// OpenID Connect Core §15.1 makes mandatory to support.
+func idTokenAlgs(configured string) []string {
+	if configured == "RS256" {
+		return []string{configured}
+	}
+	return []string{configured, "RS256"}
 }
 
 // detailsTypes are the authorization_details types offered (RFC 9396 §10).
