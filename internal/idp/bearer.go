@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/ory/fosite"
@@ -49,6 +50,9 @@ func (p *Provider) Bearer(r *http.Request, scope string) (Caller, error) {
 	}
 	if !ar.GetGrantedScopes().Has(scope) {
 		return Caller{}, fmt.Errorf("%w %s", ErrInsufficientScope, scope)
+	}
+	if !slices.Contains(ar.GetGrantedAudience(), p.resourceOf(scope)) {
+		return Caller{}, ErrTokenInvalid // a token for another resource (RFC 8707)
 	}
 	c := Caller{ClientID: ar.GetClient().GetID(), Scopes: ar.GetGrantedScopes()}
 	if s, ok := ar.GetSession().(*Session); ok {

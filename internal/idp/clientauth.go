@@ -101,7 +101,12 @@ func (p *Provider) lookupClient(ctx context.Context, id string) (*client, error)
 	case err != nil:
 		return nil, err
 	}
-	return newClient(rec)
+	c, err := newClient(rec)
+	if err != nil {
+		return nil, err
+	}
+	c.Audience = p.st.audience
+	return c, nil
 }
 
 func (p *Provider) authenticateBasic(ctx context.Context, rawID, rawSecret string) (fosite.Client, error) {

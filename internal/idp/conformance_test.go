@@ -453,3 +453,67 @@ func TestRequestObjects(t *testing.T) {
 		t.Fatalf("token for a pushed request object's code: %d %v", code, body)
 	}
 }
+
+// RFC 9068 §2.2 and RFC 8707: an access token's aud names the resources it is for (it was
+// empty), a client may narrow it with resource, and an API refuses a token for another one.
+func TestAccessTokenAudience(t *testing.T) {
+	f := newFixture(t)
+	secret := f.register(t, ClientSpec{ID: "ops", GrantTypes: []string{"client_credentials"}, Scopes: []string{"seal", "admin"}})
+	iss := f.srv.URL
+	token := func(form url.Values) (int, map[string]any) {
+		form.Set("grant_type", "client_credentials")
+		return postForm(t, iss+"/oauth2/token", form, "ops", secret)
+	}
+	audOf := func(at string) []any {
+		var c map[string]any
+		json.Unmarshal([]byte(decodeSeg(t, strings.Split(at, ".")[1])), &c)
+		a, _ := c["aud"].([]any)
+		return a
+	}
+	admin := func(at string) int {
+		req, _ := http.NewRequest("GET", iss+"/api/v1/admin/clients", nil)
+		req.Header.Set("Authorization", "Bearer "+at)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	code, body := token(url.Values{"scope": {"seal admin"}})
+	if code != 200 {
+		t.Fatalf("token: %d %v", code, body)
+	}
+	at := body["access_token"].(string)
+	if a := audOf(at); len(a) != 2 || a[0] != iss+"/api/v1/seal" || a[1] != iss+"/api/v1/admin" {
+		t.Fatalf("aud %v", a)
+	}
+	if s := admin(at); s != 200 {
+		t.Fatalf("admin API with its resource in aud: %d", s)
+	}
+	code, body = token(url.Values{"scope": {"seal admin"}, "resource": {iss + "/api/v1/seal"}})
+	if code != 200 {
+		t.Fatalf("token for one resource: %d %v", code, body)
+	}
+	at = body["access_token"].(string)
+	if a := audOf(at); len(a) != 1 || a[0] != iss+"/api/v1/seal" {
+		t.Fatalf("aud of a token for the sealing API: %v", a)
+	}
+	if s := admin(at); s != 401 {
+		t.Fatalf("admin API with a token for the sealing API: %d", s)
+	}
+	for _, res := range []string{iss + "/csc/v2", "https://elsewhere.example/api", "not a uri", iss + "/api/v1/seal#x"} {
+		if code, body := token(url.Values{"scope": {"seal"}, "resource": {res}}); code != 400 || body["error"] != "invalid_target" {
+			t.Errorf("resource %q: %d %v", res, code, body)
+		}
+	}
+
+	// A login's token is for userinfo.
+	taxSecret := f.register(t, ClientSpec{ID: "tax", RedirectURIs: []string{rpCallback}})
+	f.citizen(t, false)
+	tok := f.citizenTokens(t, "tax", taxSecret)
+	if a := audOf(tok.AccessToken); len(a) != 1 || a[0] != iss+"/userinfo" {
+		t.Fatalf("aud of a login's token: %v", a)
+	}
+}

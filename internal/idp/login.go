@@ -665,6 +665,10 @@ func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, ar fosite
 	for _, s := range ar.GetRequestedScopes() {
 		ar.GrantScope(s)
 	}
+	if err := g.p.grantAudience(ar, ar.GetRequestForm()["resource"]); err != nil {
+		g.p.oauth.WriteAuthorizeError(ctx, g.withIss(w), ar, err)
+		return
+	}
 	sess := newSession()
 	sess.Person, sess.Subject = f.Subject, sub
 	acr := acrOf(f.AMR)

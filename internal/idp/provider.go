@@ -135,6 +135,7 @@ func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, ep
 	p := &Provider{cfg: cfg, keys: tk, db: db, eph: eph, log: log, now: now, jwksFetcher: fosite.NewDefaultJWKSFetcherStrategy()}
 	fc.ClientAuthenticationStrategy = p.authenticateClient
 	p.st = &storage{clients: db, eph: eph, cfg: fc, now: now}
+	p.st.audience = p.Resources()
 	strategy := &compose.CommonStrategy{
 		CoreStrategy:               &oauth2.DefaultJWTStrategy{Signer: tk, HMACSHAStrategy: compose.NewOAuth2HMACStrategy(fc), Config: fc},
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: tk, Config: fc},
@@ -259,6 +260,14 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		sess.JWTClaims.Subject = id
 		sess.JWTClaims.Extra = map[string]any{"client_id": id}
 		sess.JWTHeader.Add("typ", "at+jwt")
+		err = p.grantAudience(ar, r.PostForm["resource"])
+	} else {
+		err = narrowAudience(ar, r.PostForm["resource"])
+	}
+	if err != nil {
+		p.oauthError(ctx, "token request refused", err)
+		p.oauth.WriteAccessError(ctx, w, ar, err)
+		return
 	}
 	resp, err := p.oauth.NewAccessResponse(ctx, ar)
 	if err != nil {

@@ -27,6 +27,9 @@ type storage struct {
 	eph     store.Ephemeral
 	cfg     *fosite.Config
 	now     func() time.Time
+	// audience is every resource a token may be for (fosite checks a refreshed token's
+	// audience against the client's).
+	audience []string
 }
 
 var (
@@ -156,7 +159,12 @@ func (s *storage) GetClient(ctx context.Context, id string) (fosite.Client, erro
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	return newClient(c)
+	fc, err := newClient(c)
+	if err != nil {
+		return nil, err
+	}
+	fc.Audience = s.audience
+	return fc, nil
 }
 
 // ClientAssertionJWTValid says whether an assertion's jti is new.
