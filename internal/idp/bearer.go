@@ -10,6 +10,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/vula-eid/vula/internal/server"
+	"github.com/vula-eid/vula/internal/store"
 )
 
 // Caller is whom an access token speaks for.
@@ -45,6 +46,10 @@ func (p *Provider) Bearer(r *http.Request, scope string) (Caller, error) {
 		return Caller{}, ErrNoToken
 	}
 	_, ar, err := p.oauth.IntrospectToken(r.Context(), tok, fosite.AccessToken, newSession())
+	if err != nil && isUnavailable(err) {
+		// The store cannot say: an outage, not a bad token (503, not 401).
+		return Caller{}, fmt.Errorf("%w: checking the access token", store.ErrUnavailable)
+	}
 	if err != nil {
 		return Caller{}, ErrTokenInvalid
 	}
@@ -73,6 +78,8 @@ func WriteBearerError(w http.ResponseWriter, r *http.Request, realm, scope strin
 	case errors.Is(err, ErrNoToken):
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q", realm))
 		server.WriteProblem(w, r, http.StatusUnauthorized, err)
+	case errors.Is(err, store.ErrUnavailable):
+		server.WriteProblem(w, r, http.StatusServiceUnavailable, err)
 	case errors.Is(err, ErrInsufficientScope):
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q, error=\"insufficient_scope\", scope=%q", realm, scope))
 		server.WriteProblem(w, r, http.StatusForbidden, err)

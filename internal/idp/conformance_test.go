@@ -517,3 +517,39 @@ func TestAccessTokenAudience(t *testing.T) {
 		t.Fatalf("aud of a login's token: %v", a)
 	}
 }
+
+// Two redemptions of one code at the same moment (two replicas): one gets the tokens, the
+// other invalid_grant — never the 500 fosite gives when the code is invalidated under it.
+func TestCodeRedeemRace(t *testing.T) {
+	f := newFixture(t)
+	secret := f.register(t, ClientSpec{ID: "tax", RedirectURIs: []string{rpCallback}})
+	f.citizen(t, false)
+	b := idptest.New(t, f.srv.URL)
+	for i := 0; i < 10; i++ {
+		u, verifier := f.authCodeURL("state-12345678", nil)
+		var cb *url.URL
+		if i == 0 {
+			cb = b.Login(u, rpCallback, "1234567890", "correct horse battery", "")
+		} else {
+			cb = b.Get(u).URL // single sign-on
+		}
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {cb.Query().Get("code")}, "redirect_uri": {rpCallback}, "code_verifier": {verifier}}
+		codes := make(chan int, 2)
+		errs := make(chan any, 2)
+		start := make(chan struct{})
+		for j := 0; j < 2; j++ {
+			go func() {
+				<-start
+				code, body := postForm(t, f.srv.URL+"/oauth2/token", form, "tax", secret)
+				codes <- code
+				errs <- body["error"]
+			}()
+		}
+		close(start)
+		c1, c2 := <-codes, <-codes
+		e1, e2 := <-errs, <-errs
+		if c1+c2 != 600 || (e1 != "invalid_grant" && e2 != "invalid_grant") {
+			t.Fatalf("round %d: %d %v and %d %v, want one 200 and one 400 invalid_grant", i, c1, e1, c2, e2)
+		}
+	}
+}

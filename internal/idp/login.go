@@ -146,15 +146,26 @@ func (g *Pages) par(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		g.p.oauthError(ctx, "pushed authorization request refused", err)
-		g.p.oauth.WritePushedAuthorizeError(ctx, w, ar, err)
+		g.writePARError(ctx, w, ar, err)
 		return
 	}
 	resp, err := g.p.oauth.NewPushedAuthorizeResponse(ctx, ar, newSession())
 	if err != nil {
-		g.p.oauth.WritePushedAuthorizeError(ctx, w, ar, err)
+		g.p.oauthError(ctx, "pushed authorization request not stored", err)
+		g.writePARError(ctx, w, ar, err)
 		return
 	}
 	g.p.oauth.WritePushedAuthorizeResponse(ctx, w, ar, resp)
+}
+
+// writePARError answers a refused pushed request; a store that is down is 503 with Retry-After.
+func (g *Pages) writePARError(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, err error) {
+	var rfc *fosite.RFC6749Error
+	if isUnavailable(err) || (errors.As(err, &rfc) && rfc.CodeField == http.StatusServiceUnavailable) {
+		writeOAuthError(w, err)
+		return
+	}
+	g.p.oauth.WritePushedAuthorizeError(ctx, w, ar, err)
 }
 
 // checkPKCE requires an S256 code challenge of every client (fosite would check it only when
@@ -173,6 +184,11 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 	jarErr := g.p.requestObject(r, false)
 	optionalState(r)
 	ar, err := g.p.oauth.NewAuthorizeRequest(ctx, r)
+	if isUnavailable(err) || isUnavailable(jarErr) {
+		// The client could not be read: the redirect URI is unknown, so the page says so.
+		g.unavailable(w, r, errors.Join(err, jarErr))
+		return
+	}
 	if jarErr != nil && (err == nil || ar.IsRedirectURIValid()) {
 		err = jarErr // sent back to the client when its redirect URI is known good
 	}
@@ -900,6 +916,7 @@ func (g *Pages) fail(w http.ResponseWriter, r *http.Request, status int, msg str
 
 func (g *Pages) unavailable(w http.ResponseWriter, r *http.Request, err error) {
 	g.p.log.ErrorContext(r.Context(), "login page", "err", err)
+	w.Header().Set("Retry-After", "5")
 	g.fail(w, r, http.StatusServiceUnavailable, "error.unavailable")
 }
 

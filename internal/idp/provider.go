@@ -246,8 +246,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	sess := newSession()
 	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
 	if err != nil {
-		p.oauthError(ctx, "token request refused", err)
-		p.oauth.WriteAccessError(ctx, w, ar, err)
+		p.writeTokenError(w, r, ar, "token request refused", err)
 		return
 	}
 	ctx = hsm.WithActor(ctx, "client:"+ar.GetClient().GetID())
@@ -265,14 +264,12 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		err = narrowAudience(ar, r.PostForm["resource"])
 	}
 	if err != nil {
-		p.oauthError(ctx, "token request refused", err)
-		p.oauth.WriteAccessError(ctx, w, ar, err)
+		p.writeTokenError(w, r, ar, "token request refused", err)
 		return
 	}
 	resp, err := p.oauth.NewAccessResponse(ctx, ar)
 	if err != nil {
-		p.oauthError(ctx, "token not issued", err)
-		p.oauth.WriteAccessError(ctx, w, ar, err)
+		p.writeTokenError(w, r, ar, "token not issued", err)
 		return
 	}
 	if s, ok := ar.GetSession().(*Session); ok && s.Credential != nil {
@@ -280,6 +277,24 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		resp.SetExtra("authorization_details", []*CredentialAuthorization{s.Credential})
 	}
 	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// writeTokenError answers a refused token request. Two failures fosite reports as server_error
+// are not the server's: a store that cannot answer is 503 temporarily_unavailable (the client
+// retries; its credentials are fine), and a code that another replica redeemed a moment before
+// is invalid_grant, as a code used twice is.
+func (p *Provider) writeTokenError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, msg string, err error) {
+	ctx := r.Context()
+	switch {
+	case errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
+		err = fosite.ErrInvalidGrant.WithHint("The authorization code was already used.")
+	case isUnavailable(err):
+		p.oauthError(ctx, msg, err)
+		writeOAuthError(w, err)
+		return
+	}
+	p.oauthError(ctx, msg, err)
+	p.oauth.WriteAccessError(ctx, w, ar, err)
 }
 
 // revoke is the revocation endpoint (RFC 7009): the client authenticates as at the token
@@ -374,6 +389,12 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 	tok := fosite.AccessTokenFromRequest(r)
 	sess := newSession()
 	_, ar, err := p.oauth.IntrospectToken(ctx, tok, fosite.AccessToken, sess)
+	if err != nil && isUnavailable(err) {
+		p.log.ErrorContext(ctx, "userinfo", "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+		return
+	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
@@ -387,6 +408,7 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 	claims, err := p.claims(ctx, sess, ar.GetGrantedScopes())
 	if err != nil {
 		p.log.ErrorContext(ctx, "userinfo", "err", err)
+		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
 		return
 	}

@@ -52,5 +52,8 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, status int, err error)
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "5") // a dependency is down: try again soon, not elsewhere
+	}
 	writeJSON(w, status, p)
 }
