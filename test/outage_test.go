@@ -80,9 +80,11 @@ func TestIdPOutages(t *testing.T) {
 	unavailable := func(stage string, at string) {
 		t.Helper()
 		for name, c := range map[string]func() (int, http.Header, map[string]any){
-			"token":         token,
-			"admin API":     func() (int, http.Header, map[string]any) { return call("GET", "/api/v1/admin/clients", nil, at) },
-			"introspection": func() (int, http.Header, map[string]any) { return call("POST", "/oauth2/introspect", url.Values{"token": {at}}, "") },
+			"token":     token,
+			"admin API": func() (int, http.Header, map[string]any) { return call("GET", "/api/v1/admin/clients", nil, at) },
+			"introspection": func() (int, http.Header, map[string]any) {
+				return call("POST", "/oauth2/introspect", url.Values{"token": {at}}, "")
+			},
 		} {
 			code, h, body := c()
 			if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
