@@ -90,6 +90,7 @@ func clientsCmd(g *globals) *cobra.Command {
 	f.BoolVar(&spec.Introspection, "introspection", false, "may introspect other clients' tokens (a resource server, RFC 7662)")
 	f.StringVar(&spec.IDTokenAlg, "id-token-alg", "", "id_token_signed_response_alg: ES256 (default) or RS256")
 	f.StringVar(&spec.RequestObjectAlg, "request-object-alg", "", "the only JWS algorithm of its request objects (RFC 9101)")
+	f.StringVar(&spec.DPoP, "dpop", "", "required: every access token DPoP-bound (RFC 9449)")
 	outputFlag(create, "table")
 
 	list := &cobra.Command{

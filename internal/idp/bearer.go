@@ -41,14 +41,21 @@ var (
 // Bearer checks the request's bearer access token, issued by this provider, active and granted
 // scope, and says whom it speaks for. Vula's own APIs (sealing, signing) call it in process.
 func (p *Provider) Bearer(r *http.Request, scope string) (Caller, error) {
-	tok := fosite.AccessTokenFromRequest(r)
+	scheme, tok := accessToken(r)
 	if tok == "" {
 		return Caller{}, ErrNoToken
 	}
-	_, ar, err := p.oauth.IntrospectToken(r.Context(), tok, fosite.AccessToken, newSession())
+	sess := newSession()
+	_, ar, err := p.oauth.IntrospectToken(r.Context(), tok, fosite.AccessToken, sess)
+	if err == nil {
+		err = p.checkBinding(r, scheme, tok, sess)
+	}
 	if err != nil && isUnavailable(err) {
 		// The store cannot say: an outage, not a bad token (503, not 401).
 		return Caller{}, fmt.Errorf("%w: checking the access token", store.ErrUnavailable)
+	}
+	if errors.Is(err, ErrDPoPProof) {
+		return Caller{}, err
 	}
 	if err != nil {
 		return Caller{}, ErrTokenInvalid
@@ -80,6 +87,9 @@ func WriteBearerError(w http.ResponseWriter, r *http.Request, realm, scope strin
 		server.WriteProblem(w, r, http.StatusUnauthorized, err)
 	case errors.Is(err, store.ErrUnavailable):
 		server.WriteProblem(w, r, http.StatusServiceUnavailable, err)
+	case errors.Is(err, ErrDPoPProof):
+		w.Header().Set("WWW-Authenticate", dpopChallenge("invalid_dpop_proof"))
+		server.WriteProblem(w, r, http.StatusUnauthorized, err)
 	case errors.Is(err, ErrInsufficientScope):
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q, error=\"insufficient_scope\", scope=%q", realm, scope))
 		server.WriteProblem(w, r, http.StatusForbidden, err)

@@ -26,6 +26,9 @@ const (
 	AuthNone          = "none" // a public client (PKCE is required of every client anyway)
 )
 
+// DPoPRequired is the client policy under which every access token is DPoP-bound.
+const DPoPRequired = "required"
+
 // The eIDAS levels of assurance.
 const (
 	LoALow         = "http://eidas.europa.eu/LoA/low"
@@ -86,6 +89,8 @@ type ClientSpec struct {
 	IDTokenAlg string
 	// RequestObjectAlg pins the JWS algorithm of the client's request objects (RFC 9101).
 	RequestObjectAlg string
+	// DPoP is "required" for a client whose access tokens must all be DPoP-bound (RFC 9449).
+	DPoP string
 }
 
 // Scopes the provider knows.
@@ -140,11 +145,15 @@ func NewClient(spec ClientSpec) (store.Client, string, error) {
 	if spec.RequestObjectAlg != "" && !slices.Contains(requestObjectAlgs, spec.RequestObjectAlg) {
 		return bad("request_object_signing_alg %q: want one of %s", spec.RequestObjectAlg, strings.Join(requestObjectAlgs, ", "))
 	}
+	if spec.DPoP != "" && spec.DPoP != DPoPRequired {
+		return bad("dpop %q: want %q or nothing", spec.DPoP, DPoPRequired)
+	}
 	rec := store.Client{ID: spec.ID, Name: spec.Name, RedirectURIs: spec.RedirectURIs, PostLogoutRedirectURIs: spec.PostLogoutRedirectURIs,
 		GrantTypes: spec.GrantTypes, ResponseTypes: []string{"code"}, Scopes: spec.Scopes, TokenEndpointAuthMethod: spec.AuthMethod,
 		JWKSURI: spec.JWKSURI, RequirePAR: spec.RequirePAR, AllowedACR: spec.AllowedACR, SectorIdentifier: spec.SectorIdentifier,
 		OrganizationID: spec.OrganizationID,
-		Policy:         store.ClientPolicy{Introspection: spec.Introspection, IDTokenAlg: spec.IDTokenAlg, RequestObjectAlg: spec.RequestObjectAlg}}
+		Policy:         store.ClientPolicy{Introspection: spec.Introspection, IDTokenAlg: spec.IDTokenAlg, RequestObjectAlg: spec.RequestObjectAlg,
+			DPoP: spec.DPoP}}
 	if !code {
 		rec.ResponseTypes = []string{}
 	}

@@ -130,6 +130,11 @@ func errUnmet(hint string) *fosite.RFC6749Error {
 func (g *Pages) par(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	jarErr := g.p.requestObject(r, true)
+	if err := g.p.parProof(w, r); err != nil {
+		g.p.oauthError(ctx, "pushed authorization request refused", err)
+		writeOAuthError(w, err)
+		return
+	}
 	optionalState(r)
 	ar, err := g.p.oauth.NewPushedAuthorizeRequest(ctx, r)
 	if jarErr != nil && !errors.Is(err, fosite.ErrInvalidClient) {
@@ -143,6 +148,9 @@ func (g *Pages) par(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil {
 		_, err = maxAgeOf(ar)
+	}
+	if err == nil {
+		err = checkDPoPJKT(ar)
 	}
 	if err != nil {
 		g.p.oauthError(ctx, "pushed authorization request refused", err)
@@ -221,6 +229,9 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 	var maxAge time.Duration
 	if err == nil {
 		maxAge, err = maxAgeOf(ar)
+	}
+	if err == nil {
+		err = checkDPoPJKT(ar)
 	}
 	if err != nil {
 		g.p.oauthError(ctx, "authorization request refused", err)
@@ -687,6 +698,7 @@ func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, ar fosite
 	}
 	sess := newSession()
 	sess.Person, sess.Subject = f.Subject, sub
+	sess.CodeJKT = ar.GetRequestForm().Get("dpop_jkt")
 	acr := acrOf(f.AMR)
 	// auth_time has whole seconds, so the request time fosite compares it with for prompt=login
 	// must too: a login in the request's own second is fresh.

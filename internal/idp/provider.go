@@ -61,6 +61,10 @@ type Provider struct {
 	creds CredentialAuthorizer // nil: no credential authorization through OAuth
 	// jwksFetcher reads the keys of clients registered with a jwks_uri.
 	jwksFetcher fosite.JWKSFetcherStrategy
+	// codes names where an authorization code's state is kept.
+	codes interface {
+		AuthorizeCodeSignature(ctx context.Context, token string) string
+	}
 }
 
 // parPrefix begins every request_uri the PAR endpoint returns (RFC 9126 §2.2).
@@ -136,8 +140,10 @@ func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, ep
 	fc.ClientAuthenticationStrategy = p.authenticateClient
 	p.st = &storage{clients: db, eph: eph, cfg: fc, now: now}
 	p.st.audience = p.Resources()
+	hmacs := compose.NewOAuth2HMACStrategy(fc)
+	p.codes = hmacs
 	strategy := &compose.CommonStrategy{
-		CoreStrategy:               &oauth2.DefaultJWTStrategy{Signer: tk, HMACSHAStrategy: compose.NewOAuth2HMACStrategy(fc), Config: fc},
+		CoreStrategy:               &oauth2.DefaultJWTStrategy{Signer: tk, HMACSHAStrategy: hmacs, Config: fc},
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: tk, Config: fc},
 		Signer:                     tk,
 	}
@@ -197,6 +203,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"introspection_endpoint_auth_signing_alg_values_supported": assertionAlgs,
 		"revocation_endpoint_auth_signing_alg_values_supported":    assertionAlgs,
 		"code_challenge_methods_supported":                         []string{"S256"},
+		"dpop_signing_alg_values_supported":                        dpopAlgs,
 		"scopes_supported":                                         knownScopes,
 		"authorization_details_types_supported":                    p.detailsTypes(),
 		"claims_supported": []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr",
@@ -240,9 +247,20 @@ func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, set)
 }
 
-// token is the token endpoint: code, refresh_token and client_credentials grants.
+// token is the token endpoint: code, refresh_token and client_credentials grants. A DPoP
+// proof binds the access token (and a public client's refresh token) to its key.
 func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	w.Header().Set("DPoP-Nonce", p.nonce())
+	pr, err := p.proof(ctx, r, dpopCheck{method: http.MethodPost, url: p.cfg.Issuer + "/oauth2/token", nonce: true})
+	if err != nil {
+		p.writeTokenError(w, r, nil, "token request refused", err)
+		return
+	}
+	if err := p.codeBinding(ctx, r, pr); err != nil {
+		p.writeTokenError(w, r, nil, "token request refused", err)
+		return
+	}
 	sess := newSession()
 	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
 	if err != nil {
@@ -263,6 +281,9 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	} else {
 		err = narrowAudience(ar, r.PostForm["resource"])
 	}
+	if err == nil {
+		err = p.bindToken(ar, pr)
+	}
 	if err != nil {
 		p.writeTokenError(w, r, ar, "token request refused", err)
 		return
@@ -272,11 +293,66 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		p.writeTokenError(w, r, ar, "token not issued", err)
 		return
 	}
+	if pr != nil {
+		resp.SetTokenType(dpopScheme)
+	}
 	if s, ok := ar.GetSession().(*Session); ok && s.Credential != nil {
 		// RFC 9396 §7: the token response says what the token authorizes.
 		resp.SetExtra("authorization_details", []*CredentialAuthorization{s.Credential})
 	}
 	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// bindToken applies RFC 9449 to a token request: a code bound by dpop_jkt is redeemed only with
+// that key, a client whose policy requires DPoP must send a proof, a public client's refresh
+// token is redeemed only with the key it is bound to; the new access token is bound to the
+// proof's key, or to none without a proof.
+func (p *Provider) bindToken(ar fosite.AccessRequester, pr *dpopProof) error {
+	sess, ok := ar.GetSession().(*Session)
+	if !ok {
+		return errors.New("idp: unexpected session type")
+	}
+	c := recordOf(ar.GetClient())
+	has := func(jkt string) bool { return pr != nil && pr.JKT == jkt }
+	switch {
+	case ar.GetGrantTypes().ExactOne("authorization_code") && sess.CodeJKT != "" && !has(sess.CodeJKT):
+		return errDPoP(codeBoundHint)
+	case ar.GetGrantTypes().ExactOne("refresh_token") && c.TokenEndpointAuthMethod == AuthNone && sess.DPoPJKT != "" && !has(sess.DPoPJKT):
+		return errDPoP("This refresh token is bound to a DPoP key: a proof by that key must redeem it.")
+	case c.Policy.DPoP == DPoPRequired && pr == nil:
+		return errDPoP("This client's tokens must be DPoP-bound: send a DPoP proof.")
+	}
+	sess.bind(pr)
+	return nil
+}
+
+const codeBoundHint = "The authorization request named a DPoP key (dpop_jkt): a proof by that key must redeem the code."
+
+// codeBinding refuses, before fosite spends the code and its PKCE state, a code redemption
+// without a proof by the key the authorization request named; bindToken checks it again.
+func (p *Provider) codeBinding(ctx context.Context, r *http.Request, pr *dpopProof) error {
+	if r.ParseForm() != nil || r.PostForm.Get("grant_type") != "authorization_code" || r.PostForm.Get("code") == "" {
+		return nil
+	}
+	sess := newSession()
+	if _, err := p.st.GetAuthorizeCodeSession(ctx, p.codes.AuthorizeCodeSignature(ctx, r.PostForm.Get("code")), sess); err != nil {
+		return nil // fosite answers an unknown or used code
+	}
+	if sess.CodeJKT != "" && (pr == nil || pr.JKT != sess.CodeJKT) {
+		return errDPoP(codeBoundHint)
+	}
+	return nil
+}
+
+// recordOf is the stored registration of a fosite client of this provider.
+func recordOf(c fosite.Client) store.Client {
+	switch c := c.(type) {
+	case *client:
+		return c.rec
+	case noRefresh:
+		return c.rec
+	}
+	return store.Client{}
 }
 
 // writeTokenError answers a refused token request. Two failures fosite reports as server_error
@@ -285,6 +361,12 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 // is invalid_grant, as a code used twice is.
 func (p *Provider) writeTokenError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, msg string, err error) {
 	ctx := r.Context()
+	var rfc *fosite.RFC6749Error
+	if ar == nil || (errors.As(err, &rfc) && strings.Contains(rfc.ErrorField, "dpop")) {
+		p.oauthError(ctx, msg, err)
+		writeOAuthError(w, err)
+		return
+	}
 	switch {
 	case errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
 		err = fosite.ErrInvalidGrant.WithHint("The authorization code was already used.")
@@ -354,7 +436,7 @@ func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := &fosite.IntrospectionResponse{Active: true, AccessRequester: ar, TokenUse: tu}
 	if tu == fosite.AccessToken {
-		resp.AccessTokenType = fosite.BearerAccessToken
+		resp.AccessTokenType = fosite.BearerAccessToken // fosite writes no token_type; a bound token's comes from the session
 	}
 	p.oauth.WriteIntrospectionResponse(ctx, w, resp)
 }
@@ -386,13 +468,21 @@ func writeOAuthError(w http.ResponseWriter, err error) {
 // userinfo returns the claims the access token's scopes allow, for its subject.
 func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	tok := fosite.AccessTokenFromRequest(r)
+	scheme, tok := accessToken(r)
 	sess := newSession()
 	_, ar, err := p.oauth.IntrospectToken(ctx, tok, fosite.AccessToken, sess)
+	if err == nil {
+		err = p.checkBinding(r, scheme, tok, sess)
+	}
 	if err != nil && isUnavailable(err) {
 		p.log.ErrorContext(ctx, "userinfo", "err", err)
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+		return
+	}
+	if errors.Is(err, ErrDPoPProof) {
+		w.Header().Set("WWW-Authenticate", dpopChallenge("invalid_dpop_proof"))
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_dpop_proof"})
 		return
 	}
 	if err != nil {

@@ -23,6 +23,10 @@ type Session struct {
 	// AuthorizationSeq the audit sequence number of its authorization event.
 	Credential       *CredentialAuthorization `json:"credential,omitempty"`
 	AuthorizationSeq int64                    `json:"authorization_seq,omitempty"`
+	// DPoPJKT is the thumbprint of the key the tokens are bound to (RFC 9449), CodeJKT the one
+	// the authorization request named (dpop_jkt), which must redeem the code.
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
+	CodeJKT string `json:"code_jkt,omitempty"`
 }
 
 var (
@@ -70,10 +74,29 @@ func minTime(a, b time.Time) time.Time {
 // GetExtraClaims are what token introspection adds to its answer: a credential token's
 // authorization_details (RFC 9396 §9.2).
 func (s *Session) GetExtraClaims() map[string]any {
-	if s.Credential == nil {
-		return nil
+	out := map[string]any{}
+	if s.Credential != nil {
+		out["authorization_details"] = []*CredentialAuthorization{s.Credential}
 	}
-	return map[string]any{"authorization_details": []*CredentialAuthorization{s.Credential}}
+	if s.DPoPJKT != "" {
+		out["cnf"] = map[string]string{"jkt": s.DPoPJKT} // RFC 9449 §6.2
+		out["token_type"] = dpopScheme
+	}
+	return out
+}
+
+// bind binds the access token to the proof's key, or unbinds it without one.
+func (s *Session) bind(pr *dpopProof) {
+	if s.JWTClaims.Extra == nil {
+		s.JWTClaims.Extra = map[string]any{}
+	}
+	if pr == nil {
+		s.DPoPJKT = ""
+		delete(s.JWTClaims.Extra, "cnf")
+		return
+	}
+	s.DPoPJKT = pr.JKT
+	s.JWTClaims.Extra["cnf"] = map[string]string{"jkt": pr.JKT}
 }
 
 var _ fosite.ExtraClaimsSession = (*Session)(nil)

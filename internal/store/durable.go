@@ -62,6 +62,9 @@ type ClientPolicy struct {
 	IDTokenAlg string `json:"id_token_alg,omitempty"`
 	// RequestObjectAlg, when set, is the only JWS algorithm its request objects may use.
 	RequestObjectAlg string `json:"request_object_alg,omitempty"`
+	// DPoP is "required" when every access token must be DPoP-bound (RFC 9449); "" lets the
+	// client choose by sending a proof or not.
+	DPoP string `json:"dpop,omitempty"`
 }
 
 // Clients keeps relying-party clients.
