@@ -91,6 +91,7 @@ func clientsCmd(g *globals) *cobra.Command {
 	f.StringVar(&spec.IDTokenAlg, "id-token-alg", "", "id_token_signed_response_alg: ES256 (default) or RS256")
 	f.StringVar(&spec.RequestObjectAlg, "request-object-alg", "", "the only JWS algorithm of its request objects (RFC 9101)")
 	f.StringVar(&spec.DPoP, "dpop", "", "required: every access token DPoP-bound (RFC 9449)")
+	f.StringVar(&spec.Profile, "profile", "", "fapi2: the FAPI 2.0 Security Profile (private_key_jwt, PAR, DPoP)")
 	outputFlag(create, "table")
 
 	list := &cobra.Command{

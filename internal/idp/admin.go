@@ -85,6 +85,7 @@ type ClientView struct {
 	IDTokenAlg             string    `json:"id_token_signed_response_alg,omitempty"`
 	RequestObjectAlg       string    `json:"request_object_signing_alg,omitempty"`
 	DPoP                   string    `json:"dpop,omitempty"`
+	Profile                string    `json:"profile,omitempty"`
 	Created                time.Time `json:"created"`
 	Secret                 string    `json:"client_secret,omitempty"` // only in the answer to a create
 }
@@ -94,7 +95,7 @@ func ViewClient(c store.Client) ClientView {
 	v := ClientView{ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
 		GrantTypes: c.GrantTypes, Scopes: c.Scopes, AuthMethod: c.TokenEndpointAuthMethod, JWKSURI: c.JWKSURI,
 		RequirePAR: c.RequirePAR, AllowedACR: c.AllowedACR, SectorIdentifier: c.SectorIdentifier, OrganizationID: c.OrganizationID, Created: c.Created,
-		Introspection: c.Policy.Introspection, IDTokenAlg: c.Policy.IDTokenAlg, RequestObjectAlg: c.Policy.RequestObjectAlg, DPoP: c.Policy.DPoP}
+		Introspection: c.Policy.Introspection, IDTokenAlg: c.Policy.IDTokenAlg, RequestObjectAlg: c.Policy.RequestObjectAlg, DPoP: c.Policy.DPoP, Profile: c.Policy.Profile}
 	if len(c.JWKS) > 0 {
 		v.JWKS = json.RawMessage(c.JWKS)
 	}
@@ -123,7 +124,7 @@ func (a *Admin) createClient(w http.ResponseWriter, r *http.Request) {
 	spec := ClientSpec{ID: in.ID, Name: in.Name, RedirectURIs: in.RedirectURIs, PostLogoutRedirectURIs: in.PostLogoutRedirectURIs,
 		GrantTypes: in.GrantTypes, Scopes: in.Scopes, AuthMethod: in.AuthMethod, JWKSURI: in.JWKSURI, RequirePAR: in.RequirePAR,
 		AllowedACR: in.AllowedACR, SectorIdentifier: in.SectorIdentifier, OrganizationID: in.OrganizationID,
-		Introspection: in.Introspection, IDTokenAlg: in.IDTokenAlg, RequestObjectAlg: in.RequestObjectAlg, DPoP: in.DPoP}
+		Introspection: in.Introspection, IDTokenAlg: in.IDTokenAlg, RequestObjectAlg: in.RequestObjectAlg, DPoP: in.DPoP, Profile: in.Profile}
 	if in.JWKS != nil {
 		spec.JWKS, _ = json.Marshal(in.JWKS)
 	}

@@ -91,7 +91,14 @@ type ClientSpec struct {
 	RequestObjectAlg string
 	// DPoP is "required" for a client whose access tokens must all be DPoP-bound (RFC 9449).
 	DPoP string
+	// Profile "fapi2" holds the client to the FAPI 2.0 Security Profile: private_key_jwt, PAR,
+	// DPoP-bound tokens (PKCE S256, iss in responses and header-only tokens hold for every
+	// client).
+	Profile string
 }
+
+// ProfileFAPI2 is the FAPI 2.0 Security Profile.
+const ProfileFAPI2 = "fapi2"
 
 // Scopes the provider knows.
 var knownScopes = []string{"openid", "profile", "personal_number", "offline_access", "admin", "seal", "sign", "service", CredentialScope}
@@ -145,6 +152,16 @@ func NewClient(spec ClientSpec) (store.Client, string, error) {
 	if spec.RequestObjectAlg != "" && !slices.Contains(requestObjectAlgs, spec.RequestObjectAlg) {
 		return bad("request_object_signing_alg %q: want one of %s", spec.RequestObjectAlg, strings.Join(requestObjectAlgs, ", "))
 	}
+	switch spec.Profile {
+	case "":
+	case ProfileFAPI2:
+		if spec.AuthMethod != AuthPrivateKeyJWT {
+			return bad("profile fapi2 needs private_key_jwt client authentication (FAPI 2.0 §5.3.2.1; mTLS is not offered)")
+		}
+		spec.RequirePAR, spec.DPoP = true, DPoPRequired
+	default:
+		return bad("profile %q: want %q or nothing", spec.Profile, ProfileFAPI2)
+	}
 	if spec.DPoP != "" && spec.DPoP != DPoPRequired {
 		return bad("dpop %q: want %q or nothing", spec.DPoP, DPoPRequired)
 	}
@@ -152,8 +169,8 @@ func NewClient(spec ClientSpec) (store.Client, string, error) {
 		GrantTypes: spec.GrantTypes, ResponseTypes: []string{"code"}, Scopes: spec.Scopes, TokenEndpointAuthMethod: spec.AuthMethod,
 		JWKSURI: spec.JWKSURI, RequirePAR: spec.RequirePAR, AllowedACR: spec.AllowedACR, SectorIdentifier: spec.SectorIdentifier,
 		OrganizationID: spec.OrganizationID,
-		Policy:         store.ClientPolicy{Introspection: spec.Introspection, IDTokenAlg: spec.IDTokenAlg, RequestObjectAlg: spec.RequestObjectAlg,
-			DPoP: spec.DPoP}}
+		Policy: store.ClientPolicy{Introspection: spec.Introspection, IDTokenAlg: spec.IDTokenAlg, RequestObjectAlg: spec.RequestObjectAlg,
+			DPoP: spec.DPoP, Profile: spec.Profile}}
 	if !code {
 		rec.ResponseTypes = []string{}
 	}

@@ -199,3 +199,69 @@ func TestDPoP(t *testing.T) {
 		t.Fatalf("discovery: %v", meta["dpop_signing_alg_values_supported"])
 	}
 }
+
+// The FAPI 2.0 Security Profile as one client setting: private_key_jwt only, PAR required,
+// PKCE S256, DPoP-bound tokens, iss in the response; a front-channel request, a request without
+// PKCE or for response_type token, and a token request without a proof are refused.
+func TestFAPI2Profile(t *testing.T) {
+	if _, _, err := NewClient(ClientSpec{ID: "x", RedirectURIs: []string{rpCallback}, Profile: ProfileFAPI2}); err == nil {
+		t.Fatal("a fapi2 client with client_secret_basic was accepted")
+	}
+	f := newFixture(t)
+	iss := f.srv.URL
+	pk := newPKJWTClient(t, f, ClientSpec{ID: "ministry", RedirectURIs: []string{rpCallback}, Profile: ProfileFAPI2})
+	rec, _ := f.db.Client(t.Context(), "ministry")
+	if !rec.RequirePAR || rec.Policy.DPoP != DPoPRequired || rec.Policy.Profile != ProfileFAPI2 {
+		t.Fatalf("fapi2 client: %+v", rec)
+	}
+	f.citizen(t, false)
+	key := newDPoPKey()
+	verifier := oauth2.GenerateVerifier()
+	req := url.Values{"client_id": {"ministry"}, "response_type": {"code"}, "redirect_uri": {rpCallback}, "scope": {"openid"},
+		"code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"}, "state": {"state-12345678"}}
+	auth := func() string { return pk.assertion(josejwt.Claims{Audience: josejwt.Audience{iss}, Expiry: inAMinute()}) }
+
+	// Front channel: refused.
+	r := idptest.New(t, iss).Get(iss + "/oauth2/auth?" + req.Encode())
+	if r.Status != http.StatusSeeOther || r.URL.Query().Get("error") != "invalid_request" {
+		t.Fatalf("front-channel request of a fapi2 client: %d %s", r.Status, r.URL)
+	}
+	parURL := iss + "/oauth2/par"
+	_, h, _ := send(t, "POST", parURL, pk.form(req, auth()), map[string]string{"DPoP": key.proof("POST", parURL, "", "")}, "", "")
+	nonce := h.Get("DPoP-Nonce")
+	bad := func(name string, edit func(url.Values)) {
+		q := url.Values{}
+		for k, v := range req {
+			q[k] = v
+		}
+		edit(q)
+		if code, _, body := send(t, "POST", parURL, pk.form(q, auth()), nil, "", ""); code != 400 {
+			t.Errorf("PAR %s: %d %v", name, code, body)
+		}
+	}
+	bad("without PKCE", func(q url.Values) { q.Del("code_challenge"); q.Del("code_challenge_method") })
+	bad("with plain PKCE", func(q url.Values) { q.Set("code_challenge_method", "plain") })
+	bad("response_type token", func(q url.Values) { q.Set("response_type", "token") })
+
+	code, _, body := send(t, "POST", parURL, pk.form(req, auth()), map[string]string{"DPoP": key.proof("POST", parURL, nonce, "")}, "", "")
+	if code != 201 {
+		t.Fatalf("PAR: %d %v", code, body)
+	}
+	cb := idptest.New(t, iss).Login(iss+"/oauth2/auth?"+url.Values{"client_id": {"ministry"}, "request_uri": {body["request_uri"].(string)}}.Encode(),
+		rpCallback, "1234567890", "correct horse battery", "")
+	if cb.Query().Get("iss") != iss {
+		t.Fatalf("no iss in the response: %s", cb)
+	}
+	tokenURL := iss + "/oauth2/token"
+	redeem := func() url.Values {
+		return pk.form(url.Values{"grant_type": {"authorization_code"}, "code": {cb.Query().Get("code")}, "redirect_uri": {rpCallback},
+			"code_verifier": {verifier}}, auth())
+	}
+	if code, _, body := send(t, "POST", tokenURL, redeem(), nil, "", ""); code != 400 || body["error"] != "invalid_dpop_proof" {
+		t.Fatalf("token request without a proof: %d %v", code, body)
+	}
+	code, _, body = send(t, "POST", tokenURL, redeem(), map[string]string{"DPoP": key.proof("POST", tokenURL, nonce, "")}, "", "")
+	if code != 200 || body["token_type"] != "DPoP" || body["id_token"] == nil {
+		t.Fatalf("fapi2 token: %d %v", code, body)
+	}
+}

@@ -65,6 +65,8 @@ type ClientPolicy struct {
 	// DPoP is "required" when every access token must be DPoP-bound (RFC 9449); "" lets the
 	// client choose by sending a proof or not.
 	DPoP string `json:"dpop,omitempty"`
+	// Profile is "fapi2" for a client held to the FAPI 2.0 Security Profile.
+	Profile string `json:"profile,omitempty"`
 }
 
 // Clients keeps relying-party clients.
