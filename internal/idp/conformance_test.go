@@ -553,3 +553,63 @@ func TestCodeRedeemRace(t *testing.T) {
 		}
 	}
 }
+
+// The claims parameter (OpenID Connect Core §5.5): person claims in the ID token and from
+// userinfo without their scopes, consent asked for them, and an essential acr that cannot be
+// met refused.
+func TestClaimsParameter(t *testing.T) {
+	f := newFixture(t)
+	secret := f.register(t, ClientSpec{ID: "tax", RedirectURIs: []string{rpCallback}, Scopes: []string{"openid"}})
+	f.citizen(t, false)
+	b := idptest.New(t, f.srv.URL)
+	claims := `{"id_token":{"given_name":{"essential":true},"personal_number":null,"nickname":null},"userinfo":{"birthdate":null}}`
+	conf := oauth2.Config{ClientID: "tax", ClientSecret: secret, RedirectURL: rpCallback, Scopes: []string{"openid"},
+		Endpoint: oauth2.Endpoint{AuthURL: f.srv.URL + "/oauth2/auth", TokenURL: f.srv.URL + "/oauth2/token"}}
+	verifier, opts := newPKCE()
+	r := b.Get(conf.AuthCodeURL("state-12345678", append(opts, oauth2.SetAuthURLParam("claims", claims))...))
+	r.Form.Set("identifier", "1234567890")
+	r.Form.Set("password", "correct horse battery")
+	r = b.Post("/login", r.Form)
+	if !strings.Contains(r.Body, `name="decision"`) || !strings.Contains(r.Body, "consent.personal_number") && !strings.Contains(strings.ToLower(r.Body), "personal number") {
+		t.Fatalf("consent page for the claims asked: %d\n%s", r.Status, r.Body)
+	}
+	r.Form.Set("decision", "allow")
+	r = b.Post("/consent", r.Form)
+	tok, err := conf.Exchange(context.Background(), r.URL.Query().Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idt map[string]any
+	json.Unmarshal([]byte(decodeSeg(t, strings.Split(tok.Extra("id_token").(string), ".")[1])), &idt)
+	if idt["given_name"] != "Arta" || idt["personal_number"] != "1234567890" || idt["birthdate"] != nil || idt["nickname"] != nil {
+		t.Fatalf("ID token claims: %v", idt)
+	}
+	req, _ := http.NewRequest("GET", f.srv.URL+"/userinfo", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ui map[string]any
+	json.NewDecoder(resp.Body).Decode(&ui)
+	resp.Body.Close()
+	if ui["birthdate"] != "1990-04-12" || ui["given_name"] != nil {
+		t.Fatalf("userinfo: %v", ui)
+	}
+	// An essential acr of high: this person cannot reach it.
+	_, opts = newPKCE()
+	r = b.Get(conf.AuthCodeURL("state-12345678", append(opts, oauth2.SetAuthURLParam("prompt", "login"),
+		oauth2.SetAuthURLParam("claims", `{"id_token":{"acr":{"essential":true,"values":["`+LoAHigh+`"]}}}`))...))
+	r.Form.Set("identifier", "1234567890")
+	r.Form.Set("password", "correct horse battery")
+	r = b.Post("/login", r.Form)
+	if r.Status != http.StatusSeeOther || r.URL.Query().Get("error") != "unmet_authentication_requirements" {
+		t.Fatalf("essential acr high: %d %s", r.Status, r.URL)
+	}
+	// Not JSON: refused.
+	_, opts = newPKCE()
+	r = b.Get(conf.AuthCodeURL("state-12345678", append(opts, oauth2.SetAuthURLParam("claims", "{nope"))...))
+	if r.Status != http.StatusSeeOther || r.URL.Query().Get("error") != "invalid_request" {
+		t.Fatalf("claims not JSON: %d %s", r.Status, r.URL)
+	}
+}

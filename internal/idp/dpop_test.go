@@ -219,7 +219,9 @@ func TestFAPI2Profile(t *testing.T) {
 	verifier := oauth2.GenerateVerifier()
 	req := url.Values{"client_id": {"ministry"}, "response_type": {"code"}, "redirect_uri": {rpCallback}, "scope": {"openid"},
 		"code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"}, "state": {"state-12345678"}}
-	auth := func() string { return pk.assertion(josejwt.Claims{Audience: josejwt.Audience{iss}, Expiry: inAMinute()}) }
+	auth := func() string {
+		return pk.assertion(josejwt.Claims{Audience: josejwt.Audience{iss}, Expiry: inAMinute()})
+	}
 
 	// Front channel: refused.
 	r := idptest.New(t, iss).Get(iss + "/oauth2/auth?" + req.Encode())

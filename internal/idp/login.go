@@ -62,6 +62,8 @@ type flow struct {
 	// LoginHint the identifier login_hint suggested.
 	Lang      string `json:"lang,omitempty"`
 	LoginHint string `json:"login_hint,omitempty"`
+	// Asked are the person claims the claims parameter asked for.
+	Asked requestedClaims `json:"asked,omitempty"`
 	// Credential is the credential authorization asked (checked syntax; the credential is
 	// checked once the person is known).
 	Credential *CredentialAuthorization `json:"credential,omitempty"`
@@ -206,7 +208,11 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := ar.GetClient().(*client)
-	required, err := requiredLevel(ar, c.rec)
+	asked, err := parseClaims(ar)
+	required := ""
+	if err == nil {
+		required, err = requiredLevel(ar, c.rec, asked)
+	}
 	if err == nil {
 		err = checkPKCE(ar)
 	}
@@ -240,7 +246,12 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	form := ar.GetRequestForm()
 	f := &flow{ID: randomID(), CSRF: randomID(), Client: c.GetID(), Required: required, Scopes: ar.GetRequestedScopes(), Credential: cred,
-		Lang: uiLocale(form.Get("ui_locales")), LoginHint: loginHint(form.Get("login_hint"))}
+		Lang: uiLocale(form.Get("ui_locales")), LoginHint: loginHint(form.Get("login_hint")), Asked: asked.persons()}
+	for _, s := range f.Asked.consentScopes() {
+		if !slices.Contains(f.Scopes, s) {
+			f.Scopes = append(f.Scopes, s) // consent covers the claims asked as well as the scopes
+		}
+	}
 	prompt := strings.Fields(form.Get("prompt"))
 	if s, ok := g.sso(r); ok && cred == nil && !slices.Contains(prompt, "login") && levelOf(s.ACR) >= levelOf(required) && g.youngEnough(s, maxAge) {
 		f.Subject, f.AMR, f.AuthTime = s.Subject, s.AMR, s.AuthTime
@@ -355,8 +366,11 @@ func (w issRedirect) WriteHeader(code int) {
 // requiredLevel is the lowest level the request's acr_values accept (the person may reach any
 // of them); low when it asks for none. Levels the client may not ask for are ignored; when
 // nothing is left, the request cannot be met.
-func requiredLevel(ar fosite.AuthorizeRequester, c store.Client) (string, error) {
+func requiredLevel(ar fosite.AuthorizeRequester, c store.Client, claims *claimsRequest) (string, error) {
 	asked := strings.Fields(ar.GetRequestForm().Get("acr_values"))
+	if len(asked) == 0 {
+		asked = claims.acrValues() // acr asked through the claims parameter (§5.5.1.1)
+	}
 	if len(asked) == 0 {
 		return LoALow, nil
 	}
@@ -699,11 +713,20 @@ func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, ar fosite
 	sess := newSession()
 	sess.Person, sess.Subject = f.Subject, sub
 	sess.CodeJKT = ar.GetRequestForm().Get("dpop_jkt")
+	sess.Asked = f.Asked
 	acr := acrOf(f.AMR)
 	// auth_time has whole seconds, so the request time fosite compares it with for prompt=login
 	// must too: a login in the request's own second is fresh.
 	sess.Claims = &jwt.IDTokenClaims{Subject: sub, AuthTime: f.AuthTime, RequestedAt: ar.GetRequestedAt().UTC().Truncate(time.Second),
 		AuthenticationContextClassReference: acr, AuthenticationMethodsReferences: f.AMR, Extra: map[string]any{}}
+	if len(f.Asked.IDToken) > 0 {
+		p, err := g.p.db.Person(ctx, f.Subject)
+		if err != nil {
+			g.unavailable(w, r, err)
+			return
+		}
+		addIDTokenClaims(sess.Claims, p, f.Asked.IDToken)
+	}
 	if c.rec.Policy.IDTokenAlg == "RS256" {
 		sess.DefaultSession.Headers.Add(algHeader, "RS256") // tokenKeys.Generate signs it with an RSA key
 	}

@@ -213,7 +213,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"request_parameter_supported":                    true,
 		"request_object_signing_alg_values_supported":    requestObjectAlgs,
 		"request_uri_parameter_supported":                false,
-		"claims_parameter_supported":                     false,
+		"claims_parameter_supported":                     true,
 		"require_pushed_authorization_requests":          false,
 		"authorization_response_iss_parameter_supported": true,
 	})
@@ -524,6 +524,11 @@ func (p *Provider) claims(ctx context.Context, sess *Session, scopes fosite.Argu
 	}
 	if scopes.Has("personal_number") {
 		out["personal_number"] = pr.PersonalNumber
+	}
+	for _, n := range sess.Asked.UserInfo {
+		if v := personClaim(pr, n); v != "" {
+			out[n] = v
+		}
 	}
 	return out, nil
 }

@@ -27,6 +27,8 @@ type Session struct {
 	// the authorization request named (dpop_jkt), which must redeem the code.
 	DPoPJKT string `json:"dpop_jkt,omitempty"`
 	CodeJKT string `json:"code_jkt,omitempty"`
+	// Asked are the person claims the claims parameter asked for (OpenID Connect Core §5.5).
+	Asked requestedClaims `json:"asked,omitempty"`
 }
 
 var (
