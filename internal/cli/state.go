@@ -80,6 +80,7 @@ func (g *durableGate) open(ctx context.Context, cfg config.Config, keys hsm.Mana
 			if err != nil {
 				return err
 			}
+			db.SizePool(cfg.Store.DurablePool)
 			uri, err := auditKey(ctx, keys, time.Now())
 			if err != nil {
 				db.Close()

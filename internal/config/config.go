@@ -174,6 +174,9 @@ type Store struct {
 	Durable string `yaml:"durable" json:"durable"`
 	// Ephemeral is memory (default) or redis://...
 	Ephemeral string `yaml:"ephemeral" json:"ephemeral"`
+	// DurablePool is the number of PostgreSQL connections kept (open and idle alike); 0 is
+	// sqlstore.DefaultPool. SQLite ignores it.
+	DurablePool int `yaml:"durable_pool" json:"durable_pool"`
 }
 
 // Duration is a time.Duration written as "15s" in YAML and the environment.
@@ -511,6 +514,9 @@ func (c Config) Validate() error {
 	if !strings.HasPrefix(c.Store.Durable, "sqlite:") && !strings.HasPrefix(c.Store.Durable, "postgres://") &&
 		!strings.HasPrefix(c.Store.Durable, "postgresql://") {
 		return bad("store.durable", "want sqlite:<path> or postgres://...")
+	}
+	if c.Store.DurablePool < 0 || c.Store.DurablePool > 1000 {
+		return bad("store.durable_pool", "want 0 (the default, 16) to 1000 connections")
 	}
 	if c.Store.Ephemeral != "memory" && !strings.HasPrefix(c.Store.Ephemeral, "redis://") &&
 		!strings.HasPrefix(c.Store.Ephemeral, "rediss://") {

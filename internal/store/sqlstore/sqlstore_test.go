@@ -245,3 +245,37 @@ func TestOpenErrors(t *testing.T) {
 	}
 	s.Close()
 }
+
+// Under more concurrent requests than two, the PostgreSQL pool keeps its connections: with
+// database/sql's default of 2 idle connections every request past the second reconnected
+// (MaxIdleClosed counted each), which collapsed the token rate on PostgreSQL (issue #22).
+func TestPostgresPoolKeepsConnections(t *testing.T) {
+	pg := testenv.Postgres(t)
+	db := openT(t, pg.DSN)
+	ctx := context.Background()
+	if err := db.CreateOrganization(ctx, store.Organization{ID: "pool", Name: "Pool", Identifier: "NTRXK-9"}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if _, err := db.Organization(ctx, "pool"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st := db.PoolStats()
+	if st.MaxIdleClosed != 0 || st.MaxOpenConnections != DefaultPool {
+		t.Fatalf("pool: %d connections closed for want of idle room, max open %d", st.MaxIdleClosed, st.MaxOpenConnections)
+	}
+	db.SizePool(4)
+	if st := db.PoolStats(); st.MaxOpenConnections != 4 {
+		t.Fatalf("SizePool(4): max open %d", st.MaxOpenConnections)
+	}
+}
