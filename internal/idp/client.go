@@ -23,7 +23,8 @@ import (
 const (
 	AuthPrivateKeyJWT = "private_key_jwt"
 	AuthSecretBasic   = "client_secret_basic"
-	AuthNone          = "none" // a public client (PKCE is required of every client anyway)
+	AuthSecretPost    = "client_secret_post" // accepted from every client_secret_basic client
+	AuthNone          = "none"               // a public client (PKCE is required of every client anyway)
 )
 
 // DPoPRequired is the client policy under which every access token is DPoP-bound.

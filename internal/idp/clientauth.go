@@ -71,10 +71,15 @@ func (p *Provider) authenticateClient(ctx context.Context, r *http.Request, form
 		return p.authenticateAssertion(ctx, form)
 	}
 	if id, secret, ok := r.BasicAuth(); ok {
-		return p.authenticateBasic(ctx, id, secret)
+		if form.Get("client_secret") != "" {
+			return nil, errClient("Send the client secret once: in the Basic header or in the form, not both (RFC 6749 §2.3).")
+		}
+		return p.authenticateSecret(ctx, id, secret, true)
 	}
-	if form.Get("client_secret") != "" {
-		return nil, errClient("client_secret_post is not supported: send the secret with HTTP Basic (client_secret_basic).")
+	if secret := form.Get("client_secret"); secret != "" {
+		// client_secret_post (RFC 6749 §2.3.1): the same secret in the body, which some
+		// certified libraries send by default; a client with a secret may use either.
+		return p.authenticateSecret(ctx, form.Get("client_id"), secret, false)
 	}
 	id := form.Get("client_id")
 	if id == "" {
@@ -109,12 +114,16 @@ func (p *Provider) lookupClient(ctx context.Context, id string) (*client, error)
 	return c, nil
 }
 
-func (p *Provider) authenticateBasic(ctx context.Context, rawID, rawSecret string) (fosite.Client, error) {
-	// RFC 6749 §2.3.1: both are form-encoded before Basic encoding.
-	id, err1 := url.QueryUnescape(rawID)
-	secret, err2 := url.QueryUnescape(rawSecret)
-	if err1 != nil || err2 != nil {
-		return nil, errClient("The Basic credentials are not form-encoded (RFC 6749 §2.3.1).")
+// authenticateSecret checks a client secret sent with HTTP Basic (basic: both form-encoded
+// first, RFC 6749 §2.3.1) or in the form.
+func (p *Provider) authenticateSecret(ctx context.Context, id, secret string, basic bool) (fosite.Client, error) {
+	if basic {
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(id)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			return nil, errClient("The Basic credentials are not form-encoded (RFC 6749 §2.3.1).")
+		}
 	}
 	c, err := p.lookupClient(ctx, id)
 	if err != nil {

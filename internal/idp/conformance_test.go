@@ -273,8 +273,9 @@ func TestMaxAge(t *testing.T) {
 		t.Fatalf("max_age elapsed, prompt=none: %d %s", r.Status, r.URL)
 	}
 	u, verifier := f.authCodeURL("state-12345678", map[string]string{"max_age": "60"})
-	loginAt := time.Now()
+	loginFrom := time.Now().Truncate(time.Second)
 	cb := b.Login(u, rpCallback, "1234567890", "correct horse battery", "")
+	loginTo := time.Now()
 	conf := oauth2.Config{ClientID: "tax", ClientSecret: secret, RedirectURL: rpCallback,
 		Endpoint: oauth2.Endpoint{TokenURL: f.srv.URL + "/oauth2/token"}}
 	tok, err := conf.Exchange(context.Background(), cb.Query().Get("code"), oauth2.VerifierOption(verifier))
@@ -288,8 +289,8 @@ func TestMaxAge(t *testing.T) {
 	parts := strings.Split(raw, ".")
 	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
 	json.Unmarshal(payload, &claims)
-	if d := time.Unix(claims.AuthTime, 0).Sub(loginAt); d < -time.Second || d > time.Second {
-		t.Fatalf("auth_time %v, the login was at %v", time.Unix(claims.AuthTime, 0), loginAt)
+	if at := time.Unix(claims.AuthTime, 0); at.Before(loginFrom) || at.After(loginTo) {
+		t.Fatalf("auth_time %v, the login was between %v and %v", at, loginFrom, loginTo)
 	}
 	// A max_age that is no number is refused.
 	u, _ = f.authCodeURL("state-12345678", map[string]string{"max_age": "soon"})
@@ -611,5 +612,26 @@ func TestClaimsParameter(t *testing.T) {
 	r = b.Get(conf.AuthCodeURL("state-12345678", append(opts, oauth2.SetAuthURLParam("claims", "{nope"))...))
 	if r.Status != http.StatusSeeOther || r.URL.Query().Get("error") != "invalid_request" {
 		t.Fatalf("claims not JSON: %d %s", r.Status, r.URL)
+	}
+}
+
+// client_secret_post (RFC 6749 §2.3.1), openid-client's default for a client with a secret:
+// accepted beside Basic for every client with a secret; a wrong one, or the secret sent both
+// ways at once, is 401.
+func TestClientSecretPost(t *testing.T) {
+	f := newFixture(t)
+	secret := f.register(t, ClientSpec{ID: "batch", GrantTypes: []string{"client_credentials"}, Scopes: []string{"seal"}})
+	tokenURL := f.srv.URL + "/oauth2/token"
+	form := func(s string) url.Values {
+		return url.Values{"grant_type": {"client_credentials"}, "scope": {"seal"}, "client_id": {"batch"}, "client_secret": {s}}
+	}
+	if code, body := postForm(t, tokenURL, form(secret), "", ""); code != 200 {
+		t.Fatalf("client_secret_post: %d %v", code, body)
+	}
+	if code, body := postForm(t, tokenURL, form("wrong"), "", ""); code != 401 || body["error"] != "invalid_client" {
+		t.Fatalf("wrong secret in the form: %d %v", code, body)
+	}
+	if code, body := postForm(t, tokenURL, form(secret), "batch", secret); code != 401 || body["error"] != "invalid_client" {
+		t.Fatalf("secret both ways: %d %v", code, body)
 	}
 }

@@ -227,8 +227,10 @@ func TestMoreRefusals(t *testing.T) {
 		t.Fatalf("consent with a wrong CSRF token: %d %s", r.Status, r.URL)
 	}
 
+	// The secret in the body authenticates (client_secret_post, TestClientSecretPost), but this
+	// client may not use client_credentials.
 	inBody := url.Values{"grant_type": {"client_credentials"}, "client_id": {"tax"}, "client_secret": {secret}}
-	if code, body := postForm(t, f.srv.URL+"/oauth2/token", inBody, "", ""); code != http.StatusUnauthorized || body["error"] != "invalid_client" {
-		t.Fatalf("client_secret_post for a client_secret_basic client: %d %v", code, body)
+	if code, body := postForm(t, f.srv.URL+"/oauth2/token", inBody, "", ""); code != http.StatusBadRequest || body["error"] != "unauthorized_client" {
+		t.Fatalf("client_credentials for a code-flow client: %d %v", code, body)
 	}
 }
