@@ -310,6 +310,7 @@ func start(w io.Writer, at time.Time) (*container, error) {
 		UncompressedSize64: uint64(len(MimeType)),
 	}
 	if !at.IsZero() {
+		//lint:ignore SA1019 CreateRaw writes only these fields, not Modified (see above)
 		fh.ModifiedDate, fh.ModifiedTime = dosTime(at)
 	}
 	fw, err := c.z.CreateRaw(fh)
