@@ -194,9 +194,11 @@ func (c *codeFlowClient) run() error {
 				"redirect_uri": {c.callback}, "code_verifier": {verifier}}
 			return c.post(hc, "/oauth2/token", exchange, true, nil)
 		}
-		page, err := c.page(resp, nil)
-		if err != nil {
-			return fmt.Errorf("after login: %w", err)
+		// Not page, err := ...: a new err here would hide the consent POST's error from the
+		// loop's check above.
+		page, perr := c.page(resp, nil)
+		if perr != nil {
+			return fmt.Errorf("after login: %w", perr)
 		}
 		page.Set("decision", "allow")
 		page.Set("remember", "1")

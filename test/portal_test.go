@@ -195,12 +195,11 @@ func TestBrowserPortal(t *testing.T) {
 
 // portalBrowser is one browser profile walking the portal, with its screenshots.
 type portalBrowser struct {
-	t     *testing.T
-	ctx   context.Context
-	lang  string
-	srv   *replica
-	dl    string // the download folder
-	shots int
+	t    *testing.T
+	ctx  context.Context
+	lang string
+	srv  *replica
+	dl   string // the download folder
 }
 
 func newPortalBrowser(t *testing.T, alloc context.Context, lang string, srv *replica) *portalBrowser {

@@ -50,7 +50,11 @@ func Label(t *testing.T) string {
 func Run(t *testing.T, h Harness) {
 	ctx := context.Background()
 	m := h.Open(t)
-	t.Cleanup(func() { m.Close() })
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
 
 	t.Run("SignAndVerify", func(t *testing.T) {
 		for _, alg := range hsm.Algorithms {

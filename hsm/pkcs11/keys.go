@@ -2,7 +2,6 @@ package pkcs11
 
 import (
 	"crypto"
-	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -10,10 +9,10 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net/url"
 	"strings"
 
 	p11 "github.com/miekg/pkcs11"
+	"go.step.sm/crypto/kms/uri"
 
 	"github.com/vula-eid/vula/hsm"
 )
@@ -94,19 +93,15 @@ func (m *Manager) publicKey(s p11.SessionHandle, h p11.ObjectHandle, alg hsm.Alg
 	if rest, err := asn1.Unmarshal(attrs[0].Value, &point); err != nil || len(rest) != 0 {
 		point = attrs[0].Value // some tokens give the raw point
 	}
-	var curve elliptic.Curve
-	var ec ecdh.Curve
-	switch alg {
-	case hsm.ECP256:
-		curve, ec = elliptic.P256(), ecdh.P256()
-	case hsm.ECP384:
-		curve, ec = elliptic.P384(), ecdh.P384()
+	curve := elliptic.P256()
+	if alg == hsm.ECP384 {
+		curve = elliptic.P384()
 	}
-	if _, err := ec.NewPublicKey(point); err != nil { // checks the point is on the curve
+	pub, err := ecdsa.ParseUncompressedPublicKey(curve, point) // checks the point is on the curve
+	if err != nil {
 		return nil, fmt.Errorf("%w: bad EC point: %v", hsm.ErrKeystore, err)
 	}
-	size := (curve.Params().BitSize + 7) / 8
-	return &ecdsa.PublicKey{Curve: curve, X: new(big.Int).SetBytes(point[1 : 1+size]), Y: new(big.Int).SetBytes(point[1+size:])}, nil
+	return pub, nil
 }
 
 // formatURI writes an RFC 7512 URI for a private key.
@@ -129,41 +124,32 @@ func escape(s string) string {
 }
 
 // parseURI returns the object label of a pkcs11: URI on token. Attributes other than token,
-// object, type (private) and id are refused rather than ignored.
-func parseURI(uri, token string) (string, error) {
-	rest, ok := strings.CutPrefix(uri, "pkcs11:")
-	if !ok || rest == "" {
-		return "", fmt.Errorf("%w: not a pkcs11: URI: %q", hsm.ErrInvalid, uri)
+// object, type (private) and id, and repeated attributes, are refused rather than ignored.
+// The query part (pin-value, module-path) is ignored: the PIN and the module come from the
+// configuration, never from a key's name.
+func parseURI(raw, token string) (string, error) {
+	u, err := uri.ParseWithScheme("pkcs11", raw)
+	if err != nil {
+		return "", fmt.Errorf("%w: not a pkcs11: URI: %q", hsm.ErrInvalid, raw)
 	}
-	path, _, _ := strings.Cut(rest, "?")
-	var label, tok string
-	for _, attr := range strings.Split(path, ";") {
-		k, v, ok := strings.Cut(attr, "=")
-		if !ok {
-			return "", fmt.Errorf("%w: pkcs11 URI attribute %q has no value", hsm.ErrInvalid, attr)
-		}
-		val, err := url.PathUnescape(v)
-		if err != nil {
-			return "", fmt.Errorf("%w: pkcs11 URI: %v", hsm.ErrInvalid, err)
-		}
+	for k, vs := range u.Values {
 		switch k {
-		case "token":
-			tok = val
-		case "object":
-			label = val
-		case "type":
-			if val != "private" {
-				return "", fmt.Errorf("%w: pkcs11 URI names a %s object, not a private key", hsm.ErrInvalid, val)
-			}
-		case "id":
+		case "token", "object", "type", "id":
 		default:
 			return "", fmt.Errorf("%w: pkcs11 URI attribute %q not supported", hsm.ErrInvalid, k)
 		}
+		if len(vs) > 1 {
+			return "", fmt.Errorf("%w: pkcs11 URI attribute %q given twice", hsm.ErrInvalid, k)
+		}
 	}
+	if typ := u.Values.Get("type"); u.Values.Has("type") && typ != "private" {
+		return "", fmt.Errorf("%w: pkcs11 URI names a %s object, not a private key", hsm.ErrInvalid, typ)
+	}
+	label := u.Values.Get("object")
 	if label == "" {
 		return "", fmt.Errorf("%w: pkcs11 URI without object=", hsm.ErrInvalid)
 	}
-	if tok != "" && tok != token {
+	if tok := u.Values.Get("token"); tok != "" && tok != token {
 		return "", fmt.Errorf("%w: key on token %q, this backend serves %q", hsm.ErrNotFound, tok, token)
 	}
 	return label, nil

@@ -57,16 +57,20 @@ func loadModule(path string) (*module, error) {
 	return m, nil
 }
 
-func (m *module) release() {
+func (m *module) release() error {
 	modules.Lock()
 	defer modules.Unlock()
 	m.refs--
 	if m.refs > 0 {
-		return
+		return nil
 	}
 	delete(modules.byPath, m.path)
-	m.ctx.Finalize()
+	err := m.ctx.Finalize()
 	m.ctx.Destroy()
+	if err != nil {
+		return fmt.Errorf("pkcs11: finalize %s: %w", m.path, err)
+	}
+	return nil
 }
 
 // notePIN records the PIN that logged in to token.

@@ -92,7 +92,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Manager, error) {
 	}
 	m := &Manager{cfg: cfg, log: log, mod: mod, keys: map[string]*entry{}}
 	if err := m.connect(); err != nil {
-		mod.release()
+		_ = mod.release() // the connect error is the one to report
 		return nil, err
 	}
 	return m, nil
@@ -138,7 +138,7 @@ func (m *Manager) connect() error {
 	}
 	m.mod.login.Unlock()
 	if err != nil {
-		c.CloseSession(login)
+		_ = c.CloseSession(login) // the login error is the one to report
 		switch {
 		case isCode(err, p11.CKR_PIN_INCORRECT):
 			return fmt.Errorf("%w: pkcs11: wrong PIN for token %q", hsm.ErrLogin, m.cfg.TokenLabel)
@@ -152,10 +152,11 @@ func (m *Manager) connect() error {
 		s, err := c.OpenSession(m.slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
 		if err != nil {
 			close(pool)
+			// The OpenSession error is the one to report; these sessions are discarded anyway.
 			for s := range pool {
-				c.CloseSession(s)
+				_ = c.CloseSession(s)
 			}
-			c.CloseSession(login)
+			_ = c.CloseSession(login)
 			return fmt.Errorf("%w: pkcs11: opening working sessions: %v", hsm.ErrUnavailable, err)
 		}
 		pool <- s
@@ -237,19 +238,20 @@ func (m *Manager) Close() error {
 	}
 	m.closed = true
 	m.closeSessions()
-	m.mod.release()
-	return nil
+	return m.mod.release()
 }
 
 // closeSessions closes this Manager's sessions (some may be gone already). Only its own:
 // C_CloseAllSessions would also end the sessions, and with the last of them the login, of any
 // other Manager on the token in this process. Called with mu held for writing, so every pooled
-// session is back in the pool.
+// session is back in the pool. Errors are ignored: a session that is gone already (the token
+// was reset, which is why sessions are being replaced) cannot be closed, and nothing else can
+// be done about one that will not close.
 func (m *Manager) closeSessions() {
 	for len(m.pool) > 0 {
-		m.mod.ctx.CloseSession(<-m.pool)
+		_ = m.mod.ctx.CloseSession(<-m.pool)
 	}
-	m.mod.ctx.CloseSession(m.login)
+	_ = m.mod.ctx.CloseSession(m.login)
 }
 
 // CreateKey generates a key pair on the token and its metadata object.
@@ -279,8 +281,12 @@ func (m *Manager) CreateKey(ctx context.Context, spec hsm.KeySpec) (hsm.KeyInfo,
 		}
 		if err := m.writeMeta(s, spec.Label, md); err != nil {
 			// No key without its metadata: remove the pair again.
-			m.mod.ctx.DestroyObject(s, priv)
-			m.mod.ctx.DestroyObject(s, pub)
+			for _, o := range []p11.ObjectHandle{priv, pub} {
+				if derr := m.mod.ctx.DestroyObject(s, o); derr != nil {
+					m.log.Warn("pkcs11: a key pair without metadata is left on the token", "token", m.cfg.TokenLabel,
+						"label", spec.Label, "error", derr)
+				}
+			}
 			return err
 		}
 		return nil
@@ -539,7 +545,7 @@ func (m *Manager) setState(uri string, state hsm.State, destroy bool) error {
 			return err
 		}
 		for _, o := range old {
-			m.mod.ctx.DestroyObject(s, o) // a leftover is harmless: the newest state wins
+			_ = m.mod.ctx.DestroyObject(s, o) // a leftover is harmless: the newest state wins
 		}
 		if destroy {
 			for _, class := range []uint{p11.CKO_PRIVATE_KEY, p11.CKO_PUBLIC_KEY} {

@@ -42,3 +42,28 @@ func FuzzParseURI(f *testing.F) {
 		}
 	})
 }
+
+func TestParseURI(t *testing.T) {
+	for _, tc := range []struct {
+		uri, label string
+		err        error
+	}{
+		{"pkcs11:token=vula;object=tsa-2026;type=private", "tsa-2026", nil},
+		{"pkcs11:object=a%20b;id=%01%02", "a b", nil},
+		{"pkcs11:object=x?pin-value=1234", "x", nil}, // the PIN comes from the configuration
+		{"PKCS11:object=x", "x", nil},
+		{"pkcs11:token=other;object=x", "", hsm.ErrNotFound},
+		{"pkcs11:object=x;type=public", "", hsm.ErrInvalid},
+		{"pkcs11:object=x;object=y", "", hsm.ErrInvalid},
+		{"pkcs11:object=x;slot-id=1", "", hsm.ErrInvalid},
+		{"pkcs11:object=%zz", "", hsm.ErrInvalid},
+		{"pkcs11:;;;", "", hsm.ErrInvalid},
+		{"pkcs11:", "", hsm.ErrInvalid},
+		{"software:object=x", "", hsm.ErrInvalid},
+	} {
+		label, err := parseURI(tc.uri, "vula")
+		if label != tc.label || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
+			t.Errorf("%s: got %q, %v; want %q, %v", tc.uri, label, err, tc.label, tc.err)
+		}
+	}
+}

@@ -31,7 +31,7 @@ func CreateKeyFile(path string) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			os.Remove(path)
+			_ = os.Remove(path) // the write error is the one to report
 		}
 	}()
 	if _, err = f.Write(text); err == nil {
@@ -58,7 +58,7 @@ func readKeyFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: key file: %v", hsm.ErrInvalid, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("%w: key file: %v", hsm.ErrInvalid, err)

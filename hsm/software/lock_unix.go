@@ -20,7 +20,7 @@ func lockDir(path string) (*os.File, error) {
 		return nil, fmt.Errorf("%w: %s: %v", hsm.ErrUnavailable, path, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
+		_ = f.Close() // the lock error is the one to report
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("%w: keystore %s is open in another Manager or process (one at a time)",
 				hsm.ErrUnavailable, path)

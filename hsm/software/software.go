@@ -138,7 +138,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Manager, error) {
 	}
 	m.lock = lock
 	if err := m.load(ctx, cfg); err != nil {
-		lock.Close()
+		_ = lock.Close() // the load error is the one to report
 		m.dropKeys()
 		return nil, err
 	}
@@ -489,7 +489,10 @@ func (m *Manager) CreateKey(ctx context.Context, spec hsm.KeySpec) (hsm.KeyInfo,
 		return hsm.KeyInfo{}, err
 	}
 	if err := m.writeMeta(meta); err != nil {
-		wipeFile(m.keyPath(spec.Label, sealedExt))
+		if werr := wipeFile(m.keyPath(spec.Label, sealedExt)); werr != nil {
+			m.log.Warn("keystore: sealed key without metadata left behind; CreateKey refuses this label until it is removed",
+				slog.String("label", spec.Label), slog.Any("error", werr))
+		}
 		return hsm.KeyInfo{}, err
 	}
 	e := &entry{meta: *meta, pub: priv.Public()}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -56,7 +57,7 @@ a truncated tail.`,
 				if err != nil {
 					return err
 				}
-				defer f.Close()
+				defer func() { _ = f.Close() }() // read only
 				rep, err = audit.VerifyExport(f, keys, opts)
 				if err != nil {
 					return err
@@ -70,9 +71,8 @@ a truncated tail.`,
 			if out == "json" {
 				return printJSON(cmd.OutOrStdout(), rep)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d records, %d checkpoints, last checkpoint at %d, %d records after it\nhead %d %s\n",
+			return say(cmd.OutOrStdout(), "ok: %d records, %d checkpoints, last checkpoint at %d, %d records after it\nhead %d %s\n",
 				rep.Records, rep.Checkpoints, rep.LastCheckpointSeq, rep.Unprotected, rep.Records, rep.Head)
-			return nil
 		},
 	}
 	verify.Flags().StringVar(&exportFile, "file", "", "verify this export (JSON lines) instead of the database")
@@ -86,14 +86,20 @@ a truncated tail.`,
 		Use:   "export",
 		Short: "Write the audit log as JSON lines",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			w := cmd.OutOrStdout()
 			if outFile != "" {
-				f, err := os.OpenFile(outFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-				if err != nil {
-					return err
+				f, ferr := os.OpenFile(outFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				if ferr != nil {
+					return ferr
 				}
-				defer f.Close()
+				// The export is evidence: it is on disk, or the command fails.
+				defer func() {
+					if err == nil {
+						err = f.Sync()
+					}
+					err = errors.Join(err, f.Close())
+				}()
 				w = f
 			}
 			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error { return audit.Export(ctx, db, w) })
@@ -122,5 +128,5 @@ func (g *globals) publicKeys(ctx context.Context, pemFile string) (audit.PublicK
 	if err != nil {
 		return nil, nil, err
 	}
-	return audit.KeysOf(ctx, m), func() { m.Close() }, nil
+	return audit.KeysOf(ctx, m), func() { _ = m.Close() }, nil // only public keys were read
 }

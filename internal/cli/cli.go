@@ -50,7 +50,7 @@ func Run(ctx context.Context, env Env) int {
 	pf.StringVar(&g.overrides.Listen, "listen", "", "listen address (default 127.0.0.1:8080)")
 	root.AddCommand(serveCmd(g), configCmd(g), keysCmd(g), pkiCmd(g), timestampCmd(g), auditCmd(g), clientsCmd(g), personsCmd(g), idpCmd(g), orgsCmd(g), sealCmd(g), verifyCmd(g), versionCmd(g))
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(env.Stderr, "vula:", err)
+		_, _ = fmt.Fprintln(env.Stderr, "vula:", err) // nowhere else to report; the exit status says it
 		return 1
 	}
 	return 0
@@ -76,7 +76,7 @@ func (g *globals) lookupEnv(name string) (string, bool) {
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	var level slog.Level
-	level.UnmarshalText([]byte(c.Level))
+	_ = level.UnmarshalText([]byte(c.Level)) // config.Validate has refused any other level
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
@@ -90,8 +90,7 @@ func versionCmd(g *globals) *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(cmd.OutOrStdout(), g.env.Version)
-			return nil
+			return say(cmd.OutOrStdout(), "%s\n", g.env.Version)
 		},
 	}
 }
@@ -112,4 +111,11 @@ func checkOutput(o string) error {
 		return fmt.Errorf("--output: want json or table, got %q", o)
 	}
 	return nil
+}
+
+// say writes a command's result; a failed write (a closed pipe, a full disk) fails the command,
+// so that a script does not take a missing line for success.
+func say(w io.Writer, format string, a ...any) error {
+	_, err := fmt.Fprintf(w, format, a...)
+	return err
 }

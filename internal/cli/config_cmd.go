@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 )
@@ -17,8 +15,7 @@ func configCmd(g *globals) *cobra.Command {
 			if _, err := g.load(); err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), "ok")
-			return nil
+			return say(cmd.OutOrStdout(), "ok\n")
 		},
 	}
 	show := &cobra.Command{

@@ -60,7 +60,8 @@ func demo(ctx context.Context, mux *http.ServeMux, db store.Durable, accounts *i
 	if err := accounts.EnrollTOTP(ctx, p.SubjectID, key); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, `
+	// For the console; the server runs without it.
+	_, _ = fmt.Fprintf(stdout, `
 Vula demo (made on this first start)
   Try a login:       open %s/demo/  (or %s/demo/?acr=substantial for password + one-time code)
   Demo citizen:      personal number 1000000001, password %s
@@ -119,7 +120,7 @@ func (d *demoRP) callback(w http.ResponseWriter, r *http.Request) {
 	render := func(status int) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(status)
-		demoPage.Execute(w, data)
+		_ = demoPage.Execute(w, data) // the status is sent; the template is fixed and tested
 	}
 	if e := q.Get("error"); e != "" {
 		data.Error = e + ": " + q.Get("error_description")
@@ -162,11 +163,13 @@ func (d *demoRP) callback(w http.ResponseWriter, r *http.Request) {
 		render(http.StatusBadGateway)
 		return
 	}
-	idt.Claims(&data.Claims)
+	if err := idt.Claims(&data.Claims); err != nil {
+		data.Error = "ID token claims: " + err.Error()
+	}
 	if ui, err := provider.UserInfo(ctx, oauth2.StaticTokenSource(tok)); err != nil {
 		data.Error = "userinfo: " + err.Error()
-	} else {
-		ui.Claims(&data.UserInfo)
+	} else if err := ui.Claims(&data.UserInfo); err != nil {
+		data.Error = "userinfo claims: " + err.Error()
 	}
 	data.Logout += "&id_token_hint=" + raw
 	render(http.StatusOK)

@@ -86,11 +86,15 @@ func seedKey(path string) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
 		if _, err := f.Write(key); err != nil {
+			_ = f.Close() // the write error is the one to report
 			return nil, err
 		}
-		return key, f.Sync()
+		if err := f.Sync(); err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+		return key, f.Close()
 	}
 	if err != nil {
 		return nil, err

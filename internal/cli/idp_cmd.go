@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -144,8 +145,7 @@ func clientsCmd(g *globals) *cobra.Command {
 				if err := db.DeleteClient(ctx, args[0]); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "deleted client %s\n", args[0])
-				return nil
+				return say(cmd.OutOrStdout(), "deleted client %s\n", args[0])
 			})
 		},
 	}
@@ -309,7 +309,7 @@ func idpCmd(g *globals) *cobra.Command {
 		Short: "Make a new token-signing key (idp.algorithm) and retire the old ones; they stay in the JWKS " +
 			"until the tokens they signed have expired (running replicas switch within a minute)",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			out := cmd.Flag("output").Value.String()
 			if err := checkOutput(out); err != nil {
 				return err
@@ -323,7 +323,7 @@ func idpCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer keys.Close()
+			defer func() { err = errors.Join(err, keys.Close()) }()
 			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
 				p, err := idp.New(ctx, idp.Config{Issuer: cfg.BaseURL, Algorithm: cfg.IdP.Algorithm,
 					AccessTokenTTL: time.Duration(cfg.IdP.AccessTokenTTL), IDTokenTTL: time.Duration(cfg.IdP.IDTokenTTL),

@@ -49,7 +49,7 @@ func (g *globals) openKeys(ctx context.Context, cfg config.Config, log *slog.Log
 
 func keysCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "keys", Short: "Manage keys in the configured key backend"}
-	withKeys := func(cmd *cobra.Command, f func(ctx context.Context, m hsm.Manager) error) error {
+	withKeys := func(cmd *cobra.Command, f func(ctx context.Context, m hsm.Manager) error) (err error) {
 		cfg, err := g.load()
 		if err != nil {
 			return err
@@ -59,7 +59,7 @@ func keysCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		defer m.Close()
+		defer func() { err = errors.Join(err, m.Close()) }()
 		return f(cmd.Context(), m)
 	}
 
@@ -156,8 +156,7 @@ func keysCmd(g *globals) *cobra.Command {
 				if err := m.Retire(ctx, args[0]); err != nil {
 					return err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), "retired", args[0])
-				return nil
+				return say(cmd.OutOrStdout(), "retired %s\n", args[0])
 			})
 		},
 	}
@@ -174,8 +173,7 @@ func keysCmd(g *globals) *cobra.Command {
 				if err := m.Destroy(ctx, args[0]); err != nil {
 					return err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), "destroyed", args[0])
-				return nil
+				return say(cmd.OutOrStdout(), "destroyed %s\n", args[0])
 			})
 		},
 	}

@@ -69,7 +69,11 @@ func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	defer eph.Delete(context.WithoutCancel(ctx), lock)
+	defer func() {
+		if err := eph.Delete(context.WithoutCancel(ctx), lock); err != nil {
+			log.Warn("pki: init lock not released; other replicas wait for its expiry", "err", err)
+		}
+	}()
 	a, err := certs.Open(ctx, keys, recs, pkiConfig(cfg), time.Now)
 	if err != nil {
 		return err

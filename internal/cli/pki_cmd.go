@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -107,8 +108,7 @@ func pkiCmd(g *globals) *cobra.Command {
 				if err := db.Revoke(ctx, ca, fmt.Sprintf("%x", sn), time.Now(), reason); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "revoked %s/%x\n", ca, sn)
-				return nil
+				return say(cmd.OutOrStdout(), "revoked %s/%x\n", ca, sn)
 			})
 		},
 	}
@@ -175,7 +175,7 @@ func (g *globals) withAuthority(cmd *cobra.Command, f func(ctx context.Context, 
 }
 
 // withAuthorityDB is withAuthority that also hands over the store.
-func (g *globals) withAuthorityDB(cmd *cobra.Command, f func(ctx context.Context, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB) error) error {
+func (g *globals) withAuthorityDB(cmd *cobra.Command, f func(ctx context.Context, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB) error) (err error) {
 	cfg, err := g.load()
 	if err != nil {
 		return err
@@ -185,7 +185,7 @@ func (g *globals) withAuthorityDB(cmd *cobra.Command, f func(ctx context.Context
 	if err != nil {
 		return err
 	}
-	defer raw.Close()
+	defer func() { err = errors.Join(err, raw.Close()) }()
 	return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
 		gate := &durableGate{}
 		uri, err := auditKey(ctx, raw, time.Now())

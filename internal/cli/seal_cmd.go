@@ -81,9 +81,13 @@ func sealCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "sealed %d, already sealed %d, failed %d\n", sum.sealed, sum.skipped, len(sum.failed))
+			if err := say(cmd.OutOrStdout(), "sealed %d, already sealed %d, failed %d\n", sum.sealed, sum.skipped, len(sum.failed)); err != nil {
+				return err
+			}
 			for _, f := range sum.failed {
-				fmt.Fprintf(cmd.OutOrStdout(), "  %s: %s\n", f.name, f.err)
+				if err := say(cmd.OutOrStdout(), "  %s: %s\n", f.name, f.err); err != nil {
+					return err
+				}
 			}
 			if len(sum.failed) > 0 {
 				return fmt.Errorf("%d documents not sealed", len(sum.failed))
@@ -202,7 +206,7 @@ func (s *folderSealer) run(ctx context.Context, parallel int) (sealSummary, erro
 	}
 	close(work)
 	wg.Wait()
-	fmt.Fprintln(s.progress)
+	_, _ = fmt.Fprintln(s.progress) // progress only: the summary is what the command reports
 	sort.Slice(sum.failed, func(i, j int) bool { return sum.failed[i].name < sum.failed[j].name })
 	return sum, ctx.Err()
 }
@@ -214,7 +218,8 @@ func (s *folderSealer) report(done, total int, sum sealSummary) {
 	if total > 0 {
 		filled = done * width / total
 	}
-	fmt.Fprintf(s.progress, "\r[%s%s] %d/%d  sealed %d  failed %d  already sealed %d", strings.Repeat("#", filled),
+	// Progress only: a terminal that is gone must not stop the sealing.
+	_, _ = fmt.Fprintf(s.progress, "\r[%s%s] %d/%d  sealed %d  failed %d  already sealed %d", strings.Repeat("#", filled),
 		strings.Repeat(".", width-filled), done, total, sum.sealed, len(sum.failed), sum.skipped)
 }
 
@@ -224,7 +229,7 @@ func (s *folderSealer) sealOne(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	st, err := f.Stat()
 	if err != nil {
 		return err
@@ -248,10 +253,11 @@ func (s *folderSealer) sealOne(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read only
 	if resp.StatusCode != http.StatusOK {
+		// The status is the error; a problem document that does not decode only loses the detail.
 		var p struct{ Title, Detail string }
-		json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&p)
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&p)
 		if p.Detail == "" {
 			p.Detail = p.Title
 		}
@@ -265,13 +271,14 @@ func (s *folderSealer) sealOne(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	// After the rename there is nothing to remove; before it, the copy's error is the one to report.
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	if _, err := io.Copy(tmp, resp.Body); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if err := tmp.Close(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -48,11 +49,12 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("key layer: %w", err)
 	}
-	defer raw.Close()
+	// At shutdown a close that fails is only worth a line in the log.
+	defer closeLogged(log, "key layer", raw.Close)
 	// Every signature is recorded in the audit log before it is returned; until the durable
 	// store answers, the gate refuses and no key signs.
 	gate := &durableGate{}
-	defer gate.close()
+	defer closeLogged(log, "durable store", gate.close)
 	// Services that sign are given keys, never raw.
 	keys := hsm.Instrument(raw, hsm.NewMetrics(reg), gate, time.Now)
 
@@ -60,7 +62,7 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("store.ephemeral: %w", err)
 	}
-	defer eph.Close()
+	defer closeLogged(log, "ephemeral store", eph.Close)
 
 	srv := server.New(log, reg, time.Now)
 	srv.AddCheck("keys", keys)
@@ -147,4 +149,10 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	}
 	log.Info("stopped")
 	return stopErr
+}
+
+func closeLogged(log *slog.Logger, what string, close func() error) {
+	if err := close(); err != nil {
+		log.Warn("closing the "+what, "err", err)
+	}
 }

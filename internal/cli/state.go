@@ -82,12 +82,13 @@ func (g *durableGate) open(ctx context.Context, cfg config.Config, keys hsm.Mana
 			}
 			db.SizePool(cfg.Store.DurablePool)
 			uri, err := auditKey(ctx, keys, time.Now())
+			// Closing after an error: that error is the one to report.
 			if err != nil {
-				db.Close()
+				_ = db.Close()
 				return fmt.Errorf("audit key: %w", err)
 			}
 			if err := g.use(ctx, db, keys, uri, cfg, log); err != nil {
-				db.Close()
+				_ = db.Close()
 				return err
 			}
 			onOpen(db, g.log.Load())
@@ -118,10 +119,11 @@ func (g *durableGate) use(ctx context.Context, db *sqlstore.DB, keys hsm.Manager
 	return nil
 }
 
-func (g *durableGate) close() {
+func (g *durableGate) close() error {
 	if db := g.db.Load(); db != nil {
-		db.Close()
+		return db.Close()
 	}
+	return nil
 }
 
 // openEphemeral opens the in-memory store or Redis. A Redis that is down does not stop the
@@ -137,7 +139,7 @@ func openEphemeral(ctx context.Context, url string, log *slog.Logger) (store.Eph
 func noRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
 
 // withDB runs f with the configured durable store, for commands that work beside a server.
-func (g *globals) withDB(cmd *cobra.Command, f func(ctx context.Context, db *sqlstore.DB) error) error {
+func (g *globals) withDB(cmd *cobra.Command, f func(ctx context.Context, db *sqlstore.DB) error) (err error) {
 	cfg, err := g.load()
 	if err != nil {
 		return err
@@ -146,6 +148,6 @@ func (g *globals) withDB(cmd *cobra.Command, f func(ctx context.Context, db *sql
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { err = errors.Join(err, db.Close()) }()
 	return f(cmd.Context(), db)
 }

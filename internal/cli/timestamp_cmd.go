@@ -43,7 +43,7 @@ func timestampCmd(g *globals) *cobra.Command {
 			}
 			h := sha256.New()
 			_, err = io.Copy(h, f)
-			f.Close()
+			_ = f.Close() // read only
 			if err != nil {
 				return err
 			}
@@ -55,8 +55,7 @@ func timestampCmd(g *globals) *cobra.Command {
 			if err := os.WriteFile(out, reply, 0o644); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: timestamped %s, serial %x, verified; reply in %s\n", args[0], ts.Time.UTC().Format("2006-01-02T15:04:05Z"), ts.SerialNumber, out)
-			return nil
+			return say(cmd.OutOrStdout(), "%s: timestamped %s, serial %x, verified; reply in %s\n", args[0], ts.Time.UTC().Format("2006-01-02T15:04:05Z"), ts.SerialNumber, out)
 		},
 	}
 	cmd.Flags().StringVar(&url, "url", "", "the TSA (default <base_url>/tsa)")

@@ -73,8 +73,8 @@ func verifyCmd(g *globals) *cobra.Command {
 				if err := enc.Encode(rep); err != nil {
 					return err
 				}
-			} else {
-				fmt.Fprint(cmd.OutOrStdout(), rep.Text())
+			} else if err := say(cmd.OutOrStdout(), "%s", rep.Text()); err != nil {
+				return err
 			}
 			if rep.Indication != validation.TotalPassed {
 				cmd.SilenceUsage = true

@@ -491,7 +491,7 @@ func (s *Service) authorize(ctx context.Context, subject string, a Authorization
 	}
 	now := s.now()
 	refuse := func(e *Error) (Authorized, error) {
-		s.record(ctx, subject, c, a, e.Code+": "+e.Description, "")
+		_, _ = s.record(ctx, subject, c, a, e.Code+": "+e.Description, "") // record logs its failure; the refusal stands
 		return Authorized{}, e
 	}
 	if !c.Valid(now) {

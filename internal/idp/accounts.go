@@ -138,7 +138,10 @@ func (a *Accounts) Password(ctx context.Context, identifier, password, ip string
 		}
 		return store.Person{}, ErrBadCredentials
 	}
-	a.eph.Delete(ctx, "idp:fail:"+id)
+	// A failure count left behind would lock the person out sooner.
+	if err := a.eph.Delete(ctx, "idp:fail:"+id); err != nil {
+		return store.Person{}, err
+	}
 	return p, nil
 }
 
@@ -203,8 +206,7 @@ func (a *Accounts) TOTP(ctx context.Context, subject, code string) error {
 			if !first {
 				return ErrBadCode
 			}
-			a.eph.Delete(ctx, "idp:fail:"+id)
-			return nil
+			return a.eph.Delete(ctx, "idp:fail:"+id)
 		}
 	}
 	if err := a.failed(ctx, id, failuresFree); err != nil {
@@ -260,7 +262,9 @@ func (a *Accounts) CreatePerson(ctx context.Context, p store.Person, password st
 		return p, err
 	}
 	if err := a.db.PutCredential(ctx, store.Credential{SubjectID: p.SubjectID, PasswordHash: hash, Updated: p.Created}); err != nil {
-		a.db.DeletePerson(ctx, p.SubjectID)
+		if derr := a.db.DeletePerson(ctx, p.SubjectID); derr != nil {
+			return p, fmt.Errorf("%w (and the person without a password remains: %v)", err, derr)
+		}
 		return p, err
 	}
 	return p, nil

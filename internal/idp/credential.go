@@ -388,7 +388,9 @@ func (g *Pages) credentialRefused(w http.ResponseWriter, r *http.Request, f *flo
 	}
 	err = g.p.creds.CheckCredential(ctx, f.Subject, f.Credential.CredentialID)
 	if errors.Is(err, ErrCredentialRefused) {
-		g.p.creds.RecordAuthorization(ctx, f.Subject, f.Client, *f.Credential, "invalid_authorization_details: "+err.Error())
+		if _, aerr := g.p.creds.RecordAuthorization(ctx, f.Subject, f.Client, *f.Credential, "invalid_authorization_details: "+err.Error()); aerr != nil {
+			g.p.log.ErrorContext(ctx, "audit of a refused credential authorization", "err", aerr)
+		}
 		g.finishError(w, r, f, errDetails("The credential is not one of this official's valid credentials."))
 		return true
 	}

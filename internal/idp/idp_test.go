@@ -74,6 +74,13 @@ func newFixture(t testing.TB) *fixture {
 // on or off.
 func newFixtureWith(t testing.TB, cfg Config, secure bool) *fixture {
 	t.Helper()
+	return newFixtureEph(t, cfg, secure, nil)
+}
+
+// newFixtureEph is newFixtureWith with the ephemeral store wrapped by wrap (when not nil): for
+// a store failure that a real one cannot be made to give at just that call.
+func newFixtureEph(t testing.TB, cfg Config, secure bool, wrap func(store.Ephemeral) store.Ephemeral) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	kf := filepath.Join(dir, "k")
@@ -89,7 +96,10 @@ func newFixtureWith(t testing.TB, cfg Config, secure bool) *fixture {
 	hook := &countHook{}
 	keys := hsm.Instrument(m, hsm.NewMetrics(prometheus.NewRegistry()), hook, time.Now)
 	clock := &testClock{}
-	eph := memstore.New(clock.Now)
+	var eph store.Ephemeral = memstore.New(clock.Now)
+	if wrap != nil {
+		eph = wrap(eph)
+	}
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() { srv.Close(); db.Close(); m.Close() })

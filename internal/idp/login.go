@@ -540,7 +540,10 @@ func acrOf(amr []string) string {
 func (g *Pages) authenticated(w http.ResponseWriter, r *http.Request, f *flow) {
 	ctx := r.Context()
 	if old, ok := g.sso(r); ok {
-		g.p.eph.Delete(ctx, "idp:sso:"+old.ID)
+		if err := g.p.eph.Delete(ctx, "idp:sso:"+old.ID); err != nil {
+			g.unavailable(w, r, err)
+			return
+		}
 	}
 	s := ssoSession{ID: randomID(), Subject: f.Subject, AMR: f.AMR, ACR: acrOf(f.AMR), AuthTime: f.AuthTime, CSRF: randomID()}
 	b, _ := json.Marshal(s)
@@ -648,7 +651,9 @@ func (g *Pages) consent(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.PostFormValue("decision") != "allow" {
 		if f.Credential != nil && g.p.creds != nil {
-			g.p.creds.RecordAuthorization(r.Context(), f.Subject, f.Client, *f.Credential, "access_denied: the official did not allow it")
+			if _, err := g.p.creds.RecordAuthorization(r.Context(), f.Subject, f.Client, *f.Credential, "access_denied: the official did not allow it"); err != nil {
+				g.p.log.ErrorContext(r.Context(), "audit of a refused credential authorization", "err", err)
+			}
 		}
 		g.finishError(w, r, f, fosite.ErrAccessDenied.WithHint("The person did not allow it."))
 		return
@@ -679,7 +684,10 @@ func (g *Pages) takeRequest(ctx context.Context, f *flow) (fosite.AuthorizeReque
 	if err != nil {
 		return nil, err
 	}
-	g.p.eph.Delete(ctx, "idp:flow-req:"+f.ID)
+	if err := g.p.eph.Delete(ctx, "idp:flow-req:"+f.ID); err != nil {
+		// The Take above has claimed the flow; the leftover expires with its TTL.
+		g.p.log.WarnContext(ctx, "parked authorization request not deleted", "err", err)
+	}
 	return ar, nil
 }
 
@@ -817,7 +825,10 @@ func (g *Pages) renderEnrol(w http.ResponseWriter, r *http.Request, status int, 
 		return
 	}
 	var buf bytes.Buffer
-	png.Encode(&buf, img)
+	if err := png.Encode(&buf, img); err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
 	g.web.Render(w, r, status, "enroll", enrollData{CSRF: s.CSRF, Enrolment: id, Secret: key.Secret(), Error: msg,
 		QR: "data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes())})
 }
@@ -852,7 +863,10 @@ func (g *Pages) enroll(w http.ResponseWriter, r *http.Request) {
 		g.unavailable(w, r, err)
 		return
 	}
-	g.p.eph.Delete(ctx, "idp:enrol:"+id)
+	if err := g.p.eph.Delete(ctx, "idp:enrol:"+id); err != nil {
+		// The seed is stored; the pending enrolment expires with its TTL.
+		g.p.log.WarnContext(ctx, "pending TOTP enrolment not deleted", "err", err)
+	}
 	g.web.Render(w, r, http.StatusOK, "enroll", enrollData{Done: true})
 }
 
@@ -933,7 +947,11 @@ func (g *Pages) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s, ok := g.sso(r); ok {
-		g.p.eph.Delete(ctx, "idp:sso:"+s.ID)
+		// Not logged out while the session lives on: say so rather than "logged out".
+		if err := g.p.eph.Delete(ctx, "idp:sso:"+s.ID); err != nil {
+			g.unavailable(w, r, err)
+			return
+		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: g.secure, SameSite: http.SameSiteLaxMode})
 	if lr.Redirect != "" {

@@ -550,5 +550,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		w.Header().Set("Cache-Control", "no-store")
 	}
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	_ = json.NewEncoder(w).Encode(v) // the status is sent: a failed write means the client left
 }

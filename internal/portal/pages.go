@@ -130,7 +130,10 @@ func (p *Portal) upload(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	// A new upload replaces what the session held.
-	p.forget(ctx, s)
+	if err := p.forget(ctx, s); err != nil {
+		p.unavailable(w, r, err)
+		return
+	}
 	s.Batch, s.Docs, s.Position, s.Signed = randomToken()[:12], nil, nil, false
 	for i, u := range docs {
 		m := docMeta{Name: u.Name, Size: len(u.Data), Info: u.Info}

@@ -420,8 +420,10 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 				resume = old
 			} else {
 				p.log.InfoContext(ctx, "portal: another person logged in on a re-login; the old session is ended")
-				p.forget(ctx, old)
-				p.eph.Delete(ctx, old.key())
+				if err := p.end(ctx, old); err != nil {
+					p.unavailable(w, r, err)
+					return
+				}
 				http.SetCookie(w, &http.Cookie{Name: cookieName, Path: "/portal/", MaxAge: -1, HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode})
 			}
 		}
@@ -475,17 +477,30 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Portal) logout(w http.ResponseWriter, r *http.Request, s *session) {
-	p.forget(r.Context(), s)
-	p.eph.Delete(r.Context(), s.key())
+	// Not "logged out" while the session or its documents live on.
+	if err := p.end(r.Context(), s); err != nil {
+		p.unavailable(w, r, err)
+		return
+	}
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Path: "/portal/", MaxAge: -1, HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode})
 	p.web.Render(w, r, http.StatusOK, "portal_message", messageData{Title: "portal.logout.title", Message: "portal.logout.done", Back: "/portal/"})
 }
 
+// end removes the session and its documents from the store.
+func (p *Portal) end(ctx context.Context, s *session) error {
+	if err := p.forget(ctx, s); err != nil {
+		return err
+	}
+	return p.eph.Delete(ctx, s.key())
+}
+
 // forget removes the session's documents, previews and signed copies from the store.
-func (p *Portal) forget(ctx context.Context, s *session) {
+func (p *Portal) forget(ctx context.Context, s *session) error {
+	var errs []error
 	for i := range s.Docs {
 		for _, kind := range []string{"doc", "png", "out"} {
-			p.eph.Delete(ctx, s.part(kind, i))
+			errs = append(errs, p.eph.Delete(ctx, s.part(kind, i)))
 		}
 	}
+	return errors.Join(errs...)
 }

@@ -34,12 +34,12 @@ type Pdftoppm struct {
 var _ Previewer = Pdftoppm{}
 
 // FirstPage implements Previewer.
-func (p Pdftoppm) FirstPage(ctx context.Context, pdf []byte, width int) ([]byte, int, int, error) {
+func (p Pdftoppm) FirstPage(ctx context.Context, pdf []byte, width int) (img []byte, w, h int, err error) {
 	prog := p.Path
 	if prog == "" {
 		prog = "pdftoppm"
 	}
-	prog, err := exec.LookPath(prog)
+	prog, err = exec.LookPath(prog)
 	if err != nil {
 		return nil, 0, 0, ErrNoPreview
 	}
@@ -53,7 +53,12 @@ func (p Pdftoppm) FirstPage(ctx context.Context, pdf []byte, width int) ([]byte,
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	defer os.RemoveAll(dir)
+	// The folder holds a copy of the document: failing to remove it is an error.
+	defer func() {
+		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+			img, err = nil, fmt.Errorf("portal: removing the preview folder: %w", rerr)
+		}
+	}()
 	in := filepath.Join(dir, "in.pdf")
 	if err := os.WriteFile(in, pdf, 0o600); err != nil {
 		return nil, 0, 0, err
@@ -69,7 +74,7 @@ func (p Pdftoppm) FirstPage(ctx context.Context, pdf []byte, width int) ([]byte,
 		}
 		return nil, 0, 0, fmt.Errorf("portal: pdftoppm: %v: %s", err, bytes.TrimSpace(stderr.Bytes()[:min(stderr.Len(), 300)]))
 	}
-	img, err := os.ReadFile(filepath.Join(dir, "page.png"))
+	img, err = os.ReadFile(filepath.Join(dir, "page.png"))
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("portal: pdftoppm wrote no image: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +50,7 @@ type reloginEnv struct {
 	t      *testing.T
 	srv    *httptest.Server
 	eph    *memstore.Store
+	broken atomic.Bool // the store the portal sees fails every Delete
 	key    *ecdsa.PrivateKey
 	mu     sync.Mutex
 	clock  time.Time
@@ -121,7 +123,7 @@ func newReloginEnv(t *testing.T) *reloginEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	New(Config{Issuer: e.srv.URL, LoginMaxAge: reloginMaxAge}, rw, e.eph, e, e, nil, log, e.now).Register(mux)
+	New(Config{Issuer: e.srv.URL, LoginMaxAge: reloginMaxAge}, rw, deletesFail{e.eph, &e.broken}, e, e, nil, log, e.now).Register(mux)
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"issuer": e.srv.URL, "authorization_endpoint": e.srv.URL + "/oauth2/auth",
 			"token_endpoint": e.srv.URL + "/oauth2/token", "jwks_uri": e.srv.URL + "/jwks.json",

@@ -257,7 +257,9 @@ func (p *Portal) downloadAll(w http.ResponseWriter, r *http.Request, s *session)
 			return
 		}
 	}
-	zw.Close()
+	if err := zw.Close(); err != nil {
+		p.log.WarnContext(r.Context(), "portal: writing the zip", "err", err)
+	}
 }
 
 // uniqueName gives a second "a-signed.pdf" the name "a-signed (2).pdf".

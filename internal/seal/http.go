@@ -90,15 +90,19 @@ func (h Handler) sealToFile(ctx context.Context, actor, org string, docs []Docum
 		_, err = out.Seek(0, io.SeekStart)
 	}
 	if err != nil {
-		discard(out)
+		h.discard(out)
 		return Result{}, nil, 0, err
 	}
 	return res, out, size, nil
 }
 
-func discard(f *os.File) {
-	f.Close()
-	os.Remove(f.Name())
+// discard closes and removes a temporary file. The file is thrown away, so its Close error
+// does not matter; one left on disk holds a document, so that is logged.
+func (h Handler) discard(f *os.File) {
+	_ = f.Close()
+	if err := os.Remove(f.Name()); err != nil {
+		h.Log.Error("seal: temporary file left behind", "file", f.Name(), "err", err)
+	}
 }
 
 func (h Handler) seal(w http.ResponseWriter, r *http.Request) {
@@ -107,7 +111,7 @@ func (h Handler) seal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var docs []Document
-	defer func() { removeAll(docs) }()
+	defer func() { h.removeAll(docs) }()
 	if isMultipart(r) {
 		mr, err := r.MultipartReader()
 		if err != nil {
@@ -146,7 +150,7 @@ func (h Handler) seal(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	defer discard(out)
+	defer h.discard(out)
 	w.Header().Set("Content-Type", res.MimeType)
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": outputName(docs, res)}))
@@ -197,7 +201,7 @@ func (h Handler) batch(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		err = h.sealPart(ctx, mw, actor, org, d, p)
-		removeAll([]Document{d})
+		h.removeAll([]Document{d})
 		if err != nil {
 			h.problemPart(mw, r, d.Name, err)
 		}
@@ -208,7 +212,7 @@ func (h Handler) batch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	mw.Close()
+	_ = mw.Close() // the closing boundary goes to the client: a failed write means it left
 }
 
 // sealPart seals d and writes it as one part; on error it writes nothing.
@@ -217,7 +221,7 @@ func (h Handler) sealPart(ctx context.Context, mw *multipart.Writer, actor, org 
 	if err != nil {
 		return err
 	}
-	defer discard(out)
+	defer h.discard(out)
 	hdr := textproto.MIMEHeader{}
 	hdr.Set("Content-Type", res.MimeType)
 	hdr.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": outputName([]Document{d}, res)}))
@@ -271,12 +275,13 @@ func (h Handler) nextPart(mr *multipart.Reader) (Document, error) {
 		if err != nil {
 			return Document{}, fmt.Errorf("%w: multipart body: %w", signing.ErrInvalid, err)
 		}
+		// A part's Close only skips its unread rest; the next NextPart reports a broken body.
 		if part.FileName() == "" {
-			part.Close()
+			_ = part.Close()
 			continue
 		}
 		d, err := h.spool(part, safeName(part.FileName()), mediaType(part.Header.Get("Content-Type")))
-		part.Close()
+		_ = part.Close()
 		return d, err
 	}
 }
@@ -294,18 +299,16 @@ func (h Handler) spool(r io.Reader, name, mimeType string) (Document, error) {
 		err = fmt.Errorf("%w: reading %s: %w", signing.ErrInvalid, name, err)
 	}
 	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		h.discard(f)
 		return Document{}, err
 	}
 	return Document{Name: name, MimeType: mimeType, R: f, Size: n}, nil
 }
 
-func removeAll(docs []Document) {
+func (h Handler) removeAll(docs []Document) {
 	for _, d := range docs {
 		if f, ok := d.R.(*os.File); ok {
-			f.Close()
-			os.Remove(f.Name())
+			h.discard(f)
 		}
 	}
 }

@@ -132,7 +132,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 		w.Header().Set("Content-Type", "application/json")
 	}
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
+	_ = json.NewEncoder(w).Encode(v) // the status is sent: a failed write means the client left
 }
 
 type ctxKey struct{}

@@ -28,7 +28,7 @@ func NTP(t testing.TB, shift time.Duration) *NTPServer {
 	}
 	s := &NTPServer{Addr: conn.LocalAddr().String()}
 	s.SetShift(shift)
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() { _ = conn.Close() }) // ends the goroutine below; nothing to do if it fails
 	go func() {
 		buf := make([]byte, 512)
 		for {
@@ -50,7 +50,7 @@ func NTP(t testing.TB, shift time.Duration) *NTPServer {
 			copy(r[24:32], buf[40:48])                     // origin: the client's transmit time
 			putNTPTime(r[32:40], now)
 			putNTPTime(r[40:48], now)
-			conn.WriteTo(r[:], from)
+			_, _ = conn.WriteTo(r[:], from) // a lost reply is a lost UDP packet, which the client must bear
 		}
 	}()
 	return s

@@ -78,7 +78,7 @@ func Postgres(t testing.TB) *PG {
 	if err != nil {
 		t.Fatalf("PostgreSQL: %v", err)
 	}
-	defer c.Close(ctx)
+	defer func() { _ = c.Close(ctx) }() // the database is made or the test has failed
 	if _, err := c.Exec(ctx, "CREATE DATABASE "+name).ReadAll(); err != nil {
 		t.Fatalf("PostgreSQL: create database: %v", err)
 	}
@@ -91,8 +91,10 @@ func StopPostgres() {
 		return
 	}
 	pgShared.stop(syscall.SIGQUIT) // immediate shutdown: the data goes anyway
-	os.RemoveAll(pgShared.dir)
-	pgShared.lock.Close()
+	if err := os.RemoveAll(pgShared.dir); err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+	}
+	_ = pgShared.lock.Close() // the lock goes with the process anyway
 }
 
 // Missing fails the test under CI=true, where every component must be there, and skips it
@@ -188,7 +190,7 @@ func (s *pgServer) start() error {
 	if err != nil {
 		return err
 	}
-	defer logFile.Close() // the server has its own copy
+	defer func() { _ = logFile.Close() }() // the server has its own copy
 	cmd := s.command("postgres", "-D", filepath.Join(s.dir, "data"),
 		"-c", "listen_addresses=127.0.0.1", "-c", "port="+s.port, "-c", "unix_socket_directories="+s.dir,
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200")
@@ -201,7 +203,7 @@ func (s *pgServer) start() error {
 		return fmt.Errorf("start postgres: %v", err)
 	}
 	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+	go func() { _ = cmd.Wait(); close(done) }() // a server stopped by a signal exits with an error
 	s.cmd, s.done = cmd, done
 
 	deadline := time.Now().Add(30 * time.Second)
@@ -216,7 +218,7 @@ func (s *pgServer) start() error {
 		c, err := pgconn.Connect(ctx, s.dsn("postgres"))
 		cancel()
 		if err == nil {
-			c.Close(context.Background())
+			_ = c.Close(context.Background()) // only a probe
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -237,11 +239,11 @@ func (s *pgServer) stopLocked(sig syscall.Signal) {
 	if s.cmd == nil {
 		return
 	}
-	s.cmd.Process.Signal(sig)
+	_ = s.cmd.Process.Signal(sig) // fails only when the process has ended: done is closed then
 	select {
 	case <-s.done:
 	case <-time.After(30 * time.Second):
-		s.cmd.Process.Kill()
+		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
 	s.cmd = nil
@@ -262,9 +264,9 @@ func sweepStalePostgres() {
 			continue
 		}
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil && !postmasterAlive(d) {
-			os.RemoveAll(d)
+			_ = os.RemoveAll(d) // best effort: the next sweep tries again
 		}
-		f.Close()
+		_ = f.Close()
 	}
 }
 
@@ -288,7 +290,7 @@ func freePort() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }() // only to learn a free port
 	_, port, err := net.SplitHostPort(l.Addr().String())
 	return port, err
 }

@@ -29,7 +29,7 @@ func Redis(t testing.TB) *RedisServer {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close()
+	_ = l.Close() // only to learn a free port
 	r := &RedisServer{Addr: addr, URL: "redis://" + addr + "/0", dir: t.TempDir()}
 	r.Start(t)
 	t.Cleanup(func() { r.Stop(t) })
@@ -49,11 +49,12 @@ func (r *RedisServer) Start(t testing.TB) {
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		c, err := net.Dial("tcp", r.Addr)
 		if err == nil {
-			fmt.Fprintf(c, "PING\r\n")
+			// A failed write or deadline shows as no PONG below.
+			_, _ = fmt.Fprintf(c, "PING\r\n")
 			buf := make([]byte, 7)
-			c.SetReadDeadline(time.Now().Add(time.Second))
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
 			n, _ := c.Read(buf)
-			c.Close()
+			_ = c.Close()
 			if string(buf[:n]) == "+PONG\r\n" {
 				return
 			}
@@ -69,8 +70,8 @@ func (r *RedisServer) Start(t testing.TB) {
 // Stop kills the server.
 func (r *RedisServer) Stop(t testing.TB) {
 	if r.cmd != nil && r.cmd.Process != nil {
-		r.cmd.Process.Kill()
-		r.cmd.Wait()
+		_ = r.cmd.Process.Kill() // fails only when it has ended already
+		_ = r.cmd.Wait()         // killed: its exit status says so
 		r.cmd = nil
 	}
 }

@@ -48,9 +48,13 @@ func SoftHSM(t testing.TB) SoftHSMToken {
 		}
 		tokens := filepath.Join(hsmDir, "tokens")
 		conf := filepath.Join(hsmDir, "softhsm2.conf")
-		os.Mkdir(tokens, 0o700)
+		if hsmErr = os.Mkdir(tokens, 0o700); hsmErr != nil {
+			return
+		}
 		hsmErr = os.WriteFile(conf, fmt.Appendf(nil, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n", tokens), 0o600)
-		os.Setenv("SOFTHSM2_CONF", conf)
+		if hsmErr == nil {
+			hsmErr = os.Setenv("SOFTHSM2_CONF", conf)
+		}
 	})
 	if hsmErr != nil {
 		Missing(t, "SoftHSM2: "+hsmErr.Error())
@@ -68,6 +72,8 @@ func SoftHSM(t testing.TB) SoftHSMToken {
 func Cleanup() {
 	StopPostgres()
 	if hsmDir != "" {
-		os.RemoveAll(hsmDir)
+		if err := os.RemoveAll(hsmDir); err != nil {
+			fmt.Fprintln(os.Stderr, "testenv:", err)
+		}
 	}
 }

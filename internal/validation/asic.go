@@ -213,7 +213,7 @@ func readEntry(f *zip.File, max int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read only
 	b, err := io.ReadAll(io.LimitReader(rc, max+1))
 	if err != nil {
 		return nil, err
@@ -305,7 +305,7 @@ func (v *validator) asicManifest(files map[string]*zip.File, name, id string, wo
 		}
 		hh := h.New()
 		_, err = io.Copy(hh, rc)
-		rc.Close()
+		_ = rc.Close() // read only
 		if err != nil {
 			return s, nil, bad("%s: %v", entry, err)
 		}

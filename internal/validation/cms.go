@@ -7,7 +7,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
@@ -29,7 +28,6 @@ import (
 // verdict per step rather than one error.
 
 var (
-	oidData               = cms.OIDData
 	oidSignedData         = cms.OIDSignedData
 	oidTSTInfo            = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 1, 4}
 	oidContentType        = cms.OIDContentType
@@ -341,10 +339,6 @@ func (p *signedData) signingTime() *time.Time {
 // certBinding checks the signing-certificate-v2 (or v1) attribute against cert: "absent",
 // "ok" or an error.
 func (p *signedData) certBinding(cert *x509.Certificate) (string, error) {
-	type issuerSerial struct {
-		Issuer asn1.RawValue
-		Serial *big.Int
-	}
 	if v, ok := p.attrs[oidSigningCertV2.String()]; ok {
 		s := cryptobyte.String(v)
 		var scv2, ids, id cryptobyte.String
@@ -445,8 +439,6 @@ func (p *signedData) contentTypeOK() bool {
 	_, err := asn1.Unmarshal(v, &oid)
 	return err == nil && oid.Equal(p.contentType)
 }
-
-func sha256Hex(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
 
 // readAdbeRevocation takes the CRLs ([0]) and OCSP responses ([1]) of a
 // RevocationInfoArchival; what does not parse is left out (it is only evidence to try).

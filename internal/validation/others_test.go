@@ -24,12 +24,11 @@ import (
 // opensslPKI is a CA, a signer and a TSA made by openssl, nothing of Vula's: the signatures
 // and timestamps they make are "made by others".
 type opensslPKI struct {
-	dir  string
-	ca   *x509.Certificate
-	crl  []byte // DER, empty, signed by the CA
-	run  func(args ...string) []byte
-	t    testing.TB
-	tsaC string
+	dir string
+	ca  *x509.Certificate
+	crl []byte // DER, empty, signed by the CA
+	run func(args ...string) []byte
+	t   testing.TB
 }
 
 func newOpenSSLPKI(t testing.TB) *opensslPKI {

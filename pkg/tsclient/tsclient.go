@@ -51,7 +51,7 @@ func (c *Client) Timestamp(ctx context.Context, h crypto.Hash, digest []byte) ([
 	if err != nil {
 		return nil, nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read only
 	reply, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return nil, nil, err

@@ -52,7 +52,7 @@ func (b *Browser) do(req *http.Request) Response {
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
 	r := Response{Status: resp.StatusCode, URL: resp.Request.URL, Body: string(body), Form: url.Values{}}
 	if l, err := resp.Location(); err == nil {

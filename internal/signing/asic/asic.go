@@ -233,7 +233,7 @@ func mimeOf(f File) string {
 // attr escapes s for an XML attribute value in double quotes.
 func attr(s string) string {
 	var b strings.Builder
-	xml.EscapeText(&b, []byte(s)) //nolint:errcheck // a strings.Builder does not fail
+	_ = xml.EscapeText(&b, []byte(s)) // a strings.Builder does not fail
 	return b.String()
 }
 
@@ -310,6 +310,7 @@ func start(w io.Writer, at time.Time) (*container, error) {
 		UncompressedSize64: uint64(len(MimeType)),
 	}
 	if !at.IsZero() {
+		//lint:ignore SA1019 CreateRaw writes only these fields, not Modified (see above)
 		fh.ModifiedDate, fh.ModifiedTime = dosTime(at)
 	}
 	fw, err := c.z.CreateRaw(fh)

@@ -181,7 +181,8 @@ func (u *update) image(data []byte) (imageObj, error) {
 func deflate(b []byte) []byte {
 	var out bytes.Buffer
 	z := zlib.NewWriter(&out)
-	z.Write(b)
-	z.Close()
+	// Into a bytes.Buffer, which does not fail.
+	_, _ = z.Write(b)
+	_ = z.Close()
 	return out.Bytes()
 }

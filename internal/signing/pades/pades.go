@@ -589,7 +589,7 @@ func (j *hashJob) run(r io.ReaderAt, size int64, w io.Writer) {
 			return
 		}
 		n, err := r.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
-		w.Write(buf[:n]) // hashes never fail
+		_, _ = w.Write(buf[:n]) // hashes never fail
 		off += int64(n)
 		switch {
 		case err == io.EOF && off == size:

@@ -74,7 +74,11 @@ func New(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { raw.Close() })
+	t.Cleanup(func() {
+		if err := raw.Close(); err != nil {
+			t.Errorf("close the keystore: %v", err)
+		}
+	})
 	if opts.Hook == nil {
 		opts.Hook = hsm.LogHook{Log: log}
 	}
@@ -83,7 +87,11 @@ func New(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("close the database: %v", err)
+		}
+	})
 	// The PKI is served on 127.0.0.1 and the certificates' AIA, CRL and OCSP URLs point there:
 	// pdfsig checks the signer's certificate by OCSP at its AIA URL, and a soft failure
 	// there leaves it printing "Unknown issue with Certificate" for a trusted chain.

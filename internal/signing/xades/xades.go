@@ -131,7 +131,7 @@ func SignFiles(ctx context.Context, files []File, s signing.Signer, opts Options
 			return nil, fmt.Errorf("xades: open %q: %w", f.Name, err)
 		}
 		err = b.detached(f, rc)
-		rc.Close()
+		_ = rc.Close() // read only
 		if err != nil {
 			return nil, err
 		}

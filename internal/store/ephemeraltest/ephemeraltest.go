@@ -33,7 +33,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Ephemeral) {
 func RunWith(t *testing.T, h Harness) {
 	ctx := context.Background()
 	s := h.Open(t)
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
 
 	// gone waits until key has expired. After Advance it should be at once; a backend whose
 	// expiry lags a little (Redis's clock against ours) gets a bounded grace, never a speed test.

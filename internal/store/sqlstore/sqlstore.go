@@ -92,9 +92,11 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*DB, error) {
 		}
 		// The database holds credentials and the audit log: owner-only, like the keystore.
 		// SQLite gives its WAL and shared-memory files the database file's mode.
-		os.MkdirAll(filepath.Dir(path), 0o700) // a first command before any serve
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil { // a first command before any serve
+			return nil, fmt.Errorf("sqlstore: sqlite: %w", err)
+		}
 		if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
-			f.Close()
+			_ = f.Close() // only created, nothing written
 		}
 		q := url.Values{}
 		for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
@@ -130,7 +132,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*DB, error) {
 		}
 	}
 	if err != nil {
-		d.db.Close()
+		_ = d.db.Close() // the open error is the one to report
 		return nil, err
 	}
 	return d, nil
@@ -173,10 +175,11 @@ func (d *DB) Ping(ctx context.Context) error {
 
 // Close closes the connection pool.
 func (d *DB) Close() error {
+	var err error
 	if d.auditInsert != nil {
-		d.auditInsert.Close()
+		err = d.auditInsert.Close()
 	}
-	return d.db.Close()
+	return errors.Join(err, d.db.Close())
 }
 
 func (d *DB) migrate(ctx context.Context) error {
@@ -239,7 +242,7 @@ func (d *DB) inTx(ctx context.Context, op string, f func(tx *sql.Tx) error) erro
 		return d.wrap(op, err)
 	}
 	if err := f(tx); err != nil {
-		tx.Rollback()
+		_ = tx.Rollback() // f's error is the one to report; the transaction ends either way
 		return d.wrap(op, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -352,7 +355,7 @@ func list[T any](ctx context.Context, d *DB, op, query string, scan func(rowScan
 	if err != nil {
 		return nil, d.wrap(op, err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }() // rows.Err below reports what went wrong
 	var out []T
 	for rows.Next() {
 		v, err := scan(rows)

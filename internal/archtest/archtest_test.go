@@ -1,0 +1,24 @@
+// Package archtest checks Vula's import rules: which package may import which. It has no code
+// of its own, only the test, which reads the packages' imports with go list.
+//
+// The layers, lowest first. A package imports only from lower layers or from its own unit; two
+// units of one layer never import each other.
+//
+//  1. the key layer: hsm and its backends (hsm/...). It imports nothing of Vula's outside hsm/.
+//  2. storage, configuration and CMS encoding: internal/store/..., internal/config, internal/cms.
+//  3. what the services share over them: internal/audit (the audit log), internal/server (the
+//     HTTP edge) and internal/web (the page renderer).
+//  4. trust services others build on: certs (the CA, which issues the certificates of csc's
+//     officials and seal's organizations), internal/tsa (timestamps), and one unit of
+//     internal/signing, its format packages (cades, pades, xades, asic) and internal/pdfsafe
+//     (their guard for untrusted PDFs, which returns signing's errors): the signature formats
+//     the services use.
+//  5. the services: internal/idp, internal/csc, internal/seal, internal/portal,
+//     internal/validation, each a unit with its sub-packages.
+//  6. the wiring, internal/cli; 7. the command, cmd/vula.
+//
+// Outside the layers: pkg/... (for outsiders) imports nothing under internal/; test support
+// (internal/testenv, internal/apitest, hsm/hsmtest, and the *test packages beside what they
+// help test) may import anything but is imported by no other package's non-test code.
+// Only non-test imports are checked: a test may assemble whatever it needs.
+package archtest
