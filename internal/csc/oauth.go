@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/ory/fosite"
-
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/server"
@@ -150,7 +148,7 @@ func (h Handler) credentialOr(next func(w http.ResponseWriter, r *http.Request, 
 			return
 		}
 		ctx := WithRequestID(r.Context(), server.RequestID(r.Context()))
-		tok := fosite.AccessTokenFromRequest(r)
+		tok := idp.TokenOf(r) // Bearer or DPoP
 		sad, err := h.S.TokenSAD(ctx, c, tok)
 		if err != nil {
 			h.fail(w, r, err)

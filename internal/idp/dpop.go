@@ -187,6 +187,12 @@ func accessToken(r *http.Request) (scheme, token string) {
 	return "", ""
 }
 
+// TokenOf is the access token of an API request, sent as Bearer or DPoP.
+func TokenOf(r *http.Request) string {
+	_, tok := accessToken(r)
+	return tok
+}
+
 // checkBinding checks that a request to an API presents the token the way it was issued: a
 // DPoP-bound token with the DPoP scheme and a proof by its key; a plain one as Bearer.
 func (p *Provider) checkBinding(r *http.Request, scheme, token string, sess *Session) error {

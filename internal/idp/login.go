@@ -714,10 +714,6 @@ func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, ar fosite
 	for _, s := range ar.GetRequestedScopes() {
 		ar.GrantScope(s)
 	}
-	if err := g.p.grantAudience(ar, ar.GetRequestForm()["resource"]); err != nil {
-		g.p.oauth.WriteAuthorizeError(ctx, g.withIss(w), ar, err)
-		return
-	}
 	sess := newSession()
 	sess.Person, sess.Subject = f.Subject, sub
 	sess.CodeJKT = ar.GetRequestForm().Get("dpop_jkt")
@@ -743,6 +739,11 @@ func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, ar fosite
 	sess.JWTHeader.Add("typ", "at+jwt")
 	if edit != nil {
 		edit(sess, ar)
+	}
+	// After edit, which may grant the credential scope.
+	if err := g.p.grantAudience(ar, ar.GetRequestForm()["resource"]); err != nil {
+		g.p.oauth.WriteAuthorizeError(ctx, g.withIss(w), ar, err)
+		return
 	}
 	resp, err := g.p.oauth.NewAuthorizeResponse(ctx, ar, sess)
 	if err != nil {

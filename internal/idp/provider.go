@@ -404,7 +404,7 @@ func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, fosite.ErrInvalidRequest.WithHint("The body is not a form."))
 		return
 	}
-	if fosite.AccessTokenFromRequest(r) != "" && strings.HasPrefix(strings.ToLower(r.Header.Get("Authorization")), "bearer ") {
+	if scheme, _ := accessToken(r); scheme != "" {
 		writeOAuthError(w, errClient("Introspection needs client authentication; a bearer token is not one."))
 		return
 	}
