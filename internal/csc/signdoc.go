@@ -132,6 +132,11 @@ func (s *Service) packaging(i int, d Document) (string, error) {
 		if p != Certification && p != Revision {
 			return "", invalidRequest("Invalid parameter signed_envelope_property of documents[%d]: %q for PAdES (Certification or Revision)", i, d.Packaging)
 		}
+		if d.Visible != nil {
+			if err := pades.CheckText(d.Visible.Text); err != nil {
+				return "", invalidRequest("Invalid parameter documents[%d]: %v", i, err)
+			}
+		}
 	case FormatXAdES:
 		if p == "" {
 			p = Enveloped

@@ -21,6 +21,7 @@ import (
 
 	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/signing"
+	"github.com/vula-eid/vula/internal/signing/pades"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/memstore"
@@ -162,6 +163,9 @@ func TestSignDoc(t *testing.T) {
 			`invalid_request: Invalid parameter signed_envelope_property of documents[0]: "Attached" for CAdES: only Detached is supported`},
 		{"an unknown format", o.sub, DocRequest{CredentialID: o.cred.ID, SAD: sad2, HashOID: oidSHA256,
 			Documents: []Document{{Data: pdf, Format: "J"}}}, `invalid_request: Invalid parameter signature_format of documents[0]: "J" (P, X or C)`},
+		{"a seal text the font cannot draw", o.sub, DocRequest{CredentialID: o.cred.ID, SAD: sad2, HashOID: oidSHA256,
+			Documents: []Document{{Data: pdf, Format: FormatPAdES, Visible: &pades.Appearance{Page: 1, Rect: [4]float64{36, 36, 286, 106}, Text: "Потписано 署名"}}}},
+			`invalid_request: Invalid parameter documents[0]: signing: invalid input: pades: the signature's text has '署' (U+7F72), which its font (DejaVu Sans: Latin, Greek, Cyrillic) cannot draw`},
 	} {
 		if _, err := s.SignDoc(ctx, c.sub, c.r); cscCode(err) != c.want {
 			t.Errorf("%s: %s, want %s", c.name, cscCode(err), c.want)

@@ -91,6 +91,9 @@ func ParseParams(get func(string) string) (Params, error) {
 		if p.Format != PAdES {
 			return p, fmt.Errorf("%w: a visible seal is for pades only", signing.ErrInvalid)
 		}
+		if err := pades.CheckText(text); err != nil {
+			return p, err
+		}
 		a := &pades.Appearance{Page: 1, Text: text}
 		if page != "" {
 			if a.Page, err = strconv.Atoi(page); err != nil || a.Page < 1 {

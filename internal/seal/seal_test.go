@@ -234,6 +234,8 @@ func TestParseParams(t *testing.T) {
 		{map[string]string{"format": "xades", "packaging": "detached", "level": "lta"}, nil},
 		{map[string]string{"format": "cades", "level": "B-T"}, nil},
 		{map[string]string{"format": "pades", "page": "1", "rect": "10,10,200,60", "text": "Sealed"}, nil},
+		{map[string]string{"format": "pades", "text": "Оверено печатом — Пореска управа\nKosovës, Ελλάδα"}, nil},
+		{map[string]string{"format": "pades", "text": "Оверено 印章"}, signing.ErrInvalid}, // the font has no Han
 		{map[string]string{"format": "docx"}, signing.ErrInvalid},
 		{map[string]string{"level": "B-X"}, signing.ErrInvalid},
 		{map[string]string{"format": "cades", "level": "B-LT"}, signing.ErrUnsupported},

@@ -41,7 +41,7 @@ func (d *document) checkAppearance(a *Appearance) (int, error) {
 // appearanceLines is the text of a visible signature: the caller's, or signer, date and reason.
 func appearanceLines(a *Appearance, cert *x509.Certificate, opts Options, when time.Time) []string {
 	if a.Text != "" {
-		return strings.Split(a.Text, "\n")
+		return strings.Split(normalText(a.Text), "\n")
 	}
 	who := cert.Subject.CommonName
 	if opts.Name != "" {
@@ -50,6 +50,9 @@ func appearanceLines(a *Appearance, cert *x509.Certificate, opts Options, when t
 	lines := []string{"Signed by: " + who, "Date: " + when.Format("2006-01-02 15:04:05 -07:00")}
 	if opts.Reason != "" {
 		lines = append(lines, "Reason: "+opts.Reason)
+	}
+	for i, l := range lines {
+		lines[i] = normalText(l)
 	}
 	return lines
 }
@@ -87,7 +90,9 @@ func (u *update) appearance(f sigField) (ref, error) {
 			longest := 1
 			for i, l := range f.lines {
 				var wl int
-				shown[i], wl = tf.encode(l, used)
+				if shown[i], wl, err = tf.encode(l, used); err != nil {
+					return ref{}, err
+				}
 				longest = max(longest, wl)
 			}
 			font, err := tf.objects(u, used)

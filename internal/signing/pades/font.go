@@ -1,6 +1,7 @@
 package pades
 
 import (
+	"crypto/sha256"
 	_ "embed"
 	"fmt"
 	"slices"
@@ -10,21 +11,22 @@ import (
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/sfnt"
 	"golang.org/x/image/math/fixed"
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/vula-eid/vula/internal/signing"
 )
 
 // The visible signature's text is set in DejaVu Sans, embedded. Helvetica, a standard font
 // that needs no embedding, has no č, ć or đ in the glyph set a viewer must provide (the
-// standard Latin set of ISO 32000-1 annex D), and the names of Serbian and Albanian signers
-// and places need them. font/DejaVuSans-Latin.ttf is a fixed subset of fonts-dejavu-core's
-// DejaVuSans.ttf (Basic Latin, Latin-1, Latin Extended-A, common punctuation, made by
-// font/make.sh; 32 KB, 16 KB deflated in each visibly signed PDF); its licence
-// (font/LICENSE) permits embedding.
+// standard Latin set of ISO 32000-1 annex D), and no Cyrillic or Greek at all, which the names
+// of Serbian, Albanian and Greek signers, institutions and places need.
+// font/DejaVuSans-LGC.ttf is a fixed subset of fonts-dejavu-core's DejaVuSans.ttf (Latin,
+// Greek, Cyrillic and common punctuation, made by font/make.sh; 105 KB); each signature embeds
+// only the outlines of the glyphs it shows (subset.go). Its licence (font/LICENSE) permits
+// embedding. Text with a character the font lacks is refused, never drawn as '?'.
 //
-//go:embed font/DejaVuSans-Latin.ttf
+//go:embed font/DejaVuSans-LGC.ttf
 var dejaVuSans []byte
-
-// fontName is the subset's PostScript name with a subset tag (ISO 32000-1, 9.6.4).
-const fontName = "VULADJ+DejaVuSans"
 
 // textFont is the embedded font as the appearance uses it: glyphs of runes and their widths
 // in thousandths of an em.
@@ -41,17 +43,38 @@ func loadFont() (*textFont, error) {
 	return &textFont{f: f}, nil
 }
 
+// CheckText returns a signing.ErrInvalid error naming the first character of s (lines of a
+// visible signature's text) that the signature's font cannot draw, or nil when it can draw
+// all of s.
+func CheckText(s string) error {
+	t, err := loadFont()
+	if err != nil {
+		return err
+	}
+	for _, l := range strings.Split(normalText(s), "\n") {
+		if _, _, err := t.encode(l, map[sfnt.GlyphIndex]rune{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// normalText is s in Unicode's composed form (a letter and its combining accent become the
+// one precomposed letter the font has), with CR before LF dropped.
+func normalText(s string) string {
+	return strings.ReplaceAll(norm.NFC.String(s), "\r\n", "\n")
+}
+
 // ppem1000 scales the font's metrics to a 1000-unit em, PDF's glyph space.
 const ppem1000 = fixed.Int26_6(1000 << 6)
 
-// glyph is the glyph of r and the rune it shows: '?' when the font has none for r.
-func (t *textFont) glyph(r rune) (sfnt.GlyphIndex, rune) {
+// glyph is the glyph of r; 0, the missing glyph, when the font has none.
+func (t *textFont) glyph(r rune) sfnt.GlyphIndex {
 	g, err := t.f.GlyphIndex(&t.buf, r)
-	if err != nil || g == 0 {
-		r = '?'
-		g, _ = t.f.GlyphIndex(&t.buf, r)
+	if err != nil {
+		return 0
 	}
-	return g, r
+	return g
 }
 
 func (t *textFont) width(g sfnt.GlyphIndex) int {
@@ -63,18 +86,23 @@ func (t *textFont) width(g sfnt.GlyphIndex) int {
 }
 
 // encode is s as the content stream shows it with Identity-H: two bytes per glyph.
-func (t *textFont) encode(s string, used map[sfnt.GlyphIndex]rune) (pdfStr, int) {
+// It fails with signing.ErrInvalid on a character the font cannot draw.
+func (t *textFont) encode(s string, used map[sfnt.GlyphIndex]rune) (pdfStr, int, error) {
 	var b []byte
 	w := 0
 	for _, r := range s {
-		g, r := t.glyph(r)
+		g := t.glyph(r)
+		if g == 0 {
+			return "", 0, fmt.Errorf("%w: pades: the signature's text has %q (%U), which its font (DejaVu Sans: Latin, Greek, Cyrillic) cannot draw",
+				signing.ErrInvalid, r, r)
+		}
 		if _, ok := used[g]; !ok {
 			used[g] = r
 		}
 		b = append(b, byte(g>>8), byte(g))
 		w += t.width(g)
 	}
-	return pdfStr(b), w
+	return pdfStr(b), w, nil
 }
 
 // objects writes the Type 0 font (CIDFontType2, Identity-H, identity CID-to-glyph map) with
@@ -95,19 +123,39 @@ func (t *textFont) objects(u *update, used map[sfnt.GlyphIndex]rune) (ref, error
 	for _, g := range glyphs {
 		widths = append(widths, int(g), array{t.width(g)})
 	}
+	program, err := subsetFont(dejaVuSans, glyphs)
+	if err != nil {
+		return ref{}, err
+	}
+	fontName := name(subsetTag(glyphs) + "+DejaVuSans")
 	file, desc, cid, toUni, top := u.alloc(), u.alloc(), u.alloc(), u.alloc(), u.alloc()
-	u.putStream(file, stream{d: dict{"Filter": name("FlateDecode"), "Length1": len(dejaVuSans)}, data: deflate(dejaVuSans)})
+	u.putStream(file, stream{d: dict{"Filter": name("FlateDecode"), "Length1": len(program)}, data: deflate(program)})
 	// sfnt's y axis points down: the box's top is -Min.Y, the descent is below the baseline.
-	u.put(desc, dict{"Type": name("FontDescriptor"), "FontName": name(fontName), "Flags": 32,
+	u.put(desc, dict{"Type": name("FontDescriptor"), "FontName": fontName, "Flags": 32,
 		"FontBBox": array{i(bb.Min.X), i(-bb.Max.Y), i(bb.Max.X), i(-bb.Min.Y)}, "ItalicAngle": 0,
 		"Ascent": i(m.Ascent), "Descent": -i(m.Descent), "CapHeight": i(m.CapHeight), "StemV": 80, "FontFile2": file})
-	u.put(cid, dict{"Type": name("Font"), "Subtype": name("CIDFontType2"), "BaseFont": name(fontName),
+	u.put(cid, dict{"Type": name("Font"), "Subtype": name("CIDFontType2"), "BaseFont": fontName,
 		"CIDSystemInfo":  dict{"Registry": text("Adobe"), "Ordering": text("Identity"), "Supplement": 0},
 		"FontDescriptor": desc, "CIDToGIDMap": name("Identity"), "W": widths})
 	u.putStream(toUni, stream{data: toUnicode(glyphs, used)})
-	u.put(top, dict{"Type": name("Font"), "Subtype": name("Type0"), "BaseFont": name(fontName),
+	u.put(top, dict{"Type": name("Font"), "Subtype": name("Type0"), "BaseFont": fontName,
 		"Encoding": name("Identity-H"), "DescendantFonts": array{cid}, "ToUnicode": toUni})
 	return top, nil
+}
+
+// subsetTag is the six capital letters before a subset font's name (ISO 32000-1, 9.6.4),
+// drawn from the glyphs it holds so that different subsets get different tags.
+func subsetTag(glyphs []sfnt.GlyphIndex) string {
+	h := sha256.New()
+	for _, g := range glyphs {
+		h.Write([]byte{byte(g >> 8), byte(g)})
+	}
+	sum := h.Sum(nil)
+	tag := make([]byte, 6)
+	for i := range tag {
+		tag[i] = 'A' + sum[i]%26
+	}
+	return string(tag)
 }
 
 // toUnicode is a CMap from the two-byte codes (glyph numbers) to the text they show.

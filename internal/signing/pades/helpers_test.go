@@ -25,10 +25,12 @@ import (
 
 // pdfOpts says what makePDF writes.
 type pdfOpts struct {
-	pages   int
-	form    bool   // an AcroForm with a text field and a check box
-	big     int    // bytes of an extra stream on page 1 (for the large inputs)
-	version string // "1.4" when empty
+	pages int
+	form  bool // an AcroForm with a text field and a check box
+	// needAppearances sets the form's /NeedAppearances true (the viewer is to redraw fields).
+	needAppearances bool
+	big             int    // bytes of an extra stream on page 1 (for the large inputs)
+	version         string // "1.4" when empty
 }
 
 // makePDF writes a small, valid PDF with a classic xref table, made here so that the tests
@@ -57,7 +59,11 @@ func makePDF(w io.Writer, o pdfOpts) error {
 	cat := "<< /Type /Catalog /Pages 2 0 R >>"
 	if o.form {
 		n := first + 2*o.pages
-		cat = fmt.Sprintf("<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [%d 0 R %d 0 R] /DA (/Helv 0 Tf 0 g) /DR << /Font << /Helv 3 0 R >> >> >> >>", n, n+1)
+		need := ""
+		if o.needAppearances {
+			need = " /NeedAppearances true"
+		}
+		cat = fmt.Sprintf("<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [%d 0 R %d 0 R] /DA (/Helv 0 Tf 0 g) /DR << /Font << /Helv 3 0 R >> >>%s >> >>", n, n+1, need)
 	}
 	obj(cat)
 	obj(fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count %d >>", strings.Join(kids, " "), o.pages))

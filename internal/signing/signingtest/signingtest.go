@@ -126,6 +126,14 @@ func New(t testing.TB, opts Options) *Env {
 	return e
 }
 
+// NewSeal makes another institution's seal, named name (a certificate's organisation and
+// common name), with its key under label.
+func (e *Env) NewSeal(t testing.TB, label, name string) signing.Signer {
+	t.Helper()
+	return e.leaf(t, label, hsm.SealPurpose(label), hsm.ECP256, certs.Request{Profile: certs.LegalPerson,
+		Subject: certs.LegalPersonName(name, "810000002", "RS")})
+}
+
 // leaf makes a key in the key layer and a certificate for it.
 func (e *Env) leaf(t testing.TB, label string, p hsm.Purpose, alg hsm.Algorithm, req certs.Request) signing.Signer {
 	t.Helper()
