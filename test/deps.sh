@@ -19,7 +19,6 @@ declare -A need=(
   [qpdf]=qpdf
   [certutil]=libnss3-tools
   [vfychain]=libnss3-tools
-  [pk12util]=libnss3-tools
   [unzip]=unzip
   [zipinfo]=unzip
   [xmllint]=libxml2-utils

@@ -85,11 +85,18 @@ type signedData struct {
 	unsignedAttr map[string][][]byte // OID -> values (each DER)
 }
 
-var errNotCMS = errors.New("not a DER CMS SignedData")
+var errNotCMS = errors.New("not a CMS SignedData")
 
-func parseSignedData(der []byte) (*signedData, error) {
+// parseSignedData reads a CMS ContentInfo of SignedData in BER (RFC 5652 allows BER; NSS
+// writes indefinite lengths) by making it DER first: the signed attributes are then the DER
+// the signature is over (RFC 5652, 5.4).
+func parseSignedData(ber []byte) (*signedData, error) {
 	bad := func(what string) error {
 		return fmt.Errorf("%w: validation: %w: %s", signing.ErrInvalid, errNotCMS, what)
+	}
+	der, err := cms.DER(ber)
+	if err != nil {
+		return nil, bad(err.Error())
 	}
 	s := cryptobyte.String(der)
 	var ci, content, sd cryptobyte.String
@@ -117,8 +124,7 @@ func parseSignedData(der []byte) (*signedData, error) {
 		if !encap.ReadASN1(&ec, cbasn1.Tag(0).ContextSpecific().Constructed()) {
 			return nil, bad("eContent")
 		}
-		// DER has one OCTET STRING; BER constructed strings are not DER and refused.
-		if !ec.ReadASN1(&octets, cbasn1.OCTET_STRING) {
+		if !ec.ReadASN1(&octets, cbasn1.OCTET_STRING) { // cms.DER made a constructed one primitive
 			return nil, bad("eContent is not a primitive OCTET STRING")
 		}
 		p.eContent = bytes.Clone(octets)
