@@ -3,7 +3,8 @@
 // of internal/signing/cades. Both encode their fixed structures by hand (each says why); what
 // they share is here: object identifiers, algorithm identifiers, attributes, the
 // signing-certificate-v2 attribute, the longest signature a key gives, and signing with the
-// caller's context so that the key layer's audit record names the actor.
+// caller's context so that the key layer's audit record names the actor. DER (ber.go) turns
+// the BER others' signers write into the DER a parser of CMS reads.
 package cms
 
 import (

@@ -280,7 +280,7 @@ func (v *validator) signatureAt(rep *SignatureReport, p *signedData, content imp
 	return embedded, timestamped
 }
 
-// cmsDocument validates a DER CMS SignedData: CAdES when it binds its signing certificate,
+// cmsDocument validates a CMS SignedData (BER or DER): CAdES when it binds its signing certificate,
 // plain CMS otherwise.
 func (v *validator) cmsDocument(der []byte, rep *Report) error {
 	p, err := parseSignedData(der)

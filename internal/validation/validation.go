@@ -2,7 +2,7 @@
 // and reports the result in the manner of ETSI TS 119 102-2.
 //
 // Validate takes a PDF (each signature and document timestamp in it: PAdES baseline, or a
-// legacy adbe.pkcs7.detached signature reported as PKCS#7), a DER CMS SignedData (CAdES or plain
+// legacy adbe.pkcs7.detached signature reported as PKCS#7), a CMS SignedData in BER or DER (CAdES or plain
 // CMS; a detached one needs Options.Content) or an RFC 3161 TimeStampToken / TimeStampResp
 // (whose imprint is checked against Options.Content when given), an XML document with
 // XML-DSig or XAdES signatures (enveloped, enveloping, or detached over Options.Content; see
@@ -137,7 +137,7 @@ func Validate(ctx context.Context, doc io.ReaderAt, size int64, opts Options) (R
 		rep.Format = "ASiC-E"
 		err = v.asicContainer(data, &rep)
 	default:
-		return Report{}, fmt.Errorf("%w: validation: not a PDF, a DER CMS signature or an RFC 3161 timestamp", signing.ErrInvalid)
+		return Report{}, fmt.Errorf("%w: validation: not a PDF, a CMS signature or an RFC 3161 timestamp", signing.ErrInvalid)
 	}
 	if err != nil {
 		return Report{}, err
