@@ -1,6 +1,7 @@
 package validation_test
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/pem"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/vula-eid/vula/certs"
+	"github.com/vula-eid/vula/internal/signing"
+	"github.com/vula-eid/vula/internal/signing/pades"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
 	"github.com/vula-eid/vula/internal/testenv"
 	"github.com/vula-eid/vula/internal/validation"
@@ -36,27 +39,14 @@ func TestPDFSignedByNSS(t *testing.T) {
 		{"adbe.pkcs7.detached", "PKCS#7", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in := env.WriteFile(t, "in.pdf", signingtest.PDF("signed by NSS"))
-			out := filepath.Join(t.TempDir(), "nss.pdf")
-			args := append([]string{"-nssdir", "sql:" + nss, "-add-signature", "-nick", "signer", "-reason", "BER"}, tc.args...)
-			// pdfsig 22.12 now and then fails "unable update signature" (it sizes the
-			// placeholder before NSS signs, and an ECDSA signature's DER varies in length): retry.
-			for try := 1; ; try++ {
-				msg, err := exec.Command("pdfsig", append(args, in, out)...).CombinedOutput()
-				if err == nil {
-					break
-				}
-				if try == 5 || !strings.Contains(string(msg), "unable update signature") {
-					t.Fatalf("pdfsig -add-signature: %v\n%s", err, msg)
-				}
-			}
-			doc, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatal(err)
-			}
+			doc := nssSign(t, nss, signingtest.PDF("signed by NSS"), tc.args...)
 			// The test is about BER: the ContentInfo's SEQUENCE has an indefinite length (30 80).
 			if m := regexp.MustCompile(`/Contents\s*<([0-9A-Fa-f]{4})`).FindSubmatch(doc); m == nil || !strings.EqualFold(string(m[1]), "3080") {
 				t.Fatalf("pdfsig wrote no BER CMS (starts %q); the test checks nothing", m)
+			}
+			out := filepath.Join(t.TempDir(), "nss.pdf")
+			if err := os.WriteFile(out, doc, 0o600); err != nil {
+				t.Fatal(err)
 			}
 			if msg, err := exec.Command("pdfsig", "-nssdir", "sql:"+nss, "-no-ocsp", out).CombinedOutput(); !strings.Contains(string(msg), "Signature is Valid") {
 				t.Fatalf("pdfsig does not verify its own signature: %v\n%s", err, msg)
@@ -73,7 +63,29 @@ func TestPDFSignedByNSS(t *testing.T) {
 	}
 }
 
-// nssSigner makes an NSS database with an EC P-256 key made by certutil and a certificate
+// nssSign signs doc with pdfsig -add-signature and the key of nssSigner.
+func nssSign(t *testing.T, nss string, doc []byte, args ...string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.pdf"), filepath.Join(dir, "out.pdf")
+	if err := os.WriteFile(in, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args = append([]string{"-nssdir", "sql:" + nss, "-add-signature", "-nick", "signer", "-reason", "BER"}, args...)
+	// pdfsig 22.12 signs twice, the first time to size the placeholder; with an ECDSA key the
+	// second signature is now and then a byte longer and it fails "unable update signature".
+	// An RSA signature has one length.
+	if msg, err := exec.Command("pdfsig", append(args, in, out)...).CombinedOutput(); err != nil {
+		t.Fatalf("pdfsig -add-signature: %v\n%s", err, msg)
+	}
+	signed, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed
+}
+
+// nssSigner makes an NSS database with an RSA key made by certutil (RSA: see nssSign) and a certificate
 // for it issued by env's seal CA, under the nickname "signer", and returns its directory.
 func nssSigner(t *testing.T, env *signingtest.Env) string {
 	t.Helper()
@@ -90,7 +102,7 @@ func nssSigner(t *testing.T, env *signingtest.Env) string {
 		t.Fatal(err)
 	}
 	csrFile := filepath.Join(dir, "req.der")
-	certutil("-R", "-s", "CN=NSS Signer", "-k", "ec", "-q", "nistp256", "-z", noise, "-o", csrFile)
+	certutil("-R", "-s", "CN=NSS Signer", "-k", "rsa", "-g", "2048", "-z", noise, "-o", csrFile)
 	der, err := os.ReadFile(csrFile)
 	if err != nil {
 		t.Fatal(err)
@@ -121,4 +133,39 @@ func nssSigner(t *testing.T, env *signingtest.Env) string {
 	}
 	add("signer", "u,u,u", cert)
 	return dir
+}
+
+// TestNeedAppearancesCleared: a form with /NeedAppearances true signed first by poppler (which
+// keeps the flag) and then by Vula's signer (which clears it, so that poppler does not redraw
+// its seal away): the first signature still passes, with the cleared flag reported.
+func TestNeedAppearancesCleared(t *testing.T) {
+	for _, tool := range []string{"certutil", "pdfsig"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.Missing(t, tool+" is not installed (test/deps.sh installs it)")
+		}
+	}
+	env := signingtest.New(t, signingtest.Options{})
+	form := appendUpdate(t, formPDF("Arta", "100"), map[int]string{
+		6: "<< /Fields [7 0 R 8 0 R] /DA (/Helv 0 Tf 0 g) /DR << /Font << /Helv 5 0 R >> >> /NeedAppearances true >>"})
+	first := nssSign(t, nssSigner(t, env), form)
+	if !bytes.Contains(first[len(form):], []byte("/NeedAppearances true")) {
+		t.Fatal("pdfsig dropped /NeedAppearances: the test checks nothing")
+	}
+	var out bytes.Buffer
+	if err := pades.Sign(t.Context(), bytes.NewReader(first), int64(len(first)), &out, env.Seal, pades.Options{Level: signing.LevelB,
+		Visible: &pades.Appearance{Page: 1, Rect: [4]float64{72, 400, 300, 460}, Text: "Оверено"}}); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(out.Bytes()[len(first):], []byte("NeedAppearances")) {
+		t.Fatal("the seal left /NeedAppearances in the form")
+	}
+	rep := validate(t, out.Bytes(), validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}})
+	expect(t, rep, validation.TotalPassed, "")
+	if !laterUpdate(rep.Signatures[0], "/NeedAppearances was cleared") {
+		t.Errorf("the cleared flag is not reported\n%s", rep.Text())
+	}
+	// Setting the flag after a signature is a change to the signed form.
+	set := appendUpdate(t, out.Bytes(), map[int]string{6: strings.Replace(latestObject(t, out.Bytes(), "6"), "<<", "<< /NeedAppearances true", 1)})
+	expectFailed(t, validate(t, set, validation.Options{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}}),
+		"/NeedAppearances was set")
 }

@@ -188,8 +188,17 @@ func diffRevisions(signed, whole []byte) (problems, notes []string, err error) {
 	// The form: every field as signed, except that an empty signature field may get signed and
 	// a field may be filled in (above); new fields only for signatures.
 	fs, fw := catS.Key("AcroForm"), catW.Key("AcroForm")
-	if k := c.changedKeys(fs, fw, "Fields", "SigFlags"); len(k) > 0 && fs.Kind() != pdf.Null {
+	if k := c.changedKeys(fs, fw, "Fields", "SigFlags", "NeedAppearances"); len(k) > 0 && fs.Kind() != pdf.Null {
 		problems = append(problems, "the form's attributes changed: "+keyList(k))
+	}
+	// A later signer may clear /NeedAppearances (Vula's signer does, so that poppler keeps its
+	// seal): the viewer then shows the appearances as they were signed. Setting it is a change.
+	switch was, is := fs.Key("NeedAppearances").Kind() == pdf.Bool && fs.Key("NeedAppearances").Bool(),
+		fw.Key("NeedAppearances").Kind() == pdf.Bool && fw.Key("NeedAppearances").Bool(); {
+	case was && !is:
+		notes = append(notes, "the form's /NeedAppearances was cleared (the fields show their signed appearances)")
+	case !was && is:
+		problems = append(problems, "the form's attributes changed: /NeedAppearances was set")
 	}
 	var walk func(a, b pdf.Value, name string, depth int)
 	walk = func(a, b pdf.Value, name string, depth int) {

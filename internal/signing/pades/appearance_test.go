@@ -213,3 +213,29 @@ func changedIn(t *testing.T, a, b []byte, box [4]float64) float64 {
 	}
 	return float64(diff) / float64(r.Dx()*r.Dy())
 }
+
+// TestAppearanceNeedAppearances: on a form that asks the viewer to redraw its fields
+// (/NeedAppearances true), the seal is still drawn, by poppler (which redraws every widget
+// of such a form) and by Ghostscript, and the form's own fields still show.
+func TestAppearanceNeedAppearances(t *testing.T) {
+	need(t, "pdftoppm", "gs", "qpdf")
+	env := signingtest.New(t, signingtest.Options{})
+	in := pdfBytes(t, pdfOpts{form: true, needAppearances: true})
+	signed := signBytes(t, env.Seal, in, pades.Options{Level: signing.LevelB,
+		Visible: &pades.Appearance{Page: 1, Rect: sealBox, Text: "Оверено печатом — Пореска управа\nVulosur nga Administrata Tatimore"}})
+	p := writeTemp(t, "signed.pdf", signed)
+	if out, err := run(t, "qpdf", "--check", p); err != nil {
+		t.Fatalf("qpdf --check: %v\n%s", err, out)
+	}
+	unsigned := writeTemp(t, "in.pdf", in)
+	nameField := [4]float64{72, 600, 300, 624} // makePDF's text field, value "Arta"
+	for _, r := range renderers {
+		before, after := r.render(t, unsigned), r.render(t, p)
+		if changed := changedIn(t, before, after, sealBox); changed < 0.01 {
+			t.Errorf("%s: the seal changes %.2f%% of its box's pixels", r.name, 100*changed)
+		}
+		if changed := changedIn(t, before, after, nameField); changed != 0 {
+			t.Errorf("%s: the text field looks different after signing (%.2f%% of its pixels)", r.name, 100*changed)
+		}
+	}
+}

@@ -435,6 +435,12 @@ func (u *update) addSignature(f sigField) (placeholder, error) {
 	}
 	acro["Fields"] = append(slices.Clone(fields), widgetRef)
 	acro["SigFlags"] = 3 // signatures exist; append only
+	// /NeedAppearances true asks the viewer to redraw every field, and poppler redraws a
+	// signature widget without its appearance (the seal vanishes). A signed form's looks
+	// should not be left to the viewer anyway (PDF 2.0 deprecates the flag), so it goes, as
+	// other signers clear it; poppler and Ghostscript still draw a field that has no
+	// appearance (TestAppearanceNeedAppearances). The validator reports the cleared flag.
+	delete(acro, "NeedAppearances")
 	acroRef, ok := cat["AcroForm"].(ref)
 	if !ok {
 		acroRef = u.alloc()
