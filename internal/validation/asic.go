@@ -280,7 +280,7 @@ func (v *validator) asicManifest(files map[string]*zip.File, name, id string, wo
 		entry, err := url.PathUnescape(uri)
 		f, ok := files[entry]
 		if err != nil || !ok || entryKind(entry) != "data" {
-			s.fail("manifest-reference", SignedDataNotFound, "DataObjectReference %q names no data entry of the container", uri)
+			s.indeterminate("manifest-reference", SignedDataNotFound, "DataObjectReference %q names no data entry of the container", uri)
 			continue
 		}
 		obj.Target = "entry:" + entry

@@ -54,7 +54,7 @@ func (v *validator) buildChain(rep *SignatureReport, cert *x509.Certificate, emb
 				rep.indeterminate("chain", OutOfBoundsNoPOE, "a certificate is outside its validity and no proof of existence predates that: %v", err)
 			}
 		case errors.As(err, &inv) && inv.Reason == x509.IncompatibleUsage:
-			rep.fail("chain", ChainConstraintsFailure, "%v", err)
+			rep.indeterminate("chain", ChainConstraintsFailure, "%v", err)
 		default:
 			rep.indeterminate("chain", CertificateChainGeneral, "%v", err)
 		}
@@ -85,11 +85,10 @@ func (v *validator) revocation(rep *SignatureReport, chain []*x509.Certificate, 
 		}
 		if !ok {
 			embeddedOnly = false
-			sub := TryLater
-			if v.opts.Fetch == nil {
-				sub = RevocationOutOfBoundsNoPOE
-			}
-			rep.indeterminate("revocation", sub, "no usable revocation data on %s (embedded: none valid; online: %s)", cert.Subject, onlineState(v.opts.Fetch))
+			// EN 319 102-1 5.2.5, 5.2.6: no revocation data to be had now is TRY_LATER.
+			// (REVOCATION_OUT_OF_BOUNDS_NO_POE is for data issued outside the certificate's
+			// validity with no proof of existence before it, which this validator never uses.)
+			rep.indeterminate("revocation", TryLater, "no usable revocation data on %s (embedded: none valid; online: %s)", cert.Subject, onlineState(v.opts.Fetch))
 			continue
 		}
 		rep.Revocation = append(rep.Revocation, use)
@@ -349,7 +348,7 @@ func lower1(s string) string { return s }
 // keyUsage checks that a signer's certificate may sign documents.
 func keyUsage(rep *SignatureReport, c *x509.Certificate) {
 	if c.KeyUsage != 0 && c.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
-		rep.fail("key-usage", ChainConstraintsFailure, "the signing certificate's key usage allows neither digitalSignature nor nonRepudiation")
+		rep.indeterminate("key-usage", ChainConstraintsFailure, "the signing certificate's key usage allows neither digitalSignature nor nonRepudiation")
 		return
 	}
 	rep.pass("key-usage", "digitalSignature or nonRepudiation (or no key usage restriction)")

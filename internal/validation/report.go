@@ -46,6 +46,15 @@ const (
 	CryptoConstraintsFailure   SubIndication = "CRYPTO_CONSTRAINTS_FAILURE"
 )
 
+// SubIndicationsOf lists the sub-indications EN 319 102-1 (V1.3.1, §5.1.3, Tables 5 and
+// 6) gives each indication; FORMAT_FAILURE is in both. Every verdict here keeps to it.
+var SubIndicationsOf = map[Indication][]SubIndication{
+	TotalFailed: {FormatFailure, HashFailure, SigCryptoFailure, Revoked, Expired, NotYetValid},
+	Indeterminate: {SigConstraintsFailure, ChainConstraintsFailure, CertificateChainGeneral, CryptoConstraintsFailure,
+		FormatFailure, TimestampOrderFailure, NoSigningCertificateFound, NoCertificateChainFound, RevokedNoPOE,
+		RevokedCANoPOE, OutOfBoundsNoPOE, RevocationOutOfBoundsNoPOE, TryLater, SignedDataNotFound},
+}
+
 // Report is the validation report of one document (after TS 119 102-2's ValidationReport: a
 // signature validation report per signature, the validation time, and a conclusion).
 type Report struct {

@@ -129,7 +129,7 @@ func (v *validator) timestampAt(der []byte, kind, id string, want imprintOf, lat
 	}
 	// A TSA certificate has the timeStamping extended key usage only (RFC 3161 §2.3).
 	if !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageTimeStamping) {
-		rep.fail("tsa-certificate", ChainConstraintsFailure, "the TSA certificate lacks the timeStamping extended key usage")
+		rep.indeterminate("tsa-certificate", ChainConstraintsFailure, "the TSA certificate lacks the timeStamping extended key usage")
 	} else {
 		rep.pass("tsa-certificate", "timeStamping extended key usage")
 	}
@@ -258,7 +258,7 @@ func (v *validator) signatureAt(rep *SignatureReport, p *signedData, content imp
 	}
 	rep.ProofOfExistence = poe
 	if rep.ClaimedSigningTime != nil && proven && rep.ClaimedSigningTime.After(poe.Add(time.Minute)) {
-		rep.fail("signing-time", TimestampOrderFailure, "the claimed signing time %s is after the signature timestamp %s", rep.ClaimedSigningTime.Format(time.RFC3339), poe.Format(time.RFC3339))
+		rep.indeterminate("signing-time", TimestampOrderFailure, "the claimed signing time %s is after the signature timestamp %s", rep.ClaimedSigningTime.Format(time.RFC3339), poe.Format(time.RFC3339))
 	}
 	keyUsage(rep, cert)
 	q, why := qualification(cert)

@@ -230,7 +230,7 @@ func (v *validator) xmlSignature(sig *etree.Element, x *xmlDoc, det resolveDetac
 			return rep
 		}
 		if r.hash == crypto.SHA1 {
-			rep.fail("reference", CryptoConstraintsFailure, "Reference %q is digested with SHA-1", r.uri)
+			rep.indeterminate("reference", CryptoConstraintsFailure, "Reference %q is digested with SHA-1", r.uri)
 			return rep
 		}
 		if r.typ == typeSignedProps {
@@ -313,11 +313,11 @@ func (v *validator) xmlSignature(sig *etree.Element, x *xmlDoc, det resolveDetac
 	}
 	rep.Signer = certInfo(cert)
 	if err := verifySignatureValue(signedInfo, sigValue, cert); err != nil {
-		sub := SigCryptoFailure
 		if errors.Is(err, errWeakAlgorithm) {
-			sub = CryptoConstraintsFailure
+			rep.indeterminate("signature", CryptoConstraintsFailure, "%v", err)
+		} else {
+			rep.fail("signature", SigCryptoFailure, "%v", err)
 		}
-		rep.fail("signature", sub, "%v", err)
 		return rep
 	}
 	rep.pass("signature", "the SignatureValue verifies over the canonical SignedInfo with the signer's key")
@@ -393,7 +393,7 @@ func (v *validator) xmlSignature(sig *etree.Element, x *xmlDoc, det resolveDetac
 	}
 	rep.ProofOfExistence = poe
 	if rep.ClaimedSigningTime != nil && proven && rep.ClaimedSigningTime.After(poe.Add(time.Minute)) {
-		rep.fail("signing-time", TimestampOrderFailure, "the claimed signing time %s is after the signature timestamp %s", rep.ClaimedSigningTime.Format(time.RFC3339), poe.Format(time.RFC3339))
+		rep.indeterminate("signing-time", TimestampOrderFailure, "the claimed signing time %s is after the signature timestamp %s", rep.ClaimedSigningTime.Format(time.RFC3339), poe.Format(time.RFC3339))
 	}
 	keyUsage(&rep, cert)
 	q, why := qualification(cert)
