@@ -43,6 +43,11 @@ import (
 	"github.com/vula-eid/vula/internal/signing"
 )
 
+// ErrEncrypted is an encrypted PDF, which Vula neither signs nor validates: a
+// signing.ErrUnsupported. Its text names no detail of the encryption (digitorus/pdf calls an
+// AES-256 key "malformed").
+var ErrEncrypted = fmt.Errorf("%w: the PDF is encrypted", signing.ErrUnsupported)
+
 // maxTail is how far before the end of the file the last %%EOF may be.
 const maxTail = 64 << 10
 
@@ -74,7 +79,7 @@ func Open(r io.ReaderAt, size int64) (pr *pdf.Reader, err error) {
 	pr, err = pdf.NewReader(r, size)
 	if err != nil {
 		if IsEncryptionError(err) {
-			return nil, fmt.Errorf("%w: an encrypted PDF (%v)", signing.ErrUnsupported, err)
+			return nil, ErrEncrypted
 		}
 		return nil, fmt.Errorf("%w: cannot read the PDF's cross-reference data: %v", signing.ErrInvalid, err)
 	}

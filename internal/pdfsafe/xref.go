@@ -99,7 +99,7 @@ func checkXref(r io.ReaderAt, size, off int64) error {
 			break
 		}
 		if i == 0 && entries["Encrypt"] != nil {
-			return fmt.Errorf("%w: an encrypted PDF", signing.ErrUnsupported)
+			return ErrEncrypted
 		}
 		ints := func(key string) (out []int64) {
 			for _, t := range entries[key] {

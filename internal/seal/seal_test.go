@@ -182,6 +182,10 @@ func TestSealRefuses(t *testing.T) {
 	f.onboard(t, "health", "Health Insurance Fund", "810000002")
 	pades, _ := seal.ParseParams(params{}.get)
 	big := make([]byte, 1<<20+1)
+	encrypted, err := os.ReadFile("../signing/pades/testdata/bad/encrypted.pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name string
 		org  string
@@ -193,11 +197,17 @@ func TestSealRefuses(t *testing.T) {
 		{"too large", "tax", []seal.Document{doc("a.pdf", big)}, signing.ErrTooLarge},
 		{"two PDFs", "tax", []seal.Document{doc("a.pdf", signingtest.PDF("a")), doc("b.pdf", signingtest.PDF("b"))}, signing.ErrInvalid},
 		{"unknown organization", "nobody", []seal.Document{doc("a.pdf", signingtest.PDF("a"))}, seal.ErrNoSeal},
+		// AES-256 (qpdf --encrypt user owner 256): refused as such, not as "malformed".
+		{"encrypted", "tax", []seal.Document{doc("a.pdf", encrypted)}, signing.ErrUnsupported},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out bytes.Buffer
-			if _, err := f.svc.Seal(ctx, "tax-batch", c.org, c.docs, pades, &out); !errors.Is(err, c.want) {
+			_, err := f.svc.Seal(ctx, "tax-batch", c.org, c.docs, pades, &out)
+			if !errors.Is(err, c.want) {
 				t.Fatalf("Seal: %v, want %v", err, c.want)
+			}
+			if c.name == "encrypted" && !strings.Contains(err.Error(), "encrypted PDFs cannot be sealed") {
+				t.Errorf("Seal: %v, want it to say encrypted PDFs cannot be sealed", err)
 			}
 		})
 	}

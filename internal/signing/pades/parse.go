@@ -1,6 +1,7 @@
 package pades
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
@@ -47,6 +48,9 @@ func openDocument(r io.ReaderAt, size int64) (d *document, err error) {
 	defer recoverInvalid(&err)
 	// pdfsafe refuses what digitorus/pdf would loop on or allocate without bound for.
 	pr, err := pdfsafe.Open(r, size)
+	if errors.Is(err, pdfsafe.ErrEncrypted) {
+		return nil, errEncrypted
+	}
 	if err != nil {
 		return nil, fmt.Errorf("pades: %w", err)
 	}
@@ -61,7 +65,7 @@ func openDocument(r io.ReaderAt, size int64) (d *document, err error) {
 	}
 	trailer, _ := m.(dict)
 	if trailer["Encrypt"] != nil {
-		return nil, fmt.Errorf("%w: pades: an encrypted PDF", signing.ErrUnsupported)
+		return nil, errEncrypted
 	}
 	root, ok := trailer["Root"].(ref)
 	if !ok {
@@ -98,6 +102,10 @@ func openDocument(r io.ReaderAt, size int64) (d *document, err error) {
 	d.endsInEOL = last[0] == '\n' || last[0] == '\r'
 	return d, nil
 }
+
+// errEncrypted refuses an encrypted PDF: a signature would have to be made over the decrypted
+// objects and written encrypted, which this writer does not do.
+var errEncrypted = fmt.Errorf("%w: pades: encrypted PDFs cannot be sealed or signed; remove the encryption first", signing.ErrUnsupported)
 
 func recoverInvalid(err *error) {
 	if p := recover(); p != nil {
