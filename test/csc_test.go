@@ -195,6 +195,11 @@ func TestCSCEndToEnd(t *testing.T) {
 		!strings.Contains(fmt.Sprint(info["methods"]), "signatures/signHash") || strings.Contains(fmt.Sprint(info["methods"]), "sendOTP") {
 		t.Fatalf("info: %d %v", status, info)
 	}
+	// With signatures/signDoc, CSC v2.0.0.2 requires signature_formats and conformance_levels.
+	if fmt.Sprint(info["signature_formats"]) != "map[envelope_properties:[[Detached] [Enveloped Enveloping Detached] [Certification Revision]] formats:[C X P]]" ||
+		len(fmt.Sprint(info["conformance_levels"])) < len("[Ades-B-B]") || info["validationInfo"] != true {
+		t.Fatalf("info: signature_formats %v, conformance_levels %v, validationInfo %v", info["signature_formats"], info["conformance_levels"], info["validationInfo"])
+	}
 	// The logo info names is there.
 	if logo, err := http.Get(fmt.Sprint(info["logo"])); err != nil || logo.StatusCode != 200 || logo.Header.Get("Content-Type") != "image/svg+xml" {
 		t.Fatalf("info's logo %v: %v %v", info["logo"], err, logo)

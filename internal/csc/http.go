@@ -106,6 +106,10 @@ func (h Handler) info(w http.ResponseWriter, r *http.Request) {
 			"algos": []string{"1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4", "1.2.840.10045.2.1",
 				"1.2.840.113549.1.1.11", "1.2.840.113549.1.1.12", "1.2.840.113549.1.1.13", "1.2.840.113549.1.1.1"},
 		},
+		// CSC API v2.0.0.2 §11.1 requires these when signatures/signDoc is offered.
+		"signature_formats":  h.S.SignatureFormats(),
+		"conformance_levels": h.S.ConformanceLevels(),
+		"validationInfo":     true, // signDoc returns it on returnValidationInfo
 	})
 }
 

@@ -79,6 +79,24 @@ type DocResult struct {
 	ValidationInfo *signing.ValidationData // when asked: the certificates, OCSP responses and CRLs (signing.Collect)
 }
 
+// SignatureFormats is what info announces as signature_formats (CSC API v2.0.0.2 §11.1): the
+// formats SignDoc makes and, for each, the signed_envelope_property values it takes.
+func (s *Service) SignatureFormats() map[string]any {
+	return map[string]any{
+		"formats":             []string{FormatCAdES, FormatXAdES, FormatPAdES},
+		"envelope_properties": [][]string{{Detached}, {Enveloped, Enveloping, Detached}, {Certification, Revision}},
+	}
+}
+
+// ConformanceLevels is what info announces as conformance_levels: the levels from B-T on only
+// with a timestamp authority (CAdES stops at B-T; SignDoc says so when asked for more).
+func (s *Service) ConformanceLevels() []string {
+	if s.cfg.Timestamper == nil {
+		return []string{"Ades-B-B"}
+	}
+	return []string{"Ades-B-B", "Ades-B-T", "Ades-B-LT", "Ades-B-LTA"}
+}
+
 // MaxDocument bounds one document of SignDoc.
 const MaxDocument = 32 << 20
 

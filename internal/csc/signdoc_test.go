@@ -6,9 +6,11 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -487,5 +489,59 @@ func TestLoginMaxAge(t *testing.T) {
 	fresh.AuthTime = e.now().Add(-9 * time.Second)
 	if _, err := s.AuthorizeLogin(ctx, o.sub, fresh, a); err != nil {
 		t.Fatalf("a login 9s old: %s", cscCode(err))
+	}
+}
+
+// TestInfoSignatureFormats: info announces signature_formats and conformance_levels (CSC API
+// v2.0.0.2 §11.1 requires them with signatures/signDoc) and validationInfo, and SignDoc takes
+// every format with each envelope property and level announced (CAdES up to B-T).
+func TestInfoSignatureFormats(t *testing.T) {
+	e := newEnv(t)
+	for name, s := range map[string]*Service{"with a TSA": e.docReplica(t), "without": e.replica(memstore.New(e.now))} {
+		t.Run(name, func(t *testing.T) {
+			mux := http.NewServeMux()
+			Handler{S: s, Auth: anOfficial("nobody"), Issuer: "http://vula.test", Log: e.log}.Register(mux)
+			w := httptest.NewRecorder()
+			mux.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/csc/v2/info", strings.NewReader("{}")))
+			var info struct {
+				Methods          []string `json:"methods"`
+				SignatureFormats struct {
+					Formats            []string   `json:"formats"`
+					EnvelopeProperties [][]string `json:"envelope_properties"`
+				} `json:"signature_formats"`
+				ConformanceLevels []string `json:"conformance_levels"`
+				ValidationInfo    *bool    `json:"validationInfo"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &info); err != nil || w.Code != 200 {
+				t.Fatalf("info: %d %s", w.Code, w.Body)
+			}
+			if !slices.Contains(info.Methods, "signatures/signDoc") {
+				t.Fatal("info does not offer signDoc")
+			}
+			f := info.SignatureFormats
+			if len(f.Formats) == 0 || len(f.Formats) != len(f.EnvelopeProperties) || len(info.ConformanceLevels) == 0 || info.ValidationInfo == nil || !*info.ValidationInfo {
+				t.Fatalf("info: %s", w.Body)
+			}
+			if want := name == "with a TSA"; slices.Contains(info.ConformanceLevels, "Ades-B-T") != want {
+				t.Errorf("conformance_levels %v with a TSA: %v", info.ConformanceLevels, want)
+			}
+			for i, format := range f.Formats {
+				for _, env := range f.EnvelopeProperties[i] {
+					for _, cl := range info.ConformanceLevels {
+						level, err := ParseConformanceLevel(cl)
+						if err != nil {
+							t.Fatal(err)
+						}
+						_, err = s.packaging(0, Document{Format: format, Packaging: env, Level: level})
+						if format == FormatCAdES && level.AtLeast(signing.LevelLT) {
+							continue // refused with a reason: CAdES is made at B-B or B-T
+						}
+						if err != nil {
+							t.Errorf("%s %s %s announced but refused: %v", format, env, cl, err)
+						}
+					}
+				}
+			}
+		})
 	}
 }
