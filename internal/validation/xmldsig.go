@@ -310,38 +310,43 @@ func refErrf(format string, args ...any) error { return &refError{msg: fmt.Sprin
 // ds:Signature holding it and qp its QualifyingProperties (nil for plain XML-DSig).
 func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det resolveDetached) (*reference, error) {
 	r := &reference{el: ref, typ: ref.SelectAttrValue("Type", "")}
+	// A Reference may omit URI (XML-DSig 4.4.3.1): "the receiving application is expected to
+	// know the identity of the object". Here that is the detached content given with the
+	// signature (as xadesjs signs detached data); without it the data is not found.
 	uriAttr := ref.SelectAttr("URI")
-	if uriAttr == nil {
-		return r, refErrf("a Reference without URI: what it covers is not said")
+	noURI := uriAttr == nil
+	label := "a Reference without URI"
+	if !noURI {
+		r.uri = uriAttr.Value
+		label = fmt.Sprintf("Reference %q", r.uri)
 	}
-	r.uri = uriAttr.Value
 	r.obj = SignedObject{URI: r.uri, Type: r.typ}
 	dm := only(ref, nsDS, "DigestMethod")
 	dv := only(ref, nsDS, "DigestValue")
 	if dm == nil || dv == nil {
-		return r, refErrf("Reference %q: no single DigestMethod and DigestValue", r.uri)
+		return r, refErrf("%s: no single DigestMethod and DigestValue", label)
 	}
 	h, ok := xmlDigests[dm.SelectAttrValue("Algorithm", "")]
 	if !ok {
-		return r, refErrf("Reference %q: digest %q is not supported", r.uri, dm.SelectAttrValue("Algorithm", ""))
+		return r, refErrf("%s: digest %q is not supported", label, dm.SelectAttrValue("Algorithm", ""))
 	}
 	r.hash = h
 	want, err := decodeB64(dv.Text())
 	if err != nil {
-		return r, refErrf("Reference %q: DigestValue is not base64", r.uri)
+		return r, refErrf("%s: DigestValue is not base64", label)
 	}
 	type transform struct{ alg, prefixes string }
 	var transforms []transform
 	if ts := children(ref, nsDS, "Transforms"); len(ts) > 1 {
-		return r, refErrf("Reference %q: two Transforms", r.uri)
+		return r, refErrf("%s: two Transforms", label)
 	} else if len(ts) == 1 {
 		for _, t := range ts[0].ChildElements() {
 			if !is(t, nsDS, "Transform") {
-				return r, refErrf("Reference %q: <%s> in Transforms", r.uri, t.FullTag())
+				return r, refErrf("%s: <%s> in Transforms", label, t.FullTag())
 			}
 			alg, prefixes, err := c14nParams(t)
 			if err != nil {
-				return r, refErrf("Reference %q: %v", r.uri, err)
+				return r, refErrf("%s: %v", label, err)
 			}
 			transforms = append(transforms, transform{alg, prefixes})
 		}
@@ -351,7 +356,7 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 	var node *etree.Element // nil with doc: the whole document
 	var doc *etree.Document
 	switch {
-	case r.uri == "":
+	case r.uri == "" && !noURI:
 		doc = x.doc
 		r.obj.Target = "/"
 	case strings.HasPrefix(r.uri, "#xpointer("):
@@ -380,32 +385,34 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 		r.obj.Target = elementPath(node)
 	default:
 		u, err := url.Parse(r.uri)
-		if err != nil || u.Scheme != "" || u.Host != "" || strings.HasPrefix(r.uri, "/") || u.RawQuery != "" || u.Fragment != "" {
-			return r, refErrf("Reference %q: an external or absolute URI; nothing outside the document and its given content is read", r.uri)
+		if noURI {
+			u, err = &url.URL{}, nil
+		} else if err != nil || u.Scheme != "" || u.Host != "" || strings.HasPrefix(r.uri, "/") || u.RawQuery != "" || u.Fragment != "" {
+			return r, refErrf("%s: an external or absolute URI; nothing outside the document and its given content is read", label)
 		}
 		name, err := url.PathUnescape(u.EscapedPath())
 		if err != nil || det == nil {
-			return r, &refError{msg: fmt.Sprintf("Reference %q: detached data that was not given", r.uri), missing: true}
+			return r, &refError{msg: label + ": detached data that was not given", missing: true}
 		}
 		d, ok := det(name)
 		if !ok {
-			return r, &refError{msg: fmt.Sprintf("Reference %q: detached data that was not given", r.uri), missing: true}
+			return r, &refError{msg: label + ": detached data that was not given", missing: true}
 		}
 		if len(transforms) > 0 {
-			return r, refErrf("Reference %q: transforms on detached data are not supported", r.uri)
+			return r, refErrf("%s: transforms on detached data are not supported", label)
 		}
 		r.det = &d
 		r.obj.Target = d.target
 		if err := x.work.spend(d.size); err != nil {
-			return r, refErrf("Reference %q: %v", r.uri, err)
+			return r, refErrf("%s: %v", label, err)
 		}
 		rd, err := d.open()
 		if err != nil {
-			return r, &refError{msg: fmt.Sprintf("Reference %q: %v", r.uri, err), missing: true}
+			return r, &refError{msg: fmt.Sprintf("%s: %v", label, err), missing: true}
 		}
 		hh := h.New()
 		if _, err := io.Copy(hh, rd); err != nil {
-			return r, &refError{msg: fmt.Sprintf("Reference %q: reading: %v", r.uri, err), missing: true}
+			return r, &refError{msg: fmt.Sprintf("%s: reading: %v", label, err), missing: true}
 		}
 		if !bytes.Equal(hh.Sum(nil), want) {
 			return r, nil
