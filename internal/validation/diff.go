@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -19,7 +20,7 @@ import (
 // means the document shown is not the document signed (the incremental saving attack), and
 // the check fails with FORMAT_FAILURE: the signature's own bytes still verify, but the PDF
 // around it is not what the signer approved (see the package documentation).
-func (v *validator) laterUpdates(sr *SignatureReport, data []byte, end int64, ends []int64, sigs []pdfSig) {
+func (v *validator) laterUpdates(sr *SignatureReport, data io.ReaderAt, size, end int64, ends []int64, sigs []pdfSig) {
 	if sr.CoversWholeDocument {
 		sr.pass("modifications", "the signature covers the whole document: no later update")
 		return
@@ -41,15 +42,17 @@ func (v *validator) laterUpdates(sr *SignatureReport, data []byte, end int64, en
 		if i > 0 {
 			prev = max(prev, ends[i-1])
 		}
-		if what == "other changes" && reDSS.Match(data[prev:e]) {
+		if what == "other changes" && findFrom(data, prev, e, reDSS) >= 0 {
 			what = "validation data (DSS)"
 		}
 		sr.LaterUpdates = append(sr.LaterUpdates, fmt.Sprintf("revision %d: %s", i+1, what))
 	}
-	if e := ends; len(e) > 0 && e[len(e)-1] < int64(len(data)) && len(bytes.TrimSpace(data[e[len(e)-1]:])) > 0 {
-		sr.LaterUpdates = append(sr.LaterUpdates, "bytes after the last %%EOF")
+	if e := ends; len(e) > 0 && e[len(e)-1] < size {
+		if b, err := blank(data, e[len(e)-1], size, " \t\r\n\v\f"); err != nil || !b {
+			sr.LaterUpdates = append(sr.LaterUpdates, "bytes after the last %%EOF")
+		}
 	}
-	problems, notes, err := diffRevisions(data[:end], data)
+	problems, notes, err := diffRevisions(io.NewSectionReader(data, 0, end), data, size)
 	sr.LaterUpdates = append(sr.LaterUpdates, notes...)
 	switch {
 	case err != nil:
@@ -87,17 +90,17 @@ var errTooComplex = errors.New("too many objects to compare")
 // appearance (/AP) — and signatures added; P=3 also lets annotations other than widgets be
 // added, changed or removed; P=1 permits nothing but validation data and document timestamps.
 // An appearance changed without a new value is not filling in (a shadow attack's overlay).
-func diffRevisions(signed, whole []byte) (problems, notes []string, err error) {
+func diffRevisions(signed *io.SectionReader, whole io.ReaderAt, size int64) (problems, notes []string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("malformed PDF: %v", p)
 		}
 	}()
-	rs, err := pdfsafe.Open(bytes.NewReader(signed), int64(len(signed)))
+	rs, err := pdfsafe.Open(signed, signed.Size())
 	if err != nil {
 		return nil, nil, fmt.Errorf("the signed revision does not open on its own: %v", err)
 	}
-	rw, err := pdfsafe.Open(bytes.NewReader(whole), int64(len(whole)))
+	rw, err := pdfsafe.Open(whole, size)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -494,17 +497,45 @@ func (c *comparer) eq(a, b pdf.Value, pa, pb any, depth int) bool {
 	return true
 }
 
-// sameData compares decoded stream data; a stream that cannot be decoded is not equal to
-// anything (a filter this reader lacks must not hide a change).
+// sameData compares decoded stream data a chunk at a time (a page's content may be most of
+// the file); a stream that cannot be decoded is not equal to anything (a filter this reader
+// lacks must not hide a change).
 func (c *comparer) sameData(a, b pdf.Value) bool {
-	limit := min(c.bytesLeft/2, 64<<20)
-	x, err1 := readStream(a, limit)
-	y, err2 := readStream(b, limit)
-	c.bytesLeft -= int64(len(x) + len(y))
-	if err1 != nil && c.bytesLeft <= 0 || limit <= 0 {
-		c.budget = -1
+	if a.Kind() != pdf.Stream || b.Kind() != pdf.Stream {
+		return false
 	}
-	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+	ra, err := pdfsafe.Reader(a)
+	if err != nil {
+		return false
+	}
+	defer ra.Close()
+	rb, err := pdfsafe.Reader(b)
+	if err != nil {
+		return false
+	}
+	defer rb.Close()
+	const chunk = 64 << 10
+	x, y := make([]byte, chunk), make([]byte, chunk)
+	for {
+		if c.bytesLeft <= 0 {
+			c.budget = -1 // too much to compare: the revisions count as too complex
+			return false
+		}
+		n, err1 := io.ReadFull(ra, x)
+		m, err2 := io.ReadFull(rb, y)
+		c.bytesLeft -= int64(n + m)
+		if n != m || !bytes.Equal(x[:n], y[:m]) {
+			return false
+		}
+		done1 := err1 == io.EOF || err1 == io.ErrUnexpectedEOF
+		done2 := err2 == io.EOF || err2 == io.ErrUnexpectedEOF
+		switch {
+		case done1 && done2:
+			return true
+		case err1 != nil && !done1, err2 != nil && !done2, done1 != done2:
+			return false
+		}
+	}
 }
 
 // docMDP is the P of the certification signature's DocMDP transform (2 when absent, 0 when the

@@ -34,7 +34,7 @@ type pdfSig struct {
 //
 // digitorus/pdf reports much malformed input by panicking, so the reading runs under recover:
 // a panic there is bad input, signing.ErrInvalid.
-func (v *validator) pdf(data []byte, rep *Report) (err error) {
+func (v *validator) pdf(data io.ReaderAt, size int64, rep *Report) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: validation: malformed PDF: %v", signing.ErrInvalid, p)
@@ -42,7 +42,7 @@ func (v *validator) pdf(data []byte, rep *Report) (err error) {
 	}()
 	// pdfsafe refuses what digitorus/pdf would loop on (ErrInvalid, or ErrUnsupported when
 	// encrypted).
-	r, err := pdfsafe.Open(bytes.NewReader(data), int64(len(data)))
+	r, err := pdfsafe.Open(data, size)
 	if err != nil {
 		return fmt.Errorf("validation: %w", err)
 	}
@@ -53,7 +53,10 @@ func (v *validator) pdf(data []byte, rep *Report) (err error) {
 	if root.Kind() != pdf.Dict {
 		return fmt.Errorf("%w: validation: the PDF has no catalog", signing.ErrInvalid)
 	}
-	ends := revisionEnds(data)
+	ends, err := revisionEnds(data, size)
+	if err != nil {
+		return err
+	}
 	rep.Revisions = len(ends)
 	v.readDSS(root.Key("DSS"))
 	sigs := findSignatures(root.Key("AcroForm").Key("Fields"))
@@ -62,12 +65,7 @@ func (v *validator) pdf(data []byte, rep *Report) (err error) {
 	}
 	// dssAfter is where the first DSS after offset end begins (-1: none): B-LTA needs a
 	// document timestamp over the validation data added after the signature.
-	dssAfter := func(end int64) int64 {
-		if m := reDSS.FindIndex(data[end:]); m != nil {
-			return end + int64(m[0])
-		}
-		return -1
-	}
+	dssAfter := func(end int64) int64 { return findFrom(data, end, size, reDSS) }
 	type done struct {
 		s          pdfSig
 		rep        SignatureReport
@@ -90,7 +88,7 @@ func (v *validator) pdf(data []byte, rep *Report) (err error) {
 			sr = SignatureReport{ID: fmt.Sprintf("sig%d", nSig), Kind: "signature"}
 		}
 		sr.info("field", "field %q, /SubFilter /%s", s.field, s.subFilter)
-		end, signedData, ok := v.checkByteRange(&sr, data, s, ends)
+		end, signedData, ok := v.checkByteRange(&sr, data, size, s, ends)
 		results = append(results, done{s: s, rep: sr, end: end, signedData: signedData, ok: ok})
 	}
 	// later is the proof of existence a passed document timestamp gives to what ends at or
@@ -128,7 +126,7 @@ func (v *validator) pdf(data []byte, rep *Report) (err error) {
 			d.embed, d.ts = v.pdfSignature(&d.rep, d.s, d.signedData, later(d.end))
 		}
 		if d.ok {
-			v.laterUpdates(&d.rep, data, d.end, ends, sigs)
+			v.laterUpdates(&d.rep, data, size, d.end, ends, sigs)
 		}
 		d.rep.conclude()
 	}
@@ -264,41 +262,27 @@ func findSignatures(fields pdf.Value) []pdfSig {
 	return out
 }
 
-// revisionEnds lists where each revision ends: after each %%EOF marker and the end of line
-// that follows it.
-func revisionEnds(data []byte) []int64 {
-	var ends []int64
-	for off := 0; ; {
-		i := bytes.Index(data[off:], []byte("%%EOF"))
-		if i < 0 {
-			break
-		}
-		e := off + i + 5
-		if e < len(data) && data[e] == '\r' {
-			e++
-		}
-		if e < len(data) && data[e] == '\n' {
-			e++
-		}
-		ends = append(ends, int64(e))
-		off = e
-	}
-	return ends
-}
-
 // checkByteRange checks that the signature's /ByteRange is [0 a b c] with the gap exactly the
 // /Contents hex string holding this signature, and the second range ending at the end of a
 // revision. It returns that end and the digest function over the two ranges.
-func (v *validator) checkByteRange(sr *SignatureReport, data []byte, s pdfSig, ends []int64) (int64, imprintOf, bool) {
+func (v *validator) checkByteRange(sr *SignatureReport, data io.ReaderAt, size int64, s pdfSig, ends []int64) (int64, imprintOf, bool) {
 	br := s.byteRange
 	sr.ByteRange = br
-	size := int64(len(data))
 	if len(br) != 4 || br[0] != 0 || br[1] <= 0 || br[2] <= br[1] || br[3] < 0 || br[2] > size || br[3] > size-br[2] {
 		sr.fail("byte-range", FormatFailure, "/ByteRange %v is not [0 a b c] within the file's %d bytes", br, size)
 		return 0, nil, false
 	}
-	a, b, end := br[1], br[1]+(br[2]-br[1]), br[2]+br[3]
-	gap := data[a:b]
+	a, b, end := br[1], br[2], br[2]+br[3]
+	// The gap must be this signature's /Contents in hex: its length is known before reading it.
+	if b-a != 2*int64(len(s.contents))+2 {
+		sr.fail("byte-range", FormatFailure, "the gap is not this signature's /Contents (signature wrapping?)")
+		return 0, nil, false
+	}
+	gap, err := readAt(data, a, b-a)
+	if err != nil {
+		sr.fail("byte-range", FormatFailure, "%v", err)
+		return 0, nil, false
+	}
 	if gap[0] != '<' || gap[len(gap)-1] != '>' {
 		sr.fail("byte-range", FormatFailure, "the gap between the ranges is not one hex string")
 		return 0, nil, false
@@ -312,28 +296,50 @@ func (v *validator) checkByteRange(sr *SignatureReport, data []byte, s pdfSig, e
 		sr.fail("byte-range", FormatFailure, "the gap is not this signature's /Contents (signature wrapping?)")
 		return 0, nil, false
 	}
-	if before := bytes.TrimRight(data[:a], " \t\r\n\f\x00"); !bytes.HasSuffix(before, []byte("/Contents")) {
+	// What precedes the gap, up to 4 KB of it: the key and the white space after it.
+	lead := min(a, 4096)
+	pre, err := readAt(data, a-lead, lead)
+	if err != nil {
+		sr.fail("byte-range", FormatFailure, "%v", err)
+		return 0, nil, false
+	}
+	if before := bytes.TrimRight(pre, " \t\r\n\f\x00"); !bytes.HasSuffix(before, []byte("/Contents")) {
 		sr.fail("byte-range", FormatFailure, "the gap is not preceded by the /Contents key")
 		return 0, nil, false
 	}
+	endsInEOF := false
+	if end >= 5 {
+		if last, err := readAt(data, end-5, 5); err == nil {
+			endsInEOF = string(last) == "%%EOF"
+		}
+	}
 	rev := slices.IndexFunc(ends, func(e int64) bool {
-		return e == end || (e > end && bytes.HasSuffix(data[:end], []byte("%%EOF")) && e-end <= 2)
+		return e == end || (e > end && endsInEOF && e-end <= 2)
 	})
 	if rev < 0 {
 		sr.fail("byte-range", FormatFailure, "the signed range ends at %d, which is not the end of a revision", end)
 		return 0, nil, false
 	}
 	sr.Revision = rev + 1
-	tail := bytes.TrimRight(data[end:], " \t\r\n\f\x00")
-	sr.CoversWholeDocument = len(tail) == 0
+	whole, err := blank(data, end, size, " \t\r\n\f\x00")
+	if err != nil {
+		sr.fail("byte-range", FormatFailure, "%v", err)
+		return 0, nil, false
+	}
+	sr.CoversWholeDocument = whole
 	sr.pass("byte-range", "covers bytes 0-%d and %d-%d: all of revision %d of %d except the /Contents", a, br[2], end, rev+1, len(ends))
+	// The ranges are hashed as they are read, once for each hash asked for.
 	digest := func(h crypto.Hash) ([]byte, error) {
 		if !h.Available() || h == crypto.SHA1 {
 			return nil, fmt.Errorf("hash %v is not accepted", h)
 		}
 		x := h.New()
-		x.Write(data[:a])
-		x.Write(data[br[2]:end])
+		if _, err := io.Copy(x, io.NewSectionReader(data, 0, a)); err != nil {
+			return nil, fmt.Errorf("reading the PDF: %v", err)
+		}
+		if _, err := io.Copy(x, io.NewSectionReader(data, br[2], end-br[2])); err != nil {
+			return nil, fmt.Errorf("reading the PDF: %v", err)
+		}
 		return x.Sum(nil), nil
 	}
 	return end, digest, true
