@@ -48,7 +48,13 @@ func verifyCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("no trust anchors: give --ca (the platform's root is not available: %w)", err)
 				}
 			}
-			doc, err := os.ReadFile(args[0])
+			// Validate reads a PDF where it lies, so the file is not read into memory here.
+			doc, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer doc.Close()
+			st, err := doc.Stat()
 			if err != nil {
 				return err
 			}
@@ -63,7 +69,7 @@ func verifyCmd(g *globals) *cobra.Command {
 				}
 				opts.Content, opts.ContentSize = bytes.NewReader(c), int64(len(c))
 			}
-			rep, err := validation.Validate(cmd.Context(), bytes.NewReader(doc), int64(len(doc)), opts)
+			rep, err := validation.Validate(cmd.Context(), doc, st.Size(), opts)
 			if err != nil {
 				return err
 			}
