@@ -10,6 +10,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,7 +68,7 @@ func pdfsig(t *testing.T, path string) string {
 // nothing; a batch streams one part a document; `vula seal` seals a folder and resumes.
 func TestSealEndToEnd(t *testing.T) {
 	vulaBinary(t)
-	testenv.Need(t, "pdfsig", "openssl", "unzip")
+	testenv.Need(t, "pdfsig", "pdftotext", "openssl", "unzip")
 	data := t.TempDir()
 	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false"}
 	vula(t, env, "orgs", "create", "tax", "--name", "Tax Administration", "--registry-number", "810000001")
@@ -110,8 +111,24 @@ func TestSealEndToEnd(t *testing.T) {
 		}
 	}
 
+	// A visible seal in Serbian Cyrillic: pdftotext reads the text back (issue #21).
+	seal := "Оверено печатом — Пореска управа"
+	cresp, cyr := postDoc(t, tax, base+"/api/v1/seal?page=1&rect=36,600,400,660&text="+url.QueryEscape(seal), "application/pdf", in)
+	if cresp.StatusCode != 200 {
+		t.Fatalf("a Cyrillic seal: %d %s", cresp.StatusCode, cyr)
+	}
+	p := filepath.Join(dir, "cyrillic.pdf")
+	os.WriteFile(p, cyr, 0o600)
+	if out, err := exec.Command("pdftotext", "-enc", "UTF-8", p, "-").CombinedOutput(); err != nil || !strings.Contains(string(out), seal) {
+		t.Fatalf("pdftotext of the Cyrillic seal: %v\n%s", err, out)
+	}
+
 	// Refusals, each with its status; none of them signs.
 	big := append(signingtest.PDF("big"), bytes.Repeat([]byte("%"), 300001)...)
+	encrypted, err := os.ReadFile("../internal/signing/pades/testdata/bad/encrypted.pdf") // AES-256
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name   string
 		client *http.Client
@@ -129,12 +146,17 @@ func TestSealEndToEnd(t *testing.T) {
 		{"an unknown format", tax, "?format=docx", "application/pdf", in, 400},
 		{"an unknown level", tax, "?level=B-Z", "application/pdf", in, 400},
 		{"CAdES at LT", tax, "?format=cades&level=B-LT", "application/octet-stream", in, 422},
+		{"an encrypted PDF", tax, "", "application/pdf", encrypted, 422},
+		{"seal text the font cannot draw", tax, "?text=" + url.QueryEscape("Печат 印章"), "application/pdf", in, 400},
 		{"XML with a DTD", tax, "?format=xades", "application/xml",
 			[]byte(`<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>&x;</a>`), 400},
 	} {
 		resp, body := postDoc(t, c.client, base+"/api/v1/seal"+c.query, c.ct, c.body)
 		if resp.StatusCode != c.want || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
 			t.Errorf("%s: %d %s %s, want %d and a problem", c.name, resp.StatusCode, resp.Header.Get("Content-Type"), body, c.want)
+		}
+		if c.name == "an encrypted PDF" && !bytes.Contains(body, []byte("encrypted PDFs cannot be sealed")) {
+			t.Errorf("%s: %s", c.name, body)
 		}
 	}
 
@@ -254,7 +276,7 @@ func TestSealEndToEnd(t *testing.T) {
 	}
 
 	// The audit log has one signature of tax's seal key for every seal made, and only those:
-	// 1 (PAdES) + 1 (XAdES) + 1 (CAdES) + 1 (ASiC-E) + 3 (batch) + 7 (vula seal).
+	// 1 (PAdES) + 1 (Cyrillic PAdES) + 1 (XAdES) + 1 (CAdES) + 1 (ASiC-E) + 3 (batch) + 7 (vula seal).
 	srv.cmd.Process.Signal(os.Interrupt)
 	srv.cmd.Wait()
 	n := 0
@@ -268,8 +290,8 @@ func TestSealEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	if n != 14 {
-		t.Fatalf("%d signatures of tax's seal key in the audit log, want 14", n)
+	if n != 15 {
+		t.Fatalf("%d signatures of tax's seal key in the audit log, want 15", n)
 	}
 	vula(t, env, "audit", "verify")
 }
