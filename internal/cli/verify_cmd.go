@@ -53,7 +53,7 @@ func verifyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer doc.Close()
+			defer func() { _ = doc.Close() }() // read only
 			st, err := doc.Stat()
 			if err != nil {
 				return err

@@ -508,12 +508,12 @@ func (c *comparer) sameData(a, b pdf.Value) bool {
 	if err != nil {
 		return false
 	}
-	defer ra.Close()
+	defer func() { _ = ra.Close() }() // read only
 	rb, err := pdfsafe.Reader(b)
 	if err != nil {
 		return false
 	}
-	defer rb.Close()
+	defer func() { _ = rb.Close() }() // read only
 	const chunk = 64 << 10
 	x, y := make([]byte, chunk), make([]byte, chunk)
 	for {
