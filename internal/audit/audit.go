@@ -60,6 +60,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,6 +90,9 @@ type Options struct {
 	// Interval appends a checkpoint this often when records were written since the last one
 	// (default one minute); used by Run.
 	Interval time.Duration
+	// Origin names the log in its signed tree checkpoints (c2sp.org/tlog-checkpoint's first
+	// line), a schema-less URL such as "vula.example/audit" (default "vula/audit").
+	Origin string
 }
 
 // Log appends to the chain kept by a store.AuditLog.
@@ -99,6 +103,10 @@ type Log struct {
 	opts   Options
 	keyURI string
 	signer crypto.Signer // the audit key, NOT instrumented: its use is recorded by the checkpoint itself
+	note   noteSigner    // the same key, signing tree checkpoints
+
+	treeMu sync.Mutex
+	tree   frontier // the tree after the last record this process appended (see seal)
 
 	lastCheckpoint atomic.Int64 // seq of the newest checkpoint seen by this process
 	checkpointing  sync.Mutex
@@ -136,6 +144,12 @@ func New(ctx context.Context, st store.AuditLog, keys hsm.Manager, keyURI string
 	if opts.Interval <= 0 {
 		opts.Interval = time.Minute
 	}
+	if opts.Origin == "" {
+		opts.Origin = "vula/audit"
+	}
+	if strings.ContainsAny(opts.Origin, "\n") {
+		return nil, errors.New("audit: the origin must be one line")
+	}
 	s, err := keys.Signer(ctx, keyURI, hsm.PurposeAudit)
 	if err != nil {
 		return nil, fmt.Errorf("audit: checkpoint key: %w", err)
@@ -145,7 +159,15 @@ func New(ctx context.Context, st store.AuditLog, keys hsm.Manager, keyURI string
 	if _, ok := s.(hsm.ContextSigner); ok {
 		return nil, errors.New("audit: the checkpoint key must come from the un-instrumented key manager")
 	}
-	return &Log{st: st, now: now, log: log, opts: opts, keyURI: keyURI, signer: s}, nil
+	ns, err := newNoteSigner(keyURI, s)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{st: st, now: now, log: log, opts: opts, keyURI: keyURI, signer: s, note: ns}
+	if err := l.fillTree(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // Hash computes a record's hash from all its fields but Hash.
@@ -241,8 +263,10 @@ func (l *Log) writeQueue(ctx context.Context) {
 		l.mu.Unlock()
 	}
 	start := l.now()
-	recs, err := l.st.AppendAudit(context.WithoutCancel(ctx), func(last *store.AuditRecord) ([]store.AuditRecord, error) {
+	ctx = context.WithoutCancel(ctx)
+	recs, err := l.st.AppendAudit(ctx, func(last *store.AuditRecord) ([]store.AuditRecord, error) {
 		called = true
+		first := last
 		take() // a store that calls again (a retry) gets the earlier ones and any new ones
 		out := make([]store.AuditRecord, 0, len(batch))
 		for _, p := range batch {
@@ -251,7 +275,7 @@ func (l *Log) writeQueue(ctx context.Context) {
 				Result: ev.Result, RequestID: ev.RequestID, Detail: ev.Detail}))
 			last = &out[len(out)-1]
 		}
-		return out, nil
+		return out, l.seal(ctx, first, out)
 	})
 	if !called { // the transaction failed before reaching us: the queue, the leader in it, gets the error
 		take()
@@ -428,12 +452,17 @@ func (l *Log) checkpoint(ctx context.Context, onlyIfDue bool) (store.AuditRecord
 				return nil, errNotAppended
 			case signed == nil:
 				r, err := l.signed(last)
-				return []store.AuditRecord{r}, err
+				if err != nil {
+					return nil, err
+				}
+				recs := []store.AuditRecord{r}
+				return recs, l.seal(ctx, last, recs)
 			case last.Seq+1 != signed.Seq || !bytes.Equal(last.Hash, signed.PrevHash):
 				moved = true
 				return nil, errNotAppended
 			}
-			return []store.AuditRecord{*signed}, nil
+			recs := []store.AuditRecord{*signed}
+			return recs, l.seal(ctx, last, recs)
 		})
 		switch {
 		case nothing:

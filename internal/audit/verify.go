@@ -8,11 +8,16 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/store"
@@ -23,8 +28,10 @@ type Report struct {
 	Records           int64  `json:"records"`
 	Checkpoints       int64  `json:"checkpoints"`
 	LastCheckpointSeq int64  `json:"last_checkpoint_seq"`
-	Unprotected       int64  `json:"unprotected"` // records after the last checkpoint
+	Unprotected       int64  `json:"unprotected"` // records after the last checkpoint record
 	Head              string `json:"head"`        // hex hash of the last record
+	TreeSize          int64  `json:"tree_size"`   // records covered by the signed tree checkpoint checked (0: none given)
+	Root              string `json:"root"`        // base64 Merkle tree root over the records
 }
 
 // Problem names the first bad record.
@@ -62,6 +69,9 @@ type VerifyOptions struct {
 	ExpectSeq int64
 	// ExpectHead, when set, is the hash record ExpectSeq must have. It needs ExpectSeq.
 	ExpectHead []byte
+	// Checkpoint is a signed tree checkpoint to check the records against, for VerifyExport
+	// (Verify reads the log's latest from the store): it must cover exactly the records.
+	Checkpoint []byte
 }
 
 func (o VerifyOptions) validate() error {
@@ -77,10 +87,37 @@ type verifier struct {
 	rep  Report
 	prev []byte
 	seen bool // ExpectSeq was reached
+
+	tree    frontier             // over the records checked and flushed
+	root    tlog.Hash            // of tree
+	pending []store.AuditRecord // checked, not yet in tree
 }
 
 func newVerifier(keys PublicKeys, opts VerifyOptions) *verifier {
-	return &verifier{keys: keys, opts: opts, prev: make([]byte, 32)}
+	return &verifier{keys: keys, opts: opts, prev: make([]byte, 32), tree: frontier{hashes: map[int64]tlog.Hash{}}}
+}
+
+// flush adds the pending records to the tree, and checks the tree hashes they were stored with
+// (those serve the proofs), when they were.
+func (v *verifier) flush() error {
+	if len(v.pending) == 0 {
+		return nil
+	}
+	stored := make([][]byte, len(v.pending))
+	for i := range v.pending {
+		stored[i] = v.pending[i].Tree
+	}
+	var err error
+	if v.tree, v.root, err = extend(v.tree, v.pending); err != nil {
+		return err
+	}
+	for i, r := range v.pending {
+		if stored[i] != nil && !bytes.Equal(stored[i], r.Tree) {
+			return &Problem{Seq: r.Seq, Reason: "stored tree hashes differ from the record's: proofs served from them are wrong"}
+		}
+	}
+	v.pending = v.pending[:0]
+	return nil
 }
 
 func (v *verifier) check(r store.AuditRecord) error {
@@ -109,6 +146,10 @@ func (v *verifier) check(r store.AuditRecord) error {
 		v.seen = true
 	}
 	v.rep.Records, v.prev = r.Seq, r.Hash
+	v.pending = append(v.pending, r)
+	if len(v.pending) >= 1000 {
+		return v.flush()
+	}
 	return nil
 }
 
@@ -140,12 +181,34 @@ func (v *verifier) checkpoint(r store.AuditRecord) error {
 	return nil
 }
 
-func (v *verifier) finish() (Report, error) {
+// finish ends the walk; signed, when not nil, is a signed tree checkpoint that must cover
+// exactly the records walked.
+func (v *verifier) finish(signed []byte) (Report, error) {
 	if v.opts.ExpectSeq > 0 && !v.seen {
 		return v.rep, &Problem{Seq: v.rep.Records + 1, Reason: fmt.Sprintf("truncated: the chain ends at %d, before the expected record %d", v.rep.Records, v.opts.ExpectSeq)}
 	}
+	if err := v.flush(); err != nil {
+		return v.rep, err
+	}
 	v.rep.Unprotected = v.rep.Records - v.rep.LastCheckpointSeq
 	v.rep.Head = hex.EncodeToString(v.prev)
+	v.rep.Root = base64.StdEncoding.EncodeToString(v.root[:])
+	if signed == nil {
+		return v.rep, nil
+	}
+	cp, err := OpenCheckpoint(signed, keyVerifiers{v.keys})
+	if err != nil {
+		return v.rep, &Problem{Seq: v.rep.Records, Reason: fmt.Sprintf("the signed tree checkpoint does not verify: %v", err)}
+	}
+	switch {
+	case cp.Size > v.rep.Records:
+		return v.rep, &Problem{Seq: v.rep.Records + 1, Reason: fmt.Sprintf("truncated: the signed tree checkpoint covers %d records, the log ends at %d", cp.Size, v.rep.Records)}
+	case cp.Size < v.rep.Records:
+		return v.rep, &Problem{Seq: cp.Size + 1, Reason: fmt.Sprintf("records after the latest signed tree checkpoint (%d): never acknowledged, or added by someone without the audit key", cp.Size)}
+	case cp.Root != v.root:
+		return v.rep, &Problem{Seq: cp.Size, Reason: fmt.Sprintf("the records differ from the %d the signed tree checkpoint covers: a record was rewritten", cp.Size)}
+	}
+	v.rep.TreeSize = cp.Size
 	return v.rep, nil
 }
 
@@ -155,21 +218,44 @@ func Verify(ctx context.Context, st store.AuditLog, keys PublicKeys, opts Verify
 		return Report{}, err
 	}
 	v := newVerifier(keys, opts)
-	for from := int64(1); ; {
-		page, err := st.AuditRecords(ctx, from, 1000)
-		if err != nil {
-			return v.rep, err
-		}
-		for _, r := range page {
-			if err := v.check(r); err != nil {
-				return v.rep, err
+	// The checkpoint is read after the records: every commit writes its records and the
+	// checkpoint over them together, so it covers at least every record read. Records appended
+	// meanwhile are read up to its size; fewer means the tail was cut.
+	walk := func(to int64) error {
+		for from := v.rep.Records + 1; from <= to; {
+			page, err := st.AuditRecords(ctx, from, int(min(1000, to-from+1)))
+			if err != nil {
+				return err
 			}
+			for _, r := range page {
+				if err := v.check(r); err != nil {
+					return err
+				}
+			}
+			if len(page) == 0 {
+				return nil
+			}
+			from = page[len(page)-1].Seq + 1
 		}
-		if len(page) < 1000 {
-			return v.finish()
-		}
-		from = page[len(page)-1].Seq + 1
+		return nil
 	}
+	if err := walk(math.MaxInt64); err != nil {
+		return v.rep, err
+	}
+	size, signed, err := st.AuditCheckpoint(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if v.rep.Records > 0 {
+			return v.rep, &Problem{Seq: 1, Reason: "no signed tree checkpoint covers the log"}
+		}
+		return v.finish(nil)
+	case err != nil:
+		return v.rep, err
+	}
+	if err := walk(size); err != nil {
+		return v.rep, err
+	}
+	return v.finish(signed)
 }
 
 // exported is one line of an export; bytes are hex.
@@ -242,5 +328,5 @@ func VerifyExport(r io.Reader, keys PublicKeys, opts VerifyOptions) (Report, err
 	if err := sc.Err(); err != nil {
 		return v.rep, err
 	}
-	return v.finish()
+	return v.finish(opts.Checkpoint)
 }

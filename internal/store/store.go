@@ -36,6 +36,10 @@ type AuditRecord struct {
 	Signature []byte // a checkpoint's signature, nil otherwise
 	PrevHash  []byte // Hash of record Seq-1 (32 zero bytes for Seq 1)
 	Hash      []byte // SHA-256 over the record's canonical form, PrevHash included
+
+	// Outside the chain (Hash covers neither): what the log's Merkle tree needs.
+	Tree       []byte // the tree hashes this record adds, concatenated; nil on records from before the tree
+	Checkpoint []byte // written only: the signed checkpoint of the log up to this record, kept as the latest
 }
 
 // AuditLog is the durable store's part that keeps the audit chain.
@@ -46,7 +50,19 @@ type AuditLog interface {
 	// before it. Appenders in any number of processes sharing the database MUST be serialised
 	// so that the chain never forks. An error from next, or a record out of sequence, stores
 	// nothing. A batch is what lets many concurrent appenders share one commit.
+	//
+	// A record with a Checkpoint makes it the log's latest checkpoint in the same commit. While
+	// next runs, next may read the log through the store (AuditRecords, AuditTree,
+	// AuditCheckpoint): every append committed before is visible and none can commit meanwhile.
 	AppendAudit(ctx context.Context, next func(last *AuditRecord) ([]AuditRecord, error)) ([]AuditRecord, error)
 	// AuditRecords returns up to limit records with Seq >= from, in Seq order.
 	AuditRecords(ctx context.Context, from int64, limit int) ([]AuditRecord, error)
+	// AuditTree returns the Tree of each record named in seqs that exists, by seq.
+	AuditTree(ctx context.Context, seqs []int64) (map[int64][]byte, error)
+	// AuditCheckpoint returns the latest checkpoint and the seq of the record it came with;
+	// ErrNotFound when no record carried one.
+	AuditCheckpoint(ctx context.Context) (seq int64, checkpoint []byte, err error)
+	// FillAuditTree sets the Tree of records that have none (a log from before the tree); a
+	// record that has one keeps it.
+	FillAuditTree(ctx context.Context, trees map[int64][]byte) error
 }

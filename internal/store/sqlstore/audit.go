@@ -11,16 +11,16 @@ import (
 	"github.com/vula-eid/vula/internal/store"
 )
 
-// auditRowsPerInsert keeps a statement's parameters (12 a row) well under SQLite's limit of
+// auditRowsPerInsert keeps a statement's parameters (13 a row) well under SQLite's limit of
 // 32766 and PostgreSQL's of 65535.
 const auditRowsPerInsert = 500
 
-const auditCols = `seq, time, actor, action, key_uri, digest, result, request_id, detail, signature, prev_hash, hash`
+const auditCols = `seq, time, actor, action, key_uri, digest, result, request_id, detail, signature, prev_hash, hash, tree`
 
 func scanAudit(r rowScanner) (store.AuditRecord, error) {
 	var a store.AuditRecord
 	var t int64
-	err := r.Scan(&a.Seq, &t, &a.Actor, &a.Action, &a.Key, &a.Digest, &a.Result, &a.RequestID, &a.Detail, &a.Signature, &a.PrevHash, &a.Hash)
+	err := r.Scan(&a.Seq, &t, &a.Actor, &a.Action, &a.Key, &a.Digest, &a.Result, &a.RequestID, &a.Detail, &a.Signature, &a.PrevHash, &a.Hash, &a.Tree)
 	a.Time = fromMicros(t)
 	return a, err
 }
@@ -69,22 +69,22 @@ func (d *DB) AppendAudit(ctx context.Context, next func(last *store.AuditRecord)
 			st := tx.StmtContext(ctx, stmt)
 			for _, rec := range recs {
 				if _, err := st.ExecContext(ctx, rec.Seq, micros(rec.Time), rec.Actor, rec.Action, rec.Key, rec.Digest, rec.Result,
-					rec.RequestID, rec.Detail, rec.Signature, rec.PrevHash, rec.Hash); err != nil {
+					rec.RequestID, rec.Detail, rec.Signature, rec.PrevHash, rec.Hash, rec.Tree); err != nil {
 					return err
 				}
 			}
-			return nil
+			return d.keepCheckpoint(ctx, tx, recs)
 		}
 		for chunk := range slices.Chunk(recs, auditRowsPerInsert) {
 			var q strings.Builder
-			args := make([]any, 0, len(chunk)*12)
+			args := make([]any, 0, len(chunk)*13)
 			q.WriteString(`INSERT INTO audit_log (` + auditCols + `) VALUES `)
 			for i, rec := range chunk {
 				if i > 0 {
 					q.WriteByte(',')
 				}
 				q.WriteByte('(')
-				for c := 0; c < 12; c++ {
+				for c := 0; c < 13; c++ {
 					if c > 0 {
 						q.WriteByte(',')
 					}
@@ -92,13 +92,13 @@ func (d *DB) AppendAudit(ctx context.Context, next func(last *store.AuditRecord)
 				}
 				q.WriteByte(')')
 				args = append(args, rec.Seq, micros(rec.Time), rec.Actor, rec.Action, rec.Key, rec.Digest, rec.Result,
-					rec.RequestID, rec.Detail, rec.Signature, rec.PrevHash, rec.Hash)
+					rec.RequestID, rec.Detail, rec.Signature, rec.PrevHash, rec.Hash, rec.Tree)
 			}
 			if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 				return err
 			}
 		}
-		return nil
+		return d.keepCheckpoint(ctx, tx, recs)
 	})
 	if err != nil {
 		return nil, err
@@ -110,7 +110,7 @@ func (d *DB) AppendAudit(ctx context.Context, next func(last *store.AuditRecord)
 func (d *DB) auditStmt(ctx context.Context) (*sql.Stmt, error) {
 	d.auditOnce.Do(func() {
 		d.auditInsert, d.auditErr = d.db.PrepareContext(context.WithoutCancel(ctx),
-			`INSERT INTO audit_log (`+auditCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`)
+			`INSERT INTO audit_log (`+auditCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`)
 	})
 	return d.auditInsert, d.auditErr
 }
@@ -118,4 +118,77 @@ func (d *DB) auditStmt(ctx context.Context) (*sql.Stmt, error) {
 // AuditRecords returns up to limit records from seq from on.
 func (d *DB) AuditRecords(ctx context.Context, from int64, limit int) ([]store.AuditRecord, error) {
 	return list(ctx, d, "audit records", `SELECT `+auditCols+` FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2`, scanAudit, from, limit)
+}
+
+// keepCheckpoint makes the checkpoint of the last record of recs that carries one the latest.
+func (d *DB) keepCheckpoint(ctx context.Context, tx *sql.Tx, recs []store.AuditRecord) error {
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i].Checkpoint == nil {
+			continue
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoint (id, seq, checkpoint) VALUES (1, $1, $2)
+			ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, checkpoint = excluded.checkpoint`, recs[i].Seq, recs[i].Checkpoint)
+		return err
+	}
+	return nil
+}
+
+// AuditTree returns the tree hashes of the records at seqs.
+func (d *DB) AuditTree(ctx context.Context, seqs []int64) (map[int64][]byte, error) {
+	out := make(map[int64][]byte, len(seqs))
+	for chunk := range slices.Chunk(seqs, auditRowsPerInsert) {
+		var q strings.Builder
+		args := make([]any, len(chunk))
+		q.WriteString(`SELECT seq, tree FROM audit_log WHERE seq IN (`)
+		for i, s := range chunk {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			fmt.Fprintf(&q, "$%d", i+1)
+			args[i] = s
+		}
+		q.WriteByte(')')
+		type row struct {
+			seq  int64
+			tree []byte
+		}
+		rows, err := list(ctx, d, "audit tree", q.String(), func(r rowScanner) (row, error) {
+			var x row
+			err := r.Scan(&x.seq, &x.tree)
+			return x, err
+		}, args...)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out[r.seq] = r.tree
+		}
+	}
+	return out, nil
+}
+
+// AuditCheckpoint returns the latest checkpoint.
+func (d *DB) AuditCheckpoint(ctx context.Context) (int64, []byte, error) {
+	var seq int64
+	var cp []byte
+	err := d.db.QueryRowContext(ctx, `SELECT seq, checkpoint FROM audit_checkpoint WHERE id = 1`).Scan(&seq, &cp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, fmt.Errorf("%w: no audit checkpoint", store.ErrNotFound)
+	}
+	if err != nil {
+		return 0, nil, d.wrap("audit checkpoint", err)
+	}
+	return seq, cp, nil
+}
+
+// FillAuditTree sets the tree hashes of records that have none.
+func (d *DB) FillAuditTree(ctx context.Context, trees map[int64][]byte) error {
+	return d.inTx(ctx, "fill audit tree", func(tx *sql.Tx) error {
+		for seq, tree := range trees {
+			if _, err := tx.ExecContext(ctx, `UPDATE audit_log SET tree = $1 WHERE seq = $2 AND tree IS NULL`, tree, seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
