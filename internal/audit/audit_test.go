@@ -349,7 +349,9 @@ func (m *memLog) AuditCheckpoint(context.Context) (int64, []byte, error) {
 	return 0, nil, store.ErrNotFound
 }
 
-func (m *memLog) FillAuditTree(context.Context, map[int64][]byte) error { return errors.New("read-only") }
+func (m *memLog) FillAuditTree(context.Context, map[int64][]byte) error {
+	return errors.New("read-only")
+}
 
 func (m *memLog) AuditRecords(_ context.Context, from int64, limit int) ([]store.AuditRecord, error) {
 	var out []store.AuditRecord

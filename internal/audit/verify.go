@@ -88,8 +88,8 @@ type verifier struct {
 	prev []byte
 	seen bool // ExpectSeq was reached
 
-	tree    frontier             // over the records checked and flushed
-	root    tlog.Hash            // of tree
+	tree    frontier            // over the records checked and flushed
+	root    tlog.Hash           // of tree
 	pending []store.AuditRecord // checked, not yet in tree
 }
 
