@@ -6,12 +6,15 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,11 +37,11 @@ func TestAuditWitness(t *testing.T) {
 	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false"}
 	vula(t, env, "orgs", "create", "tax", "--name", "Tax Administration", "--registry-number", "810000001")
 	secret := sealClient(t, env, "tax-batch", "--scope", "seal", "--organization", "tax")
+	vkey := strings.TrimSpace(vula(t, env, "audit", "key")) // made before the first start, as serve would
 	srv := startReplicaAt(t, freePort(t), data, env)
 	srv.ready(t, http.StatusOK)
 	base := "http://" + srv.addr
 
-	vkey := strings.TrimSpace(vula(t, env, "audit", "key"))
 	v, err := audit.ParseVerifierKey(vkey)
 	if err != nil || strings.Contains(vkey, "\n") {
 		t.Fatalf("vula audit key printed %q: %v", vkey, err)
@@ -80,7 +83,9 @@ func TestAuditWitness(t *testing.T) {
 		"consistency?from=5&size=4", "consistency?from=1"} {
 		getJSON(t, base+"/audit/proof/"+q, http.StatusBadRequest, nil)
 	}
-	if out := vula(t, env, "audit", "verify"); !strings.Contains(out, fmt.Sprintf("signed tree checkpoint over all %d records", cp.Size)) {
+	// The software keystore is serve's while it runs: verify with the public key of the vkey.
+	pemFile := pemOf(t, vkey)
+	if out := vula(t, env, "audit", "verify", "--public-key", pemFile); !strings.Contains(out, fmt.Sprintf("signed tree checkpoint over all %d records", cp.Size)) {
 		t.Fatalf("audit verify: %s", out)
 	}
 
@@ -92,7 +97,7 @@ func TestAuditWitness(t *testing.T) {
 	}
 	defer db.Close()
 	rewriteTail(t, db, filepath.Join(data, "vula.db"), cp.Size)
-	if _, errs, err := vulaRun(env, "audit", "verify"); err == nil || !strings.Contains(errs, "rewritten") {
+	if _, errs, err := vulaRun(env, "audit", "verify", "--public-key", pemFile); err == nil || !strings.Contains(errs, "rewritten") {
 		t.Fatalf("audit verify of a rewritten tail: %v %s", err, errs)
 	}
 	timestampOnce(t, base, "after the rewrite")
@@ -103,18 +108,18 @@ func TestAuditWitness(t *testing.T) {
 	// A fresh witness on a fresh log, then the tail after the last group commit is cut off.
 	data2 := t.TempDir()
 	env2 := []string{"VULA_DATA_DIR=" + data2, "VULA_IDP_DEMO=false"}
+	vkey2 := strings.TrimSpace(vula(t, env2, "audit", "key"))
 	srv2 := startReplicaAt(t, freePort(t), data2, env2)
 	srv2.ready(t, http.StatusOK)
 	base2 := "http://" + srv2.addr
 	for i := 0; i < 3; i++ {
 		timestampOnce(t, base2, fmt.Sprint("doc ", i))
 	}
-	vkey2 := strings.TrimSpace(vula(t, env2, "audit", "key"))
 	state2 := filepath.Join(t.TempDir(), "witness.json")
 	vula(t, env2, "audit", "witness", "--state", state2, "--key", vkey2, base2)
 	before := checkpoint(t, base2, mustVerifier(t, vkey2))
 	execSQLite(t, filepath.Join(data2, "vula.db"), fmt.Sprintf(`DELETE FROM audit_log WHERE seq > %d`, before.Size-1))
-	if _, errs, err := vulaRun(env2, "audit", "verify"); err == nil || !strings.Contains(errs, "truncated") {
+	if _, errs, err := vulaRun(env2, "audit", "verify", "--public-key", pemOf(t, vkey2)); err == nil || !strings.Contains(errs, "truncated") {
 		t.Fatalf("audit verify of a cut tail: %v %s", err, errs)
 	}
 	// Cut further, and a checkpoint the cutter could have saved put back: only the witness sees it.
@@ -278,4 +283,19 @@ func execSQLite(t *testing.T, path, stmt string) {
 	if _, err := raw.Exec(stmt); err != nil {
 		t.Fatalf("%s: %v", stmt, err)
 	}
+}
+
+// pemOf writes the public key of a verifier key as vula audit key prints it to a PEM file.
+func pemOf(t *testing.T, vkey string) string {
+	t.Helper()
+	parts := strings.SplitN(vkey, "+", 3)
+	raw, err := base64.StdEncoding.DecodeString(parts[len(parts)-1])
+	if err != nil || len(raw) < 2 || raw[0] != 0x02 {
+		t.Fatalf("verifier key %q", vkey)
+	}
+	f := filepath.Join(t.TempDir(), "audit.pem")
+	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: raw[1:]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -90,8 +90,9 @@ type Options struct {
 	// Interval appends a checkpoint this often when records were written since the last one
 	// (default one minute); used by Run.
 	Interval time.Duration
-	// Origin names the log in its signed tree checkpoints (c2sp.org/tlog-checkpoint's first
-	// line), a schema-less URL such as "vula.example/audit" (default "vula/audit").
+	// Origin names a new log in its signed tree checkpoints (c2sp.org/tlog-checkpoint's first
+	// line), a schema-less URL such as "vula.example/audit" (default "vula/audit"). A log that
+	// has a checkpoint keeps the origin it has.
 	Origin string
 }
 
@@ -162,6 +163,14 @@ func New(ctx context.Context, st store.AuditLog, keys hsm.Manager, keyURI string
 	ns, err := newNoteSigner(keyURI, s)
 	if err != nil {
 		return nil, err
+	}
+	// A log keeps the name of its first checkpoint: processes configured with other base
+	// URLs (a CLI command beside serve) must not rename it under its witnesses.
+	if _, signed, err := st.AuditCheckpoint(ctx); err == nil {
+		origin, _, _ := strings.Cut(string(signed), "\n")
+		opts.Origin = origin
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("audit: latest checkpoint: %w", err)
 	}
 	l := &Log{st: st, now: now, log: log, opts: opts, keyURI: keyURI, signer: s, note: ns}
 	if err := l.fillTree(ctx); err != nil {

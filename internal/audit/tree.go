@@ -148,7 +148,7 @@ func VerifierKey(name string, pub crypto.PublicKey) (string, error) {
 
 // ParseVerifierKey reads a verifier key as VerifierKey writes it (or an Ed25519 one).
 func ParseVerifierKey(vkey string) (note.Verifier, error) {
-	parts := strings.Split(vkey, "+")
+	parts := strings.SplitN(vkey, "+", 3) // base64 has + in it
 	if len(parts) != 3 {
 		return nil, errors.New("audit: verifier key: want name+keyid+key")
 	}

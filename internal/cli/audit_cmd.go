@@ -132,7 +132,9 @@ a truncated tail.`,
 		Short: "Print the audit keys as signed-note verifier keys, for witnesses",
 		Long: `Prints one line per audit key (active or retired) of the key layer:
 name+keyid+base64(0x02 || public key), the verifier key that 'vula audit witness --key' takes.
-The name is the key's URI, as in the signature lines of the log's checkpoints.`,
+The name is the key's URI, as in the signature lines of the log's checkpoints. Before the first
+'vula serve' there is none yet: it is created here, as serve would. With the software backend,
+run it while serve is stopped (its keystore is open in one process at a time).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
@@ -144,6 +146,9 @@ The name is the key's URI, as in the signature lines of the log's checkpoints.`,
 				return err
 			}
 			defer m.Close()
+			if _, err := auditKey(cmd.Context(), m, time.Now()); err != nil {
+				return err
+			}
 			ks, err := m.Keys(cmd.Context())
 			if err != nil {
 				return err

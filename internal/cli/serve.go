@@ -82,7 +82,7 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	srv.Handle("/pki", pki)
 	srv.Handle("/pki/", pki)
 	srv.Handle("/tsa", pki)
-	for _, p := range append(idpPaths, "/api/v1/seal", "/api/v1/seal/", "/api/v1/validate", "/csc/", "/portal/") {
+	for _, p := range append(idpPaths, "/api/v1/seal", "/api/v1/seal/", "/api/v1/validate", "/csc/", "/portal/", "/audit/") {
 		srv.Handle(p, pki)
 	}
 	go gate.open(ctx, cfg, raw, log, func(db *sqlstore.DB, l *audit.Log) {
@@ -98,6 +98,7 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 			}
 			seal.Handler{S: sealService(cfg, a, keys, db, ts, log), Auth: p, Log: log}.Register(mux)
 			validation.Handler{TrustAnchors: platformAnchors(a), Fetch: validation.RevocationFetcher{R: a}, Log: log}.Register(mux)
+			audit.Handler{Store: db, Log: log}.Register(mux)
 			if err := registerCSC(mux, cfg, a, keys, db, eph, l, p, ts, log); err != nil {
 				return err
 			}

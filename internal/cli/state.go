@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +39,16 @@ func auditKey(ctx context.Context, keys hsm.Manager, now time.Time) (string, err
 		return auditKey(ctx, keys, now.Add(time.Second))
 	}
 	return k.URI, err
+}
+
+// auditOrigin names the audit log in its tree checkpoints after the platform's base URL, as
+// c2sp.org/tlog-checkpoint recommends: a schema-less URL, "vula.example/audit".
+func auditOrigin(baseURL string) string {
+	host := strings.TrimSuffix(baseURL, "/")
+	if _, rest, ok := strings.Cut(host, "://"); ok {
+		host = rest
+	}
+	return host + "/audit"
 }
 
 // durableGate holds the durable store and the audit log once the database answers. Until then
@@ -110,7 +121,8 @@ func (g *durableGate) open(ctx context.Context, cfg config.Config, keys hsm.Mana
 
 // use makes db and the audit log over it, checkpointed with the key at uri, the gate's.
 func (g *durableGate) use(ctx context.Context, db *sqlstore.DB, keys hsm.Manager, uri string, cfg config.Config, log *slog.Logger) error {
-	l, err := audit.New(ctx, db, keys, uri, audit.Options{Every: cfg.Audit.CheckpointEvery, Interval: time.Duration(cfg.Audit.CheckpointInterval)}, time.Now, log)
+	l, err := audit.New(ctx, db, keys, uri, audit.Options{Every: cfg.Audit.CheckpointEvery, Interval: time.Duration(cfg.Audit.CheckpointInterval),
+		Origin: auditOrigin(cfg.BaseURL)}, time.Now, log)
 	if err != nil {
 		return err
 	}
