@@ -327,6 +327,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		if len(recs) != 0 {
 			t.Fatal("new log not empty")
 		}
+		if _, _, err := s.AuditCheckpoint(ctx); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("checkpoint of an empty log: %v", err)
+		}
 		const writers, each = 16, 5
 		var wg sync.WaitGroup
 		errs := make(chan error, writers*each)
@@ -419,6 +422,50 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 			t.Fatalf("%d records from %d", len(back), full.Seq)
 		}
 		same(t, back[0], full)
+
+		// Tree hashes come back by seq; the checkpoint of the last record that carries one in a
+		// commit is the latest; a refused batch changes neither.
+		withTree := func(last *store.AuditRecord, n int, cp string) ([]store.AuditRecord, error) {
+			var out []store.AuditRecord
+			for i := 0; i < n; i++ {
+				r, _ := chain("tree", now)(last)
+				r[0].Tree = bytes.Repeat([]byte{byte(r[0].Seq)}, 32*(1+i%2))
+				out = append(out, r[0])
+				last = &out[len(out)-1]
+			}
+			out[len(out)-1].Checkpoint = []byte(cp)
+			return out, nil
+		}
+		treed, err := s.AppendAudit(ctx, func(last *store.AuditRecord) ([]store.AuditRecord, error) { return withTree(last, 3, "cp-1") })
+		must(t, err)
+		if seq, cp, err := s.AuditCheckpoint(ctx); err != nil || seq != treed[2].Seq || string(cp) != "cp-1" {
+			t.Fatalf("latest checkpoint: %d %q %v", seq, cp, err)
+		}
+		if _, err := s.AppendAudit(ctx, func(last *store.AuditRecord) ([]store.AuditRecord, error) {
+			out, _ := withTree(last, 2, "cp-refused")
+			out[1].Seq++
+			return out, nil
+		}); err == nil {
+			t.Fatal("a batch with a gap was accepted")
+		}
+		if _, cp, _ := s.AuditCheckpoint(ctx); string(cp) != "cp-1" {
+			t.Fatalf("a refused batch left its checkpoint: %q", cp)
+		}
+		trees, err := s.AuditTree(ctx, []int64{treed[0].Seq, treed[2].Seq, full.Seq, 99999})
+		must(t, err)
+		if len(trees) != 3 || !bytes.Equal(trees[treed[0].Seq], treed[0].Tree) || !bytes.Equal(trees[treed[2].Seq], treed[2].Tree) || trees[full.Seq] != nil {
+			t.Fatalf("tree hashes by seq: %v", trees)
+		}
+		// Filling sets only the trees that are missing.
+		must(t, s.FillAuditTree(ctx, map[int64][]byte{full.Seq: {7}, treed[0].Seq: {8}}))
+		trees, _ = s.AuditTree(ctx, []int64{full.Seq, treed[0].Seq})
+		if !bytes.Equal(trees[full.Seq], []byte{7}) || !bytes.Equal(trees[treed[0].Seq], treed[0].Tree) {
+			t.Fatalf("after the fill: %v", trees)
+		}
+		back, _ = s.AuditRecords(ctx, treed[1].Seq, 1)
+		if !bytes.Equal(back[0].Tree, treed[1].Tree) || back[0].Checkpoint != nil {
+			t.Fatalf("a record's tree comes back with it, its checkpoint does not: %+v", back[0])
+		}
 	})
 
 	t.Run("Reopen", func(t *testing.T) {
