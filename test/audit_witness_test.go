@@ -23,6 +23,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/vula-eid/vula/internal/apitest"
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
@@ -66,6 +67,7 @@ func TestAuditWitness(t *testing.T) {
 	}
 
 	// Both audit records are in the tree of the signed checkpoint: tlog checks the proofs.
+	spec := apitest.Load(t)
 	cp := checkpoint(t, base, v)
 	export := vula(t, env, "audit", "export")
 	for what, match := range map[string]func(d map[string]string) bool{
@@ -74,14 +76,14 @@ func TestAuditWitness(t *testing.T) {
 	} {
 		seq, hash := auditRecord(t, export, match)
 		var p audit.Proof
-		getJSON(t, fmt.Sprintf("%s/audit/proof/inclusion?seq=%d&size=%d", base, seq, cp.Size), http.StatusOK, &p)
+		getJSON(t, spec, fmt.Sprintf("%s/audit/proof/inclusion?seq=%d&size=%d", base, seq, cp.Size), http.StatusOK, &p)
 		if err := tlog.CheckRecord(tlogHashes(t, p.Hashes), cp.Size, cp.Root, seq-1, tlog.RecordHash(hash)); err != nil {
 			t.Fatalf("inclusion of %s's record %d in the tree of %d: %v", what, seq, cp.Size, err)
 		}
 	}
 	for _, q := range []string{"inclusion?seq=0&size=1", "inclusion?seq=1&size=" + fmt.Sprint(cp.Size+1), "inclusion?seq=x&size=1",
 		"consistency?from=5&size=4", "consistency?from=1"} {
-		getJSON(t, base+"/audit/proof/"+q, http.StatusBadRequest, nil)
+		getJSON(t, spec, base+"/audit/proof/"+q, http.StatusBadRequest, nil)
 	}
 	// The software keystore is serve's while it runs: verify with the public key of the vkey.
 	pemFile := pemOf(t, vkey)
@@ -179,7 +181,8 @@ func checkpoint(t *testing.T, base string, v note.Verifier) audit.Checkpoint {
 	return cp
 }
 
-func getJSON(t *testing.T, u string, want int, v any) {
+// getJSON GETs u, wants status want and an answer api/openapi.yaml allows, and decodes it into v.
+func getJSON(t *testing.T, spec *apitest.Spec, u string, want int, v any) {
 	t.Helper()
 	resp, err := http.Get(u)
 	if err != nil {
@@ -187,6 +190,7 @@ func getJSON(t *testing.T, u string, want int, v any) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	spec.CheckResponse(t, resp.Request, resp.StatusCode, resp.Header, body)
 	if resp.StatusCode != want {
 		t.Fatalf("GET %s: %d %s, want %d", u, resp.StatusCode, body, want)
 	}

@@ -5,8 +5,23 @@
 // something was written) a checkpoint record is appended, signed by an audit-purpose key of the
 // key layer; it states the sequence number and hash of the head it covers, so that rewriting the
 // whole chain after a point needs the audit key. A truncated tail (records removed after the last
-// checkpoint, or a checkpoint removed with them) cannot be told from the data alone: the operator
-// gives a head seen before (VerifyOptions: an earlier report, export or published checkpoint).
+// checkpoint, or a checkpoint removed with them) cannot be told from the chain alone: hence the
+// tree below.
+//
+// # Verifiable log
+//
+// The records are also the leaves of a Merkle tree with RFC 6962/9162 hashing
+// (golang.org/x/mod/sumdb/tlog): leaf seq-1 is the record seq, its leaf hash SHA-256(0x00 ||
+// the record's hash). Every commit of records carries, in the same transaction, a signed
+// checkpoint of the tree they end (c2sp.org/tlog-checkpoint: origin, size, base64 root), a
+// c2sp.org/signed-note signed by the audit key: signature type 0x02 (ECDSA over SHA-256 of the
+// note text, ASN.1 DER; key ID the first four bytes of SHA-256 over the DER public key), key name
+// the key's URI. So no acknowledged record is ever outside a signed checkpoint: Verify checks
+// the records against the latest one, which finds a tail rewritten and re-hashed, or cut off.
+// A cut back to an older checkpoint, put back too, is found by a witness that kept a later one
+// (Witness, `vula audit witness`) or by VerifyOptions (a head seen before). Each record keeps
+// the tree hashes it adds (tlog's stored hashes), from which InclusionProof and
+// ConsistencyProof answer.
 //
 // All of an append (reading the last record, hashing, writing) happens inside the store's
 // AppendAudit, under the log's write lock, so writers in any number of processes keep one chain.
