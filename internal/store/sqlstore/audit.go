@@ -120,14 +120,27 @@ func (d *DB) AuditRecords(ctx context.Context, from int64, limit int) ([]store.A
 	return list(ctx, d, "audit records", `SELECT `+auditCols+` FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2`, scanAudit, from, limit)
 }
 
+const upsertCheckpoint = `INSERT INTO audit_checkpoint (id, seq, checkpoint) VALUES (1, $1, $2)
+	ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, checkpoint = excluded.checkpoint`
+
 // keepCheckpoint makes the checkpoint of the last record of recs that carries one the latest.
 func (d *DB) keepCheckpoint(ctx context.Context, tx *sql.Tx, recs []store.AuditRecord) error {
 	for i := len(recs) - 1; i >= 0; i-- {
 		if recs[i].Checkpoint == nil {
 			continue
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoint (id, seq, checkpoint) VALUES (1, $1, $2)
-			ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, checkpoint = excluded.checkpoint`, recs[i].Seq, recs[i].Checkpoint)
+		// Once a commit: prepared on SQLite, where parsing would cost more than running it.
+		if d.dialect == sqliteDialect {
+			d.checkpointOnce.Do(func() {
+				d.checkpointUpsert, d.checkpointErr = d.db.PrepareContext(context.WithoutCancel(ctx), upsertCheckpoint)
+			})
+			if d.checkpointErr != nil {
+				return d.checkpointErr
+			}
+			_, err := tx.StmtContext(ctx, d.checkpointUpsert).ExecContext(ctx, recs[i].Seq, recs[i].Checkpoint)
+			return err
+		}
+		_, err := tx.ExecContext(ctx, upsertCheckpoint, recs[i].Seq, recs[i].Checkpoint)
 		return err
 	}
 	return nil

@@ -61,6 +61,10 @@ type DB struct {
 	auditOnce   sync.Once
 	auditInsert *sql.Stmt
 	auditErr    error
+	// checkpointUpsert replaces the audit log's latest checkpoint (SQLite only, as auditInsert).
+	checkpointOnce   sync.Once
+	checkpointUpsert *sql.Stmt
+	checkpointErr    error
 }
 
 var _ store.Durable = (*DB)(nil)
@@ -178,6 +182,9 @@ func (d *DB) Close() error {
 	var err error
 	if d.auditInsert != nil {
 		err = d.auditInsert.Close()
+	}
+	if d.checkpointUpsert != nil {
+		err = errors.Join(err, d.checkpointUpsert.Close())
 	}
 	return errors.Join(err, d.db.Close())
 }
