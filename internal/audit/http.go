@@ -54,8 +54,7 @@ func (h Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// The database or its records cannot be read now: the log itself is not at fault
 		// as far as this request can tell.
 		h.Log.Error("audit proof", "err", err)
-		status = http.StatusServiceUnavailable
-		w.Header().Set("Retry-After", "5")
+		status = http.StatusServiceUnavailable // WriteProblem adds Retry-After
 	}
 	server.WriteProblem(w, r, status, err)
 }
