@@ -239,7 +239,7 @@ func (m hashMap) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // extend adds records to the tree of f (whose size is their first seq - 1): it sets each
 // record's Tree and returns the new frontier's hashes and root. f is not changed.
 func extend(f frontier, recs []store.AuditRecord) (frontier, tlog.Hash, error) {
-	m := hashMap{}
+	m := make(hashMap, len(f.hashes)+3*len(recs)) // a record stores 2 hashes on average
 	for k, v := range f.hashes {
 		m[k] = v
 	}
@@ -260,7 +260,7 @@ func extend(f frontier, recs []store.AuditRecord) (frontier, tlog.Hash, error) {
 		}
 		recs[i].Tree = tree
 	}
-	next := frontier{size: f.size + int64(len(recs)), head: f.head, hashes: map[int64]tlog.Hash{}}
+	next := frontier{size: f.size + int64(len(recs)), head: f.head, hashes: make(map[int64]tlog.Hash, 64)}
 	if len(recs) > 0 {
 		next.head = recs[len(recs)-1].Hash
 	}
