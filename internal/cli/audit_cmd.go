@@ -31,9 +31,12 @@ func auditCmd(g *globals) *cobra.Command {
 		Short: "Check the hash chain and every signed checkpoint; name the first bad record",
 		Long: `Checks the audit log in the configured database, or an export with --file (offline).
 Checkpoint signatures are checked with the audit key's public key from the key layer, or from
---public-key (PEM) when verifying offline. --expect-seq (a length the log must at least have)
-and --expect-head (that record's hash) give a head seen before, from an earlier report, to catch
-a truncated tail.`,
+--public-key (PEM) when verifying offline. The records must match the log's latest signed tree
+checkpoint exactly (same number, same Merkle root): a tail rewritten and re-hashed, or cut off,
+is named. Offline, --checkpoint gives the checkpoint (GET /audit/checkpoint) to hold an export
+to. --expect-seq (a length the log must at least have) and --expect-head (that record's hash)
+give a head seen before, from an earlier report, to catch a log cut back to an older checkpoint
+(which 'vula audit witness' also catches).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.Flag("output").Value.String()
