@@ -271,3 +271,34 @@ func TestVerifierKey(t *testing.T) {
 		}
 	}
 }
+
+// An export held to the checkpoint published with it: whole, it passes; with its last line cut
+// off, it is truncated; under another log's checkpoint, it does not verify.
+func TestVerifyExportWithCheckpoint(t *testing.T) {
+	f := newKeys(t)
+	ctx := context.Background()
+	db := openDB(t, "sqlite:"+filepath.Join(t.TempDir(), "a.db"))
+	appendN(t, newLog(t, db, f, 10), 12)
+	_, cp, err := db.AuditCheckpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf strings.Builder
+	if err := Export(ctx, db, &buf); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(buf.String(), "\n")
+	if rep, err := VerifyExport(strings.NewReader(buf.String()), f.pubs, VerifyOptions{Checkpoint: cp}); err != nil || rep.TreeSize != 13 {
+		t.Fatalf("whole export: %+v %v", rep, err)
+	}
+	cut := strings.Join(lines[:len(lines)-2], "")
+	if _, err := VerifyExport(strings.NewReader(cut), f.pubs, VerifyOptions{Checkpoint: cp}); !isProblem(err, 13) {
+		t.Fatalf("export without its last record: %v", err)
+	}
+	other := openDB(t, "sqlite:"+filepath.Join(t.TempDir(), "b.db"))
+	appendN(t, newLog(t, other, f, 10), 12)
+	_, otherCP, _ := other.AuditCheckpoint(ctx)
+	if _, err := VerifyExport(strings.NewReader(buf.String()), f.pubs, VerifyOptions{Checkpoint: otherCP}); !isProblem(err, 13) {
+		t.Fatalf("export under another log's checkpoint: %v", err)
+	}
+}
