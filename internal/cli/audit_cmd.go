@@ -148,7 +148,7 @@ run it while serve is stopped (its keystore is open in one process at a time).`,
 			if err != nil {
 				return err
 			}
-			defer m.Close()
+			defer func() { _ = m.Close() }() // a key was made at most, and it is stored by then
 			if _, err := auditKey(cmd.Context(), m, time.Now()); err != nil {
 				return err
 			}
@@ -168,7 +168,9 @@ run it while serve is stopped (its keystore is open in one process at a time).`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), vkey)
+				if err := say(cmd.OutOrStdout(), "%s\n", vkey); err != nil {
+					return err
+				}
 			}
 			return nil
 		},
@@ -222,8 +224,7 @@ own database cannot show, a party outside it can.`,
 			if out == "json" {
 				return printJSON(cmd.OutOrStdout(), rep)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %s has %d records, root %s, consistent with what was seen before\n", rep.Origin, rep.Size, rep.Root)
-			return nil
+			return say(cmd.OutOrStdout(), "ok: %s has %d records, root %s, consistent with what was seen before\n", rep.Origin, rep.Size, rep.Root)
 		},
 	}
 	witness.Flags().StringVar(&statePath, "state", "", "file keeping the last checkpoint seen (created on the first run)")
