@@ -1,0 +1,331 @@
+// Relying-party conformance suite (issue #15), run by test/rp_test.go against the real vula
+// binary behind a TLS proxy.
+//
+// What it proves: openid-client (a certified OpenID Connect relying-party library) with its
+// defaults — discovery, no hand-set audiences or algorithms, https only — completes against
+// Vula: code flow with PKCE S256, state and nonce for a public client; client_secret_basic with
+// refresh, introspection of its own token and revocation; private_key_jwt (assertion aud = the
+// issuer, the library's default) with PAR; signed request objects (JAR) alone and through PAR;
+// RS256 ID tokens for a client registered for them; max_age=0 forcing a new login over a live
+// session; ui_locales choosing the page's language; a request without state; RFC 9207 iss in
+// every authorization response (the library checks it because discovery advertises it). A real
+// Chromium (playwright-core, Debian's binary) types the citizen's password and allows consent.
+//
+// Each case is one async function in `cases`; adding one (DPoP, say) is adding a function. Each
+// case prints one JSON line on stdout: {"case", "ok", "skip", "error", "ms"}; details go to stderr.
+// RP_ONLY=name,name runs only those cases.
+
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import { readFile } from 'node:fs/promises'
+import { webcrypto } from 'node:crypto'
+import * as client from 'openid-client'
+import { chromium } from 'playwright-core'
+
+const env = (name) => {
+  const v = process.env[name]
+  if (!v) throw new Error(`${name} is not set (test/rp_test.go sets it)`)
+  return v
+}
+const ISSUER = env('RP_ISSUER')
+const CALLBACK = env('RP_CALLBACK')
+const USER = env('RP_USER')
+const PASSWORD = env('RP_PASSWORD')
+const KEYS = env('RP_KEYS')
+
+class Skip extends Error {}
+
+// discover configures a client the way the library's documentation does: the issuer's own
+// discovery document, the client's id, and only the client metadata it was registered with.
+const discover = (clientId, metadata, auth) => client.discovery(new URL(ISSUER), clientId, metadata, auth)
+
+// signingKey reads the private JWK the Go test made for a private_key_jwt client.
+async function signingKey(clientId) {
+  const { kid, ...jwk } = JSON.parse(await readFile(`${KEYS}/${clientId}.jwk.json`, 'utf8'))
+  delete jwk.use
+  delete jwk.alg
+  const key = await webcrypto.subtle.importKey('jwk', jwk, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign'])
+  return { key, kid }
+}
+
+// signIn takes a browser page through Vula's pages (login, consent) to the redirect URI and
+// returns the URL it landed on and which pages it saw on the way.
+async function signIn(page, url) {
+  const seen = []
+  await page.goto(url.toString())
+  for (let step = 0; step < 6; step++) {
+    const here = page.url()
+    if (here.startsWith(CALLBACK)) return { cb: new URL(here), seen }
+    if (await page.locator('input[name=password]').count()) {
+      seen.push('login')
+      await page.fill('#identifier', USER)
+      await page.fill('#password', PASSWORD)
+      await Promise.all([page.waitForURL((u) => u.toString() !== here), page.click('form[action="/login"] button[type=submit]')])
+    } else if (await page.locator('button[name=decision][value=allow]').count()) {
+      seen.push('consent')
+      await Promise.all([page.waitForURL((u) => u.toString() !== here), page.click('button[name=decision][value=allow]')])
+    } else {
+      const text = (await page.locator('body').innerText()).slice(0, 400)
+      throw new Error(`stuck at ${here}: ${text}`)
+    }
+  }
+  throw new Error(`no redirect to ${CALLBACK} after ${seen.join(', ')}`)
+}
+
+// authorize runs one authorization: fresh PKCE, state and nonce (a parameter given as
+// undefined is left out), build makes the URL (plain, PAR or JAR), Chromium signs in, and the
+// library redeems the code and validates everything it validates by default.
+async function authorize(config, page, { build = client.buildAuthorizationUrl, params = {}, checks = {}, options } = {}) {
+  const verifier = client.randomPKCECodeVerifier()
+  const p = {
+    redirect_uri: CALLBACK,
+    scope: 'openid profile',
+    code_challenge: await client.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state: client.randomState(),
+    nonce: client.randomNonce(),
+    ...params,
+  }
+  for (const k of Object.keys(p)) if (p[k] === undefined) delete p[k]
+  const url = await build(config, p)
+  const { cb, seen } = await signIn(page, url)
+  const tokens = await client.authorizationCodeGrant(
+    config, cb, { pkceCodeVerifier: verifier, expectedState: p.state, expectedNonce: p.nonce, ...checks }, undefined, options)
+  return { tokens, cb, seen, url }
+}
+
+// describe names what the library threw: the OAuth error code (from the body or a
+// WWW-Authenticate challenge) and its message, with the message of its cause.
+function describe(e) {
+  const challenge = Array.isArray(e.cause) ? e.cause.find((c) => c.parameters?.error)?.parameters.error : undefined
+  const code = e.error ?? challenge
+  return [code, e.status, e.message, e.cause?.message].filter(Boolean).join(': ')
+}
+
+// rejectsWith expects the library to throw: error is an OAuth error code, or a pattern its
+// description must match.
+async function rejectsWith(promise, error) {
+  await assert.rejects(promise, (e) => {
+    const d = describe(e)
+    if (error instanceof RegExp ? error.test(d) : d.split(': ')[0] === error) return true
+    throw new Error(`want ${error}, got ${d}`)
+  })
+}
+
+const header = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[0], 'base64url').toString())
+
+const cases = {
+  // Discovery says what the provider does, and nothing it does not.
+  async discovery() {
+    const m = (await discover('rp-public')).serverMetadata()
+    assert.equal(m.issuer, ISSUER)
+    assert.deepEqual(m.response_types_supported, ['code'])
+    assert.deepEqual(m.code_challenge_methods_supported, ['S256'])
+    assert.deepEqual([...m.token_endpoint_auth_methods_supported].sort(), ['client_secret_basic', 'none', 'private_key_jwt'])
+    assert.ok(m.pushed_authorization_request_endpoint?.startsWith(ISSUER + '/'))
+    assert.equal(m.request_parameter_supported, true)
+    assert.ok(m.request_object_signing_alg_values_supported.includes('ES256'))
+    assert.ok(!m.request_object_signing_alg_values_supported.includes('none'))
+    assert.equal(m.authorization_response_iss_parameter_supported, true)
+    for (const alg of ['ES256', 'RS256']) assert.ok(m.id_token_signing_alg_values_supported.includes(alg), alg)
+    for (const ep of ['authorization_endpoint', 'token_endpoint', 'userinfo_endpoint', 'jwks_uri', 'revocation_endpoint', 'introspection_endpoint', 'end_session_endpoint']) {
+      assert.ok(m[ep]?.startsWith(ISSUER + '/'), ep)
+    }
+    const jwks = await fetch(m.jwks_uri)
+    assert.equal(jwks.status, 200)
+  },
+
+  // A public client: code + PKCE + state + nonce, userinfo, refresh with rotation.
+  async publicClient(page) {
+    const config = await discover('rp-public')
+    const { tokens, cb } = await authorize(config, page)
+    assert.equal(cb.searchParams.get('iss'), ISSUER) // RFC 9207
+    assert.equal(tokens.token_type.toLowerCase(), 'bearer')
+    const claims = tokens.claims()
+    assert.equal(claims.iss, ISSUER)
+    assert.ok(claims.sub)
+    const info = await client.fetchUserInfo(config, tokens.access_token, claims.sub)
+    assert.equal(info.given_name, 'Arta')
+    assert.equal(info.family_name, 'Krasniqi')
+    assert.ok(tokens.refresh_token, 'no refresh token for a public client')
+    const next = await client.refreshTokenGrant(config, tokens.refresh_token)
+    assert.notEqual(next.refresh_token, tokens.refresh_token)
+    await client.fetchUserInfo(config, next.access_token, claims.sub)
+    await rejectsWith(client.refreshTokenGrant(config, tokens.refresh_token), 'invalid_grant')
+  },
+
+  // client_secret_basic: code flow, refresh, introspection of its own tokens, revocation.
+  async clientSecretBasic(page) {
+    const secret = env('RP_BASIC_SECRET')
+    const config = await discover('rp-basic', secret, client.ClientSecretBasic())
+    const { tokens } = await authorize(config, page)
+    const sub = tokens.claims().sub
+    const next = await client.refreshTokenGrant(config, tokens.refresh_token)
+    const intro = await client.tokenIntrospection(config, next.access_token)
+    assert.equal(intro.active, true)
+    assert.equal(intro.client_id, 'rp-basic')
+    assert.equal(intro.sub, sub)
+    assert.equal((await client.tokenIntrospection(config, next.refresh_token)).active, true)
+
+    await client.tokenRevocation(config, next.access_token)
+    assert.equal((await client.tokenIntrospection(config, next.access_token)).active, false)
+    await client.tokenRevocation(config, next.refresh_token)
+    assert.equal((await client.tokenIntrospection(config, next.refresh_token)).active, false)
+    await rejectsWith(client.refreshTokenGrant(config, next.refresh_token), 'invalid_grant')
+
+    // The library's default for a bare secret is client_secret_post, which discovery does not
+    // list: Vula refuses it as it says.
+    // (RFC 6749 §5.2: 401 invalid_client; Vula adds a Basic challenge, which the library reports.)
+    const post = await discover('rp-basic', secret)
+    await assert.rejects(client.tokenIntrospection(post, next.access_token), (e) => e.status === 401 || assert.fail(describe(e)))
+  },
+
+  // private_key_jwt (the library's assertion, aud = issuer) with PAR, for a client that must use PAR.
+  async privateKeyJwtPAR(page) {
+    const config = await discover('rp-par', undefined, client.PrivateKeyJwt(await signingKey('rp-par')))
+    const { tokens, url } = await authorize(config, page, { build: client.buildAuthorizationUrlWithPAR })
+    assert.deepEqual([...url.searchParams.keys()].sort(), ['client_id', 'request_uri'])
+    const next = await client.refreshTokenGrant(config, tokens.refresh_token)
+    await client.fetchUserInfo(config, next.access_token, tokens.claims().sub)
+    assert.equal((await client.tokenIntrospection(config, next.access_token)).active, true)
+
+    // Without PAR this client is sent back with invalid_request, and the library says so.
+    await rejectsWith(authorize(config, page), 'invalid_request')
+  },
+
+  // A signed request object (RFC 9101) by value at the authorization endpoint.
+  async jar(page) {
+    const key = await signingKey('rp-jar')
+    const config = await discover('rp-jar', undefined, client.PrivateKeyJwt(key))
+    const { tokens, url } = await authorize(config, page, { build: (c, p) => client.buildAuthorizationUrlWithJAR(c, p, key) })
+    assert.deepEqual([...url.searchParams.keys()].sort(), ['client_id', 'request'])
+    assert.ok(tokens.claims().sub)
+  },
+
+  // A signed request object pushed with PAR.
+  async jarThroughPAR(page) {
+    const key = await signingKey('rp-par')
+    const config = await discover('rp-par', undefined, client.PrivateKeyJwt(key))
+    const build = async (c, p) => client.buildAuthorizationUrlWithPAR(c, (await client.buildAuthorizationUrlWithJAR(c, p, key)).searchParams)
+    const { tokens } = await authorize(config, page, { build })
+    await client.refreshTokenGrant(config, tokens.refresh_token)
+  },
+
+  // A client registered for RS256 ID tokens tells the library so; the tokens are RS256, at the
+  // code exchange and at refresh. A client that expects RS256 from an ES256 client's token is
+  // refused by the library: the check is real.
+  async idTokenRS256(page) {
+    const config = await discover('rp-rs256', { id_token_signed_response_alg: 'RS256' })
+    const { tokens } = await authorize(config, page)
+    assert.equal(header(tokens.id_token).alg, 'RS256')
+    const next = await client.refreshTokenGrant(config, tokens.refresh_token)
+    if (next.id_token) assert.equal(header(next.id_token).alg, 'RS256')
+
+    const wrong = await discover('rp-public', { id_token_signed_response_alg: 'RS256' })
+    await rejectsWith(authorize(wrong, page), /unexpected JWT "alg" header parameter/)
+  },
+
+  // max_age=0 over a live single sign-on session shows the login page again; without it the
+  // session is reused (so the login page is max_age's doing).
+  async maxAge(page) {
+    const config = await discover('rp-public')
+    const first = await authorize(config, page)
+    assert.ok(first.seen.includes('login'))
+    const again = await authorize(config, page)
+    assert.ok(!again.seen.includes('login'), `single sign-on not reused: ${again.seen}`)
+    const forced = await authorize(config, page, { params: { max_age: '0' }, checks: { maxAge: 0 } })
+    assert.ok(forced.seen.includes('login'), `max_age=0 reused the session: ${forced.seen}`)
+  },
+
+  // ui_locales=sq gives the Albanian login page to a browser that asks for English.
+  async uiLocales(page) {
+    const config = await discover('rp-public')
+    const params = { redirect_uri: CALLBACK, scope: 'openid', code_challenge: await client.calculatePKCECodeChallenge(client.randomPKCECodeVerifier()), code_challenge_method: 'S256' }
+    await page.goto(client.buildAuthorizationUrl(config, params).toString())
+    assert.equal(await page.getAttribute('html', 'lang'), 'en')
+    await page.goto(client.buildAuthorizationUrl(config, { ...params, ui_locales: 'sq' }).toString())
+    assert.equal(await page.getAttribute('html', 'lang'), 'sq')
+    assert.equal((await page.locator('h1').innerText()).trim(), 'Hyr')
+  },
+
+  // No state (PKCE protects the flow): served, and none comes back (the library's default
+  // without expectedState is to require that none does).
+  async withoutState(page) {
+    const config = await discover('rp-public')
+    const { cb, tokens } = await authorize(config, page, { params: { state: undefined } })
+    assert.equal(cb.searchParams.get('state'), null)
+    assert.equal(cb.searchParams.get('iss'), ISSUER)
+    assert.ok(tokens.claims().sub)
+  },
+
+  // FAPI 2.0 client: PAR + private_key_jwt + PKCE + DPoP-bound tokens (RFC 9449). Runs once
+  // discovery advertises DPoP.
+  async fapi2DPoP(page) {
+    const config = await discover('rp-par', undefined, client.PrivateKeyJwt(await signingKey('rp-par')))
+    if (!config.serverMetadata().dpop_signing_alg_values_supported) {
+      throw new Skip('discovery advertises no dpop_signing_alg_values_supported (Vula has no DPoP yet)')
+    }
+    const DPoP = client.getDPoPHandle(config, await client.randomDPoPKeyPair())
+    const { tokens } = await authorize(config, page, {
+      build: (c, p) => client.buildAuthorizationUrlWithPAR(c, p, { DPoP }),
+      options: { DPoP },
+    })
+    assert.equal(tokens.token_type.toLowerCase(), 'dpop')
+    const sub = tokens.claims().sub
+    await client.fetchUserInfo(config, tokens.access_token, sub, { DPoP })
+    await assert.rejects(client.fetchUserInfo(config, tokens.access_token, sub), 'a DPoP-bound token worked as a bearer token')
+    const next = await client.refreshTokenGrant(config, tokens.refresh_token, undefined, { DPoP })
+    assert.equal(next.token_type.toLowerCase(), 'dpop')
+    await client.fetchUserInfo(config, next.access_token, sub, { DPoP })
+  },
+}
+
+// The redirect URI: a plain page on loopback, as a native or development RP has.
+const cbURL = new URL(CALLBACK)
+const callbackServer = http.createServer((req, res) => {
+  res.writeHead(200, { 'content-type': 'text/plain' })
+  res.end('callback received')
+})
+await new Promise((resolve) => callbackServer.listen(Number(cbURL.port), cbURL.hostname, resolve))
+
+const browser = await chromium.launch({
+  executablePath: env('RP_CHROMIUM'),
+  // The flags this machine's Chromium needs (no background connections on a closed network).
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+})
+const only = (process.env.RP_ONLY || '').split(',').filter(Boolean)
+// One profile and one page for the suite (a new one costs seconds of a loaded machine), its
+// cookies cleared before each case. The proxy's certificate is the test's own: the browser is
+// not what is under test, the library is.
+const context = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'en-US' })
+context.setDefaultTimeout(15000)
+const page = await context.newPage()
+let failed = 0
+try {
+  for (const [name, run] of Object.entries(cases)) {
+    if (only.length && !only.includes(name)) continue
+    await context.clearCookies()
+    const start = Date.now()
+    const result = { case: name }
+    try {
+      await run(page)
+      result.ok = true
+    } catch (e) {
+      if (e instanceof Skip) {
+        result.skip = e.message
+      } else {
+        failed++
+        result.ok = false
+        result.error = describe(e)
+        console.error(name, e)
+      }
+    }
+    result.ms = Date.now() - start
+    console.log(JSON.stringify(result))
+  }
+} finally {
+  await browser.close()
+  callbackServer.close()
+}
+process.exit(failed ? 1 : 0)

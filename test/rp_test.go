@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v3"
+
+	"github.com/vula-eid/vula/internal/testenv"
+)
+
+// TestRelyingPartySuite runs test/rp/rp.mjs: openid-client, a certified relying-party library,
+// with its defaults, and Chromium (driven by playwright-core) logging a citizen in, against the
+// real binary behind a TLS reverse proxy (openid-client refuses plain-http issuers by default).
+// Each case of the script is a subtest here; the proxy and the server's log show no 5xx and no
+// panic over the whole suite.
+func TestRelyingPartySuite(t *testing.T) {
+	for _, tool := range []string{"node", "npm", "chromium"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.Missing(t, tool+" is not installed (test/deps.sh installs it)")
+		}
+	}
+	chromium, _ := exec.LookPath("chromium")
+	dir := rpSuiteDir(t)
+	vulaBinary(t)
+	work := t.TempDir()
+	data := filepath.Join(work, "var")
+	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false"}
+
+	// The relying party's redirect URI: a callback server of the script's, on loopback.
+	callback := "http://" + freePort(t) + "/cb"
+	const number, password = "4455667788", "a long and secret passphrase"
+	vula(t, append(env, "CITIZEN_PW="+password), "persons", "create", number, "--given-name", "Arta", "--family-name", "Krasniqi",
+		"--birthdate", "1990-04-12", "--password-env", "CITIZEN_PW")
+	common := []string{"--redirect-uri", callback, "--scope", "openid,profile,personal_number,offline_access", "--name", "Relying party suite"}
+	vula(t, env, append([]string{"clients", "create", "rp-public", "--auth-method", "none"}, common...)...)
+	vula(t, env, append([]string{"clients", "create", "rp-rs256", "--auth-method", "none", "--id-token-alg", "RS256"}, common...)...)
+	var basic struct {
+		Secret string `json:"client_secret"`
+	}
+	json.Unmarshal([]byte(vula(t, env, append([]string{"clients", "create", "rp-basic", "--auth-method", "client_secret_basic", "-o", "json"}, common...)...)), &basic)
+	if basic.Secret == "" {
+		t.Fatal("clients create printed no client_secret")
+	}
+	// private_key_jwt clients: the public key set is registered, the private JWK goes to node.
+	for _, c := range []struct {
+		id    string
+		extra []string
+	}{{"rp-par", []string{"--require-par"}}, {"rp-jar", nil}} {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		pub, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: c.id + "-1", Algorithm: "ES256", Use: "sig"}}})
+		priv, _ := json.Marshal(jose.JSONWebKey{Key: key, KeyID: c.id + "-1", Algorithm: "ES256", Use: "sig"})
+		os.WriteFile(filepath.Join(work, c.id+".jwks.json"), pub, 0o600)
+		os.WriteFile(filepath.Join(work, c.id+".jwk.json"), priv, 0o600)
+		vula(t, env, append(append([]string{"clients", "create", c.id, "--auth-method", "private_key_jwt", "--jwks", filepath.Join(work, c.id+".jwks.json")}, c.extra...), common...)...)
+	}
+
+	// The proxy's listener first: its https URL is Vula's base URL (the issuer).
+	addr := freePort(t)
+	target, _ := url.Parse("http://" + addr)
+	var proxyMu sync.Mutex
+	var serverErrors []string
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.SetXForwarded()
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.StatusCode >= 500 {
+				proxyMu.Lock()
+				serverErrors = append(serverErrors, fmt.Sprintf("%s %s: %d", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode))
+				proxyMu.Unlock()
+			}
+			return nil
+		},
+	}
+	front := httptest.NewTLSServer(proxy)
+	defer front.Close()
+	issuer := front.URL
+	caFile := filepath.Join(work, "proxy-ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: front.Certificate().Raw}), 0o600)
+
+	srv := startReplicaAt(t, addr, data, append(env, "VULA_BASE_URL="+issuer))
+	srv.ready(t, http.StatusOK)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "rp.mjs"))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"NODE_EXTRA_CA_CERTS="+caFile,
+		"RP_ISSUER="+issuer,
+		"RP_CALLBACK="+callback,
+		"RP_CHROMIUM="+chromium,
+		"RP_USER="+number,
+		"RP_PASSWORD="+password,
+		"RP_BASIC_SECRET="+basic.Secret,
+		"RP_KEYS="+work,
+		"RP_ONLY="+os.Getenv("RP_ONLY"), // a comma-separated list of cases, when debugging one
+	)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// One JSON line per case: {"case": name, "ok": bool, "skip": reason, "error": text, "ms": n}.
+	ran := 0
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var res struct {
+			Case  string `json:"case"`
+			OK    bool   `json:"ok"`
+			Skip  string `json:"skip"`
+			Error string `json:"error"`
+			MS    int    `json:"ms"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &res); err != nil || res.Case == "" {
+			t.Logf("rp.mjs: %s", sc.Text())
+			continue
+		}
+		ran++
+		t.Run(res.Case, func(t *testing.T) {
+			switch {
+			case res.Skip != "":
+				t.Skip(res.Skip)
+			case !res.OK:
+				t.Errorf("%s", res.Error)
+			default:
+				t.Logf("%d ms", res.MS)
+			}
+		})
+	}
+	if err := cmd.Wait(); err != nil && !t.Failed() {
+		t.Errorf("rp.mjs: %v\n%s", err, stderr.String())
+	}
+	if ran == 0 {
+		t.Fatalf("rp.mjs reported no case\n%s", stderr.String())
+	}
+
+	proxyMu.Lock()
+	defer proxyMu.Unlock()
+	if len(serverErrors) > 0 {
+		t.Errorf("5xx through the proxy: %v", serverErrors)
+	}
+	for _, line := range strings.Split(srv.logs.String(), "\n") {
+		var rec struct {
+			Msg    string `json:"msg"`
+			Path   string `json:"path"`
+			Status int    `json:"status"`
+		}
+		// /readyz answers 503 until the server is ready; that is not an error.
+		if json.Unmarshal([]byte(line), &rec) == nil && (rec.Status >= 500 && rec.Path != "/readyz" || strings.Contains(rec.Msg, "panic")) {
+			t.Errorf("server log: %s", line)
+		}
+		if strings.HasPrefix(line, "panic:") {
+			t.Errorf("server panicked:\n%s", srv.logs)
+		}
+	}
+	if t.Failed() || testing.Verbose() {
+		t.Logf("rp.mjs stderr:\n%s", stderr.String())
+	}
+}
+
+// rpSuiteDir installs the suite's npm packages once (npm ci, from the committed lock file).
+var (
+	rpOnce sync.Once
+	rpErr  error
+)
+
+func rpSuiteDir(t testing.TB) string {
+	t.Helper()
+	dir, _ := filepath.Abs("rp")
+	rpOnce.Do(func() {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", "openid-client")); err == nil {
+			return
+		}
+		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			rpErr = fmt.Errorf("npm ci: %v\n%s", err, out)
+		}
+	})
+	if rpErr != nil {
+		t.Fatal(rpErr)
+	}
+	return dir
+}
