@@ -50,15 +50,22 @@ func TestRelyingPartySuite(t *testing.T) {
 	const number, password = "4455667788", "a long and secret passphrase"
 	vula(t, append(env, "CITIZEN_PW="+password), "persons", "create", number, "--given-name", "Arta", "--family-name", "Krasniqi",
 		"--birthdate", "1990-04-12", "--password-env", "CITIZEN_PW")
-	common := []string{"--redirect-uri", callback, "--scope", "openid,profile,personal_number,offline_access", "--name", "Relying party suite"}
+	common := []string{"--redirect-uri", callback, "--post-logout-redirect-uri", strings.TrimSuffix(callback, "/cb") + "/bye",
+		"--scope", "openid,profile,personal_number,offline_access", "--name", "Relying party suite"}
 	vula(t, env, append([]string{"clients", "create", "rp-public", "--auth-method", "none"}, common...)...)
 	vula(t, env, append([]string{"clients", "create", "rp-rs256", "--auth-method", "none", "--id-token-alg", "RS256"}, common...)...)
-	var basic struct {
-		Secret string `json:"client_secret"`
-	}
-	json.Unmarshal([]byte(vula(t, env, append([]string{"clients", "create", "rp-basic", "--auth-method", "client_secret_basic", "-o", "json"}, common...)...)), &basic)
-	if basic.Secret == "" {
-		t.Fatal("clients create printed no client_secret")
+	// client_secret_basic clients: a relying party, and a resource server that may introspect
+	// other clients' tokens.
+	secrets := map[string]string{}
+	for id, extra := range map[string][]string{"rp-basic": nil, "rp-resource": {"--introspection"}} {
+		var created struct {
+			Secret string `json:"client_secret"`
+		}
+		json.Unmarshal([]byte(vula(t, env, append(append([]string{"clients", "create", id, "--auth-method", "client_secret_basic", "-o", "json"}, extra...), common...)...)), &created)
+		if created.Secret == "" {
+			t.Fatalf("clients create %s printed no client_secret", id)
+		}
+		secrets[id] = created.Secret
 	}
 	// private_key_jwt clients: the public key set is registered, the private JWK goes to node.
 	for _, c := range []struct {
@@ -112,7 +119,8 @@ func TestRelyingPartySuite(t *testing.T) {
 		"RP_CHROMIUM="+chromium,
 		"RP_USER="+number,
 		"RP_PASSWORD="+password,
-		"RP_BASIC_SECRET="+basic.Secret,
+		"RP_BASIC_SECRET="+secrets["rp-basic"],
+		"RP_RESOURCE_SECRET="+secrets["rp-resource"],
 		"RP_KEYS="+work,
 		"RP_ONLY="+os.Getenv("RP_ONLY"), // a comma-separated list of cases, when debugging one
 	)

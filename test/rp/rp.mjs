@@ -7,8 +7,10 @@
 // refresh, introspection of its own token and revocation; private_key_jwt (assertion aud = the
 // issuer, the library's default) with PAR; signed request objects (JAR) alone and through PAR;
 // RS256 ID tokens for a client registered for them; max_age=0 forcing a new login over a live
-// session; ui_locales choosing the page's language; a request without state; RFC 9207 iss in
-// every authorization response (the library checks it because discovery advertises it). A real
+// session and prompt=none without one; ui_locales and login_hint on the login page; a request
+// without state; RFC 9207 iss in every authorization response (the library checks it because
+// discovery advertises it); access-token aud and RFC 8707 resource; introspection only for the
+// token's own client or a resource server; RP-initiated logout. A real
 // Chromium (playwright-core, Debian's binary) types the citizen's password and allows consent.
 //
 // Each case is one async function in `cases`; adding one (DPoP, say) is adding a function. Each
@@ -112,7 +114,9 @@ async function rejectsWith(promise, error) {
   })
 }
 
-const header = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[0], 'base64url').toString())
+const part = (jwt, i) => JSON.parse(Buffer.from(jwt.split('.')[i], 'base64url').toString())
+const header = (jwt) => part(jwt, 0)
+const payload = (jwt) => part(jwt, 1)
 
 const cases = {
   // Discovery says what the provider does, and nothing it does not.
@@ -235,6 +239,9 @@ const cases = {
     assert.ok(!again.seen.includes('login'), `single sign-on not reused: ${again.seen}`)
     const forced = await authorize(config, page, { params: { max_age: '0' }, checks: { maxAge: 0 } })
     assert.ok(forced.seen.includes('login'), `max_age=0 reused the session: ${forced.seen}`)
+    // Without a session, prompt=none is login_required (OIDC Core §3.1.2.6), through the library.
+    await page.context().clearCookies()
+    await rejectsWith(authorize(config, page, { params: { prompt: 'none' } }), 'login_required')
   },
 
   // ui_locales=sq gives the Albanian login page to a browser that asks for English.
@@ -243,9 +250,10 @@ const cases = {
     const params = { redirect_uri: CALLBACK, scope: 'openid', code_challenge: await client.calculatePKCECodeChallenge(client.randomPKCECodeVerifier()), code_challenge_method: 'S256' }
     await page.goto(client.buildAuthorizationUrl(config, params).toString())
     assert.equal(await page.getAttribute('html', 'lang'), 'en')
-    await page.goto(client.buildAuthorizationUrl(config, { ...params, ui_locales: 'sq' }).toString())
+    await page.goto(client.buildAuthorizationUrl(config, { ...params, ui_locales: 'sq', login_hint: USER }).toString())
     assert.equal(await page.getAttribute('html', 'lang'), 'sq')
     assert.equal((await page.locator('h1').innerText()).trim(), 'Hyr')
+    assert.equal(await page.inputValue('#identifier'), USER) // login_hint fills in the identifier
   },
 
   // No state (PKCE protects the flow): served, and none comes back (the library's default
@@ -256,6 +264,51 @@ const cases = {
     assert.equal(cb.searchParams.get('state'), null)
     assert.equal(cb.searchParams.get('iss'), ISSUER)
     assert.ok(tokens.claims().sub)
+  },
+
+  // Access tokens name their resource in aud (RFC 9068 §2.2), resource (RFC 8707) picks it, and
+  // one the granted scopes do not reach is invalid_target, which the library reports.
+  async resourceIndicators(page) {
+    const config = await discover('rp-public')
+    const userinfo = ISSUER + '/userinfo'
+    const { tokens } = await authorize(config, page, { params: { resource: userinfo } })
+    assert.deepEqual([payload(tokens.access_token).aud].flat(), [userinfo])
+    await client.fetchUserInfo(config, tokens.access_token, tokens.claims().sub)
+    await rejectsWith(authorize(config, page, { params: { resource: ISSUER + '/api/v1/seal' } }), 'invalid_target')
+  },
+
+  // Introspection answers only authenticated confidential clients (RFC 7662 §2.1), and tells a
+  // client nothing about another client's tokens unless it is a registered resource server.
+  async introspectionIsAuthorized(page) {
+    const pub = await discover('rp-public')
+    const { tokens } = await authorize(pub, page)
+    const rp = await discover('rp-basic', env('RP_BASIC_SECRET'), client.ClientSecretBasic())
+    assert.equal((await client.tokenIntrospection(rp, tokens.access_token)).active, false)
+    assert.equal((await client.tokenIntrospection(rp, tokens.refresh_token)).active, false)
+    const rs = await discover('rp-resource', env('RP_RESOURCE_SECRET'), client.ClientSecretBasic())
+    const intro = await client.tokenIntrospection(rs, tokens.access_token)
+    assert.equal(intro.active, true)
+    assert.equal(intro.client_id, 'rp-public')
+    assert.equal(intro.sub, tokens.claims().sub)
+    await assert.rejects(client.tokenIntrospection(pub, tokens.access_token), (e) => e.status === 401 || assert.fail(describe(e)))
+  },
+
+  // RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) with the library's end-session
+  // URL: confirmed in the browser, back at the registered URI with the state, and the next
+  // authorization asks for the password again.
+  async logout(page) {
+    const config = await discover('rp-public')
+    const { tokens } = await authorize(config, page)
+    const bye = CALLBACK.replace(/\/cb$/, '/bye')
+    const state = client.randomState()
+    await page.goto(client.buildEndSessionUrl(config, { id_token_hint: tokens.id_token, post_logout_redirect_uri: bye, state }).toString())
+    const here = page.url()
+    await Promise.all([page.waitForURL((u) => u.toString() !== here), page.click('form[action="/logout"] button[type=submit]')])
+    const back = new URL(page.url())
+    assert.equal(back.origin + back.pathname, bye)
+    assert.equal(back.searchParams.get('state'), state)
+    const again = await authorize(config, page)
+    assert.ok(again.seen.includes('login'), `still signed in after logout: ${again.seen}`)
   },
 
   // FAPI 2.0 client: PAR + private_key_jwt + PKCE + DPoP-bound tokens (RFC 9449). Runs once
