@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -71,7 +73,7 @@ func TestRelyingPartySuite(t *testing.T) {
 	for _, c := range []struct {
 		id    string
 		extra []string
-	}{{"rp-par", []string{"--require-par"}}, {"rp-jar", nil}} {
+	}{{"rp-par", []string{"--require-par"}}, {"rp-jar", nil}, {"rp-fapi", []string{"--profile", "fapi2"}}} {
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		pub, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: c.id + "-1", Algorithm: "ES256", Use: "sig"}}})
 		priv, _ := json.Marshal(jose.JSONWebKey{Key: key, KeyID: c.id + "-1", Algorithm: "ES256", Use: "sig"})
@@ -99,7 +101,11 @@ func TestRelyingPartySuite(t *testing.T) {
 			return nil
 		},
 	}
-	front := httptest.NewTLSServer(proxy)
+	front := httptest.NewUnstartedServer(proxy)
+	// Chromium gives up its first handshake with the test's certificate before it is told to
+	// ignore certificate errors; node trusts it (NODE_EXTRA_CA_CERTS), so node's would show.
+	front.Config.ErrorLog = log.New(io.Discard, "", 0)
+	front.StartTLS()
 	defer front.Close()
 	issuer := front.URL
 	caFile := filepath.Join(work, "proxy-ca.pem")
@@ -108,7 +114,7 @@ func TestRelyingPartySuite(t *testing.T) {
 	srv := startReplicaAt(t, addr, data, append(env, "VULA_BASE_URL="+issuer))
 	srv.ready(t, http.StatusOK)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "rp.mjs"))
 	cmd.Dir = dir
@@ -133,7 +139,7 @@ func TestRelyingPartySuite(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// One JSON line per case: {"case": name, "ok": bool, "skip": reason, "error": text, "ms": n}.
+	// One JSON line per case: {"case": name, "ok": bool, "error": text, "ms": n}.
 	ran := 0
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -141,7 +147,6 @@ func TestRelyingPartySuite(t *testing.T) {
 		var res struct {
 			Case  string `json:"case"`
 			OK    bool   `json:"ok"`
-			Skip  string `json:"skip"`
 			Error string `json:"error"`
 			MS    int    `json:"ms"`
 		}
@@ -151,14 +156,10 @@ func TestRelyingPartySuite(t *testing.T) {
 		}
 		ran++
 		t.Run(res.Case, func(t *testing.T) {
-			switch {
-			case res.Skip != "":
-				t.Skip(res.Skip)
-			case !res.OK:
+			if !res.OK {
 				t.Errorf("%s", res.Error)
-			default:
-				t.Logf("%d ms", res.MS)
 			}
+			t.Logf("%d ms", res.MS)
 		})
 	}
 	if err := cmd.Wait(); err != nil && !t.Failed() {
