@@ -41,16 +41,24 @@ done
 # The SoftHSM2 module itself (the tests load it with dlopen).
 ls /usr/lib/softhsm/libsofthsm2.so >/dev/null 2>&1 || missing+=(softhsm2)
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  if [ "$(id -u)" != 0 ]; then
+    echo "test/deps.sh: missing Debian packages: ${missing[*]}" >&2
+    echo "install them with: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "test/deps.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-if [ "$(id -u)" != 0 ]; then
-  echo "test/deps.sh: missing Debian packages: ${missing[*]}" >&2
-  echo "install them with: sudo apt-get install ${missing[*]}" >&2
-  exit 1
+
+# The relying-party suite's npm packages, exactly as its lock file pins them, before the tests
+# run (the test installs them itself only when run without this script). No browser download:
+# playwright-core drives Debian's Chromium.
+rp="$(dirname "$0")/rp"
+if [ ! -d "$rp/node_modules/openid-client" ] || [ "$rp/package-lock.json" -nt "$rp/node_modules/.package-lock.json" ]; then
+  echo "test/deps.sh: npm ci in test/rp"
+  (cd "$rp" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund >/dev/null)
 fi
-echo "test/deps.sh: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

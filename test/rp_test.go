@@ -193,7 +193,8 @@ func TestRelyingPartySuite(t *testing.T) {
 	}
 }
 
-// rpSuiteDir installs the suite's npm packages once (npm ci, from the committed lock file).
+// rpSuiteDir installs the suite's npm packages once (npm ci, from the committed lock file) when
+// test/deps.sh, which make test runs first, has not.
 var (
 	rpOnce sync.Once
 	rpErr  error
