@@ -56,14 +56,16 @@ func TestRelyingPartySuite(t *testing.T) {
 		"--scope", "openid,profile,personal_number,offline_access", "--name", "Relying party suite"}
 	vula(t, env, append([]string{"clients", "create", "rp-public", "--auth-method", "none"}, common...)...)
 	vula(t, env, append([]string{"clients", "create", "rp-rs256", "--auth-method", "none", "--id-token-alg", "RS256"}, common...)...)
-	// client_secret_basic clients: a relying party, and a resource server that may introspect
-	// other clients' tokens.
+	vula(t, env, append([]string{"clients", "create", "rp-pairwise", "--auth-method", "none", "--sector", "health.example"}, common...)...)
+	// client_secret_basic clients: a relying party, a resource server that may introspect other
+	// clients' tokens, and a service calling Vula's APIs with its own tokens.
 	secrets := map[string]string{}
-	for id, extra := range map[string][]string{"rp-basic": nil, "rp-resource": {"--introspection"}} {
+	for id, args := range map[string][]string{"rp-basic": common, "rp-resource": append([]string{"--introspection"}, common...),
+		"rp-service": {"--grant-type", "client_credentials", "--scope", "seal,admin"}} {
 		var created struct {
 			Secret string `json:"client_secret"`
 		}
-		json.Unmarshal([]byte(vula(t, env, append(append([]string{"clients", "create", id, "--auth-method", "client_secret_basic", "-o", "json"}, extra...), common...)...)), &created)
+		json.Unmarshal([]byte(vula(t, env, append([]string{"clients", "create", id, "--auth-method", "client_secret_basic", "-o", "json"}, args...)...)), &created)
 		if created.Secret == "" {
 			t.Fatalf("clients create %s printed no client_secret", id)
 		}
@@ -127,6 +129,7 @@ func TestRelyingPartySuite(t *testing.T) {
 		"RP_PASSWORD="+password,
 		"RP_BASIC_SECRET="+secrets["rp-basic"],
 		"RP_RESOURCE_SECRET="+secrets["rp-resource"],
+		"RP_SERVICE_SECRET="+secrets["rp-service"],
 		"RP_KEYS="+work,
 		"RP_ONLY="+os.Getenv("RP_ONLY"), // a comma-separated list of cases, when debugging one
 	)

@@ -11,7 +11,8 @@
 // without state; RFC 9207 iss in every authorization response (the library checks it because
 // discovery advertises it); access-token aud and RFC 8707 resource; introspection only for the
 // token's own client or a resource server; RP-initiated logout; DPoP (RFC 9449) for a FAPI 2.0
-// client and for a public client; the claims parameter. A real
+// client and for a public client; the claims parameter; pairwise subjects; client_credentials
+// with a token used at the admin API. A real
 // Chromium (playwright-core, Debian's binary) types the citizen's password and allows consent.
 //
 // Each case is one async function in `cases`; adding one is adding a function. Each
@@ -157,6 +158,9 @@ const cases = {
     assert.notEqual(next.refresh_token, tokens.refresh_token)
     await client.fetchUserInfo(config, next.access_token, claims.sub)
     await rejectsWith(client.refreshTokenGrant(config, tokens.refresh_token), 'invalid_grant')
+    // A public client revokes its own refresh token (discovery lists none for revocation).
+    await client.tokenRevocation(config, next.refresh_token)
+    await rejectsWith(client.refreshTokenGrant(config, next.refresh_token), 'invalid_grant')
   },
 
   // client_secret_basic: code flow, refresh, introspection of its own tokens, revocation.
@@ -351,6 +355,29 @@ const cases = {
     await rejectsWith(client.refreshTokenGrant(config, tokens.refresh_token), 'invalid_dpop_proof')
     const next = await client.refreshTokenGrant(config, tokens.refresh_token, undefined, { DPoP })
     await client.fetchUserInfo(config, next.access_token, tokens.claims().sub, { DPoP })
+  },
+
+  // Pairwise subjects (discovery lists subject_types_supported pairwise): one person, two
+  // clients, two subjects; userinfo answers with the client's own.
+  async pairwiseSubject(page) {
+    const pub = await discover('rp-public')
+    const pw = await discover('rp-pairwise')
+    const a = (await authorize(pub, page)).tokens
+    const b = (await authorize(pw, page)).tokens
+    assert.notEqual(a.claims().sub, b.claims().sub)
+    await client.fetchUserInfo(pw, b.access_token, b.claims().sub)
+  },
+
+  // client_credentials (listed in grant_types_supported): a service's token works at the admin
+  // API it is for (aud), and one narrowed to the sealing API by resource (RFC 8707) does not.
+  async clientCredentials() {
+    const config = await discover('rp-service', env('RP_SERVICE_SECRET'), client.ClientSecretBasic())
+    const api = new URL(ISSUER + '/api/v1/admin/clients')
+    const all = await client.clientCredentialsGrant(config, { scope: 'seal admin' })
+    assert.deepEqual([payload(all.access_token).aud].flat().sort(), [ISSUER + '/api/v1/admin', ISSUER + '/api/v1/seal'])
+    assert.equal((await client.fetchProtectedResource(config, all.access_token, api, 'GET')).status, 200)
+    const seal = await client.clientCredentialsGrant(config, { scope: 'seal admin', resource: ISSUER + '/api/v1/seal' })
+    await assert.rejects(client.fetchProtectedResource(config, seal.access_token, api, 'GET'), (e) => e.status === 401 || assert.fail(describe(e)))
   },
 
   // The claims request parameter (OIDC Core §5.5): person claims asked for by name, without
