@@ -261,6 +261,16 @@ const cases = {
     assert.equal(await page.inputValue('#identifier'), USER) // login_hint fills in the identifier
   },
 
+  // response_mode=query, the one mode discovery lists (response_modes_supported), named
+  // explicitly: the response comes in the query as without it (OAuth 2.0 Multiple Response Type
+  // Encoding Practices §2.1; OpenID Connect Discovery §3).
+  async responseModeQuery(page) {
+    const config = await discover('rp-public')
+    const { cb, tokens } = await authorize(config, page, { params: { response_mode: 'query' } })
+    assert.ok(cb.searchParams.get('code'))
+    assert.ok(tokens.claims().sub)
+  },
+
   // No state (PKCE protects the flow): served, and none comes back (the library's default
   // without expectedState is to require that none does).
   async withoutState(page) {
