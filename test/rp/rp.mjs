@@ -271,6 +271,27 @@ const cases = {
     assert.ok(tokens.claims().sub)
   },
 
+  // Optional parameters of OpenID Connect Core §3.1.2.1 an RP may send: display=page,
+  // prompt=login (a new login over a live session), acr_values (the acr claim answers it),
+  // claims_locales; the flow completes.
+  async optionalParameters(page) {
+    const config = await discover('rp-public')
+    const low = 'http://eidas.europa.eu/LoA/low'
+    await authorize(config, page)
+    const { tokens, seen } = await authorize(config, page, { params: { display: 'page', prompt: 'login', acr_values: low, claims_locales: 'sq' } })
+    assert.ok(seen.includes('login'), `prompt=login reused the session: ${seen}`)
+    assert.equal(tokens.claims().acr, low)
+  },
+
+  // prompt=consent asks again for a consent the person gave and Vula remembers (OIDC Core
+  // §3.1.2.1: the server SHOULD prompt for consent), without asking for a new login.
+  async promptConsent(page) {
+    const config = await discover('rp-public')
+    await authorize(config, page)
+    const again = await authorize(config, page, { params: { prompt: 'consent' } })
+    assert.deepEqual(again.seen, ['consent'], 'prompt=consent with a remembered consent: pages seen')
+  },
+
   // No state (PKCE protects the flow): served, and none comes back (the library's default
   // without expectedState is to require that none does).
   async withoutState(page) {
