@@ -88,17 +88,21 @@ func TestRelyingPartySuite(t *testing.T) {
 	addr := freePort(t)
 	target, _ := url.Parse("http://" + addr)
 	var proxyMu sync.Mutex
-	var serverErrors []string
+	var proxyFindings []string
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
 			r.SetXForwarded()
 		},
 		ModifyResponse: func(resp *http.Response) error {
+			proxyMu.Lock()
+			defer proxyMu.Unlock()
 			if resp.StatusCode >= 500 {
-				proxyMu.Lock()
-				serverErrors = append(serverErrors, fmt.Sprintf("%s %s: %d", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode))
-				proxyMu.Unlock()
+				proxyFindings = append(proxyFindings, fmt.Sprintf("%s %s: %d", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode))
+			}
+			// RFC 6749 §5.1: a response with tokens MUST say Cache-Control: no-store.
+			if resp.Request.URL.Path == "/oauth2/token" && resp.StatusCode == http.StatusOK && !strings.Contains(resp.Header.Get("Cache-Control"), "no-store") {
+				proxyFindings = append(proxyFindings, "token response without Cache-Control: no-store")
 			}
 			return nil
 		},
@@ -174,8 +178,8 @@ func TestRelyingPartySuite(t *testing.T) {
 
 	proxyMu.Lock()
 	defer proxyMu.Unlock()
-	if len(serverErrors) > 0 {
-		t.Errorf("5xx through the proxy: %v", serverErrors)
+	if len(proxyFindings) > 0 {
+		t.Errorf("through the proxy: %v", proxyFindings)
 	}
 	for _, line := range strings.Split(srv.logs.String(), "\n") {
 		var rec struct {
