@@ -209,6 +209,22 @@ const cases = {
     const { tokens, url } = await authorize(config, page, { build: (c, p) => client.buildAuthorizationUrlWithJAR(c, p, key) })
     assert.deepEqual([...url.searchParams.keys()].sort(), ['client_id', 'request'])
     assert.ok(tokens.claims().sub)
+
+    // An object signed by a key the client never registered is refused (RFC 9101 §6.3):
+    // invalid_request_object, at the redirect URI or on Vula's own error page.
+    const stranger = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify'])
+    const verifier = client.randomPKCECodeVerifier()
+    const forged = await client.buildAuthorizationUrlWithJAR(config, {
+      redirect_uri: CALLBACK, scope: 'openid', code_challenge: await client.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256', state: client.randomState(),
+    }, { key: stranger.privateKey, kid: key.kid })
+    const res = await page.goto(forged.toString())
+    if (page.url().startsWith(CALLBACK)) {
+      assert.equal(new URL(page.url()).searchParams.get('error'), 'invalid_request_object')
+    } else {
+      assert.equal(res.status(), 400)
+      assert.ok(!(await page.locator('input[name=password]').count()), 'a forged request object reached the login page')
+    }
   },
 
   // A signed request object pushed with PAR.
