@@ -3,17 +3,18 @@
 //
 // What it proves: openid-client (a certified OpenID Connect relying-party library) with its
 // defaults — discovery, no hand-set audiences or algorithms, https only — completes against
-// Vula: code flow with PKCE S256, state and nonce for a public client; client_secret_basic with
-// refresh, introspection of its own token and revocation; private_key_jwt (assertion aud = the
-// issuer, the library's default) with PAR; signed request objects (JAR) alone and through PAR;
-// RS256 ID tokens for a client registered for them; max_age=0 forcing a new login over a live
-// session and prompt=none without one; ui_locales and login_hint on the login page; a request
-// without state; RFC 9207 iss in every authorization response (the library checks it because
-// discovery advertises it); access-token aud and RFC 8707 resource; introspection only for the
-// token's own client or a resource server; RP-initiated logout; DPoP (RFC 9449) for a FAPI 2.0
-// client and for a public client; the claims parameter; pairwise subjects; client_credentials
-// with a token used at the admin API. A real
-// Chromium (playwright-core, Debian's binary) types the citizen's password and allows consent.
+// Vula: code flow with PKCE S256, state and nonce for a public client; client_secret_basic and
+// (the library's default) client_secret_post with refresh, introspection and revocation;
+// private_key_jwt (assertion aud = the issuer, the library's default) with PAR; signed request
+// objects (JAR) alone and through PAR, and a forged one refused; RS256 ID tokens for a client
+// registered for them; max_age=0 forcing a new login over a live session, prompt=none without
+// one, prompt=login, prompt=consent, acr_values; ui_locales and login_hint on the login page;
+// explicit response_mode=query; a request without state; RFC 9207 iss in every authorization
+// response (the library checks it because discovery advertises it); access-token aud and
+// RFC 8707 resource; introspection only for the token's own client or a resource server;
+// RP-initiated logout; DPoP (RFC 9449) for a FAPI 2.0 client and for a public client; the
+// claims parameter; pairwise subjects; client_credentials with its token at the admin API. A
+// real Chromium (playwright-core, Debian's binary) types the citizen's password and consents.
 //
 // Each case is one async function in `cases`; adding one is adding a function. Each
 // case prints one JSON line on stdout: {"case", "ok", "error", "ms"}; details go to stderr.
@@ -125,7 +126,7 @@ const cases = {
     assert.equal(m.issuer, ISSUER)
     assert.deepEqual(m.response_types_supported, ['code'])
     assert.deepEqual(m.code_challenge_methods_supported, ['S256'])
-    assert.deepEqual([...m.token_endpoint_auth_methods_supported].sort(), ['client_secret_basic', 'none', 'private_key_jwt'])
+    assert.deepEqual([...m.token_endpoint_auth_methods_supported].sort(), ['client_secret_basic', 'client_secret_post', 'none', 'private_key_jwt'])
     assert.ok(m.pushed_authorization_request_endpoint?.startsWith(ISSUER + '/'))
     assert.equal(m.request_parameter_supported, true)
     assert.ok(m.request_object_signing_alg_values_supported.includes('ES256'))
@@ -181,12 +182,20 @@ const cases = {
     await client.tokenRevocation(config, next.refresh_token)
     assert.equal((await client.tokenIntrospection(config, next.refresh_token)).active, false)
     await rejectsWith(client.refreshTokenGrant(config, next.refresh_token), 'invalid_grant')
+  },
 
-    // The library's default for a bare secret is client_secret_post, which discovery does not
-    // list: Vula refuses it as it says.
-    // (RFC 6749 §5.2: 401 invalid_client; Vula adds a Basic challenge, which the library reports.)
-    const post = await discover('rp-basic', secret)
-    await assert.rejects(client.tokenIntrospection(post, next.access_token), (e) => e.status === 401 || assert.fail(describe(e)))
+  // The same client configured with nothing but its secret: the library's default method,
+  // client_secret_post (RFC 6749 §2.3.1), for the code, refresh, introspection and revocation.
+  async clientSecretPostDefault(page) {
+    const config = await discover('rp-basic', env('RP_BASIC_SECRET'))
+    const { tokens } = await authorize(config, page)
+    const next = await client.refreshTokenGrant(config, tokens.refresh_token)
+    assert.equal((await client.tokenIntrospection(config, next.access_token)).active, true)
+    await client.tokenRevocation(config, next.refresh_token)
+    await rejectsWith(client.refreshTokenGrant(config, next.refresh_token), 'invalid_grant')
+    // A wrong secret is 401 invalid_client (RFC 6749 §5.2).
+    const wrong = await discover('rp-basic', 'not-the-secret')
+    await assert.rejects(client.tokenIntrospection(wrong, next.access_token), (e) => e.status === 401 || assert.fail(describe(e)))
   },
 
   // private_key_jwt (the library's assertion, aud = issuer) with PAR, for a client that must use PAR.
