@@ -157,6 +157,11 @@ const cases = {
     assert.ok(tokens.refresh_token, 'no refresh token for a public client')
     const next = await client.refreshTokenGrant(config, tokens.refresh_token)
     assert.notEqual(next.refresh_token, tokens.refresh_token)
+    // A refreshed ID token keeps iss, sub, aud and the original auth_time (OIDC Core §12.2).
+    const again = next.claims()
+    assert.ok(again, 'no ID token at refresh')
+    for (const c of ['iss', 'sub', 'aud', 'auth_time', 'acr']) assert.deepEqual(again[c], claims[c], c)
+    if (again.nonce !== undefined) assert.equal(again.nonce, claims.nonce)
     await client.fetchUserInfo(config, next.access_token, claims.sub)
     await rejectsWith(client.refreshTokenGrant(config, tokens.refresh_token), 'invalid_grant')
     // A public client revokes its own refresh token (discovery lists none for revocation).
