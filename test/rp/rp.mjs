@@ -94,7 +94,7 @@ async function authorize(config, page, { build = client.buildAuthorizationUrl, p
   const { cb, seen } = await signIn(page, url)
   const tokens = await client.authorizationCodeGrant(
     config, cb, { pkceCodeVerifier: verifier, expectedState: p.state, expectedNonce: p.nonce, ...checks }, undefined, options)
-  return { tokens, cb, seen, url }
+  return { tokens, cb, seen, url, verifier, params: p }
 }
 
 // describe names what the library threw: the OAuth error code (from the body or a
@@ -145,7 +145,7 @@ const cases = {
   // A public client: code + PKCE + state + nonce, userinfo, refresh with rotation.
   async publicClient(page) {
     const config = await discover('rp-public')
-    const { tokens, cb } = await authorize(config, page)
+    const { tokens, cb, verifier, params } = await authorize(config, page)
     assert.equal(cb.searchParams.get('iss'), ISSUER) // RFC 9207
     assert.equal(tokens.token_type.toLowerCase(), 'bearer')
     const claims = tokens.claims()
@@ -164,8 +164,11 @@ const cases = {
     if (again.nonce !== undefined) assert.equal(again.nonce, claims.nonce)
     await client.fetchUserInfo(config, next.access_token, claims.sub)
     await rejectsWith(client.refreshTokenGrant(config, tokens.refresh_token), 'invalid_grant')
-    // A public client revokes its own refresh token (discovery lists none for revocation).
-    await client.tokenRevocation(config, next.refresh_token)
+
+    // A code is redeemed once, and a second attempt revokes what the first one gave (RFC 6749
+    // §4.1.2): the latest access token no longer opens userinfo, the refresh token is dead.
+    await rejectsWith(client.authorizationCodeGrant(config, cb, { pkceCodeVerifier: verifier, expectedState: params.state, expectedNonce: params.nonce }), 'invalid_grant')
+    await rejectsWith(client.fetchUserInfo(config, next.access_token, claims.sub), 'invalid_token')
     await rejectsWith(client.refreshTokenGrant(config, next.refresh_token), 'invalid_grant')
   },
 
@@ -330,6 +333,11 @@ const cases = {
     assert.equal(cb.searchParams.get('state'), null)
     assert.equal(cb.searchParams.get('iss'), ISSUER)
     assert.ok(tokens.claims().sub)
+    // A public client revokes its own refresh token (discovery lists none for revocation), and
+    // the access token of the grant goes with it (RFC 7009 §2.1).
+    await client.tokenRevocation(config, tokens.refresh_token)
+    await rejectsWith(client.refreshTokenGrant(config, tokens.refresh_token), 'invalid_grant')
+    await rejectsWith(client.fetchUserInfo(config, tokens.access_token, tokens.claims().sub), 'invalid_token')
   },
 
   // Access tokens name their resource in aud (RFC 9068 §2.2), resource (RFC 8707) picks it, and
