@@ -383,6 +383,14 @@ const cases = {
     assert.equal(back.searchParams.get('state'), state)
     const again = await authorize(config, page)
     assert.ok(again.seen.includes('login'), `still signed in after logout: ${again.seen}`)
+
+    // Without id_token_hint, client_id (the library adds it) names whose registered URI counts
+    // (RP-Initiated Logout §2).
+    await page.goto(client.buildEndSessionUrl(config, { post_logout_redirect_uri: bye, state }).toString())
+    const there = page.url()
+    await Promise.all([page.waitForURL((u) => u.toString() !== there), page.click('form[action="/logout"] button[type=submit]')])
+    assert.equal(new URL(page.url()).searchParams.get('state'), state)
+    assert.ok(page.url().startsWith(bye))
   },
 
   // A FAPI 2.0 client (registered with --profile fapi2: private_key_jwt, PAR, DPoP required):
