@@ -43,7 +43,17 @@ type client struct {
 	rec store.Client
 }
 
-var _ fosite.OpenIDConnectClient = (*client)(nil)
+var (
+	_ fosite.OpenIDConnectClient = (*client)(nil)
+	_ fosite.ResponseModeClient  = (*client)(nil)
+)
+
+// GetResponseModes are the response modes a client may ask for: the query string, which is the
+// code flow's default and the one discovery lists (fosite refuses an explicit response_mode from
+// a client that names none).
+func (c *client) GetResponseModes() []fosite.ResponseModeType {
+	return []fosite.ResponseModeType{fosite.ResponseModeDefault, fosite.ResponseModeQuery}
+}
 
 func newClient(c store.Client) (*client, error) {
 	fc := &fosite.DefaultOpenIDConnectClient{

@@ -635,3 +635,29 @@ func TestClientSecretPost(t *testing.T) {
 		t.Fatalf("secret both ways: %d %v", code, body)
 	}
 }
+
+// response_mode=query, the mode discovery lists, is accepted (fosite refused any explicit
+// response_mode); prompt=consent asks again although the consent is remembered, and prompt=none
+// without a remembered consent answers consent_required instead of showing the page.
+func TestResponseModeAndPromptConsent(t *testing.T) {
+	f := newFixture(t)
+	f.register(t, ClientSpec{ID: "tax", RedirectURIs: []string{rpCallback}})
+	f.citizen(t, false)
+	b := idptest.New(t, f.srv.URL)
+	u, _ := f.authCodeURL("state-12345678", map[string]string{"response_mode": "query"})
+	cb := b.Login(u, rpCallback, "1234567890", "correct horse battery", "")
+	if cb.Query().Get("code") == "" {
+		t.Fatalf("response_mode=query: %s", cb)
+	}
+	u, _ = f.authCodeURL("state-12345678", map[string]string{"prompt": "consent"})
+	if r := b.Get(u); r.Status != 200 || !strings.Contains(r.Body, `name="decision"`) {
+		t.Fatalf("prompt=consent with a remembered consent: %d %s", r.Status, r.URL)
+	}
+	f.register(t, ClientSpec{ID: "other", RedirectURIs: []string{rpCallback}})
+	verifier := oauth2.GenerateVerifier()
+	q := url.Values{"client_id": {"other"}, "response_type": {"code"}, "redirect_uri": {rpCallback}, "scope": {"openid"}, "prompt": {"none"},
+		"state": {"state-12345678"}, "code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"}}
+	if r := b.Get(f.srv.URL + "/oauth2/auth?" + q.Encode()); r.Status != http.StatusSeeOther || r.URL.Query().Get("error") != "consent_required" {
+		t.Fatalf("prompt=none without consent: %d %s", r.Status, r.URL)
+	}
+}

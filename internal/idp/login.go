@@ -64,6 +64,10 @@ type flow struct {
 	LoginHint string `json:"login_hint,omitempty"`
 	// Asked are the person claims the claims parameter asked for.
 	Asked requestedClaims `json:"asked,omitempty"`
+	// Reconsent is prompt=consent: ask again even when the consent is remembered; NoUI is
+	// prompt=none: show nothing, answer consent_required instead of asking.
+	Reconsent bool `json:"reconsent,omitempty"`
+	NoUI      bool `json:"no_ui,omitempty"`
 	// Credential is the credential authorization asked (checked syntax; the credential is
 	// checked once the person is known).
 	Credential *CredentialAuthorization `json:"credential,omitempty"`
@@ -253,6 +257,7 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	prompt := strings.Fields(form.Get("prompt"))
+	f.Reconsent, f.NoUI = slices.Contains(prompt, "consent"), slices.Contains(prompt, "none")
 	if s, ok := g.sso(r); ok && cred == nil && !slices.Contains(prompt, "login") && levelOf(s.ACR) >= levelOf(required) && g.youngEnough(s, maxAge) {
 		f.Subject, f.AMR, f.AuthTime = s.Subject, s.AMR, s.AuthTime
 	} else if slices.Contains(prompt, "none") {
@@ -629,8 +634,12 @@ func (g *Pages) consentPage(w http.ResponseWriter, r *http.Request) {
 		g.web.Render(w, r, http.StatusOK, "credential", credentialConsent(f, g.clientName(r.Context(), f.Client)))
 		return
 	}
-	if g.remembered(r.Context(), f) {
+	if !f.Reconsent && g.remembered(r.Context(), f) {
 		g.finish(w, r, f)
+		return
+	}
+	if f.NoUI {
+		g.finishError(w, r, f, fosite.ErrConsentRequired)
 		return
 	}
 	g.web.Render(w, r, http.StatusOK, "consent", consentData{Flow: f.ID, CSRF: f.CSRF,
