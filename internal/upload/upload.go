@@ -29,7 +29,8 @@ const MemoryLimit = 64 << 10
 // a TLS handshake's worth of latency, a phone waking its radio).
 const Grace = 5 * time.Second
 
-// Prefix begins the name of every spool file; Open removes only such files.
+// Prefix begins the name of every spool file (and of the working directories other parts of the
+// platform make in the spool directory); Open removes only such entries.
 const Prefix = "vula-"
 
 // Errors of Receive; the caller maps them to statuses (413, 408, 400).
@@ -62,7 +63,7 @@ func Open(dir string, minRate int64, now func() time.Time) (*Spool, error) {
 		return nil, err
 	}
 	for _, f := range left {
-		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.RemoveAll(f); err != nil {
 			return nil, fmt.Errorf("upload: cleaning the spool directory: %w", err)
 		}
 	}
