@@ -208,8 +208,10 @@ func peakHeap(stop <-chan struct{}) <-chan uint64 {
 
 // TestHTTPMemoryBound: many large bodies at once keep the heap within the bound the README
 // states: bodies over the limit cost no more than upload.MemoryLimit each while received, and
-// bodies within it are spooled to disk, only the MaxConcurrent being validated are in memory.
-// (Before, each body over the limit was read into memory up to the limit before its 413.)
+// bodies within it wait on disk; only what the memory budget admits is validated at once, each
+// within MemoryPerDocument × its size (checked with the costliest kind, XML of large text).
+// (Before, each body over the limit was read into memory up to the limit before its 413, and
+// an XML document of many empty elements took 30 times its size.)
 func TestHTTPMemoryBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("sends a gigabyte")
@@ -218,16 +220,18 @@ func TestHTTPMemoryBound(t *testing.T) {
 	const (
 		maxSize = 16 << 20
 		clients = 16
-		slots   = 2
+		budget  = 2 * validation.MemoryPerDocument * maxSize // two of the largest at once
 	)
-	serve := func(concurrent int) *httptest.Server {
+	serve := func() *httptest.Server {
 		mux := http.NewServeMux()
-		validation.Handler{Spool: spool(t), TrustAnchors: anchors(env), MaxSize: maxSize, MaxConcurrent: concurrent}.Register(mux)
+		validation.Handler{Spool: spool(t), TrustAnchors: anchors(env), MaxSize: maxSize, MaxConcurrent: clients, MemoryBudget: budget}.Register(mux)
 		srv := httptest.NewServer(mux)
 		t.Cleanup(srv.Close)
 		return srv
 	}
-	measure := func(srv *httptest.Server, size int64) (uint64, map[int]int) {
+	// measure sends clients bodies at once (chunked: no Content-Length, so each is read until
+	// it passes the limit) and returns how much the heap grew at its peak.
+	measure := func(srv *httptest.Server, body func() io.Reader) (uint64, map[int]int) {
 		runtime.GC()
 		var base runtime.MemStats
 		runtime.ReadMemStats(&base)
@@ -240,8 +244,7 @@ func TestHTTPMemoryBound(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				// Chunked (no Content-Length), so each body is read until it passes the limit.
-				a := postTo(srv.URL, io.MultiReader(strings.NewReader("%PDF-1.7\n"), io.LimitReader(zeros{}, size)))
+				a := postTo(srv.URL, body())
 				mu.Lock()
 				codes[a.code]++
 				mu.Unlock()
@@ -255,24 +258,36 @@ func TestHTTPMemoryBound(t *testing.T) {
 		}
 		return p - base.HeapInuse, codes
 	}
-	// Over the limit: each costs at most its in-memory head and copy buffers (and the client's
-	// side of the connection, which is in this process too).
-	grew, codes := measure(serve(clients), 3*maxSize)
+	// The clients' side of each connection is in this process too: a megabyte each is slack.
+	const slack = clients << 20
+
+	grew, codes := measure(serve(), func() io.Reader {
+		return io.MultiReader(strings.NewReader("%PDF-1.7\n"), io.LimitReader(zeros{}, 3*maxSize))
+	})
 	t.Logf("%d bodies of %d MiB over the limit: heap grew %.1f MiB; answers %v", clients, 3*maxSize>>20, float64(grew)/(1<<20), codes)
 	if codes[http.StatusRequestEntityTooLarge] != clients {
 		t.Fatalf("answers %v, want all 413", codes)
 	}
-	if bound := uint64(clients) * 1 << 20; grew > bound {
-		t.Fatalf("heap grew %d bytes for %d refused bodies, over the bound %d", grew, clients, bound)
+	if grew > slack {
+		t.Fatalf("heap grew %d bytes for %d refused bodies, over %d", grew, clients, slack)
 	}
-	// Within the limit, with two slots: the rest wait on disk, not in memory.
-	grew, codes = measure(serve(slots), maxSize-64)
-	t.Logf("%d bodies of %d MiB within the limit, %d slots: heap grew %.1f MiB; answers %v", clients, maxSize>>20, slots, float64(grew)/(1<<20), codes)
+
+	xmlDoc := []byte("<a><b>" + strings.Repeat("x", maxSize-64) + "</b></a>")
+	grew, codes = measure(serve(), func() io.Reader { return bytes.NewReader(xmlDoc) })
+	t.Logf("%d XML documents of %d MiB, budget %d MiB: heap grew %.1f MiB; answers %v", clients, len(xmlDoc)>>20, budget>>20, float64(grew)/(1<<20), codes)
+	// 400: parsed, and holds no signature; 503: the budget was taken.
 	if codes[http.StatusBadRequest]+codes[http.StatusServiceUnavailable] != clients || codes[http.StatusBadRequest] == 0 {
-		t.Fatalf("answers %v, want 400 (not a signature) or 503", codes)
+		t.Fatalf("answers %v, want 400 or 503", codes)
 	}
-	if bound := uint64(slots)*validation.MemoryPerDocument*maxSize + uint64(clients)<<20; grew > bound {
-		t.Fatalf("heap grew %d bytes, over the bound %d", grew, bound)
+	if grew > budget+slack {
+		t.Fatalf("heap grew %d bytes, over the budget %d", grew, budget)
+	}
+
+	many := []byte("<a>" + strings.Repeat("<b/>", 1<<20) + "</a>")
+	grew, codes = measure(serve(), func() io.Reader { return bytes.NewReader(many) })
+	t.Logf("%d XML documents of %d empty elements: heap grew %.1f MiB; answers %v", clients, 1<<20, float64(grew)/(1<<20), codes)
+	if codes[http.StatusRequestEntityTooLarge]+codes[http.StatusServiceUnavailable] != clients || codes[http.StatusRequestEntityTooLarge] == 0 || grew > budget+slack {
+		t.Fatalf("answers %v, heap grew %d", codes, grew)
 	}
 }
 
