@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -329,4 +330,102 @@ type zeroReader struct{}
 func (zeroReader) Read(b []byte) (int, error) {
 	clear(b)
 	return len(b), nil
+}
+
+// TestDrainOnSIGTERM: on SIGTERM a replica says it is not ready (503 "draining") while it still
+// serves everything for drain_delay, then closes its listener and lets the requests in flight
+// finish: a validation whose body is still arriving at SIGTERM (and after the listener closed),
+// a seal sent during the delay and every request of a client that goes on until /readyz says
+// draining all succeed, and the process exits 0.
+func TestDrainOnSIGTERM(t *testing.T) {
+	data, env, secret := sealedSetup(t)
+	addr := freePort(t)
+	srv := startReplicaAt(t, addr, data, append(env, "VULA_DRAIN_DELAY=2s"))
+	srv.ready(t, http.StatusOK)
+	base := "http://" + addr
+	sealer := sealHTTP(base, "tax-batch", secret)
+	resp, sealed := postDoc(t, sealer, base+"/api/v1/seal?level=B-LT", "application/pdf", signingtest.PDF("Vendim 9"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("seal: %d %s", resp.StatusCode, sealed)
+	}
+	// In flight at SIGTERM: a validation with half its body sent.
+	pr, pw := io.Pipe()
+	inflight := make(chan error, 1)
+	go func() {
+		resp, err := http.Post(base+"/api/v1/validate", "application/pdf", pr)
+		if err != nil {
+			inflight <- err
+			return
+		}
+		var rep validation.Report
+		err = json.NewDecoder(resp.Body).Decode(&rep)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || err != nil || rep.Indication != validation.TotalPassed {
+			err = fmt.Errorf("%d %v %s", resp.StatusCode, err, rep.Indication)
+		}
+		inflight <- err
+	}()
+	if _, err := pw.Write(sealed[:len(sealed)/2]); err != nil {
+		t.Fatal(err)
+	}
+	termAt := time.Now()
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// A client that keeps going until the replica says it is draining: nothing fails.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			t.Fatalf("readyz during the drain delay: %v", err)
+		}
+		var r map[string]any
+		json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable && r["status"] == "draining" {
+			break
+		}
+		if resp, body := postDoc(t, http.DefaultClient, base+"/api/v1/validate", "application/pdf", sealed); resp.StatusCode != 200 {
+			t.Fatalf("a validation before the drain showed: %d %s", resp.StatusCode, body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz never said draining")
+		}
+	}
+	// Within the delay, a seal is still served.
+	if resp, body := postDoc(t, sealer, base+"/api/v1/seal", "application/pdf", signingtest.PDF("Vendim 10")); resp.StatusCode != 200 {
+		t.Fatalf("a seal while draining: %d %s", resp.StatusCode, body)
+	}
+	// The listener closes at the end of the delay; the validation in flight then gets the rest
+	// of its body and is answered.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the listener is still open 10 s after SIGTERM")
+		}
+	}
+	go func() {
+		pw.Write(sealed[len(sealed)/2:])
+		pw.Close()
+	}()
+	if err := <-inflight; err != nil {
+		t.Fatalf("the validation in flight at SIGTERM: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, srv.logs)
+		}
+		t.Logf("exited %v after SIGTERM", time.Since(termAt).Round(time.Millisecond))
+	case <-time.After(60 * time.Second):
+		t.Fatal("no exit a minute after SIGTERM")
+	}
+	if !strings.Contains(srv.logs.String(), `"msg":"draining"`) {
+		t.Errorf("no draining line in the log")
+	}
 }

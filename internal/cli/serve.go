@@ -155,6 +155,17 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 		log.Error("stopping", "err", stopErr)
 	case <-ctx.Done():
 	}
+	// Not ready first, still serving, so that the load balancer moves new requests elsewhere;
+	// then the listener closes and the requests in flight finish within the timeout.
+	srv.Drain()
+	log.Info("draining", "delay", time.Duration(cfg.DrainDelay).String())
+	if stopErr == nil {
+		select {
+		case <-time.After(time.Duration(cfg.DrainDelay)):
+		case err := <-errc:
+			return err
+		}
+	}
 	log.Info("shutting down", "timeout", time.Duration(cfg.ShutdownTimeout).String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.ShutdownTimeout))
 	defer cancel()

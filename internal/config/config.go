@@ -37,16 +37,20 @@ type Config struct {
 	Dev bool `yaml:"dev" json:"dev"`
 	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout" json:"shutdown_timeout"`
-	Log             Log      `yaml:"log" json:"log"`
-	HTTP            HTTP     `yaml:"http" json:"http"`
-	HSM             HSM      `yaml:"hsm" json:"hsm"`
-	Store           Store    `yaml:"store" json:"store"`
-	Audit           Audit    `yaml:"audit" json:"audit"`
-	PKI             PKI      `yaml:"pki" json:"pki"`
-	TSA             TSA      `yaml:"tsa" json:"tsa"`
-	IdP             IdP      `yaml:"idp" json:"idp"`
-	Seal            Seal     `yaml:"seal" json:"seal"`
-	CSC             CSC      `yaml:"csc" json:"csc"`
+	// DrainDelay is how long, on SIGTERM, /readyz answers 503 while requests are still served,
+	// so that a load balancer takes the replica out before its listener closes. Default 5s,
+	// 0 in dev mode.
+	DrainDelay Duration `yaml:"drain_delay" json:"drain_delay"`
+	Log        Log      `yaml:"log" json:"log"`
+	HTTP       HTTP     `yaml:"http" json:"http"`
+	HSM        HSM      `yaml:"hsm" json:"hsm"`
+	Store      Store    `yaml:"store" json:"store"`
+	Audit      Audit    `yaml:"audit" json:"audit"`
+	PKI        PKI      `yaml:"pki" json:"pki"`
+	TSA        TSA      `yaml:"tsa" json:"tsa"`
+	IdP        IdP      `yaml:"idp" json:"idp"`
+	Seal       Seal     `yaml:"seal" json:"seal"`
+	CSC        CSC      `yaml:"csc" json:"csc"`
 }
 
 // HTTP configures the listener's defences for anonymous clients.
@@ -247,6 +251,7 @@ func Default() Config {
 		DataDir:         "./var",
 		Dev:             true,
 		ShutdownTimeout: Duration(15 * time.Second),
+		DrainDelay:      -1, // chosen by fillDerived from dev
 		Log:             Log{Level: "info", Format: "json"},
 		HTTP:            HTTP{PerClient: 4, MinUploadRate: 32 << 10, MaxUploads: 64},
 		HSM:             HSM{Backend: "software"},
@@ -333,6 +338,12 @@ func (c *Config) fillDerived() {
 	}
 	if c.HTTP.SpoolDir == "" {
 		c.HTTP.SpoolDir = filepath.Join(c.DataDir, "spool")
+	}
+	if c.DrainDelay < 0 {
+		c.DrainDelay = Duration(5 * time.Second)
+		if c.Dev {
+			c.DrainDelay = 0
+		}
 	}
 	if c.IdP.SeedKeyFile == "" {
 		c.IdP.SeedKeyFile = filepath.Join(c.DataDir, "totp-seal.key")
@@ -448,6 +459,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return bad("shutdown_timeout", "must be positive")
+	}
+	if c.DrainDelay < 0 || c.DrainDelay > Duration(5*time.Minute) {
+		return bad("drain_delay", "want between 0s and 5m")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,9 +64,15 @@ type Server struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 
+	draining atomic.Bool
+
 	mu     sync.RWMutex
 	checks map[string]Checker
 }
+
+// Drain makes /readyz answer 503 ("draining") from now on, while everything else is still
+// served: a load balancer stops sending new requests before the listener closes.
+func (s *Server) Drain() { s.draining.Store(true) }
 
 // New makes a server with /healthz, /readyz and /metrics (served from reg).
 func New(log *slog.Logger, reg *prometheus.Registry, now func() time.Time, opts Options) *Server {
@@ -112,6 +119,10 @@ type Readiness struct {
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, Readiness{Status: "draining", Components: map[string]ComponentStatus{}})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	s.mu.RLock()

@@ -105,6 +105,19 @@ func getWith(t *testing.T, url string, hdr map[string]string) (*http.Response, s
 	return resp, b.String()
 }
 
+// TestDrain: once draining, /readyz answers 503 while everything else is still served.
+func TestDrain(t *testing.T) {
+	s, _, ts := newTest(t)
+	s.Drain()
+	resp, body := get(t, ts.URL+"/readyz")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, `"draining"`) {
+		t.Fatalf("readyz while draining: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, ts.URL+"/healthz"); resp.StatusCode != 200 {
+		t.Fatalf("healthz while draining: %d", resp.StatusCode)
+	}
+}
+
 // TestRequestLogAndID: the id is made by the edge; a client's X-Request-ID is not taken (two
 // clients could otherwise write the same id into the audit log) but logged apart; the log line
 // has the request's fields.
