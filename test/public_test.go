@@ -140,12 +140,12 @@ func clientFrom(ip string) *http.Client {
 
 // rawPost sends a request's head with the given Content-Length from ip and returns the
 // connection, to send (or not) the body.
-func rawPost(ip, addr, path string, length int64) (net.Conn, error) {
+func rawPost(ip, addr, path, ctype string, length int64) (net.Conn, error) {
 	c, err := from(ip).Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	_, err = fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/pdf\r\nContent-Length: %d\r\n\r\n", path, addr, length)
+	_, err = fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n", path, addr, ctype, length)
 	return c, err
 }
 
@@ -215,7 +215,7 @@ func TestHostileClients(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := rawPost("127.0.0.2", addr, "/api/v1/validate", 1<<20)
+			c, err := rawPost("127.0.0.2", addr, "/api/v1/validate", "application/pdf", 1<<20)
 			if err != nil {
 				count("silent", -1)
 				return
@@ -247,7 +247,7 @@ func TestHostileClients(t *testing.T) {
 		}()
 		go func() {
 			defer wg.Done()
-			c, err := rawPost(fmt.Sprintf("127.0.2.%d", i+1), addr, "/api/v1/validate", 100<<20)
+			c, err := rawPost(fmt.Sprintf("127.0.2.%d", i+1), addr, "/api/v1/validate", "application/pdf", 100<<20)
 			if err != nil {
 				count("large announced", -1)
 				return
@@ -427,5 +427,59 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	}
 	if !strings.Contains(srv.logs.String(), `"msg":"draining"`) {
 		t.Errorf("no draining line in the log")
+	}
+}
+
+// TestPerClientTSAAndOCSP: on the TSA and OCSP endpoints too, a client holding http.per_client
+// requests (here, announced bodies it does not send) gets 429 with Retry-After for the next,
+// while another client is served.
+func TestPerClientTSAAndOCSP(t *testing.T) {
+	vulaBinary(t)
+	addr := freePort(t)
+	srv := startReplicaAt(t, addr, t.TempDir(), []string{"VULA_IDP_DEMO=false", "VULA_HTTP_PER_CLIENT=2"})
+	srv.ready(t, http.StatusOK)
+	d := sha256.Sum256([]byte("x"))
+	tsq, _ := (&timestamp.Request{HashAlgorithm: crypto.SHA256, HashedMessage: d[:]}).Marshal()
+	for _, c := range []struct{ path, ctype string }{{"/tsa", "application/timestamp-query"}, {"/pki/ocsp", "application/ocsp-request"}} {
+		// Three requests that announce a body and send none: two wait in the handler for
+		// their bodies, the third is refused at once.
+		answers := make(chan int, 3)
+		var held []net.Conn
+		for range 3 {
+			conn, err := rawPost("127.0.5.1", addr, c.path, c.ctype, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, conn)
+			go func() {
+				conn.SetReadDeadline(time.Now().Add(2 * time.Minute)) // a guard, not a timing check
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				if err != nil {
+					answers <- 0
+					return
+				}
+				if resp.Header.Get("Retry-After") == "" {
+					answers <- -resp.StatusCode
+					return
+				}
+				answers <- resp.StatusCode
+			}()
+		}
+		if code := <-answers; code != http.StatusTooManyRequests {
+			t.Fatalf("%s: the first answer to three held requests of one client: %d, want 429 with Retry-After\n%s", c.path, code, srv.logs)
+		}
+		if c.path == "/tsa" {
+			resp, err := clientFrom("127.0.5.2").Post("http://"+addr+c.path, c.ctype, bytes.NewReader(tsq))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("%s: another client: %d", c.path, resp.StatusCode)
+			}
+		}
+		for _, conn := range held {
+			conn.Close()
+		}
 	}
 }

@@ -32,6 +32,7 @@ func (p *PerClient) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := clientKey(r.RemoteAddr)
 		if !p.acquire(c) {
+			CloseUnread(w)
 			w.Header().Set("Retry-After", RetryAfterBusy)
 			WriteProblem(w, r, http.StatusTooManyRequests, fmt.Errorf("this client already has %d requests in flight here", p.max))
 			return
@@ -76,3 +77,9 @@ func clientKey(addr string) string {
 	}
 	return ip.String()
 }
+
+// CloseUnread marks an answer given without reading the request's body: the connection closes
+// after it. Otherwise net/http reads up to 256 KiB of the unread body before it sends the answer,
+// and a client that announced a body and sends none would hold its refusal until the read
+// timeout.
+func CloseUnread(w http.ResponseWriter) { w.Header().Set("Connection", "close") }

@@ -201,7 +201,7 @@ func TestPerClient(t *testing.T) {
 		<-entered
 	}
 	resp, _ := as("203.0.113.1")
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !resp.Close {
 		t.Fatalf("a third request of a busy client: %d %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 	other := make(chan int)

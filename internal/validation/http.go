@@ -107,6 +107,7 @@ func (h Handler) Register(mux *http.ServeMux) {
 		select {
 		case uploads <- struct{}{}:
 		default:
+			server.CloseUnread(w)
 			w.Header().Set("Retry-After", RetryAfter)
 			server.WriteProblem(w, r, http.StatusServiceUnavailable, fmt.Errorf("validation: all %d upload slots are busy", u))
 			return
@@ -114,6 +115,7 @@ func (h Handler) Register(mux *http.ServeMux) {
 		body, err := h.receive(w, r)
 		<-uploads
 		if err != nil {
+			server.CloseUnread(w) // what is left of the body is not read
 			h.fail(w, r, err)
 			return
 		}
