@@ -1,6 +1,8 @@
 package server
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -60,6 +62,20 @@ func FuzzValidID(f *testing.F) {
 			if c <= ' ' || c > '~' {
 				t.Fatalf("accepted %q", id)
 			}
+		}
+	})
+}
+
+// BenchmarkPerClient measures the per-client bound's cost on a request that passes it.
+func BenchmarkPerClient(b *testing.B) {
+	h := NewPerClient(4).Wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	r := httptest.NewRequest("POST", "/tsa", nil)
+	r.RemoteAddr = "203.0.113.9:4242"
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			h.ServeHTTP(w, r)
 		}
 	})
 }

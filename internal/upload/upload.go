@@ -131,11 +131,15 @@ func (s *Spool) Receive(w http.ResponseWriter, r *http.Request, max int64) (*Bod
 	defer rc.SetReadDeadline(time.Time{})
 	in := &paced{r: r.Body, rc: rc, start: s.now(), now: s.now, minRate: s.minRate}
 	lim := io.LimitReader(in, max+1)
-	head := make([]byte, MemoryLimit)
-	n, err := io.ReadFull(lim, head)
+	n := int64(MemoryLimit)
+	if r.ContentLength >= 0 && r.ContentLength < n {
+		n = r.ContentLength + 1 // a small body announced: no more memory than it needs
+	}
+	head := make([]byte, n)
+	got, err := io.ReadFull(lim, head)
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		return &Body{mem: head[:n], size: int64(n)}, nil
+		return &Body{mem: head[:got], size: int64(got)}, nil
 	case err != nil:
 		return nil, in.fail(err)
 	}
@@ -155,7 +159,7 @@ func (s *Spool) Receive(w http.ResponseWriter, r *http.Request, max int64) (*Bod
 		}
 		return nil, fmt.Errorf("%w: %w", ErrSpool, err)
 	}
-	size := int64(n) + more
+	size := int64(got) + more
 	if size > max {
 		f.Close()
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)
