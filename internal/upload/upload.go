@@ -81,7 +81,7 @@ func (s *Spool) File(name string) (*os.File, error) {
 		return nil, fmt.Errorf("%w: %w", ErrSpool, err)
 	}
 	if err := os.Remove(f.Name()); err != nil {
-		f.Close()
+		_ = f.Close() // the error returned says what went wrong
 		return nil, fmt.Errorf("%w: %w", ErrSpool, err)
 	}
 	return f, nil
@@ -128,7 +128,8 @@ func (s *Spool) Receive(w http.ResponseWriter, r *http.Request, max int64) (*Bod
 	// Once the body is read, the connection waits without a deadline for the answer (the
 	// server sets its own again for the next request); a deadline passing while the request is
 	// handled would cancel its context.
-	defer rc.SetReadDeadline(time.Time{})
+	// Not supported (a test's recorder): then no deadline was set either.
+	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 	in := &paced{r: r.Body, rc: rc, start: s.now(), now: s.now, minRate: s.minRate}
 	lim := io.LimitReader(in, max+1)
 	n := int64(MemoryLimit)
@@ -147,13 +148,15 @@ func (s *Spool) Receive(w http.ResponseWriter, r *http.Request, max int64) (*Bod
 	if err != nil {
 		return nil, err
 	}
+	// On every failure below the spool file is thrown away (it is unlinked): its Close error
+	// does not matter.
 	if _, err := f.Write(head); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("%w: %w", ErrSpool, err)
 	}
 	more, err := io.Copy(f, lim)
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		if in.err != nil { // the client's side failed, not the disk
 			return nil, in.fail(in.err)
 		}
@@ -161,7 +164,7 @@ func (s *Spool) Receive(w http.ResponseWriter, r *http.Request, max int64) (*Bod
 	}
 	size := int64(got) + more
 	if size > max {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)
 	}
 	return &Body{file: f, size: size}, nil
@@ -181,7 +184,8 @@ type paced struct {
 
 func (p *paced) Read(b []byte) (int, error) {
 	due := p.start.Add(Grace + time.Duration(float64(p.n)/float64(p.minRate)*float64(time.Second)))
-	p.rc.SetReadDeadline(due) // not supported (a test recorder): no pacing, the server's timeouts hold
+	// Not supported (a test's recorder): no pacing, and the server's own timeouts hold.
+	_ = p.rc.SetReadDeadline(due)
 	n, err := p.r.Read(b)
 	p.n += int64(n)
 	if err != nil && err != io.EOF {

@@ -119,7 +119,7 @@ func (h Handler) Register(mux *http.ServeMux) {
 			h.fail(w, r, err)
 			return
 		}
-		defer body.Close()
+		defer func() { _ = body.Close() }() // a spool file thrown away: its Close error does not matter
 		select {
 		case slots <- struct{}{}:
 			defer func() { <-slots }()
