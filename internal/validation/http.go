@@ -35,9 +35,9 @@ const DefaultMaxSize = 64 << 20
 // Content-Length over the limit is refused before a byte is read; past upload.MemoryLimit the
 // body waits on disk; a client sending below the spool's minimum rate is cut off with 408); at
 // most MaxUploads bodies are received at once. Only then does it take one of MaxConcurrent
-// validation slots, so a slow upload never holds one, and MemoryPerDocument × its body's size
-// of the MemoryBudget. A request beyond any bound is answered 503 with Retry-After at once,
-// not queued. Memory is thus bounded by MemoryBudget for the validations running, plus
+// validation slots, so a slow upload never holds one, and its weight (see weight) of the
+// MemoryBudget. A request beyond any bound is answered 503 with Retry-After at once, not
+// queued. Memory is thus bounded by MemoryBudget for the validations running, plus
 // upload.MemoryLimit per body being received, whatever clients send. How many requests one client may
 // have in flight is the edge's business (server.PerClient), since only the edge knows which
 // proxies to believe about who the client is.
@@ -54,20 +54,25 @@ type Handler struct {
 	// MaxUploads bounds the bodies being received at once; DefaultMaxUploads when 0.
 	MaxUploads int
 	// MemoryBudget bounds, in bytes, the memory of the validations running at once, each
-	// counted as MemoryPerDocument × its body's size; DefaultMemoryBudget when 0, and never
-	// less than one largest document needs.
+	// counted by its weight; DefaultMemoryBudget when 0, and never less than the largest
+	// request needs.
 	MemoryBudget int64
 }
 
 // DefaultMemoryBudget is the default bound on the memory of the validations running: what one
-// multipart request of two DefaultMaxSize parts needs.
-const DefaultMemoryBudget = 768 << 20
+// multipart request of two DefaultMaxSize parts of XML needs.
+const DefaultMemoryBudget = 1 << 30
 
-// MemoryPerDocument bounds what a validation holds in memory, in multiples of its document's
-// size: measured 1.0 for a PDF and 4.2 to 4.4 for XML documents of 15 and 60 MB of text (the
-// input, the parsed tree's strings, and the garbage the collector has not yet taken), with a
-// margin. TestHTTPMemoryBound checks it.
-const MemoryPerDocument = 6
+// MemoryPerDocument bounds what a validation of a document read into memory (any format but
+// PDF) holds, in multiples of its size: measured up to 5.3 for XML documents of 15 and 60 MB of
+// text (the input, the parsed tree's strings, and the garbage the collector has not yet
+// taken), with a margin. TestHTTPMemoryBound checks it.
+const MemoryPerDocument = 8
+
+// pdfShare is what a PDF's validation holds, as a share of its size: a PDF is validated where
+// it lies (the spool file), so only its parse and windows are in memory (measured 2.7 MB for a
+// 50 MB PDF at B-LT, BenchmarkValidateLargePDF); 1/8 leaves a wide margin.
+const pdfShare = 8
 
 // minWeight is what a validation of a small document is counted as: the report, chains,
 // revocation data.
@@ -100,7 +105,7 @@ func (h Handler) Register(mux *http.ServeMux) {
 	if budget <= 0 {
 		budget = DefaultMemoryBudget
 	}
-	budget = max(budget, h.weight(2*h.maxSize()+multipartSlack))
+	budget = max(budget, MemoryPerDocument*(2*h.maxSize()+multipartSlack))
 	mem := semaphore.NewWeighted(budget)
 	slots, uploads := make(chan struct{}, n), make(chan struct{}, u)
 	mux.HandleFunc("POST /api/v1/validate", func(w http.ResponseWriter, r *http.Request) {
@@ -128,7 +133,7 @@ func (h Handler) Register(mux *http.ServeMux) {
 			server.WriteProblem(w, r, http.StatusServiceUnavailable, fmt.Errorf("validation: all %d validation slots are busy", n))
 			return
 		}
-		weight := h.weight(body.Size())
+		weight := weight(r, body)
 		if !mem.TryAcquire(weight) {
 			w.Header().Set("Retry-After", RetryAfter)
 			server.WriteProblem(w, r, http.StatusServiceUnavailable, errors.New("validation: the memory for validations is taken by others running"))
@@ -139,8 +144,16 @@ func (h Handler) Register(mux *http.ServeMux) {
 	})
 }
 
-// weight is what a validation of a body of size bytes counts against the memory budget.
-func (h Handler) weight(size int64) int64 {
+// weight is what a validation counts against the memory budget: a PDF its share, anything
+// else (and a multipart body, whose parts are read into memory) MemoryPerDocument × its size.
+func weight(r *http.Request, body *upload.Body) int64 {
+	size := body.Size()
+	if !isMultipart(r) {
+		head := make([]byte, min(size, 1024))
+		if _, err := body.ReadAt(head, 0); (err == nil || err == io.EOF) && detect(head) == "pdf" {
+			return max(size/pdfShare, minWeight)
+		}
+	}
 	return max(MemoryPerDocument*size, minWeight)
 }
 
