@@ -18,7 +18,7 @@ const module = "github.com/vula-eid/vula"
 var layers = [][][]string{
 	{{"hsm"}},
 	{{"internal/store"}, {"internal/config"}, {"internal/cms"}},
-	{{"internal/audit"}, {"internal/server"}, {"internal/web"}},
+	{{"internal/audit"}, {"internal/server"}, {"internal/upload"}, {"internal/web"}},
 	{{"certs"}, {"internal/tsa"}, {"internal/signing", "internal/pdfsafe"}},
 	{{"internal/idp"}, {"internal/csc"}, {"internal/seal"}, {"internal/portal"}, {"internal/validation"}},
 	{{"internal/cli"}},

@@ -29,9 +29,11 @@ var idpPaths = []string{"/.well-known/", "/jwks.json", "/oauth2/", "/userinfo", 
 // it also makes the demo relying party and citizen and tells stdout how to log in.
 func openIdP(ctx context.Context, mux *http.ServeMux, keys hsm.Manager, db store.Durable, eph store.Ephemeral, cfg config.Config,
 	log *slog.Logger, stdout io.Writer) (*idp.Provider, error) {
-	p, err := idp.New(ctx, idp.Config{Issuer: cfg.BaseURL, Algorithm: cfg.IdP.Algorithm,
-		AccessTokenTTL: time.Duration(cfg.IdP.AccessTokenTTL), IDTokenTTL: time.Duration(cfg.IdP.IDTokenTTL),
-		RefreshTokenTTL: time.Duration(cfg.IdP.RefreshTokenTTL)}, keys, db, eph, log, time.Now)
+	ic, err := idpConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p, err := idp.New(ctx, ic, keys, db, eph, log, time.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -57,17 +59,34 @@ func openIdP(ctx context.Context, mux *http.ServeMux, keys hsm.Manager, db store
 	return p, nil
 }
 
+// idpConfig is the provider's configuration; the key of idp.seed_key_file seals its token
+// secret as it does TOTP seeds.
+func idpConfig(cfg config.Config) (idp.Config, error) {
+	sealer, err := seedSealer(cfg)
+	if err != nil {
+		return idp.Config{}, err
+	}
+	return idp.Config{Issuer: cfg.BaseURL, Algorithm: cfg.IdP.Algorithm,
+		AccessTokenTTL: time.Duration(cfg.IdP.AccessTokenTTL), IDTokenTTL: time.Duration(cfg.IdP.IDTokenTTL),
+		RefreshTokenTTL: time.Duration(cfg.IdP.RefreshTokenTTL), Secrets: sealer}, nil
+}
+
 // openAccounts makes the credential checker with the TOTP seed sealing key.
 func openAccounts(db store.Durable, eph store.Ephemeral, cfg config.Config) (*idp.Accounts, error) {
-	key, err := seedKey(cfg.IdP.SeedKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("idp.seed_key_file: %w", err)
-	}
-	sealer, err := store.NewSeedSealer(key)
+	sealer, err := seedSealer(cfg)
 	if err != nil {
 		return nil, err
 	}
 	return idp.NewAccounts(db, eph, sealer, cfg.PKI.Organization, time.Now), nil
+}
+
+// seedSealer seals secrets kept in the database with the key of idp.seed_key_file.
+func seedSealer(cfg config.Config) (*store.SeedSealer, error) {
+	key, err := seedKey(cfg.IdP.SeedKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("idp.seed_key_file: %w", err)
+	}
+	return store.NewSeedSealer(key)
 }
 
 // seedKey reads the 32-byte sealing key, making it (0600) when there is none.

@@ -325,9 +325,11 @@ func idpCmd(g *globals) *cobra.Command {
 			}
 			defer func() { err = errors.Join(err, keys.Close()) }()
 			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
-				p, err := idp.New(ctx, idp.Config{Issuer: cfg.BaseURL, Algorithm: cfg.IdP.Algorithm,
-					AccessTokenTTL: time.Duration(cfg.IdP.AccessTokenTTL), IDTokenTTL: time.Duration(cfg.IdP.IDTokenTTL),
-					RefreshTokenTTL: time.Duration(cfg.IdP.RefreshTokenTTL)}, keys, db, memstore.New(time.Now), log, time.Now)
+				ic, err := idpConfig(cfg)
+				if err != nil {
+					return err
+				}
+				p, err := idp.New(ctx, ic, keys, db, memstore.New(time.Now), log, time.Now)
 				if err != nil {
 					return err
 				}

@@ -38,7 +38,7 @@ func registerPortal(ctx context.Context, mux *http.ServeMux, cfg config.Config, 
 	svc := cscService(cfg, a, keys, db, eph, accounts, l, ts, log)
 	// The portal sends the official to log in again past the service's own limit, so both agree.
 	p := portal.New(portal.Config{Issuer: cfg.BaseURL, Secure: secure, LoginMaxAge: svc.LoginMaxAge()}, r, eph, db,
-		svc, portal.Pdftoppm{}, log, time.Now)
+		svc, portal.Pdftoppm{Dir: cfg.HTTP.SpoolDir}, log, time.Now)
 	if err := portalClient(ctx, db, p.RedirectURI()); errors.Is(err, idp.ErrInvalidClient) {
 		// As with the demo: a base_url no redirect URI may name (plain http on a public name)
 		// leaves the platform running without the portal.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,7 @@ import (
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 	"github.com/vula-eid/vula/internal/tsa"
+	"github.com/vula-eid/vula/internal/upload"
 	"github.com/vula-eid/vula/internal/validation"
 )
 
@@ -64,7 +66,13 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	}
 	defer closeLogged(log, "ephemeral store", eph.Close)
 
-	srv := server.New(log, reg, time.Now)
+	// Request bodies wait here, not in TMPDIR; what a killed process left is removed now.
+	spool, err := upload.Open(cfg.HTTP.SpoolDir, cfg.HTTP.MinUploadRate, time.Now)
+	if err != nil {
+		return fmt.Errorf("http.spool_dir: %w", err)
+	}
+	srv := server.New(log, reg, time.Now, server.Options{TrustedProxies: cfg.HTTP.Proxies(),
+		HSTS: strings.HasPrefix(cfg.BaseURL, "https://") && !cfg.Dev})
 	srv.AddCheck("keys", keys)
 	srv.AddCheck("ephemeral", eph)
 	srv.AddCheck("durable", gate)
@@ -81,8 +89,15 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	srv.AddCheck("pki", pki)
 	srv.Handle("/pki", pki)
 	srv.Handle("/pki/", pki)
-	srv.Handle("/tsa", pki)
-	for _, p := range append(idpPaths, "/api/v1/seal", "/api/v1/seal/", "/api/v1/validate", "/csc/", "/portal/", "/audit/") {
+	// The anonymous endpoints that cost the server something: one client may have only
+	// http.per_client requests in flight on each.
+	for _, paths := range [][]string{{"/tsa"}, {"/api/v1/validate"}, {"/pki/ocsp", "/pki/ocsp/"}} {
+		lim := server.NewPerClient(cfg.HTTP.PerClient)
+		for _, p := range paths {
+			srv.Handle(p, lim.Wrap(pki))
+		}
+	}
+	for _, p := range append(idpPaths, "/api/v1/seal", "/api/v1/seal/", "/csc/", "/portal/", "/audit/") {
 		srv.Handle(p, pki)
 	}
 	go gate.open(ctx, cfg, raw, log, func(db *sqlstore.DB, l *audit.Log) {
@@ -96,8 +111,9 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 			if err != nil {
 				return err
 			}
-			seal.Handler{S: sealService(cfg, a, keys, db, ts, log), Auth: p, Log: log}.Register(mux)
-			validation.Handler{TrustAnchors: platformAnchors(a), Fetch: validation.RevocationFetcher{R: a}, Log: log}.Register(mux)
+			seal.Handler{S: sealService(cfg, a, keys, db, ts, log), Auth: p, Log: log, Spool: spool}.Register(mux)
+			validation.Handler{TrustAnchors: platformAnchors(a), Fetch: validation.RevocationFetcher{R: a}, Log: log,
+				Spool: spool, MaxUploads: cfg.HTTP.MaxUploads}.Register(mux)
 			audit.Handler{Store: db, Log: log}.Register(mux)
 			if err := registerCSC(mux, cfg, a, keys, db, eph, l, p, ts, log); err != nil {
 				return err
@@ -138,6 +154,17 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	case stopErr = <-fatal:
 		log.Error("stopping", "err", stopErr)
 	case <-ctx.Done():
+	}
+	// Not ready first, still serving, so that the load balancer moves new requests elsewhere;
+	// then the listener closes and the requests in flight finish within the timeout.
+	srv.Drain()
+	log.Info("draining", "delay", time.Duration(cfg.DrainDelay).String())
+	if stopErr == nil {
+		select {
+		case <-time.After(time.Duration(cfg.DrainDelay)):
+		case err := <-errc:
+			return err
+		}
 	}
 	log.Info("shutting down", "timeout", time.Duration(cfg.ShutdownTimeout).String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.ShutdownTimeout))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -91,7 +92,9 @@ func TestServeWaitsForDatabase(t *testing.T) {
 func TestTwoReplicasOneHierarchy(t *testing.T) {
 	pg, rd, tok := testenv.Postgres(t), testenv.Redis(t), testenv.SoftHSM(t)
 	env := []string{"VULA_HSM_BACKEND=pkcs11", "VULA_HSM_PKCS11_MODULE=" + tok.Module, "VULA_HSM_PKCS11_TOKEN_LABEL=" + tok.Label,
-		"VULA_HSM_PKCS11_PIN_ENV=PIN", "PIN=" + tok.PIN, "VULA_STORE_DURABLE=" + pg.DSN, "VULA_STORE_EPHEMERAL=" + rd.URL}
+		"VULA_HSM_PKCS11_PIN_ENV=PIN", "PIN=" + tok.PIN, "VULA_STORE_DURABLE=" + pg.DSN, "VULA_STORE_EPHEMERAL=" + rd.URL,
+		// One sealing key for the secrets in the shared database, as every replica needs.
+		"VULA_IDP_SEED_KEY_FILE=" + filepath.Join(t.TempDir(), "totp-seal.key")}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addrs := make(chan string, 2)

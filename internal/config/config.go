@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -36,15 +37,60 @@ type Config struct {
 	Dev bool `yaml:"dev" json:"dev"`
 	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout" json:"shutdown_timeout"`
-	Log             Log      `yaml:"log" json:"log"`
-	HSM             HSM      `yaml:"hsm" json:"hsm"`
-	Store           Store    `yaml:"store" json:"store"`
-	Audit           Audit    `yaml:"audit" json:"audit"`
-	PKI             PKI      `yaml:"pki" json:"pki"`
-	TSA             TSA      `yaml:"tsa" json:"tsa"`
-	IdP             IdP      `yaml:"idp" json:"idp"`
-	Seal            Seal     `yaml:"seal" json:"seal"`
-	CSC             CSC      `yaml:"csc" json:"csc"`
+	// DrainDelay is how long, on SIGTERM, /readyz answers 503 while requests are still served,
+	// so that a load balancer takes the replica out before its listener closes. Default 5s,
+	// 0 in dev mode.
+	DrainDelay Duration `yaml:"drain_delay" json:"drain_delay"`
+	Log        Log      `yaml:"log" json:"log"`
+	HTTP       HTTP     `yaml:"http" json:"http"`
+	HSM        HSM      `yaml:"hsm" json:"hsm"`
+	Store      Store    `yaml:"store" json:"store"`
+	Audit      Audit    `yaml:"audit" json:"audit"`
+	PKI        PKI      `yaml:"pki" json:"pki"`
+	TSA        TSA      `yaml:"tsa" json:"tsa"`
+	IdP        IdP      `yaml:"idp" json:"idp"`
+	Seal       Seal     `yaml:"seal" json:"seal"`
+	CSC        CSC      `yaml:"csc" json:"csc"`
+}
+
+// HTTP configures the listener's defences for anonymous clients.
+type HTTP struct {
+	// TrustedProxies (addresses or CIDR prefixes) are the peers whose X-Forwarded-For names the
+	// client and whose X-Request-ID is kept; from anyone else both are ignored.
+	TrustedProxies []string `yaml:"trusted_proxies" json:"trusted_proxies"`
+	// PerClient bounds the requests one client address has in flight on each anonymous
+	// endpoint (validation, TSA, OCSP); beyond it the client gets 429.
+	PerClient int `yaml:"per_client" json:"per_client"`
+	// MinUploadRate (bytes/s) is the slowest an upload may arrive, on average after a few seconds'
+	// grace; a slower one is cut off (408).
+	MinUploadRate int64 `yaml:"min_upload_rate" json:"min_upload_rate"`
+	// MaxUploads bounds the request bodies being received at once for validation.
+	MaxUploads int `yaml:"max_uploads" json:"max_uploads"`
+	// SpoolDir holds request bodies while they are handled; emptied at start. Default
+	// <data_dir>/spool.
+	SpoolDir string `yaml:"spool_dir" json:"spool_dir"`
+}
+
+// Proxies parses TrustedProxies (Validate checked them).
+func (h HTTP) Proxies() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range h.TrustedProxies {
+		p, _ := parsePrefix(strings.TrimSpace(s))
+		out = append(out, p)
+	}
+	return out
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(ip, ip.BitLen()), nil
 }
 
 // CSC configures the officials' signing service.
@@ -205,7 +251,9 @@ func Default() Config {
 		DataDir:         "./var",
 		Dev:             true,
 		ShutdownTimeout: Duration(15 * time.Second),
+		DrainDelay:      -1, // chosen by fillDerived from dev
 		Log:             Log{Level: "info", Format: "json"},
+		HTTP:            HTTP{PerClient: 4, MinUploadRate: 32 << 10, MaxUploads: 64},
 		HSM:             HSM{Backend: "software"},
 		Store:           Store{Ephemeral: "memory"},
 		Audit:           Audit{CheckpointEvery: 1000, CheckpointInterval: Duration(time.Minute)},
@@ -287,6 +335,15 @@ func (c *Config) fillDerived() {
 	}
 	if c.PKI.PDSURL == "" {
 		c.PKI.PDSURL = strings.TrimRight(c.BaseURL, "/") + "/pki/pds/en"
+	}
+	if c.HTTP.SpoolDir == "" {
+		c.HTTP.SpoolDir = filepath.Join(c.DataDir, "spool")
+	}
+	if c.DrainDelay < 0 {
+		c.DrainDelay = Duration(5 * time.Second)
+		if c.Dev {
+			c.DrainDelay = 0
+		}
 	}
 	if c.IdP.SeedKeyFile == "" {
 		c.IdP.SeedKeyFile = filepath.Join(c.DataDir, "totp-seal.key")
@@ -403,6 +460,9 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return bad("shutdown_timeout", "must be positive")
 	}
+	if c.DrainDelay < 0 || c.DrainDelay > Duration(5*time.Minute) {
+		return bad("drain_delay", "want between 0s and 5m")
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -410,6 +470,23 @@ func (c Config) Validate() error {
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		return bad("log.format", "want json or text, got %q", c.Log.Format)
+	}
+	for _, p := range c.HTTP.TrustedProxies {
+		if _, err := parsePrefix(strings.TrimSpace(p)); err != nil {
+			return bad("http.trusted_proxies", "want an IP address or CIDR prefix, got %q", p)
+		}
+	}
+	if c.HTTP.PerClient < 1 {
+		return bad("http.per_client", "must be >= 1")
+	}
+	if c.HTTP.MinUploadRate < 1 {
+		return bad("http.min_upload_rate", "want a positive number of bytes per second")
+	}
+	if c.HTTP.MaxUploads < 1 {
+		return bad("http.max_uploads", "must be >= 1")
+	}
+	if c.HTTP.SpoolDir == "" {
+		return bad("http.spool_dir", "must not be empty")
 	}
 	switch c.HSM.Backend {
 	case "software":

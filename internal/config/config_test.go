@@ -124,6 +124,11 @@ func TestValidateNamesField(t *testing.T) {
 		{"", []string{"VULA_TSA_NTP_SERVERS=ntp.example, bad host"}, "tsa.ntp_servers"},
 		{"csc:\n  login_max_age: 2h\n", nil, "csc.login_max_age"},
 		{"", []string{"VULA_CSC_LOGIN_MAX_AGE=0s"}, "csc.login_max_age"},
+		{"", []string{"VULA_HTTP_TRUSTED_PROXIES=10.0.0.0/8, lb.example"}, "http.trusted_proxies"},
+		{"http:\n  per_client: 0\n", nil, "http.per_client"},
+		{"drain_delay: 10m\n", nil, "drain_delay"},
+		{"http:\n  min_upload_rate: 0\n", nil, "http.min_upload_rate"},
+		{"http:\n  max_uploads: 0\n", nil, "http.max_uploads"},
 	} {
 		c, err := Load(writeFile(t, tc.yaml), tc.env, Overrides{})
 		if err == nil {
@@ -150,6 +155,21 @@ func TestValidateNamesField(t *testing.T) {
 	c, err = Load("", []string{"VULA_CSC_LOGIN_MAX_AGE=10m"}, Overrides{})
 	if err != nil || time.Duration(c.CSC.LoginMaxAge) != 10*time.Minute || c.Validate() != nil {
 		t.Errorf("csc.login_max_age from the environment: %v %v", time.Duration(c.CSC.LoginMaxAge), err)
+	}
+	// Trusted proxies: addresses and prefixes; the spool under the data dir.
+	c, err = Load("", []string{"VULA_HTTP_TRUSTED_PROXIES=10.1.2.3/8, ::1"}, Overrides{DataDir: "/srv/vula"})
+	if err != nil || c.Validate() != nil || fmt.Sprint(c.HTTP.Proxies()) != "[10.0.0.0/8 ::1/128]" || c.HTTP.SpoolDir != "/srv/vula/spool" {
+		t.Errorf("http from the environment: %v %s %v", c.HTTP.Proxies(), c.HTTP.SpoolDir, err)
+	}
+	// The drain delay: none in dev mode, 5 s outside it, or as given.
+	for _, tc := range []struct {
+		env  []string
+		want time.Duration
+	}{{nil, 0}, {[]string{"VULA_DEV=false"}, 5 * time.Second}, {[]string{"VULA_DEV=false", "VULA_DRAIN_DELAY=0s"}, 0},
+		{[]string{"VULA_DRAIN_DELAY=2s"}, 2 * time.Second}} {
+		if c, err := Load("", tc.env, Overrides{}); err != nil || time.Duration(c.DrainDelay) != tc.want || c.Validate() != nil {
+			t.Errorf("drain_delay with %v: %v %v", tc.env, time.Duration(c.DrainDelay), err)
+		}
 	}
 	// A bad environment value is named by field and variable.
 	_, err = Load("", []string{"VULA_HSM_PKCS11_POOL_SIZE=lots"}, Overrides{})

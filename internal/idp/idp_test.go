@@ -104,6 +104,9 @@ func newFixtureEph(t testing.TB, cfg Config, secure bool, wrap func(store.Epheme
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() { srv.Close(); db.Close(); m.Close() })
 	cfg.Issuer = srv.URL
+	if cfg.Secrets == nil {
+		cfg.Secrets = testSealer()
+	}
 	p, err := New(ctx, cfg, keys, db, eph, quiet, time.Now)
 	if err != nil {
 		t.Fatal(err)

@@ -65,7 +65,7 @@ func TestKeyRotation(t *testing.T) {
 	f.p.keys.now = f.clock.Now
 	tokenURL := f.srv.URL + "/oauth2/token"
 	// Another replica: its own provider on the same key layer and stores, its key set loaded.
-	other, err := New(ctx, Config{Issuer: f.srv.URL}, f.keys, f.db, f.eph, quiet, time.Now)
+	other, err := New(ctx, Config{Issuer: f.srv.URL, Secrets: testSealer()}, f.keys, f.db, f.eph, quiet, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestKeyRotation(t *testing.T) {
 	}
 
 	// Changing idp.algorithm takes effect with a rotation.
-	ps, err := New(ctx, Config{Issuer: f.srv.URL, Algorithm: "PS256"}, f.keys, f.db, f.eph, quiet, time.Now)
+	ps, err := New(ctx, Config{Issuer: f.srv.URL, Algorithm: "PS256", Secrets: testSealer()}, f.keys, f.db, f.eph, quiet, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

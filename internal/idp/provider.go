@@ -46,6 +46,9 @@ type Config struct {
 	RefreshTokenTTL time.Duration // default 8 hours
 	CodeTTL         time.Duration // default 1 minute
 	PARTTL          time.Duration // default 90 seconds
+	// Secrets seals the HMAC secret of codes and refresh tokens before it reaches the durable
+	// store, as TOTP seeds are (its key is kept outside the database). Required.
+	Secrets *store.SeedSealer
 }
 
 // Provider serves OpenID Connect.
@@ -70,8 +73,12 @@ type Provider struct {
 // parPrefix begins every request_uri the PAR endpoint returns (RFC 9126 §2.2).
 const parPrefix = "urn:ietf:params:oauth:request_uri:"
 
-// secretSetting names the HMAC secret of codes and refresh tokens, shared by the replicas.
-const secretSetting = "idp.global_secret"
+// secretSetting names the sealed HMAC secret of codes and refresh tokens, shared by the
+// replicas; legacySecretSetting the same secret stored raw by older versions.
+const (
+	secretSetting       = "idp.global_secret.sealed"
+	legacySecretSetting = "idp.global_secret"
+)
 
 // New makes the provider: keys are the instrumented key layer (every token signature is
 // audited); a token-signing key is created when there is none.
@@ -100,13 +107,12 @@ func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, ep
 	def(&cfg.CodeTTL, time.Minute)
 	def(&cfg.PARTTL, 90*time.Second)
 
-	fresh := make([]byte, 32)
-	if _, err := rand.Read(fresh); err != nil {
-		return nil, err
+	if cfg.Secrets == nil {
+		return nil, errors.New("idp: no sealer for the token secret")
 	}
-	secret, err := db.PutSettingIfAbsent(ctx, secretSetting, fresh)
+	secret, err := tokenSecret(ctx, db, cfg.Secrets)
 	if err != nil {
-		return nil, fmt.Errorf("idp: token secret: %w", err)
+		return nil, err
 	}
 	// A retired key stays published while a token it signed may be alive, and while a replica
 	// may still sign with it from its cached set.
@@ -159,6 +165,39 @@ func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, ep
 		compose.PushedAuthorizeHandlerFactory,
 	)
 	return p, nil
+}
+
+// tokenSecret returns the HMAC secret, sealed in the settings: made on first start, or taken
+// over from an older version's raw setting (so that codes and refresh tokens in flight stay
+// valid), which is then removed.
+func tokenSecret(ctx context.Context, db store.Settings, sealer *store.SeedSealer) ([]byte, error) {
+	sealed, err := db.Setting(ctx, secretSetting)
+	if errors.Is(err, store.ErrNotFound) {
+		secret, lerr := db.Setting(ctx, legacySecretSetting)
+		if errors.Is(lerr, store.ErrNotFound) {
+			secret, lerr = make([]byte, 32), nil
+			rand.Read(secret)
+		}
+		if lerr != nil {
+			return nil, fmt.Errorf("idp: token secret: %w", lerr)
+		}
+		fresh, serr := sealer.Seal(secretSetting, secret)
+		if serr != nil {
+			return nil, fmt.Errorf("idp: token secret: %w", serr)
+		}
+		sealed, err = db.PutSettingIfAbsent(ctx, secretSetting, fresh)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("idp: token secret: %w", err)
+	}
+	secret, err := sealer.Open(secretSetting, sealed)
+	if err != nil {
+		return nil, errors.New("idp: the token secret does not open with this seal key (idp.seed_key_file must be the same on every replica)")
+	}
+	if err := db.DeleteSetting(ctx, legacySecretSetting); err != nil {
+		return nil, fmt.Errorf("idp: removing the raw token secret: %w", err)
+	}
+	return secret, nil
 }
 
 // RotateKey makes a new token-signing key with the configured algorithm, which signs from now

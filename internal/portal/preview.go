@@ -29,6 +29,9 @@ var ErrNoPreview = errors.New("portal: pdftoppm is not installed: no previews")
 type Pdftoppm struct {
 	Path    string        // the program; looked up on PATH as "pdftoppm" when empty
 	Timeout time.Duration // 10 s when 0
+	// Dir is where the working directories are made: the platform's spool directory, emptied
+	// at start, so that a crash leaves nothing behind for long. os.TempDir() when empty.
+	Dir string
 }
 
 var _ Previewer = Pdftoppm{}
@@ -49,7 +52,7 @@ func (p Pdftoppm) FirstPage(ctx context.Context, pdf []byte, width int) (img []b
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "vula-preview-")
+	dir, err := os.MkdirTemp(p.Dir, "vula-preview-")
 	if err != nil {
 		return nil, 0, 0, err
 	}

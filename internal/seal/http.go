@@ -20,6 +20,7 @@ import (
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/upload"
 )
 
 // Scope is the OAuth 2 scope a token needs for the sealing API.
@@ -41,14 +42,18 @@ const maxBatch = 10000
 // document as each is sealed). Options are query parameters (see ParseParams). Described in
 // api/openapi.yaml.
 type Handler struct {
-	S       *Service
-	Auth    Authenticator
-	Log     *slog.Logger
-	TempDir string // where request bodies are spooled; os.TempDir() when empty
+	S    *Service
+	Auth Authenticator
+	Log  *slog.Logger
+	// Spool holds request bodies and sealed outputs while a request is handled. Required.
+	Spool *upload.Spool
 }
 
 // Register mounts the API on mux.
 func (h Handler) Register(mux *http.ServeMux) {
+	if h.Spool == nil {
+		panic("seal: Handler.Spool is required")
+	}
 	mux.HandleFunc("POST /api/v1/seal", h.seal)
 	mux.HandleFunc("POST /api/v1/seal/batch", h.batch)
 }
@@ -77,7 +82,7 @@ func (h Handler) begin(w http.ResponseWriter, r *http.Request) (actor, org strin
 
 // sealToFile seals docs into a temporary file, rewound, which the caller closes and removes.
 func (h Handler) sealToFile(ctx context.Context, actor, org string, docs []Document, p Params) (Result, *os.File, int64, error) {
-	out, err := os.CreateTemp(h.TempDir, "vula-sealed-*")
+	out, err := h.Spool.File("sealed")
 	if err != nil {
 		return Result{}, nil, 0, err
 	}
@@ -96,14 +101,9 @@ func (h Handler) sealToFile(ctx context.Context, actor, org string, docs []Docum
 	return res, out, size, nil
 }
 
-// discard closes and removes a temporary file. The file is thrown away, so its Close error
-// does not matter; one left on disk holds a document, so that is logged.
-func (h Handler) discard(f *os.File) {
-	_ = f.Close()
-	if err := os.Remove(f.Name()); err != nil {
-		h.Log.Error("seal: temporary file left behind", "file", f.Name(), "err", err)
-	}
-}
+// discard frees a spool file: it was unlinked when made, so closing it is enough, and the
+// Close error of a file thrown away does not matter.
+func (h Handler) discard(f *os.File) { _ = f.Close() }
 
 func (h Handler) seal(w http.ResponseWriter, r *http.Request) {
 	actor, org, p, ok := h.begin(w, r)
@@ -288,7 +288,7 @@ func (h Handler) nextPart(mr *multipart.Reader) (Document, error) {
 
 // spool copies r to a temporary file, refusing more than the service's limit.
 func (h Handler) spool(r io.Reader, name, mimeType string) (Document, error) {
-	f, err := os.CreateTemp(h.TempDir, "vula-doc-*")
+	f, err := h.Spool.File("doc")
 	if err != nil {
 		return Document{}, err
 	}
@@ -371,6 +371,8 @@ func statusOf(err error) int {
 		return http.StatusForbidden
 	case errors.Is(err, ErrNoSeal), errors.Is(err, signing.ErrRevoked):
 		return http.StatusConflict
+	case errors.Is(err, upload.ErrSpool):
+		return http.StatusServiceUnavailable
 	}
 	return server.Status(err)
 }

@@ -1,6 +1,13 @@
 // Package server is Vula's HTTP edge: the one mux every service registers on, health and
 // readiness, metrics, one structured log line per request, panic recovery, and the single place
 // where internal errors become HTTP statuses (WriteError).
+//
+// The edge also owns who the client is: a request's id is always made here (a client's own
+// X-Request-ID is kept only when it comes through a trusted proxy, otherwise it is logged apart
+// as client_request_id), and its RemoteAddr is the peer's address, or the address a trusted proxy
+// names in X-Forwarded-For. Every answer carries X-Content-Type-Options: nosniff, a
+// Referrer-Policy and, unless the handler says otherwise, Cache-Control: no-store; with HSTS on,
+// Strict-Transport-Security too.
 package server
 
 import (
@@ -9,10 +16,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,22 +43,41 @@ type CheckFunc func(ctx context.Context) error
 // Ping calls f.
 func (f CheckFunc) Ping(ctx context.Context) error { return f(ctx) }
 
+// Options are the edge's settings.
+type Options struct {
+	// TrustedProxies are the peers whose X-Forwarded-For and X-Request-ID are believed.
+	TrustedProxies []netip.Prefix
+	// HSTS sends Strict-Transport-Security: on when the base URL is https outside dev mode.
+	HSTS bool
+}
+
+// hstsValue is the HSTS policy: a year, the usual minimum for preload lists. Subdomains are not
+// included: the platform does not own its parent domain's other hosts.
+const hstsValue = "max-age=31536000"
+
 // Server routes requests to the registered services.
 type Server struct {
 	mux      *http.ServeMux
 	log      *slog.Logger
 	now      func() time.Time
+	opts     Options
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+
+	draining atomic.Bool
 
 	mu     sync.RWMutex
 	checks map[string]Checker
 }
 
+// Drain makes /readyz answer 503 ("draining") from now on, while everything else is still
+// served: a load balancer stops sending new requests before the listener closes.
+func (s *Server) Drain() { s.draining.Store(true) }
+
 // New makes a server with /healthz, /readyz and /metrics (served from reg).
-func New(log *slog.Logger, reg *prometheus.Registry, now func() time.Time) *Server {
+func New(log *slog.Logger, reg *prometheus.Registry, now func() time.Time, opts Options) *Server {
 	s := &Server{
-		mux: http.NewServeMux(), log: log, now: now, checks: map[string]Checker{},
+		mux: http.NewServeMux(), log: log, now: now, opts: opts, checks: map[string]Checker{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vula_http_requests_total", Help: "HTTP requests by route and status code.",
 		}, []string{"route", "code"}),
@@ -89,6 +119,10 @@ type Readiness struct {
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, Readiness{Status: "draining", Components: map[string]ComponentStatus{}})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	s.mu.RLock()
@@ -143,17 +177,36 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
-// Handler is the whole edge: request id, log line, metrics and panic recovery around the mux.
+// maxRequestID bounds a proxy's X-Request-ID, and what of a client's is logged.
+const maxRequestID = 128
+
+// Handler is the whole edge: client address, request id, security headers, log line, metrics
+// and panic recovery around the mux.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
-		id := r.Header.Get("X-Request-ID")
-		if id == "" || len(id) > 128 {
+		peer := r.RemoteAddr
+		fromProxy := s.trusted(peer)
+		if fromProxy {
+			if ip, ok := forwardedFor(r.Header.Values("X-Forwarded-For"), s.opts.TrustedProxies); ok {
+				r.RemoteAddr = net.JoinHostPort(ip.String(), "0")
+			}
+		}
+		// The id names the request in the audit log: only this process, or a proxy it trusts,
+		// may choose it, so that two clients can never write the same one.
+		id, clientID := r.Header.Get("X-Request-ID"), ""
+		if !fromProxy || !validID(id) {
+			clientID = id
 			var b [12]byte
 			rand.Read(b[:])
 			id = hex.EncodeToString(b[:])
 		}
-		w.Header().Set("X-Request-ID", id)
+		h := w.Header()
+		h.Set("X-Request-ID", id)
+		h.Set("X-Content-Type-Options", "nosniff")
+		if s.opts.HSTS {
+			h.Set("Strict-Transport-Security", hstsValue)
+		}
 		// The key layer's audit records of signatures made for this request name it too.
 		r = r.WithContext(hsm.WithRequestID(context.WithValue(r.Context(), ctxKey{}, id), id))
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
@@ -174,14 +227,84 @@ func (s *Server) Handler() http.Handler {
 			d := s.now().Sub(start)
 			s.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
 			s.duration.WithLabelValues(route).Observe(d.Seconds())
-			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-				slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
 				slog.Int("status", rec.status), slog.Int64("bytes", rec.bytes),
 				slog.Duration("duration", d), slog.String("request_id", id),
-				slog.String("remote", r.RemoteAddr))
+				slog.String("remote", r.RemoteAddr)}
+			if fromProxy {
+				attrs = append(attrs, slog.String("peer", peer))
+			}
+			if clientID != "" {
+				attrs = append(attrs, slog.String("client_request_id", truncate(clientID, maxRequestID)))
+			}
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 		}()
 		s.mux.ServeHTTP(rec, r)
+		if !rec.wrote {
+			rec.defaults() // a handler that wrote nothing: net/http sends the headers after this
+		}
 	})
+}
+
+// trusted says whether the peer at addr is a configured proxy.
+func (s *Server) trusted(addr string) bool {
+	if len(s.opts.TrustedProxies) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return false
+	}
+	return inAny(ap.Addr().Unmap(), s.opts.TrustedProxies)
+}
+
+func inAny(ip netip.Addr, nets []netip.Prefix) bool {
+	for _, n := range nets {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardedFor is the client's address from X-Forwarded-For: the right-most address that is not
+// itself a trusted proxy (the ones to its left were written by the client and prove nothing).
+func forwardedFor(values []string, proxies []netip.Prefix) (netip.Addr, bool) {
+	var hops []string
+	for _, v := range values {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		ip, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		ip = ip.Unmap()
+		if !inAny(ip, proxies) || i == 0 {
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// validID accepts a proxy's request id of visible ASCII, so that it cannot break a log line.
+func validID(id string) bool {
+	if id == "" || len(id) > maxRequestID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 type recorder struct {
@@ -194,11 +317,15 @@ type recorder struct {
 func (r *recorder) WriteHeader(code int) {
 	if !r.wrote {
 		r.status, r.wrote = code, true
+		r.defaults()
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wrote {
+		r.defaults()
+	}
 	r.wrote = true
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
@@ -206,3 +333,15 @@ func (r *recorder) Write(b []byte) (int, error) {
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// defaults fills the headers a handler did not set: answers may hold personal data, so nothing
+// is cached or sent on as a referrer unless the handler says it may be.
+func (r *recorder) defaults() {
+	h := r.Header()
+	if h.Get("Cache-Control") == "" {
+		h.Set("Cache-Control", "no-store")
+	}
+	if h.Get("Referrer-Policy") == "" {
+		h.Set("Referrer-Policy", "no-referrer")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -20,9 +21,13 @@ import (
 )
 
 func newTest(t *testing.T) (*Server, *bytes.Buffer, *httptest.Server) {
+	return newTestWith(t, Options{})
+}
+
+func newTestWith(t *testing.T, opts Options) (*Server, *bytes.Buffer, *httptest.Server) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	s := New(log, prometheus.NewRegistry(), time.Now)
+	s := New(log, prometheus.NewRegistry(), time.Now, opts)
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
 	return s, &logs, ts
@@ -66,37 +71,153 @@ func TestReadiness(t *testing.T) {
 	}
 }
 
-func TestRequestLogAndID(t *testing.T) {
-	s, logs, ts := newTest(t)
+// logLine is the request log line of path.
+func logLine(logs *bytes.Buffer, path string) map[string]any {
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var line map[string]any
+		json.Unmarshal([]byte(l), &line)
+		if line["msg"] == "request" && line["path"] == path {
+			return line
+		}
+	}
+	return nil
+}
+
+func echoID(s *Server) {
 	s.Handle("GET /echo-id", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte(RequestID(r.Context())))
+		w.Write([]byte(RequestID(r.Context()) + " " + r.RemoteAddr))
 	}))
-	req, _ := http.NewRequest("GET", ts.URL+"/echo-id", nil)
-	req.Header.Set("X-Request-ID", "abc-123")
+}
+
+func getWith(t *testing.T, url string, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	var b bytes.Buffer
 	b.ReadFrom(resp.Body)
-	resp.Body.Close()
-	if b.String() != "abc-123" || resp.Header.Get("X-Request-ID") != "abc-123" {
-		t.Fatalf("request id not carried: body %q header %q", b.String(), resp.Header.Get("X-Request-ID"))
+	return resp, b.String()
+}
+
+// TestDrain: once draining, /readyz answers 503 while everything else is still served.
+func TestDrain(t *testing.T) {
+	s, _, ts := newTest(t)
+	s.Drain()
+	resp, body := get(t, ts.URL+"/readyz")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, `"draining"`) {
+		t.Fatalf("readyz while draining: %d %s", resp.StatusCode, body)
 	}
-	var line map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		json.Unmarshal([]byte(l), &line)
-		if line["path"] == "/echo-id" {
-			break
-		}
+	if resp, _ := get(t, ts.URL+"/healthz"); resp.StatusCode != 200 {
+		t.Fatalf("healthz while draining: %d", resp.StatusCode)
 	}
-	if line["msg"] != "request" || line["method"] != "GET" || line["status"] != float64(200) ||
-		line["bytes"] != float64(7) || line["request_id"] != "abc-123" || line["duration"] == nil {
+}
+
+// TestRequestLogAndID: the id is made by the edge; a client's X-Request-ID is not taken (two
+// clients could otherwise write the same id into the audit log) but logged apart; the log line
+// has the request's fields.
+func TestRequestLogAndID(t *testing.T) {
+	s, logs, ts := newTest(t)
+	echoID(s)
+	resp, body := getWith(t, ts.URL+"/echo-id", map[string]string{"X-Request-ID": "abc-123", "X-Forwarded-For": "203.0.113.9"})
+	id := resp.Header.Get("X-Request-ID")
+	if len(id) != 24 || id == "abc-123" || !strings.HasPrefix(body, id+" 127.0.0.1:") {
+		t.Fatalf("a client's request id or forwarded address was taken: header %q body %q", id, body)
+	}
+	line := logLine(logs, "/echo-id")
+	if line["method"] != "GET" || line["status"] != float64(200) || line["request_id"] != id ||
+		line["client_request_id"] != "abc-123" || line["duration"] == nil || line["peer"] != nil {
 		t.Fatalf("log line: %v", line)
 	}
-	// Without a request id, one is made.
 	if resp, _ := get(t, ts.URL+"/healthz"); len(resp.Header.Get("X-Request-ID")) != 24 {
 		t.Fatalf("generated request id %q", resp.Header.Get("X-Request-ID"))
+	}
+}
+
+// TestTrustedProxy: from a configured proxy, the request id and the client's address
+// (X-Forwarded-For, right-most untrusted hop) are taken; a malformed id is replaced.
+func TestTrustedProxy(t *testing.T) {
+	s, logs, ts := newTestWith(t, Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	echoID(s)
+	resp, body := getWith(t, ts.URL+"/echo-id", map[string]string{"X-Request-ID": "lb-42",
+		"X-Forwarded-For": "198.51.100.7, 203.0.113.9, 127.0.0.5"})
+	if resp.Header.Get("X-Request-ID") != "lb-42" || body != "lb-42 203.0.113.9:0" {
+		t.Fatalf("through a trusted proxy: header %q body %q", resp.Header.Get("X-Request-ID"), body)
+	}
+	if line := logLine(logs, "/echo-id"); line["remote"] != "203.0.113.9:0" || !strings.HasPrefix(line["peer"].(string), "127.0.0.1:") {
+		t.Fatalf("log line: %v", line)
+	}
+	resp, _ = getWith(t, ts.URL+"/echo-id", map[string]string{"X-Request-ID": "has space"})
+	if id := resp.Header.Get("X-Request-ID"); len(id) != 24 {
+		t.Fatalf("a malformed id from a proxy was kept: %q", id)
+	}
+}
+
+// TestSecurityHeaders: nosniff and a referrer policy on every answer, no-store unless the
+// handler chose its caching, HSTS only when configured.
+func TestSecurityHeaders(t *testing.T) {
+	for _, hsts := range []bool{false, true} {
+		s, _, ts := newTestWith(t, Options{HSTS: hsts})
+		s.Handle("GET /cached", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "public, max-age=60")
+			w.Write([]byte("x"))
+		}))
+		s.Handle("GET /silent", http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		for path, cache := range map[string]string{"/healthz": "no-store", "/silent": "no-store", "/nothing": "no-store",
+			"/cached": "public, max-age=60"} {
+			resp, _ := get(t, ts.URL+path)
+			h := resp.Header
+			if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") != "no-referrer" || h.Get("Cache-Control") != cache {
+				t.Errorf("%s: %v", path, h)
+			}
+			if got := h.Get("Strict-Transport-Security"); (got != "") != hsts {
+				t.Errorf("%s with HSTS %v: %q", path, hsts, got)
+			}
+		}
+	}
+}
+
+// TestPerClient: a client at its bound gets 429 with Retry-After while another client is
+// served; when its requests end it is served again.
+func TestPerClient(t *testing.T) {
+	s, _, ts := newTestWith(t, Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	hold := make(chan struct{})
+	entered := make(chan struct{}, 4)
+	s.Handle("GET /slow", NewPerClient(2).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-hold
+	})))
+	as := func(ip string) (*http.Response, string) {
+		return getWith(t, ts.URL+"/slow", map[string]string{"X-Forwarded-For": ip})
+	}
+	done := make(chan int, 2)
+	for range 2 {
+		go func() { resp, _ := as("203.0.113.1"); done <- resp.StatusCode }()
+		<-entered
+	}
+	resp, _ := as("203.0.113.1")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !resp.Close {
+		t.Fatalf("a third request of a busy client: %d %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	other := make(chan int)
+	go func() { resp, _ := as("2001:db8::1"); other <- resp.StatusCode }()
+	<-entered // served while the first client holds its two
+	close(hold)
+	if code := <-other; code != 200 {
+		t.Fatalf("another client: %d", code)
+	}
+	for range 2 {
+		if code := <-done; code != 200 {
+			t.Fatalf("a held request: %d", code)
+		}
+	}
+	if resp, _ := as("203.0.113.1"); resp.StatusCode != 200 {
+		t.Fatalf("after the client's requests ended: %d", resp.StatusCode)
 	}
 }
 

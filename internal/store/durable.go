@@ -221,4 +221,6 @@ type Settings interface {
 	// PutSettingIfAbsent stores value under name unless name has one already, and returns the
 	// value that name holds afterwards: so replicas starting together agree on the first.
 	PutSettingIfAbsent(ctx context.Context, name string, value []byte) ([]byte, error)
+	// DeleteSetting removes name; removing an absent setting is not an error.
+	DeleteSetting(ctx context.Context, name string) error
 }

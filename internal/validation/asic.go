@@ -12,7 +12,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/vula-eid/vula/internal/signing"
-	"github.com/vula-eid/vula/internal/signing/xades"
 )
 
 // ASiC-E containers (EN 319 162-1) are validated thus:
@@ -125,7 +124,7 @@ func (v *validator) asicContainer(data []byte, rep *Report) error {
 			if err != nil {
 				return bad("%s: %v", e.Name, err)
 			}
-			doc, err := xades.ParseXML(b)
+			doc, err := parseXML(b)
 			if err != nil {
 				return fmt.Errorf("validation: ASiC-E %s: %w", e.Name, err)
 			}
@@ -235,7 +234,7 @@ func (v *validator) asicManifest(files map[string]*zip.File, name, id string, wo
 	if err != nil {
 		return s, nil, bad("%v", err)
 	}
-	doc, err := xades.ParseXML(manifest)
+	doc, err := parseXML(manifest)
 	if err != nil {
 		return s, nil, fmt.Errorf("validation: ASiC-E %s: %w", name, err)
 	}

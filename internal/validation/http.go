@@ -14,8 +14,11 @@ import (
 	"runtime"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/signing"
+	"github.com/vula-eid/vula/internal/upload"
 )
 
 // DefaultMaxSize bounds a document (and a detached content) the HTTP API takes.
@@ -28,37 +31,100 @@ const DefaultMaxSize = 64 << 20
 // validation is a public service, and the handler fetches nothing but through Fetch (the
 // platform's own CA in process), never a URL named by the document.
 //
-// At most MaxConcurrent validations run at once (from reading the body to the answer, so
-// that the memory the bodies take is bounded too: MaxConcurrent × MaxSize, twice that for a
-// multipart body); a request beyond that is answered 503 with Retry-After at once, not
-// queued. Why a bound on concurrency rather than a per-client token bucket: a validation
-// costs CPU and memory wherever it comes from, so the bound protects the replica against any
-// number of clients (a per-address bucket needs the proxy's forwarded address trusted and a
-// shared store across replicas, and still lets many addresses exhaust one replica), and each
-// replica keeps it alone, with nothing shared. A slow upload holds its slot; the server's read
-// timeout bounds how long.
+// A request goes through two bounded stages. First its body is received into Spool (a
+// Content-Length over the limit is refused before a byte is read; past upload.MemoryLimit the
+// body waits on disk; a client sending below the spool's minimum rate is cut off with 408); at
+// most MaxUploads bodies are received at once. Only then does it take one of MaxConcurrent
+// validation slots, so a slow upload never holds one, and its weight (see weight) of the
+// MemoryBudget. A request beyond any bound is answered 503 with Retry-After at once, not
+// queued. Memory is thus bounded by MemoryBudget for the validations running, plus
+// upload.MemoryLimit per body being received, whatever clients send. How many requests one client may
+// have in flight is the edge's business (server.PerClient), since only the edge knows which
+// proxies to believe about who the client is.
 type Handler struct {
 	TrustAnchors []*x509.Certificate
 	Fetch        Fetcher          // optional
 	MaxSize      int64            // DefaultMaxSize when 0
 	Time         func() time.Time // time.Now when nil
 	Log          *slog.Logger
+	// Spool receives the bodies. Required.
+	Spool *upload.Spool
 	// MaxConcurrent bounds the validations running at once; 2 × GOMAXPROCS when 0.
 	MaxConcurrent int
+	// MaxUploads bounds the bodies being received at once; DefaultMaxUploads when 0.
+	MaxUploads int
+	// MemoryBudget bounds, in bytes, the memory of the validations running at once, each
+	// counted by its weight; DefaultMemoryBudget when 0, and never less than the largest
+	// request needs.
+	MemoryBudget int64
 }
+
+// DefaultMemoryBudget is the default bound on the memory of the validations running: what one
+// multipart request of two DefaultMaxSize parts of XML needs.
+const DefaultMemoryBudget = 1 << 30
+
+// MemoryPerDocument bounds what a validation of a document read into memory (any format but
+// PDF) holds, in multiples of its size: measured up to 5.3 for XML documents of 15 and 60 MB of
+// text (the input, the parsed tree's strings, and the garbage the collector has not yet
+// taken), with a margin. TestHTTPMemoryBound checks it.
+const MemoryPerDocument = 8
+
+// pdfShare is what a PDF's validation holds, as a share of its size: a PDF is validated where
+// it lies (the spool file), so only its parse and windows are in memory (measured 2.7 MB for a
+// 50 MB PDF at B-LT, BenchmarkValidateLargePDF); 1/8 leaves a wide margin.
+const pdfShare = 8
+
+// minWeight is what a validation of a small document is counted as: the report, chains,
+// revocation data.
+const minWeight = 1 << 20
+
+// DefaultMaxUploads is the default bound on bodies received at once.
+const DefaultMaxUploads = 64
 
 // RetryAfter is the Retry-After (seconds) of a 503 when every validation slot is taken: a
 // validation of a large PDF takes about that long.
 const RetryAfter = "1"
 
+// multipartSlack is what a multipart body may carry beyond its two parts (boundaries, headers).
+const multipartSlack = 64 << 10
+
 // Register mounts the API on mux.
 func (h Handler) Register(mux *http.ServeMux) {
+	if h.Spool == nil {
+		panic("validation: Handler.Spool is required")
+	}
 	n := h.MaxConcurrent
 	if n <= 0 {
 		n = 2 * runtime.GOMAXPROCS(0)
 	}
-	slots := make(chan struct{}, n)
+	u := h.MaxUploads
+	if u <= 0 {
+		u = DefaultMaxUploads
+	}
+	budget := h.MemoryBudget
+	if budget <= 0 {
+		budget = DefaultMemoryBudget
+	}
+	budget = max(budget, MemoryPerDocument*(2*h.maxSize()+multipartSlack))
+	mem := semaphore.NewWeighted(budget)
+	slots, uploads := make(chan struct{}, n), make(chan struct{}, u)
 	mux.HandleFunc("POST /api/v1/validate", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case uploads <- struct{}{}:
+		default:
+			server.CloseUnread(w)
+			w.Header().Set("Retry-After", RetryAfter)
+			server.WriteProblem(w, r, http.StatusServiceUnavailable, fmt.Errorf("validation: all %d upload slots are busy", u))
+			return
+		}
+		body, err := h.receive(w, r)
+		<-uploads
+		if err != nil {
+			server.CloseUnread(w) // what is left of the body is not read
+			h.fail(w, r, err)
+			return
+		}
+		defer func() { _ = body.Close() }() // a spool file thrown away: its Close error does not matter
 		select {
 		case slots <- struct{}{}:
 			defer func() { <-slots }()
@@ -67,8 +133,28 @@ func (h Handler) Register(mux *http.ServeMux) {
 			server.WriteProblem(w, r, http.StatusServiceUnavailable, fmt.Errorf("validation: all %d validation slots are busy", n))
 			return
 		}
-		h.validate(w, r)
+		weight := weight(r, body)
+		if !mem.TryAcquire(weight) {
+			w.Header().Set("Retry-After", RetryAfter)
+			server.WriteProblem(w, r, http.StatusServiceUnavailable, errors.New("validation: the memory for validations is taken by others running"))
+			return
+		}
+		defer mem.Release(weight)
+		h.validate(w, r, body)
 	})
+}
+
+// weight is what a validation counts against the memory budget: a PDF its share, anything
+// else (and a multipart body, whose parts are read into memory) MemoryPerDocument × its size.
+func weight(r *http.Request, body *upload.Body) int64 {
+	size := body.Size()
+	if !isMultipart(r) {
+		head := make([]byte, min(size, 1024))
+		if _, err := body.ReadAt(head, 0); (err == nil || err == io.EOF) && detect(head) == "pdf" {
+			return max(size/pdfShare, minWeight)
+		}
+	}
+	return max(MemoryPerDocument*size, minWeight)
 }
 
 func (h Handler) maxSize() int64 {
@@ -78,17 +164,40 @@ func (h Handler) maxSize() int64 {
 	return DefaultMaxSize
 }
 
-func (h Handler) validate(w http.ResponseWriter, r *http.Request) {
-	doc, content, err := h.read(r)
-	if err != nil {
-		h.fail(w, r, err)
+// receive takes the whole body: a document, or a multipart body of two parts.
+func (h Handler) receive(w http.ResponseWriter, r *http.Request) (*upload.Body, error) {
+	max := h.maxSize()
+	if isMultipart(r) {
+		max = 2*max + multipartSlack
+	}
+	return h.Spool.Receive(w, r, max)
+}
+
+func isMultipart(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return mt == "multipart/form-data"
+}
+
+func (h Handler) validate(w http.ResponseWriter, r *http.Request, body *upload.Body) {
+	var doc io.ReaderAt = body
+	size := body.Size()
+	opts := Options{TrustAnchors: h.TrustAnchors, Fetch: h.Fetch, Time: h.Time, MaxSize: h.maxSize()}
+	if isMultipart(r) {
+		sig, content, err := h.parts(r, body)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		doc, size = bytes.NewReader(sig), int64(len(sig))
+		if content != nil {
+			opts.Content, opts.ContentSize = bytes.NewReader(content), int64(len(content))
+		}
+	}
+	if size > h.maxSize() {
+		h.fail(w, r, fmt.Errorf("%w: validation: the document is over the limit of %d bytes", signing.ErrTooLarge, h.maxSize()))
 		return
 	}
-	opts := Options{TrustAnchors: h.TrustAnchors, Fetch: h.Fetch, Time: h.Time, MaxSize: h.maxSize()}
-	if content != nil {
-		opts.Content, opts.ContentSize = bytes.NewReader(content), int64(len(content))
-	}
-	rep, err := Validate(r.Context(), bytes.NewReader(doc), int64(len(doc)), opts)
+	rep, err := Validate(r.Context(), doc, size, opts)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -101,15 +210,11 @@ func (h Handler) validate(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(rep) // the status is sent: a failed write means the client left
 }
 
-// read returns the document and the optional detached content.
-func (h Handler) read(r *http.Request) (doc, content []byte, err error) {
+// parts returns the signature and the optional detached content of a multipart body.
+func (h Handler) parts(r *http.Request, body *upload.Body) (doc, content []byte, err error) {
 	max := h.maxSize()
-	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "multipart/form-data" {
-		doc, err = readLimited(r.Body, max, "the document")
-		return doc, content, err
-	}
-	mr := multipart.NewReader(r.Body, params["boundary"])
+	_, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mr := multipart.NewReader(body.Reader(), params["boundary"])
 	for {
 		p, err := mr.NextPart()
 		if err == io.EOF {
@@ -157,8 +262,14 @@ func readLimited(r io.Reader, max int64, what string) ([]byte, error) {
 // statusOf maps the package's errors to statuses at the edge.
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, signing.ErrTooLarge):
+	case errors.Is(err, signing.ErrTooLarge), errors.Is(err, upload.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, upload.ErrTooSlow):
+		return http.StatusRequestTimeout
+	case errors.Is(err, upload.ErrBroken):
+		return http.StatusBadRequest
+	case errors.Is(err, upload.ErrSpool):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, signing.ErrInvalid):
 		return http.StatusBadRequest
 	case errors.Is(err, signing.ErrUnsupported):
@@ -171,6 +282,9 @@ func (h Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusOf(err)
 	if h.Log != nil && status >= 500 {
 		h.Log.Error("validation failed", "err", err)
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", RetryAfter)
 	}
 	server.WriteProblem(w, r, status, err)
 }

@@ -20,7 +20,7 @@ import (
 func TestHTTPXML(t *testing.T) {
 	env := signingtest.New(t, signingtest.Options{})
 	mux := http.NewServeMux()
-	validation.Handler{TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}, MaxSize: 1 << 20}.Register(mux)
+	validation.Handler{Spool: spool(t), TrustAnchors: anchors(env), Fetch: validation.RevocationFetcher{R: env.PKI}, MaxSize: 1 << 20}.Register(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	post := func(t *testing.T, ctype string, body []byte) validation.Report {

@@ -76,7 +76,7 @@ func TestXXE(t *testing.T) {
 	})
 	t.Run("HTTP edge", func(t *testing.T) {
 		mux := http.NewServeMux()
-		validation.Handler{TrustAnchors: anchors(env)}.Register(mux)
+		validation.Handler{Spool: spool(t), TrustAnchors: anchors(env)}.Register(mux)
 		api := httptest.NewServer(mux)
 		defer api.Close()
 		for name, doc := range cases {

@@ -3,6 +3,9 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
+
+	"github.com/vula-eid/vula/internal/store"
 )
 
 // Setting returns the value of name.
@@ -23,4 +26,12 @@ func (d *DB) PutSettingIfAbsent(ctx context.Context, name string, value []byte) 
 		return tx.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = $1`, name).Scan(&v)
 	})
 	return v, err
+}
+
+// DeleteSetting removes name, if it is there.
+func (d *DB) DeleteSetting(ctx context.Context, name string) error {
+	if err := d.exec(ctx, "delete setting "+name, `DELETE FROM settings WHERE name = $1`, name); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return nil
 }

@@ -319,6 +319,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		if v, err := s.Setting(ctx, "idp.secret"); err != nil || string(v) != "first" {
 			t.Fatalf("setting now %q %v", v, err)
 		}
+		must(t, s.DeleteSetting(ctx, "idp.secret"))
+		_, err = s.Setting(ctx, "idp.secret")
+		isErr(t, err, store.ErrNotFound, "deleted setting")
+		must(t, s.DeleteSetting(ctx, "idp.secret")) // absent: no error
+		if v, err := s.PutSettingIfAbsent(ctx, "idp.secret", []byte("again")); err != nil || string(v) != "again" {
+			t.Fatalf("put after delete: %q %v", v, err)
+		}
 	})
 
 	t.Run("AuditLog", func(t *testing.T) {
