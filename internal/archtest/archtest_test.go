@@ -6,8 +6,9 @@
 //
 //  1. the key layer: hsm and its backends (hsm/...). It imports nothing of Vula's outside hsm/.
 //  2. storage, configuration and CMS encoding: internal/store/..., internal/config, internal/cms.
-//  3. what the services share over them: internal/audit (the audit log), internal/server (the
-//     HTTP edge) and internal/web (the page renderer).
+//  3. the HTTP edge the services share: internal/server (problems, request ids, limits),
+//     internal/upload (bounded request bodies) and internal/web (the page renderer);
+//     then, above it, internal/audit (the audit log, whose checkpoint and proofs it serves).
 //  4. trust services others build on: certs (the CA, which issues the certificates of csc's
 //     officials and seal's organizations), internal/tsa (timestamps), and one unit of
 //     internal/signing, its format packages (cades, pades, xades, asic) and internal/pdfsafe

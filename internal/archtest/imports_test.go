@@ -18,7 +18,8 @@ const module = "github.com/vula-eid/vula"
 var layers = [][][]string{
 	{{"hsm"}},
 	{{"internal/store"}, {"internal/config"}, {"internal/cms"}},
-	{{"internal/audit"}, {"internal/server"}, {"internal/upload"}, {"internal/web"}},
+	{{"internal/server"}, {"internal/upload"}, {"internal/web"}},
+	{{"internal/audit"}}, // its HTTP endpoints (checkpoint, proofs) answer through server
 	{{"certs"}, {"internal/tsa"}, {"internal/signing", "internal/pdfsafe"}},
 	{{"internal/idp"}, {"internal/csc"}, {"internal/seal"}, {"internal/portal"}, {"internal/validation"}},
 	{{"internal/cli"}},
