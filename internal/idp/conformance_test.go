@@ -83,17 +83,8 @@ func (f *fixture) citizenTokens(t *testing.T, clientID, secret string) *oauth2.T
 
 func postBearer(t *testing.T, u string, form url.Values, bearer string) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", u, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Authorization", "Bearer "+bearer)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body map[string]any
-	json.NewDecoder(resp.Body).Decode(&body)
-	return resp.StatusCode, body
+	code, _, body := send(t, "POST", u, form, map[string]string{"Authorization": "Bearer " + bearer}, "", "")
+	return code, body
 }
 
 // RFC 7662 §2.1 and §4: introspection needs an authenticated client, and a client learns only
