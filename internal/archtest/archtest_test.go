@@ -8,7 +8,9 @@
 //  2. storage, configuration and CMS encoding: internal/store/..., internal/config, internal/cms.
 //  3. the HTTP edge the services share: internal/server (problems, request ids, limits),
 //     internal/upload (bounded request bodies) and internal/web (the page renderer);
-//     then, above it, internal/audit (the audit log, whose checkpoint and proofs it serves).
+//     then, above it, internal/audit (the audit log, whose checkpoint and proofs it serves) and
+//     internal/auth (the caller, level-of-assurance and bearer-token contract between idp and
+//     the services it protects).
 //  4. trust services others build on: certs (the CA, which issues the certificates of csc's
 //     officials and seal's organizations), internal/tsa (timestamps), and one unit of
 //     internal/signing, its format packages (cades, pades, xades, asic) and internal/pdfsafe

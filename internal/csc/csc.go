@@ -61,6 +61,7 @@ import (
 	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/audit"
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store"
@@ -450,7 +451,7 @@ func (s *Service) AuthorizeLogin(ctx context.Context, subject string, login Logi
 	return s.authorize(ctx, subject, a, func(store.Person) error {
 		age := s.now().Sub(login.AuthTime)
 		if login.AuthTime.IsZero() || age > s.cfg.LoginMaxAge || age < -time.Minute ||
-			!idp.AtLeast(login.ACR, idp.LoASubstantial) || !slices.Contains(login.AMR, "otp") {
+			!auth.AtLeast(login.ACR, auth.LoASubstantial) || !slices.Contains(login.AMR, "otp") {
 			return weakLogin(s.cfg.LoginMaxAge)
 		}
 		return nil

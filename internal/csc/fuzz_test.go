@@ -9,15 +9,15 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/vula-eid/vula/internal/idp"
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/store/memstore"
 )
 
 // anOfficial authenticates every request as one official: the fuzzer aims at the bodies.
 type anOfficial string
 
-func (a anOfficial) Bearer(*http.Request, string) (idp.Caller, error) {
-	return idp.Caller{ClientID: "app", Subject: string(a), Scopes: []string{Scope}, ACR: idp.LoASubstantial, AMR: []string{"pwd", "otp"}}, nil
+func (a anOfficial) Bearer(*http.Request, string) (auth.Caller, error) {
+	return auth.Caller{ClientID: "app", Subject: string(a), Scopes: []string{Scope}, ACR: auth.LoASubstantial, AMR: []string{"pwd", "otp"}}, nil
 }
 
 var _ Authenticator = anOfficial("")

@@ -15,7 +15,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/vula-eid/vula/internal/idp"
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/signing"
 )
@@ -25,11 +25,7 @@ import (
 const Scope = "service"
 
 // Authenticator checks a request's bearer token (the identity provider, in process).
-type Authenticator interface {
-	Bearer(r *http.Request, scope string) (idp.Caller, error)
-}
-
-var _ Authenticator = (*idp.Provider)(nil)
+type Authenticator = auth.Authenticator
 
 // maxBody bounds a request body: 100 hashes of SHA-512 in base64 fit many times over.
 const maxBody = 256 << 10
@@ -121,9 +117,9 @@ func (h Handler) authed(next func(w http.ResponseWriter, r *http.Request, subjec
 			code, status := "invalid_token", http.StatusUnauthorized
 			challenge := `Bearer realm="vula-csc", error="invalid_token"`
 			switch {
-			case errors.Is(err, idp.ErrNoToken):
+			case errors.Is(err, auth.ErrNoToken):
 				challenge = `Bearer realm="vula-csc"`
-			case errors.Is(err, idp.ErrInsufficientScope):
+			case errors.Is(err, auth.ErrInsufficientScope):
 				code, status = "insufficient_scope", http.StatusForbidden
 				challenge = fmt.Sprintf(`Bearer realm="vula-csc", error="insufficient_scope", scope=%q`, Scope)
 			}
@@ -137,11 +133,11 @@ func (h Handler) authed(next func(w http.ResponseWriter, r *http.Request, subjec
 				"error_description": "service authorization must come from the official's own login"})
 			return
 		}
-		if !idp.AtLeast(c.ACR, idp.LoASubstantial) {
+		if !auth.AtLeast(c.ACR, auth.LoASubstantial) {
 			// RFC 9470 (step-up authentication): the token is good, its login too weak.
 			desc := "the service authorization's login must be at level of assurance substantial or higher; log in again at substantial"
 			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="vula-csc", error="insufficient_user_authentication", error_description=%q, acr_values=%q`,
-				desc, idp.LoASubstantial))
+				desc, auth.LoASubstantial))
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "insufficient_user_authentication", "error_description": desc})
 			return
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vula-eid/vula/internal/audit"
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/store"
@@ -50,7 +51,7 @@ func (s *Service) CheckCredential(ctx context.Context, subject, id string) error
 
 // RecordAuthorization appends the csc.authorize event of an OAuth credential authorization
 // (granted when refusal is "") with its digests and labels, and returns its sequence number.
-func (s *Service) RecordAuthorization(ctx context.Context, subject, clientID string, a idp.CredentialAuthorization, refusal string) (int64, error) {
+func (s *Service) RecordAuthorization(ctx context.Context, subject, clientID string, a auth.CredentialAuthorization, refusal string) (int64, error) {
 	if s.audit == nil {
 		return 0, errors.New("csc: no audit log")
 	}
@@ -83,7 +84,7 @@ func (s *Service) RecordAuthorization(ctx context.Context, subject, clientID str
 // TokenSAD returns the SAD a credential token (scope credential) stands for, making its record
 // at first use. token is the access token itself; only its hash is kept. A token whose expiry
 // has passed, by the service's clock, gets errSADExpired.
-func (s *Service) TokenSAD(ctx context.Context, c idp.Caller, token string) (string, error) {
+func (s *Service) TokenSAD(ctx context.Context, c auth.Caller, token string) (string, error) {
 	a := c.Credential
 	if a == nil || token == "" || c.Subject == "" {
 		return "", errInvalidSAD
@@ -142,13 +143,13 @@ func (h Handler) credentialOr(next func(w http.ResponseWriter, r *http.Request, 
 			service(w, r)
 			return
 		}
-		if c.Subject == "" || !idp.AtLeast(c.ACR, idp.LoASubstantial) {
+		if c.Subject == "" || !auth.AtLeast(c.ACR, auth.LoASubstantial) {
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": "access_denied",
 				"error_description": "a credential authorization must come from the official's own two-factor login"})
 			return
 		}
 		ctx := WithRequestID(r.Context(), server.RequestID(r.Context()))
-		tok := idp.TokenOf(r) // Bearer or DPoP
+		tok := auth.TokenOf(r) // Bearer or DPoP
 		sad, err := h.S.TokenSAD(ctx, c, tok)
 		if err != nil {
 			h.fail(w, r, err)

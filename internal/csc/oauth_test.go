@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store/memstore"
@@ -19,12 +20,12 @@ import (
 
 // callerFor is the Caller the identity provider's Bearer gives for a credential token whose
 // authorization event is seq, expiring at exp.
-func callerFor(o official, exp time.Time, seq int64, hashes ...[]byte) idp.Caller {
-	a := &idp.CredentialAuthorization{Type: "credential", CredentialID: o.cred.ID, HashAlgorithmOID: "2.16.840.1.101.3.4.2.1"}
+func callerFor(o official, exp time.Time, seq int64, hashes ...[]byte) auth.Caller {
+	a := &auth.CredentialAuthorization{Type: "credential", CredentialID: o.cred.ID, HashAlgorithmOID: "2.16.840.1.101.3.4.2.1"}
 	for i, h := range hashes {
-		a.DocumentDigests = append(a.DocumentDigests, idp.DocumentDigest{Hash: h, Label: "doc " + strconv.Itoa(i)})
+		a.DocumentDigests = append(a.DocumentDigests, auth.DocumentDigest{Hash: h, Label: "doc " + strconv.Itoa(i)})
 	}
-	return idp.Caller{ClientID: "app", Subject: o.sub, Scopes: []string{"credential"}, ACR: idp.LoASubstantial,
+	return auth.Caller{ClientID: "app", Subject: o.sub, Scopes: []string{"credential"}, ACR: auth.LoASubstantial,
 		ExpiresAt: exp, Credential: a, AuthorizationSeq: seq}
 }
 
@@ -90,7 +91,7 @@ func TestCredentialToken(t *testing.T) {
 	if _, err := s.SignHash(ctx, o.sub, SignRequest{CredentialID: o.cred.ID, SAD: lsad, Hashes: [][]byte{h2[:]}, SignAlgo: "1.2.840.10045.4.3.2"}); cscCode(err) != "invalid_request: SAD expired" {
 		t.Fatalf("a token longer than SADTTL: %s", cscCode(err))
 	}
-	if _, err := s.TokenSAD(ctx, idp.Caller{Subject: o.sub}, token); cscCode(err) != "invalid_request: Invalid parameter SAD" {
+	if _, err := s.TokenSAD(ctx, auth.Caller{Subject: o.sub}, token); cscCode(err) != "invalid_request: Invalid parameter SAD" {
 		t.Fatalf("a token without authorization details: %s", cscCode(err))
 	}
 

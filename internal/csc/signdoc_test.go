@@ -21,6 +21,7 @@ import (
 
 	"github.com/vula-eid/vula/certs"
 
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/signing/pades"
@@ -299,7 +300,7 @@ func TestAuthorizeLogin(t *testing.T) {
 	o := e.official(t, s, "1100000001")
 	pdf := signingtest.PDF("from the portal")
 	a := Authorization{CredentialID: o.cred.ID, NumSignatures: 1, Hashes: [][]byte{DocumentDigest(crypto.SHA256, pdf)}, HashOID: oidSHA256}
-	good := Login{ACR: idp.LoASubstantial, AMR: []string{"pwd", "otp", "mfa"}, AuthTime: e.now().Add(-10 * time.Minute)}
+	good := Login{ACR: auth.LoASubstantial, AMR: []string{"pwd", "otp", "mfa"}, AuthTime: e.now().Add(-10 * time.Minute)}
 	weak := "access_denied: The login must be at level of assurance substantial or higher, with a one-time code, within the last 15 minutes: log in again"
 	for _, c := range []struct {
 		name  string
@@ -307,10 +308,10 @@ func TestAuthorizeLogin(t *testing.T) {
 		otp   string
 		want  string
 	}{
-		{"a low login", Login{ACR: idp.LoALow, AMR: []string{"pwd"}, AuthTime: good.AuthTime}, e.code(t, o, 0), weak},
-		{"no otp in amr", Login{ACR: idp.LoASubstantial, AMR: []string{"pwd"}, AuthTime: good.AuthTime}, e.code(t, o, 0), weak},
-		{"an old login", Login{ACR: idp.LoAHigh, AMR: good.AMR, AuthTime: e.now().Add(-16 * time.Minute)}, e.code(t, o, 0), weak},
-		{"no login time", Login{ACR: idp.LoAHigh, AMR: good.AMR}, e.code(t, o, 0), weak},
+		{"a low login", Login{ACR: auth.LoALow, AMR: []string{"pwd"}, AuthTime: good.AuthTime}, e.code(t, o, 0), weak},
+		{"no otp in amr", Login{ACR: auth.LoASubstantial, AMR: []string{"pwd"}, AuthTime: good.AuthTime}, e.code(t, o, 0), weak},
+		{"an old login", Login{ACR: auth.LoAHigh, AMR: good.AMR, AuthTime: e.now().Add(-16 * time.Minute)}, e.code(t, o, 0), weak},
+		{"no login time", Login{ACR: auth.LoAHigh, AMR: good.AMR}, e.code(t, o, 0), weak},
 		{"no code", good, "", "invalid_otp: The OTP is invalid"},
 		{"a wrong code", good, "000000", "invalid_otp: The OTP is invalid"},
 	} {
@@ -419,8 +420,8 @@ func TestSignDocConcurrent(t *testing.T) {
 // lowLogin authenticates every request as an official whose login reached acr.
 type lowLogin struct{ sub, acr string }
 
-func (l lowLogin) Bearer(*http.Request, string) (idp.Caller, error) {
-	return idp.Caller{ClientID: "app", Subject: l.sub, Scopes: []string{Scope}, ACR: l.acr, AMR: []string{"pwd"}}, nil
+func (l lowLogin) Bearer(*http.Request, string) (auth.Caller, error) {
+	return auth.Caller{ClientID: "app", Subject: l.sub, Scopes: []string{Scope}, ACR: l.acr, AMR: []string{"pwd"}}, nil
 }
 
 // TestServiceTokenLoA: a service token from a login below substantial (or of no known level)
@@ -432,7 +433,7 @@ func TestServiceTokenLoA(t *testing.T) {
 	for _, c := range []struct {
 		acr  string
 		want int
-	}{{idp.LoALow, 401}, {"", 401}, {"urn:something:else", 401}, {idp.LoASubstantial, 200}, {idp.LoAHigh, 200}} {
+	}{{auth.LoALow, 401}, {"", 401}, {"urn:something:else", 401}, {auth.LoASubstantial, 200}, {auth.LoAHigh, 200}} {
 		mux := http.NewServeMux()
 		Handler{S: s, Auth: lowLogin{o.sub, c.acr}, Issuer: "http://vula.test", Log: e.log}.Register(mux)
 		w := httptest.NewRecorder()
@@ -441,7 +442,7 @@ func TestServiceTokenLoA(t *testing.T) {
 			t.Errorf("acr %q: %d %s, want %d", c.acr, w.Code, w.Body, c.want)
 		}
 		if c.want == 401 && (!strings.Contains(w.Header().Get("WWW-Authenticate"), `error="insufficient_user_authentication"`) ||
-			!strings.Contains(w.Header().Get("WWW-Authenticate"), `acr_values="`+idp.LoASubstantial+`"`) ||
+			!strings.Contains(w.Header().Get("WWW-Authenticate"), `acr_values="`+auth.LoASubstantial+`"`) ||
 			!strings.Contains(w.Body.String(), `"error":"insufficient_user_authentication"`)) {
 			t.Errorf("acr %q: %q %s", c.acr, w.Header().Get("WWW-Authenticate"), w.Body)
 		}
@@ -480,7 +481,7 @@ func TestLoginMaxAge(t *testing.T) {
 	o := e.official(t, s, "1100000002")
 	a := Authorization{CredentialID: o.cred.ID, NumSignatures: 1, Hashes: [][]byte{DocumentDigest(crypto.SHA256, signingtest.PDF("x"))},
 		HashOID: oidSHA256, OTP: e.code(t, o, 0)}
-	old := Login{ACR: idp.LoASubstantial, AMR: []string{"pwd", "otp"}, AuthTime: e.now().Add(-11 * time.Second)}
+	old := Login{ACR: auth.LoASubstantial, AMR: []string{"pwd", "otp"}, AuthTime: e.now().Add(-11 * time.Second)}
 	want := "access_denied: The login must be at level of assurance substantial or higher, with a one-time code, within the last 10s: log in again"
 	if _, err := s.AuthorizeLogin(ctx, o.sub, old, a); cscCode(err) != want {
 		t.Fatalf("a login 11s old: %s", cscCode(err))

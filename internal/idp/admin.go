@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/store"
 )
@@ -40,7 +41,7 @@ func (a *Admin) Register(mux *http.ServeMux) {
 func (a *Admin) auth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if _, err := a.p.Bearer(r, "admin"); err != nil {
-			WriteBearerError(w, r, "vula-admin", "admin", err)
+			auth.WriteBearerError(w, r, "vula-admin", "admin", err)
 			return
 		}
 		next(w, r)

@@ -16,6 +16,7 @@ import (
 	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite"
 
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/store"
 )
 
@@ -30,11 +31,11 @@ const (
 // DPoPRequired is the client policy under which every access token is DPoP-bound.
 const DPoPRequired = "required"
 
-// The eIDAS levels of assurance.
+// The eIDAS levels of assurance (auth's).
 const (
-	LoALow         = "http://eidas.europa.eu/LoA/low"
-	LoASubstantial = "http://eidas.europa.eu/LoA/substantial"
-	LoAHigh        = "http://eidas.europa.eu/LoA/high"
+	LoALow         = auth.LoALow
+	LoASubstantial = auth.LoASubstantial
+	LoAHigh        = auth.LoAHigh
 )
 
 // client is a registered client as fosite sees it.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ory/fosite"
 
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/signing"
 )
 
@@ -59,29 +60,11 @@ var credentialHashes = map[string]struct {
 	"2.16.840.1.101.3.4.2.3": {"SHA-512", 64},
 }
 
-// DocumentDigest is one document to be signed: its digest and the label the official sees.
-type DocumentDigest struct {
-	Hash  []byte `json:"hash"` // standard base64 in JSON, as CSC writes it
-	Label string `json:"label,omitempty"`
-}
-
-// CredentialAuthorization is a checked authorization_details entry of type credential (or the
-// same built from the scope form's parameters).
-type CredentialAuthorization struct {
-	Type             string           `json:"type"`
-	CredentialID     string           `json:"credentialID"`
-	HashAlgorithmOID string           `json:"hashAlgorithmOID"`
-	DocumentDigests  []DocumentDigest `json:"documentDigests"`
-}
-
-// Hashes are the authorized digests, in order.
-func (a CredentialAuthorization) Hashes() [][]byte {
-	out := make([][]byte, len(a.DocumentDigests))
-	for i, d := range a.DocumentDigests {
-		out[i] = d.Hash
-	}
-	return out
-}
+// DocumentDigest and CredentialAuthorization are auth's: the services read them from a Caller.
+type (
+	DocumentDigest          = auth.DocumentDigest
+	CredentialAuthorization = auth.CredentialAuthorization
+)
 
 // ErrCredentialRefused: the credential named is not one the official may authorize now
 // (another's, unknown, revoked, expired).

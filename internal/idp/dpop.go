@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v3/jwt"
 	"github.com/ory/fosite"
 
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/store"
 )
 
@@ -37,10 +38,10 @@ import (
 // without shared state; the current and the previous window are accepted.
 
 // dpopAlgs are the proof algorithms accepted.
-var dpopAlgs = []string{"ES256", "ES384", "PS256", "RS256", "EdDSA"}
+var dpopAlgs = auth.DPoPAlgs
 
 const (
-	dpopScheme = "DPoP"
+	dpopScheme = auth.DPoPScheme
 	// dpopMaxAge is how old a proof's iat may be, dpopLeeway how far in the future.
 	dpopMaxAge = 5 * time.Minute
 	dpopLeeway = 30 * time.Second
@@ -170,28 +171,8 @@ func (p *Provider) validNonce(n string) bool {
 // proxy the request's own host is not the public one.
 func (p *Provider) endpointURL(r *http.Request) string { return p.cfg.Issuer + r.URL.Path }
 
-// accessToken reads the access token of a request to an API: "Bearer <token>" or
-// "DPoP <token>" (RFC 6750 §2.1, RFC 9449 §7.1). Tokens in a query string or a form are not
-// accepted (they end up in logs and histories).
-func accessToken(r *http.Request) (scheme, token string) {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || token == "" {
-		return "", ""
-	}
-	switch {
-	case strings.EqualFold(scheme, "Bearer"):
-		return "Bearer", strings.TrimSpace(token)
-	case strings.EqualFold(scheme, dpopScheme):
-		return dpopScheme, strings.TrimSpace(token)
-	}
-	return "", ""
-}
-
-// TokenOf is the access token of an API request, sent as Bearer or DPoP.
-func TokenOf(r *http.Request) string {
-	_, tok := accessToken(r)
-	return tok
-}
+// accessToken reads the access token of a request to an API (auth.Token).
+func accessToken(r *http.Request) (scheme, token string) { return auth.Token(r) }
 
 // checkBinding checks that a request to an API presents the token the way it was issued: a
 // DPoP-bound token with the DPoP scheme and a proof by its key; a plain one as Bearer.
@@ -218,13 +199,8 @@ func (p *Provider) checkBinding(r *http.Request, scheme, token string, sess *Ses
 	return nil
 }
 
-// ErrDPoPProof is a missing or wrong DPoP proof for a bound token.
-var ErrDPoPProof = errors.New("a DPoP proof by the token's key is required")
-
-// dpopChallenge is the WWW-Authenticate challenge for a DPoP error at an API (§7.1).
-func dpopChallenge(errCode string) string {
-	return `DPoP error="` + errCode + `", algs="` + strings.Join(dpopAlgs, " ") + `"`
-}
+// dpopChallenge is auth's challenge for a DPoP error at an API.
+func dpopChallenge(errCode string) string { return auth.DPoPChallenge(errCode) }
 
 // parProof reads a DPoP proof sent to PAR (§10.1): its key becomes the request's dpop_jkt, so
 // the code can be redeemed only with it. A dpop_jkt beside the proof must name the same key.

@@ -23,6 +23,7 @@ import (
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/web"
 )
@@ -41,12 +42,9 @@ const (
 )
 
 // levels orders the eIDAS levels; what a login reached is the highest it satisfies.
-var levels = []string{LoALow, LoASubstantial, LoAHigh}
+var levels = auth.Levels
 
-func levelOf(acr string) int { return slices.Index(levels, acr) }
-
-// AtLeast reports whether level of assurance acr reaches min; an unknown acr reaches nothing.
-func AtLeast(acr, min string) bool { return levelOf(acr) >= 0 && levelOf(acr) >= levelOf(min) }
+func levelOf(acr string) int { return auth.LevelOf(acr) }
 
 // flow is one login in progress.
 type flow struct {

@@ -5,7 +5,7 @@
 // The contract:
 //   - Every page but the landing page (/portal/) needs a portal session, made only by an OpenID
 //     Connect login (code flow with PKCE, as a public client) whose ID token verifies, whose
-//     nonce matches, whose acr is at least LoA substantial (idp.AtLeast), and whose subject is an
+//     nonce matches, whose acr is at least LoA substantial (auth.AtLeast), and whose subject is an
 //     official with a signing credential that is valid now. Anyone else gets a page saying they
 //     cannot sign, and no session.
 //   - The session (subject, acr, amr, auth_time, the documents, the position, the signed
@@ -47,8 +47,8 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/csc"
-	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/web"
@@ -318,7 +318,7 @@ func (p *Portal) startLogin(w http.ResponseWriter, r *http.Request, resume *sess
 		HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode})
 	conf := p.oauth()
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(st.Verifier), oidc.Nonce(st.Nonce),
-		oauth2.SetAuthURLParam("acr_values", idp.LoASubstantial)}
+		oauth2.SetAuthURLParam("acr_values", auth.LoASubstantial)}
 	if l := p.web.Lang(w, r); l != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("ui_locales", l))
 	}
@@ -428,7 +428,7 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if !idp.AtLeast(claims.ACR, idp.LoASubstantial) {
+	if !auth.AtLeast(claims.ACR, auth.LoASubstantial) {
 		p.message(w, r, http.StatusForbidden, "portal.refused.title", "portal.refused.level", "/portal/")
 		return
 	}

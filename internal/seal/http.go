@@ -16,7 +16,7 @@ import (
 	"strings"
 
 	"github.com/vula-eid/vula/hsm"
-	"github.com/vula-eid/vula/internal/idp"
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store"
@@ -27,11 +27,7 @@ import (
 const Scope = "seal"
 
 // Authenticator checks a request's bearer token (the identity provider, in process).
-type Authenticator interface {
-	Bearer(r *http.Request, scope string) (idp.Caller, error)
-}
-
-var _ Authenticator = (*idp.Provider)(nil)
+type Authenticator = auth.Authenticator
 
 // maxBatch bounds the documents of one batch request.
 const maxBatch = 10000
@@ -63,7 +59,7 @@ func (h Handler) Register(mux *http.ServeMux) {
 func (h Handler) begin(w http.ResponseWriter, r *http.Request) (actor, org string, p Params, ok bool) {
 	c, err := h.Auth.Bearer(r, Scope)
 	if err != nil {
-		idp.WriteBearerError(w, r, "vula-seal", Scope, err)
+		auth.WriteBearerError(w, r, "vula-seal", Scope, err)
 		return "", "", p, false
 	}
 	org, err = h.S.OrganizationOf(r.Context(), c.ClientID)
