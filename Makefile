@@ -12,7 +12,7 @@ export CGO_ENABLED := 1
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vula
 
-# The embedded default: SQLite, in-memory ephemeral state, the software key backend.
+# The embedded default: SQLite for durable and ephemeral state, the software key backend.
 run: build
 	$(BIN) serve --data-dir $(DATA_DIR) --listen $(LISTEN)
 

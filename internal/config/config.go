@@ -218,7 +218,9 @@ type PKCS11 struct {
 type Store struct {
 	// Durable is sqlite:<path> (default sqlite:<data_dir>/vula.db) or postgres://...
 	Durable string `yaml:"durable" json:"durable"`
-	// Ephemeral is memory (default) or redis://...
+	// Ephemeral is sqlite:<path> (default sqlite:<data_dir>/ephemeral.db: sessions, codes and
+	// tokens survive a restart of the one process), memory (lost on restart), or Redis for
+	// replicas: redis://, rediss://, redis+sentinel://, redis+cluster:// (rediss+ for TLS).
 	Ephemeral string `yaml:"ephemeral" json:"ephemeral"`
 	// DurablePool is the number of PostgreSQL connections kept (open and idle alike); 0 is
 	// sqlstore.DefaultPool. SQLite ignores it.
@@ -244,7 +246,7 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // MarshalText writes "15s" (JSON output).
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
-// Default is the embedded default: one process, SQLite, memory, software keys, under ./var.
+// Default is the embedded default: one process, SQLite for both stores, software keys, under ./var.
 func Default() Config {
 	return Config{
 		Listen:          "127.0.0.1:8080",
@@ -255,7 +257,6 @@ func Default() Config {
 		Log:             Log{Level: "info", Format: "json"},
 		HTTP:            HTTP{PerClient: 4, MinUploadRate: 32 << 10, MaxUploads: 64},
 		HSM:             HSM{Backend: "software"},
-		Store:           Store{Ephemeral: "memory"},
 		Audit:           Audit{CheckpointEvery: 1000, CheckpointInterval: Duration(time.Minute)},
 		// A demo policy arc under the private-enterprise number reserved for documentation.
 		PKI: PKI{Country: "XK", Organization: "Vula Demo", PolicyOIDs: []string{"1.3.6.1.4.1.32473.1.1"},
@@ -332,6 +333,9 @@ func (c *Config) fillDerived() {
 	}
 	if c.Store.Durable == "" {
 		c.Store.Durable = "sqlite:" + filepath.Join(c.DataDir, "vula.db")
+	}
+	if c.Store.Ephemeral == "" {
+		c.Store.Ephemeral = "sqlite:" + filepath.Join(c.DataDir, "ephemeral.db")
 	}
 	if c.PKI.PDSURL == "" {
 		c.PKI.PDSURL = strings.TrimRight(c.BaseURL, "/") + "/pki/pds/en"
@@ -595,11 +599,24 @@ func (c Config) Validate() error {
 	if c.Store.DurablePool < 0 || c.Store.DurablePool > 1000 {
 		return bad("store.durable_pool", "want 0 (the default, 16) to 1000 connections")
 	}
-	if c.Store.Ephemeral != "memory" && !strings.HasPrefix(c.Store.Ephemeral, "redis://") &&
-		!strings.HasPrefix(c.Store.Ephemeral, "rediss://") {
-		return bad("store.ephemeral", "want memory or redis://...")
+	if !validEphemeral(c.Store.Ephemeral) {
+		return bad("store.ephemeral", "want sqlite:<path>, memory, or redis://, rediss://, redis+sentinel://, redis+cluster://...")
 	}
 	return nil
+}
+
+// validEphemeral reports whether s names an ephemeral store serve can open. The Redis schemes
+// are those package rediskv parses.
+func validEphemeral(s string) bool {
+	if s == "memory" || (strings.HasPrefix(s, "sqlite:") && len(s) > len("sqlite:")) {
+		return true
+	}
+	for _, p := range []string{"redis://", "rediss://", "redis+sentinel://", "rediss+sentinel://", "redis+cluster://", "rediss+cluster://"} {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Secret reads a secret named by an environment variable or a file (one of them set); a trailing
