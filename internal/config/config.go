@@ -51,6 +51,10 @@ type Config struct {
 	IdP        IdP      `yaml:"idp" json:"idp"`
 	Seal       Seal     `yaml:"seal" json:"seal"`
 	CSC        CSC      `yaml:"csc" json:"csc"`
+
+	// baseURLDerived is set when BaseURL was not configured but derived from Listen (and
+	// pdsDerived when PKI.PDSURL was derived from BaseURL).
+	baseURLDerived, pdsDerived bool
 }
 
 // HTTP configures the listener's defences for anonymous clients.
@@ -91,6 +95,24 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(ip, ip.BitLen()), nil
+}
+
+// BaseURLDerived reports whether base_url was derived from listen rather than configured.
+func (c Config) BaseURLDerived() bool { return c.baseURLDerived }
+
+// WithServedBaseURL returns c with base_url u, and the PDS URL derived from it, when c's own
+// base_url was derived from listen: a command run beside a server then writes the URLs that
+// server publishes into certificates, not its own default listen address. A configured base_url
+// is kept.
+func (c Config) WithServedBaseURL(u string) Config {
+	if !c.baseURLDerived || u == "" {
+		return c
+	}
+	c.BaseURL = u
+	if c.pdsDerived {
+		c.PKI.PDSURL = strings.TrimRight(u, "/") + "/pki/pds/en"
+	}
+	return c
 }
 
 // CSC configures the officials' signing service.
@@ -324,6 +346,7 @@ func decodeYAML(b []byte, cfg *Config) error {
 func (c *Config) fillDerived() {
 	if c.BaseURL == "" {
 		c.BaseURL = "http://" + c.Listen
+		c.baseURLDerived = true
 	}
 	if c.HSM.Software.Dir == "" {
 		c.HSM.Software.Dir = filepath.Join(c.DataDir, "keys")
@@ -339,6 +362,7 @@ func (c *Config) fillDerived() {
 	}
 	if c.PKI.PDSURL == "" {
 		c.PKI.PDSURL = strings.TrimRight(c.BaseURL, "/") + "/pki/pds/en"
+		c.pdsDerived = true
 	}
 	if c.HTTP.SpoolDir == "" {
 		c.HTTP.SpoolDir = filepath.Join(c.DataDir, "spool")
@@ -370,6 +394,9 @@ func applyEnv(cfg *Config, environ []string) error {
 	walk = func(v reflect.Value, path string) error {
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
+			if !t.Field(i).IsExported() {
+				continue
+			}
 			tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
 			p := tag
 			if path != "" {
