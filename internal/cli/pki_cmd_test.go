@@ -1,49 +1,21 @@
 package cli
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestPKIIssue: `pki issue` prints the serial (stderr beside PEM, or JSON), and a certificate
 // issued from the command line points its OCSP and CRL URLs at the base_url serve last ran with,
 // not at the command's own default listen address (issue #17 item 5).
 func TestPKIIssue(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
 	env := []string{"VULA_DATA_DIR=" + t.TempDir(), "VULA_IDP_DEMO=false"}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	ready := make(chan string, 1)
-	go func() {
-		done <- Run(ctx, Env{Args: []string{"serve", "--listen", addr}, Environ: env, Stdout: io.Discard, Stderr: io.Discard,
-			Ready: func(a string) { ready <- a }})
-	}()
-	<-ready
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if code, _ := readiness(t, addr); code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("serve not ready")
-		}
-	}
-	cancel() // the software keystore is one process's: stop serve before the commands
-	if code := <-done; code != 0 {
-		t.Fatalf("serve exited %d", code)
-	}
+	srv := serveInProcess(t, env)
+	addr := srv.addr
+	srv.stop(t) // the software keystore is one process's: stop serve before the commands
 
 	if code, _, errs := run(t, env, "keys", "create", "--label", "arta", "--purpose", "sign:arta"); code != 0 {
 		t.Fatal(errs)
