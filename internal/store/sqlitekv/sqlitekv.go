@@ -45,9 +45,37 @@ CREATE INDEX IF NOT EXISTS ephemeral_expires ON ephemeral (expires)`
 // Store is a store.Ephemeral in a SQLite file, safe for concurrent use.
 type Store struct {
 	db   *sql.DB
+	q    statements
 	now  func() time.Time
 	stop chan struct{}
 	once sync.Once
+}
+
+// statements are prepared once: parsing a statement costs about as much as running it.
+type statements struct {
+	put, putIfAbsent, get, del, take, update, setValue *sql.Stmt
+}
+
+func (q *statements) prepare(ctx context.Context, db *sql.DB) error {
+	for dst, query := range map[**sql.Stmt]string{
+		&q.put: `INSERT INTO ephemeral (key, value, expires) VALUES (?, ?, ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires`,
+		&q.putIfAbsent: `INSERT INTO ephemeral (key, value, expires) VALUES (?, ?, ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires
+			WHERE ephemeral.expires <= ?`,
+		&q.get:      `SELECT value FROM ephemeral WHERE key = ? AND expires > ?`,
+		&q.del:      `DELETE FROM ephemeral WHERE key = ?`,
+		&q.take:     `DELETE FROM ephemeral WHERE key = ? AND expires > ? RETURNING value`,
+		&q.update:   `UPDATE ephemeral SET value = ?, expires = ? WHERE key = ?`,
+		&q.setValue: `UPDATE ephemeral SET value = ? WHERE key = ?`,
+	} {
+		st, err := db.PrepareContext(ctx, query)
+		if err != nil {
+			return err
+		}
+		*dst = st
+	}
+	return nil
 }
 
 var _ store.Ephemeral = (*Store)(nil)
@@ -85,6 +113,10 @@ func Open(ctx context.Context, path string, now func() time.Time) (*Store, error
 		return nil, wrap("open", err)
 	}
 	s := &Store{db: db, now: now, stop: make(chan struct{})}
+	if err := s.q.prepare(ctx, db); err != nil {
+		db.Close()
+		return nil, wrap("open", err)
+	}
 	go s.janitor()
 	return s, nil
 }
@@ -146,16 +178,13 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 	if err := store.CheckEntry(key, ttl); err != nil {
 		return err
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO ephemeral (key, value, expires) VALUES (?, ?, ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires`, key, blob(value), s.until(ttl))
+	_, err := s.q.put.ExecContext(ctx, key, blob(value), s.until(ttl))
 	return wrap("put", err)
 }
 
 // putIfAbsent stores value unless key holds a live entry, and reports whether it did.
 func (s *Store) putIfAbsent(ctx context.Context, op, key string, value []byte, ttl time.Duration) (bool, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO ephemeral (key, value, expires) VALUES (?, ?, ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires
-		WHERE ephemeral.expires <= ?`, key, blob(value), s.until(ttl), s.nowNano())
+	res, err := s.q.putIfAbsent.ExecContext(ctx, key, blob(value), s.until(ttl), s.nowNano())
 	if err != nil {
 		return false, wrap(op, err)
 	}
@@ -181,7 +210,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	var v []byte
-	err := s.db.QueryRowContext(ctx, `SELECT value FROM ephemeral WHERE key = ? AND expires > ?`, key, s.nowNano()).Scan(&v)
+	err := s.q.get.QueryRowContext(ctx, key, s.nowNano()).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("get")
 	}
@@ -193,7 +222,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := store.CheckKey(key); err != nil {
 		return err
 	}
-	_, err := s.db.ExecContext(ctx, `DELETE FROM ephemeral WHERE key = ?`, key)
+	_, err := s.q.del.ExecContext(ctx, key)
 	return wrap("delete", err)
 }
 
@@ -203,7 +232,7 @@ func (s *Store) Take(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	var v []byte
-	err := s.db.QueryRowContext(ctx, `DELETE FROM ephemeral WHERE key = ? AND expires > ? RETURNING value`, key, s.nowNano()).Scan(&v)
+	err := s.q.take.QueryRowContext(ctx, key, s.nowNano()).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("take")
 	}
@@ -225,7 +254,7 @@ func (s *Store) inTx(ctx context.Context, op string, f func(tx *sql.Tx) error) e
 
 // live reads the unexpired value of key inside tx; found is false when there is none.
 func (s *Store) live(ctx context.Context, tx *sql.Tx, op, key string) (v []byte, found bool, err error) {
-	err = tx.QueryRowContext(ctx, `SELECT value FROM ephemeral WHERE key = ? AND expires > ?`, key, s.nowNano()).Scan(&v)
+	err = tx.StmtContext(ctx, s.q.get).QueryRowContext(ctx, key, s.nowNano()).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -248,7 +277,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new []byte,
 		case !bytes.Equal(v, old):
 			return conflict(op + ": the value changed")
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE ephemeral SET value = ?, expires = ? WHERE key = ?`, blob(new), s.until(ttl), key)
+		_, err = tx.StmtContext(ctx, s.q.update).ExecContext(ctx, blob(new), s.until(ttl), key)
 		return wrap(op, err)
 	})
 }
@@ -273,12 +302,10 @@ func (s *Store) Incr(ctx context.Context, key string, window time.Duration) (int
 		}
 		n++
 		if n == 1 {
-			_, err = tx.ExecContext(ctx, `INSERT INTO ephemeral (key, value, expires) VALUES (?, ?, ?)
-				ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires`,
-				key, strconv.AppendInt(nil, n, 10), s.until(window))
+			_, err = tx.StmtContext(ctx, s.q.put).ExecContext(ctx, key, strconv.AppendInt(nil, n, 10), s.until(window))
 		} else {
 			// Later increments keep the window's end.
-			_, err = tx.ExecContext(ctx, `UPDATE ephemeral SET value = ? WHERE key = ?`, strconv.AppendInt(nil, n, 10), key)
+			_, err = tx.StmtContext(ctx, s.q.setValue).ExecContext(ctx, strconv.AppendInt(nil, n, 10), key)
 		}
 		return wrap(op, err)
 	})
@@ -321,7 +348,7 @@ func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
 		close(s.stop)
-		err = s.db.Close()
+		err = s.db.Close() // closes the prepared statements too
 	})
 	return err
 }
