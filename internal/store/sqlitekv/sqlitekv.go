@@ -1,14 +1,16 @@
 // Package sqlitekv is the ephemeral store of the embedded default: one table with an expiry
 // column in a SQLite file of its own, so that sessions, one-time codes and the state of issued
-// tokens survive a restart of the one process. It is for one process at a time; replicas share
-// Redis instead (package rediskv).
+// tokens survive a restart of the one process. Processes on one machine may share the file
+// (SQLite's locks keep every operation atomic; `vula status` reads it beside the server);
+// replicas on several machines share Redis instead (package rediskv).
 //
 // An expired entry is invisible at once (every read compares its expiry with the injected
 // clock); a janitor goroutine deletes expired rows, and Close stops it. The file runs in WAL mode
 // with synchronous=NORMAL: a commit survives the process being killed, and may be lost only if
 // the machine loses power, which for state that lives minutes is the right trade against an
-// fsync per login. All statements go through one connection, so operations are serialised in
-// the process and the atomic ones (Take, CompareAndSwap, Incr) need no retry on SQLITE_BUSY.
+// fsync per login. All statements of a process go through one connection, so its operations are
+// serialised without contention; Take is one statement, CompareAndSwap and Incr one IMMEDIATE
+// transaction each, atomic across processes too.
 package sqlitekv
 
 import (
