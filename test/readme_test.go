@@ -170,3 +170,18 @@ func tail(b []byte, n int) []byte {
 	}
 	return b
 }
+
+// TestREADMEBlocks checks the README test's reading of a markdown file: which blocks run, which
+// are skipped and why, and on which line each begins.
+func TestREADMEBlocks(t *testing.T) {
+	md := "# T\n\n<!-- readme-test: skip: needs a vendor's HSM library -->\n```sh\nmodutil -add x\n```\n\ntext\n\n" +
+		"```sh\necho one\necho two\n```\n```yaml\nnot: run\n```\n<!-- a comment -->\n```sh\necho three\n```\n"
+	path := filepath.Join(t.TempDir(), "README.md")
+	os.WriteFile(path, []byte(md), 0o600)
+	got := readmeBlocks(t, path)
+	if len(got) != 3 || got[0].skipReason != "needs a vendor's HSM library" || got[0].line != 5 ||
+		got[1].skipReason != "" || got[1].line != 11 || got[1].text != "echo one\necho two\n" ||
+		got[2].skipReason != "" || got[2].text != "echo three\n" {
+		t.Fatalf("blocks: %+v", got)
+	}
+}
