@@ -10,6 +10,7 @@ import (
 	"html/template"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -132,6 +133,10 @@ func demoCmd(g *globals) *cobra.Command {
 				}
 				if err != nil {
 					return err
+				}
+				// The key is read, never made here: a new one would open nothing.
+				if _, err := os.Stat(cfg.IdP.SeedKeyFile); err != nil {
+					return fmt.Errorf("idp.seed_key_file: %w", err)
 				}
 				sealer, err := seedSealer(cfg)
 				if err != nil {
