@@ -16,7 +16,8 @@ import (
 
 // TestRestartKeepsSessions restarts the real binary on the embedded default (issue #17, item 2):
 // an access token, a single sign-on session and an authorization code issued before the restart
-// are still good after it, because the ephemeral state is in a SQLite file under data_dir.
+// are still good after it, and after a SIGKILL, because the ephemeral state is in a SQLite file
+// under data_dir.
 // Before, a restart answered 401 to every token and sent everyone back to the login page.
 func TestRestartKeepsSessions(t *testing.T) {
 	vulaBinary(t)
@@ -94,6 +95,20 @@ func TestRestartKeepsSessions(t *testing.T) {
 	authURL, _ = pushedAuth(t, r, issuer)
 	if res := b.Get(authURL); res.Status != http.StatusSeeOther && res.Status != http.StatusFound || !strings.HasPrefix(res.URL.String(), r.callback) {
 		t.Fatalf("single sign-on after the restart: %d %s\n%s", res.Status, res.URL, res.Body)
+	}
+
+	// A crash is a restart too: a token issued just before SIGKILL is still active after it.
+	code, cc = postBasic(t, issuer+"/oauth2/token", "registry-sync", secret, ccForm)
+	if code != 200 {
+		t.Fatalf("client_credentials: %d %v", code, cc)
+	}
+	srv.cmd.Process.Kill()
+	srv.cmd.Wait()
+	srv = startReplicaAt(t, addr, data, nil)
+	srv.ready(t, http.StatusOK)
+	code, ir = postBasic(t, issuer+"/oauth2/introspect", "registry-sync", secret, url.Values{"token": {cc["access_token"].(string)}})
+	if code != 200 || ir["active"] != true {
+		t.Fatalf("introspection after SIGKILL: %d %v", code, ir)
 	}
 }
 
