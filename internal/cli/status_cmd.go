@@ -286,7 +286,7 @@ func serverState(ctx context.Context, base string) statusServer {
 			Error string `json:"error"`
 		} `json:"components"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<20)).Decode(&body); err != nil {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
 		s.State = fmt.Sprintf("answers %d, not a Vula readiness report", resp.StatusCode)
 		return s
 	}
