@@ -48,7 +48,8 @@ func demo(ctx context.Context, mux *http.ServeMux, db store.Durable, accounts *i
 	mux.HandleFunc("GET /demo/", rp.start)
 	mux.HandleFunc("GET /demo/callback", rp.callback)
 	if _, err := db.Client(ctx, demoClient); err == nil {
-		fmt.Fprintf(stdout, "\n== Vula demo (dev mode) ==\n  Try a login: open %s/demo/\n  The demo citizen's login: vula demo show\n\n", base)
+		// For the console; the server runs without it.
+		_ = say(stdout, "\n== Vula demo (dev mode) ==\n  Try a login: open %s/demo/\n  The demo citizen's login: vula demo show\n\n", base)
 		return nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
@@ -87,17 +88,17 @@ func demo(ctx context.Context, mux *http.ServeMux, db store.Durable, accounts *i
 	if err := db.PutSetting(ctx, demoSetting, sealed); err != nil {
 		return err
 	}
-	printDemo(stdout, dc, true)
+	_ = printDemo(stdout, dc, true) // for the console; the server runs without it, and demo show prints it again
 	return nil
 }
 
 // printDemo prints the demo's credentials as a block that stands out from the log lines.
-func printDemo(w io.Writer, dc demoCredentials, first bool) {
+func printDemo(w io.Writer, dc demoCredentials, first bool) error {
 	made := ""
 	if first {
 		made = " — made on this first start; `vula demo show` prints this again"
 	}
-	fmt.Fprintf(w, `
+	return say(w, `
 == Vula demo (dev mode)%s ==
   Try a login:     open %s  (add ?acr=substantial for password + one-time code)
   Demo citizen:    personal number %s
@@ -153,8 +154,7 @@ func demoCmd(g *globals) *cobra.Command {
 				if out == "json" {
 					return printJSON(cmd.OutOrStdout(), dc)
 				}
-				printDemo(cmd.OutOrStdout(), dc, false)
-				return nil
+				return printDemo(cmd.OutOrStdout(), dc, false)
 			})
 		},
 	}

@@ -171,7 +171,9 @@ func printIssued(stdout, stderr io.Writer, out, issuer string, c *x509.Certifica
 			Certificate string    `json:"certificate_pem"`
 		}{serial, issuer, c.Subject.String(), c.NotBefore.UTC(), c.NotAfter.UTC(), c.OCSPServer, c.CRLDistributionPoints, string(block)})
 	}
-	fmt.Fprintf(stderr, "issued certificate serial %s under %s (revoke: vula pki revoke --ca %s --serial %s)\n", serial, issuer, issuer, serial)
+	if err := say(stderr, "issued certificate serial %s under %s (revoke: vula pki revoke --ca %s --serial %s)\n", serial, issuer, issuer, serial); err != nil {
+		return err
+	}
 	_, err := stdout.Write(block)
 	return err
 }

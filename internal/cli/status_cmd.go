@@ -118,7 +118,9 @@ func statusCmd(g *globals) *cobra.Command {
 					return perr
 				}
 			} else {
-				printStatus(cmd.OutOrStdout(), r)
+				if perr := printStatus(cmd.OutOrStdout(), r); perr != nil {
+					return perr
+				}
 			}
 			return err
 		},
@@ -146,7 +148,7 @@ func (g *globals) status(ctx context.Context, cfg config.Config) (statusReport, 
 	r.Durable = statusDurable{DSN: redactDSN(cfg.Store.Durable)}
 	db, err := openExisting(ctx, cfg.Store.Durable)
 	if err == nil {
-		defer db.Close()
+		defer func() { _ = db.Close() }() // read-only: nothing to lose
 		cfg, err = servedConfig(ctx, cfg, db)
 	}
 	var st sqlstore.Status
@@ -237,7 +239,7 @@ func ephemeralState(ctx context.Context, url string) statusEphemeral {
 			e.State = "not answering: " + err.Error()
 			return e
 		}
-		defer s.Close()
+		defer func() { _ = s.Close() }() // read-only: nothing to lose
 		n, err := s.Count(ctx)
 		if err != nil {
 			e.State = "not answering: " + err.Error()
@@ -248,7 +250,7 @@ func ephemeralState(ctx context.Context, url string) statusEphemeral {
 	}
 	s, err := openEphemeral(ctx, url, nil)
 	if err == nil {
-		defer s.Close()
+		defer func() { _ = s.Close() }() // read-only: nothing to lose
 		err = s.Ping(ctx)
 	}
 	if err != nil {
@@ -278,7 +280,7 @@ func serverState(ctx context.Context, base string) statusServer {
 		s.State = "not running (" + err.Error() + ")"
 		return s
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read to the end or abandoned: nothing to report
 	var body struct {
 		Status     string `json:"status"`
 		Components map[string]struct {
@@ -305,7 +307,7 @@ func serverState(ctx context.Context, base string) statusServer {
 	return s
 }
 
-func printStatus(w io.Writer, r statusReport) {
+func printStatus(w io.Writer, r statusReport) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	line := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
 	mode := "production"
@@ -369,5 +371,5 @@ func printStatus(w io.Writer, r statusReport) {
 		}
 		line("counts", "%s", strings.Join(parts, ", "))
 	}
-	tw.Flush()
+	return tw.Flush()
 }

@@ -56,7 +56,7 @@ func (d *DB) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return s, d.wrap("status: hierarchy", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }() // rows.Err below reports what went wrong
 	s.Hierarchy = map[string]store.Certificate{}
 	for rows.Next() {
 		var owner string
