@@ -151,7 +151,11 @@ func openEphemeral(ctx context.Context, url string, log *slog.Logger) (store.Eph
 		if strings.HasPrefix(path, "///") {
 			path = path[2:]
 		}
-		return sqlitekv.Open(ctx, path, time.Now)
+		s, err := sqlitekv.Open(ctx, path, time.Now)
+		if err == nil && s.MovedAside != "" {
+			log.Warn("the ephemeral store's file was damaged (a crash of the machine?): moved aside, sessions and codes start afresh", "moved_to", s.MovedAside)
+		}
+		return s, err
 	}
 	return rediskv.Open(ctx, url, log)
 }

@@ -134,3 +134,38 @@ func BenchmarkTakeOnce(b *testing.B) {
 	defer s.Close()
 	ephemeraltest.BenchmarkTakeOnce(b, s)
 }
+
+// TestDamagedFile: a file that is not a sound database (what a power cut can leave with
+// synchronous=OFF) is moved aside and the store starts empty, instead of the server not starting.
+func TestDamagedFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "eph.db")
+	garbage := make([]byte, 8192)
+	for i := range garbage {
+		garbage[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(path, garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, path, time.Now)
+	defer s.Close()
+	if s.MovedAside == "" {
+		t.Fatal("a damaged file was not moved aside")
+	}
+	if b, err := os.ReadFile(s.MovedAside); err != nil || len(b) != len(garbage) {
+		t.Fatalf("the damaged file is not kept at %s: %v", s.MovedAside, err)
+	}
+	if err := s.Put(ctx, "k", []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Get(ctx, "k"); err != nil || string(v) != "v" {
+		t.Fatalf("the new store: %q %v", v, err)
+	}
+	// A sound file is left as it is.
+	s.Close()
+	s2 := open(t, path, time.Now)
+	defer s2.Close()
+	if s2.MovedAside != "" {
+		t.Fatalf("a sound file was moved aside to %s", s2.MovedAside)
+	}
+}
