@@ -12,7 +12,7 @@ export CGO_ENABLED := 1
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vula
 
-# The embedded default: SQLite, in-memory ephemeral state, the software key backend.
+# The embedded default: SQLite for durable and ephemeral state, the software key backend.
 run: build
 	$(BIN) serve --data-dir $(DATA_DIR) --listen $(LISTEN)
 
@@ -25,7 +25,7 @@ test: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 14m ./...
 
-# Benchmarks named in the issues; figures go in the README's performance section.
+# Benchmarks named in the issues; figures go in docs/performance.md.
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./hsm/... ./internal/...
 

@@ -37,10 +37,11 @@ func openIdP(ctx context.Context, mux *http.ServeMux, keys hsm.Manager, db store
 	if err != nil {
 		return nil, err
 	}
-	accounts, err := openAccounts(db, eph, cfg)
+	sealer, err := seedSealer(cfg)
 	if err != nil {
 		return nil, err
 	}
+	accounts := idp.NewAccounts(db, eph, sealer, cfg.PKI.Organization, time.Now)
 	secure := !cfg.Dev || strings.HasPrefix(cfg.BaseURL, "https://")
 	r, err := web.New(log, secure)
 	if err != nil {
@@ -52,7 +53,7 @@ func openIdP(ctx context.Context, mux *http.ServeMux, keys hsm.Manager, db store
 	if *cfg.IdP.Demo {
 		// The demo is a convenience: when it cannot be made (say, base_url is plain http on a
 		// public name, which no redirect URI may be), the platform runs without it.
-		if err := demo(ctx, mux, db, accounts, cfg, stdout); err != nil {
+		if err := demo(ctx, mux, db, accounts, sealer, cfg, stdout); err != nil {
 			log.Warn("no demo relying party", "err", err)
 		}
 	}

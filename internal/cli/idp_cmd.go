@@ -66,7 +66,7 @@ func clientsCmd(g *globals) *cobra.Command {
 			}
 			rec.Created = time.Now().UTC()
 			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
-				if err := db.CreateClient(ctx, rec); err != nil {
+				if err := idp.RegisterClient(ctx, db, rec); err != nil {
 					return err
 				}
 				v := idp.ViewClient(rec)

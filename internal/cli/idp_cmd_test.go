@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/vula-eid/vula/hsm"
@@ -42,5 +43,19 @@ func TestIdPRotateKey(t *testing.T) {
 	}
 	if active, retired := tokenKeys(); len(active) != 1 || active[0].URI != k.URI || len(retired) != 2 {
 		t.Fatalf("after the second rotation: active %v retired %v", active, retired)
+	}
+}
+
+// TestClientOfUnknownOrganization: `clients create --organization` refuses an institution that
+// does not exist, naming it, and stores nothing (issue #17 item 4: it was accepted, and every seal
+// then failed with 409).
+func TestClientOfUnknownOrganization(t *testing.T) {
+	env := []string{"VULA_DATA_DIR=" + t.TempDir()}
+	code, out, errs := run(t, env, "clients", "create", "tax-batch", "--grant-type", "client_credentials", "--scope", "seal", "--organization", "nosuch")
+	if code == 0 || !strings.Contains(errs, `organization "nosuch" does not exist`) || strings.Contains(out, "client_secret") {
+		t.Fatalf("clients create --organization nosuch: %d %q %q", code, out, errs)
+	}
+	if code, out, _ := run(t, env, "clients", "list", "--output", "json"); code != 0 || strings.Contains(out, "tax-batch") {
+		t.Fatalf("the refused client was stored: %d %s", code, out)
 	}
 }

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
@@ -37,7 +39,13 @@ func pkiConfig(cfg config.Config) certs.Config {
 type pkiGate struct {
 	mux   atomic.Pointer[http.ServeMux]
 	clock tsa.Clock
+	// lockTTL bounds how long a start that died holding the init lock delays the next one
+	// (the ephemeral store persists now); 0 means initLockTTL.
+	lockTTL time.Duration
 }
+
+// initLockTTL is the life of the init lock; its holder renews it every third of it.
+const initLockTTL = 15 * time.Second
 
 func (g *pkiGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if m := g.mux.Load(); m != nil {
@@ -54,26 +62,11 @@ func (g *pkiGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // hierarchy (and what more creates on first start) and the others load it.
 func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records, eph store.Ephemeral, cfg config.Config, log *slog.Logger,
 	more func(mux *http.ServeMux, a *certs.Authority, ts *tsa.Responder) error) error {
-	const lock = "pki:init"
-	for {
-		err := eph.PutIfAbsent(ctx, lock, []byte("init"), 2*time.Minute)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, store.ErrConflict) {
-			return fmt.Errorf("pki: init lock: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+	release, err := g.lock(ctx, eph, log)
+	if err != nil {
+		return err
 	}
-	defer func() {
-		if err := eph.Delete(context.WithoutCancel(ctx), lock); err != nil {
-			log.Warn("pki: init lock not released; other replicas wait for its expiry", "err", err)
-		}
-	}()
+	defer release()
 	a, err := certs.Open(ctx, keys, recs, pkiConfig(cfg), time.Now)
 	if err != nil {
 		return err
@@ -95,6 +88,65 @@ func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records
 	}
 	g.mux.Store(mux)
 	return nil
+}
+
+// initLock names the lock replicas take turns through at start.
+const initLock = "pki:init"
+
+// lock takes the init lock, waiting while another process holds it, and keeps it alive until
+// release. The lock lives lockTTL and is renewed every third of it: the store is persistent, so
+// a process that dies holding it must not delay the next start by more than lockTTL.
+func (g *pkiGate) lock(ctx context.Context, eph store.Ephemeral, log *slog.Logger) (release func(), err error) {
+	ttl := g.lockTTL
+	if ttl == 0 {
+		ttl = initLockTTL
+	}
+	token := make([]byte, 16)
+	_, _ = rand.Read(token) // never fails (crypto/rand)
+	for {
+		err := eph.PutIfAbsent(ctx, initLock, token, ttl)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrConflict) {
+			return nil, fmt.Errorf("pki: init lock: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				// A failed renewal is not fatal: at worst another replica starts to
+				// initialise too, and the durable store's unique keys settle it.
+				if err := eph.CompareAndSwap(ctx, initLock, token, token, ttl); err != nil {
+					log.Warn("pki: init lock not renewed", "err", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+		// Only our own lock is removed: it may have expired and been taken by another.
+		c := context.WithoutCancel(ctx)
+		if v, err := eph.Get(c, initLock); err == nil && bytes.Equal(v, token) {
+			if err := eph.Delete(c, initLock); err != nil {
+				log.Warn("pki: init lock not released; other replicas wait for its expiry", "err", err)
+			}
+		}
+	}, nil
 }
 
 // Ping is the PKI's readiness: ready once the hierarchy is loaded.

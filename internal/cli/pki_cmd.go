@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 )
 
@@ -55,9 +58,13 @@ func pkiCmd(g *globals) *cobra.Command {
 	var years int
 	issue := &cobra.Command{
 		Use:   "issue",
-		Short: "Issue a natural-person or legal-person certificate for a key of the key layer; prints PEM",
+		Short: "Issue a natural-person or legal-person certificate for a key of the key layer; prints its serial and PEM",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.Flag("output").Value.String()
+			if out != "pem" && out != "json" {
+				return fmt.Errorf("--output: want pem or json, got %q", out)
+			}
 			return withAuthority(cmd, func(ctx context.Context, a *certs.Authority, keys hsm.Manager) error {
 				cfg, _ := g.load()
 				pub, err := keys.PublicKey(ctx, keyURI)
@@ -79,10 +86,15 @@ func pkiCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return pem.Encode(cmd.OutOrStdout(), &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+				issuer := certs.NamePersonCA
+				if certs.Profile(profile) == certs.LegalPerson {
+					issuer = certs.NameSealCA
+				}
+				return printIssued(cmd.OutOrStdout(), cmd.ErrOrStderr(), out, issuer, c)
 			})
 		},
 	}
+	issue.Flags().StringP("output", "o", "pem", "pem (the certificate on stdout, its serial on stderr) or json")
 	issue.Flags().StringVar(&profile, "profile", "natural-person", "natural-person or legal-person")
 	issue.Flags().StringVar(&given, "given-name", "", "natural person: given name")
 	issue.Flags().StringVar(&family, "family-name", "", "natural person: family name")
@@ -142,6 +154,30 @@ func pkiCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// printIssued prints a certificate issued on request. PEM output stays a plain PEM file on stdout,
+// so `> cert.pem` works; the serial that `pki revoke` wants goes to stderr beside it.
+func printIssued(stdout, stderr io.Writer, out, issuer string, c *x509.Certificate) error {
+	serial := fmt.Sprintf("%x", c.SerialNumber)
+	block := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	if out == "json" {
+		return printJSON(stdout, struct {
+			Serial      string    `json:"serial"`
+			Issuer      string    `json:"issuer"`
+			Subject     string    `json:"subject"`
+			NotBefore   time.Time `json:"not_before"`
+			NotAfter    time.Time `json:"not_after"`
+			OCSP        []string  `json:"ocsp,omitempty"`
+			CRL         []string  `json:"crl,omitempty"`
+			Certificate string    `json:"certificate_pem"`
+		}{serial, issuer, c.Subject.String(), c.NotBefore.UTC(), c.NotAfter.UTC(), c.OCSPServer, c.CRLDistributionPoints, string(block)})
+	}
+	if err := say(stderr, "issued certificate serial %s under %s (revoke: vula pki revoke --ca %s --serial %s)\n", serial, issuer, issuer, serial); err != nil {
+		return err
+	}
+	_, err := stdout.Write(block)
+	return err
+}
+
 func printHierarchy(w io.Writer, out string, a *certs.Authority) error {
 	type row struct {
 		Name     string    `json:"name"`
@@ -166,6 +202,26 @@ func printHierarchy(w io.Writer, out string, a *certs.Authority) error {
 	return tw.Flush()
 }
 
+// servedBaseURL names the setting where serve records its base_url.
+const servedBaseURL = "serve.base_url"
+
+// servedConfig gives cfg the base_url the server last ran with, when cfg's own is only derived
+// from the command's --listen default: certificates issued from the command line then point
+// their OCSP, CRL and issuer URLs where the server answers.
+func servedConfig(ctx context.Context, cfg config.Config, db *sqlstore.DB) (config.Config, error) {
+	if !cfg.BaseURLDerived() {
+		return cfg, nil
+	}
+	u, err := db.Setting(ctx, servedBaseURL)
+	if errors.Is(err, store.ErrNotFound) {
+		return cfg, nil
+	}
+	if err != nil {
+		return cfg, err
+	}
+	return cfg.WithServedBaseURL(string(u)), nil
+}
+
 // withAuthority opens the key layer, the store and the hierarchy (creating it if missing) for a
 // command. Its signatures are audited like the server's.
 func (g *globals) withAuthority(cmd *cobra.Command, f func(ctx context.Context, a *certs.Authority, keys hsm.Manager) error) error {
@@ -187,6 +243,10 @@ func (g *globals) withAuthorityDB(cmd *cobra.Command, f func(ctx context.Context
 	}
 	defer func() { err = errors.Join(err, raw.Close()) }()
 	return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+		cfg, err := servedConfig(ctx, cfg, db)
+		if err != nil {
+			return err
+		}
 		gate := &durableGate{}
 		uri, err := auditKey(ctx, raw, time.Now())
 		if err != nil {

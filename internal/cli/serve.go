@@ -102,6 +102,10 @@ func (g *globals) serve(ctx context.Context, cfg config.Config) error {
 	}
 	go gate.open(ctx, cfg, raw, log, func(db *sqlstore.DB, l *audit.Log) {
 		log.Info("durable store open", "dsn", redactDSN(cfg.Store.Durable))
+		// Commands run beside the server write this URL into the certificates they issue.
+		if err := db.PutSetting(ctx, servedBaseURL, []byte(cfg.BaseURL)); err != nil {
+			log.Warn("could not record base_url for the CLI", "err", err)
+		}
 		go l.Run(ctx)
 		// CA signatures go through the instrumented layer: each is in the audit log.
 		// A CA key that does not match its certificate stops the process: nothing may be

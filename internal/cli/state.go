@@ -19,6 +19,7 @@ import (
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/memstore"
 	"github.com/vula-eid/vula/internal/store/rediskv"
+	"github.com/vula-eid/vula/internal/store/sqlitekv"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 )
 
@@ -138,11 +139,23 @@ func (g *durableGate) close() error {
 	return nil
 }
 
-// openEphemeral opens the in-memory store or Redis. A Redis that is down does not stop the
-// start: readiness reports it until it answers.
+// openEphemeral opens the SQLite file of the embedded default, the in-memory store, or Redis. A
+// Redis that is down does not stop the start: readiness reports it until it answers.
 func openEphemeral(ctx context.Context, url string, log *slog.Logger) (store.Ephemeral, error) {
-	if url == "memory" {
+	switch {
+	case url == "memory":
+		log.Warn("ephemeral store in memory: a restart logs everyone out")
 		return memstore.New(time.Now), nil
+	case strings.HasPrefix(url, "sqlite:"):
+		path := strings.TrimPrefix(url, "sqlite:")
+		if strings.HasPrefix(path, "///") {
+			path = path[2:]
+		}
+		s, err := sqlitekv.Open(ctx, path, time.Now)
+		if err == nil && s.MovedAside != "" {
+			log.Warn("the ephemeral store's file was damaged (a crash of the machine?): moved aside, sessions and codes start afresh", "moved_to", s.MovedAside)
+		}
+		return s, err
 	}
 	return rediskv.Open(ctx, url, log)
 }

@@ -51,6 +51,10 @@ type Config struct {
 	IdP        IdP      `yaml:"idp" json:"idp"`
 	Seal       Seal     `yaml:"seal" json:"seal"`
 	CSC        CSC      `yaml:"csc" json:"csc"`
+
+	// baseURLDerived is set when BaseURL was not configured but derived from Listen (and
+	// pdsDerived when PKI.PDSURL was derived from BaseURL).
+	baseURLDerived, pdsDerived bool
 }
 
 // HTTP configures the listener's defences for anonymous clients.
@@ -91,6 +95,24 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(ip, ip.BitLen()), nil
+}
+
+// BaseURLDerived reports whether base_url was derived from listen rather than configured.
+func (c Config) BaseURLDerived() bool { return c.baseURLDerived }
+
+// WithServedBaseURL returns c with base_url u, and the PDS URL derived from it, when c's own
+// base_url was derived from listen: a command run beside a server then writes the URLs that
+// server publishes into certificates, not its own default listen address. A configured base_url
+// is kept.
+func (c Config) WithServedBaseURL(u string) Config {
+	if !c.baseURLDerived || u == "" {
+		return c
+	}
+	c.BaseURL = u
+	if c.pdsDerived {
+		c.PKI.PDSURL = strings.TrimRight(u, "/") + "/pki/pds/en"
+	}
+	return c
 }
 
 // CSC configures the officials' signing service.
@@ -218,7 +240,9 @@ type PKCS11 struct {
 type Store struct {
 	// Durable is sqlite:<path> (default sqlite:<data_dir>/vula.db) or postgres://...
 	Durable string `yaml:"durable" json:"durable"`
-	// Ephemeral is memory (default) or redis://...
+	// Ephemeral is sqlite:<path> (default sqlite:<data_dir>/ephemeral.db: sessions, codes and
+	// tokens survive a restart of the one process), memory (lost on restart), or Redis for
+	// replicas: redis://, rediss://, redis+sentinel://, redis+cluster:// (rediss+ for TLS).
 	Ephemeral string `yaml:"ephemeral" json:"ephemeral"`
 	// DurablePool is the number of PostgreSQL connections kept (open and idle alike); 0 is
 	// sqlstore.DefaultPool. SQLite ignores it.
@@ -244,7 +268,7 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // MarshalText writes "15s" (JSON output).
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
-// Default is the embedded default: one process, SQLite, memory, software keys, under ./var.
+// Default is the embedded default: one process, SQLite for both stores, software keys, under ./var.
 func Default() Config {
 	return Config{
 		Listen:          "127.0.0.1:8080",
@@ -255,7 +279,6 @@ func Default() Config {
 		Log:             Log{Level: "info", Format: "json"},
 		HTTP:            HTTP{PerClient: 4, MinUploadRate: 32 << 10, MaxUploads: 64},
 		HSM:             HSM{Backend: "software"},
-		Store:           Store{Ephemeral: "memory"},
 		Audit:           Audit{CheckpointEvery: 1000, CheckpointInterval: Duration(time.Minute)},
 		// A demo policy arc under the private-enterprise number reserved for documentation.
 		PKI: PKI{Country: "XK", Organization: "Vula Demo", PolicyOIDs: []string{"1.3.6.1.4.1.32473.1.1"},
@@ -323,6 +346,7 @@ func decodeYAML(b []byte, cfg *Config) error {
 func (c *Config) fillDerived() {
 	if c.BaseURL == "" {
 		c.BaseURL = "http://" + c.Listen
+		c.baseURLDerived = true
 	}
 	if c.HSM.Software.Dir == "" {
 		c.HSM.Software.Dir = filepath.Join(c.DataDir, "keys")
@@ -333,8 +357,12 @@ func (c *Config) fillDerived() {
 	if c.Store.Durable == "" {
 		c.Store.Durable = "sqlite:" + filepath.Join(c.DataDir, "vula.db")
 	}
+	if c.Store.Ephemeral == "" {
+		c.Store.Ephemeral = "sqlite:" + filepath.Join(c.DataDir, "ephemeral.db")
+	}
 	if c.PKI.PDSURL == "" {
 		c.PKI.PDSURL = strings.TrimRight(c.BaseURL, "/") + "/pki/pds/en"
+		c.pdsDerived = true
 	}
 	if c.HTTP.SpoolDir == "" {
 		c.HTTP.SpoolDir = filepath.Join(c.DataDir, "spool")
@@ -366,6 +394,9 @@ func applyEnv(cfg *Config, environ []string) error {
 	walk = func(v reflect.Value, path string) error {
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
+			if !t.Field(i).IsExported() {
+				continue
+			}
 			tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
 			p := tag
 			if path != "" {
@@ -595,11 +626,24 @@ func (c Config) Validate() error {
 	if c.Store.DurablePool < 0 || c.Store.DurablePool > 1000 {
 		return bad("store.durable_pool", "want 0 (the default, 16) to 1000 connections")
 	}
-	if c.Store.Ephemeral != "memory" && !strings.HasPrefix(c.Store.Ephemeral, "redis://") &&
-		!strings.HasPrefix(c.Store.Ephemeral, "rediss://") {
-		return bad("store.ephemeral", "want memory or redis://...")
+	if !validEphemeral(c.Store.Ephemeral) {
+		return bad("store.ephemeral", "want sqlite:<path>, memory, or redis://, rediss://, redis+sentinel://, redis+cluster://...")
 	}
 	return nil
+}
+
+// validEphemeral reports whether s names an ephemeral store serve can open. The Redis schemes
+// are those package rediskv parses.
+func validEphemeral(s string) bool {
+	if s == "memory" || (strings.HasPrefix(s, "sqlite:") && len(s) > len("sqlite:")) {
+		return true
+	}
+	for _, p := range []string{"redis://", "rediss://", "redis+sentinel://", "rediss+sentinel://", "redis+cluster://", "rediss+cluster://"} {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Secret reads a secret named by an environment variable or a file (one of them set); a trailing

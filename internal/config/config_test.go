@@ -65,7 +65,7 @@ func TestDefaultIsValid(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != "127.0.0.1:8080" || c.DataDir != "./var" || c.Store.Ephemeral != "memory" ||
+	if c.Listen != "127.0.0.1:8080" || c.DataDir != "./var" || c.Store.Ephemeral != "sqlite:var/ephemeral.db" ||
 		c.Store.Durable != "sqlite:var/vula.db" || c.HSM.Backend != "software" {
 		t.Fatalf("defaults: %+v", c)
 	}
@@ -114,6 +114,7 @@ func TestValidateNamesField(t *testing.T) {
 		{"hsm:\n  software:\n    passphrase_env: P\n    key_file: /k\n", nil, "hsm.software"},
 		{"store:\n  durable: mysql://x\n", nil, "store.durable"},
 		{"store:\n  ephemeral: memcached://x\n", nil, "store.ephemeral"},
+		{"store:\n  ephemeral: \"sqlite:\"\n", nil, "store.ephemeral"},
 		{"", []string{"VULA_SHUTDOWN_TIMEOUT=-1s"}, "shutdown_timeout"},
 		{"pki:\n  country: Kosovo\n", nil, "pki.country"},
 		{"pki:\n  ca_algorithm: DSA\n", nil, "pki.ca_algorithm"},
@@ -138,6 +139,22 @@ func TestValidateNamesField(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Field != tc.field {
 			t.Errorf("%q %v: err = %v, want a FieldError on %s", tc.yaml, tc.env, err, tc.field)
 		}
+	}
+	// Every ephemeral store serve can open passes, Redis Sentinel and Cluster included (the
+	// README's example was refused before).
+	for _, e := range []string{"memory", "sqlite:/var/lib/vula/eph.db", "redis://cache:6379/0", "rediss://cache:6380",
+		"redis+sentinel://h1:26379,h2:26379/mymaster", "redis+cluster://h1:7000,h2:7001", "rediss+cluster://h1:7000"} {
+		c, err := Load("", []string{"VULA_STORE_EPHEMERAL=" + e}, Overrides{})
+		if err == nil {
+			err = c.Validate()
+		}
+		if err != nil {
+			t.Errorf("store.ephemeral %s: %v", e, err)
+		}
+	}
+	// The default store moves with data_dir.
+	if c, _ := Load("", nil, Overrides{DataDir: "/srv/vula"}); c.Store.Ephemeral != "sqlite:/srv/vula/ephemeral.db" {
+		t.Errorf("ephemeral store under another data_dir: %s", c.Store.Ephemeral)
 	}
 	// A list from the environment is comma-separated.
 	c, err := Load("", []string{"VULA_TSA_NTP_SERVERS=ntp1.example, 10.0.0.1:123,"}, Overrides{})

@@ -135,7 +135,7 @@ func (a *Admin) createClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Created = a.p.now().UTC()
-	if err := a.p.db.CreateClient(r.Context(), rec); err != nil {
+	if err := RegisterClient(r.Context(), a.p.db, rec); err != nil {
 		fail(w, r, err)
 		return
 	}

@@ -61,6 +61,14 @@ func TestAdminAPI(t *testing.T) {
 			t.Fatalf("bad client %s: %d %s", bad, code, body)
 		}
 	}
+	// A client bound to an institution that does not exist is refused, and nothing is stored
+	// (issue #17: it was accepted, and every seal then failed with 409).
+	if code, body := call("POST", "/api/v1/admin/clients", admin, `{"client_id":"ghost","grant_types":["client_credentials"],"scopes":["seal"],"organization_id":"nosuch"}`); code != 400 || !strings.Contains(body, `organization \"nosuch\" does not exist`) {
+		t.Fatalf("client of an unknown organization: %d %s", code, body)
+	}
+	if code, _ := call("GET", "/api/v1/admin/clients/ghost", admin, ""); code != 404 {
+		t.Fatalf("the refused client was stored: %d", code)
+	}
 	if code, body := call("GET", "/api/v1/admin/clients/tax", admin, ""); code != 200 || strings.Contains(body, `"client_secret"`) {
 		t.Fatalf("get client: %d %s", code, body)
 	}

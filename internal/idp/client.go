@@ -219,6 +219,30 @@ func NewClient(spec ClientSpec) (store.Client, string, error) {
 	return rec, secret, nil
 }
 
+// ClientRegistry is what registering a client needs of the durable store.
+type ClientRegistry interface {
+	CreateClient(ctx context.Context, c store.Client) error
+	Organization(ctx context.Context, id string) (store.Organization, error)
+}
+
+var _ ClientRegistry = store.Durable(nil)
+
+// RegisterClient stores a client made by NewClient, after checking that the institution it acts
+// for exists: a client bound to no organization would be accepted and then fail every seal
+// (409). An unknown organization is ErrInvalidClient.
+func RegisterClient(ctx context.Context, db ClientRegistry, rec store.Client) error {
+	if rec.OrganizationID != "" {
+		_, err := db.Organization(ctx, rec.OrganizationID)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: organization %q does not exist (vula orgs list; vula orgs create)", ErrInvalidClient, rec.OrganizationID)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return db.CreateClient(ctx, rec)
+}
+
 // ErrInvalidClient is a client registration that cannot be accepted.
 var ErrInvalidClient = errors.New("idp: invalid client")
 

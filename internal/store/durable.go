@@ -223,4 +223,6 @@ type Settings interface {
 	PutSettingIfAbsent(ctx context.Context, name string, value []byte) ([]byte, error)
 	// DeleteSetting removes name; removing an absent setting is not an error.
 	DeleteSetting(ctx context.Context, name string) error
+	// PutSetting stores value under name, replacing what was there.
+	PutSetting(ctx context.Context, name string, value []byte) error
 }

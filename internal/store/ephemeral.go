@@ -11,7 +11,7 @@ import (
 // caches, rate-limit counters. Values are opaque bytes; every entry has a time to live. Keys are
 // namespaced by the caller ("code:…", "jti:…"). Every method rejects an empty key with
 // ErrInvalidKey. Errors never repeat the key: a key may be a secret such as an authorization code.
-// Implementations: memstore, rediskv.
+// Implementations: sqlitekv (the embedded default), memstore (tests), rediskv (replicas).
 type Ephemeral interface {
 	// Put stores value under key for ttl, replacing what was there.
 	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error

@@ -4,7 +4,8 @@
 // revocations, signature transactions, the audit log) lives in a Durable store: SQLite in the
 // embedded default, PostgreSQL when scaled out (package sqlstore implements both). Ephemeral state
 // (sessions, one-time codes, replay caches, rate-limit counters) lives in an Ephemeral store:
-// memory by default, Redis when scaled out. Backends return the sentinel errors below, wrapped
+// a SQLite file of its own in the embedded default (it survives a restart), memory in tests,
+// Redis when scaled out. Backends return the sentinel errors below, wrapped
 // with detail; callers test with errors.Is. Every backend passes its seam's conformance suite.
 package store
 

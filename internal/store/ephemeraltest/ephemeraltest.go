@@ -1,5 +1,5 @@
 // Package ephemeraltest is the conformance suite of the ephemeral store: every store.Ephemeral
-// backend (memory, Redis) runs it.
+// backend (SQLite, memory, Redis) runs it.
 package ephemeraltest
 
 import (

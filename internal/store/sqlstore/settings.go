@@ -16,6 +16,12 @@ func (d *DB) Setting(ctx context.Context, name string) ([]byte, error) {
 	}, name)
 }
 
+// PutSetting stores value under name, replacing what was there.
+func (d *DB) PutSetting(ctx context.Context, name string, value []byte) error {
+	_, err := d.db.ExecContext(ctx, `INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, value)
+	return d.wrap("put setting "+name, err)
+}
+
 // PutSettingIfAbsent stores value unless name has one, and returns the value name holds.
 func (d *DB) PutSettingIfAbsent(ctx context.Context, name string, value []byte) ([]byte, error) {
 	var v []byte

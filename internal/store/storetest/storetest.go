@@ -326,6 +326,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		if v, err := s.PutSettingIfAbsent(ctx, "idp.secret", []byte("again")); err != nil || string(v) != "again" {
 			t.Fatalf("put after delete: %q %v", v, err)
 		}
+		// PutSetting replaces.
+		must(t, s.PutSetting(ctx, "serve.base_url", []byte("http://a")))
+		must(t, s.PutSetting(ctx, "serve.base_url", []byte("https://b")))
+		if v, err := s.Setting(ctx, "serve.base_url"); err != nil || string(v) != "https://b" {
+			t.Fatalf("replaced setting %q %v", v, err)
+		}
 	})
 
 	t.Run("AuditLog", func(t *testing.T) {
