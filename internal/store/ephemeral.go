@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"time"
 )
 
@@ -48,6 +50,19 @@ func CheckKey(key string) error {
 		return fmt.Errorf("%w: the key is empty", ErrInvalidKey)
 	}
 	return nil
+}
+
+// Counter reads a stored counter for Incr: like Redis, only the canonical decimal form of an
+// int64, and never past the largest one. Every embedded backend shares it.
+func Counter(v []byte) (int64, error) {
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil || strconv.FormatInt(n, 10) != string(v) {
+		return 0, errors.New("incr: the key holds a value, not a counter")
+	}
+	if n == math.MaxInt64 {
+		return 0, errors.New("incr: the counter would overflow")
+	}
+	return n, nil
 }
 
 // CheckEntry rejects an empty key or a time to live that is not positive.

@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -364,7 +363,7 @@ func (s *Store) Incr(ctx context.Context, key string, window time.Duration) (int
 			return err
 		}
 		if found {
-			if n, err = counter(v); err != nil {
+			if n, err = store.Counter(v); err != nil {
 				return err
 			}
 		}
@@ -379,19 +378,6 @@ func (s *Store) Incr(ctx context.Context, key string, window time.Duration) (int
 	})
 	if err != nil {
 		return 0, err
-	}
-	return n, nil
-}
-
-// counter reads a stored counter: only the canonical decimal form of an int64, and never past
-// the largest one, as Redis does.
-func counter(v []byte) (int64, error) {
-	n, err := strconv.ParseInt(string(v), 10, 64)
-	if err != nil || strconv.FormatInt(n, 10) != string(v) {
-		return 0, errors.New("sqlitekv: incr: the key holds a value, not a counter")
-	}
-	if n == math.MaxInt64 {
-		return 0, errors.New("sqlitekv: incr: the counter would overflow")
 	}
 	return n, nil
 }
