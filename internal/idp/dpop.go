@@ -150,6 +150,14 @@ func sameHTU(htu, want string) bool {
 		a.EscapedPath() == b.EscapedPath()
 }
 
+// offerNonce gives a client that sends DPoP proofs the current nonce (§8); others need none,
+// so the token path of a plain client computes no MAC.
+func (p *Provider) offerNonce(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("DPoP") != "" {
+		w.Header().Set("DPoP-Nonce", p.nonce())
+	}
+}
+
 // nonce is the current server nonce.
 func (p *Provider) nonce() string { return p.nonceAt(p.now().Unix() / int64(nonceWindow.Seconds())) }
 
@@ -205,7 +213,7 @@ func dpopChallenge(errCode string) string { return auth.DPoPChallenge(errCode) }
 // parProof reads a DPoP proof sent to PAR (§10.1): its key becomes the request's dpop_jkt, so
 // the code can be redeemed only with it. A dpop_jkt beside the proof must name the same key.
 func (p *Provider) parProof(w http.ResponseWriter, r *http.Request) error {
-	w.Header().Set("DPoP-Nonce", p.nonce())
+	p.offerNonce(w, r)
 	pr, err := p.proof(r.Context(), r, dpopCheck{method: http.MethodPost, url: p.endpointURL(r), nonce: true})
 	if err != nil || pr == nil {
 		return err

@@ -290,7 +290,7 @@ func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {
 // proof binds the access token (and a public client's refresh token) to its key.
 func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	w.Header().Set("DPoP-Nonce", p.nonce())
+	p.offerNonce(w, r)
 	pr, err := p.proof(ctx, r, dpopCheck{method: http.MethodPost, url: p.cfg.Issuer + "/oauth2/token", nonce: true})
 	if err != nil {
 		p.writeTokenError(w, r, nil, "token request refused", err)
