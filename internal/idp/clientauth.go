@@ -97,21 +97,16 @@ func (p *Provider) authenticateClient(ctx context.Context, r *http.Request, form
 
 // lookupClient reads a client: invalid_client when there is none, 503 when the store is down.
 func (p *Provider) lookupClient(ctx context.Context, id string) (*client, error) {
-	rec, err := p.db.Client(ctx, id)
+	c, err := p.st.GetClient(ctx, id)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, fosite.ErrNotFound):
 		return nil, errClient("No such client.")
 	case err != nil && isUnavailable(err):
 		return nil, errUnavailable(err)
 	case err != nil:
 		return nil, err
 	}
-	c, err := newClient(rec)
-	if err != nil {
-		return nil, err
-	}
-	c.Audience = p.st.audience
-	return c, nil
+	return c.(*client), nil
 }
 
 // authenticateSecret checks a client secret sent with HTTP Basic (basic: both form-encoded
