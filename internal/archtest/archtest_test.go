@@ -18,7 +18,8 @@
 //     the services use.
 //  5. the services: internal/idp, internal/csc, internal/seal, internal/portal,
 //     internal/validation, each a unit with its sub-packages.
-//  6. the wiring, internal/cli; 7. the command, cmd/vula.
+//  6. the composition root, internal/app: the one place services are built and wired together;
+//  7. the command line, internal/cli; 8. the command, cmd/vula.
 //
 // Outside the layers: pkg/... (for outsiders) imports nothing under internal/; test support
 // (internal/testenv, internal/apitest, hsm/hsmtest, and the *test packages beside what they

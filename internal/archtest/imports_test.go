@@ -22,6 +22,7 @@ var layers = [][][]string{
 	{{"internal/audit"}, {"internal/auth"}}, // over the edge: audit serves its proofs, auth answers refused tokens
 	{{"certs"}, {"internal/tsa"}, {"internal/signing", "internal/pdfsafe"}},
 	{{"internal/idp"}, {"internal/csc"}, {"internal/seal"}, {"internal/portal"}, {"internal/validation"}},
+	{{"internal/app"}},
 	{{"internal/cli"}},
 	{{"cmd"}},
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/app"
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 )
@@ -149,7 +150,7 @@ run it while serve is stopped (its keystore is open in one process at a time).`,
 				return err
 			}
 			defer func() { _ = m.Close() }() // a key was made at most, and it is stored by then
-			if _, err := auditKey(cmd.Context(), m, time.Now()); err != nil {
+			if _, err := app.AuditKey(cmd.Context(), m, time.Now()); err != nil {
 				return err
 			}
 			ks, err := m.Keys(cmd.Context())

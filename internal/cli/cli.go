@@ -5,6 +5,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/store/sqlstore"
 )
 
 // Env is everything a run of the CLI takes from its process.
@@ -118,4 +120,18 @@ func checkOutput(o string) error {
 func say(w io.Writer, format string, a ...any) error {
 	_, err := fmt.Fprintf(w, format, a...)
 	return err
+}
+
+// withDB runs f with the configured durable store, for commands that work beside a server.
+func (g *globals) withDB(cmd *cobra.Command, f func(ctx context.Context, db *sqlstore.DB) error) (err error) {
+	cfg, err := g.load()
+	if err != nil {
+		return err
+	}
+	db, err := sqlstore.Open(cmd.Context(), cfg.Store.Durable, newLogger(io.Discard, cfg.Log))
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	return f(cmd.Context(), db)
 }

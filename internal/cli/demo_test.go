@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vula-eid/vula/internal/app"
 	"github.com/vula-eid/vula/internal/idp/idptest"
 )
 
@@ -80,7 +81,7 @@ func TestDemoShow(t *testing.T) {
 		t.Fatalf("first start's stdout: %q", first)
 	}
 	code, out, errs := run(t, env, "demo", "show", "--output", "json")
-	var dc demoCredentials
+	var dc app.DemoCredentials
 	if code != 0 || json.Unmarshal([]byte(out), &dc) != nil || dc.Password != m[1] || dc.PersonalNumber != "1000000001" ||
 		!strings.Contains(first, dc.OTPAuthURI) || dc.URL != "http://"+s.addr+"/demo/" {
 		t.Fatalf("demo show: %d %q %q", code, out, errs)

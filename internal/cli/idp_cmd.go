@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/app"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/store"
@@ -180,7 +181,7 @@ func personsCmd(g *globals) *cobra.Command {
 		}
 		return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
 			// The commands' own limits need no sharing: an in-memory ephemeral store will do.
-			a, err := openAccounts(db, memstore.New(time.Now), cfg)
+			a, err := app.NewAccounts(db, memstore.New(time.Now), cfg)
 			if err != nil {
 				return err
 			}
@@ -325,11 +326,7 @@ func idpCmd(g *globals) *cobra.Command {
 			}
 			defer func() { err = errors.Join(err, keys.Close()) }()
 			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
-				ic, err := idpConfig(cfg)
-				if err != nil {
-					return err
-				}
-				p, err := idp.New(ctx, ic, keys, db, memstore.New(time.Now), log, time.Now)
+				p, err := app.NewProvider(ctx, cfg, keys, db, memstore.New(time.Now), log)
 				if err != nil {
 					return err
 				}

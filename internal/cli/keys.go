@@ -8,43 +8,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vula-eid/vula/hsm"
-	"github.com/vula-eid/vula/hsm/software"
+	"github.com/vula-eid/vula/internal/app"
 	"github.com/vula-eid/vula/internal/config"
 )
 
-// openKeys opens the configured key backend (not instrumented: the caller decides).
+// openKeys opens the configured key backend, not instrumented.
 func (g *globals) openKeys(ctx context.Context, cfg config.Config, log *slog.Logger) (hsm.Manager, error) {
-	switch cfg.HSM.Backend {
-	case "pkcs11":
-		return g.openPKCS11(ctx, cfg, log)
-	default:
-		s := cfg.HSM.Software
-		sc := software.Config{Dir: s.Dir, KeyFile: s.KeyFile}
-		if s.PassphraseEnv != "" || s.PassphraseFile != "" {
-			p, err := config.Secret(s.PassphraseEnv, s.PassphraseFile, g.lookupEnv)
-			if err != nil {
-				return nil, fmt.Errorf("hsm.software: %w", err)
-			}
-			sc.Passphrase, sc.KeyFile = p, ""
-		} else if err := os.MkdirAll(filepath.Dir(s.KeyFile), 0o700); err != nil {
-			return nil, fmt.Errorf("hsm.software.key_file: %w", err)
-		} else if err := software.CreateKeyFile(s.KeyFile); err == nil {
-			// First start of the embedded default: a random master key, so that no one has to
-			// type a passphrase. The operator must keep this file with the keystore.
-			log.Info("created the software keystore's master key file", "path", s.KeyFile)
-		} else if !errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("hsm.software.key_file: %w", err)
-		}
-		return software.Open(ctx, sc, log)
-	}
+	return app.OpenKeys(ctx, cfg, g.lookupEnv, log)
 }
 
 func keysCmd(g *globals) *cobra.Command {

@@ -3,38 +3,14 @@ package cli
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net/http"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/vula-eid/vula/certs"
-	"github.com/vula-eid/vula/hsm"
-	"github.com/vula-eid/vula/internal/audit"
-	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/app"
 	"github.com/vula-eid/vula/internal/csc"
-	"github.com/vula-eid/vula/internal/idp"
-	"github.com/vula-eid/vula/internal/store"
-	"github.com/vula-eid/vula/internal/store/sqlstore"
-	"github.com/vula-eid/vula/internal/tsa"
 )
-
-// cscService is the officials' signing service on the configuration. The CLI passes no
-// ephemeral store, factors, audit log or TSA: it enrols and renews, and authorizes nothing.
-func cscService(cfg config.Config, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB, eph store.Ephemeral, f csc.Factors,
-	l *audit.Log, ts *tsa.Responder, log *slog.Logger) *csc.Service {
-	var au csc.Auditor
-	if l != nil {
-		au = l
-	}
-	c := csc.Config{Country: cfg.PKI.Country, LoginMaxAge: time.Duration(cfg.CSC.LoginMaxAge)}
-	if ts != nil { // a nil *tsa.Responder must not become a non-nil Timestamper
-		c.Timestamper = ts
-	}
-	return csc.New(c, keys, a, db, eph, f, au, log, time.Now)
-}
 
 // credentialView is a signing credential as the CLI shows it.
 type credentialView struct {
@@ -62,18 +38,15 @@ func issueSigningKeyCmd(g *globals) *cobra.Command {
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			return g.withAuthorityDB(cmd, func(ctx context.Context, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB) error {
+			return g.withParts(cmd, func(ctx context.Context, parts *app.Parts) error {
+				db := parts.DB
 				p, err := db.PersonByPersonalNumber(ctx, args[0])
 				if err != nil {
 					if p, err = db.Person(ctx, args[0]); err != nil {
 						return fmt.Errorf("person %s: %w", args[0], err)
 					}
 				}
-				s := cscService(cfg, a, keys, db, nil, nil, nil, nil, newLogger(cmd.ErrOrStderr(), cfg.Log))
+				s := parts.CSC()
 				c, err := s.Enrol(ctx, p)
 				if err != nil {
 					return err
@@ -117,18 +90,15 @@ func renewSigningKeyCmd(g *globals) *cobra.Command {
 			if id == "" {
 				return fmt.Errorf("--credential is required (the credential id, as issue-signing-key printed it)")
 			}
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			return g.withAuthorityDB(cmd, func(ctx context.Context, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB) error {
+			return g.withParts(cmd, func(ctx context.Context, parts *app.Parts) error {
+				db := parts.DB
 				p, err := db.PersonByPersonalNumber(ctx, args[0])
 				if err != nil {
 					if p, err = db.Person(ctx, args[0]); err != nil {
 						return fmt.Errorf("person %s: %w", args[0], err)
 					}
 				}
-				s := cscService(cfg, a, keys, db, nil, nil, nil, nil, newLogger(cmd.ErrOrStderr(), cfg.Log))
+				s := parts.CSC()
 				c, err := s.Renew(ctx, p.SubjectID, id)
 				if err != nil {
 					return fmt.Errorf("credential %s of %s: %w", id, args[0], err)
@@ -140,23 +110,4 @@ func renewSigningKeyCmd(g *globals) *cobra.Command {
 	cmd.Flags().String("credential", "", "the credential id (certificate serial) to renew")
 	outputFlag(cmd, "table")
 	return cmd
-}
-
-// registerCSC mounts the officials' CSC API v2 on mux (serve).
-func registerCSC(mux *http.ServeMux, cfg config.Config, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB, eph store.Ephemeral,
-	l *audit.Log, auth csc.Authenticator, ts *tsa.Responder, log *slog.Logger) error {
-	accounts, err := openAccounts(db, eph, cfg)
-	if err != nil {
-		return err
-	}
-	h := csc.Handler{S: cscService(cfg, a, keys, db, eph, accounts, l, ts, log), Auth: auth, Issuer: cfg.BaseURL, Log: log}
-	if ts != nil { // a nil *tsa.Responder must not become a non-nil Timestamper
-		h.TSA = ts
-	}
-	if p, ok := auth.(*idp.Provider); ok {
-		// Credential authorization through OAuth asks the signing service about credentials.
-		p.SetCredentials(h.S)
-	}
-	h.Register(mux)
-	return nil
 }

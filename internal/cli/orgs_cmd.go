@@ -4,17 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
-	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/app"
 	"github.com/vula-eid/vula/internal/seal"
-	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 )
 
@@ -51,23 +48,10 @@ func printOrgs(w io.Writer, out string, os []orgView, asList bool) error {
 	return tw.Flush()
 }
 
-// sealService is the sealing service on the configuration; commands give no timestamper
-// (onboarding needs none).
-func sealService(cfg config.Config, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB, ts signing.Timestamper, log *slog.Logger) *seal.Service {
-	return seal.New(seal.Config{Country: cfg.PKI.Country, Algorithm: hsm.Algorithm(cfg.Seal.Algorithm), Years: cfg.Seal.Years,
-		MaxSize: cfg.Seal.MaxSize}, keys, a, db, ts, log, time.Now)
-}
-
 func orgsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "orgs", Short: "Onboard and list the institutions that seal"}
 	with := func(cmd *cobra.Command, f func(ctx context.Context, s *seal.Service, db *sqlstore.DB) error) error {
-		cfg, err := g.load()
-		if err != nil {
-			return err
-		}
-		return g.withAuthorityDB(cmd, func(ctx context.Context, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB) error {
-			return f(ctx, sealService(cfg, a, keys, db, nil, newLogger(cmd.ErrOrStderr(), cfg.Log)), db)
-		})
+		return g.withParts(cmd, func(ctx context.Context, p *app.Parts) error { return f(ctx, p.Seal(), p.DB) })
 	}
 	view := func(ctx context.Context, s *seal.Service, id string, db *sqlstore.DB) (orgView, error) {
 		o, err := db.Organization(ctx, id)

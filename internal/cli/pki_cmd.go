@@ -18,8 +18,7 @@ import (
 
 	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
-	"github.com/vula-eid/vula/internal/config"
-	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/app"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 )
 
@@ -202,26 +201,6 @@ func printHierarchy(w io.Writer, out string, a *certs.Authority) error {
 	return tw.Flush()
 }
 
-// servedBaseURL names the setting where serve records its base_url.
-const servedBaseURL = "serve.base_url"
-
-// servedConfig gives cfg the base_url the server last ran with, when cfg's own is only derived
-// from the command's --listen default: certificates issued from the command line then point
-// their OCSP, CRL and issuer URLs where the server answers.
-func servedConfig(ctx context.Context, cfg config.Config, db *sqlstore.DB) (config.Config, error) {
-	if !cfg.BaseURLDerived() {
-		return cfg, nil
-	}
-	u, err := db.Setting(ctx, servedBaseURL)
-	if errors.Is(err, store.ErrNotFound) {
-		return cfg, nil
-	}
-	if err != nil {
-		return cfg, err
-	}
-	return cfg.WithServedBaseURL(string(u)), nil
-}
-
 // withAuthority opens the key layer, the store and the hierarchy (creating it if missing) for a
 // command. Its signatures are audited like the server's.
 func (g *globals) withAuthority(cmd *cobra.Command, f func(ctx context.Context, a *certs.Authority, keys hsm.Manager) error) error {
@@ -231,35 +210,21 @@ func (g *globals) withAuthority(cmd *cobra.Command, f func(ctx context.Context, 
 }
 
 // withAuthorityDB is withAuthority that also hands over the store.
-func (g *globals) withAuthorityDB(cmd *cobra.Command, f func(ctx context.Context, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB) error) (err error) {
+func (g *globals) withAuthorityDB(cmd *cobra.Command, f func(ctx context.Context, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB) error) error {
+	return g.withParts(cmd, func(ctx context.Context, p *app.Parts) error { return f(ctx, p.Authority, p.Keys, p.DB) })
+}
+
+// withParts runs f over the platform's lower layers (app.Parts), its signatures recorded as
+// made by the command line.
+func (g *globals) withParts(cmd *cobra.Command, f func(ctx context.Context, p *app.Parts) error) (err error) {
 	cfg, err := g.load()
 	if err != nil {
 		return err
 	}
-	log := newLogger(cmd.ErrOrStderr(), cfg.Log)
-	raw, err := g.openKeys(cmd.Context(), cfg, log)
+	p, err := app.Open(cmd.Context(), cfg, g.lookupEnv, newLogger(cmd.ErrOrStderr(), cfg.Log))
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, raw.Close()) }()
-	return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
-		cfg, err := servedConfig(ctx, cfg, db)
-		if err != nil {
-			return err
-		}
-		gate := &durableGate{}
-		uri, err := auditKey(ctx, raw, time.Now())
-		if err != nil {
-			return err
-		}
-		if err := gate.use(ctx, db, raw, uri, cfg, log); err != nil {
-			return err
-		}
-		keys := hsm.Instrument(raw, hsm.NewMetrics(noRegistry()), gate, time.Now)
-		a, err := certs.Open(ctx, keys, db, pkiConfig(cfg), time.Now)
-		if err != nil {
-			return err
-		}
-		return f(hsm.WithActor(ctx, "cli"), a, keys, db)
-	})
+	defer func() { err = errors.Join(err, p.Close()) }()
+	return f(hsm.WithActor(cmd.Context(), "cli"), p)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vula-eid/vula/certs"
+	"github.com/vula-eid/vula/internal/app"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/store/sqlitekv"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
@@ -145,11 +146,11 @@ func (g *globals) status(ctx context.Context, cfg config.Config) (statusReport, 
 	r.Ephemeral = ephemeralState(ctx, cfg.Store.Ephemeral)
 
 	var durableErr error
-	r.Durable = statusDurable{DSN: redactDSN(cfg.Store.Durable)}
+	r.Durable = statusDurable{DSN: app.RedactDSN(cfg.Store.Durable)}
 	db, err := openExisting(ctx, cfg.Store.Durable)
 	if err == nil {
 		defer func() { _ = db.Close() }() // read-only: nothing to lose
-		cfg, err = servedConfig(ctx, cfg, db)
+		cfg, err = app.ServedConfig(ctx, cfg, db)
 	}
 	var st sqlstore.Status
 	if err == nil {
@@ -224,7 +225,7 @@ func clockState(cfg config.Config) string {
 
 // ephemeralState pings the ephemeral store; a SQLite file that does not exist yet is not made.
 func ephemeralState(ctx context.Context, url string) statusEphemeral {
-	e := statusEphemeral{Store: redactDSN(url)}
+	e := statusEphemeral{Store: app.RedactDSN(url)}
 	if url == "memory" {
 		e.State = "in the server's memory (lost on restart)"
 		return e
@@ -248,7 +249,7 @@ func ephemeralState(ctx context.Context, url string) statusEphemeral {
 		e.State, e.Entries = "ok", &n
 		return e
 	}
-	s, err := openEphemeral(ctx, url, nil)
+	s, err := app.OpenEphemeral(ctx, url, nil)
 	if err == nil {
 		defer func() { _ = s.Close() }() // read-only: nothing to lose
 		err = s.Ping(ctx)

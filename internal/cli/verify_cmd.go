@@ -118,11 +118,3 @@ func (g *globals) platformRoots(cmd *cobra.Command) ([]*x509.Certificate, error)
 	}
 	return out, err
 }
-
-// platformAnchors is the running platform's root, the trust anchor of POST /api/v1/validate.
-func platformAnchors(a *certs.Authority) []*x509.Certificate {
-	if root, ok := a.Certificate(certs.NameRoot); ok {
-		return []*x509.Certificate{root}
-	}
-	return nil
-}

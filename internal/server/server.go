@@ -210,11 +210,14 @@ func (s *Server) Handler() http.Handler {
 		// The key layer's audit records of signatures made for this request name it too.
 		r = r.WithContext(hsm.WithRequestID(context.WithValue(r.Context(), ctxKey{}, id), id))
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
-		_, route := s.mux.Handler(r)
-		if route == "" {
-			route = "unmatched" // keeps the metric's label set bounded
-		}
 		defer func() {
+			// The route is the pattern of the innermost mux that served the request (a mux
+			// sets it on the request it is given; the platform's mux sits behind this one), so
+			// the metric names the endpoint, not a whole prefix.
+			route := r.Pattern
+			if route == "" {
+				route = "unmatched" // keeps the metric's label set bounded
+			}
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
 					panic(p)

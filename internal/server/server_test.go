@@ -263,3 +263,39 @@ func TestWriteError(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteLabel: the request metrics name the pattern of the innermost mux that served the
+// request, so that services mounted behind one catch-all (the platform's routes, registered
+// once they exist) are told apart; what no pattern matched is "unmatched".
+func TestRouteLabel(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := New(slog.New(slog.DiscardHandler), reg, time.Now, Options{})
+	inner := http.NewServeMux()
+	inner.HandleFunc("GET /things/{id}", func(w http.ResponseWriter, r *http.Request) {})
+	s.Handle("/", inner)
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	get(t, ts.URL+"/things/1")
+	get(t, ts.URL+"/things/2")
+	get(t, ts.URL+"/nothing")
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "vula_http_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "route" {
+					got[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if got["GET /things/{id}"] != 2 || got["unmatched"] != 1 || len(got) != 2 {
+		t.Fatalf("requests by route: %v", got)
+	}
+}

@@ -1,4 +1,4 @@
-package cli
+package app
 
 import (
 	"bytes"
@@ -34,20 +34,15 @@ func pkiConfig(cfg config.Config) certs.Config {
 		RootYears: p.RootYears, CAYears: p.CAYears, ServiceYears: p.ServiceYears}
 }
 
-// pkiGate serves /pki, /tsa and the identity provider once the authority is open (they need the
-// durable store), 503 before.
-type pkiGate struct {
-	mux   atomic.Pointer[http.ServeMux]
-	clock tsa.Clock
-	// lockTTL bounds how long a start that died holding the init lock delays the next one
-	// (the ephemeral store persists now); 0 means initLockTTL.
-	lockTTL time.Duration
+// platformGate serves the platform's routes once they are built (they need the durable store),
+// 503 before.
+type platformGate struct {
+	mux atomic.Pointer[http.ServeMux]
 }
 
-// initLockTTL is the life of the init lock; its holder renews it every third of it.
-const initLockTTL = 15 * time.Second
+func (g *platformGate) serve(mux *http.ServeMux) { g.mux.Store(mux) }
 
-func (g *pkiGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (g *platformGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if m := g.mux.Load(); m != nil {
 		m.ServeHTTP(w, r)
 		return
@@ -55,52 +50,35 @@ func (g *pkiGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, "the PKI is starting", http.StatusServiceUnavailable)
 }
 
-// open opens (on first start: creates) the hierarchy and starts serving it, with the timestamp
-// authority and the services that more registers on the same mux (the identity provider, the
-// sealing service). Replicas that start together take
-// turns through a lock in the shared ephemeral store, so that only the first creates the
-// hierarchy (and what more creates on first start) and the others load it.
-func (g *pkiGate) open(ctx context.Context, keys hsm.Manager, recs certs.Records, eph store.Ephemeral, cfg config.Config, log *slog.Logger,
-	more func(mux *http.ServeMux, a *certs.Authority, ts *tsa.Responder) error) error {
-	release, err := g.lock(ctx, eph, log)
-	if err != nil {
-		return err
+// Ping is the platform's readiness (reported as "pki"): ready once it is built.
+func (g *platformGate) Ping(context.Context) error {
+	if g.mux.Load() == nil {
+		return errors.New("the PKI is starting")
 	}
-	defer release()
-	a, err := certs.Open(ctx, keys, recs, pkiConfig(cfg), time.Now)
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	certs.Handlers{A: a, Log: log}.Register(mux)
-	// The timestamp authority signs with the timestamping unit's key and certificate.
+	return nil
+}
+
+// newTSA is the timestamp authority: it signs with the timestamping unit's key and certificate.
+func newTSA(cfg config.Config, a *certs.Authority, clock tsa.Clock, log *slog.Logger) (*tsa.Responder, error) {
 	policy, _ := config.ParseOID(cfg.TSA.PolicyOID) // Validate checked it
 	seal, _ := a.Certificate(certs.NameSealCA)
 	tsu := a.TSA()
-	responder, err := tsa.New(tsa.Config{Policy: policy, Accuracy: time.Duration(cfg.TSA.Accuracy),
-		Qualified: cfg.TSA.Qualified, Chain: []*x509.Certificate{seal}}, tsu.Cert, tsu.Signer, g.clock, log)
-	if err != nil {
-		return err
-	}
-	mux.Handle("POST /tsa", responder)
-	if err := more(mux, a, responder); err != nil {
-		return err
-	}
-	g.mux.Store(mux)
-	return nil
+	return tsa.New(tsa.Config{Policy: policy, Accuracy: time.Duration(cfg.TSA.Accuracy),
+		Qualified: cfg.TSA.Qualified, Chain: []*x509.Certificate{seal}}, tsu.Cert, tsu.Signer, clock, log)
 }
+
+// initLockTTL is the life of the init lock; its holder renews it every third of it.
+const initLockTTL = 15 * time.Second
 
 // initLock names the lock replicas take turns through at start.
 const initLock = "pki:init"
 
 // lock takes the init lock, waiting while another process holds it, and keeps it alive until
-// release. The lock lives lockTTL and is renewed every third of it: the store is persistent, so
-// a process that dies holding it must not delay the next start by more than lockTTL.
-func (g *pkiGate) lock(ctx context.Context, eph store.Ephemeral, log *slog.Logger) (release func(), err error) {
-	ttl := g.lockTTL
-	if ttl == 0 {
-		ttl = initLockTTL
-	}
+// release. Replicas that start together take turns through it, so that only the first creates
+// the hierarchy (and what else a first start creates) and the others load it. The lock lives
+// ttl and is renewed every third of it: the store is persistent, so a process that dies holding
+// it must not delay the next start by more than ttl.
+func lock(ctx context.Context, eph store.Ephemeral, ttl time.Duration, log *slog.Logger) (release func(), err error) {
 	token := make([]byte, 16)
 	_, _ = rand.Read(token) // never fails (crypto/rand)
 	for {
@@ -147,12 +125,4 @@ func (g *pkiGate) lock(ctx context.Context, eph store.Ephemeral, log *slog.Logge
 			}
 		}
 	}, nil
-}
-
-// Ping is the PKI's readiness: ready once the hierarchy is loaded.
-func (g *pkiGate) Ping(context.Context) error {
-	if g.mux.Load() == nil {
-		return errors.New("the PKI is starting")
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package cli
+package app
 
 import (
 	"context"
@@ -14,13 +14,11 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
-	"github.com/spf13/cobra"
 	"golang.org/x/oauth2"
 
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/store"
-	"github.com/vula-eid/vula/internal/store/sqlstore"
 )
 
 const demoClient = "demo"
@@ -29,13 +27,41 @@ const demoClient = "demo"
 // (the database alone does not show them), so that `vula demo show` can print them again.
 const demoSetting = "demo.credentials"
 
-// demoCredentials is what a person needs to try the demo.
-type demoCredentials struct {
+// ErrNoDemo is ReadDemo's answer when no serve in dev mode has made the demo yet.
+var ErrNoDemo = errors.New("no demo")
+
+// DemoCredentials is what a person needs to try the demo.
+type DemoCredentials struct {
 	URL            string `json:"url"`
 	PersonalNumber string `json:"personal_number"`
 	Password       string `json:"password"`
 	OTPAuthURI     string `json:"otpauth_uri"`
 	Client         string `json:"client_id"`
+}
+
+// ReadDemo reads the demo's credentials from the durable store, opening them with the key of
+// idp.seed_key_file (which it never makes: a new one would open nothing).
+func ReadDemo(ctx context.Context, cfg config.Config, db store.Settings) (DemoCredentials, error) {
+	var dc DemoCredentials
+	sealed, err := db.Setting(ctx, demoSetting)
+	if errors.Is(err, store.ErrNotFound) {
+		return dc, ErrNoDemo
+	}
+	if err != nil {
+		return dc, err
+	}
+	if _, err := os.Stat(cfg.IdP.SeedKeyFile); err != nil {
+		return dc, fmt.Errorf("idp.seed_key_file: %w", err)
+	}
+	sealer, err := SeedSealer(cfg)
+	if err != nil {
+		return dc, err
+	}
+	plain, err := sealer.Open(demoSetting, sealed)
+	if err != nil {
+		return dc, fmt.Errorf("the demo's credentials do not open with %s: %w", cfg.IdP.SeedKeyFile, err)
+	}
+	return dc, json.Unmarshal(plain, &dc)
 }
 
 // demo makes, on first start, a demo relying party (a public client with PKCE, served by this
@@ -49,7 +75,7 @@ func demo(ctx context.Context, mux *http.ServeMux, db store.Durable, accounts *i
 	mux.HandleFunc("GET /demo/callback", rp.callback)
 	if _, err := db.Client(ctx, demoClient); err == nil {
 		// For the console; the server runs without it.
-		_ = say(stdout, "\n== Vula demo (dev mode) ==\n  Try a login: open %s/demo/\n  The demo citizen's login: vula demo show\n\n", base)
+		_, _ = fmt.Fprintf(stdout, "\n== Vula demo (dev mode) ==\n  Try a login: open %s/demo/\n  The demo citizen's login: vula demo show\n\n", base)
 		return nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
@@ -79,7 +105,7 @@ func demo(ctx context.Context, mux *http.ServeMux, db store.Durable, accounts *i
 	if err := accounts.EnrollTOTP(ctx, p.SubjectID, key); err != nil {
 		return err
 	}
-	dc := demoCredentials{URL: base + "/demo/", PersonalNumber: p.PersonalNumber, Password: password, OTPAuthURI: key.URL(), Client: demoClient}
+	dc := DemoCredentials{URL: base + "/demo/", PersonalNumber: p.PersonalNumber, Password: password, OTPAuthURI: key.URL(), Client: demoClient}
 	plain, _ := json.Marshal(dc)
 	sealed, err := sealer.Seal(demoSetting, plain)
 	if err != nil {
@@ -88,17 +114,17 @@ func demo(ctx context.Context, mux *http.ServeMux, db store.Durable, accounts *i
 	if err := db.PutSetting(ctx, demoSetting, sealed); err != nil {
 		return err
 	}
-	_ = printDemo(stdout, dc, true) // for the console; the server runs without it, and demo show prints it again
+	_ = PrintDemo(stdout, dc, true) // for the console; the server runs without it, and demo show prints it again
 	return nil
 }
 
-// printDemo prints the demo's credentials as a block that stands out from the log lines.
-func printDemo(w io.Writer, dc demoCredentials, first bool) error {
+// PrintDemo prints the demo's credentials as a block that stands out from the log lines.
+func PrintDemo(w io.Writer, dc DemoCredentials, first bool) error {
 	made := ""
 	if first {
 		made = " — made on this first start; `vula demo show` prints this again"
 	}
-	return say(w, `
+	_, err := fmt.Fprintf(w, `
 == Vula demo (dev mode)%s ==
   Try a login:     open %s  (add ?acr=substantial for password + one-time code)
   Demo citizen:    personal number %s
@@ -109,58 +135,7 @@ func printDemo(w io.Writer, dc demoCredentials, first bool) error {
 ==
 
 `, made, dc.URL, dc.PersonalNumber, dc.Password, dc.OTPAuthURI, dc.PersonalNumber, dc.Client, dc.URL)
-}
-
-// demoCmd is `vula demo show`: the demo's credentials again, from the durable store.
-func demoCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "demo", Short: "The dev-mode demo: a relying party under /demo/ and a demo citizen"}
-	show := &cobra.Command{
-		Use:   "show",
-		Short: "Print the demo citizen's login (made by the first `vula serve` in dev mode)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out := cmd.Flag("output").Value.String()
-			if out != "text" && out != "json" {
-				return fmt.Errorf("--output: want text or json, got %q", out)
-			}
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
-				sealed, err := db.Setting(ctx, demoSetting)
-				if errors.Is(err, store.ErrNotFound) {
-					return fmt.Errorf("no demo in %s: the first `vula serve` in dev mode makes it (idp.demo, on by default in dev mode)", redactDSN(cfg.Store.Durable))
-				}
-				if err != nil {
-					return err
-				}
-				// The key is read, never made here: a new one would open nothing.
-				if _, err := os.Stat(cfg.IdP.SeedKeyFile); err != nil {
-					return fmt.Errorf("idp.seed_key_file: %w", err)
-				}
-				sealer, err := seedSealer(cfg)
-				if err != nil {
-					return err
-				}
-				plain, err := sealer.Open(demoSetting, sealed)
-				if err != nil {
-					return fmt.Errorf("the demo's credentials do not open with %s: %w", cfg.IdP.SeedKeyFile, err)
-				}
-				var dc demoCredentials
-				if err := json.Unmarshal(plain, &dc); err != nil {
-					return err
-				}
-				if out == "json" {
-					return printJSON(cmd.OutOrStdout(), dc)
-				}
-				return printDemo(cmd.OutOrStdout(), dc, false)
-			})
-		},
-	}
-	show.Flags().StringP("output", "o", "text", "text or json")
-	cmd.AddCommand(show)
-	return cmd
+	return err
 }
 
 // demoRP is a tiny relying party for trying a login: it starts the code flow with PKCE and

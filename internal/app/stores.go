@@ -1,17 +1,13 @@
-package cli
+package app
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spf13/cobra"
 
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/audit"
@@ -23,8 +19,8 @@ import (
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 )
 
-// auditKey returns the active audit-purpose key, creating one on first start.
-func auditKey(ctx context.Context, keys hsm.Manager, now time.Time) (string, error) {
+// AuditKey returns the active audit-purpose key, creating one on first start.
+func AuditKey(ctx context.Context, keys hsm.Manager, now time.Time) (string, error) {
 	ks, err := keys.Keys(ctx)
 	if err != nil {
 		return "", err
@@ -37,7 +33,7 @@ func auditKey(ctx context.Context, keys hsm.Manager, now time.Time) (string, err
 	k, err := keys.CreateKey(ctx, hsm.KeySpec{Label: "audit-" + now.UTC().Format("20060102-150405"),
 		Algorithm: hsm.ECP256, Purpose: hsm.PurposeAudit, Owner: "vula"})
 	if errors.Is(err, hsm.ErrConflict) { // another replica made it in the same second
-		return auditKey(ctx, keys, now.Add(time.Second))
+		return AuditKey(ctx, keys, now.Add(time.Second))
 	}
 	return k.URI, err
 }
@@ -83,8 +79,9 @@ func (g *durableGate) Ping(ctx context.Context) error {
 	return db.Ping(ctx)
 }
 
-// open retries opening the durable store and the audit log until it works or ctx ends.
-func (g *durableGate) open(ctx context.Context, cfg config.Config, keys hsm.Manager, log *slog.Logger, onOpen func(*sqlstore.DB, *audit.Log)) {
+// open retries opening the durable store and the audit log until it works or ctx ends (then ok
+// is false).
+func (g *durableGate) open(ctx context.Context, cfg config.Config, keys hsm.Manager, log *slog.Logger) (db *sqlstore.DB, l *audit.Log, ok bool) {
 	backoff := 500 * time.Millisecond
 	for {
 		err := func() error {
@@ -93,7 +90,7 @@ func (g *durableGate) open(ctx context.Context, cfg config.Config, keys hsm.Mana
 				return err
 			}
 			db.SizePool(cfg.Store.DurablePool)
-			uri, err := auditKey(ctx, keys, time.Now())
+			uri, err := AuditKey(ctx, keys, time.Now())
 			// Closing after an error: that error is the one to report.
 			if err != nil {
 				_ = db.Close()
@@ -103,17 +100,16 @@ func (g *durableGate) open(ctx context.Context, cfg config.Config, keys hsm.Mana
 				_ = db.Close()
 				return err
 			}
-			onOpen(db, g.log.Load())
 			return nil
 		}()
 		if err == nil {
-			return
+			return g.db.Load(), g.log.Load(), true
 		}
 		g.lastErr.Store(&err)
 		log.Warn("durable store not open, retrying", "err", err, "in", backoff.String())
 		select {
 		case <-ctx.Done():
-			return
+			return nil, nil, false
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 15*time.Second)
@@ -139,9 +135,12 @@ func (g *durableGate) close() error {
 	return nil
 }
 
-// openEphemeral opens the SQLite file of the embedded default, the in-memory store, or Redis. A
+// OpenEphemeral opens the SQLite file of the embedded default, the in-memory store, or Redis. A
 // Redis that is down does not stop the start: readiness reports it until it answers.
-func openEphemeral(ctx context.Context, url string, log *slog.Logger) (store.Ephemeral, error) {
+func OpenEphemeral(ctx context.Context, url string, log *slog.Logger) (store.Ephemeral, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	switch {
 	case url == "memory":
 		log.Warn("ephemeral store in memory: a restart logs everyone out")
@@ -158,21 +157,4 @@ func openEphemeral(ctx context.Context, url string, log *slog.Logger) (store.Eph
 		return s, err
 	}
 	return rediskv.Open(ctx, url, log)
-}
-
-// noRegistry is a registry for one-shot commands, whose metrics nobody scrapes.
-func noRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
-
-// withDB runs f with the configured durable store, for commands that work beside a server.
-func (g *globals) withDB(cmd *cobra.Command, f func(ctx context.Context, db *sqlstore.DB) error) (err error) {
-	cfg, err := g.load()
-	if err != nil {
-		return err
-	}
-	db, err := sqlstore.Open(cmd.Context(), cfg.Store.Durable, newLogger(io.Discard, cfg.Log))
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, db.Close()) }()
-	return f(cmd.Context(), db)
 }

@@ -1,4 +1,4 @@
-package cli
+package app
 
 import (
 	"context"
@@ -21,8 +21,8 @@ func TestInitLock(t *testing.T) {
 	ctx := context.Background()
 	eph := memstore.New(time.Now)
 	defer eph.Close()
-	g := &pkiGate{lockTTL: 600 * time.Millisecond}
-	release, err := g.lock(ctx, eph, quietLog)
+	const ttl = 600 * time.Millisecond
+	release, err := lock(ctx, eph, ttl, quietLog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestInitLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	release, err = g.lock(ctx, eph, quietLog)
+	release, err = lock(ctx, eph, ttl, quietLog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestInitLock(t *testing.T) {
 	t.Logf("took over a dead holder's lock after %v", time.Since(start).Round(10*time.Millisecond))
 
 	// Releasing does not remove a lock that expired and was taken by another.
-	release, _ = g.lock(ctx, eph, quietLog)
+	release, _ = lock(ctx, eph, ttl, quietLog)
 	eph.Put(ctx, initLock, []byte("another"), time.Minute)
 	release()
 	if v, err := eph.Get(ctx, initLock); err != nil || string(v) != "another" {

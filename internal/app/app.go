@@ -1,0 +1,211 @@
+// Package app is Vula's composition root: the one place the platform is built from a
+// config.Config, in dependency order — key layer, stores, audit log, PKI, TSA, identity
+// provider, the services, their HTTP routes — and where it is started and shut down.
+//
+// Run is `vula serve`. The commands that work beside a server (issuing, onboarding, rotating)
+// open what they need through Open and the constructors here, so that each part is built one
+// way whoever uses it. No service imports another: what one needs of another is a small
+// interface, satisfied here.
+//
+// Adding to the platform: a service is built and its routes registered in platform.build, one
+// line for its routes; an anonymous endpoint that costs the server something is bounded in
+// boundedPaths; a listener is started beside the HTTP one in Run.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/server"
+	"github.com/vula-eid/vula/internal/tsa"
+	"github.com/vula-eid/vula/internal/upload"
+)
+
+// Options are what a run takes from its process besides the configuration.
+type Options struct {
+	// Log receives the platform's log lines.
+	Log *slog.Logger
+	// Stdout receives what is meant for the console rather than the log: the dev-mode demo's
+	// login block. Nil discards it.
+	Stdout io.Writer
+	// LookupEnv resolves the environment references of secrets (a PIN, a passphrase). Nil
+	// finds nothing.
+	LookupEnv func(name string) (string, bool)
+	// Ready, when set, receives the address the HTTP listener is bound to (tests use port 0).
+	Ready func(addr string)
+}
+
+func (o Options) withDefaults() Options {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	if o.LookupEnv == nil {
+		o.LookupEnv = func(string) (string, bool) { return "", false }
+	}
+	return o
+}
+
+// boundedPaths are the anonymous endpoints that cost the server something: one client may have
+// only http.per_client requests in flight on each group.
+var boundedPaths = [][]string{{"/tsa"}, {"/api/v1/validate"}, {"/pki/ocsp", "/pki/ocsp/"}}
+
+// Run builds the platform from cfg and serves it until ctx ends, then drains and shuts down.
+// The listener answers at once; the services answer 503 until the durable store is open and
+// they are built (readiness says which part is missing).
+func Run(ctx context.Context, cfg config.Config, o Options) error {
+	o = o.withDefaults()
+	log := o.Log
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// 1. The key layer.
+	raw, err := OpenKeys(ctx, cfg, o.LookupEnv, log)
+	if err != nil {
+		return fmt.Errorf("key layer: %w", err)
+	}
+	// At shutdown a close that fails is only worth a line in the log.
+	defer closeLogged(log, "key layer", raw.Close)
+	// Every signature is recorded in the audit log before it is returned; until the durable
+	// store answers, the gate refuses and no key signs.
+	durable := &durableGate{}
+	defer closeLogged(log, "durable store", durable.close)
+	// Services that sign are given keys, never raw.
+	keys := hsm.Instrument(raw, hsm.NewMetrics(reg), durable, time.Now)
+
+	// 2. The ephemeral store, the request spool and the checked clock.
+	eph, err := OpenEphemeral(ctx, cfg.Store.Ephemeral, log)
+	if err != nil {
+		return fmt.Errorf("store.ephemeral: %w", err)
+	}
+	defer closeLogged(log, "ephemeral store", eph.Close)
+	// Request bodies wait here, not in TMPDIR; what a killed process left is removed now.
+	spool, err := upload.Open(cfg.HTTP.SpoolDir, cfg.HTTP.MinUploadRate, time.Now)
+	if err != nil {
+		return fmt.Errorf("http.spool_dir: %w", err)
+	}
+	clockCfg := tsa.ClockConfig{RequireSync: cfg.TSA.RequireSync || !cfg.Dev, NTP: cfg.TSA.NTPServers,
+		MaxOffset: time.Duration(cfg.TSA.NTPMaxOffset), Interval: time.Duration(cfg.TSA.NTPInterval)}
+	if !clockCfg.RequireSync {
+		log.Warn("dev mode: the TSA does not require a synchronised clock")
+	}
+	clock := tsa.NewSystemClock(clockCfg, log)
+	go clock.Run(ctx)
+
+	// 3. The HTTP edge. Everything but health and metrics goes to the platform's routes, which
+	// exist once the durable store is open.
+	srv := server.New(log, reg, time.Now, server.Options{TrustedProxies: cfg.HTTP.Proxies(),
+		HSTS: strings.HasPrefix(cfg.BaseURL, "https://") && !cfg.Dev})
+	routes := &platformGate{}
+	srv.AddCheck("keys", keys)
+	srv.AddCheck("ephemeral", eph)
+	srv.AddCheck("durable", durable)
+	srv.AddCheck("clock", clock)
+	srv.AddCheck("pki", routes)
+	srv.Handle("/", routes)
+	for _, paths := range boundedPaths {
+		lim := server.NewPerClient(cfg.HTTP.PerClient)
+		for _, p := range paths {
+			srv.Handle(p, lim.Wrap(routes))
+		}
+	}
+
+	// 4. In the background: the durable store and the audit log (retried until they answer),
+	// then everything built on them.
+	fatal := make(chan error, 1)
+	p := &platform{cfg: cfg, log: log, stdout: o.Stdout, keys: keys, eph: eph, spool: spool, clock: clock}
+	go func() {
+		db, l, ok := durable.open(ctx, cfg, raw, log)
+		if !ok {
+			return // ctx ended
+		}
+		log.Info("durable store open", "dsn", RedactDSN(cfg.Store.Durable))
+		// Commands run beside the server write this URL into the certificates they issue.
+		if err := db.PutSetting(ctx, servedBaseURL, []byte(cfg.BaseURL)); err != nil {
+			log.Warn("could not record base_url for the CLI", "err", err)
+		}
+		go l.Run(ctx)
+		mux, err := p.build(ctx, db, l)
+		if err != nil {
+			fatal <- err
+			return
+		}
+		routes.serve(mux)
+	}()
+
+	// 5. The listener, until ctx ends or the platform cannot be built.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	log.Info("vula serving", "addr", ln.Addr().String(), "base_url", cfg.BaseURL,
+		"keys", cfg.HSM.Backend, "durable", RedactDSN(cfg.Store.Durable), "ephemeral", RedactDSN(cfg.Store.Ephemeral))
+	if o.Ready != nil {
+		o.Ready(ln.Addr().String())
+	}
+	return serveHTTP(ctx, cfg, srv, ln, fatal, log)
+}
+
+// serveHTTP serves srv on ln until ctx ends or fatal reports, then drains: not ready first,
+// still serving, so that the load balancer moves new requests elsewhere; then the listener
+// closes and the requests in flight finish within the shutdown timeout.
+func serveHTTP(ctx context.Context, cfg config.Config, srv *server.Server, ln net.Listener, fatal <-chan error, log *slog.Logger) error {
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      120 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	var stopErr error
+	select {
+	case err := <-errc:
+		return err
+	case stopErr = <-fatal:
+		log.Error("stopping", "err", stopErr)
+	case <-ctx.Done():
+	}
+	srv.Drain()
+	log.Info("draining", "delay", time.Duration(cfg.DrainDelay).String())
+	if stopErr == nil {
+		select {
+		case <-time.After(time.Duration(cfg.DrainDelay)):
+		case err := <-errc:
+			return err
+		}
+	}
+	log.Info("shutting down", "timeout", time.Duration(cfg.ShutdownTimeout).String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.ShutdownTimeout))
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return stopErr
+}
+
+func closeLogged(log *slog.Logger, what string, close func() error) {
+	if err := close(); err != nil {
+		log.Warn("closing the "+what, "err", err)
+	}
+}

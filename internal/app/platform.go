@@ -1,0 +1,123 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/vula-eid/vula/certs"
+	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/audit"
+	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/csc"
+	"github.com/vula-eid/vula/internal/idp"
+	"github.com/vula-eid/vula/internal/portal"
+	"github.com/vula-eid/vula/internal/seal"
+	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/store/sqlstore"
+	"github.com/vula-eid/vula/internal/tsa"
+	"github.com/vula-eid/vula/internal/upload"
+	"github.com/vula-eid/vula/internal/validation"
+	"github.com/vula-eid/vula/internal/web"
+)
+
+// platform is what Run has made before the durable store answers; build makes the rest.
+type platform struct {
+	cfg    config.Config
+	log    *slog.Logger
+	stdout io.Writer
+	keys   hsm.Manager // instrumented: every signature audited
+	eph    store.Ephemeral
+	spool  *upload.Spool
+	clock  tsa.Clock
+	// lockTTL is the init lock's life; 0 means initLockTTL.
+	lockTTL time.Duration
+}
+
+// build makes, on the durable store db and the audit log l, everything above them in
+// dependency order — PKI, TSA, identity provider, the services — and returns their routes.
+// A CA key that does not match its certificate is an error: nothing may be signed under a
+// hierarchy that is not what it claims.
+func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*http.ServeMux, error) {
+	cfg, log, keys, eph := p.cfg, p.log, p.keys, p.eph
+	// What a first start creates (the hierarchy, the portal's client, the demo) is created by
+	// one replica; the others wait and load it.
+	ttl := p.lockTTL
+	if ttl == 0 {
+		ttl = initLockTTL
+	}
+	release, err := lock(ctx, eph, ttl, log)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	// PKI and TSA. CA signatures go through the instrumented layer: each is in the audit log.
+	a, err := certs.Open(ctx, keys, db, pkiConfig(cfg), time.Now)
+	if err != nil {
+		return nil, err
+	}
+	ts, err := newTSA(cfg, a, p.clock, log)
+	if err != nil {
+		return nil, err
+	}
+
+	// The identity provider and the accounts its pages (and the signing service) check.
+	sealer, err := SeedSealer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	provider, err := idp.New(ctx, idpConfig(cfg, sealer), keys, db, eph, log, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	accounts := idp.NewAccounts(db, eph, sealer, cfg.PKI.Organization, time.Now)
+	secure := !cfg.Dev || strings.HasPrefix(cfg.BaseURL, "https://")
+	pages, err := web.New(log, secure)
+	if err != nil {
+		return nil, err
+	}
+
+	// The services.
+	sealing := SealService(cfg, a, keys, db, ts, log)
+	signing := CSCService(cfg, a, keys, db, eph, accounts, l, ts, log)
+	// Credential authorization through OAuth asks the signing service about credentials.
+	provider.SetCredentials(signing)
+	// The portal sends the official to log in again past the service's own limit, so both agree.
+	officials := portal.New(portal.Config{Issuer: cfg.BaseURL, Secure: secure, LoginMaxAge: signing.LoginMaxAge()}, pages, eph, db,
+		signing, portal.Pdftoppm{Dir: cfg.HTTP.SpoolDir}, log, time.Now)
+
+	// The routes: each service registers its own, under the prefix it declares.
+	mux := http.NewServeMux()
+	certs.Handlers{A: a, Log: log}.Register(mux)
+	mux.Handle("POST /tsa", ts)
+	provider.Register(mux)
+	idp.NewPages(provider, accounts, pages, secure).Register(mux)
+	idp.NewAdmin(provider, accounts).Register(mux)
+	seal.Handler{S: sealing, Auth: provider, Log: log, Spool: p.spool}.Register(mux)
+	validation.Handler{TrustAnchors: platformAnchors(a), Fetch: validation.RevocationFetcher{R: a}, Log: log,
+		Spool: p.spool, MaxUploads: cfg.HTTP.MaxUploads}.Register(mux)
+	audit.Handler{Store: db, Log: log}.Register(mux)
+	csc.Handler{S: signing, Auth: provider, TSA: ts, Issuer: cfg.BaseURL, Log: log}.Register(mux)
+	// The portal is a public client (PKCE) of the provider; its redirect URI follows base_url.
+	if err := portalClient(ctx, db, officials.RedirectURI()); errors.Is(err, idp.ErrInvalidClient) {
+		// As with the demo: a base_url no redirect URI may name (plain http on a public name)
+		// leaves the platform running without the portal.
+		log.Warn("no signing portal", "err", err)
+	} else if err != nil {
+		return nil, err
+	} else {
+		officials.Register(mux)
+	}
+	if *cfg.IdP.Demo {
+		// The demo is a convenience: when it cannot be made, the platform runs without it.
+		if err := demo(ctx, mux, db, accounts, sealer, cfg, p.stdout); err != nil {
+			log.Warn("no demo relying party", "err", err)
+		}
+	}
+	return mux, nil
+}
