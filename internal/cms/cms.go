@@ -4,7 +4,8 @@
 // they share is here: object identifiers, algorithm identifiers, attributes, the
 // signing-certificate-v2 attribute, the longest signature a key gives, and signing with the
 // caller's context so that the key layer's audit record names the actor. DER (ber.go) turns
-// the BER others' signers write into the DER a parser of CMS reads.
+// the BER others' signers write into DER, and ParseSignedData (signeddata.go) is the one
+// reader of SignedData: internal/validation's, and cades' when it adds a timestamp.
 package cms
 
 import (

@@ -266,7 +266,7 @@ func (v *validator) asicManifest(files map[string]*zip.File, name, id string, wo
 		s.conclude()
 		return s, nil, nil
 	}
-	if _, ok := p.attrs[oidSigningCertV2.String()]; !ok {
+	if _, ok := p.Attrs[oidSigningCertV2.String()]; !ok {
 		s.Format = "CMS"
 	}
 	s.pass("format", "detached CMS %s over %s", sigName, name)
@@ -322,7 +322,7 @@ func (v *validator) asicManifest(files map[string]*zip.File, name, id string, wo
 		s.Level = signing.LevelB
 		if timestamped {
 			s.Level = signing.LevelT
-			if embedded && (len(p.ocsps) > 0 || len(p.crls) > 0) {
+			if embedded && (len(p.OCSPs) > 0 || len(p.CRLs) > 0) {
 				s.Level = signing.LevelLT
 			}
 		}

@@ -363,12 +363,12 @@ func (v *validator) pdfSignature(sr *SignatureReport, s pdfSig, content imprintO
 		sr.fail("format", FormatFailure, "/Contents: %v", err)
 		return false, false
 	}
-	if p.eContent != nil {
+	if p.EContent != nil {
 		sr.fail("format", FormatFailure, "the CMS is not detached")
 		return false, false
 	}
 	if sr.Format == "PAdES-BASELINE" {
-		if _, ok := p.attrs[oidSigningTime.String()]; ok {
+		if _, ok := p.Attrs[oidSigningTime.String()]; ok {
 			sr.fail("format", FormatFailure, "a PAdES baseline signature must not carry signing-time (EN 319 142-1 §6.3)")
 		} else {
 			sr.pass("format", "PAdES baseline: CAdES detached, no signing-time")

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
+	"github.com/vula-eid/vula/internal/cms"
 	"github.com/vula-eid/vula/internal/signing"
 )
 
@@ -36,7 +37,7 @@ func parseTSTInfo(der []byte) (*tstInfo, error) {
 		!info.ReadASN1(&gt, cbasn1.GeneralizedTime) {
 		return nil, fmt.Errorf("TSTInfo is malformed")
 	}
-	if t.hash = digestOIDs[oid.String()]; t.hash == 0 {
+	if t.hash = cms.HashOf(oid); t.hash == 0 {
 		return nil, fmt.Errorf("TSTInfo imprint algorithm %v is not supported", oid)
 	}
 	// time.Parse takes the fractional seconds RFC 3161 allows even though the layout has none.
@@ -99,11 +100,11 @@ func (v *validator) timestampAt(der []byte, kind, id string, want imprintOf, lat
 		rep.fail("format", FormatFailure, "%v", err)
 		return rep, nil
 	}
-	if !p.contentType.Equal(oidTSTInfo) || p.eContent == nil {
+	if !p.ContentType.Equal(oidTSTInfo) || p.EContent == nil {
 		rep.fail("format", FormatFailure, "the token's content is not a TSTInfo")
 		return rep, nil
 	}
-	info, err := parseTSTInfo(p.eContent)
+	info, err := parseTSTInfo(p.EContent)
 	if err != nil {
 		rep.fail("format", FormatFailure, "%v", err)
 		return rep, nil
@@ -123,7 +124,7 @@ func (v *validator) timestampAt(der []byte, kind, id string, want imprintOf, lat
 			rep.pass("message-imprint", "the imprint is the %v digest of the data covered", info.hash)
 		}
 	}
-	cert := v.checkSigner(&rep, p, bytesImprint(p.eContent), true)
+	cert := v.checkSigner(&rep, p, bytesImprint(p.EContent), true)
 	if cert == nil {
 		return rep, info
 	}
@@ -138,9 +139,9 @@ func (v *validator) timestampAt(der []byte, kind, id string, want imprintOf, lat
 		poe = later.at
 		rep.info("proof-of-existence", "the token existed at %s: %s covers it", later.at.Format(time.RFC3339), later.by)
 	}
-	chain := v.buildChain(&rep, cert, p.certs, poe, later.ok(), x509.ExtKeyUsageTimeStamping)
+	chain := v.buildChain(&rep, cert, p.Certs, poe, later.ok(), x509.ExtKeyUsageTimeStamping)
 	if chain != nil {
-		v.revocation(&rep, chain, p.ocsps, p.crls, poe, later.ok())
+		v.revocation(&rep, chain, p.OCSPs, p.CRLs, poe, later.ok())
 	}
 	return rep, info
 }
@@ -149,17 +150,17 @@ func (v *validator) timestampAt(der []byte, kind, id string, want imprintOf, lat
 // bound, the message digest, the signature value. It returns the signer's certificate, or nil
 // when the signature cannot stand.
 func (v *validator) checkSigner(rep *SignatureReport, p *signedData, content imprintOf, requireBinding bool) *x509.Certificate {
-	if p.signers != 1 {
-		rep.fail("format", FormatFailure, "%d SignerInfos; exactly one is validated", p.signers)
+	if p.Signers != 1 {
+		rep.fail("format", FormatFailure, "%d SignerInfos; exactly one is validated", p.Signers)
 		return nil
 	}
-	cert := p.signerCert(slices.Concat(p.certs, v.extraCerts))
+	cert := signerCert(p, slices.Concat(p.Certs, v.extraCerts))
 	if cert == nil {
 		rep.indeterminate("signing-certificate", NoSigningCertificateFound, "the signer's certificate is not in the signature")
 		return nil
 	}
 	rep.Signer = certInfo(cert)
-	switch b, err := p.certBinding(cert); {
+	switch b, err := certBinding(p, cert); {
 	case err != nil:
 		rep.indeterminate("signing-certificate", NoSigningCertificateFound, "%v", err)
 		return nil
@@ -171,7 +172,7 @@ func (v *validator) checkSigner(rep *SignatureReport, p *signedData, content imp
 	default:
 		rep.pass("signing-certificate", "bound by the %s attribute", b)
 	}
-	if p.signedAttrs != nil && !p.contentTypeOK() {
+	if p.SignedAttrs != nil && !contentTypeOK(p) {
 		rep.fail("content-type", FormatFailure, "the content-type attribute is missing or differs from the eContentType")
 		return nil
 	}
@@ -179,24 +180,24 @@ func (v *validator) checkSigner(rep *SignatureReport, p *signedData, content imp
 		rep.indeterminate("message-digest", SignedDataNotFound, "the signed content is not available")
 		return nil
 	}
-	digest, err := content(p.digestHash)
+	digest, err := content(p.Hash)
 	if err != nil {
 		rep.indeterminate("message-digest", SignedDataNotFound, "%v", err)
 		return nil
 	}
-	if p.signedAttrs != nil {
-		md, ok := p.messageDigest()
+	if p.SignedAttrs != nil {
+		md, ok := messageDigest(p)
 		if !ok {
 			rep.fail("message-digest", FormatFailure, "no message-digest attribute")
 			return nil
 		}
 		if !bytes.Equal(md, digest) {
-			rep.fail("message-digest", HashFailure, "the message-digest attribute is not the %v digest of the signed data", p.digestHash)
+			rep.fail("message-digest", HashFailure, "the message-digest attribute is not the %v digest of the signed data", p.Hash)
 			return nil
 		}
-		rep.pass("message-digest", "equals the %v digest of the signed data", p.digestHash)
+		rep.pass("message-digest", "equals the %v digest of the signed data", p.Hash)
 	}
-	if err := p.verifySignature(cert, digest); err != nil {
+	if err := verifySignature(p, cert, digest); err != nil {
 		rep.fail("signature", SigCryptoFailure, "%v", err)
 		return nil
 	}
@@ -210,8 +211,8 @@ func (v *validator) checkSigner(rep *SignatureReport, p *signedData, content imp
 func (v *validator) signatureTimestamps(rep *SignatureReport, p *signedData, later proof) (time.Time, bool) {
 	var poe time.Time
 	ok := false
-	for i, tok := range p.unsignedAttr[oidSignatureTimeStamp.String()] {
-		ts, _ := v.timestampAt(tok, "signature-timestamp", fmt.Sprintf("%s-ts%d", rep.ID, i+1), bytesImprint(p.signature), later)
+	for i, tok := range p.UnsignedAttrs[oidSignatureTimeStamp.String()] {
+		ts, _ := v.timestampAt(tok, "signature-timestamp", fmt.Sprintf("%s-ts%d", rep.ID, i+1), bytesImprint(p.Signature), later)
 		rep.Timestamps = append(rep.Timestamps, ts)
 		if ts.Indication == TotalPassed && (!ok || ts.ProofOfExistence.Before(poe)) {
 			poe, ok = ts.ProofOfExistence, true
@@ -242,7 +243,7 @@ func (v *validator) signature(rep *SignatureReport, p *signedData, content impri
 // valid signature timestamp the later proof is the signature's own. timestamped still says
 // whether a signature timestamp proved the signature (the T level).
 func (v *validator) signatureAt(rep *SignatureReport, p *signedData, content imprintOf, requireBinding bool, later proof) (embedded, timestamped bool) {
-	rep.ClaimedSigningTime = p.signingTime()
+	rep.ClaimedSigningTime = signingTime(p)
 	cert := v.checkSigner(rep, p, content, requireBinding)
 	if cert == nil {
 		return false, false
@@ -264,11 +265,11 @@ func (v *validator) signatureAt(rep *SignatureReport, p *signedData, content imp
 	q, why := qualification(cert)
 	rep.Qualification = q
 	rep.info("qualification", "%s: %s (from the certificate; no trusted list consulted)", q, why)
-	chain := v.buildChain(rep, cert, p.certs, poe, proven, x509.ExtKeyUsageAny)
+	chain := v.buildChain(rep, cert, p.Certs, poe, proven, x509.ExtKeyUsageAny)
 	if chain == nil {
 		return false, timestamped
 	}
-	embedded = v.revocation(rep, chain, p.ocsps, p.crls, poe, proven)
+	embedded = v.revocation(rep, chain, p.OCSPs, p.CRLs, poe, proven)
 	// The TSA's revocation data must be embedded too for LT.
 	for _, ts := range rep.Timestamps {
 		for _, r := range ts.Revocation {
@@ -288,13 +289,13 @@ func (v *validator) cmsDocument(der []byte, rep *Report) error {
 		return err
 	}
 	s := SignatureReport{ID: "sig1", Kind: "signature", Format: "CMS"}
-	if b, _ := p.attrs[oidSigningCertV2.String()]; b != nil {
+	if b, _ := p.Attrs[oidSigningCertV2.String()]; b != nil {
 		s.Format = "CAdES-BASELINE"
 	}
 	var content imprintOf
 	switch {
-	case p.eContent != nil:
-		content = bytesImprint(p.eContent)
+	case p.EContent != nil:
+		content = bytesImprint(p.EContent)
 		s.pass("format", "CMS SignedData with encapsulated content")
 	case v.opts.Content != nil:
 		content = func(h crypto.Hash) ([]byte, error) {
@@ -314,7 +315,7 @@ func (v *validator) cmsDocument(der []byte, rep *Report) error {
 		s.Level = signing.LevelB
 		if timestamped {
 			s.Level = signing.LevelT
-			if embedded && (len(p.ocsps) > 0 || len(p.crls) > 0) {
+			if embedded && (len(p.OCSPs) > 0 || len(p.CRLs) > 0) {
 				s.Level = signing.LevelLT
 			}
 		}
@@ -362,7 +363,7 @@ func isTimeStampResp(b []byte) bool {
 // isTimeStampToken reports a ContentInfo of SignedData over a TSTInfo.
 func isTimeStampToken(b []byte) bool {
 	p, err := parseSignedData(b)
-	return err == nil && p.contentType.Equal(oidTSTInfo)
+	return err == nil && p.ContentType.Equal(oidTSTInfo)
 }
 
 // tokenOfResp returns the token of a granted TimeStampResp.

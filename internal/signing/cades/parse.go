@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -69,83 +70,29 @@ type parsed struct {
 	hash          crypto.Hash
 }
 
-// parseCMS cuts a DER ContentInfo of SignedData with exactly one SignerInfo. It checks the
-// structure, not the signature: AddTimestamp only appends to it.
+// parseCMS cuts a DER ContentInfo of SignedData with exactly one SignerInfo, read by
+// cms.ParseSignedData, the parser validation uses too. It checks the structure, not the
+// signature: AddTimestamp only appends to it.
 func parseCMS(der []byte) (*parsed, error) {
 	bad := func(what string) error {
 		return fmt.Errorf("%w: cades: not a DER CMS SignedData with one signer: %s", signing.ErrInvalid, what)
 	}
-	s := cryptobyte.String(der)
-	var ci, content, sd cryptobyte.String
-	var oid asn1.ObjectIdentifier
-	if !s.ReadASN1(&ci, cbasn1.SEQUENCE) || !s.Empty() {
-		return nil, bad("no ContentInfo")
-	}
-	if !ci.ReadASN1ObjectIdentifier(&oid) || !oid.Equal(oidSignedData) {
-		return nil, bad("content type is not signedData")
-	}
-	if !ci.ReadASN1(&content, cbasn1.Tag(0).ContextSpecific().Constructed()) || !ci.Empty() ||
-		!content.ReadASN1(&sd, cbasn1.SEQUENCE) || !content.Empty() {
-		return nil, bad("no SignedData")
-	}
-	start := sd
-	var version int64
-	var digestAlgs, encap cryptobyte.String
-	if !sd.ReadASN1Integer(&version) || !sd.ReadASN1(&digestAlgs, cbasn1.SET) || !sd.ReadASN1(&encap, cbasn1.SEQUENCE) {
-		return nil, bad("SignedData header")
-	}
-	if !sd.SkipOptionalASN1(cbasn1.Tag(0).ContextSpecific().Constructed()) || // certificates
-		!sd.SkipOptionalASN1(cbasn1.Tag(1).ContextSpecific().Constructed()) { // crls
-		return nil, bad("certificates or CRLs")
-	}
-	p := &parsed{beforeSigners: start[:len(start)-len(sd)]}
-	var signers, si cryptobyte.String
-	if !sd.ReadASN1(&signers, cbasn1.SET) || !sd.Empty() {
-		return nil, bad("signerInfos")
-	}
-	if !signers.ReadASN1(&si, cbasn1.SEQUENCE) || !signers.Empty() {
+	sd, err := cms.ParseSignedData(der)
+	switch {
+	case errors.Is(err, cms.ErrUnsupportedDigest):
+		return nil, fmt.Errorf("%w: cades: %w", signing.ErrUnsupported, err)
+	case err != nil:
+		return nil, bad(err.Error())
+	case sd.Signers != 1:
 		return nil, bad("not exactly one SignerInfo")
+	case !sd.Exact:
+		return nil, bad("bytes after an element")
 	}
-	siStart := si
-	var sid cryptobyte.String
-	var sidTag cbasn1.Tag
-	var digestAlg, sigAlg cryptobyte.String
-	if !si.ReadASN1Integer(&version) || !si.ReadAnyASN1Element(&sid, &sidTag) ||
-		!si.ReadASN1(&digestAlg, cbasn1.SEQUENCE) ||
-		!si.SkipOptionalASN1(cbasn1.Tag(0).ContextSpecific().Constructed()) || // signedAttrs
-		!si.ReadASN1(&sigAlg, cbasn1.SEQUENCE) ||
-		!si.ReadASN1Bytes(&p.signature, cbasn1.OCTET_STRING) {
-		return nil, bad("SignerInfo")
+	if _, ok := oidDigest[sd.Hash]; !ok { // SHA-1: recognised, not used
+		return nil, fmt.Errorf("%w: cades: digest algorithm %v", signing.ErrUnsupported, sd.Hash)
 	}
-	if !digestAlg.ReadASN1ObjectIdentifier(&oid) {
-		return nil, bad("digest algorithm")
-	}
-	for h, o := range oidDigest {
-		if o.Equal(oid) {
-			p.hash = h
-		}
-	}
-	if p.hash == 0 {
-		return nil, fmt.Errorf("%w: cades: digest algorithm %v", signing.ErrUnsupported, oid)
-	}
-	p.signerHead = siStart[:len(siStart)-len(si)]
-	if !si.Empty() {
-		var attrs cryptobyte.String
-		if !si.ReadASN1(&attrs, cbasn1.Tag(1).ContextSpecific().Constructed()) || !si.Empty() {
-			return nil, bad("unsigned attributes")
-		}
-		for !attrs.Empty() {
-			var a cryptobyte.String
-			if !attrs.ReadASN1Element(&a, cbasn1.SEQUENCE) {
-				return nil, bad("unsigned attribute")
-			}
-			if _, ok := attributeType(a); !ok {
-				return nil, bad("unsigned attribute")
-			}
-			p.unsigned = append(p.unsigned, a)
-		}
-	}
-	return p, nil
+	return &parsed{beforeSigners: sd.BeforeSigners, signerHead: sd.SignerHead, signature: sd.Signature,
+		unsigned: sd.Unsigned, hash: sd.Hash}, nil
 }
 
 // checkImprint checks that a TimeStampToken's message imprint is digest under hash.
