@@ -199,6 +199,9 @@ func TestRules(t *testing.T) {
 		{"internal/csc", "internal/testenv", false},
 		{"pkg/tsclient", "internal/tsa", false},
 		{"internal/cli", "internal/portal", true},
+		{"internal/validation/pades", "internal/validation/core", true},
+		{"internal/validation/cades", "internal/cms", true},
+		{"internal/validation/core", "internal/idp", false},
 		{"internal/newthing", "internal/store", false},
 	} {
 		if got := violation(c.from, c.to) == ""; got != c.ok {

@@ -12,8 +12,8 @@ import (
 	"github.com/vula-eid/vula/internal/validation"
 )
 
-// TestSubIndicationsAsTheStandardGives: every verdict the validator's code gives with a fixed
-// sub-indication (the checks' fail and indeterminate) pairs it with an indication EN 319 102-1
+// TestSubIndicationsAsTheStandardGives: every verdict the validator's code (this package and
+// its sub-packages) gives with a fixed sub-indication (the checks' Fail and Indeterminate) pairs it with an indication EN 319 102-1
 // gives it (validation.SubIndicationsOf). Verdicts passed on from a timestamp's report carry
 // that report's pair.
 func TestSubIndicationsAsTheStandardGives(t *testing.T) {
@@ -31,6 +31,11 @@ func TestSubIndicationsAsTheStandardGives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sub, err := filepath.Glob("*/*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, sub...)
 	fset := token.NewFileSet()
 	calls := 0
 	for _, f := range files {
@@ -50,15 +55,23 @@ func TestSubIndicationsAsTheStandardGives(t *testing.T) {
 			if !ok {
 				return true
 			}
-			ind := map[string]validation.Indication{"fail": validation.TotalFailed, "indeterminate": validation.Indeterminate}[sel.Sel.Name]
+			ind := map[string]validation.Indication{"Fail": validation.TotalFailed, "Indeterminate": validation.Indeterminate}[sel.Sel.Name]
 			if ind == "" {
 				return true
 			}
-			id, ok := call.Args[1].(*ast.Ident)
-			if !ok {
+			var name string
+			switch a := call.Args[1].(type) {
+			case *ast.Ident: // within core
+				name = a.Name
+			case *ast.SelectorExpr: // core.FormatFailure
+				if x, ok := a.X.(*ast.Ident); ok && x.Name == "core" {
+					name = a.Sel.Name
+				}
+			}
+			if name == "" {
 				return true // passed on from a timestamp's report
 			}
-			sub, known := names[id.Name]
+			sub, known := names[name]
 			if !known {
 				return true // a variable
 			}

@@ -6,7 +6,7 @@
 // CMS; a detached one needs Options.Content) or an RFC 3161 TimeStampToken / TimeStampResp
 // (whose imprint is checked against Options.Content when given), an XML document with
 // XML-DSig or XAdES signatures (enveloped, enveloping, or detached over Options.Content; see
-// xml.go) or an ASiC-E container (XAdES or CAdES over an ASiCManifest; see asic.go).
+// xmlsig) or an ASiC-E container (XAdES or CAdES over an ASiCManifest; see asic).
 //
 // The contract: Validate never trusts what the document says about itself. Every signature is
 // checked cryptographically, its signing certificate must be bound by signing-certificate(-v2)
@@ -39,67 +39,87 @@
 // xadesv141:ArchiveTimeStamp does the same for the signature and the unsigned properties
 // before it (SignatureTimeStamp, CertificateValues, RevocationValues, older archive
 // timestamps), the newest validated now.
+//
+// The code: this package names the format of a document and hands it to the format's package
+// — pades (PDF), cades (CMS and timestamp tokens), xmlsig (XML-DSig, XAdES), asic (ASiC-E) —
+// over core, which they share (the report, the Validator with its options and time, chains,
+// revocation, proofs of existence); it also serves the HTTP API (http.go). The format packages
+// import core and each other downwards (pades, xmlsig and asic use cades's CMS and timestamp
+// validation; asic uses xmlsig), never this package.
 package validation
 
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/vula-eid/vula/internal/signing"
+	"github.com/vula-eid/vula/internal/validation/asic"
+	"github.com/vula-eid/vula/internal/validation/cades"
+	"github.com/vula-eid/vula/internal/validation/core"
+	"github.com/vula-eid/vula/internal/validation/pades"
+	"github.com/vula-eid/vula/internal/validation/xmlsig"
 )
 
-// Options says what to validate against.
-type Options struct {
-	// TrustAnchors are the roots a chain must end at. Required.
-	TrustAnchors []*x509.Certificate
-	// Time is the clock of the validation (the "current time" of EN 319 102-1); time.Now when nil.
-	Time func() time.Time
-	// Fetch gets revocation data online when the document embeds none; nil: embedded data only.
-	Fetch Fetcher
-	// Content is the signed content of a detached CMS signature, or the data a standalone
-	// timestamp is over; optional.
-	Content io.ReaderAt
-	// ContentSize is the size of Content.
-	ContentSize int64
-	// MaxSize bounds the document (signing.ErrTooLarge above it); 0: no bound.
-	MaxSize int64
-}
+// The report, the options and the fetchers are the shared core's (internal/validation/core);
+// they are named here too, for the callers of Validate.
+type (
+	Options           = core.Options
+	Fetcher           = core.Fetcher
+	RevocationFetcher = core.RevocationFetcher
+	HTTPFetcher       = core.HTTPFetcher
+	Report            = core.Report
+	SignatureReport   = core.SignatureReport
+	SignedObject      = core.SignedObject
+	ContainerEntry    = core.ContainerEntry
+	CertInfo          = core.CertInfo
+	RevocationUse     = core.RevocationUse
+	Check             = core.Check
+	Indication        = core.Indication
+	SubIndication     = core.SubIndication
+)
 
-// Fetcher gets revocation data online.
-type Fetcher interface {
-	// OCSP returns a DER OCSPResponse on cert from the responder of issuer.
-	OCSP(ctx context.Context, cert, issuer *x509.Certificate) ([]byte, error)
-	// CRL returns the DER CRL of the CA that issued cert.
-	CRL(ctx context.Context, cert *x509.Certificate) ([]byte, error)
-}
+// The indications and sub-indications of EN 319 102-1 (see core).
+const (
+	TotalPassed   = core.TotalPassed
+	TotalFailed   = core.TotalFailed
+	Indeterminate = core.Indeterminate
 
-// RevocationFetcher adapts a signing.Revocation (the platform's CA in process) to a Fetcher.
-type RevocationFetcher struct{ R signing.Revocation }
+	FormatFailure              = core.FormatFailure
+	HashFailure                = core.HashFailure
+	SigCryptoFailure           = core.SigCryptoFailure
+	Revoked                    = core.Revoked
+	RevokedNoPOE               = core.RevokedNoPOE
+	RevokedCANoPOE             = core.RevokedCANoPOE
+	NoSigningCertificateFound  = core.NoSigningCertificateFound
+	NoCertificateChainFound    = core.NoCertificateChainFound
+	CertificateChainGeneral    = core.CertificateChainGeneral
+	ChainConstraintsFailure    = core.ChainConstraintsFailure
+	OutOfBoundsNoPOE           = core.OutOfBoundsNoPOE
+	NotYetValid                = core.NotYetValid
+	Expired                    = core.Expired
+	TryLater                   = core.TryLater
+	RevocationOutOfBoundsNoPOE = core.RevocationOutOfBoundsNoPOE
+	SignedDataNotFound         = core.SignedDataNotFound
+	SigConstraintsFailure      = core.SigConstraintsFailure
+	TimestampOrderFailure      = core.TimestampOrderFailure
+	CryptoConstraintsFailure   = core.CryptoConstraintsFailure
+)
 
-var _ Fetcher = RevocationFetcher{}
-
-func (f RevocationFetcher) OCSP(ctx context.Context, cert, _ *x509.Certificate) ([]byte, error) {
-	return f.R.OCSP(ctx, cert)
-}
-
-func (f RevocationFetcher) CRL(ctx context.Context, cert *x509.Certificate) ([]byte, error) {
-	return f.R.CRLOf(ctx, cert)
-}
+// SubIndicationsOf lists the sub-indications EN 319 102-1 gives each indication.
+var SubIndicationsOf = core.SubIndicationsOf
 
 // maxInMemory bounds the document when no MaxSize is set.
 //
 // The memory bound: a PDF is read where it lies (doc), never copied. The byte ranges are
-// hashed as they are read, the file is scanned 1 MB at a time (pdfio.go) and the revisions
-// compared 64 KB of stream data at a time (diff.go), so a PDF's validation holds only the
-// objects it reads: dictionaries, the signatures' CMS, the DSS's data (at most 64 MB, maxDSS)
+// hashed as they are read, the file is scanned 1 MB at a time (pades/pdfio.go) and the revisions
+// compared 64 KB of stream data at a time (pades/diff.go), so a PDF's validation holds only the
+// objects it reads: dictionaries, the signatures' CMS, the DSS's data (at most 64 MB, pades.maxDSS)
 // and an object stream being read (at most 64 MB decoded, pdfsafe) — not the file's size.
 // BenchmarkValidateLargePDF measures 1.4 MB of heap for a 50 MB B-B PDF and 2.7 MB at B-LT
 // (it was 50 and 275 MB). The other formats (CMS, XML, timestamps, ASiC) are read into
-// memory, up to their own limits (maxXMLSize).
+// memory, up to their own limits (xmlsig.MaxSize).
 const maxInMemory = 512 << 20
 
 // Validate validates the document of size bytes read from doc.
@@ -130,36 +150,32 @@ func Validate(ctx context.Context, doc io.ReaderAt, size int64, opts Options) (R
 		}
 		format = detect(data)
 	}
-	v := &validator{ctx: ctx, opts: opts, now: time.Now}
-	if opts.Time != nil {
-		v.now = opts.Time
-	}
-	v.vtime = v.now().UTC()
-	rep := Report{ValidationTime: v.vtime, Size: size}
+	v := core.New(ctx, opts)
+	rep := Report{ValidationTime: v.Time(), Size: size}
 	var err error
 	switch format {
 	case "pdf":
 		rep.Format = "PDF"
-		err = v.pdf(doc, size, &rep)
+		err = pades.Validate(v, doc, size, &rep)
 	case "cms":
 		rep.Format = "CMS"
-		err = v.cmsDocument(data, &rep)
+		err = cades.Validate(v, data, &rep)
 	case "tsr":
 		rep.Format = "RFC3161"
-		err = v.timestampDocument(data, &rep)
+		err = cades.ValidateTimestamp(v, data, &rep)
 	case "xml":
 		rep.Format = "XML"
-		err = v.xmlDocument(data, &rep)
+		err = xmlsig.Validate(v, data, &rep)
 	case "zip":
 		rep.Format = "ASiC-E"
-		err = v.asicContainer(data, &rep)
+		err = asic.Validate(v, data, &rep)
 	default:
 		return Report{}, fmt.Errorf("%w: validation: not a PDF, a CMS signature or an RFC 3161 timestamp", signing.ErrInvalid)
 	}
 	if err != nil {
 		return Report{}, err
 	}
-	rep.summarize()
+	rep.Summarize()
 	return rep, nil
 }
 
@@ -171,7 +187,7 @@ func detect(b []byte) string {
 	case bytes.HasPrefix(b, []byte("PK\x03\x04")):
 		return "zip"
 	case len(b) > 0 && b[0] == 0x30:
-		if isTimeStampResp(b) || isTimeStampToken(b) {
+		if cades.IsTimestamp(b) {
 			return "tsr"
 		}
 		return "cms"
@@ -181,18 +197,4 @@ func detect(b []byte) string {
 		return "xml"
 	}
 	return ""
-}
-
-// validator holds one validation's state.
-type validator struct {
-	ctx   context.Context
-	opts  Options
-	now   func() time.Time
-	vtime time.Time
-	// extra are certificates and revocation data embedded outside the signature (the DSS).
-	extraCerts []*x509.Certificate
-	ocsps      [][]byte
-	crls       [][]byte
-	source     string // where extra revocation data comes from: "DSS"
-	memos      map[string]memoEntry
 }

@@ -1,4 +1,4 @@
-package validation
+package pades
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"github.com/digitorus/pdf"
 
 	"github.com/vula-eid/vula/internal/pdfsafe"
+	"github.com/vula-eid/vula/internal/validation/core"
 )
 
 // laterUpdates describes the revisions after the one a signature covers and checks that they
@@ -20,9 +21,9 @@ import (
 // means the document shown is not the document signed (the incremental saving attack), and
 // the check fails with FORMAT_FAILURE: the signature's own bytes still verify, but the PDF
 // around it is not what the signer approved (see the package documentation).
-func (v *validator) laterUpdates(sr *SignatureReport, data io.ReaderAt, size, end int64, ends []int64, sigs []pdfSig) {
+func laterUpdates(sr *core.SignatureReport, data io.ReaderAt, size, end int64, ends []int64, sigs []pdfSig) {
 	if sr.CoversWholeDocument {
-		sr.pass("modifications", "the signature covers the whole document: no later update")
+		sr.Pass("modifications", "the signature covers the whole document: no later update")
 		return
 	}
 	for i, e := range ends {
@@ -56,11 +57,11 @@ func (v *validator) laterUpdates(sr *SignatureReport, data io.ReaderAt, size, en
 	sr.LaterUpdates = append(sr.LaterUpdates, notes...)
 	switch {
 	case err != nil:
-		sr.fail("modifications", FormatFailure, "the revisions after the signed one could not be compared with it: %v", err)
+		sr.Fail("modifications", core.FormatFailure, "the revisions after the signed one could not be compared with it: %v", err)
 	case len(problems) > 0:
-		sr.fail("modifications", FormatFailure, "the document was modified after signing: %s", joinMax(problems, 5))
+		sr.Fail("modifications", core.FormatFailure, "the document was modified after signing: %s", joinMax(problems, 5))
 	default:
-		sr.pass("modifications", "the later updates add only validation data, document timestamps and signatures%s", allowedNote(notes))
+		sr.Pass("modifications", "the later updates add only validation data, document timestamps and signatures%s", allowedNote(notes))
 	}
 }
 

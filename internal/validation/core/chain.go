@@ -1,4 +1,4 @@
-package validation
+package core
 
 import (
 	"bytes"
@@ -13,32 +13,32 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
-// chainConstraintsFailure is EN 319 102-1's CHAIN_CONSTRAINTS_FAILURE.
+// ChainConstraintsFailure is EN 319 102-1's CHAIN_CONSTRAINTS_FAILURE.
 const ChainConstraintsFailure SubIndication = "CHAIN_CONSTRAINTS_FAILURE"
 
-// buildChain verifies cert up to a trust anchor at the validation time (or, when the
+// BuildChain verifies cert up to a trust anchor at the validation time (or, when the
 // certificate has expired since, at poe if poe is a proven time before the expiry) and records
 // the result in rep. It returns the chain, leaf first and anchor last, or nil.
-func (v *validator) buildChain(rep *SignatureReport, cert *x509.Certificate, embedded []*x509.Certificate, poe time.Time, proven bool, eku x509.ExtKeyUsage) []*x509.Certificate {
+func (v *Validator) BuildChain(rep *SignatureReport, cert *x509.Certificate, embedded []*x509.Certificate, poe time.Time, proven bool, eku x509.ExtKeyUsage) []*x509.Certificate {
 	roots := x509.NewCertPool()
 	for _, a := range v.opts.TrustAnchors {
 		roots.AddCert(a)
 	}
 	inter := x509.NewCertPool()
-	for _, c := range slices.Concat(embedded, v.extraCerts) {
+	for _, c := range slices.Concat(embedded, v.evidence.Certs) {
 		inter.AddCert(c)
 	}
 	verify := func(at time.Time) ([][]*x509.Certificate, error) {
 		return cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{eku}})
 	}
-	chains, err := verify(v.vtime)
+	chains, err := verify(v.Time())
 	var inv x509.CertificateInvalidError
-	if err != nil && errors.As(err, &inv) && inv.Reason == x509.Expired && proven && poe.Before(v.vtime) {
+	if err != nil && errors.As(err, &inv) && inv.Reason == x509.Expired && proven && poe.Before(v.Time()) {
 		if chains, err = verify(poe); err == nil {
-			rep.pass("chain", "the chain was valid at the proof of existence %s (a certificate has expired since)", poe.Format(time.RFC3339))
+			rep.Pass("chain", "the chain was valid at the proof of existence %s (a certificate has expired since)", poe.Format(time.RFC3339))
 		} else if errors.As(err, &inv) && inv.Reason == x509.Expired {
 			// Proven to exist only after a certificate's end of validity (EN 319 102-1: EXPIRED).
-			rep.fail("chain", Expired, "a certificate had expired at the proof of existence %s: %v", poe.Format(time.RFC3339), err)
+			rep.Fail("chain", Expired, "a certificate had expired at the proof of existence %s: %v", poe.Format(time.RFC3339), err)
 			return nil
 		}
 	}
@@ -46,35 +46,35 @@ func (v *validator) buildChain(rep *SignatureReport, cert *x509.Certificate, emb
 		var ua x509.UnknownAuthorityError
 		switch {
 		case errors.As(err, &ua):
-			rep.indeterminate("chain", NoCertificateChainFound, "no chain to a trust anchor: %v", err)
+			rep.Indeterminate("chain", NoCertificateChainFound, "no chain to a trust anchor: %v", err)
 		case errors.As(err, &inv) && inv.Reason == x509.Expired:
-			if cert.NotBefore.After(v.vtime) {
-				rep.fail("chain", NotYetValid, "the certificate is not valid yet: %v", err)
+			if cert.NotBefore.After(v.Time()) {
+				rep.Fail("chain", NotYetValid, "the certificate is not valid yet: %v", err)
 			} else {
-				rep.indeterminate("chain", OutOfBoundsNoPOE, "a certificate is outside its validity and no proof of existence predates that: %v", err)
+				rep.Indeterminate("chain", OutOfBoundsNoPOE, "a certificate is outside its validity and no proof of existence predates that: %v", err)
 			}
 		case errors.As(err, &inv) && inv.Reason == x509.IncompatibleUsage:
-			rep.indeterminate("chain", ChainConstraintsFailure, "%v", err)
+			rep.Indeterminate("chain", ChainConstraintsFailure, "%v", err)
 		default:
-			rep.indeterminate("chain", CertificateChainGeneral, "%v", err)
+			rep.Indeterminate("chain", CertificateChainGeneral, "%v", err)
 		}
 		return nil
 	}
 	chain := chains[0]
 	if len(rep.Checks) == 0 || rep.Checks[len(rep.Checks)-1].Name != "chain" {
-		rep.pass("chain", "builds to the trust anchor %s", chain[len(chain)-1].Subject)
+		rep.Pass("chain", "builds to the trust anchor %s", chain[len(chain)-1].Subject)
 	}
 	for _, c := range chain {
-		rep.Chain = append(rep.Chain, *certInfo(c))
+		rep.Chain = append(rep.Chain, *NewCertInfo(c))
 	}
 	return chain
 }
 
-// revocation checks every certificate of chain below the anchor against the embedded
+// Revocation checks every certificate of chain below the anchor against the embedded
 // revocation data (DSS and the CMS's own), else against Fetch. poe is when the signature is
 // proven to have existed (proven: by a verified timestamp); a certificate revoked after it does
 // not invalidate the signature. It reports whether every status came from embedded data.
-func (v *validator) revocation(rep *SignatureReport, chain []*x509.Certificate, cmsOCSPs, cmsCRLs [][]byte, poe time.Time, proven bool) bool {
+func (v *Validator) Revocation(rep *SignatureReport, chain []*x509.Certificate, cmsOCSPs, cmsCRLs [][]byte, poe time.Time, proven bool) bool {
 	embeddedOnly := true
 	for i := 0; i+1 < len(chain); i++ {
 		cert, issuer := chain[i], chain[i+1]
@@ -88,25 +88,25 @@ func (v *validator) revocation(rep *SignatureReport, chain []*x509.Certificate, 
 			// EN 319 102-1 5.2.5, 5.2.6: no revocation data to be had now is TRY_LATER.
 			// (REVOCATION_OUT_OF_BOUNDS_NO_POE is for data issued outside the certificate's
 			// validity with no proof of existence before it, which this validator never uses.)
-			rep.indeterminate("revocation", TryLater, "no usable revocation data on %s (embedded: none valid; online: %s)", cert.Subject, onlineState(v.opts.Fetch))
+			rep.Indeterminate("revocation", TryLater, "no usable revocation data on %s (embedded: none valid; online: %s)", cert.Subject, onlineState(v.opts.Fetch))
 			continue
 		}
 		rep.Revocation = append(rep.Revocation, use)
 		switch {
 		case use.Status == "good":
-			rep.pass("revocation", "%s is good per %s %s of %s", cert.Subject, use.Source, use.Type, use.ThisUpdate.Format(time.RFC3339))
+			rep.Pass("revocation", "%s is good per %s %s of %s", cert.Subject, use.Source, use.Type, use.ThisUpdate.Format(time.RFC3339))
 		case use.Status == "revoked" && proven && use.RevokedAt != nil && poe.Before(*use.RevokedAt):
-			rep.pass("revocation", "%s was revoked at %s, after the proof of existence %s", cert.Subject, use.RevokedAt.Format(time.RFC3339), poe.Format(time.RFC3339))
+			rep.Pass("revocation", "%s was revoked at %s, after the proof of existence %s", cert.Subject, use.RevokedAt.Format(time.RFC3339), poe.Format(time.RFC3339))
 		case use.Status == "revoked" && proven:
-			rep.fail("revocation", Revoked, "%s was revoked at %s, before the proof of existence %s", cert.Subject, fmtTime(use.RevokedAt), poe.Format(time.RFC3339))
+			rep.Fail("revocation", Revoked, "%s was revoked at %s, before the proof of existence %s", cert.Subject, fmtTime(use.RevokedAt), poe.Format(time.RFC3339))
 		case use.Status == "revoked":
 			sub := RevokedNoPOE
 			if i > 0 {
 				sub = RevokedCANoPOE
 			}
-			rep.indeterminate("revocation", sub, "%s was revoked at %s and no proof of existence predates that", cert.Subject, fmtTime(use.RevokedAt))
+			rep.Indeterminate("revocation", sub, "%s was revoked at %s and no proof of existence predates that", cert.Subject, fmtTime(use.RevokedAt))
 		default:
-			rep.indeterminate("revocation", TryLater, "%s has the status %s", cert.Subject, use.Status)
+			rep.Indeterminate("revocation", TryLater, "%s has the status %s", cert.Subject, use.Status)
 		}
 	}
 	return embeddedOnly
@@ -127,7 +127,7 @@ func fmtTime(t *time.Time) string {
 }
 
 // embeddedStatus looks for a verified OCSP response or CRL on cert among the embedded data.
-func (v *validator) embeddedStatus(cert, issuer *x509.Certificate, cmsOCSPs, cmsCRLs [][]byte) (RevocationUse, bool) {
+func (v *Validator) embeddedStatus(cert, issuer *x509.Certificate, cmsOCSPs, cmsCRLs [][]byte) (RevocationUse, bool) {
 	var found *RevocationUse
 	consider := func(u RevocationUse) {
 		// A revoked status wins over a good one; among the same status, the newest.
@@ -140,7 +140,7 @@ func (v *validator) embeddedStatus(cert, issuer *x509.Certificate, cmsOCSPs, cms
 		name  string
 		ocsps [][]byte
 		crls  [][]byte
-	}{{"CMS", cmsOCSPs, cmsCRLs}, {v.source, v.ocsps, v.crls}} {
+	}{{"CMS", cmsOCSPs, cmsCRLs}, {v.evidence.Source, v.evidence.OCSPs, v.evidence.CRLs}} {
 		for _, der := range src.ocsps {
 			if u, ok := v.ocspStatus(der, cert, issuer, src.name); ok {
 				consider(u)
@@ -172,27 +172,24 @@ type memoEntry struct {
 	ok  bool
 }
 
-func (v *validator) ocspStatus(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
+func (v *Validator) ocspStatus(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
 	return v.memo(memoKey("o", der, cert, issuer), func() (RevocationUse, bool) { return v.ocspStatus1(der, cert, issuer, source) })
 }
 
-func (v *validator) crlStatus(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
+func (v *Validator) crlStatus(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
 	return v.memo(memoKey("c", der, cert, issuer), func() (RevocationUse, bool) { return v.crlStatus1(der, cert, issuer, source) })
 }
 
-func (v *validator) memo(key string, f func() (RevocationUse, bool)) (RevocationUse, bool) {
+func (v *Validator) memo(key string, f func() (RevocationUse, bool)) (RevocationUse, bool) {
 	if e, ok := v.memos[key]; ok {
 		return e.use, e.ok
 	}
 	u, ok := f()
-	if v.memos == nil {
-		v.memos = map[string]memoEntry{}
-	}
 	v.memos[key] = memoEntry{u, ok}
 	return u, ok
 }
 
-func (v *validator) ocspStatus1(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
+func (v *Validator) ocspStatus1(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
 	resp, err := ocsp.ParseResponseForCert(der, cert, issuer)
 	if err != nil || resp.SerialNumber == nil || resp.SerialNumber.Cmp(cert.SerialNumber) != 0 {
 		return RevocationUse{}, false
@@ -204,7 +201,7 @@ func (v *validator) ocspStatus1(der []byte, cert, issuer *x509.Certificate, sour
 			return RevocationUse{}, false
 		}
 	}
-	if resp.ThisUpdate.After(v.vtime.Add(5 * time.Minute)) {
+	if resp.ThisUpdate.After(v.Time().Add(5 * time.Minute)) {
 		return RevocationUse{}, false // issued in the future of the validation
 	}
 	u := RevocationUse{Subject: cert.Subject.String(), Type: "OCSP", Source: source, ThisUpdate: resp.ThisUpdate.UTC()}
@@ -221,12 +218,12 @@ func (v *validator) ocspStatus1(der []byte, cert, issuer *x509.Certificate, sour
 	return u, true
 }
 
-func (v *validator) crlStatus1(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
+func (v *Validator) crlStatus1(der []byte, cert, issuer *x509.Certificate, source string) (RevocationUse, bool) {
 	crl, err := x509.ParseRevocationList(der)
 	if err != nil || !bytes.Equal(crl.RawIssuer, issuer.RawSubject) || crl.CheckSignatureFrom(issuer) != nil {
 		return RevocationUse{}, false
 	}
-	if crl.ThisUpdate.After(v.vtime.Add(5 * time.Minute)) {
+	if crl.ThisUpdate.After(v.Time().Add(5 * time.Minute)) {
 		return RevocationUse{}, false
 	}
 	u := RevocationUse{Subject: cert.Subject.String(), Type: "CRL", Source: source, ThisUpdate: crl.ThisUpdate.UTC(), Status: "good"}
@@ -239,7 +236,7 @@ func (v *validator) crlStatus1(der []byte, cert, issuer *x509.Certificate, sourc
 	return u, true
 }
 
-func (v *validator) fetchStatus(cert, issuer *x509.Certificate) (RevocationUse, bool) {
+func (v *Validator) fetchStatus(cert, issuer *x509.Certificate) (RevocationUse, bool) {
 	if !cert.IsCA {
 		if der, err := v.opts.Fetch.OCSP(v.ctx, cert, issuer); err == nil {
 			if u, ok := v.ocspStatus(der, cert, issuer, "fetched"); ok {
@@ -264,9 +261,9 @@ var (
 	oidQcTypeESeal  = asn1.ObjectIdentifier{0, 4, 0, 1862, 1, 6, 2}
 )
 
-// qualification tells QESig/QESeal from AdES by the certificate's QCStatements
+// Qualification tells QESig/QESeal from AdES by the certificate's QCStatements
 // (EN 319 412-5) and key usage. Without a trusted list this is what the certificate claims.
-func qualification(c *x509.Certificate) (string, string) {
+func Qualification(c *x509.Certificate) (string, string) {
 	var compliance, sscd bool
 	kind := ""
 	for _, e := range c.Extensions {
@@ -345,11 +342,11 @@ func lower(s string) string {
 // lower1 keeps the name as EN 319 102-1 / TS 119 615 write it: AdESig, AdESeal.
 func lower1(s string) string { return s }
 
-// keyUsage checks that a signer's certificate may sign documents.
-func keyUsage(rep *SignatureReport, c *x509.Certificate) {
+// KeyUsage checks that a signer's certificate may sign documents.
+func KeyUsage(rep *SignatureReport, c *x509.Certificate) {
 	if c.KeyUsage != 0 && c.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
-		rep.indeterminate("key-usage", ChainConstraintsFailure, "the signing certificate's key usage allows neither digitalSignature nor nonRepudiation")
+		rep.Indeterminate("key-usage", ChainConstraintsFailure, "the signing certificate's key usage allows neither digitalSignature nor nonRepudiation")
 		return
 	}
-	rep.pass("key-usage", "digitalSignature or nonRepudiation (or no key usage restriction)")
+	rep.Pass("key-usage", "digitalSignature or nonRepudiation (or no key usage restriction)")
 }

@@ -1,4 +1,4 @@
-package validation
+package pades
 
 import (
 	"bytes"
@@ -16,8 +16,11 @@ import (
 
 	"github.com/digitorus/pdf"
 
+	"github.com/vula-eid/vula/internal/cms"
 	"github.com/vula-eid/vula/internal/pdfsafe"
 	"github.com/vula-eid/vula/internal/signing"
+	"github.com/vula-eid/vula/internal/validation/cades"
+	"github.com/vula-eid/vula/internal/validation/core"
 )
 
 // pdfSig is a signature dictionary found through the AcroForm.
@@ -30,11 +33,12 @@ type pdfSig struct {
 	m         string
 }
 
-// pdf validates every signature and document timestamp of a PDF.
+// Validate validates every signature and document timestamp of the PDF of size bytes in data,
+// read where it lies.
 //
 // digitorus/pdf reports much malformed input by panicking, so the reading runs under recover:
 // a panic there is bad input, signing.ErrInvalid.
-func (v *validator) pdf(data io.ReaderAt, size int64, rep *Report) (err error) {
+func Validate(v *core.Validator, data io.ReaderAt, size int64, rep *core.Report) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: validation: malformed PDF: %v", signing.ErrInvalid, p)
@@ -58,7 +62,7 @@ func (v *validator) pdf(data io.ReaderAt, size int64, rep *Report) (err error) {
 		return err
 	}
 	rep.Revisions = len(ends)
-	v.readDSS(root.Key("DSS"))
+	v = v.With(readDSS(root.Key("DSS")))
 	sigs := findSignatures(root.Key("AcroForm").Key("Fields"))
 	if len(sigs) == 0 {
 		return fmt.Errorf("%w: validation: the PDF has no signature", signing.ErrInvalid)
@@ -68,9 +72,9 @@ func (v *validator) pdf(data io.ReaderAt, size int64, rep *Report) (err error) {
 	dssAfter := func(end int64) int64 { return findFrom(data, end, size, reDSS) }
 	type done struct {
 		s          pdfSig
-		rep        SignatureReport
+		rep        core.SignatureReport
 		end        int64
-		signedData imprintOf
+		signedData cades.Imprint
 		ok         bool // the byte range is sound: the rest of the checks apply
 		proves     bool // a document timestamp that passed: a proof of existence of what it covers
 		embed      bool
@@ -79,25 +83,25 @@ func (v *validator) pdf(data io.ReaderAt, size int64, rep *Report) (err error) {
 	results := make([]done, 0, len(sigs))
 	nSig, nTS := 0, 0
 	for _, s := range sigs {
-		var sr SignatureReport
+		var sr core.SignatureReport
 		if s.typ == "DocTimeStamp" || s.subFilter == "ETSI.RFC3161" {
 			nTS++
-			sr = SignatureReport{ID: fmt.Sprintf("doc-ts%d", nTS), Kind: "document-timestamp", Format: "PAdES document timestamp (ETSI.RFC3161)"}
+			sr = core.SignatureReport{ID: fmt.Sprintf("doc-ts%d", nTS), Kind: "document-timestamp", Format: "PAdES document timestamp (ETSI.RFC3161)"}
 		} else {
 			nSig++
-			sr = SignatureReport{ID: fmt.Sprintf("sig%d", nSig), Kind: "signature"}
+			sr = core.SignatureReport{ID: fmt.Sprintf("sig%d", nSig), Kind: "signature"}
 		}
-		sr.info("field", "field %q, /SubFilter /%s", s.field, s.subFilter)
-		end, signedData, ok := v.checkByteRange(&sr, data, size, s, ends)
+		sr.Info("field", "field %q, /SubFilter /%s", s.field, s.subFilter)
+		end, signedData, ok := checkByteRange(&sr, data, size, s, ends)
 		results = append(results, done{s: s, rep: sr, end: end, signedData: signedData, ok: ok})
 	}
 	// later is the proof of existence a passed document timestamp gives to what ends at or
 	// before end (its range covers it): the earliest such timestamp's time.
-	later := func(end int64) proof {
-		var p proof
+	later := func(end int64) core.Proof {
+		var p core.Proof
 		for _, d := range results {
 			if d.proves && d.end > end {
-				p = p.earlier(proof{at: d.rep.ProofOfExistence, by: "the document timestamp " + d.rep.ID})
+				p = p.Earlier(core.Proof{At: d.rep.ProofOfExistence, By: "the document timestamp " + d.rep.ID})
 			}
 		}
 		return p
@@ -114,26 +118,26 @@ func (v *validator) pdf(data io.ReaderAt, size int64, rep *Report) (err error) {
 		if !d.ok || d.rep.Kind != "document-timestamp" {
 			continue
 		}
-		t, _ := v.timestampAt(d.s.contents, "document-timestamp", d.rep.ID, d.signedData, later(d.end))
+		t := cades.Timestamp(v, d.s.contents, "document-timestamp", d.rep.ID, d.signedData, later(d.end))
 		t.Checks = append(d.rep.Checks, t.Checks...)
 		t.Format, t.ByteRange, t.Revision, t.CoversWholeDocument = d.rep.Format, d.rep.ByteRange, d.rep.Revision, d.rep.CoversWholeDocument
 		d.rep = t
-		d.proves = t.Indication == TotalPassed
+		d.proves = t.Indication == core.TotalPassed
 	}
 	for i := range results {
 		d := &results[i]
 		if d.ok && d.rep.Kind == "signature" {
-			d.embed, d.ts = v.pdfSignature(&d.rep, d.s, d.signedData, later(d.end))
+			d.embed, d.ts = pdfSignature(v, &d.rep, d.s, d.signedData, later(d.end))
 		}
 		if d.ok {
-			v.laterUpdates(&d.rep, data, size, d.end, ends, sigs)
+			laterUpdates(&d.rep, data, size, d.end, ends, sigs)
 		}
-		d.rep.conclude()
+		d.rep.Conclude()
 	}
 	// Levels: B-LTA needs a passed document timestamp whose range covers the DSS.
 	for i := range results {
 		s := &results[i].rep
-		if s.Kind != "signature" || s.Format != "PAdES-BASELINE" || s.Indication == TotalFailed {
+		if s.Kind != "signature" || s.Format != "PAdES-BASELINE" || s.Indication == core.TotalFailed {
 			continue
 		}
 		s.Level = signing.LevelB
@@ -147,7 +151,7 @@ func (v *validator) pdf(data io.ReaderAt, size int64, rep *Report) (err error) {
 		s.Level = signing.LevelLT
 		dss := dssAfter(results[i].end)
 		for _, d := range results {
-			if dss >= 0 && d.rep.Kind == "document-timestamp" && d.rep.Indication == TotalPassed && d.end > dss {
+			if dss >= 0 && d.rep.Kind == "document-timestamp" && d.rep.Indication == core.TotalPassed && d.end > dss {
 				s.Level = signing.LevelLTA
 			}
 		}
@@ -164,11 +168,11 @@ var reDSS = regexp.MustCompile(`/Type\s*/DSS\b`)
 const maxDSS = 64 << 20
 
 // readDSS takes the certificates, OCSP responses and CRLs of the Document Security Store.
-func (v *validator) readDSS(dss pdf.Value) {
+func readDSS(dss pdf.Value) core.Evidence {
 	if dss.Kind() != pdf.Dict {
-		return
+		return core.Evidence{}
 	}
-	v.source = "DSS"
+	e := core.Evidence{Source: "DSS"}
 	// The DSS is bounded as a whole: its entries may all name one stream that inflates to
 	// its limit.
 	left := int64(maxDSS)
@@ -188,11 +192,12 @@ func (v *validator) readDSS(dss pdf.Value) {
 	}
 	for _, der := range streams("Certs") {
 		if c, err := x509.ParseCertificate(der); err == nil {
-			v.extraCerts = append(v.extraCerts, c)
+			e.Certs = append(e.Certs, c)
 		}
 	}
-	v.ocsps = streams("OCSPs")
-	v.crls = streams("CRLs")
+	e.OCSPs = streams("OCSPs")
+	e.CRLs = streams("CRLs")
+	return e
 }
 
 func readStream(s pdf.Value, limit int64) ([]byte, error) {
@@ -265,46 +270,46 @@ func findSignatures(fields pdf.Value) []pdfSig {
 // checkByteRange checks that the signature's /ByteRange is [0 a b c] with the gap exactly the
 // /Contents hex string holding this signature, and the second range ending at the end of a
 // revision. It returns that end and the digest function over the two ranges.
-func (v *validator) checkByteRange(sr *SignatureReport, data io.ReaderAt, size int64, s pdfSig, ends []int64) (int64, imprintOf, bool) {
+func checkByteRange(sr *core.SignatureReport, data io.ReaderAt, size int64, s pdfSig, ends []int64) (int64, cades.Imprint, bool) {
 	br := s.byteRange
 	sr.ByteRange = br
 	if len(br) != 4 || br[0] != 0 || br[1] <= 0 || br[2] <= br[1] || br[3] < 0 || br[2] > size || br[3] > size-br[2] {
-		sr.fail("byte-range", FormatFailure, "/ByteRange %v is not [0 a b c] within the file's %d bytes", br, size)
+		sr.Fail("byte-range", core.FormatFailure, "/ByteRange %v is not [0 a b c] within the file's %d bytes", br, size)
 		return 0, nil, false
 	}
 	a, b, end := br[1], br[2], br[2]+br[3]
 	// The gap must be this signature's /Contents in hex: its length is known before reading it.
 	if b-a != 2*int64(len(s.contents))+2 {
-		sr.fail("byte-range", FormatFailure, "the gap is not this signature's /Contents (signature wrapping?)")
+		sr.Fail("byte-range", core.FormatFailure, "the gap is not this signature's /Contents (signature wrapping?)")
 		return 0, nil, false
 	}
 	gap, err := readAt(data, a, b-a)
 	if err != nil {
-		sr.fail("byte-range", FormatFailure, "%v", err)
+		sr.Fail("byte-range", core.FormatFailure, "%v", err)
 		return 0, nil, false
 	}
 	if gap[0] != '<' || gap[len(gap)-1] != '>' {
-		sr.fail("byte-range", FormatFailure, "the gap between the ranges is not one hex string")
+		sr.Fail("byte-range", core.FormatFailure, "the gap between the ranges is not one hex string")
 		return 0, nil, false
 	}
 	decoded := make([]byte, hex.DecodedLen(len(gap)-2))
 	if n, err := hex.Decode(decoded, gap[1:len(gap)-1]); err != nil || n != len(decoded) || len(gap)%2 != 0 {
-		sr.fail("byte-range", FormatFailure, "the gap between the ranges is not a hex string of whole bytes")
+		sr.Fail("byte-range", core.FormatFailure, "the gap between the ranges is not a hex string of whole bytes")
 		return 0, nil, false
 	}
 	if !bytes.Equal(decoded, s.contents) {
-		sr.fail("byte-range", FormatFailure, "the gap is not this signature's /Contents (signature wrapping?)")
+		sr.Fail("byte-range", core.FormatFailure, "the gap is not this signature's /Contents (signature wrapping?)")
 		return 0, nil, false
 	}
 	// What precedes the gap, up to 4 KB of it: the key and the white space after it.
 	lead := min(a, 4096)
 	pre, err := readAt(data, a-lead, lead)
 	if err != nil {
-		sr.fail("byte-range", FormatFailure, "%v", err)
+		sr.Fail("byte-range", core.FormatFailure, "%v", err)
 		return 0, nil, false
 	}
 	if before := bytes.TrimRight(pre, " \t\r\n\f\x00"); !bytes.HasSuffix(before, []byte("/Contents")) {
-		sr.fail("byte-range", FormatFailure, "the gap is not preceded by the /Contents key")
+		sr.Fail("byte-range", core.FormatFailure, "the gap is not preceded by the /Contents key")
 		return 0, nil, false
 	}
 	endsInEOF := false
@@ -317,17 +322,17 @@ func (v *validator) checkByteRange(sr *SignatureReport, data io.ReaderAt, size i
 		return e == end || (e > end && endsInEOF && e-end <= 2)
 	})
 	if rev < 0 {
-		sr.fail("byte-range", FormatFailure, "the signed range ends at %d, which is not the end of a revision", end)
+		sr.Fail("byte-range", core.FormatFailure, "the signed range ends at %d, which is not the end of a revision", end)
 		return 0, nil, false
 	}
 	sr.Revision = rev + 1
 	whole, err := blank(data, end, size, " \t\r\n\f\x00")
 	if err != nil {
-		sr.fail("byte-range", FormatFailure, "%v", err)
+		sr.Fail("byte-range", core.FormatFailure, "%v", err)
 		return 0, nil, false
 	}
 	sr.CoversWholeDocument = whole
-	sr.pass("byte-range", "covers bytes 0-%d and %d-%d: all of revision %d of %d except the /Contents", a, br[2], end, rev+1, len(ends))
+	sr.Pass("byte-range", "covers bytes 0-%d and %d-%d: all of revision %d of %d except the /Contents", a, br[2], end, rev+1, len(ends))
 	// The ranges are hashed as they are read, once for each hash asked for.
 	digest := func(h crypto.Hash) ([]byte, error) {
 		if !h.Available() || h == crypto.SHA1 {
@@ -346,35 +351,35 @@ func (v *validator) checkByteRange(sr *SignatureReport, data io.ReaderAt, size i
 }
 
 // pdfSignature checks the CMS of a signature dictionary.
-func (v *validator) pdfSignature(sr *SignatureReport, s pdfSig, content imprintOf, later proof) (embedded, timestamped bool) {
+func pdfSignature(v *core.Validator, sr *core.SignatureReport, s pdfSig, content cades.Imprint, later core.Proof) (embedded, timestamped bool) {
 	switch s.subFilter {
 	case "ETSI.CAdES.detached":
 		sr.Format = "PAdES-BASELINE"
 	case "adbe.pkcs7.detached":
 		sr.Format = "PKCS#7"
-		sr.info("format", "/SubFilter /adbe.pkcs7.detached: a PKCS#7 signature, not PAdES baseline")
+		sr.Info("format", "/SubFilter /adbe.pkcs7.detached: a PKCS#7 signature, not PAdES baseline")
 	default:
 		sr.Format = "PDF /" + s.subFilter
-		sr.fail("format", FormatFailure, "/SubFilter /%s is not supported (only ETSI.CAdES.detached and adbe.pkcs7.detached)", s.subFilter)
+		sr.Fail("format", core.FormatFailure, "/SubFilter /%s is not supported (only ETSI.CAdES.detached and adbe.pkcs7.detached)", s.subFilter)
 		return false, false
 	}
-	p, err := parseSignedData(s.contents)
+	p, err := cades.Parse(s.contents)
 	if err != nil {
-		sr.fail("format", FormatFailure, "/Contents: %v", err)
+		sr.Fail("format", core.FormatFailure, "/Contents: %v", err)
 		return false, false
 	}
 	if p.EContent != nil {
-		sr.fail("format", FormatFailure, "the CMS is not detached")
+		sr.Fail("format", core.FormatFailure, "the CMS is not detached")
 		return false, false
 	}
 	if sr.Format == "PAdES-BASELINE" {
-		if _, ok := p.Attrs[oidSigningTime.String()]; ok {
-			sr.fail("format", FormatFailure, "a PAdES baseline signature must not carry signing-time (EN 319 142-1 §6.3)")
+		if _, ok := p.Attrs[cms.OIDSigningTime.String()]; ok {
+			sr.Fail("format", core.FormatFailure, "a PAdES baseline signature must not carry signing-time (EN 319 142-1 §6.3)")
 		} else {
-			sr.pass("format", "PAdES baseline: CAdES detached, no signing-time")
+			sr.Pass("format", "PAdES baseline: CAdES detached, no signing-time")
 		}
 	}
-	embedded, timestamped = v.signatureAt(sr, p, content, sr.Format == "PAdES-BASELINE", later)
+	embedded, timestamped = cades.Signature(v, sr, p, content, sr.Format == "PAdES-BASELINE", later)
 	if sr.ClaimedSigningTime == nil {
 		if t, ok := parsePDFDate(s.m); ok {
 			sr.ClaimedSigningTime = &t

@@ -1,4 +1,4 @@
-package validation
+package cades
 
 import (
 	"bytes"
@@ -57,14 +57,11 @@ var sigAlgs = map[string]struct {
 	"1.3.101.112":           {0, "ed25519"},
 }
 
-// signedData is a parsed CMS SignedData with its first SignerInfo.
-type signedData = cms.SignedData
-
-// parseSignedData reads a CMS ContentInfo of SignedData in BER (RFC 5652 allows BER; NSS
+// Parse reads a CMS ContentInfo of SignedData in BER (RFC 5652 allows BER; NSS
 // writes indefinite lengths) by making it DER first: the signed attributes are then the DER
 // the signature is over (RFC 5652, 5.4). The CRLs and OCSP responses of Adobe's
 // revocation-information attribute join the SignedData's own.
-func parseSignedData(ber []byte) (*signedData, error) {
+func Parse(ber []byte) (*cms.SignedData, error) {
 	der, err := cms.DER(ber)
 	if err != nil {
 		return nil, fmt.Errorf("%w: validation: %w: %s", signing.ErrInvalid, cms.ErrNotSignedData, err.Error())
@@ -83,7 +80,7 @@ func parseSignedData(ber []byte) (*signedData, error) {
 }
 
 // signerCert finds the signer's certificate among certs by the SignerInfo's identifier.
-func signerCert(p *signedData, certs []*x509.Certificate) *x509.Certificate {
+func signerCert(p *cms.SignedData, certs []*x509.Certificate) *x509.Certificate {
 	for _, c := range certs {
 		if p.SIDSKI != nil && bytes.Equal(c.SubjectKeyId, p.SIDSKI) {
 			return c
@@ -97,7 +94,7 @@ func signerCert(p *signedData, certs []*x509.Certificate) *x509.Certificate {
 
 // verifySignature checks the signature value over the signed attributes (or over digest when
 // there are none) with cert's key.
-func verifySignature(p *signedData, cert *x509.Certificate, contentDigest []byte) error {
+func verifySignature(p *cms.SignedData, cert *x509.Certificate, contentDigest []byte) error {
 	alg, ok := sigAlgs[p.SigAlg.String()]
 	if !ok {
 		return fmt.Errorf("signature algorithm %s is not supported", p.SigAlg.String())
@@ -141,7 +138,7 @@ func verifySignature(p *signedData, cert *x509.Certificate, contentDigest []byte
 }
 
 // signingTime is the signing-time attribute, if any.
-func signingTime(p *signedData) *time.Time {
+func signingTime(p *cms.SignedData) *time.Time {
 	v, ok := p.Attrs[oidSigningTime.String()]
 	if !ok {
 		return nil
@@ -156,7 +153,7 @@ func signingTime(p *signedData) *time.Time {
 
 // certBinding checks the signing-certificate-v2 (or v1) attribute against cert: "absent",
 // "ok" or an error.
-func certBinding(p *signedData, cert *x509.Certificate) (string, error) {
+func certBinding(p *cms.SignedData, cert *x509.Certificate) (string, error) {
 	if v, ok := p.Attrs[oidSigningCertV2.String()]; ok {
 		s := cryptobyte.String(v)
 		var scv2, ids, id cryptobyte.String
@@ -183,7 +180,7 @@ func certBinding(p *signedData, cert *x509.Certificate) (string, error) {
 		if !bytes.Equal(hh.Sum(nil), certHash) {
 			return "", errors.New("signing-certificate-v2 names another certificate")
 		}
-		if err := checkIssuerSerial(id, cert); err != nil {
+		if err := CheckIssuerSerial(id, cert); err != nil {
 			return "", err
 		}
 		return "signing-certificate-v2", nil
@@ -200,7 +197,7 @@ func certBinding(p *signedData, cert *x509.Certificate) (string, error) {
 		if !bytes.Equal(sum[:], certHash) {
 			return "", errors.New("signing-certificate names another certificate")
 		}
-		if err := checkIssuerSerial(id, cert); err != nil {
+		if err := CheckIssuerSerial(id, cert); err != nil {
 			return "", err
 		}
 		return "signing-certificate", nil
@@ -208,8 +205,8 @@ func certBinding(p *signedData, cert *x509.Certificate) (string, error) {
 	return "absent", nil
 }
 
-// checkIssuerSerial checks an optional IssuerSerial left in s.
-func checkIssuerSerial(s cryptobyte.String, cert *x509.Certificate) error {
+// CheckIssuerSerial checks an optional IssuerSerial left in s.
+func CheckIssuerSerial(s cryptobyte.String, cert *x509.Certificate) error {
 	if s.Empty() {
 		return nil
 	}
@@ -235,7 +232,7 @@ func checkIssuerSerial(s cryptobyte.String, cert *x509.Certificate) error {
 }
 
 // messageDigest is the message-digest attribute.
-func messageDigest(p *signedData) ([]byte, bool) {
+func messageDigest(p *cms.SignedData) ([]byte, bool) {
 	v, ok := p.Attrs[oidMessageDigest.String()]
 	if !ok {
 		return nil, false
@@ -248,7 +245,7 @@ func messageDigest(p *signedData) ([]byte, bool) {
 }
 
 // contentTypeOK checks the content-type attribute equals the eContentType.
-func contentTypeOK(p *signedData) bool {
+func contentTypeOK(p *cms.SignedData) bool {
 	v, ok := p.Attrs[oidContentType.String()]
 	if !ok {
 		return false
@@ -260,7 +257,7 @@ func contentTypeOK(p *signedData) bool {
 
 // readAdbeRevocation takes the CRLs ([0]) and OCSP responses ([1]) of a
 // RevocationInfoArchival; what does not parse is left out (it is only evidence to try).
-func readAdbeRevocation(p *signedData, v []byte) {
+func readAdbeRevocation(p *cms.SignedData, v []byte) {
 	s := cryptobyte.String(v)
 	var ria cryptobyte.String
 	if !s.ReadASN1(&ria, cbasn1.SEQUENCE) {

@@ -1,4 +1,4 @@
-package validation
+package xmlsig
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/vula-eid/vula/internal/signing/xades"
+	"github.com/vula-eid/vula/internal/validation/core"
 )
 
 // The XML-DSig core (references, transforms, SignatureValue) is written here over etree rather
@@ -30,10 +31,9 @@ import (
 // C14N 1.0 is goxmldsig's.
 
 const (
-	nsDS       = "http://www.w3.org/2000/09/xmldsig#"
+	NSDS       = "http://www.w3.org/2000/09/xmldsig#" // XML-DSig's namespace
 	nsXAdES    = "http://uri.etsi.org/01903/v1.3.2#"
 	nsXAdES141 = "http://uri.etsi.org/01903/v1.4.1#"
-	nsASiC     = "http://uri.etsi.org/02918/v1.2.1#"
 
 	algExcC14N        = "http://www.w3.org/2001/10/xml-exc-c14n#"
 	algExcC14NComment = "http://www.w3.org/2001/10/xml-exc-c14n#WithComments"
@@ -51,6 +51,13 @@ var xmlDigests = map[string]crypto.Hash{
 	"http://www.w3.org/2001/04/xmlenc#sha256":       crypto.SHA256,
 	"http://www.w3.org/2001/04/xmldsig-more#sha384": crypto.SHA384,
 	"http://www.w3.org/2001/04/xmlenc#sha512":       crypto.SHA512,
+}
+
+// DigestOf is the hash of an XML-DSig DigestMethod Algorithm URI (SHA-1 included, for the
+// caller to refuse by name).
+func DigestOf(alg string) (crypto.Hash, bool) {
+	h, ok := xmlDigests[alg]
+	return h, ok
 }
 
 var xmlSigAlgs = map[string]struct {
@@ -72,17 +79,18 @@ var xmlSigAlgs = map[string]struct {
 	"http://www.w3.org/2007/05/xmldsig-more#sha256-rsa-MGF1": {0, "rsa-pss"},
 }
 
-// xmlDoc is a parsed XML document with its ID index.
-type xmlDoc struct {
+// Doc is a parsed XML document with its ID index.
+type Doc struct {
 	doc *etree.Document
 	// ids maps each value of an Id, ID, id or xml:id attribute to every element carrying it.
 	ids map[string][]*etree.Element
 	// work is the validation's budget (shared by the XML files of a container).
-	work *workBudget
+	work *WorkBudget
 }
 
-func newXMLDoc(doc *etree.Document, work *workBudget) *xmlDoc {
-	x := &xmlDoc{doc: doc, ids: map[string][]*etree.Element{}, work: work}
+// NewDoc indexes doc's IDs; work is the validation's budget.
+func NewDoc(doc *etree.Document, work *WorkBudget) *Doc {
+	x := &Doc{doc: doc, ids: map[string][]*etree.Element{}, work: work}
 	var walk func(e *etree.Element)
 	walk = func(e *etree.Element) {
 		for _, a := range e.Attr {
@@ -100,28 +108,28 @@ func newXMLDoc(doc *etree.Document, work *workBudget) *xmlDoc {
 	return x
 }
 
-// is reports whether e is the element {ns}local.
-func is(e *etree.Element, ns, local string) bool {
+// Is reports whether e is the element {ns}local.
+func Is(e *etree.Element, ns, local string) bool {
 	return e != nil && e.Tag == local && e.NamespaceURI() == ns
 }
 
-// children are e's child elements {ns}local.
-func children(e *etree.Element, ns, local string) []*etree.Element {
+// Children are e's child elements {ns}local.
+func Children(e *etree.Element, ns, local string) []*etree.Element {
 	var out []*etree.Element
 	for _, c := range e.ChildElements() {
-		if is(c, ns, local) {
+		if Is(c, ns, local) {
 			out = append(out, c)
 		}
 	}
 	return out
 }
 
-// only is the single child {ns}local of e, or nil when there is none or more than one.
-func only(e *etree.Element, ns, local string) *etree.Element {
+// Only is the single child {ns}local of e, or nil when there is none or more than one.
+func Only(e *etree.Element, ns, local string) *etree.Element {
 	if e == nil {
 		return nil
 	}
-	c := children(e, ns, local)
+	c := Children(e, ns, local)
 	if len(c) != 1 {
 		return nil
 	}
@@ -161,7 +169,8 @@ func elementPath(e *etree.Element) string {
 	return b.String()
 }
 
-func decodeB64(s string) ([]byte, error) {
+// DecodeBase64 decodes base64 text with the white space XML puts in it.
+func DecodeBase64(s string) ([]byte, error) {
 	s = strings.Map(func(r rune) rune {
 		if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
 			return -1
@@ -207,7 +216,7 @@ func c14nParams(e *etree.Element) (alg, prefixes string, err error) {
 	switch {
 	case len(kids) == 0:
 		return alg, "", nil
-	case (alg == algExcC14N || alg == algExcC14NComment) && len(kids) == 1 && is(kids[0], algExcC14N, "InclusiveNamespaces"):
+	case (alg == algExcC14N || alg == algExcC14NComment) && len(kids) == 1 && Is(kids[0], algExcC14N, "InclusiveNamespaces"):
 		return alg, kids[0].SelectAttrValue("PrefixList", ""), nil
 	}
 	return alg, "", fmt.Errorf("%q has parameters that are not supported", alg)
@@ -251,16 +260,16 @@ func canonicalDoc(alg, prefixes string, doc *etree.Document) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// detachedData is what a Reference to something outside the XML document resolves to: the
+// Detached is what a Reference to something outside the XML document resolves to: the
 // detached content given to the validation, or an entry of an ASiC container.
-type detachedData struct {
-	target string                    // how the report names it: content:NAME, entry:NAME
-	size   int64                     // its size, spent from the work budget at each read
-	open   func() (io.Reader, error) // read again for each digest
+type Detached struct {
+	Target string                    // how the report names it: content:NAME, entry:NAME
+	Size   int64                     // its size, spent from the work budget at each read
+	Open   func() (io.Reader, error) // read again for each digest
 }
 
-// resolveDetached resolves a relative Reference URI (already percent-decoded) or says no.
-type resolveDetached func(name string) (detachedData, bool)
+// Resolver resolves a relative Reference URI (already percent-decoded) or says no.
+type Resolver func(name string) (Detached, bool)
 
 // reference is one verified (or failed) ds:Reference.
 type reference struct {
@@ -268,27 +277,27 @@ type reference struct {
 	uri    string
 	typ    string
 	target *etree.Element // the referenced element, nil for URI="" and detached data
-	det    *detachedData
+	det    *Detached
 	octets []byte // what the transforms yielded (same-document references)
 	hash   crypto.Hash
 	ok     bool
-	obj    SignedObject
+	obj    core.SignedObject
 }
 
 // writeOctets writes what the reference's transforms yielded (the archive timestamp input).
-func (r *reference) writeOctets(w io.Writer, work *workBudget) error {
+func (r *reference) writeOctets(w io.Writer, work *WorkBudget) error {
 	if r.det != nil {
-		if err := work.spend(r.det.size); err != nil {
+		if err := work.Spend(r.det.Size); err != nil {
 			return err
 		}
-		rd, err := r.det.open()
+		rd, err := r.det.Open()
 		if err != nil {
 			return err
 		}
 		_, err = io.Copy(w, rd)
 		return err
 	}
-	if err := work.spend(int64(len(r.octets))); err != nil {
+	if err := work.Spend(int64(len(r.octets))); err != nil {
 		return err
 	}
 	_, err := w.Write(r.octets)
@@ -308,7 +317,7 @@ func refErrf(format string, args ...any) error { return &refError{msg: fmt.Sprin
 
 // verifyReference resolves ref, applies its transforms and compares its digest. sig is the
 // ds:Signature holding it and qp its QualifyingProperties (nil for plain XML-DSig).
-func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det resolveDetached) (*reference, error) {
+func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *Doc, det Resolver) (*reference, error) {
 	r := &reference{el: ref, typ: ref.SelectAttrValue("Type", "")}
 	// A Reference may omit URI (XML-DSig 4.4.3.1): "the receiving application is expected to
 	// know the identity of the object". Here that is the detached content given with the
@@ -320,9 +329,9 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 		r.uri = uriAttr.Value
 		label = fmt.Sprintf("Reference %q", r.uri)
 	}
-	r.obj = SignedObject{URI: r.uri, Type: r.typ}
-	dm := only(ref, nsDS, "DigestMethod")
-	dv := only(ref, nsDS, "DigestValue")
+	r.obj = core.SignedObject{URI: r.uri, Type: r.typ}
+	dm := Only(ref, NSDS, "DigestMethod")
+	dv := Only(ref, NSDS, "DigestValue")
 	if dm == nil || dv == nil {
 		return r, refErrf("%s: no single DigestMethod and DigestValue", label)
 	}
@@ -331,17 +340,17 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 		return r, refErrf("%s: digest %q is not supported", label, dm.SelectAttrValue("Algorithm", ""))
 	}
 	r.hash = h
-	want, err := decodeB64(dv.Text())
+	want, err := DecodeBase64(dv.Text())
 	if err != nil {
 		return r, refErrf("%s: DigestValue is not base64", label)
 	}
 	type transform struct{ alg, prefixes string }
 	var transforms []transform
-	if ts := children(ref, nsDS, "Transforms"); len(ts) > 1 {
+	if ts := Children(ref, NSDS, "Transforms"); len(ts) > 1 {
 		return r, refErrf("%s: two Transforms", label)
 	} else if len(ts) == 1 {
 		for _, t := range ts[0].ChildElements() {
-			if !is(t, nsDS, "Transform") {
+			if !Is(t, NSDS, "Transform") {
 				return r, refErrf("%s: <%s> in Transforms", label, t.FullTag())
 			}
 			alg, prefixes, err := c14nParams(t)
@@ -375,8 +384,8 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 		// (enveloping) or at the SignedProperties of its QualifyingProperties: anything else
 		// there is hidden from a reader of the document (the Object wrapping attack).
 		if inside(node, sig) && node != sig {
-			okPlace := (is(node, nsDS, "Object") && node.Parent() == sig) ||
-				(qp != nil && node.Parent() == qp && is(node, nsXAdES, "SignedProperties"))
+			okPlace := (Is(node, NSDS, "Object") && node.Parent() == sig) ||
+				(qp != nil && node.Parent() == qp && Is(node, nsXAdES, "SignedProperties"))
 			if !okPlace {
 				return r, refErrf("Reference %q points at %s inside the signature itself, where no signed content belongs", r.uri, elementPath(node))
 			}
@@ -402,11 +411,11 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 			return r, refErrf("%s: transforms on detached data are not supported", label)
 		}
 		r.det = &d
-		r.obj.Target = d.target
-		if err := x.work.spend(d.size); err != nil {
+		r.obj.Target = d.Target
+		if err := x.work.Spend(d.Size); err != nil {
 			return r, refErrf("%s: %v", label, err)
 		}
-		rd, err := d.open()
+		rd, err := d.Open()
 		if err != nil {
 			return r, &refError{msg: fmt.Sprintf("%s: %v", label, err), missing: true}
 		}
@@ -463,7 +472,7 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 				}
 				text = textOf(e, sig, enveloped)
 			}
-			if octets, err = decodeB64(text); err != nil {
+			if octets, err = DecodeBase64(text); err != nil {
 				return r, refErrf("Reference %q: the base64 transform's input is not base64", r.uri)
 			}
 			isOctets = true
@@ -477,7 +486,7 @@ func verifyReference(ref *etree.Element, sig, qp *etree.Element, x *xmlDoc, det 
 			return r, refErrf("Reference %q: %v", r.uri, err)
 		}
 	}
-	if err := x.work.spend(int64(len(octets))); err != nil {
+	if err := x.work.Spend(int64(len(octets))); err != nil {
 		return r, refErrf("Reference %q: %v", r.uri, err)
 	}
 	r.octets = octets
@@ -510,8 +519,8 @@ func textOf(e, sig *etree.Element, skip bool) string {
 
 // verifySignatureValue checks the SignatureValue over the canonical SignedInfo with cert's key.
 func verifySignatureValue(signedInfo, sigValue *etree.Element, cert *x509.Certificate) error {
-	cm := only(signedInfo, nsDS, "CanonicalizationMethod")
-	sm := only(signedInfo, nsDS, "SignatureMethod")
+	cm := Only(signedInfo, NSDS, "CanonicalizationMethod")
+	sm := Only(signedInfo, NSDS, "SignatureMethod")
 	if cm == nil || sm == nil {
 		return errors.New("SignedInfo has no single CanonicalizationMethod and SignatureMethod")
 	}
@@ -533,7 +542,7 @@ func verifySignatureValue(signedInfo, sigValue *etree.Element, cert *x509.Certif
 	if err != nil {
 		return err
 	}
-	sv, err := decodeB64(sigValue.Text())
+	sv, err := DecodeBase64(sigValue.Text())
 	if err != nil {
 		return errors.New("SignatureValue is not base64")
 	}

@@ -1,4 +1,4 @@
-package validation
+package asic
 
 import (
 	"archive/zip"
@@ -11,7 +11,11 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/vula-eid/vula/internal/cms"
 	"github.com/vula-eid/vula/internal/signing"
+	"github.com/vula-eid/vula/internal/validation/cades"
+	"github.com/vula-eid/vula/internal/validation/core"
+	"github.com/vula-eid/vula/internal/validation/xmlsig"
 )
 
 // ASiC-E containers (EN 319 162-1) are validated thus:
@@ -36,13 +40,14 @@ import (
 //     container hold unsigned files; a relying party that accepts them reads the entries.
 
 const (
+	nsASiC         = "http://uri.etsi.org/02918/v1.2.1#"
 	asicEMime      = "application/vnd.etsi.asic-e+zip"
 	maxASiCEntries = 4096
 	maxASiCTotal   = 1 << 30
 )
 
-// asicContainer validates an ASiC-E container.
-func (v *validator) asicContainer(data []byte, rep *Report) error {
+// Validate validates an ASiC-E container.
+func Validate(v *core.Validator, data []byte, rep *core.Report) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: validation: ASiC-E: %s", signing.ErrInvalid, fmt.Sprintf(format, args...))
 	}
@@ -99,55 +104,55 @@ func (v *validator) asicContainer(data []byte, rep *Report) error {
 		}
 		files[f.Name] = f
 		index[f.Name] = len(rep.Entries)
-		rep.Entries = append(rep.Entries, ContainerEntry{Name: f.Name, Size: int64(f.UncompressedSize64), Kind: entryKind(f.Name)})
+		rep.Entries = append(rep.Entries, core.ContainerEntry{Name: f.Name, Size: int64(f.UncompressedSize64), Kind: entryKind(f.Name)})
 	}
 	cover := func(name, sigID string) {
 		if i, ok := index[name]; ok && rep.Entries[i].Kind == "data" {
 			rep.Entries[i].SignedBy = append(rep.Entries[i].SignedBy, sigID)
 		}
 	}
-	det := func(name string) (detachedData, bool) {
+	det := func(name string) (xmlsig.Detached, bool) {
 		f, ok := files[name]
 		if !ok || entryKind(name) != "data" {
-			return detachedData{}, false
+			return xmlsig.Detached{}, false
 		}
-		return detachedData{target: "entry:" + name, size: int64(f.UncompressedSize64), open: func() (io.Reader, error) { return f.Open() }}, true
+		return xmlsig.Detached{Target: "entry:" + name, Size: int64(f.UncompressedSize64), Open: func() (io.Reader, error) { return f.Open() }}, true
 	}
 	// Each entry may be digested by a manifest, a Reference and an archive timestamp.
-	work := &workBudget{left: 4*int64(total) + 4<<20}
+	work := xmlsig.NewWorkBudget(int64(total))
 
 	n := 0
 	for _, e := range rep.Entries {
 		switch {
 		case e.Kind == "signature" && strings.HasSuffix(strings.ToLower(e.Name), ".xml"):
-			b, err := readEntry(files[e.Name], maxXMLSize)
+			b, err := readEntry(files[e.Name], xmlsig.MaxSize)
 			if err != nil {
 				return bad("%s: %v", e.Name, err)
 			}
-			doc, err := parseXML(b)
+			doc, err := xmlsig.Parse(b)
 			if err != nil {
 				return fmt.Errorf("validation: ASiC-E %s: %w", e.Name, err)
 			}
-			if !is(doc.Root(), nsASiC, "XAdESSignatures") {
+			if !xmlsig.Is(doc.Root(), nsASiC, "XAdESSignatures") {
 				return bad("%s is not an asic:XAdESSignatures", e.Name)
 			}
-			x := newXMLDoc(doc, work)
-			for _, sig := range children(doc.Root(), nsDS, "Signature") {
-				if n++; n > maxXMLSignatures {
-					return fmt.Errorf("%w: validation: ASiC-E: more than %d signatures", signing.ErrTooLarge, maxXMLSignatures)
+			x := xmlsig.NewDoc(doc, work)
+			for _, sig := range xmlsig.Children(doc.Root(), xmlsig.NSDS, "Signature") {
+				if n++; n > xmlsig.MaxSignatures {
+					return fmt.Errorf("%w: validation: ASiC-E: more than %d signatures", signing.ErrTooLarge, xmlsig.MaxSignatures)
 				}
-				s := v.xmlSignature(sig, x, det, fmt.Sprintf("sig%d", n))
-				s.info("container", "in %s", e.Name)
+				s := xmlsig.Signature(v, sig, x, det, fmt.Sprintf("sig%d", n))
+				s.Info("container", "in %s", e.Name)
 				for _, o := range s.SignedObjects {
 					cover(strings.TrimPrefix(o.Target, "entry:"), s.ID)
 				}
 				rep.Signatures = append(rep.Signatures, s)
 			}
 		case e.Kind == "manifest":
-			if n++; n > maxXMLSignatures {
-				return fmt.Errorf("%w: validation: ASiC-E: more than %d signatures", signing.ErrTooLarge, maxXMLSignatures)
+			if n++; n > xmlsig.MaxSignatures {
+				return fmt.Errorf("%w: validation: ASiC-E: more than %d signatures", signing.ErrTooLarge, xmlsig.MaxSignatures)
 			}
-			s, covered, err := v.asicManifest(files, e.Name, fmt.Sprintf("sig%d", n), work)
+			s, covered, err := asicManifest(v, files, e.Name, fmt.Sprintf("sig%d", n), work)
 			if err != nil {
 				return err
 			}
@@ -225,77 +230,77 @@ func readEntry(f *zip.File, max int64) ([]byte, error) {
 
 // asicManifest validates the CAdES signature an ASiCManifest names and the manifest's
 // digests; it returns the report and the data entries whose digest matched.
-func (v *validator) asicManifest(files map[string]*zip.File, name, id string, work *workBudget) (SignatureReport, []string, error) {
+func asicManifest(v *core.Validator, files map[string]*zip.File, name, id string, work *xmlsig.WorkBudget) (core.SignatureReport, []string, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: validation: ASiC-E %s: %s", signing.ErrInvalid, name, fmt.Sprintf(format, args...))
 	}
-	s := SignatureReport{ID: id, Kind: "signature", Format: "CAdES-BASELINE"}
-	manifest, err := readEntry(files[name], maxXMLSize)
+	s := core.SignatureReport{ID: id, Kind: "signature", Format: "CAdES-BASELINE"}
+	manifest, err := readEntry(files[name], xmlsig.MaxSize)
 	if err != nil {
 		return s, nil, bad("%v", err)
 	}
-	doc, err := parseXML(manifest)
+	doc, err := xmlsig.Parse(manifest)
 	if err != nil {
 		return s, nil, fmt.Errorf("validation: ASiC-E %s: %w", name, err)
 	}
 	root := doc.Root()
-	if !is(root, nsASiC, "ASiCManifest") {
+	if !xmlsig.Is(root, nsASiC, "ASiCManifest") {
 		return s, nil, bad("not an asic:ASiCManifest")
 	}
-	s.info("container", "manifest %s", name)
-	sr := only(root, nsASiC, "SigReference")
+	s.Info("container", "manifest %s", name)
+	sr := xmlsig.Only(root, nsASiC, "SigReference")
 	if sr == nil {
-		s.fail("format", FormatFailure, "the manifest has no single SigReference")
-		s.conclude()
+		s.Fail("format", core.FormatFailure, "the manifest has no single SigReference")
+		s.Conclude()
 		return s, nil, nil
 	}
 	sigName, err := url.PathUnescape(sr.SelectAttrValue("URI", ""))
 	sf, ok := files[sigName]
 	if err != nil || !ok || entryKind(sigName) != "signature" {
-		s.indeterminate("format", SignedDataNotFound, "SigReference %q names no signature entry of the container", sr.SelectAttrValue("URI", ""))
-		s.conclude()
+		s.Indeterminate("format", core.SignedDataNotFound, "SigReference %q names no signature entry of the container", sr.SelectAttrValue("URI", ""))
+		s.Conclude()
 		return s, nil, nil
 	}
-	der, err := readEntry(sf, maxXMLSize)
+	der, err := readEntry(sf, xmlsig.MaxSize)
 	if err != nil {
 		return s, nil, bad("%s: %v", sigName, err)
 	}
-	p, err := parseSignedData(der)
+	p, err := cades.Parse(der)
 	if err != nil {
-		s.fail("format", FormatFailure, "%s: %v", sigName, err)
-		s.conclude()
+		s.Fail("format", core.FormatFailure, "%s: %v", sigName, err)
+		s.Conclude()
 		return s, nil, nil
 	}
-	if _, ok := p.Attrs[oidSigningCertV2.String()]; !ok {
+	if _, ok := p.Attrs[cms.OIDSigningCertV2.String()]; !ok {
 		s.Format = "CMS"
 	}
-	s.pass("format", "detached CMS %s over %s", sigName, name)
+	s.Pass("format", "detached CMS %s over %s", sigName, name)
 
 	// The manifest's digests, checked before the signature so that the report lists them.
 	var covered []string
-	for _, ref := range children(root, nsASiC, "DataObjectReference") {
+	for _, ref := range xmlsig.Children(root, nsASiC, "DataObjectReference") {
 		uri := ref.SelectAttrValue("URI", "")
-		obj := SignedObject{URI: uri}
+		obj := core.SignedObject{URI: uri}
 		entry, err := url.PathUnescape(uri)
 		f, ok := files[entry]
 		if err != nil || !ok || entryKind(entry) != "data" {
-			s.indeterminate("manifest-reference", SignedDataNotFound, "DataObjectReference %q names no data entry of the container", uri)
+			s.Indeterminate("manifest-reference", core.SignedDataNotFound, "DataObjectReference %q names no data entry of the container", uri)
 			continue
 		}
 		obj.Target = "entry:" + entry
-		dm, dv := only(ref, nsDS, "DigestMethod"), only(ref, nsDS, "DigestValue")
+		dm, dv := xmlsig.Only(ref, xmlsig.NSDS, "DigestMethod"), xmlsig.Only(ref, xmlsig.NSDS, "DigestValue")
 		if dm == nil || dv == nil {
-			s.fail("manifest-reference", FormatFailure, "DataObjectReference %q has no single DigestMethod and DigestValue", uri)
+			s.Fail("manifest-reference", core.FormatFailure, "DataObjectReference %q has no single DigestMethod and DigestValue", uri)
 			continue
 		}
-		h, ok := xmlDigests[dm.SelectAttrValue("Algorithm", "")]
-		want, derr := decodeB64(dv.Text())
+		h, ok := xmlsig.DigestOf(dm.SelectAttrValue("Algorithm", ""))
+		want, derr := xmlsig.DecodeBase64(dv.Text())
 		if !ok || derr != nil {
-			s.fail("manifest-reference", FormatFailure, "DataObjectReference %q: digest %q, or a DigestValue that is not base64", uri, dm.SelectAttrValue("Algorithm", ""))
+			s.Fail("manifest-reference", core.FormatFailure, "DataObjectReference %q: digest %q, or a DigestValue that is not base64", uri, dm.SelectAttrValue("Algorithm", ""))
 			continue
 		}
-		if err := work.spend(int64(f.UncompressedSize64)); err != nil {
-			s.fail("manifest-reference", FormatFailure, "DataObjectReference %q: %v", uri, err)
+		if err := work.Spend(int64(f.UncompressedSize64)); err != nil {
+			s.Fail("manifest-reference", core.FormatFailure, "DataObjectReference %q: %v", uri, err)
 			continue
 		}
 		rc, err := f.Open()
@@ -309,16 +314,16 @@ func (v *validator) asicManifest(files map[string]*zip.File, name, id string, wo
 			return s, nil, bad("%s: %v", entry, err)
 		}
 		if !bytes.Equal(hh.Sum(nil), want) {
-			s.fail("manifest-reference", HashFailure, "the %v digest of %s is not the manifest's", h, entry)
+			s.Fail("manifest-reference", core.HashFailure, "the %v digest of %s is not the manifest's", h, entry)
 			continue
 		}
-		s.pass("manifest-reference", "%s: the %v digest matches", entry, h)
+		s.Pass("manifest-reference", "%s: the %v digest matches", entry, h)
 		s.SignedObjects = append(s.SignedObjects, obj)
 		covered = append(covered, entry)
 	}
-	embedded, timestamped := v.signature(&s, p, bytesImprint(manifest), s.Format == "CAdES-BASELINE")
-	s.conclude()
-	if s.Format == "CAdES-BASELINE" && !s.failed() {
+	embedded, timestamped := cades.Signature(v, &s, p, cades.BytesImprint(manifest), s.Format == "CAdES-BASELINE", core.Proof{})
+	s.Conclude()
+	if s.Format == "CAdES-BASELINE" && !s.Failed() {
 		s.Level = signing.LevelB
 		if timestamped {
 			s.Level = signing.LevelT

@@ -1,4 +1,4 @@
-package validation
+package core
 
 import (
 	"crypto/sha256"
@@ -140,7 +140,8 @@ type CertInfo struct {
 	SHA256    string    `json:"sha256"`
 }
 
-func certInfo(c *x509.Certificate) *CertInfo {
+// NewCertInfo describes c.
+func NewCertInfo(c *x509.Certificate) *CertInfo {
 	sum := sha256.Sum256(c.Raw)
 	return &CertInfo{Subject: dn(c.RawSubject, c.Subject.String()), Issuer: dn(c.RawIssuer, c.Issuer.String()), Serial: c.SerialNumber.Text(16),
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), SHA256: hex.EncodeToString(sum[:])}
@@ -164,25 +165,30 @@ type Check struct {
 	Message       string        `json:"message,omitempty"`
 }
 
-func (s *SignatureReport) pass(name, msg string, args ...any) {
+// Pass records a check that passed.
+func (s *SignatureReport) Pass(name, msg string, args ...any) {
 	s.Checks = append(s.Checks, Check{Name: name, Result: "PASSED", Message: fmt.Sprintf(msg, args...)})
 }
 
-func (s *SignatureReport) info(name, msg string, args ...any) {
+// Info records what was found without a verdict.
+func (s *SignatureReport) Info(name, msg string, args ...any) {
 	s.Checks = append(s.Checks, Check{Name: name, Result: "INFO", Message: fmt.Sprintf(msg, args...)})
 }
 
-func (s *SignatureReport) fail(name string, sub SubIndication, msg string, args ...any) {
+// Fail records a check that failed: the signature is TOTAL-FAILED with sub.
+func (s *SignatureReport) Fail(name string, sub SubIndication, msg string, args ...any) {
 	s.Checks = append(s.Checks, Check{Name: name, Result: "FAILED", SubIndication: sub, Message: fmt.Sprintf(msg, args...)})
 }
 
-func (s *SignatureReport) indeterminate(name string, sub SubIndication, msg string, args ...any) {
+// Indeterminate records a check that could not conclude: INDETERMINATE with sub, unless a
+// check failed.
+func (s *SignatureReport) Indeterminate(name string, sub SubIndication, msg string, args ...any) {
 	s.Checks = append(s.Checks, Check{Name: name, Result: "INDETERMINATE", SubIndication: sub, Message: fmt.Sprintf(msg, args...)})
 }
 
-// conclude sets the indication from the checks: the first failure decides, then the first
+// Conclude sets the indication from the checks: the first failure decides, then the first
 // indeterminate result; TOTAL-PASSED only when there is neither.
-func (s *SignatureReport) conclude() {
+func (s *SignatureReport) Conclude() {
 	s.Indication, s.SubIndication = TotalPassed, ""
 	for _, c := range s.Checks {
 		if c.Result == "FAILED" {
@@ -198,7 +204,8 @@ func (s *SignatureReport) conclude() {
 	}
 }
 
-func (s *SignatureReport) failed() bool {
+// Failed reports a check that did not pass.
+func (s *SignatureReport) Failed() bool {
 	for _, c := range s.Checks {
 		if c.Result != "PASSED" && c.Result != "INFO" {
 			return true
@@ -207,8 +214,8 @@ func (s *SignatureReport) failed() bool {
 	return false
 }
 
-// summarize sets the document's conclusion from its signatures.
-func (r *Report) summarize() {
+// Summarize sets the document's conclusion from its signatures.
+func (r *Report) Summarize() {
 	if len(r.Signatures) == 0 {
 		r.Indication, r.SubIndication, r.Message = TotalFailed, SignedDataNotFound, "no signature found"
 		return
