@@ -31,7 +31,8 @@ type Config struct {
 	Listen string `yaml:"listen" json:"listen"`
 	// DataDir holds the embedded default's state (SQLite file, software keystore).
 	DataDir string `yaml:"data_dir" json:"data_dir"`
-	// BaseURL is the public URL relying parties and certificates point at; default http://<listen>.
+	// BaseURL is the public URL relying parties and certificates point at; default http://<listen>
+	// (https:// with http.tls).
 	BaseURL string `yaml:"base_url" json:"base_url"`
 	// Dev relaxes what only makes sense behind TLS (Secure cookies); never in production.
 	Dev bool `yaml:"dev" json:"dev"`
@@ -73,6 +74,17 @@ type HTTP struct {
 	// SpoolDir holds request bodies while they are handled; emptied at start. Default
 	// <data_dir>/spool.
 	SpoolDir string `yaml:"spool_dir" json:"spool_dir"`
+	// TLS, when set, makes the listener terminate TLS itself; otherwise it speaks plain HTTP
+	// (behind a reverse proxy, or in dev mode).
+	TLS TLS `yaml:"tls" json:"tls"`
+}
+
+// TLS names the listener's certificate and key: PEM files, reloaded when they change on disk.
+type TLS struct {
+	// CertFile is the certificate chain, the server's certificate first.
+	CertFile string `yaml:"cert_file" json:"cert_file"`
+	// KeyFile is its private key (PKCS#1, PKCS#8 or SEC 1 PEM); readable by the vula user only.
+	KeyFile string `yaml:"key_file" json:"key_file"`
 }
 
 // Proxies parses TrustedProxies (Validate checked them).
@@ -346,6 +358,9 @@ func decodeYAML(b []byte, cfg *Config) error {
 func (c *Config) fillDerived() {
 	if c.BaseURL == "" {
 		c.BaseURL = "http://" + c.Listen
+		if c.HTTP.TLS.CertFile != "" {
+			c.BaseURL = "https://" + c.Listen
+		}
 		c.baseURLDerived = true
 	}
 	if c.HSM.Software.Dir == "" {
@@ -518,6 +533,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTP.SpoolDir == "" {
 		return bad("http.spool_dir", "must not be empty")
+	}
+	if (c.HTTP.TLS.CertFile == "") != (c.HTTP.TLS.KeyFile == "") {
+		return bad("http.tls", "set both cert_file and key_file, or neither")
 	}
 	switch c.HSM.Backend {
 	case "software":

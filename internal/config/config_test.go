@@ -130,6 +130,8 @@ func TestValidateNamesField(t *testing.T) {
 		{"drain_delay: 10m\n", nil, "drain_delay"},
 		{"http:\n  min_upload_rate: 0\n", nil, "http.min_upload_rate"},
 		{"http:\n  max_uploads: 0\n", nil, "http.max_uploads"},
+		{"http:\n  tls:\n    cert_file: /etc/vula/tls.crt\n", nil, "http.tls"},
+		{"", []string{"VULA_HTTP_TLS_KEY_FILE=/etc/vula/tls.key"}, "http.tls"},
 	} {
 		c, err := Load(writeFile(t, tc.yaml), tc.env, Overrides{})
 		if err == nil {

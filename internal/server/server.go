@@ -5,9 +5,12 @@
 // The edge also owns who the client is: a request's id is always made here (a client's own
 // X-Request-ID is kept only when it comes through a trusted proxy, otherwise it is logged apart
 // as client_request_id), and its RemoteAddr is the peer's address, or the address a trusted proxy
-// names in X-Forwarded-For. Every answer carries X-Content-Type-Options: nosniff, a
+// names in X-Forwarded-For; the scheme the client used is https when this process terminates TLS,
+// or what a trusted proxy says in X-Forwarded-Proto. Absolute URLs are never built from either:
+// they come from base_url, the public name. Every answer carries X-Content-Type-Options: nosniff, a
 // Referrer-Policy and, unless the handler says otherwise, Cache-Control: no-store; with HSTS on,
-// Strict-Transport-Security too.
+// Strict-Transport-Security too, unless a trusted proxy says the client came over plain http
+// (RFC 6797 wants it only over a secure transport).
 package server
 
 import (
@@ -177,6 +180,25 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
+// schemeOf is the scheme of r as the edge knows it, "" when it does not: a plain connection not
+// from a trusted proxy may still have come through a TLS terminator nobody configured. A proxy's X-Forwarded-Proto is taken from
+// its last value (the one the trusted proxy nearest to us appended or set).
+func schemeOf(r *http.Request, fromProxy bool) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if fromProxy {
+		vs := r.Header.Values("X-Forwarded-Proto")
+		if len(vs) > 0 {
+			parts := strings.Split(vs[len(vs)-1], ",")
+			if p := strings.ToLower(strings.TrimSpace(parts[len(parts)-1])); p == "https" || p == "http" {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
 // maxRequestID bounds a proxy's X-Request-ID, and what of a client's is logged.
 const maxRequestID = 128
 
@@ -201,10 +223,12 @@ func (s *Server) Handler() http.Handler {
 			rand.Read(b[:])
 			id = hex.EncodeToString(b[:])
 		}
+		scheme := schemeOf(r, fromProxy)
 		h := w.Header()
 		h.Set("X-Request-ID", id)
 		h.Set("X-Content-Type-Options", "nosniff")
-		if s.opts.HSTS {
+		// Only a trusted proxy's word that the client used plain http withholds the header.
+		if s.opts.HSTS && scheme != "http" {
 			h.Set("Strict-Transport-Security", hstsValue)
 		}
 		// The key layer's audit records of signatures made for this request name it too.
@@ -236,6 +260,9 @@ func (s *Server) Handler() http.Handler {
 				slog.String("remote", r.RemoteAddr)}
 			if fromProxy {
 				attrs = append(attrs, slog.String("peer", peer))
+			}
+			if scheme != "" {
+				attrs = append(attrs, slog.String("scheme", scheme))
 			}
 			if clientID != "" {
 				attrs = append(attrs, slog.String("client_request_id", truncate(clientID, maxRequestID)))
