@@ -50,7 +50,7 @@ func Run(ctx context.Context, env Env) int {
 	pf.StringVar(&g.configPath, "config", "", "YAML configuration file")
 	pf.StringVar(&g.overrides.DataDir, "data-dir", "", "state directory (default ./var)")
 	pf.StringVar(&g.overrides.Listen, "listen", "", "listen address (default 127.0.0.1:8080)")
-	root.AddCommand(serveCmd(g), configCmd(g), keysCmd(g), pkiCmd(g), timestampCmd(g), auditCmd(g), clientsCmd(g), personsCmd(g), idpCmd(g), orgsCmd(g), sealCmd(g), verifyCmd(g), demoCmd(g), statusCmd(g), versionCmd(g))
+	root.AddCommand(serveCmd(g), configCmd(g), keysCmd(g), pkiCmd(g), timestampCmd(g), auditCmd(g), clientsCmd(g), personsCmd(g), idpCmd(g), orgsCmd(g), sealCmd(g), verifyCmd(g), demoCmd(g), statusCmd(g), backupCmd(g), restoreCmd(g), versionCmd(g))
 	if err := root.ExecuteContext(ctx); err != nil {
 		_, _ = fmt.Fprintln(env.Stderr, "vula:", err) // nowhere else to report; the exit status says it
 		return 1
