@@ -45,6 +45,10 @@ type Options struct {
 	LookupEnv func(name string) (string, bool)
 	// Ready, when set, receives the address the HTTP listener is bound to (tests use port 0).
 	Ready func(addr string)
+	// Admin, when set, is started as soon as the key layer is open, with it (not instrumented):
+	// the control socket the admin commands run through. Run calls the stop it returns before
+	// the key layer closes.
+	Admin func(ctx context.Context, keys hsm.Manager) (stop func(), err error)
 }
 
 func (o Options) withDefaults() Options {
@@ -80,6 +84,13 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	// At shutdown a close that fails is only worth a line in the log.
 	defer closeLogged(log, "key layer", raw.Close)
+	if o.Admin != nil {
+		stop, err := o.Admin(ctx, raw)
+		if err != nil {
+			return fmt.Errorf("control socket: %w", err)
+		}
+		defer stop() // before the key layer closes: the commands in flight use it
+	}
 	// Every signature is recorded in the audit log before it is returned; until the durable
 	// store answers, the gate refuses and no key signs.
 	durable := &durableGate{}

@@ -32,11 +32,17 @@ type Parts struct {
 }
 
 // Open opens the parts for a command. Close them when done.
-func Open(ctx context.Context, cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) (_ *Parts, err error) {
+func Open(ctx context.Context, cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) (*Parts, error) {
 	raw, err := OpenKeys(ctx, cfg, lookupEnv, log)
 	if err != nil {
 		return nil, err
 	}
+	return OpenOn(ctx, cfg, raw, log)
+}
+
+// OpenOn is Open over a key layer already open (a server's, lent to a command that runs inside
+// it); Close closes raw with the rest, and on an error OpenOn does.
+func OpenOn(ctx context.Context, cfg config.Config, raw hsm.Manager, log *slog.Logger) (_ *Parts, err error) {
 	p := &Parts{raw: raw, log: log}
 	defer func() {
 		if err != nil {

@@ -31,11 +31,16 @@ type globals struct {
 	env        Env
 	configPath string
 	overrides  config.Overrides
+	// server is set when the command runs inside `vula serve`, sent through the control socket.
+	server *inServer
 }
 
 // Run runs one command line and returns the process exit code.
-func Run(ctx context.Context, env Env) int {
-	g := &globals{env: env}
+func Run(ctx context.Context, env Env) int { return runLine(ctx, env, nil) }
+
+// runLine runs one command line, in a server's process when server is set.
+func runLine(ctx context.Context, env Env, server *inServer) int {
+	g := &globals{env: env, server: server}
 	root := &cobra.Command{
 		Use:           "vula",
 		Short:         "Vula national eID trust services: identity, signing, sealing, timestamping",
@@ -51,7 +56,20 @@ func Run(ctx context.Context, env Env) int {
 	pf.StringVar(&g.overrides.DataDir, "data-dir", "", "state directory (default ./var)")
 	pf.StringVar(&g.overrides.Listen, "listen", "", "listen address (default 127.0.0.1:8080)")
 	root.AddCommand(serveCmd(g), configCmd(g), keysCmd(g), pkiCmd(g), timestampCmd(g), auditCmd(g), clientsCmd(g), personsCmd(g), idpCmd(g), orgsCmd(g), sealCmd(g), verifyCmd(g), demoCmd(g), statusCmd(g), backupCmd(g), restoreCmd(g), versionCmd(g))
+	g.markRemote(root)
+	if server != nil {
+		// Only the commands that need the server's key layer run inside it: never serve,
+		// backup or restore, nor anything that reads the CLI's own files.
+		if c, _, err := root.Find(env.Args); err != nil || c.Annotations[annotRemote] != "yes" {
+			_, _ = fmt.Fprintf(env.Stderr, "vula: %q does not run through the control socket\n", commandName(env.Args)) // the exit status says it too
+			return 2
+		}
+	}
 	if err := root.ExecuteContext(ctx); err != nil {
+		var code exitCode
+		if errors.As(err, &code) {
+			return int(code) // the server wrote why
+		}
 		_, _ = fmt.Fprintln(env.Stderr, "vula:", err) // nowhere else to report; the exit status says it
 		return 1
 	}
@@ -60,6 +78,9 @@ func Run(ctx context.Context, env Env) int {
 
 // load reads and validates the configuration from the file, the environment and the flags.
 func (g *globals) load() (config.Config, error) {
+	if g.server != nil {
+		return g.server.cfg, nil // the server's own, whatever the CLI's flags said
+	}
 	cfg, err := config.Load(g.configPath, g.env.Environ, g.overrides)
 	if err != nil {
 		return cfg, err

@@ -20,6 +20,9 @@ import (
 
 // openKeys opens the configured key backend, not instrumented.
 func (g *globals) openKeys(ctx context.Context, cfg config.Config, log *slog.Logger) (hsm.Manager, error) {
+	if g.server != nil {
+		return sharedKeys{g.server.keys}, nil
+	}
 	return app.OpenKeys(ctx, cfg, g.lookupEnv, log)
 }
 

@@ -143,7 +143,7 @@ func pkiCmd(g *globals) *cobra.Command {
 					_, err = cmd.OutOrStdout().Write(der)
 					return err
 				}
-				return os.WriteFile(crlOut, der, 0o644)
+				return os.WriteFile(g.path(crlOut), der, 0o644)
 			})
 		},
 	}
@@ -221,10 +221,18 @@ func (g *globals) withParts(cmd *cobra.Command, f func(ctx context.Context, p *a
 	if err != nil {
 		return err
 	}
-	p, err := app.Open(cmd.Context(), cfg, g.lookupEnv, newLogger(cmd.ErrOrStderr(), cfg.Log))
+	log := newLogger(cmd.ErrOrStderr(), cfg.Log)
+	raw, err := g.openKeys(cmd.Context(), cfg, log)
+	if err != nil {
+		return err
+	}
+	// The CA's signers keep the context they are made with (x509.CreateCertificate calls Sign,
+	// not SignContext): the actor must be in it already.
+	ctx := hsm.WithActor(cmd.Context(), g.actor())
+	p, err := app.OpenOn(ctx, cfg, raw, log)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, p.Close()) }()
-	return f(hsm.WithActor(cmd.Context(), "cli"), p)
+	return f(ctx, p)
 }

@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
+	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/app"
 )
 
@@ -17,8 +20,12 @@ func serveCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return app.Run(cmd.Context(), cfg, app.Options{Log: newLogger(g.env.Stderr, cfg.Log), Stdout: g.env.Stdout,
-				LookupEnv: g.lookupEnv, Ready: g.env.Ready})
+			log := newLogger(g.env.Stderr, cfg.Log)
+			// The admin commands that need the key layer run inside the server through the
+			// control socket while it holds the keys.
+			admin := func(ctx context.Context, keys hsm.Manager) (func(), error) { return g.startSocket(ctx, cfg, keys, log) }
+			return app.Run(cmd.Context(), cfg, app.Options{Log: log, Stdout: g.env.Stdout,
+				LookupEnv: g.lookupEnv, Ready: g.env.Ready, Admin: admin})
 		},
 	}
 }
