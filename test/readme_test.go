@@ -72,7 +72,10 @@ func readmeBlocks(t *testing.T, path string) []readmeBlock {
 // (a grep, `vula verify`'s exit code) that does not hold, fails the test and names the README
 // line. It runs in a fresh directory where bin/vula is the binary just built, the repository's
 // other top-level entries are linked (so README paths such as internal/.../testdata resolve),
-// and ./var does not exist yet. The server starts and stops where the README says.
+// and ./var does not exist yet. The server starts and stops where the README says: the admin
+// commands run with it up (through its control socket), and those after the README stops it
+// (the restored copy's `audit verify`, `keys list`, `pki list`) with it down, opening the
+// stores themselves.
 //
 // Two things differ from a reader's shell, both so that the test can run beside others: the
 // address 127.0.0.1:8080 is replaced by a free port, in the text and through VULA_LISTEN; and

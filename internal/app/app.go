@@ -14,6 +14,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -159,23 +160,33 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}()
 
 	// 5. The listener, until ctx ends or the platform cannot be built.
+	var tlsConfig *tls.Config // nil: plain HTTP, behind a proxy or in dev mode
+	if cfg.HTTP.TLS.CertFile != "" {
+		files, err := server.LoadCertFiles(cfg.HTTP.TLS.CertFile, cfg.HTTP.TLS.KeyFile, server.CertCheckInterval, time.Now, log)
+		if err != nil {
+			return fmt.Errorf("http.tls: %w", err)
+		}
+		tlsConfig = server.TLSConfig(files)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
-	log.Info("vula serving", "addr", ln.Addr().String(), "base_url", cfg.BaseURL,
+	log.Info("vula serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "base_url", cfg.BaseURL,
 		"keys", cfg.HSM.Backend, "durable", RedactDSN(cfg.Store.Durable), "ephemeral", RedactDSN(cfg.Store.Ephemeral))
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String())
 	}
-	return serveHTTP(ctx, cfg, srv, ln, fatal, log)
+	return serveHTTP(ctx, cfg, srv, ln, tlsConfig, fatal, log)
 }
 
-// serveHTTP serves srv on ln until ctx ends or fatal reports, then drains: not ready first,
-// still serving, so that the load balancer moves new requests elsewhere; then the listener
-// closes and the requests in flight finish within the shutdown timeout.
-func serveHTTP(ctx context.Context, cfg config.Config, srv *server.Server, ln net.Listener, fatal <-chan error, log *slog.Logger) error {
+// serveHTTP serves srv on ln (over TLS when tlsConfig is set) until ctx ends or fatal reports,
+// then drains: not ready first, still serving, so that the load balancer moves new requests
+// elsewhere; then the listener closes and the requests in flight finish within the shutdown
+// timeout.
+func serveHTTP(ctx context.Context, cfg config.Config, srv *server.Server, ln net.Listener, tlsConfig *tls.Config, fatal <-chan error, log *slog.Logger) error {
 	hs := &http.Server{
+		TLSConfig:         tlsConfig,
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
@@ -184,7 +195,13 @@ func serveHTTP(ctx context.Context, cfg config.Config, srv *server.Server, ln ne
 		MaxHeaderBytes:    64 << 10,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() {
+		if tlsConfig != nil {
+			errc <- hs.ServeTLS(ln, "", "") // the certificate comes from TLSConfig; HTTP/2 by ALPN
+			return
+		}
+		errc <- hs.Serve(ln)
+	}()
 	var stopErr error
 	select {
 	case err := <-errc:
