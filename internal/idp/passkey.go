@@ -41,9 +41,11 @@ const (
 
 // PasskeyTrust is what makes a passkey count as high.
 type PasskeyTrust struct {
-	// Roots are the attestation trust roots (from the configured PEM files or a FIDO MDS3
-	// blob); an attestation chaining to none of them counts as substantial. Nil: none.
-	Roots *x509.CertPool
+	// Anchors are the attestation trust anchors (from the configured PEM files): a CA
+	// certificate the attestation chains to, or an attestation (batch) certificate itself, as
+	// FIDO metadata may list it, matched by name and public key (RFC 5280 §6.1.1 d: a trust
+	// anchor is a name and a key). An attestation matching none counts as substantial.
+	Anchors []*x509.Certificate
 }
 
 // passkeys is the WebAuthn relying party.
@@ -65,9 +67,9 @@ func (g *Pages) EnablePasskeys(trust PasskeyTrust) error {
 		RPOrigins:             []string{u.Scheme + "://" + u.Host},
 		AttestationPreference: protocol.PreferDirectAttestation,
 		AuthenticatorSelection: protocol.AuthenticatorSelection{
-			ResidentKey:      protocol.ResidentKeyRequirementRequired,
+			ResidentKey:        protocol.ResidentKeyRequirementRequired,
 			RequireResidentKey: protocol.ResidentKeyRequired(),
-			UserVerification: protocol.VerificationRequired,
+			UserVerification:   protocol.VerificationRequired,
 		},
 	})
 	if err != nil {
@@ -302,7 +304,8 @@ func (g *Pages) passkeyEnrolFinish(w http.ResponseWriter, r *http.Request) {
 		g.jsonError(w, r, http.StatusBadRequest, "passkey.bad")
 		return
 	}
-	level := g.passkeys.level(cred, parsed)
+	level, why := g.passkeys.level(cred, parsed)
+	g.p.log.InfoContext(ctx, "passkey enrolled", "level", level, "why", why, "format", cred.AttestationFormat)
 	record, _ := json.Marshal(cred)
 	now := g.p.now().UTC()
 	if err := g.p.db.CreatePasskey(ctx, store.Passkey{ID: cred.ID, SubjectID: s.Subject, Name: name, Level: level, Record: record, Created: now}); err != nil {
@@ -317,38 +320,49 @@ func (g *Pages) passkeyEnrolFinish(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"level": level, "redirect": "/account/passkeys?done=added"})
 }
 
-// level is the level of assurance a new passkey reaches.
-func (pk *passkeys) level(c *webauthn.Credential, parsed *protocol.ParsedCredentialCreationData) string {
-	if c.Flags.BackupEligible || pk.trust.Roots == nil {
-		return LoASubstantial // a synced passkey is as safe as the account it syncs through
+// level is the level of assurance a new passkey reaches, and why (for the log).
+func (pk *passkeys) level(c *webauthn.Credential, parsed *protocol.ParsedCredentialCreationData) (string, string) {
+	if c.Flags.BackupEligible {
+		return LoASubstantial, "synced (backup eligible)" // as safe as the account it syncs through
+	}
+	if len(pk.trust.Anchors) == 0 {
+		return LoASubstantial, "no attestation trust list"
 	}
 	x5c, ok := parsed.Response.AttestationObject.AttStatement["x5c"].([]any)
 	if !ok || len(x5c) == 0 {
-		return LoASubstantial // attestation none or self: nobody vouches for the device
+		return LoASubstantial, "attestation none or self" // nobody vouches for the device
 	}
 	var chain []*x509.Certificate
 	for _, raw := range x5c {
 		der, ok := raw.([]byte)
 		if !ok {
-			return LoASubstantial
+			return LoASubstantial, "attestation chain not DER"
 		}
 		cert, err := x509.ParseCertificate(der)
 		if err != nil {
-			return LoASubstantial
+			return LoASubstantial, "attestation certificate: " + err.Error()
 		}
 		chain = append(chain, cert)
 	}
-	inter := x509.NewCertPool()
+	// The library has checked the attestation signature with the first certificate.
+	for _, a := range pk.trust.Anchors {
+		if bytes.Equal(a.RawSubject, chain[0].RawSubject) && bytes.Equal(a.RawSubjectPublicKeyInfo, chain[0].RawSubjectPublicKeyInfo) {
+			return LoAHigh, "device-bound, attestation certificate listed"
+		}
+	}
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	for _, a := range pk.trust.Anchors {
+		roots.AddCert(a)
+	}
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
-	// Attestation certificates carry no particular extended key usage; the library has checked
-	// the attestation signature with the first one.
-	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: pk.trust.Roots, Intermediates: inter,
+	// Attestation certificates carry no particular extended key usage.
+	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		return LoASubstantial
+		return LoASubstantial, "attestation not from a listed authenticator: " + err.Error()
 	}
-	return LoAHigh
+	return LoAHigh, "device-bound, attestation chains to the trust list"
 }
 
 // recordPasskey audits a change to a person's passkeys (best effort beyond the log line: the
@@ -555,4 +569,3 @@ func (g *Pages) passkeyLoginFinish(w http.ResponseWriter, r *http.Request) {
 }
 
 var errReplay = errors.New("idp: passkey sign counter replayed")
-
