@@ -78,6 +78,12 @@ func citizen(t *testing.T, env []string, number string) (string, string) {
 	const pw = "a long and secret passphrase"
 	vula(t, append(env, "CITIZEN_PW="+pw), "persons", "create", number, "--given-name", "Arta", "--family-name", "Krasniqi",
 		"--birthdate", "1990-04-12", "--password-env", "CITIZEN_PW")
+	return pw, enrolTOTP(t, env, number)
+}
+
+// enrolTOTP enrols an authenticator app for number at the command line and returns its seed.
+func enrolTOTP(t *testing.T, env []string, number string) string {
+	t.Helper()
 	var enrolled struct {
 		URI string `json:"otpauth_uri"`
 	}
@@ -86,7 +92,7 @@ func citizen(t *testing.T, env []string, number string) (string, string) {
 	if err != nil || u.Query().Get("secret") == "" {
 		t.Fatalf("enroll-totp printed %q", enrolled.URI)
 	}
-	return pw, u.Query().Get("secret")
+	return u.Query().Get("secret")
 }
 
 // codeFlow pushes an authorization request (PAR, private_key_jwt, PKCE) to authServer, logs in

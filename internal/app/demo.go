@@ -126,7 +126,7 @@ func PrintDemo(w io.Writer, dc DemoCredentials, first bool) error {
 	}
 	_, err := fmt.Fprintf(w, `
 == Vula demo (dev mode)%s ==
-  Try a login:     open %s  (add ?acr=substantial for password + one-time code)
+  Try a login:     open %s  (add ?acr=substantial for password + one-time code, ?acr=high for a high passkey)
   Demo citizen:    personal number %s
   Password:        %s
   Authenticator:   %s
@@ -160,8 +160,11 @@ func (d *demoRP) start(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: "vula_demo_" + st[:16], Value: base64.RawURLEncoding.EncodeToString(b), Path: "/demo/",
 		MaxAge: 600, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce)}
-	if r.URL.Query().Get("acr") == "substantial" {
+	switch r.URL.Query().Get("acr") {
+	case "substantial":
 		opts = append(opts, oauth2.SetAuthURLParam("acr_values", idp.LoASubstantial))
+	case "high":
+		opts = append(opts, oauth2.SetAuthURLParam("acr_values", idp.LoAHigh))
 	}
 	conf := d.conf()
 	http.Redirect(w, r, conf.AuthCodeURL(st, opts...), http.StatusSeeOther)

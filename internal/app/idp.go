@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -23,6 +25,37 @@ func idpConfig(cfg config.Config, sealer *store.SeedSealer) idp.Config {
 	return idp.Config{Issuer: cfg.BaseURL, Algorithm: cfg.IdP.Algorithm,
 		AccessTokenTTL: time.Duration(cfg.IdP.AccessTokenTTL), IDTokenTTL: time.Duration(cfg.IdP.IDTokenTTL),
 		RefreshTokenTTL: time.Duration(cfg.IdP.RefreshTokenTTL), Secrets: sealer}
+}
+
+// enablePasskeys turns passkeys on with the attestation trust anchors of
+// idp.passkey_trust_roots. WebAuthn needs a domain name: a base URL on an IP address has none
+// and the platform runs without passkeys.
+func enablePasskeys(pages *idp.Pages, cfg config.Config, log *slog.Logger) error {
+	var t idp.PasskeyTrust
+	for _, f := range cfg.IdP.PasskeyTrustRoots {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("idp.passkey_trust_roots: %w", err)
+		}
+		n := len(t.Anchors)
+		for blk, rest := pem.Decode(b); blk != nil; blk, rest = pem.Decode(rest) {
+			if blk.Type != "CERTIFICATE" {
+				continue
+			}
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return fmt.Errorf("idp.passkey_trust_roots: %s: %w", f, err)
+			}
+			t.Anchors = append(t.Anchors, c)
+		}
+		if len(t.Anchors) == n {
+			return fmt.Errorf("idp.passkey_trust_roots: %s holds no PEM certificate", f)
+		}
+	}
+	if err := pages.EnablePasskeys(t); err != nil {
+		log.Warn("passkeys off", "err", err)
+	}
+	return nil
 }
 
 // NewProvider is the OpenID provider on the configuration (its pages and routes are the

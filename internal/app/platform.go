@@ -75,6 +75,7 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	if err != nil {
 		return nil, err
 	}
+	provider.SetAudit(l) // every login, with its levels
 	accounts := idp.NewAccounts(db, eph, sealer, cfg.PKI.Organization, time.Now)
 	secure := !cfg.Dev || strings.HasPrefix(cfg.BaseURL, "https://")
 	pages, err := web.New(log, secure)
@@ -96,7 +97,12 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	certs.Handlers{A: a, Log: log}.Register(mux)
 	mux.Handle("POST /tsa", ts)
 	provider.Register(mux)
-	idp.NewPages(provider, accounts, pages, secure).Register(mux)
+	login := idp.NewPages(provider, accounts, pages, secure)
+	if err := enablePasskeys(login, cfg, log); err != nil {
+		return nil, err
+	}
+	login.Register(mux)
+	mux.Handle("GET /assets/", web.Assets())
 	idp.NewAdmin(provider, accounts).Register(mux)
 	seal.Handler{S: sealing, Auth: provider, Log: log, Spool: p.spool}.Register(mux)
 	validation.Handler{TrustAnchors: platformAnchors(a), Fetch: validation.RevocationFetcher{R: a}, Log: log,

@@ -210,7 +210,12 @@ func personsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("password: %w", err)
 			}
-			p.PersonalNumber = args[0]
+			p.PersonalNumber, p.ProofedBy = args[0], "cli"
+			for _, r := range p.Roles {
+				if r != store.RoleRegistrar {
+					return fmt.Errorf("--role %q: the only role is %s", r, store.RoleRegistrar)
+				}
+			}
 			return withAccounts(cmd, func(ctx context.Context, db *sqlstore.DB, a *idp.Accounts) error {
 				made, err := a.CreatePerson(ctx, p, pw)
 				if err != nil {
@@ -226,6 +231,8 @@ func personsCmd(g *globals) *cobra.Command {
 	f.StringVar(&p.BirthDate, "birthdate", "", "date of birth, YYYY-MM-DD")
 	f.StringVar(&p.Email, "email", "", "e-mail address (may be used to log in)")
 	f.BoolVar(&p.Official, "official", false, "an official (may hold a signing key)")
+	f.StringVar(&p.Proofing, "proofing", store.ProofingSubstantial, "how the identity was verified: low (self-declared), substantial (checked remotely against the registry), high (in person with the ID document); a login reaches at most this level")
+	f.StringSliceVar(&p.Roles, "role", nil, "a role: registrar (may register persons at a service centre's desk)")
 	f.StringVar(&passwordEnv, "password-env", "", "environment variable holding the password")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the password")
 	outputFlag(create, "table")

@@ -156,6 +156,10 @@ type IdP struct {
 	SeedKeyFile string `yaml:"seed_key_file" json:"seed_key_file"`
 	// Demo makes a demo relying party and citizen on first start (default: in dev mode).
 	Demo *bool `yaml:"demo" json:"demo"`
+	// PasskeyTrustRoots are PEM files of attestation roots: a device-bound passkey whose
+	// attestation chains to one of them counts as LoA high; any other passkey as substantial.
+	// Read at start, never fetched.
+	PasskeyTrustRoots []string `yaml:"passkey_trust_roots" json:"passkey_trust_roots"`
 }
 
 // TSA configures the timestamp authority (RFC 3161, EN 319 422).

@@ -244,6 +244,18 @@ func (a *Accounts) CreatePerson(ctx context.Context, p store.Person, password st
 			return p, fmt.Errorf("%w: birth date %q: want YYYY-MM-DD", ErrInvalidPerson, p.BirthDate)
 		}
 	}
+	switch p.Proofing {
+	case "":
+		// Made by an operator who vouches for the person: substantial, as every person made
+		// before proofing levels were recorded (the 0005 migration).
+		p.Proofing = store.ProofingSubstantial
+	case store.ProofingLow, store.ProofingSubstantial, store.ProofingHigh:
+	default:
+		return p, fmt.Errorf("%w: proofing %q: want low, substantial or high", ErrInvalidPerson, p.Proofing)
+	}
+	if p.Status == "" {
+		p.Status = store.EIDActive
+	}
 	if len(password) < 10 {
 		return p, fmt.Errorf("%w: the password must have at least 10 characters", ErrInvalidPerson)
 	}
@@ -254,6 +266,9 @@ func (a *Accounts) CreatePerson(ctx context.Context, p store.Person, password st
 	}
 	p.Email = strings.ToLower(strings.TrimSpace(p.Email))
 	p.Created = a.now().UTC()
+	if p.ProofedAt.IsZero() {
+		p.ProofedAt = p.Created
+	}
 	hash, err := HashPassword(password)
 	if err != nil {
 		return p, err

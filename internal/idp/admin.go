@@ -176,6 +176,8 @@ type PersonView struct {
 	BirthDate      string    `json:"birthdate,omitempty"`
 	Email          string    `json:"email,omitempty"`
 	Official       bool      `json:"official"`
+	Proofing       string    `json:"proofing,omitempty"`
+	Status         string    `json:"status,omitempty"`
 	TOTP           bool      `json:"totp"`
 	Created        time.Time `json:"created"`
 	OTPAuthURI     string    `json:"otpauth_uri,omitempty"` // only in the answer to an enrolment
@@ -184,7 +186,7 @@ type PersonView struct {
 // ViewPerson is p as shown to operators.
 func (a *Accounts) ViewPerson(ctx context.Context, p store.Person) PersonView {
 	return PersonView{Subject: p.SubjectID, PersonalNumber: p.PersonalNumber, GivenName: p.GivenName, FamilyName: p.FamilyName,
-		BirthDate: p.BirthDate, Email: p.Email, Official: p.Official, TOTP: a.HasTOTP(ctx, p.SubjectID), Created: p.Created}
+		BirthDate: p.BirthDate, Email: p.Email, Official: p.Official, Proofing: p.Proofing, Status: p.Status, TOTP: a.HasTOTP(ctx, p.SubjectID), Created: p.Created}
 }
 
 // personIn is a create request: the person and their first password.

@@ -349,7 +349,7 @@ func (g *Pages) credentialRequest(ar fosite.AuthorizeRequester) (*CredentialAuth
 // reached checks that the login reached the level the flow requires (a browser that skips
 // the one-time code page gets no further); when not, the client hears so.
 func (g *Pages) reached(w http.ResponseWriter, r *http.Request, f *flow) bool {
-	if levelOf(acrOf(f.AMR)) >= levelOf(f.Required) {
+	if f.ACR != "" && levelOf(f.ACR) >= levelOf(f.Required) {
 		return true
 	}
 	g.finishError(w, r, f, errUnmet("The login did not reach "+f.Required+"."))

@@ -55,7 +55,11 @@ type flow struct {
 	Subject  string    `json:"subject,omitempty"`
 	AMR      []string  `json:"amr,omitempty"`
 	AuthTime time.Time `json:"auth_time,omitempty"`
-	Scopes   []string  `json:"scopes"`
+	// AuthLevel is the level the authenticators used reach, ACR the login's level: the lower of
+	// AuthLevel and the person's identity proofing.
+	AuthLevel string   `json:"auth_level,omitempty"`
+	ACR       string   `json:"acr,omitempty"`
+	Scopes    []string `json:"scopes"`
 	// Lang is the page language ui_locales asked for ("" when none it named is offered), and
 	// LoginHint the identifier login_hint suggested.
 	Lang      string `json:"lang,omitempty"`
@@ -87,11 +91,15 @@ type Pages struct {
 	accounts *Accounts
 	web      *web.Renderer
 	secure   bool // cookies Secure (off only in development over http)
+	methods  []LoginMethod
+	passkeys *passkeys // nil until EnablePasskeys
 }
 
 // NewPages makes the login, consent, enrolment and logout pages.
 func NewPages(p *Provider, accounts *Accounts, r *web.Renderer, secure bool) *Pages {
-	return &Pages{p: p, accounts: accounts, web: r, secure: secure}
+	// A password with a one-time code reaches substantial; a password alone low.
+	return &Pages{p: p, accounts: accounts, web: r, secure: secure,
+		methods: []LoginMethod{{ID: "password", Reaches: LoASubstantial}}}
 }
 
 // Register adds the authorization endpoint, PAR and the pages.
@@ -109,6 +117,9 @@ func (g *Pages) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /consent", g.consent)
 	mux.HandleFunc("GET /account/totp", g.enrollPage)
 	mux.HandleFunc("POST /account/totp", g.enroll)
+	if g.passkeys != nil {
+		g.registerPasskeys(mux)
+	}
 	mux.HandleFunc("GET /logout", g.logoutPage)
 	mux.HandleFunc("POST /logout", g.logout)
 }
@@ -234,6 +245,9 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 		// The official's login for it is the authorization itself: two factors, now.
 		required = levels[max(levelOf(required), levelOf(LoASubstantial))]
 	}
+	if err == nil && len(g.methodsFor(required)) == 0 {
+		err = errUnmet("No means of login offered here reaches " + required + ".")
+	}
 	var maxAge time.Duration
 	if err == nil {
 		maxAge, err = maxAgeOf(ar)
@@ -257,7 +271,7 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 	prompt := strings.Fields(form.Get("prompt"))
 	f.Reconsent, f.NoUI = slices.Contains(prompt, "consent"), slices.Contains(prompt, "none")
 	if s, ok := g.sso(r); ok && cred == nil && !slices.Contains(prompt, "login") && levelOf(s.ACR) >= levelOf(required) && g.youngEnough(s, maxAge) {
-		f.Subject, f.AMR, f.AuthTime = s.Subject, s.AMR, s.AuthTime
+		f.Subject, f.AMR, f.AuthTime, f.ACR = s.Subject, s.AMR, s.AuthTime, s.ACR
 	} else if slices.Contains(prompt, "none") {
 		g.p.oauth.WriteAuthorizeError(ctx, g.withIss(w), ar, fosite.ErrLoginRequired)
 		return
@@ -444,6 +458,26 @@ func (g *Pages) clientName(ctx context.Context, id string) string {
 
 type loginData struct {
 	Flow, CSRF, Client, Identifier, Error string
+	// Password and Passkey: the page offers them (they can reach the level asked); Others are
+	// further methods with pages of their own; High: the login asks for high.
+	Password, Passkey, TOTP, High bool
+	Others                        []LoginMethod
+}
+
+// newLoginData is the login page for f, offering only what can reach f.Required.
+func (g *Pages) newLoginData(ctx context.Context, f *flow) loginData {
+	d := loginData{Flow: f.ID, CSRF: f.CSRF, Client: g.clientName(ctx, f.Client), Identifier: f.LoginHint, High: f.Required == LoAHigh}
+	for _, m := range g.methodsFor(f.Required) {
+		switch m.ID {
+		case "password":
+			d.Password = true
+		case "passkey":
+			d.Passkey = true
+		default:
+			d.Others = append(d.Others, m)
+		}
+	}
+	return d
 }
 
 func (g *Pages) loginPage(w http.ResponseWriter, r *http.Request) {
@@ -452,7 +486,7 @@ func (g *Pages) loginPage(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusBadRequest, "error.flow")
 		return
 	}
-	g.web.Render(w, r, http.StatusOK, "login", loginData{Flow: f.ID, CSRF: f.CSRF, Client: g.clientName(r.Context(), f.Client), Identifier: f.LoginHint})
+	g.web.Render(w, r, http.StatusOK, "login", g.newLoginData(r.Context(), f))
 }
 
 func (g *Pages) login(w http.ResponseWriter, r *http.Request) {
@@ -461,10 +495,19 @@ func (g *Pages) login(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if levelOf(f.Required) > levelOf(LoASubstantial) {
+		// Step-up: a password with a one-time code cannot reach high; the page did not offer it.
+		g.finishError(w, r, f, errUnmet("A password cannot reach "+f.Required+"."))
+		return
+	}
 	identifier := r.PostFormValue("identifier")
 	p, err := g.accounts.Password(ctx, identifier, r.PostFormValue("password"), clientIP(r))
+	if err == nil && !active(p) {
+		err = ErrInactive
+	}
 	if err != nil {
-		data := loginData{Flow: f.ID, CSRF: f.CSRF, Client: g.clientName(ctx, f.Client), Identifier: identifier}
+		data := g.newLoginData(ctx, f)
+		data.Identifier = identifier
 		switch {
 		case errors.Is(err, ErrBadCredentials):
 			data.Error = "login.bad"
@@ -472,14 +515,26 @@ func (g *Pages) login(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, ErrLockedOut):
 			data.Error = "login.locked"
 			g.web.Render(w, r, http.StatusTooManyRequests, "login", data)
+		case errors.Is(err, ErrInactive):
+			data.Error = "login.inactive"
+			g.web.Render(w, r, http.StatusForbidden, "login", data)
 		default:
 			g.unavailable(w, r, err)
 		}
 		return
 	}
-	f.Subject, f.AMR, f.AuthTime = p.SubjectID, []string{"pwd"}, g.p.now().UTC().Truncate(time.Second)
+	f.Subject, f.AMR, f.AuthTime, f.AuthLevel = p.SubjectID, []string{"pwd"}, g.p.now().UTC().Truncate(time.Second), LoALow
+	if levelOf(proofingLoA(p.Proofing)) < levelOf(f.Required) {
+		g.finishError(w, r, f, errUnmet("This person's identity was proofed at a lower level than "+f.Required+"."))
+		return
+	}
 	if levelOf(f.Required) >= levelOf(LoASubstantial) {
-		if levelOf(f.Required) > levelOf(LoASubstantial) || !g.accounts.HasTOTP(ctx, p.SubjectID) {
+		hasKey, err := g.hasPasskey(ctx, p.SubjectID, f.Required)
+		if err != nil {
+			g.unavailable(w, r, err)
+			return
+		}
+		if !hasKey && !g.accounts.HasTOTP(ctx, p.SubjectID) {
 			g.finishError(w, r, f, errUnmet("This person cannot log in at "+f.Required+"."))
 			return
 		}
@@ -493,13 +548,28 @@ func (g *Pages) login(w http.ResponseWriter, r *http.Request) {
 	g.authenticated(w, r, f)
 }
 
+// secondFactor is the second-factor page's offer: a one-time code when the person has an
+// authenticator app, a passkey when they have one reaching the level.
+func (g *Pages) secondFactor(ctx context.Context, f *flow, msg string) (loginData, error) {
+	hasKey, err := g.hasPasskey(ctx, f.Subject, f.Required)
+	if err != nil {
+		return loginData{}, err
+	}
+	return loginData{Flow: f.ID, CSRF: f.CSRF, Error: msg, Passkey: hasKey, TOTP: g.accounts.HasTOTP(ctx, f.Subject)}, nil
+}
+
 func (g *Pages) totpPage(w http.ResponseWriter, r *http.Request) {
 	f, ok := g.loadFlow(r)
 	if !ok || f.Subject == "" {
 		g.fail(w, r, http.StatusBadRequest, "error.flow")
 		return
 	}
-	g.web.Render(w, r, http.StatusOK, "totp", loginData{Flow: f.ID, CSRF: f.CSRF})
+	d, err := g.secondFactor(r.Context(), f, "")
+	if err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
+	g.web.Render(w, r, http.StatusOK, "totp", d)
 }
 
 func (g *Pages) totp(w http.ResponseWriter, r *http.Request) {
@@ -513,7 +583,11 @@ func (g *Pages) totp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := g.accounts.TOTP(ctx, f.Subject, r.PostFormValue("code")); err != nil {
-		data := loginData{Flow: f.ID, CSRF: f.CSRF, Error: "totp.bad"}
+		data, derr := g.secondFactor(ctx, f, "totp.bad")
+		if derr != nil {
+			g.unavailable(w, r, derr)
+			return
+		}
 		switch {
 		case errors.Is(err, ErrBadCode), errors.Is(err, ErrNoTOTP):
 			g.web.Render(w, r, http.StatusUnauthorized, "totp", data)
@@ -526,41 +600,54 @@ func (g *Pages) totp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.AMR = append(f.AMR, "otp", "mfa")
+	f.AuthLevel = LoASubstantial
 	g.authenticated(w, r, f)
 }
 
-// acrOf is the level a login's methods reach: a password alone is low, with a one-time code
-// substantial.
-func acrOf(amr []string) string {
-	if slices.Contains(amr, "otp") {
-		return LoASubstantial
+// authenticated signs the person in (signIn) and goes on to consent.
+func (g *Pages) authenticated(w http.ResponseWriter, r *http.Request, f *flow) {
+	cookie, err := g.signIn(r.Context(), r, f)
+	if errors.Is(err, ErrInactive) {
+		g.fail(w, r, http.StatusForbidden, "login.inactive")
+		return
+	} else if err != nil {
+		g.unavailable(w, r, err)
+		return
 	}
-	return LoALow
+	http.SetCookie(w, cookie)
+	http.Redirect(w, r, "/consent?flow="+f.ID, http.StatusSeeOther)
 }
 
-// authenticated starts a new single sign-on session (a new id: no fixation) and goes on to
-// consent.
-func (g *Pages) authenticated(w http.ResponseWriter, r *http.Request, f *flow) {
-	ctx := r.Context()
+// signIn sets the login's level (the lower of the authenticators' and the identity proofing's),
+// records the login in the audit log, and starts a new single sign-on session (a new id: no
+// fixation), returning its cookie. ErrInactive for a suspended or revoked eID means.
+func (g *Pages) signIn(ctx context.Context, r *http.Request, f *flow) (*http.Cookie, error) {
+	p, err := g.p.db.Person(ctx, f.Subject)
+	if err != nil {
+		return nil, err
+	}
+	if !active(p) {
+		return nil, ErrInactive
+	}
+	f.ACR = minLoA(proofingLoA(p.Proofing), f.AuthLevel)
+	if err := g.p.recordLogin(ctx, f, p.Proofing); err != nil {
+		return nil, err
+	}
 	if old, ok := g.sso(r); ok {
 		if err := g.p.eph.Delete(ctx, "idp:sso:"+old.ID); err != nil {
-			g.unavailable(w, r, err)
-			return
+			return nil, err
 		}
 	}
-	s := ssoSession{ID: randomID(), Subject: f.Subject, AMR: f.AMR, ACR: acrOf(f.AMR), AuthTime: f.AuthTime, CSRF: randomID()}
+	s := ssoSession{ID: randomID(), Subject: f.Subject, AMR: f.AMR, ACR: f.ACR, AuthTime: f.AuthTime, CSRF: randomID()}
 	b, _ := json.Marshal(s)
 	if err := g.p.eph.Put(ctx, "idp:sso:"+s.ID, b, ssoTTL); err != nil {
-		g.unavailable(w, r, err)
-		return
+		return nil, err
 	}
-	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: s.ID, Path: "/", MaxAge: int(ssoTTL.Seconds()),
-		HttpOnly: true, Secure: g.secure, SameSite: http.SameSiteLaxMode})
 	if err := g.saveFlow(ctx, f, nil); err != nil {
-		g.unavailable(w, r, err)
-		return
+		return nil, err
 	}
-	http.Redirect(w, r, "/consent?flow="+f.ID, http.StatusSeeOther)
+	return &http.Cookie{Name: ssoCookie, Value: s.ID, Path: "/", MaxAge: int(ssoTTL.Seconds()),
+		HttpOnly: true, Secure: g.secure, SameSite: http.SameSiteLaxMode}, nil
 }
 
 // sso reads the browser's single sign-on session.
@@ -725,7 +812,15 @@ func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, ar fosite
 	sess.Person, sess.Subject = f.Subject, sub
 	sess.CodeJKT = ar.GetRequestForm().Get("dpop_jkt")
 	sess.Asked = f.Asked
-	acr := acrOf(f.AMR)
+	acr := f.ACR
+	if p, err := g.p.db.Person(ctx, f.Subject); err != nil {
+		g.unavailable(w, r, err)
+		return
+	} else if !active(p) {
+		// Suspended or revoked since the single sign-on began.
+		g.p.oauth.WriteAuthorizeError(ctx, g.withIss(w), ar, fosite.ErrAccessDenied.WithHint("The person's eID means is suspended or revoked."))
+		return
+	}
 	// auth_time has whole seconds, so the request time fosite compares it with for prompt=login
 	// must too: a login in the request's own second is fresh.
 	sess.Claims = &jwt.IDTokenClaims{Subject: sub, AuthTime: f.AuthTime, RequestedAt: ar.GetRequestedAt().UTC().Truncate(time.Second),

@@ -62,6 +62,7 @@ type Provider struct {
 	log   *slog.Logger
 	now   func() time.Time
 	creds CredentialAuthorizer // nil: no credential authorization through OAuth
+	audit Auditor              // nil: logins are not audited
 	// jwksFetcher reads the keys of clients registered with a jwks_uri.
 	jwksFetcher fosite.JWKSFetcherStrategy
 	// codes names where an authorization code's state is kept.

@@ -20,6 +20,7 @@ type Durable interface {
 	Clients
 	Persons
 	Credentials
+	Passkeys
 	Organizations
 	KeyRecords
 	Certificates
@@ -90,7 +91,39 @@ type Person struct {
 	Email          string // unique when not empty
 	Official       bool
 	Created        time.Time
+	// Proofing is how the identity was verified (ProofingLow, ProofingSubstantial,
+	// ProofingHigh: Regulation 2015/1502 §2.1.2), ProofedBy who verified it (a registrar's
+	// subject id, or "cli"), ProofedAt when.
+	Proofing  string
+	ProofedBy string
+	ProofedAt time.Time
+	// DocumentNumber and DocumentExpiry (YYYY-MM-DD) are the identity document checked at
+	// proofing, "" when none was.
+	DocumentNumber string
+	DocumentExpiry string
+	// Status is the state of the person's eID means: EIDActive, EIDSuspended, EIDRevoked.
+	Status string
+	// Roles are what the person may do beyond logging in (RoleRegistrar).
+	Roles []string
 }
+
+// Identity proofing levels, named as the levels of assurance they allow at most.
+const (
+	ProofingLow         = "low"
+	ProofingSubstantial = "substantial"
+	ProofingHigh        = "high"
+)
+
+// States of an eID means. Only an active one logs in.
+const (
+	EIDActive    = "active"
+	EIDSuspended = "suspended"
+	EIDRevoked   = "revoked"
+)
+
+// RoleRegistrar is an official of a service centre who registers persons and issues their
+// eID means.
+const RoleRegistrar = "registrar"
 
 // Persons keeps citizens and officials.
 type Persons interface {
@@ -101,7 +134,7 @@ type Persons interface {
 	PersonByEmail(ctx context.Context, email string) (Person, error)
 	Persons(ctx context.Context) ([]Person, error)
 	UpdatePerson(ctx context.Context, subjectID string, update func(Person) (Person, error)) error
-	// DeletePerson removes the person and their credential together.
+	// DeletePerson removes the person, their credential and passkeys together.
 	DeletePerson(ctx context.Context, subjectID string) error
 }
 
@@ -114,6 +147,10 @@ type Credential struct {
 	FailedAttempts int
 	LockedUntil    time.Time
 	Updated        time.Time
+	// ActivationHash is the SHA-256 of the pending activation code (nil when none), valid until
+	// ActivationExpires; the code itself is never stored.
+	ActivationHash    []byte
+	ActivationExpires time.Time
 }
 
 // Credentials keeps login credentials, one per person.
@@ -122,6 +159,31 @@ type Credentials interface {
 	PutCredential(ctx context.Context, c Credential) error
 	Credential(ctx context.Context, subjectID string) (Credential, error)
 	UpdateCredential(ctx context.Context, subjectID string, update func(Credential) (Credential, error)) error
+}
+
+// Passkey is a WebAuthn credential of a person.
+type Passkey struct {
+	ID        []byte // the credential id, unique
+	SubjectID string
+	Name      string // the person's name for it
+	Level     string // the level of assurance it reaches (auth.LoA*), fixed at enrolment
+	Record    []byte // the WebAuthn credential record (JSON): public key, flags, sign count, attestation
+	Created   time.Time
+	LastUsed  time.Time
+}
+
+// Passkeys keeps people's passkeys.
+type Passkeys interface {
+	// CreatePasskey stores p; ErrConflict if its ID is taken, ErrNotFound if the person is not.
+	CreatePasskey(ctx context.Context, p Passkey) error
+	Passkey(ctx context.Context, id []byte) (Passkey, error)
+	// PasskeysOf lists subjectID's passkeys, oldest first.
+	PasskeysOf(ctx context.Context, subjectID string) ([]Passkey, error)
+	// UpdatePasskey applies update atomically (the sign counter of concurrent logins must not
+	// go back); the id and the owner cannot change.
+	UpdatePasskey(ctx context.Context, id []byte, update func(Passkey) (Passkey, error)) error
+	// DeletePasskey removes subjectID's passkey id; ErrNotFound when subjectID has no such passkey.
+	DeletePasskey(ctx context.Context, subjectID string, id []byte) error
 }
 
 // Organization is an institution that seals its outputs.

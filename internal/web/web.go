@@ -2,9 +2,12 @@
 // consent, the official's signing authorization, logout, errors) from embedded templates, in
 // Albanian, Serbian or English.
 //
+// Pages work without script; the one script there is (assets/passkey.js, served by Assets from
+// this origin) adds passkeys.
+//
 // The language is, in order: the lang query parameter (the switcher's links), the vula_lang
-// cookie it sets, then the browser's Accept-Language; English when none matches. Pages carry no
-// script and load nothing from elsewhere.
+// cookie it sets, then the browser's Accept-Language; English when none matches. Pages load
+// nothing from elsewhere.
 package web
 
 import (
@@ -22,6 +25,14 @@ import (
 
 //go:embed templates/*.html
 var files embed.FS
+
+//go:embed assets
+var assets embed.FS
+
+// Assets serves the pages' static files under /assets/.
+func Assets() http.Handler {
+	return http.FileServerFS(assets)
+}
 
 // Languages offered, the first the default.
 var Languages = []string{"sq", "sr", "en"}
@@ -123,13 +134,19 @@ func (r *Renderer) Render(w http.ResponseWriter, req *http.Request, status int, 
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Content-Language", lang)
 	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
+}
+
+// T translates key into the request's language (for answers that are not pages, such as the
+// JSON a page's script shows).
+func (r *Renderer) T(w http.ResponseWriter, req *http.Request, key string) string {
+	return Translator(r.Lang(w, req))(key)
 }
 
 var names = map[string]string{"sq": "Shqip", "sr": "Srpski", "en": "English"}

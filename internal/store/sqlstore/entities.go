@@ -100,25 +100,35 @@ func (d *DB) DeleteClient(ctx context.Context, id string) error {
 
 // --- persons
 
-const personCols = `subject_id, personal_number, given_name, family_name, birth_date, email, official, created`
+const personCols = `subject_id, personal_number, given_name, family_name, birth_date, email, official, created,
+ proofing, proofed_by, proofed_at, document_number, document_expiry, status, roles`
 
 func scanPerson(r rowScanner) (store.Person, error) {
 	var p store.Person
 	var email sql.NullString
 	var official int
-	var created int64
-	err := r.Scan(&p.SubjectID, &p.PersonalNumber, &p.GivenName, &p.FamilyName, &p.BirthDate, &email, &official, &created)
-	p.Email, p.Official, p.Created = email.String, official != 0, fromMicros(created)
-	return p, err
+	var created, proofed int64
+	var roles string
+	err := r.Scan(&p.SubjectID, &p.PersonalNumber, &p.GivenName, &p.FamilyName, &p.BirthDate, &email, &official, &created,
+		&p.Proofing, &p.ProofedBy, &proofed, &p.DocumentNumber, &p.DocumentExpiry, &p.Status, &roles)
+	if err != nil {
+		return p, err
+	}
+	p.Email, p.Official, p.Created, p.ProofedAt = email.String, official != 0, fromMicros(created), fromMicros(proofed)
+	if p.Roles, err = fromJSON[[]string](roles); err != nil {
+		return p, fmt.Errorf("person %s: roles: %w", p.SubjectID, err)
+	}
+	return p, nil
 }
 
 func personArgs(p store.Person) []any {
-	return []any{p.SubjectID, p.PersonalNumber, p.GivenName, p.FamilyName, p.BirthDate, nullString(p.Email), b2i(p.Official), micros(p.Created)}
+	return []any{p.SubjectID, p.PersonalNumber, p.GivenName, p.FamilyName, p.BirthDate, nullString(p.Email), b2i(p.Official), micros(p.Created),
+		p.Proofing, p.ProofedBy, micros(p.ProofedAt), p.DocumentNumber, p.DocumentExpiry, p.Status, jsonText(p.Roles)}
 }
 
 // CreatePerson stores p.
 func (d *DB) CreatePerson(ctx context.Context, p store.Person) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO persons (`+personCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`, personArgs(p)...)
+	_, err := d.db.ExecContext(ctx, `INSERT INTO persons (`+personCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)`, personArgs(p)...)
 	return d.wrap("create person", err)
 }
 
@@ -148,7 +158,8 @@ func (d *DB) UpdatePerson(ctx context.Context, id string, f func(store.Person) (
 		func(tx *sql.Tx, p store.Person) error {
 			p.SubjectID = id
 			_, err := tx.ExecContext(ctx, `UPDATE persons SET personal_number=$2, given_name=$3, family_name=$4, birth_date=$5,
- email=$6, official=$7, created=$8 WHERE subject_id=$1`, personArgs(p)...)
+ email=$6, official=$7, created=$8, proofing=$9, proofed_by=$10, proofed_at=$11, document_number=$12,
+ document_expiry=$13, status=$14, roles=$15 WHERE subject_id=$1`, personArgs(p)...)
 			return err
 		})
 }
@@ -156,8 +167,10 @@ func (d *DB) UpdatePerson(ctx context.Context, id string, f func(store.Person) (
 // DeletePerson removes a person and their credential in one transaction.
 func (d *DB) DeletePerson(ctx context.Context, id string) error {
 	return d.inTx(ctx, "delete person", func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM credentials WHERE subject_id = $1`, id); err != nil {
-			return err
+		for _, q := range []string{`DELETE FROM credentials WHERE subject_id = $1`, `DELETE FROM passkeys WHERE subject_id = $1`} {
+			if _, err := tx.ExecContext(ctx, q, id); err != nil {
+				return err
+			}
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM persons WHERE subject_id = $1`, id)
 		if err != nil {
@@ -172,18 +185,19 @@ func (d *DB) DeletePerson(ctx context.Context, id string) error {
 
 // --- credentials
 
-const credentialCols = `subject_id, password_hash, totp_seed_sealed, failed_attempts, locked_until, updated`
+const credentialCols = `subject_id, password_hash, totp_seed_sealed, failed_attempts, locked_until, updated, activation_hash, activation_expires`
 
 func scanCredential(r rowScanner) (store.Credential, error) {
 	var c store.Credential
-	var locked, updated int64
-	err := r.Scan(&c.SubjectID, &c.PasswordHash, &c.TOTPSeedSealed, &c.FailedAttempts, &locked, &updated)
-	c.LockedUntil, c.Updated = fromMicros(locked), fromMicros(updated)
+	var locked, updated, activation int64
+	err := r.Scan(&c.SubjectID, &c.PasswordHash, &c.TOTPSeedSealed, &c.FailedAttempts, &locked, &updated, &c.ActivationHash, &activation)
+	c.LockedUntil, c.Updated, c.ActivationExpires = fromMicros(locked), fromMicros(updated), fromMicros(activation)
 	return c, err
 }
 
 func credentialArgs(c store.Credential) []any {
-	return []any{c.SubjectID, c.PasswordHash, c.TOTPSeedSealed, c.FailedAttempts, micros(c.LockedUntil), micros(c.Updated)}
+	return []any{c.SubjectID, c.PasswordHash, c.TOTPSeedSealed, c.FailedAttempts, micros(c.LockedUntil), micros(c.Updated),
+		c.ActivationHash, micros(c.ActivationExpires)}
 }
 
 // PutCredential creates or replaces a person's credential.
@@ -196,9 +210,10 @@ func (d *DB) PutCredential(ctx context.Context, c store.Credential) error {
 		if n == 0 {
 			return fmt.Errorf("person %s: %w", c.SubjectID, store.ErrNotFound)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO credentials (`+credentialCols+`) VALUES ($1,$2,$3,$4,$5,$6)
+		_, err := tx.ExecContext(ctx, `INSERT INTO credentials (`+credentialCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
  ON CONFLICT (subject_id) DO UPDATE SET password_hash=excluded.password_hash, totp_seed_sealed=excluded.totp_seed_sealed,
- failed_attempts=excluded.failed_attempts, locked_until=excluded.locked_until, updated=excluded.updated`, credentialArgs(c)...)
+ failed_attempts=excluded.failed_attempts, locked_until=excluded.locked_until, updated=excluded.updated,
+ activation_hash=excluded.activation_hash, activation_expires=excluded.activation_expires`, credentialArgs(c)...)
 		return err
 	})
 }
@@ -214,9 +229,72 @@ func (d *DB) UpdateCredential(ctx context.Context, id string, f func(store.Crede
 		func(tx *sql.Tx, c store.Credential) error {
 			c.SubjectID = id
 			_, err := tx.ExecContext(ctx, `UPDATE credentials SET password_hash=$2, totp_seed_sealed=$3, failed_attempts=$4,
- locked_until=$5, updated=$6 WHERE subject_id=$1`, credentialArgs(c)...)
+ locked_until=$5, updated=$6, activation_hash=$7, activation_expires=$8 WHERE subject_id=$1`, credentialArgs(c)...)
 			return err
 		})
+}
+
+// --- passkeys
+
+const passkeyCols = `id, subject_id, name, level, record, created, last_used`
+
+func scanPasskey(r rowScanner) (store.Passkey, error) {
+	var p store.Passkey
+	var created, used int64
+	err := r.Scan(&p.ID, &p.SubjectID, &p.Name, &p.Level, &p.Record, &created, &used)
+	p.Created, p.LastUsed = fromMicros(created), fromMicros(used)
+	return p, err
+}
+
+func passkeyArgs(p store.Passkey) []any {
+	return []any{p.ID, p.SubjectID, p.Name, p.Level, p.Record, micros(p.Created), micros(p.LastUsed)}
+}
+
+// CreatePasskey stores p.
+func (d *DB) CreatePasskey(ctx context.Context, p store.Passkey) error {
+	return d.inTx(ctx, "create passkey", func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM persons WHERE subject_id = $1`, p.SubjectID).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("person %s: %w", p.SubjectID, store.ErrNotFound)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO passkeys (`+passkeyCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7)`, passkeyArgs(p)...)
+		return err
+	})
+}
+
+// Passkey returns one passkey by credential id.
+func (d *DB) Passkey(ctx context.Context, id []byte) (store.Passkey, error) {
+	return get(ctx, d, "passkey", `SELECT `+passkeyCols+` FROM passkeys WHERE id = $1`, scanPasskey, id)
+}
+
+// PasskeysOf lists a person's passkeys, oldest first.
+func (d *DB) PasskeysOf(ctx context.Context, subject string) ([]store.Passkey, error) {
+	return list(ctx, d, "passkeys", `SELECT `+passkeyCols+` FROM passkeys WHERE subject_id = $1 ORDER BY created, id`, scanPasskey, subject)
+}
+
+// UpdatePasskey applies f atomically; the id and owner cannot change.
+func (d *DB) UpdatePasskey(ctx context.Context, id []byte, f func(store.Passkey) (store.Passkey, error)) error {
+	return d.inTx(ctx, "update passkey", func(tx *sql.Tx) error {
+		p, err := scanPasskey(tx.QueryRowContext(ctx, `SELECT `+passkeyCols+` FROM passkeys WHERE id = $1`+d.forUpdate(), id))
+		if err != nil {
+			return err
+		}
+		owner := p.SubjectID
+		if p, err = f(p); err != nil {
+			return callerError{err}
+		}
+		p.ID, p.SubjectID = id, owner
+		_, err = tx.ExecContext(ctx, `UPDATE passkeys SET subject_id=$2, name=$3, level=$4, record=$5, created=$6, last_used=$7 WHERE id=$1`, passkeyArgs(p)...)
+		return err
+	})
+}
+
+// DeletePasskey removes one of a person's passkeys.
+func (d *DB) DeletePasskey(ctx context.Context, subject string, id []byte) error {
+	return d.exec(ctx, "delete passkey", `DELETE FROM passkeys WHERE id = $1 AND subject_id = $2`, id, subject)
 }
 
 // --- organizations

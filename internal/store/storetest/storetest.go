@@ -93,7 +93,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 
 	t.Run("PersonsAndCredentials", func(t *testing.T) {
 		p := store.Person{SubjectID: "s-1", PersonalNumber: "1234567890", GivenName: "Arta", FamilyName: "Krasniqi",
-			BirthDate: "1990-04-01", Email: "arta@example.org", Official: true, Created: now}
+			BirthDate: "1990-04-01", Email: "arta@example.org", Official: true, Created: now,
+			Proofing: store.ProofingHigh, ProofedBy: "registrar-1", ProofedAt: now, DocumentNumber: "P1234567", DocumentExpiry: "2031-05-06",
+			Status: store.EIDActive, Roles: []string{store.RoleRegistrar}}
 		must(t, s.CreatePerson(ctx, p))
 		noEmail := store.Person{SubjectID: "s-2", PersonalNumber: "2222222222", GivenName: "Milan", FamilyName: "Petrović", BirthDate: "1985-01-02", Created: now}
 		must(t, s.CreatePerson(ctx, noEmail))
@@ -130,7 +132,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 			t.Fatalf("Persons: %+v", list)
 		}
 
-		c := store.Credential{SubjectID: "s-1", PasswordHash: "$argon2id$v=19$m=65536,t=3,p=2$c2FsdA$aGFzaA", TOTPSeedSealed: []byte{9, 9}, Updated: now}
+		c := store.Credential{SubjectID: "s-1", PasswordHash: "$argon2id$v=19$m=65536,t=3,p=2$c2FsdA$aGFzaA", TOTPSeedSealed: []byte{9, 9}, Updated: now,
+			ActivationHash: []byte{7, 7, 7}, ActivationExpires: now.Add(30 * 24 * time.Hour)}
 		must(t, s.PutCredential(ctx, c))
 		isErr(t, s.PutCredential(ctx, store.Credential{SubjectID: "ghost"}), store.ErrNotFound, "credential of nobody")
 		got, err := s.Credential(ctx, "s-1")
@@ -157,7 +160,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		if got, _ := s.Credential(ctx, "s-1"); got.FailedAttempts != 20 {
 			t.Fatalf("20 concurrent increments gave %d", got.FailedAttempts)
 		}
-		must(t, s.UpdatePerson(ctx, "s-2", func(p store.Person) (store.Person, error) { p.Email = "milan@example.org"; return p, nil }))
+		must(t, s.UpdatePerson(ctx, "s-2", func(p store.Person) (store.Person, error) {
+			p.Email, p.Status, p.Roles = "milan@example.org", store.EIDSuspended, []string{store.RoleRegistrar}
+			return p, nil
+		}))
+		if got, _ := s.Person(ctx, "s-2"); got.Status != store.EIDSuspended || len(got.Roles) != 1 {
+			t.Fatalf("UpdatePerson lost the status or roles: %+v", got)
+		}
 		if got, _ := s.PersonByEmail(ctx, "milan@example.org"); got.SubjectID != "s-2" {
 			t.Fatal("UpdatePerson lost the e-mail")
 		}
@@ -172,8 +181,39 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		must(t, err)
 		same(t, got, c2)
 
-		// Deleting a person takes their credential along and frees their unique values.
+		// Passkeys: several per person, found by credential id, the owner fixed.
+		pk := store.Passkey{ID: []byte{1, 2, 3}, SubjectID: "s-1", Name: "phone", Level: "http://eidas.europa.eu/LoA/substantial",
+			Record: []byte(`{"id":"AQID"}`), Created: now}
+		must(t, s.CreatePasskey(ctx, pk))
+		isErr(t, s.CreatePasskey(ctx, pk), store.ErrConflict, "same passkey id")
+		isErr(t, s.CreatePasskey(ctx, store.Passkey{ID: []byte{9}, SubjectID: "ghost", Record: []byte("{}")}), store.ErrNotFound, "passkey of nobody")
+		pk2 := store.Passkey{ID: []byte{4, 5}, SubjectID: "s-1", Name: "key", Level: "http://eidas.europa.eu/LoA/high", Record: []byte("{}"), Created: now.Add(time.Second)}
+		must(t, s.CreatePasskey(ctx, pk2))
+		gotPK, err := s.Passkey(ctx, pk.ID)
+		must(t, err)
+		same(t, gotPK, pk)
+		_, err = s.Passkey(ctx, []byte{7})
+		isErr(t, err, store.ErrNotFound, "unknown passkey")
+		pks, err := s.PasskeysOf(ctx, "s-1")
+		must(t, err)
+		if len(pks) != 2 || pks[0].Name != "phone" || pks[1].Name != "key" {
+			t.Fatalf("PasskeysOf: %+v", pks)
+		}
+		must(t, s.UpdatePasskey(ctx, pk.ID, func(p store.Passkey) (store.Passkey, error) {
+			p.LastUsed, p.SubjectID, p.Name = now, "s-2", "my phone"
+			return p, nil
+		}))
+		if got, _ := s.Passkey(ctx, pk.ID); got.SubjectID != "s-1" || got.Name != "my phone" || !got.LastUsed.Equal(now) {
+			t.Fatalf("UpdatePasskey: %+v", got)
+		}
+		isErr(t, s.DeletePasskey(ctx, "s-2", pk.ID), store.ErrNotFound, "delete another person's passkey")
+		must(t, s.DeletePasskey(ctx, "s-1", pk.ID))
+		isErr(t, s.DeletePasskey(ctx, "s-1", pk.ID), store.ErrNotFound, "delete a passkey twice")
+
+		// Deleting a person takes their credential and passkeys along and frees their unique values.
 		must(t, s.DeletePerson(ctx, "s-1"))
+		_, err = s.Passkey(ctx, pk2.ID)
+		isErr(t, err, store.ErrNotFound, "passkey of a deleted person")
 		_, err = s.Person(ctx, "s-1")
 		isErr(t, err, store.ErrNotFound, "deleted person")
 		_, err = s.Credential(ctx, "s-1")
