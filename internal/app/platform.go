@@ -66,31 +66,30 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 		return nil, err
 	}
 
-	// The identity provider and the accounts its pages (and the signing service) check.
+	// The accounts (the identity provider's; the signing service checks an official's factors
+	// with them), the services, then the provider, which asks the signing service about
+	// credentials in a credential authorization.
 	sealer, err := SeedSealer(cfg)
 	if err != nil {
 		return nil, err
 	}
-	provider, err := idp.New(ctx, idpConfig(cfg, sealer), keys, db, eph, log, time.Now)
+	accounts := idp.NewAccounts(db, eph, sealer, cfg.PKI.Organization, time.Now)
+	sealing := SealService(cfg, a, keys, db, ts, log)
+	signing := CSCService(cfg, a, keys, db, eph, accounts, l, ts, log)
+	ic := idpConfig(cfg, sealer)
+	ic.Credentials = signing
+	provider, err := idp.New(ctx, ic, keys, db, eph, log, time.Now)
 	if err != nil {
 		return nil, err
 	}
 	provider.SetAudit(l) // every login, with its levels
-	accounts := idp.NewAccounts(db, eph, sealer, cfg.PKI.Organization, time.Now)
 	secure := !cfg.Dev || strings.HasPrefix(cfg.BaseURL, "https://")
 	pages, err := web.New(log, secure)
 	if err != nil {
 		return nil, err
 	}
-
-	// The services.
-	sealing := SealService(cfg, a, keys, db, ts, log)
-	signing := CSCService(cfg, a, keys, db, eph, accounts, l, ts, log)
-	// Credential authorization through OAuth asks the signing service about credentials.
-	provider.SetCredentials(signing)
-	// The portal sends the official to log in again past the service's own limit, so both agree.
-	officials := portal.New(portal.Config{Issuer: cfg.BaseURL, Secure: secure, LoginMaxAge: signing.LoginMaxAge()}, pages, eph, db,
-		signing, portal.Pdftoppm{Dir: cfg.HTTP.SpoolDir}, log, time.Now)
+	officials := portal.New(portal.Config{Issuer: cfg.BaseURL, Secure: secure}, pages, eph, db, portalSigner{signing},
+		portal.Pdftoppm{Dir: cfg.HTTP.SpoolDir}, log, time.Now)
 
 	// The routes: each service registers its own, under the prefix it declares.
 	mux := http.NewServeMux()

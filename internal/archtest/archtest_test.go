@@ -10,8 +10,8 @@
 //  3. the HTTP edge the services share: internal/server (problems, request ids, limits),
 //     internal/upload (bounded request bodies) and internal/web (the page renderer);
 //     then, above it, internal/audit (the audit log, whose checkpoint and proofs it serves) and
-//     internal/auth (the caller, level-of-assurance and bearer-token contract between idp and
-//     the services it protects).
+//     internal/auth (the contract between idp and the services it protects: the caller, the
+//     levels of assurance, bearer tokens, the factor check, credential authorization).
 //  4. trust services others build on: certs (the CA, which issues the certificates of csc's
 //     officials and seal's organizations), internal/tsa (timestamps), and one unit of
 //     internal/signing, its format packages (cades, pades, xades, asic) and internal/pdfsafe

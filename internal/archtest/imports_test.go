@@ -34,15 +34,7 @@ var testSupport = []string{"internal/testenv", "internal/apitest", "test"}
 // knownExceptions are the imports that break the rules today, each with the reason. The list
 // only shrinks: a new violation fails the test, and so does an exception that no longer occurs
 // (remove it from here).
-var knownExceptions = map[string]string{
-	// csc still takes the accounts (the official's password and one-time code at
-	// credentials/authorize) and the OAuth credential authorization (idp.CredentialAuthorizer,
-	// CredentialTokenTTL) from idp; that logic is to move into csc.
-	"internal/csc -> internal/idp": "accounts and the OAuth credential authorization",
-	// The portal is the officials' browser edge of the remote signing service and speaks in
-	// csc's types (csc.Credential, csc.Authorization, csc.DocRequest).
-	"internal/portal -> internal/csc": "the portal signs through csc's Service",
-}
+var knownExceptions = map[string]string{}
 
 type pkg struct {
 	ImportPath string

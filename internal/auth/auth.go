@@ -2,8 +2,9 @@
 // whom an access token speaks for (Caller), the eIDAS levels of assurance, how a token is read
 // from a request, the errors of a bearer check and how they are answered (RFC 6750, RFC 9449).
 //
-// internal/idp implements Authenticator; the services (seal, csc, portal) depend on this
-// package, never on idp, so no service imports another.
+// internal/idp implements Authenticator and Factors; the signing service (internal/csc)
+// implements CredentialAuthorizer for the provider's credential authorization. Each side
+// depends on this package, never on the other, so no service imports another.
 package auth
 
 import (
@@ -56,30 +57,6 @@ type Caller struct {
 	// AuthorizationSeq the audit sequence number of the official's authorization.
 	Credential       *CredentialAuthorization
 	AuthorizationSeq int64
-}
-
-// DocumentDigest is one document an official authorized the signing of (CSC API v2).
-type DocumentDigest struct {
-	Hash  []byte `json:"hash"` // standard base64 in JSON, as CSC writes it
-	Label string `json:"label,omitempty"`
-}
-
-// CredentialAuthorization is a checked authorization_details entry of type credential (or the
-// same built from the scope form's parameters).
-type CredentialAuthorization struct {
-	Type             string           `json:"type"`
-	CredentialID     string           `json:"credentialID"`
-	HashAlgorithmOID string           `json:"hashAlgorithmOID"`
-	DocumentDigests  []DocumentDigest `json:"documentDigests"`
-}
-
-// Hashes are the authorized digests, in order.
-func (a CredentialAuthorization) Hashes() [][]byte {
-	out := make([][]byte, len(a.DocumentDigests))
-	for i, d := range a.DocumentDigests {
-		out[i] = d.Hash
-	}
-	return out
 }
 
 // Errors of Bearer.

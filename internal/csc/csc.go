@@ -62,7 +62,6 @@ import (
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/auth"
-	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store"
 )
@@ -83,16 +82,9 @@ type PKI interface {
 
 var _ PKI = (*certs.Authority)(nil)
 
-// Factors checks an official's two factors, with the identity provider's brute-force limits.
-type Factors interface {
-	// Password checks identifier (personal number or e-mail) and password from address ip.
-	Password(ctx context.Context, identifier, password, ip string) (store.Person, error)
-	// TOTP checks a one-time code of subject; a code is accepted once.
-	TOTP(ctx context.Context, subject, code string) error
-	HasTOTP(ctx context.Context, subject string) bool
-}
-
-var _ Factors = (*idp.Accounts)(nil)
+// Factors checks an official's two factors, with the identity provider's brute-force limits
+// (the provider's accounts, given by the composition root).
+type Factors = auth.Factors
 
 // Auditor appends a security event to the audit log.
 type Auditor interface {
@@ -123,15 +115,16 @@ type Config struct {
 
 // Service enrols officials and signs for them under sole control.
 type Service struct {
-	cfg     Config
-	keys    hsm.Manager // instrumented: every signature is in the audit log
-	pki     PKI
-	recs    Records
-	eph     store.Ephemeral
-	factors Factors
-	audit   Auditor // nil in the CLI, which authorizes nothing
-	log     *slog.Logger
-	now     func() time.Time
+	CredentialRequests // how the provider reads a credential authorization request
+	cfg                Config
+	keys               hsm.Manager // instrumented: every signature is in the audit log
+	pki                PKI
+	recs               Records
+	eph                store.Ephemeral
+	factors            Factors
+	audit              Auditor // nil in the CLI, which authorizes nothing
+	log                *slog.Logger
+	now                func() time.Time
 }
 
 // New makes the service.
@@ -398,9 +391,9 @@ func (s *Service) Authorize(ctx context.Context, subject string, a Authorization
 		}
 		got, err := s.factors.Password(ctx, p.PersonalNumber, a.PIN, a.IP)
 		switch {
-		case errors.Is(err, idp.ErrLockedOut):
+		case errors.Is(err, auth.ErrLockedOut):
 			return errLockedPIN
-		case errors.Is(err, idp.ErrBadCredentials):
+		case errors.Is(err, auth.ErrBadCredentials):
 			return errInvalidPIN
 		case err != nil:
 			return err
@@ -513,9 +506,9 @@ func (s *Service) authorize(ctx context.Context, subject string, a Authorization
 	}
 	err = s.factors.TOTP(ctx, subject, a.OTP)
 	switch {
-	case errors.Is(err, idp.ErrLockedOut):
+	case errors.Is(err, auth.ErrLockedOut):
 		return refuse(errLockedOTP)
-	case errors.Is(err, idp.ErrBadCode), errors.Is(err, idp.ErrNoTOTP):
+	case errors.Is(err, auth.ErrBadCode), errors.Is(err, auth.ErrNoTOTP):
 		return refuse(errInvalidOTP)
 	case err != nil:
 		return Authorized{}, err

@@ -13,7 +13,6 @@ import (
 
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/auth"
-	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/store"
 )
@@ -31,20 +30,20 @@ import (
 // there on it is redeemed exactly as an explicit SAD is (each digest once, by compare-and-swap;
 // the credential's status read at every use; every signature audited naming the authorization).
 
-var _ idp.CredentialAuthorizer = (*Service)(nil)
+var _ auth.CredentialAuthorizer = (*Service)(nil)
 
 // CheckCredential says whether subject may authorize credential id now: ErrCredentialRefused
 // for a credential that is not theirs (or none) and for a revoked or expired one.
 func (s *Service) CheckCredential(ctx context.Context, subject, id string) error {
 	c, err := s.Credential(ctx, subject, id)
 	if errors.Is(err, errUnknownCredential) {
-		return fmt.Errorf("%w: not a credential of this official", idp.ErrCredentialRefused)
+		return fmt.Errorf("%w: not a credential of this official", auth.ErrCredentialRefused)
 	}
 	if err != nil {
 		return err
 	}
 	if !c.Valid(s.now()) {
-		return fmt.Errorf("%w: the credential's certificate is revoked or expired", idp.ErrCredentialRefused)
+		return fmt.Errorf("%w: the credential's certificate is revoked or expired", auth.ErrCredentialRefused)
 	}
 	return nil
 }
@@ -138,7 +137,7 @@ type tokenSADOf struct{ token, sad string }
 func (h Handler) credentialOr(next func(w http.ResponseWriter, r *http.Request, subject string)) http.HandlerFunc {
 	service := h.authed(next)
 	return func(w http.ResponseWriter, r *http.Request) {
-		c, err := h.Auth.Bearer(r, idp.CredentialScope)
+		c, err := h.Auth.Bearer(r, auth.CredentialScope)
 		if err != nil || c.Credential == nil {
 			service(w, r)
 			return

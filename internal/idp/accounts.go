@@ -17,6 +17,7 @@ import (
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/crypto/argon2"
 
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/store"
 )
 
@@ -79,13 +80,15 @@ func NewAccounts(db store.Durable, eph store.Ephemeral, sealer *store.SeedSealer
 }
 
 // Errors of a login, each shown to the person in their own words. ErrBadCredentials is the same
-// for an unknown person and a wrong password.
+// for an unknown person and a wrong password. They are auth's: the signing service reads them.
 var (
-	ErrBadCredentials = errors.New("idp: unknown person or wrong password")
-	ErrLockedOut      = errors.New("idp: too many failed attempts, try again later")
-	ErrBadCode        = errors.New("idp: wrong or already used one-time code")
-	ErrNoTOTP         = errors.New("idp: no authenticator enrolled")
+	ErrBadCredentials = auth.ErrBadCredentials
+	ErrLockedOut      = auth.ErrLockedOut
+	ErrBadCode        = auth.ErrBadCode
+	ErrNoTOTP         = auth.ErrNoTOTP
 )
+
+var _ auth.Factors = (*Accounts)(nil)
 
 // Brute-force limits, on two keys: after failuresFree failures on one identifier, or
 // ipFailuresFree failures from one address (one guesser trying many identifiers), the next

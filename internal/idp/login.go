@@ -716,7 +716,7 @@ func (g *Pages) consentPage(w http.ResponseWriter, r *http.Request) {
 		if g.credentialRefused(w, r, f) {
 			return
 		}
-		g.web.Render(w, r, http.StatusOK, "credential", credentialConsent(f, g.clientName(r.Context(), f.Client)))
+		g.web.Render(w, r, http.StatusOK, "credential", credentialConsent(g.p.creds, f, g.clientName(r.Context(), f.Client)))
 		return
 	}
 	if !f.Reconsent && g.remembered(r.Context(), f) {

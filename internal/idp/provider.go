@@ -34,6 +34,7 @@ import (
 	fjwt "github.com/ory/fosite/token/jwt"
 
 	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/store"
 )
 
@@ -49,6 +50,9 @@ type Config struct {
 	// Secrets seals the HMAC secret of codes and refresh tokens before it reaches the durable
 	// store, as TOTP seeds are (its key is kept outside the database). Required.
 	Secrets *store.SeedSealer
+	// Credentials is the signing service, for credential authorization through OAuth (CSC
+	// API v2 §8.4.2); nil: such requests are refused.
+	Credentials auth.CredentialAuthorizer
 }
 
 // Provider serves OpenID Connect.
@@ -61,8 +65,8 @@ type Provider struct {
 	eph   store.Ephemeral
 	log   *slog.Logger
 	now   func() time.Time
-	creds CredentialAuthorizer // nil: no credential authorization through OAuth
-	audit Auditor              // nil: logins are not audited
+	creds auth.CredentialAuthorizer // Config.Credentials
+	audit Auditor                   // nil: logins are not audited
 	// jwksFetcher reads the keys of clients registered with a jwks_uri.
 	jwksFetcher fosite.JWKSFetcherStrategy
 	// codes names where an authorization code's state is kept.
@@ -143,7 +147,7 @@ func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, ep
 		MinParameterEntropy:             8,
 		SendDebugMessagesToClients:      false,
 	}
-	p := &Provider{cfg: cfg, keys: tk, db: db, eph: eph, log: log, now: now, jwksFetcher: fosite.NewDefaultJWKSFetcherStrategy()}
+	p := &Provider{cfg: cfg, keys: tk, db: db, eph: eph, log: log, now: now, creds: cfg.Credentials, jwksFetcher: fosite.NewDefaultJWKSFetcherStrategy()}
 	fc.ClientAuthenticationStrategy = p.authenticateClient
 	p.st = &storage{clients: db, eph: eph, cfg: fc, now: now}
 	p.st.audience = p.Resources()

@@ -13,18 +13,19 @@
 //     browser's cookie holds (HttpOnly, SameSite=Lax, Secure but in development over http). It
 //     ends 30 minutes after the login, whatever happens meanwhile, so any replica can serve any
 //     step. Every form carries the session's CSRF token and is refused without it.
-//   - A confirmation the CSC service refuses because the login is too old (older than
-//     Config.LoginMaxAge, the CSC service's: 15 minutes by default, shorter than the session)
+//   - A confirmation the signing service refuses because the login is too old (older than its
+//     Signer.LoginMaxAge: 15 minutes by default, shorter than the session)
 //     sends the official through the login again (prompt=login, LoA substantial) and back to
 //     the confirmation: the session keeps its documents and position, only acr, amr and
 //     auth_time are refreshed, and its end does not move. If someone else logs in then, the
 //     old session and its documents are deleted and they start afresh.
 //   - Documents are inspected (Inspect) before anything is kept: a file that is not a PDF Vula
 //     can sign is refused with its own message, and uploads past Limits are refused whole.
-//   - Signing happens only through the CSC service (Signer): the one-time code the official types
-//     is the credential authorization over exactly the uploaded documents' SHA-256 digests, and
-//     SignDoc signs those documents and nothing else. A refused code signs nothing; the service
-//     writes the refusal to the audit log.
+//   - Signing happens only through the remote signing service (Signer, which the composition
+//     root satisfies with the CSC service): the one-time code the official types is the
+//     credential authorization over exactly the uploaded documents' SHA-256 digests, and those
+//     documents and nothing else are signed. A refused code signs nothing; the service writes
+//     the refusal to the audit log.
 //   - Pages carry no script and load nothing from elsewhere: previews are data: URIs.
 package portal
 
@@ -48,7 +49,6 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/vula-eid/vula/internal/auth"
-	"github.com/vula-eid/vula/internal/csc"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/web"
@@ -68,9 +68,6 @@ type Config struct {
 	Level signing.Level
 	// HTTPClient reaches the identity provider; http.DefaultClient when nil.
 	HTTPClient *http.Client
-	// LoginMaxAge must be the signing service's (csc.Service.LoginMaxAge): a refusal of a
-	// login older than that sends the official to log in again. csc.DefaultLoginMaxAge when 0.
-	LoginMaxAge time.Duration
 }
 
 // People reads the person behind a login.
@@ -111,9 +108,6 @@ func New(cfg Config, r *web.Renderer, eph store.Ephemeral, people People, signer
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
-	}
-	if cfg.LoginMaxAge <= 0 {
-		cfg.LoginMaxAge = csc.DefaultLoginMaxAge
 	}
 	return &Portal{cfg: cfg, web: r, eph: eph, people: people, signer: signer, preview: preview, log: log, now: now}
 }

@@ -3,7 +3,6 @@ package portal
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -29,7 +28,6 @@ import (
 	jose "github.com/go-jose/go-jose/v3"
 	"github.com/go-jose/go-jose/v3/jwt"
 
-	"github.com/vula-eid/vula/internal/csc"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/memstore"
@@ -39,7 +37,7 @@ import (
 // reloginEnv is the portal on an in-memory store and the test's clock, beside a small OpenID
 // provider (discovery, keys, an authorization endpoint that logs in whoever the test says, a
 // token endpoint checking PKCE) and a signing service that refuses, as csc.Service does, a
-// login older than reloginMaxAge (the portal's Config.LoginMaxAge too). The real path (the
+// login older than reloginMaxAge (its LoginMaxAge, which the portal asks). The real path (the
 // binary's IdP and CSC service with csc.login_max_age of seconds, a re-login that keeps the
 // document, a valid signature) is test/portal_test.go's TestBrowserPortalRelogin. The
 // stand-ins remain for what that test cannot see from outside the binary: the request's
@@ -60,7 +58,7 @@ type reloginEnv struct {
 	signed [][][]byte // the hashes of each authorization that passed
 }
 
-// reloginMaxAge is not csc.DefaultLoginMaxAge, so that the portal is seen to use its Config.
+// reloginMaxAge is not the CSC service's default, so that the portal is seen to use its Signer's.
 const reloginMaxAge = 10 * time.Minute
 
 func (e *reloginEnv) now() time.Time { e.mu.Lock(); defer e.mu.Unlock(); return e.clock }
@@ -77,34 +75,34 @@ func (e *reloginEnv) Person(_ context.Context, sub string) (store.Person, error)
 	return store.Person{SubjectID: sub, GivenName: sub, FamilyName: "Official", Official: true}, nil
 }
 
-func (e *reloginEnv) Credentials(_ context.Context, sub string) ([]csc.Credential, error) {
+func (e *reloginEnv) Credentials(_ context.Context, sub string) ([]Credential, error) {
 	n := e.now()
-	return []csc.Credential{{ID: "c-" + sub, Subject: sub, Cert: &x509.Certificate{NotBefore: n.Add(-time.Hour), NotAfter: n.Add(time.Hour)}}}, nil
+	return []Credential{{ID: "c-" + sub, Cert: &x509.Certificate{NotBefore: n.Add(-time.Hour), NotAfter: n.Add(time.Hour)}}}, nil
 }
 
-func (e *reloginEnv) AuthorizeLogin(_ context.Context, sub string, l csc.Login, a csc.Authorization) (csc.Authorized, error) {
-	if age := e.now().Sub(l.AuthTime); age > reloginMaxAge || !slices.Contains(l.AMR, "otp") {
-		return csc.Authorized{}, &csc.Error{Status: 403, Code: "access_denied", Description: "log in again"}
+func (e *reloginEnv) Sign(_ context.Context, sub string, r SignRequest) ([][]byte, error) {
+	if age := e.now().Sub(r.Login.AuthTime); age > reloginMaxAge || !slices.Contains(r.Login.AMR, "otp") {
+		return nil, &Refusal{Status: 403, Code: "access_denied", Description: "log in again"}
 	}
-	if a.OTP != "123456" {
-		return csc.Authorized{}, &csc.Error{Status: 400, Code: "invalid_otp", Description: "wrong"}
+	if r.OTP != "123456" {
+		return nil, &Refusal{Status: 400, Code: "invalid_otp", Description: "wrong"}
+	}
+	if r.CredentialID != "c-"+sub {
+		return nil, &Refusal{Status: 400, Code: "invalid_request", Description: "credential"}
+	}
+	var hashes, out [][]byte
+	for _, d := range r.Documents {
+		h := sha256.Sum256(d.Data)
+		hashes = append(hashes, h[:])
+		out = append(out, append(slices.Clone(d.Data), "%signed"...))
 	}
 	e.mu.Lock()
-	e.signed = append(e.signed, a.Hashes)
+	e.signed = append(e.signed, hashes)
 	e.mu.Unlock()
-	return csc.Authorized{SAD: "sad-" + sub}, nil
-}
-
-func (e *reloginEnv) SignDoc(_ context.Context, sub string, r csc.DocRequest) (csc.DocResult, error) {
-	if r.SAD != "sad-"+sub {
-		return csc.DocResult{}, &csc.Error{Status: 400, Code: "invalid_request", Description: "SAD"}
-	}
-	var out csc.DocResult
-	for _, d := range r.Documents {
-		out.Documents = append(out.Documents, append(slices.Clone(d.Data), "%signed"...))
-	}
 	return out, nil
 }
+
+func (e *reloginEnv) LoginMaxAge() time.Duration { return reloginMaxAge }
 
 var _ Signer = (*reloginEnv)(nil)
 
@@ -123,7 +121,7 @@ func newReloginEnv(t *testing.T) *reloginEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	New(Config{Issuer: e.srv.URL, LoginMaxAge: reloginMaxAge}, rw, deletesFail{e.eph, &e.broken}, e, e, nil, log, e.now).Register(mux)
+	New(Config{Issuer: e.srv.URL}, rw, deletesFail{e.eph, &e.broken}, e, e, nil, log, e.now).Register(mux)
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"issuer": e.srv.URL, "authorization_endpoint": e.srv.URL + "/oauth2/auth",
 			"token_endpoint": e.srv.URL + "/oauth2/token", "jwks_uri": e.srv.URL + "/jwks.json",
@@ -286,7 +284,7 @@ func TestReloginKeepsDocuments(t *testing.T) {
 	}
 	var want [][]byte
 	for _, d := range docs {
-		want = append(want, csc.DocumentDigest(crypto.SHA256, d))
+		want = append(want, digest(d))
 	}
 	for _, h := range e.signed[0] {
 		if !slices.ContainsFunc(want, func(w []byte) bool { return bytes.Equal(w, h) }) {
@@ -392,7 +390,9 @@ func TestConfirmSignsOnlyWhatWasShown(t *testing.T) {
 	if path, page = b.post("/portal/sign", confirmForm(page, csrf, "123456")); path != "/portal/done" {
 		t.Fatalf("signing what is shown ended at %s: %s", path, page)
 	}
-	if len(e.signed) != 1 || len(e.signed[0]) != 1 || !bytes.Equal(e.signed[0][0], csc.DocumentDigest(crypto.SHA256, other)) {
+	if len(e.signed) != 1 || len(e.signed[0]) != 1 || !bytes.Equal(e.signed[0][0], digest(other)) {
 		t.Fatalf("authorizations: %x", e.signed)
 	}
 }
+
+func digest(b []byte) []byte { h := sha256.Sum256(b); return h[:] }

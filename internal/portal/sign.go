@@ -3,8 +3,8 @@ package portal
 import (
 	"archive/zip"
 	"context"
-	"crypto"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -13,38 +13,87 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
-	"github.com/vula-eid/vula/internal/csc"
+	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/signing/pades"
 )
 
-// Signer is the part of the CSC service the portal signs through.
+// Signer is the remote signing service as the portal signs through it (the composition root
+// gives it the CSC service's).
 type Signer interface {
-	Credentials(ctx context.Context, subject string) ([]csc.Credential, error)
-	AuthorizeLogin(ctx context.Context, subject string, login csc.Login, a csc.Authorization) (csc.Authorized, error)
-	SignDoc(ctx context.Context, subject string, r csc.DocRequest) (csc.DocResult, error)
+	// Credentials lists the official's signing credentials.
+	Credentials(ctx context.Context, subject string) ([]Credential, error)
+	// Sign authorizes, by the official's login and the one-time code, exactly the SHA-256
+	// digests of the documents on the credential, then signs each (PAdES, an incremental
+	// revision with its visible stamp) and returns them in order. A refusal MUST be a *Refusal;
+	// any other error means the service could not answer.
+	Sign(ctx context.Context, subject string, r SignRequest) ([][]byte, error)
+	// LoginMaxAge is how old a login the service accepts: a refusal of an older one sends the
+	// official to log in again.
+	LoginMaxAge() time.Duration
 }
 
-var _ Signer = (*csc.Service)(nil)
+// Credential is an official's signing credential.
+type Credential struct {
+	ID      string // what the service names it by
+	Cert    *x509.Certificate
+	Revoked bool
+}
 
-const sha256OID = "2.16.840.1.101.3.4.2.1"
+// valid reports whether the credential may sign at t.
+func (c Credential) valid(t time.Time) bool {
+	return !c.Revoked && !t.Before(c.Cert.NotBefore) && t.Before(c.Cert.NotAfter)
+}
+
+// Login is the official's login, as the ID token told it.
+type Login struct {
+	ACR      string
+	AMR      []string
+	AuthTime time.Time
+}
+
+// SignRequest is one confirmation: the documents to sign with one credential.
+type SignRequest struct {
+	CredentialID string
+	Login        Login
+	OTP          string // the one-time code the official typed
+	IP           string // the official's address, for the service's brute-force limits
+	Level        signing.Level
+	Documents    []Document
+}
+
+// Document is one PDF to sign and its visible stamp.
+type Document struct {
+	Data    []byte
+	Visible *pades.Appearance
+}
+
+// Refusal is the signing service's refusal, in CSC API v2's terms (code access_denied,
+// invalid_otp, invalid_request...).
+type Refusal struct {
+	Status            int
+	Code, Description string
+}
+
+func (r *Refusal) Error() string { return r.Code + ": " + r.Description }
 
 var errNoCredential = errors.New("portal: the official has no signing credential that is valid now")
 
 // credential is the official's newest credential that may sign now.
-func (p *Portal) credential(ctx context.Context, subject string) (csc.Credential, error) {
+func (p *Portal) credential(ctx context.Context, subject string) (Credential, error) {
 	creds, err := p.signer.Credentials(ctx, subject)
 	if err != nil {
-		return csc.Credential{}, err
+		return Credential{}, err
 	}
-	var best csc.Credential
+	var best Credential
 	for _, c := range creds {
-		if c.Valid(p.now()) && (best.Cert == nil || c.Cert.NotBefore.After(best.Cert.NotBefore)) {
+		if c.valid(p.now()) && (best.Cert == nil || c.Cert.NotBefore.After(best.Cert.NotBefore)) {
 			best = c
 		}
 	}
 	if best.Cert == nil {
-		return csc.Credential{}, errNoCredential
+		return Credential{}, errNoCredential
 	}
 	return best, nil
 }
@@ -84,8 +133,7 @@ func (p *Portal) sign(w http.ResponseWriter, r *http.Request, s *session) {
 	t := p.texts(w, r)
 	when := p.now()
 	text := t("portal.stamp.by", cred.Cert.Subject.CommonName) + "\n" + t("portal.stamp.date", when.UTC().Format("2006-01-02 15:04 UTC"))
-	docs := make([]csc.Document, len(s.Docs))
-	hashes := make([][]byte, len(s.Docs))
+	docs := make([]Document, len(s.Docs))
 	for i, m := range s.Docs {
 		data, err := p.eph.Get(ctx, s.part("doc", i))
 		if err != nil {
@@ -97,27 +145,19 @@ func (p *Portal) sign(w http.ResponseWriter, r *http.Request, s *session) {
 			http.Redirect(w, r, "/portal/review", http.StatusSeeOther)
 			return
 		}
-		docs[i] = csc.Document{Data: data, Format: csc.FormatPAdES, Level: p.cfg.Level, Packaging: csc.Revision,
-			Visible: &pades.Appearance{Page: page, Rect: s.Position.Rect(box), Text: text}}
-		hashes[i] = csc.DocumentDigest(crypto.SHA256, data)
+		docs[i] = Document{Data: data, Visible: &pades.Appearance{Page: page, Rect: s.Position.Rect(box), Text: text}}
 	}
-	login := csc.Login{ACR: s.ACR, AMR: s.AMR, AuthTime: s.AuthTime}
-	az, err := p.signer.AuthorizeLogin(ctx, s.Subject, login, csc.Authorization{CredentialID: cred.ID, NumSignatures: len(docs),
-		Hashes: hashes, HashOID: sha256OID, OTP: code, IP: clientIP(r)})
+	signed, err := p.signer.Sign(ctx, s.Subject, SignRequest{CredentialID: cred.ID, Login: Login{ACR: s.ACR, AMR: s.AMR, AuthTime: s.AuthTime},
+		OTP: code, IP: clientIP(r), Level: p.cfg.Level, Documents: docs})
 	if err != nil {
 		p.refused(w, r, s, err)
 		return
 	}
-	res, err := p.signer.SignDoc(ctx, s.Subject, csc.DocRequest{CredentialID: cred.ID, SAD: az.SAD, HashOID: sha256OID, Documents: docs})
-	if err != nil {
-		p.refused(w, r, s, err)
+	if len(signed) != len(docs) {
+		p.unavailable(w, r, fmt.Errorf("portal: the signing service returned %d documents for %d", len(signed), len(docs)))
 		return
 	}
-	if len(res.Documents) != len(docs) {
-		p.unavailable(w, r, fmt.Errorf("portal: SignDoc returned %d documents for %d", len(res.Documents), len(docs)))
-		return
-	}
-	for i, out := range res.Documents {
+	for i, out := range signed {
 		if err := p.eph.Put(ctx, s.part("out", i), out, p.ttl(s)); err != nil {
 			p.unavailable(w, r, err)
 			return
@@ -139,9 +179,9 @@ func (s *session) shown() string {
 	return hex.EncodeToString(h[:16])
 }
 
-// refused maps the CSC service's refusals to the confirmation page's messages.
+// refused maps the signing service's refusals to the confirmation page's messages.
 func (p *Portal) refused(w http.ResponseWriter, r *http.Request, s *session, err error) {
-	var ce *csc.Error
+	var ce *Refusal
 	if !errors.As(err, &ce) {
 		p.unavailable(w, r, err)
 		return
@@ -150,7 +190,7 @@ func (p *Portal) refused(w http.ResponseWriter, r *http.Request, s *session, err
 	// The login is too old (older than the service's LoginMaxAge, which the session outlives):
 	// log in again and come back to this confirmation with the same documents. Not when the
 	// login is younger (refused for another reason), which would loop: then the page says so.
-	if ce.Code == "access_denied" && p.now().Sub(s.AuthTime) > p.cfg.LoginMaxAge {
+	if ce.Code == "access_denied" && p.now().Sub(s.AuthTime) > p.signer.LoginMaxAge() {
 		p.startLogin(w, r, s)
 		return
 	}
