@@ -16,6 +16,8 @@ import (
 	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/problem"
+	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/tsa"
 )
@@ -47,7 +49,7 @@ func (g *platformGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.ServeHTTP(w, r)
 		return
 	}
-	http.Error(w, "the PKI is starting", http.StatusServiceUnavailable)
+	server.WriteError(w, r, problem.Errorf(problem.Unavailable, "the platform is starting"))
 }
 
 // Ping is the platform's readiness (reported as "pki"): ready once it is built.

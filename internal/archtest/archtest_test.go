@@ -6,7 +6,8 @@
 //
 //  1. the key layer: hsm and its backends (hsm/...). It imports nothing of Vula's outside hsm/.
 //  2. storage, configuration and CMS encoding: internal/store/..., internal/config, internal/cms,
-//     internal/backup (the archive of the embedded default's files).
+//     internal/backup (the archive of the embedded default's files), internal/problem (the catalog
+//     of problem types).
 //  3. the HTTP edge the services share: internal/server (problems, request ids, limits),
 //     internal/upload (bounded request bodies) and internal/web (the page renderer);
 //     then, above it, internal/audit (the audit log, whose checkpoint and proofs it serves) and

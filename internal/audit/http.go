@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/vula-eid/vula/internal/problem"
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/store"
 )
@@ -44,19 +45,13 @@ type Proof struct {
 }
 
 func (h Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status := server.Status(err)
-	switch {
-	case errors.Is(err, ErrBadRequest):
-		status = http.StatusBadRequest
-	case errors.Is(err, store.ErrNotFound):
-		status = http.StatusNotFound
-	case status >= 500:
+	if server.Status(err) >= 500 {
 		// The database or its records cannot be read now: the log itself is not at fault
 		// as far as this request can tell.
 		h.Log.Error("audit proof", "err", err)
-		status = http.StatusServiceUnavailable // WriteProblem adds Retry-After
+		err = problem.Mark(problem.Unavailable, err) // WriteError adds Retry-After
 	}
-	server.WriteProblem(w, r, status, err)
+	server.WriteError(w, r, err)
 }
 
 func (h Handler) checkpoint(w http.ResponseWriter, r *http.Request) {

@@ -18,12 +18,13 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/vula-eid/vula/internal/problem"
 	"github.com/vula-eid/vula/internal/store"
 )
 
 // ErrBadRequest marks a proof request the log cannot answer as asked (a size beyond the log, a
 // record outside the tree): the caller's mistake, not the log's.
-var ErrBadRequest = errors.New("audit: bad request")
+var ErrBadRequest = problem.New(problem.InvalidRequest, "audit: bad request")
 
 // sigTypeECDSA is signed-note's signature type for ECDSA (c2sp.org/signed-note: "as implemented
 // by github.com/transparency-dev/witness"): the key ID is the first four bytes of SHA-256 over

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vula-eid/vula/internal/problem"
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/store"
 )
@@ -61,10 +62,10 @@ type Caller struct {
 
 // Errors of Bearer.
 var (
-	ErrNoToken           = errors.New("a bearer access token is required")
-	ErrTokenInvalid      = errors.New("the access token is not valid")
-	ErrInsufficientScope = errors.New("the access token lacks the scope")
-	ErrDPoPProof         = errors.New("a DPoP proof by the token's key is required")
+	ErrNoToken           = problem.New(problem.Unauthorized, "a bearer access token is required")
+	ErrTokenInvalid      = problem.New(problem.Unauthorized, "the access token is not valid")
+	ErrInsufficientScope = problem.New(problem.InsufficientScope, "the access token lacks the scope")
+	ErrDPoPProof         = problem.New(problem.Unauthorized, "a DPoP proof by the token's key is required")
 )
 
 // DPoPAlgs are the DPoP proof algorithms accepted (RFC 9449).
@@ -107,17 +108,17 @@ func WriteBearerError(w http.ResponseWriter, r *http.Request, realm, scope strin
 	switch {
 	case errors.Is(err, ErrNoToken):
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q", realm))
-		server.WriteProblem(w, r, http.StatusUnauthorized, err)
+		server.WriteError(w, r, problem.Mark(problem.Unauthorized, err))
 	case errors.Is(err, store.ErrUnavailable):
-		server.WriteProblem(w, r, http.StatusServiceUnavailable, err)
+		server.WriteError(w, r, problem.Mark(problem.Unavailable, err))
 	case errors.Is(err, ErrDPoPProof):
 		w.Header().Set("WWW-Authenticate", DPoPChallenge("invalid_dpop_proof"))
-		server.WriteProblem(w, r, http.StatusUnauthorized, err)
+		server.WriteError(w, r, problem.Mark(problem.Unauthorized, err))
 	case errors.Is(err, ErrInsufficientScope):
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q, error=\"insufficient_scope\", scope=%q", realm, scope))
-		server.WriteProblem(w, r, http.StatusForbidden, err)
+		server.WriteError(w, r, problem.Mark(problem.InsufficientScope, err))
 	default:
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q, error=\"invalid_token\"", realm))
-		server.WriteProblem(w, r, http.StatusUnauthorized, ErrTokenInvalid)
+		server.WriteError(w, r, ErrTokenInvalid)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"github.com/vula-eid/vula/internal/auth"
+	"github.com/vula-eid/vula/internal/problem"
 	"github.com/vula-eid/vula/internal/store"
 )
 
@@ -289,4 +290,4 @@ func (a *Accounts) CreatePerson(ctx context.Context, p store.Person, password st
 }
 
 // ErrInvalidPerson is a person record that cannot be accepted.
-var ErrInvalidPerson = errors.New("idp: invalid person")
+var ErrInvalidPerson = problem.New(problem.InvalidRequest, "idp: invalid person")

@@ -3,7 +3,6 @@ package idp
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -48,12 +47,8 @@ func (a *Admin) auth(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// fail maps the domain's validation errors to 400, the rest as the edge does.
+// fail answers with err's problem (ErrInvalidClient and ErrInvalidPerson are invalid requests).
 func fail(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, ErrInvalidClient) || errors.Is(err, ErrInvalidPerson) {
-		server.WriteProblem(w, r, http.StatusBadRequest, err)
-		return
-	}
 	server.WriteError(w, r, err)
 }
 

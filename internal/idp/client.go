@@ -17,6 +17,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/vula-eid/vula/internal/auth"
+	"github.com/vula-eid/vula/internal/problem"
 	"github.com/vula-eid/vula/internal/store"
 )
 
@@ -244,7 +245,7 @@ func RegisterClient(ctx context.Context, db ClientRegistry, rec store.Client) er
 }
 
 // ErrInvalidClient is a client registration that cannot be accepted.
-var ErrInvalidClient = errors.New("idp: invalid client")
+var ErrInvalidClient = problem.New(problem.InvalidRequest, "idp: invalid client")
 
 func isLoopback(host string) bool {
 	return host == "localhost" || host == "127.0.0.1" || host == "::1"

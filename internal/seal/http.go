@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/signing"
@@ -232,7 +231,7 @@ func (h Handler) sealPart(ctx context.Context, mw *multipart.Writer, actor, org 
 }
 
 func (h Handler) problemPart(mw *multipart.Writer, r *http.Request, name string, err error) {
-	status := statusOf(err)
+	status := server.Status(err)
 	if status >= 500 {
 		h.Log.ErrorContext(r.Context(), "batch seal", "document", name, "err", err)
 	}
@@ -247,10 +246,10 @@ func (h Handler) problemPart(mw *multipart.Writer, r *http.Request, name string,
 		return
 	}
 	rec := &partWriter{w: part, h: http.Header{}}
-	server.WriteProblem(rec, r, status, err)
+	server.WriteError(rec, r, err)
 }
 
-// partWriter lets server.WriteProblem write a problem body into a multipart part.
+// partWriter lets server.WriteError write a problem body into a multipart part.
 type partWriter struct {
 	w io.Writer
 	h http.Header
@@ -354,25 +353,6 @@ func outputName(docs []Document, res Result) string {
 	return base + res.Extension
 }
 
-// statusOf maps the service's and the formats' errors to statuses; the rest as the edge does.
-func statusOf(err error) int {
-	switch {
-	case errors.Is(err, signing.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, signing.ErrInvalid), errors.Is(err, ErrInvalidOrg):
-		return http.StatusBadRequest
-	case errors.Is(err, signing.ErrUnsupported):
-		return http.StatusUnprocessableEntity
-	case errors.Is(err, ErrNotBound), errors.Is(err, hsm.ErrWrongPurpose):
-		return http.StatusForbidden
-	case errors.Is(err, ErrNoSeal), errors.Is(err, signing.ErrRevoked):
-		return http.StatusConflict
-	case errors.Is(err, upload.ErrSpool):
-		return http.StatusServiceUnavailable
-	}
-	return server.Status(err)
-}
-
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
-	server.WriteProblem(w, r, statusOf(err), err)
+	server.WriteError(w, r, err)
 }

@@ -15,7 +15,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/problem"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store"
 )
@@ -87,14 +87,14 @@ func New(cfg Config, keys hsm.Manager, pki PKI, recs Records, tsa signing.Timest
 	return &Service{cfg: cfg, keys: keys, pki: pki, recs: recs, tsa: tsa, log: log, now: now, sealers: map[string]sealer{}}
 }
 
-// Errors of the service; the edge maps them to statuses.
+// Errors of the service, each of a problem type.
 var (
-	ErrInvalidOrg = errors.New("seal: invalid organization")
+	ErrInvalidOrg = problem.New(problem.InvalidRequest, "seal: invalid organization")
 	// ErrNoSeal: the organization has no usable seal (no key, or its certificate is revoked or
 	// expired).
-	ErrNoSeal = errors.New("seal: no usable seal")
+	ErrNoSeal = problem.New(problem.NoSeal, "seal: no usable seal")
 	// ErrNotBound: the caller acts for no organization.
-	ErrNotBound = errors.New("seal: the client is not bound to an organization")
+	ErrNotBound = problem.New(problem.Forbidden, "seal: the client is not bound to an organization")
 )
 
 var (

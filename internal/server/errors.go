@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/problem"
 	"github.com/vula-eid/vula/internal/store"
 )
 
@@ -19,41 +20,44 @@ type Problem struct {
 	Instance string `json:"instance,omitempty"`
 }
 
-// Status maps an internal error to its HTTP status. Unknown errors are 500.
-func Status(err error) int {
+// TypeOf is the problem type of err: the first one marked in its chain (problem.Of); else
+// the key layer's and the stores' sentinels, which cannot know the catalog; else Internal.
+// This is the one place an error gets its type and so its status.
+func TypeOf(err error) problem.Type {
+	if t, ok := problem.Of(err); ok {
+		return t
+	}
 	switch {
 	case errors.Is(err, hsm.ErrNotFound), errors.Is(err, store.ErrNotFound):
-		return http.StatusNotFound
+		return problem.NotFound
 	case errors.Is(err, hsm.ErrInvalid), errors.Is(err, hsm.ErrUnsupportedOp):
-		return http.StatusBadRequest
+		return problem.InvalidRequest
 	case errors.Is(err, hsm.ErrWrongPurpose), errors.Is(err, hsm.ErrKeyNotActive):
-		return http.StatusForbidden
+		return problem.Forbidden
 	case errors.Is(err, hsm.ErrConflict), errors.Is(err, store.ErrConflict):
-		return http.StatusConflict
+		return problem.Conflict
 	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, store.ErrUnavailable):
-		return http.StatusServiceUnavailable
+		return problem.Unavailable
 	}
-	return http.StatusInternalServerError
+	return problem.Internal
 }
+
+// Status is the HTTP status of err (TypeOf's), for an answer that is not a problem body (the
+// CSC and OAuth error bodies, a multipart part's status header).
+func Status(err error) int { return TypeOf(err).Status }
 
 // WriteError answers with the problem body for err. The detail of a 5xx stays in the log: the
-// client gets only the status text and the request id, so nothing internal leaks.
+// client gets only the type, the title and the request id, so nothing internal leaks.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
-	WriteProblem(w, r, Status(err), err)
-}
-
-// WriteProblem answers with the problem body for err under status, for a handler that knows
-// better than Status (a domain's own validation error is a 400). As in WriteError, a 5xx keeps
-// its detail in the log.
-func WriteProblem(w http.ResponseWriter, r *http.Request, status int, err error) {
-	p := Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Instance: RequestID(r.Context())}
-	if status < 500 {
+	t := TypeOf(err)
+	p := Problem{Type: t.URI(), Title: t.Title, Status: t.Status, Instance: RequestID(r.Context())}
+	if t.Status < 500 {
 		p.Detail = err.Error()
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
-	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+	if t.Status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "5") // a dependency is down: try again soon, not elsewhere
 	}
-	writeJSON(w, status, p)
+	writeJSON(w, t.Status, p)
 }

@@ -1,11 +1,12 @@
 package server
 
 import (
-	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"sync"
+
+	"github.com/vula-eid/vula/internal/problem"
 )
 
 // PerClient bounds the requests one client address has in flight on an anonymous endpoint, so
@@ -34,7 +35,7 @@ func (p *PerClient) Wrap(h http.Handler) http.Handler {
 		if !p.acquire(c) {
 			CloseUnread(w)
 			w.Header().Set("Retry-After", RetryAfterBusy)
-			WriteProblem(w, r, http.StatusTooManyRequests, fmt.Errorf("this client already has %d requests in flight here", p.max))
+			WriteError(w, r, problem.Errorf(problem.TooManyRequests, "this client already has %d requests in flight here", p.max))
 			return
 		}
 		defer p.release(c)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/problem"
 	"github.com/vula-eid/vula/internal/store"
 )
 
@@ -237,18 +238,26 @@ func TestPanicRecovery(t *testing.T) {
 }
 
 func TestWriteError(t *testing.T) {
+	sentinel := problem.New(problem.TooLarge, "thing: too large")
 	for _, tc := range []struct {
 		err        error
 		code       int
+		typ        problem.Type
 		showDetail bool
 	}{
-		{fmt.Errorf("%w: key x", hsm.ErrNotFound), 404, true},
-		{fmt.Errorf("%w: person", store.ErrNotFound), 404, true},
-		{fmt.Errorf("%w: label", hsm.ErrInvalid), 400, true},
-		{fmt.Errorf("%w: tsa", hsm.ErrWrongPurpose), 403, true},
-		{fmt.Errorf("%w: serial", store.ErrConflict), 409, true},
-		{fmt.Errorf("%w: db down at 10.0.0.5", store.ErrUnavailable), 503, false},
-		{errors.New("pq: relation users does not exist"), 500, false},
+		{fmt.Errorf("%w: key x", hsm.ErrNotFound), 404, problem.NotFound, true},
+		{fmt.Errorf("%w: person", store.ErrNotFound), 404, problem.NotFound, true},
+		{fmt.Errorf("%w: label", hsm.ErrInvalid), 400, problem.InvalidRequest, true},
+		{fmt.Errorf("%w: tsa", hsm.ErrWrongPurpose), 403, problem.Forbidden, true},
+		{fmt.Errorf("%w: serial", store.ErrConflict), 409, problem.Conflict, true},
+		{fmt.Errorf("%w: db down at 10.0.0.5", store.ErrUnavailable), 503, problem.Unavailable, false},
+		{errors.New("pq: relation users does not exist"), 500, problem.Internal, false},
+		// A domain's sentinel carries its type, wrapped or not; a marked type outranks the
+		// key layer's and the stores' sentinels, and the outermost mark wins.
+		{fmt.Errorf("%w: 70 MB", sentinel), 413, problem.TooLarge, true},
+		{fmt.Errorf("%w: %w", sentinel, store.ErrNotFound), 413, problem.TooLarge, true},
+		{problem.Mark(problem.Unavailable, fmt.Errorf("%w: x", sentinel)), 503, problem.Unavailable, false},
+		{problem.Errorf(problem.TooManyRequests, "busy"), 429, problem.TooManyRequests, true},
 	} {
 		rec := httptest.NewRecorder()
 		r := httptest.NewRequest("GET", "/x", nil)
@@ -258,9 +267,18 @@ func TestWriteError(t *testing.T) {
 		if rec.Code != tc.code || p.Status != tc.code || rec.Header().Get("Content-Type") != "application/problem+json" {
 			t.Errorf("%v: %d %+v %s", tc.err, rec.Code, p, rec.Header().Get("Content-Type"))
 		}
+		if p.Type != tc.typ.URI() || p.Title != tc.typ.Title || !strings.HasPrefix(p.Type, "https://") {
+			t.Errorf("%v: type %q title %q, want %q", tc.err, p.Type, p.Title, tc.typ.URI())
+		}
 		if (p.Detail != "") != tc.showDetail {
 			t.Errorf("%v: detail %q", tc.err, p.Detail)
 		}
+		if Status(tc.err) != tc.code {
+			t.Errorf("%v: Status %d", tc.err, Status(tc.err))
+		}
+	}
+	if !errors.Is(fmt.Errorf("%w: x", sentinel), sentinel) {
+		t.Error("a problem sentinel is not found by errors.Is")
 	}
 }
 

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/digitorus/timestamp"
+	"github.com/vula-eid/vula/internal/problem"
 	"golang.org/x/crypto/ocsp"
 )
 
@@ -71,7 +71,7 @@ func Collect(ctx context.Context, rev Revocation, chains ...[]*x509.Certificate)
 }
 
 // ErrRevoked: a certificate that a signature depends on is revoked (or unknown to its CA).
-var ErrRevoked = errors.New("signing: certificate revoked")
+var ErrRevoked = problem.New(problem.Revoked, "signing: certificate revoked")
 
 // TokenCerts returns the chain of the TSA that signed a DER TimeStampToken: its certificate
 // first, then the others the token carries.

@@ -15,9 +15,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/vula-eid/vula/internal/problem"
 )
 
 // Level is a baseline level.
@@ -113,13 +114,14 @@ type Revocation interface {
 	CRLOf(ctx context.Context, c *x509.Certificate) ([]byte, error)
 }
 
-// Errors of the formats. They are wrapped with the detail, which never holds a secret.
+// Errors of the formats, each of a problem type. They are wrapped with the detail, which never
+// holds a secret.
 var (
 	// ErrInvalid: the input is not what the format takes (not a PDF, broken XML, a DTD, ...).
-	ErrInvalid = errors.New("signing: invalid input")
+	ErrInvalid = problem.New(problem.InvalidRequest, "signing: invalid input")
 	// ErrUnsupported: a well-formed input or option Vula does not sign (an encrypted PDF, a
 	// key type, a level the format does not have).
-	ErrUnsupported = errors.New("signing: unsupported")
+	ErrUnsupported = problem.New(problem.Unsupported, "signing: unsupported")
 	// ErrTooLarge: the input is above the configured size.
-	ErrTooLarge = errors.New("signing: input too large")
+	ErrTooLarge = problem.New(problem.TooLarge, "signing: input too large")
 )

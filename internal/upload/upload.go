@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/vula-eid/vula/internal/problem"
 )
 
 // MemoryLimit is the most of a body kept in memory; a larger one goes to a spool file.
@@ -33,13 +35,13 @@ const Grace = 5 * time.Second
 // platform make in the spool directory); Open removes only such entries.
 const Prefix = "vula-"
 
-// Errors of Receive; the caller maps them to statuses (413, 408, 400).
+// Errors of Receive, each of a problem type (413, 408, 400, 503).
 var (
-	ErrTooLarge = errors.New("upload: body over the limit")
-	ErrTooSlow  = errors.New("upload: body sent more slowly than the minimum rate")
-	ErrBroken   = errors.New("upload: body could not be read")
+	ErrTooLarge = problem.New(problem.TooLarge, "upload: body over the limit")
+	ErrTooSlow  = problem.New(problem.TooSlow, "upload: body sent more slowly than the minimum rate")
+	ErrBroken   = problem.New(problem.InvalidRequest, "upload: body could not be read")
 	// ErrSpool is the server's side failing (a full disk): the client may try again later.
-	ErrSpool = errors.New("upload: spool unavailable")
+	ErrSpool = problem.New(problem.Unavailable, "upload: spool unavailable")
 )
 
 // Spool makes spool files in one directory and receives bodies into them.

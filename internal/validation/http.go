@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/vula-eid/vula/internal/problem"
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/upload"
@@ -114,7 +114,7 @@ func (h Handler) Register(mux *http.ServeMux) {
 		default:
 			server.CloseUnread(w)
 			w.Header().Set("Retry-After", RetryAfter)
-			server.WriteProblem(w, r, http.StatusServiceUnavailable, fmt.Errorf("validation: all %d upload slots are busy", u))
+			server.WriteError(w, r, problem.Errorf(problem.Unavailable, "validation: all %d upload slots are busy", u))
 			return
 		}
 		body, err := h.receive(w, r)
@@ -130,13 +130,13 @@ func (h Handler) Register(mux *http.ServeMux) {
 			defer func() { <-slots }()
 		default:
 			w.Header().Set("Retry-After", RetryAfter)
-			server.WriteProblem(w, r, http.StatusServiceUnavailable, fmt.Errorf("validation: all %d validation slots are busy", n))
+			server.WriteError(w, r, problem.Errorf(problem.Unavailable, "validation: all %d validation slots are busy", n))
 			return
 		}
 		weight := weight(r, body)
 		if !mem.TryAcquire(weight) {
 			w.Header().Set("Retry-After", RetryAfter)
-			server.WriteProblem(w, r, http.StatusServiceUnavailable, errors.New("validation: the memory for validations is taken by others running"))
+			server.WriteError(w, r, problem.Errorf(problem.Unavailable, "validation: the memory for validations is taken by others running"))
 			return
 		}
 		defer mem.Release(weight)
@@ -259,32 +259,13 @@ func readLimited(r io.Reader, max int64, what string) ([]byte, error) {
 	return b, nil
 }
 
-// statusOf maps the package's errors to statuses at the edge.
-func statusOf(err error) int {
-	switch {
-	case errors.Is(err, signing.ErrTooLarge), errors.Is(err, upload.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, upload.ErrTooSlow):
-		return http.StatusRequestTimeout
-	case errors.Is(err, upload.ErrBroken):
-		return http.StatusBadRequest
-	case errors.Is(err, upload.ErrSpool):
-		return http.StatusServiceUnavailable
-	case errors.Is(err, signing.ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, signing.ErrUnsupported):
-		return http.StatusUnprocessableEntity
-	}
-	return server.Status(err)
-}
-
 func (h Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status := statusOf(err)
+	status := server.Status(err)
 	if h.Log != nil && status >= 500 {
 		h.Log.Error("validation failed", "err", err)
 	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", RetryAfter)
 	}
-	server.WriteProblem(w, r, status, err)
+	server.WriteError(w, r, err)
 }
