@@ -31,7 +31,7 @@ func FuzzParse(f *testing.F) {
 			if !errors.Is(err, signing.ErrInvalid) && !errors.Is(err, signing.ErrUnsupported) {
 				t.Fatalf("error not ErrInvalid/ErrUnsupported: %v", err)
 			}
-		} else if p.hash == 0 || len(p.beforeSigners) == 0 || len(p.signerHead) == 0 {
+		} else if p.hash == 0 || len(p.head) == 0 || len(p.signerHead) == 0 {
 			t.Fatalf("parsed without a digest algorithm or parts: %+v", p)
 		}
 		_ = checkImprint(der, crypto.SHA256, make([]byte, 32))
