@@ -87,8 +87,10 @@ func (f XMLSignerFunc) SignFiles(ctx context.Context, files []File) ([]byte, err
 }
 
 // WriteCAdES writes to w an ASiC-E container of files with a CAdES signature by s over the
-// ASiCManifest. opts are the signature's (opts.Timestamper set: B-T); opts.SigningTime, when
-// set, is also the entries' modification time (else the entries carry none).
+// ASiCManifest. opts are the signature's (opts.Timestamper set: B-T; with opts.Revocation: B-LT;
+// with opts.Archive: B-LTA, the archive timestamp inside the CAdES signature, which covers the
+// manifest and so every file); opts.SigningTime, when set, is also the entries' modification
+// time (else the entries carry none).
 func WriteCAdES(ctx context.Context, w io.Writer, s signing.Signer, files []File, opts cades.Options) error {
 	if err := checkFiles(files); err != nil {
 		return err
