@@ -337,3 +337,140 @@ func (p *parsed) encode() ([]byte, error) {
 	}
 	return out, nil
 }
+
+// Archive is one archive-time-stamp-v3 of a signature, for a validator.
+type Archive struct {
+	Token []byte // the TimeStampToken, with its ats-hash-index-v3
+	// Imprint recomputes the imprint the token must carry, with hash h, over the signature as
+	// it is now; it fails when the hash index lists a certificate, revocation value or
+	// unsigned attribute value the signature no longer holds (EN 319 122-1 clause 5.5.3).
+	Imprint func(h crypto.Hash) ([]byte, error)
+}
+
+// Archives returns the archive-time-stamp-v3 attributes of the DER CMS der (one SignerInfo),
+// in their order. contentDigest gives the hash of the signed content under a hash function
+// (the detached content, or an ASiC manifest).
+func Archives(der []byte, contentDigest func(crypto.Hash) ([]byte, error)) ([]Archive, error) {
+	p, err := parseCMS(der)
+	if err != nil {
+		return nil, err
+	}
+	var out []Archive
+	for _, tok := range p.values(OIDArchiveTimestampV3) {
+		out = append(out, Archive{Token: tok, Imprint: func(h crypto.Hash) ([]byte, error) {
+			return p.checkedImprint(tok, h, contentDigest)
+		}})
+	}
+	return out, nil
+}
+
+// checkedImprint is the imprint an archive timestamp token tok must carry under h: its hash
+// index, checked against p, and p's fields.
+func (p *parsed) checkedImprint(tok []byte, h crypto.Hash, contentDigest func(crypto.Hash) ([]byte, error)) ([]byte, error) {
+	tp, err := parseCMS(tok)
+	if err != nil {
+		return nil, fmt.Errorf("the archive timestamp token: %w", err)
+	}
+	idx := tp.values(OIDATSHashIndexV3)
+	if len(idx) != 1 {
+		return nil, fmt.Errorf("the archive timestamp token carries %d ats-hash-index-v3 attributes, want 1", len(idx))
+	}
+	index := idx[0]
+	ih, lists, err := parseHashIndex(index)
+	if err != nil {
+		return nil, err
+	}
+	present := map[string]bool{}
+	sum := func(parts ...[]byte) string {
+		d := ih.New()
+		for _, b := range parts {
+			d.Write(b)
+		}
+		return string(d.Sum(nil))
+	}
+	for _, e := range p.certs {
+		present[sum(e)] = true
+	}
+	for _, e := range p.crls {
+		present[sum(e)] = true
+	}
+	for _, a := range p.unsigned {
+		typ, vals := splitAttribute(a)
+		for _, v := range vals {
+			present[sum(typ, v)] = true
+		}
+	}
+	for i, list := range lists {
+		for _, hv := range list {
+			if !present[string(hv)] {
+				what := [...]string{"certificate", "revocation value", "unsigned attribute value"}[i]
+				return nil, fmt.Errorf("the ats-hash-index-v3 lists a %s the signature no longer holds", what)
+			}
+		}
+	}
+	cd, err := contentDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	d := h.New()
+	d.Write(p.contentType)
+	d.Write(cd)
+	d.Write(p.signerHead)
+	d.Write(index)
+	return d.Sum(nil), nil
+}
+
+// parseHashIndex reads a DER ATSHashIndexV3: its hash (SHA-256 when absent) and its three
+// lists of hashes.
+func parseHashIndex(der []byte) (crypto.Hash, [3][][]byte, error) {
+	var lists [3][][]byte
+	bad := fmt.Errorf("the ats-hash-index-v3 is not a DER ATSHashIndexV3")
+	s := cryptobyte.String(der)
+	var seq cryptobyte.String
+	if !s.ReadASN1(&seq, cbasn1.SEQUENCE) || !s.Empty() {
+		return 0, lists, bad
+	}
+	h := crypto.SHA256
+	var alg cryptobyte.String
+	var present bool
+	// The AlgorithmIdentifier is a SEQUENCE, as are the lists: it is there when the first
+	// element's first child is an OBJECT IDENTIFIER.
+	peek := seq
+	var first cryptobyte.String
+	if peek.ReadASN1(&first, cbasn1.SEQUENCE) && first.PeekASN1Tag(cbasn1.OBJECT_IDENTIFIER) {
+		present = true
+		_ = seq.ReadASN1(&alg, cbasn1.SEQUENCE)
+	}
+	if present {
+		var oid asn1.ObjectIdentifier
+		if !alg.ReadASN1ObjectIdentifier(&oid) {
+			return 0, lists, bad
+		}
+		h = 0
+		for hh, o := range oidDigest {
+			if o.Equal(oid) {
+				h = hh
+			}
+		}
+		if h == 0 {
+			return 0, lists, fmt.Errorf("the ats-hash-index-v3 hashes with %v, which Vula does not know", oid)
+		}
+	}
+	for i := range lists {
+		var l cryptobyte.String
+		if !seq.ReadASN1(&l, cbasn1.SEQUENCE) {
+			return 0, lists, bad
+		}
+		for !l.Empty() {
+			var v []byte
+			if !l.ReadASN1Bytes(&v, cbasn1.OCTET_STRING) {
+				return 0, lists, bad
+			}
+			lists[i] = append(lists[i], v)
+		}
+	}
+	if !seq.Empty() {
+		return 0, lists, bad
+	}
+	return h, lists, nil
+}

@@ -248,6 +248,41 @@ func TestLongTermOpenSSL(t *testing.T) {
 	run(t, "openssl", "ts", "-verify", "-token_in", "-in", e.WriteFile(t, "ats1.der", archiveTokens(t, renewed)[0]),
 		"-digest", hex.EncodeToString(atsImprint(t, lta, content, archiveTokens(t, lta)[0])), "-CAfile", e.AllPEM)
 	verifyATS(renewed, 2)
+	// Archives (the validator's view) recomputes the same imprints, for both timestamps.
+	archives, err := cades.Archives(renewed, func(h crypto.Hash) ([]byte, error) {
+		d := h.New()
+		d.Write(content)
+		return d.Sum(nil), nil
+	})
+	if err != nil || len(archives) != 2 {
+		t.Fatalf("Archives: %d, %v", len(archives), err)
+	}
+	for i, a := range archives {
+		got, err := a.Imprint(crypto.SHA256)
+		if err != nil || !bytes.Equal(got, atsImprint(t, renewed, content, a.Token)) {
+			t.Fatalf("archive %d: imprint %x, %v", i, got, err)
+		}
+	}
+	// A certificate value changed after the archive timestamps (its last byte, inside the
+	// signature bits, so the structure still parses): both indexes now list what is gone.
+	var cv []byte
+	for _, a := range parseSD(t, renewed).SignerInfos[0].Unsigned {
+		if a.Type.Equal(cades.OIDCertValues) {
+			cv = a.Values[0].FullBytes
+		}
+	}
+	i := bytes.Index(renewed, cv) + len(cv) - 1
+	tampered := bytes.Clone(renewed)
+	tampered[i] ^= 1
+	archives, err = cades.Archives(tampered, func(crypto.Hash) ([]byte, error) { return make([]byte, 32), nil })
+	if err != nil || len(archives) != 2 {
+		t.Fatalf("Archives of the tampered signature: %d, %v", len(archives), err)
+	}
+	for i, a := range archives {
+		if _, err := a.Imprint(crypto.SHA256); err == nil || !strings.Contains(err.Error(), "no longer holds") {
+			t.Fatalf("archive %d over a changed certificate value: %v", i, err)
+		}
+	}
 	if sd := parseSD(t, renewed); len(sd.CRLs.Bytes) == 0 {
 		t.Fatal("renewal added no revocation data of the first archive timestamp's TSA to SignedData.crls")
 	}
