@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
 	"slices"
@@ -97,7 +98,9 @@ func basicOCSP(der []byte) ([]byte, error) {
 // timestamp covering everything before it (renewal, before the earlier timestamps' TSA
 // certificates expire or their algorithms weaken). With rev set, the validation data of the
 // newest earlier archive timestamp's TSA is first added to SignedData.certificates and crls
-// (RFC 5652, RFC 5940), so that it is covered too. The CMS must be DER with one SignerInfo;
+// (RFC 5652, RFC 5940), so that it is covered too, and when the new timestamp's TSA is one the
+// signature holds nothing on, that TSA's validation data follow it there, so that the result
+// validates offline at once. The CMS must be DER with one SignerInfo;
 // what is there is kept byte for byte.
 func AddArchiveTimestamp(ctx context.Context, der []byte, ts signing.Timestamper, rev signing.Revocation) ([]byte, error) {
 	if ts == nil {
@@ -120,7 +123,31 @@ func AddArchiveTimestamp(ctx context.Context, der []byte, ts signing.Timestamper
 	if err := p.addArchiveTimestamp(ctx, ts); err != nil {
 		return nil, err
 	}
+	if rev != nil {
+		// A TSA the signature holds nothing on (a new one): its validation data follow in
+		// SignedData, so that the new timestamp validates offline now; the next renewal
+		// covers them.
+		atss := p.values(OIDArchiveTimestampV3)
+		last := atss[len(atss)-1]
+		chain, err := signing.TokenCerts(last)
+		if err != nil {
+			return nil, fmt.Errorf("cades: the new archive timestamp: %w", err)
+		}
+		if !p.holds(chain[0]) {
+			if err := p.addSignedDataValidation(ctx, rev, last); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return p.encode()
+}
+
+// holds reports whether c is among p's certificates: SignedData's or certificate-values'.
+func (p *parsed) holds(c *x509.Certificate) bool {
+	if slices.ContainsFunc(p.certs, func(b []byte) bool { return bytes.Equal(b, c.Raw) }) {
+		return true
+	}
+	return slices.ContainsFunc(p.values(OIDCertValues), func(v []byte) bool { return bytes.Contains(v, c.Raw) })
 }
 
 // addSignedDataValidation adds to SignedData the certificates and revocation data of the TSA
