@@ -146,7 +146,9 @@ func TestASiCCAdESLongTermOffline(t *testing.T) {
 		if c.renew {
 			var out bytes.Buffer
 			if err := asic.Renew(ctx, bytes.NewReader(doc), int64(len(doc)), &out, asic.Renewers{
-				CAdES: func(ctx context.Context, p7s []byte) ([]byte, error) { return cades.AddArchiveTimestamp(ctx, p7s, env.TSA, env.PKI) },
+				CAdES: func(ctx context.Context, p7s []byte) ([]byte, error) {
+					return cades.AddArchiveTimestamp(ctx, p7s, env.TSA, env.PKI)
+				},
 			}); err != nil {
 				t.Fatal(err)
 			}
