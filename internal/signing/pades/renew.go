@@ -3,6 +3,7 @@ package pades
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"fmt"
 	"io"
 
@@ -16,7 +17,9 @@ import (
 // document timestamp's TSA certificate expires or its algorithms weaken (EN 319 142-1 clause
 // 5.4). When the document already has a document timestamp, an update first adds to the DSS
 // the certificates and fresh revocation data of the newest one's TSA (with a VRI entry for
-// it), so that the new timestamp covers them. The document must have a DSS (B-LT) and permit
+// it), so that the new timestamp covers them; a last update adds the new timestamp's TSA's
+// data when that is another TSA (or the first document timestamp), so that the result
+// validates offline at once. The document must have a DSS (B-LT) and permit
 // changes; what is there is copied through unchanged, as Sign does.
 func Renew(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, ts signing.Timestamper, rev signing.Revocation, maxSize int64) error {
 	if maxSize > 0 && size > maxSize {
@@ -51,11 +54,13 @@ func Renew(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, ts signi
 	}
 	var updates []*update
 	base := size
+	var lastTSA *x509.Certificate
 	if last != nil {
 		tc, err := signing.TokenCerts(last)
 		if err != nil {
 			return err
 		}
+		lastTSA = tc[0]
 		vd, err := signing.Collect(ctx, rev, tc)
 		if err != nil {
 			return fmt.Errorf("pades: validation data of the last document timestamp: %w", err)
@@ -75,11 +80,29 @@ func Renew(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, ts signi
 	if last != nil {
 		rec.token = last // sizes the new token when ts cannot say
 	}
-	u, _, err := d.docTimestampAfter(ctx, base, hDoc, updates, ts, rec, len(updates) == 0 && !d.endsInEOL)
+	u, token, err := d.docTimestampAfter(ctx, base, hDoc, updates, ts, rec, len(updates) == 0 && !d.endsInEOL)
 	if err != nil {
 		return err
 	}
 	updates = append(updates, u)
+	// The new timestamp's TSA gets its validation data in the DSS, so that it validates
+	// offline at once, unless it is the TSA whose data the first update just added.
+	tc, err := signing.TokenCerts(token)
+	if err != nil {
+		return err
+	}
+	if lastTSA == nil || !lastTSA.Equal(tc[0]) {
+		vd, err := signing.Collect(ctx, rev, tc)
+		if err != nil {
+			return fmt.Errorf("pades: validation data of the document timestamp: %w", err)
+		}
+		u2 := d.newUpdate(u.end(), false)
+		if err := u2.addDSS(vd, vriKey(token)); err != nil {
+			return err
+		}
+		u2.finish()
+		updates = append(updates, u2)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

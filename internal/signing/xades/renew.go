@@ -3,6 +3,7 @@ package xades
 import (
 	"context"
 	"crypto"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -121,7 +122,11 @@ func renewOne(ctx context.Context, doc *etree.Document, sig *etree.Element, ts s
 	}
 
 	if rev != nil && lastATS != nil {
-		if err := addTSValidationData(ctx, usp, lastATS, rev); err != nil {
+		token, err := tokenOf(lastATS)
+		if err != nil {
+			return err
+		}
+		if err := addTSValidationData(ctx, usp, token, rev); err != nil {
 			return err
 		}
 	}
@@ -160,27 +165,61 @@ func renewOne(ctx context.Context, doc *etree.Document, sig *etree.Element, ts s
 	ats.CreateAttr("Id", id)
 	ats.CreateElement("ds:CanonicalizationMethod").CreateAttr("Algorithm", algExcC14N)
 	ats.CreateElement("xades:EncapsulatedTimeStamp").SetText(b64(token))
+	if rev != nil {
+		// A TSA the signature holds nothing on (a new one): its validation data follow the new
+		// timestamp, so that it validates offline at once; the next renewal covers them.
+		chain, err := signing.TokenCerts(token)
+		if err != nil {
+			return fmt.Errorf("xades: the new archive timestamp: %w", err)
+		}
+		if !holdsCert(sig, chain[0]) {
+			return addTSValidationData(ctx, usp, token, rev)
+		}
+	}
 	return nil
 }
 
-// addTSValidationData adds, after the last property, a xadesv141:TimeStampValidationData with
-// the certificates and revocation data of the TSA that made the archive timestamp ats.
-func addTSValidationData(ctx context.Context, usp, ats *etree.Element, rev signing.Revocation) error {
-	enc := child(ats, nsXAdES, "EncapsulatedTimeStamp")
+// holdsCert reports whether the signature carries c (in KeyInfo, CertificateValues or a
+// TimeStampValidationData).
+func holdsCert(sig *etree.Element, c *x509.Certificate) bool {
+	want := b64(c.Raw)
+	found := false
+	var walk func(el *etree.Element)
+	walk = func(el *etree.Element) {
+		if (el.Tag == "X509Certificate" || el.Tag == "EncapsulatedX509Certificate") && strings.Join(strings.Fields(el.Text()), "") == want {
+			found = true
+		}
+		for _, ch := range el.ChildElements() {
+			walk(ch)
+		}
+	}
+	walk(sig)
+	return found
+}
+
+// tokenOf is the token of a XAdESTimeStampType element.
+func tokenOf(ts *etree.Element) ([]byte, error) {
+	enc := child(ts, nsXAdES, "EncapsulatedTimeStamp")
 	if enc == nil {
-		return fmt.Errorf("%w: xades: renewal: an ArchiveTimeStamp without EncapsulatedTimeStamp", signing.ErrInvalid)
+		return nil, fmt.Errorf("%w: xades: renewal: a timestamp without EncapsulatedTimeStamp", signing.ErrInvalid)
 	}
 	token, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(enc.Text()), ""))
 	if err != nil {
-		return fmt.Errorf("%w: xades: renewal: the last archive timestamp is not base64", signing.ErrInvalid)
+		return nil, fmt.Errorf("%w: xades: renewal: a timestamp that is not base64", signing.ErrInvalid)
 	}
+	return token, nil
+}
+
+// addTSValidationData adds, after the last property, a xadesv141:TimeStampValidationData with
+// the certificates and revocation data of the TSA that made token.
+func addTSValidationData(ctx context.Context, usp *etree.Element, token []byte, rev signing.Revocation) error {
 	chain, err := signing.TokenCerts(token)
 	if err != nil {
-		return fmt.Errorf("xades: renewal: the last archive timestamp: %w", err)
+		return fmt.Errorf("xades: renewal: an archive timestamp: %w", err)
 	}
 	vd, err := signing.Collect(ctx, rev, chain)
 	if err != nil {
-		return fmt.Errorf("xades: renewal: validation data of the last archive timestamp: %w", err)
+		return fmt.Errorf("xades: renewal: validation data of an archive timestamp: %w", err)
 	}
 	tvd := usp.CreateElement("xadesv141:TimeStampValidationData")
 	tvd.CreateAttr("xmlns:xadesv141", nsXAdES4)
