@@ -248,6 +248,9 @@ func TestLongTermOpenSSL(t *testing.T) {
 	run(t, "openssl", "ts", "-verify", "-token_in", "-in", e.WriteFile(t, "ats1.der", archiveTokens(t, renewed)[0]),
 		"-digest", hex.EncodeToString(atsImprint(t, lta, content, archiveTokens(t, lta)[0])), "-CAfile", e.AllPEM)
 	verifyATS(renewed, 2)
+	if *update {
+		writeSeed(t, "lta-renewed.p7s", renewed)
+	}
 	// Archives (the validator's view) recomputes the same imprints, for both timestamps.
 	archives, err := cades.Archives(renewed, func(h crypto.Hash) ([]byte, error) {
 		d := h.New()

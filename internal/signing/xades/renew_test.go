@@ -103,3 +103,38 @@ func TestRenew(t *testing.T) {
 		}
 	}
 }
+
+// Renew parses XML from outside (the renewal API's body): whatever it is given, it returns a
+// document with one more archive timestamp or ErrInvalid / ErrUnsupported / ErrTooLarge, and
+// never panics.
+func FuzzRenew(f *testing.F) {
+	env := sharedEnv(f)
+	seeds, _ := filepath.Glob(filepath.Join("testdata", "*.xml"))
+	for _, s := range seeds {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, p := range []xades.Packaging{xades.Enveloped, xades.Enveloping} {
+		signed, err := xades.Sign(context.Background(), strings.NewReader("<a>b</a>"), env.Seal,
+			xades.Options{Level: signing.LevelLT, Packaging: p, Timestamper: env.TSA, Revocation: env.PKI, MimeType: "text/xml"})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(signed)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, err := xades.Renew(context.Background(), in, env.TSA, env.PKI, nil)
+		if err != nil {
+			if !errors.Is(err, signing.ErrInvalid) && !errors.Is(err, signing.ErrUnsupported) && !errors.Is(err, signing.ErrTooLarge) {
+				t.Fatalf("error that is not ErrInvalid/ErrUnsupported: %v", err)
+			}
+			return
+		}
+		if bytes.Count(out, []byte("<xadesv141:ArchiveTimeStamp")) <= bytes.Count(in, []byte("<xadesv141:ArchiveTimeStamp")) {
+			t.Fatal("renewed without a new ArchiveTimeStamp")
+		}
+	})
+}
