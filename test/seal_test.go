@@ -145,7 +145,6 @@ func TestSealEndToEnd(t *testing.T) {
 		{"too large", tax, "", "application/pdf", big, 413},
 		{"an unknown format", tax, "?format=docx", "application/pdf", in, 400},
 		{"an unknown level", tax, "?level=B-Z", "application/pdf", in, 400},
-		{"CAdES at LT", tax, "?format=cades&level=B-LT", "application/octet-stream", in, 422},
 		{"an encrypted PDF", tax, "", "application/pdf", encrypted, 422},
 		{"seal text the font cannot draw", tax, "?text=" + url.QueryEscape("Печат 印章"), "application/pdf", in, 400},
 		{"XML with a DTD", tax, "?format=xades", "application/xml",

@@ -105,7 +105,7 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	idp.NewAdmin(provider, accounts).Register(mux)
 	seal.Handler{S: sealing, Auth: provider, Log: log, Spool: p.spool}.Register(mux)
 	validation.Handler{TrustAnchors: platformAnchors(a), Fetch: validation.RevocationFetcher{R: a}, Log: log,
-		Spool: p.spool, MaxUploads: cfg.HTTP.MaxUploads}.Register(mux)
+		Spool: p.spool, MaxUploads: cfg.HTTP.MaxUploads, RevocationFreshness: time.Duration(cfg.Validation.RevocationFreshness)}.Register(mux)
 	audit.Handler{Store: db, Log: log}.Register(mux)
 	csc.Handler{S: signing, Auth: provider, TSA: ts, Issuer: cfg.BaseURL, Log: log}.Register(mux)
 	// The portal is a public client (PKCE) of the provider; its redirect URI follows base_url.

@@ -102,7 +102,7 @@ func sealCmd(g *globals) *cobra.Command {
 	f.StringVar(&o.secretFile, "client-secret-file", "", "file holding the client secret (else VULA_CLIENT_SECRET)")
 	f.StringVar(&o.match, "match", "", "which files to seal, a glob on the name (default *.pdf for pades, *.xml for xades, * otherwise)")
 	f.StringVar(&o.format, "format", "pades", "pades, xades or cades")
-	f.StringVar(&o.level, "level", "", "B-B, B-T, B-LT or B-LTA (default B-LT; B-T for cades)")
+	f.StringVar(&o.level, "level", "", "B-B, B-T, B-LT or B-LTA (default B-LT)")
 	f.StringVar(&o.packaging, "packaging", "", "xades: enveloped (default), enveloping or detached")
 	f.StringVar(&o.reason, "reason", "", "pades: the reason in the signature")
 	f.StringVar(&o.loc, "location", "", "pades: the location in the signature")

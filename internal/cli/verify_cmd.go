@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.step.sm/crypto/pemutil"
@@ -24,6 +25,7 @@ func verifyCmd(g *globals) *cobra.Command {
 	var contentFile, output string
 	var caFiles []string
 	var online bool
+	var freshness time.Duration
 	cmd := &cobra.Command{
 		Use:   "verify FILE",
 		Short: "Validate the signatures and timestamps of FILE (PDF, CMS, RFC 3161, XML-DSig/XAdES, ASiC-E) and print a report",
@@ -58,7 +60,12 @@ func verifyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			opts := validation.Options{TrustAnchors: anchors}
+			opts := validation.Options{TrustAnchors: anchors, RevocationFreshness: freshness}
+			if !cmd.Flags().Changed("revocation-freshness") {
+				if cfg, err := g.load(); err == nil {
+					opts.RevocationFreshness = time.Duration(cfg.Validation.RevocationFreshness)
+				}
+			}
 			if online {
 				opts.Fetch = validation.HTTPFetcher{}
 			}
@@ -92,6 +99,7 @@ func verifyCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&contentFile, "content", "", "the signed content of a detached CMS or XAdES signature, or the data a timestamp is over")
 	cmd.Flags().StringArrayVar(&caFiles, "ca", nil, "trust anchors (PEM), repeatable; default: the platform's root")
 	cmd.Flags().StringVar(&output, "output", "text", "text or json")
+	cmd.Flags().DurationVar(&freshness, "revocation-freshness", 0, "the most revocation data may predate the best-signature-time (EN 319 102-1 §5.2.5); 0 turns the check off (default: validation.revocation_freshness of the configuration)")
 	cmd.Flags().BoolVar(&online, "online", false, "fetch OCSP/CRL at the certificates' URLs when the document embeds no revocation data")
 	return cmd
 }

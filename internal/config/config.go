@@ -41,17 +41,18 @@ type Config struct {
 	// DrainDelay is how long, on SIGTERM, /readyz answers 503 while requests are still served,
 	// so that a load balancer takes the replica out before its listener closes. Default 5s,
 	// 0 in dev mode.
-	DrainDelay Duration `yaml:"drain_delay" json:"drain_delay"`
-	Log        Log      `yaml:"log" json:"log"`
-	HTTP       HTTP     `yaml:"http" json:"http"`
-	HSM        HSM      `yaml:"hsm" json:"hsm"`
-	Store      Store    `yaml:"store" json:"store"`
-	Audit      Audit    `yaml:"audit" json:"audit"`
-	PKI        PKI      `yaml:"pki" json:"pki"`
-	TSA        TSA      `yaml:"tsa" json:"tsa"`
-	IdP        IdP      `yaml:"idp" json:"idp"`
-	Seal       Seal     `yaml:"seal" json:"seal"`
-	CSC        CSC      `yaml:"csc" json:"csc"`
+	DrainDelay Duration   `yaml:"drain_delay" json:"drain_delay"`
+	Log        Log        `yaml:"log" json:"log"`
+	HTTP       HTTP       `yaml:"http" json:"http"`
+	HSM        HSM        `yaml:"hsm" json:"hsm"`
+	Store      Store      `yaml:"store" json:"store"`
+	Audit      Audit      `yaml:"audit" json:"audit"`
+	PKI        PKI        `yaml:"pki" json:"pki"`
+	TSA        TSA        `yaml:"tsa" json:"tsa"`
+	IdP        IdP        `yaml:"idp" json:"idp"`
+	Seal       Seal       `yaml:"seal" json:"seal"`
+	CSC        CSC        `yaml:"csc" json:"csc"`
+	Validation Validation `yaml:"validation" json:"validation"`
 
 	// baseURLDerived is set when BaseURL was not configured but derived from Listen (and
 	// pdsDerived when PKI.PDSURL was derived from BaseURL).
@@ -132,6 +133,14 @@ type CSC struct {
 	// LoginMaxAge is how old the session login the signing portal signs with may be; past it
 	// the official logs in again. At most 1h (csc.MaxLoginMaxAge).
 	LoginMaxAge Duration `yaml:"login_max_age" json:"login_max_age"`
+}
+
+// Validation configures the validation of signed documents (POST /api/v1/validate, vula verify).
+type Validation struct {
+	// RevocationFreshness is the most the revocation data on a certificate may predate the
+	// best-signature-time of what it signed (EN 319 102-1 §5.2.5): older data is not fresh
+	// and gives INDETERMINATE/TRY_LATER unless fresher data is fetched. 0 turns the check off.
+	RevocationFreshness Duration `yaml:"revocation_freshness" json:"revocation_freshness"`
 }
 
 // Seal configures the sealing service for institutions.
@@ -305,6 +314,8 @@ func Default() Config {
 			RefreshTokenTTL: Duration(8 * time.Hour)},
 		Seal: Seal{Algorithm: "EC-P256", Years: 3, MaxSize: 256 << 20},
 		CSC:  CSC{LoginMaxAge: Duration(15 * time.Minute)},
+		// A day: OCSP answers and CRLs fetched when a seal is made are minutes old.
+		Validation: Validation{RevocationFreshness: Duration(24 * time.Hour)},
 	}
 }
 
@@ -589,6 +600,9 @@ func (c Config) Validate() error {
 	}
 	if c.Seal.Years < 1 || c.Seal.Years > c.PKI.CAYears {
 		return bad("seal.years", "want 1 to pki.ca_years (%d), got %d", c.PKI.CAYears, c.Seal.Years)
+	}
+	if c.Validation.RevocationFreshness < 0 {
+		return bad("validation.revocation_freshness", "must not be negative")
 	}
 	if c.Seal.MaxSize < 1 {
 		return bad("seal.max_size", "want a positive number of bytes, got %d", c.Seal.MaxSize)

@@ -51,18 +51,14 @@ func ParseParams(get func(string) string) (Params, error) {
 	default:
 		return p, fmt.Errorf("%w: format %q (want pades, xades, cades, asice or asice-xades)", signing.ErrInvalid, get("format"))
 	}
+	// B-LT by default for every format: a seal that carries its validation data verifies
+	// offline (vula verify) and after its certificates expire.
 	p.Level = signing.LevelLT
-	if p.Format == CAdES || p.Format == ASiCCAdES {
-		p.Level = signing.LevelT
-	}
 	if l := get("level"); l != "" {
 		var err error
 		if p.Level, err = signing.ParseLevel(l); err != nil {
 			return p, err
 		}
-	}
-	if (p.Format == CAdES || p.Format == ASiCCAdES) && p.Level.AtLeast(signing.LevelLT) {
-		return p, fmt.Errorf("%w: level %s for %s (CAdES is made at B-B or B-T)", signing.ErrUnsupported, p.Level, p.Format)
 	}
 	switch pk := xades.Packaging(strings.ToLower(get("packaging"))); pk {
 	case "", "enveloped", "enveloping", "detached":
@@ -194,7 +190,7 @@ func (s *Service) make(ctx context.Context, signer signing.Signer, docs []Docume
 		}
 		return Result{MimeType: "application/xml", Extension: ".xml"}, err
 	case CAdES:
-		out, err := cades.Sign(ctx, signer, d.reader(), cades.Options{SigningTime: s.now(), Timestamper: ts})
+		out, err := cades.Sign(ctx, signer, d.reader(), s.cadesOptions(p.Level, ts))
 		if err == nil {
 			_, err = w.Write(out)
 		}
@@ -206,13 +202,23 @@ func (s *Service) make(ctx context.Context, signer signing.Signer, docs []Docume
 		}
 		var err error
 		if p.Format == ASiCCAdES {
-			err = asic.WriteCAdES(ctx, w, signer, files, cades.Options{SigningTime: s.now(), Timestamper: ts})
+			err = asic.WriteCAdES(ctx, w, signer, files, s.cadesOptions(p.Level, ts))
 		} else {
 			err = s.writeASiCXAdES(ctx, w, signer, files, p, ts)
 		}
 		return Result{MimeType: "application/vnd.etsi.asic-e+zip", Extension: ".asice"}, err
 	}
 	return Result{}, fmt.Errorf("%w: format %q", signing.ErrInvalid, p.Format)
+}
+
+// cadesOptions are the options of a CAdES signature (alone or in a container) at level.
+func (s *Service) cadesOptions(level signing.Level, ts signing.Timestamper) cades.Options {
+	o := cades.Options{SigningTime: s.now(), Timestamper: ts}
+	if level.AtLeast(signing.LevelLT) {
+		o.Revocation = s.pki
+		o.Archive = level == signing.LevelLTA
+	}
+	return o
 }
 
 // writeASiCXAdES makes an ASiC-E container with one detached XAdES signature over files.

@@ -51,28 +51,122 @@ func (h Handler) Register(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("POST /api/v1/seal", h.seal)
 	mux.HandleFunc("POST /api/v1/seal/batch", h.batch)
+	mux.HandleFunc("POST /api/v1/renew", h.renew)
 }
 
 // begin authenticates the request, finds the organization it acts for and reads the options;
 // on failure it has answered.
 func (h Handler) begin(w http.ResponseWriter, r *http.Request) (actor, org string, p Params, ok bool) {
+	actor, org, ok = h.caller(w, r)
+	if !ok {
+		return "", "", p, false
+	}
+	p, err := ParseParams(r.URL.Query().Get)
+	if err != nil {
+		writeError(w, r, err)
+		return "", "", p, false
+	}
+	return actor, org, p, true
+}
+
+// caller authenticates the request and finds the organization it acts for; on failure it has
+// answered.
+func (h Handler) caller(w http.ResponseWriter, r *http.Request) (actor, org string, ok bool) {
 	c, err := h.Auth.Bearer(r, Scope)
 	if err != nil {
 		auth.WriteBearerError(w, r, "vula-seal", Scope, err)
-		return "", "", p, false
+		return "", "", false
 	}
 	org, err = h.S.OrganizationOf(r.Context(), c.ClientID)
 	if errors.Is(err, store.ErrNotFound) {
 		err = fmt.Errorf("%w: client %s", ErrNotBound, c.ClientID)
 	}
+	if err != nil {
+		writeError(w, r, err)
+		return "", "", false
+	}
+	return c.ClientID, org, true
+}
+
+// renew answers POST /api/v1/renew: the body is a signed document (PDF, XML, CMS, ASiC-E) at
+// B-LT or B-LTA, or multipart/form-data whose first file part is that document and whose
+// further file parts are the data files a detached XAdES signature names. The answer is the
+// document with one more archive timestamp (Service.Renew), under the same rules of caller and
+// size as sealing.
+func (h Handler) renew(w http.ResponseWriter, r *http.Request) {
+	actor, org, ok := h.caller(w, r)
+	if !ok {
+		return
+	}
+	var docs []Document
+	defer func() { h.removeAll(docs) }()
+	if isMultipart(r) {
+		mr, err := r.MultipartReader()
+		if err != nil {
+			writeError(w, r, fmt.Errorf("%w: %w", signing.ErrInvalid, err))
+			return
+		}
+		for {
+			d, err := h.nextPart(mr)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				writeError(w, r, err)
+				return
+			}
+			docs = append(docs, d)
+			if len(docs) > maxBatch {
+				writeError(w, r, fmt.Errorf("%w: more than %d files", signing.ErrInvalid, maxBatch))
+				return
+			}
+		}
+		if len(docs) == 0 {
+			writeError(w, r, fmt.Errorf("%w: no file part", signing.ErrInvalid))
+			return
+		}
+	} else {
+		name := r.URL.Query().Get("name")
+		if name == "" {
+			name = "document" + extensionOf(r.Header.Get("Content-Type"))
+		}
+		d, err := h.spool(r.Body, safeName(name), mediaType(r.Header.Get("Content-Type")))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		docs = append(docs, d)
+	}
+	out, err := h.Spool.File("renewed")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	defer h.discard(out)
+	res, err := h.S.Renew(r.Context(), actor, org, docs[0], docs[1:], out)
+	var size int64
 	if err == nil {
-		p, err = ParseParams(r.URL.Query().Get)
+		size, err = out.Seek(0, io.SeekCurrent)
+	}
+	if err == nil {
+		_, err = out.Seek(0, io.SeekStart)
 	}
 	if err != nil {
 		writeError(w, r, err)
-		return "", "", p, false
+		return
 	}
-	return c.ClientID, org, p, true
+	ext := path.Ext(docs[0].Name)
+	if ext == "" {
+		ext = res.Extension
+	}
+	name := strings.TrimSuffix(docs[0].Name, path.Ext(docs[0].Name)) + "-renewed" + ext
+	w.Header().Set("Content-Type", res.MimeType)
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	w.Header().Set("X-Vula-Transaction", res.Transaction)
+	if _, err := io.Copy(w, out); err != nil {
+		h.Log.WarnContext(r.Context(), "sending a renewal", "err", err)
+	}
 }
 
 // sealToFile seals docs into a temporary file, rewound, which the caller closes and removes.

@@ -255,12 +255,17 @@ func (s *Service) findSealer(ctx context.Context, org string, now time.Time) (se
 
 // record keeps a completed seal as a transaction and returns its id.
 func (s *Service) record(ctx context.Context, actor, org string, digests [][]byte, format, level string) (string, error) {
+	return s.recordKind(ctx, "seal", actor, org, digests, format, level)
+}
+
+// recordKind keeps a completed operation of kind (seal, renew) as a transaction.
+func (s *Service) recordKind(ctx context.Context, kind, actor, org string, digests [][]byte, format, level string) (string, error) {
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
 	id := hex.EncodeToString(b)
 	now := s.now()
-	return id, s.recs.CreateTransaction(ctx, store.Transaction{ID: id, Kind: "seal", Actor: actor, OrganizationID: org,
+	return id, s.recs.CreateTransaction(ctx, store.Transaction{ID: id, Kind: kind, Actor: actor, OrganizationID: org,
 		Digests: digests, Format: format, Level: level, State: "completed", Created: now, Completed: now})
 }

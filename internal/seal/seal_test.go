@@ -248,7 +248,8 @@ func TestParseParams(t *testing.T) {
 		{map[string]string{"format": "pades", "text": "Оверено 印章"}, signing.ErrInvalid}, // the font has no Han
 		{map[string]string{"format": "docx"}, signing.ErrInvalid},
 		{map[string]string{"level": "B-X"}, signing.ErrInvalid},
-		{map[string]string{"format": "cades", "level": "B-LT"}, signing.ErrUnsupported},
+		{map[string]string{"format": "cades", "level": "B-LT"}, nil},
+		{map[string]string{"format": "asice", "level": "B-LTA"}, nil},
 		{map[string]string{"format": "pades", "packaging": "detached"}, signing.ErrInvalid},
 		{map[string]string{"format": "xades", "page": "1"}, signing.ErrInvalid},
 		{map[string]string{"rect": "1,2,3"}, signing.ErrInvalid},

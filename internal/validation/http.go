@@ -57,6 +57,8 @@ type Handler struct {
 	// counted by its weight; DefaultMemoryBudget when 0, and never less than the largest
 	// request needs.
 	MemoryBudget int64
+	// RevocationFreshness is Options.RevocationFreshness (config validation.revocation_freshness).
+	RevocationFreshness time.Duration
 }
 
 // DefaultMemoryBudget is the default bound on the memory of the validations running: what one
@@ -181,7 +183,7 @@ func isMultipart(r *http.Request) bool {
 func (h Handler) validate(w http.ResponseWriter, r *http.Request, body *upload.Body) {
 	var doc io.ReaderAt = body
 	size := body.Size()
-	opts := Options{TrustAnchors: h.TrustAnchors, Fetch: h.Fetch, Time: h.Time, MaxSize: h.maxSize()}
+	opts := Options{TrustAnchors: h.TrustAnchors, Fetch: h.Fetch, Time: h.Time, MaxSize: h.maxSize(), RevocationFreshness: h.RevocationFreshness}
 	if isMultipart(r) {
 		sig, content, err := h.parts(r, body)
 		if err != nil {

@@ -87,8 +87,10 @@ func (f XMLSignerFunc) SignFiles(ctx context.Context, files []File) ([]byte, err
 }
 
 // WriteCAdES writes to w an ASiC-E container of files with a CAdES signature by s over the
-// ASiCManifest. opts are the signature's (opts.Timestamper set: B-T); opts.SigningTime, when
-// set, is also the entries' modification time (else the entries carry none).
+// ASiCManifest. opts are the signature's (opts.Timestamper set: B-T; with opts.Revocation: B-LT;
+// with opts.Archive: B-LTA, the archive timestamp inside the CAdES signature, which covers the
+// manifest and so every file); opts.SigningTime, when set, is also the entries' modification
+// time (else the entries carry none).
 func WriteCAdES(ctx context.Context, w io.Writer, s signing.Signer, files []File, opts cades.Options) error {
 	if err := checkFiles(files); err != nil {
 		return err
@@ -372,4 +374,125 @@ func dosTime(t time.Time) (date, tm uint16) {
 	date = uint16(t.Day() + int(t.Month())<<5 + (t.Year()-1980)<<9)
 	tm = uint16(t.Second()/2 + t.Minute()<<5 + t.Hour()<<11)
 	return date, tm
+}
+
+// Renewers renew the signature of a container: each takes the signature entry's bytes and
+// returns them with one more archive timestamp (cades.AddArchiveTimestamp, xades.Renew).
+type Renewers struct {
+	CAdES func(ctx context.Context, p7s []byte) ([]byte, error)
+	// XAdES gets the container's data files through open, by their names.
+	XAdES func(ctx context.Context, doc []byte, open func(name string) (io.ReadCloser, error)) ([]byte, error)
+}
+
+// The bounds of a container renewal: the signature entry is read into memory; the data files
+// are streamed (a detached XAdES signature is renewed over them).
+const (
+	maxSignatureEntry = 64 << 20
+	maxRenewEntries   = 4096
+	maxRenewTotal     = 1 << 30
+)
+
+// Renew writes to w the ASiC-E container read from r (size bytes) with its signature renewed
+// by rn: META-INF/signature.p7s through rn.CAdES, META-INF/signatures.xml through rn.XAdES.
+// Every other entry, the mimetype first, is copied as it is (compressed bytes and headers), so
+// that the manifest and the data files the signature covers do not change. A container with
+// neither signature, or with entries that are not plain relative names, is refused with
+// signing.ErrInvalid.
+func Renew(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, rn Renewers) error {
+	zr, err := zip.NewReader(r, size)
+	if err != nil {
+		return fmt.Errorf("%w: asic: not a ZIP container: %v", signing.ErrInvalid, err)
+	}
+	if len(zr.File) == 0 || zr.File[0].Name != mimetypeHeader {
+		return fmt.Errorf("%w: asic: the first entry is not mimetype", signing.ErrInvalid)
+	}
+	if len(zr.File) > maxRenewEntries {
+		return fmt.Errorf("%w: asic: %d entries, the limit is %d", signing.ErrTooLarge, len(zr.File), maxRenewEntries)
+	}
+	var total uint64
+	for _, f := range zr.File {
+		// archive/zip stops a reader at the declared size, so this bounds what is read.
+		if total += f.UncompressedSize64; total > maxRenewTotal || f.UncompressedSize64 > maxRenewTotal {
+			return fmt.Errorf("%w: asic: the entries hold more than %d bytes uncompressed", signing.ErrTooLarge, uint64(maxRenewTotal))
+		}
+	}
+	byName := map[string]*zip.File{}
+	var sigEntry *zip.File
+	for _, f := range zr.File {
+		if f.Name != mimetypeHeader && !strings.HasPrefix(f.Name, "META-INF/") {
+			if err := checkName(f.Name); err != nil {
+				return err
+			}
+		}
+		if byName[f.Name] != nil {
+			return fmt.Errorf("%w: asic: entry %q twice", signing.ErrInvalid, f.Name)
+		}
+		byName[f.Name] = f
+		if f.Name == CAdESSigName || f.Name == XAdESSigName {
+			if sigEntry != nil {
+				return fmt.Errorf("%w: asic: both a CAdES and a XAdES signature; Vula renews the containers it makes", signing.ErrUnsupported)
+			}
+			sigEntry = f
+		}
+	}
+	if sigEntry == nil {
+		return fmt.Errorf("%w: asic: no %s or %s to renew", signing.ErrInvalid, CAdESSigName, XAdESSigName)
+	}
+	sig, err := readZipEntry(sigEntry, maxSignatureEntry)
+	if err != nil {
+		return err
+	}
+	var renewed []byte
+	if sigEntry.Name == CAdESSigName {
+		renewed, err = rn.CAdES(ctx, sig)
+	} else {
+		open := func(name string) (io.ReadCloser, error) {
+			f := byName[name]
+			if f == nil || name == mimetypeHeader || strings.HasPrefix(name, "META-INF/") {
+				return nil, fmt.Errorf("%w: asic: no data file %q in the container", signing.ErrInvalid, name)
+			}
+			return f.Open()
+		}
+		renewed, err = rn.XAdES(ctx, sig, open)
+	}
+	if err != nil {
+		return err
+	}
+	zw := zip.NewWriter(w)
+	for _, f := range zr.File {
+		if f == sigEntry {
+			fw, err := zw.CreateHeader(&zip.FileHeader{Name: f.Name, Method: zip.Deflate, Modified: f.Modified})
+			if err != nil {
+				return fmt.Errorf("asic: %w", err)
+			}
+			if _, err := fw.Write(renewed); err != nil {
+				return fmt.Errorf("asic: %w", err)
+			}
+			continue
+		}
+		if err := zw.Copy(f); err != nil {
+			return fmt.Errorf("%w: asic: entry %q: %v", signing.ErrInvalid, f.Name, err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("asic: %w", err)
+	}
+	return nil
+}
+
+// readZipEntry reads an entry of at most max bytes.
+func readZipEntry(f *zip.File, max int64) ([]byte, error) {
+	rc, err := f.Open()
+	if err != nil {
+		return nil, fmt.Errorf("%w: asic: entry %q: %v", signing.ErrInvalid, f.Name, err)
+	}
+	defer func() { _ = rc.Close() }() // read only
+	b, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: asic: entry %q: %v", signing.ErrInvalid, f.Name, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%w: asic: entry %q is over %d bytes", signing.ErrTooLarge, f.Name, max)
+	}
+	return b, nil
 }

@@ -105,7 +105,8 @@ func checkLayout(t *testing.T, container string, files []asic.File, meta ...stri
 
 // A CAdES container: its layout, the manifest (xmllint) with the digests sha256sum/openssl dgst
 // compute over the extracted files, the signature over the manifest (openssl cms -verify), and
-// a changed manifest refused.
+// a changed manifest refused. The P-384 container is at B-LTA: its signature carries the
+// validation data and an archive timestamp (with a SHA-384 hash index).
 func TestCAdES(t *testing.T) {
 	need(t, "unzip", "zipinfo", "xmllint", "openssl", "sha256sum")
 	for _, alg := range []hsm.Algorithm{hsm.ECP256, hsm.ECP384} {
@@ -114,6 +115,11 @@ func TestCAdES(t *testing.T) {
 			files := testFiles(t, e.Dir)
 			var buf bytes.Buffer
 			opts := cades.Options{SigningTime: time.Now(), Timestamper: e.TSA}
+			want := []string{"id-smime-aa-timeStampToken"}
+			if alg == hsm.ECP384 {
+				opts.Revocation, opts.Archive = e.PKI, true
+				want = append(want, "id-smime-aa-ets-certValues", "id-smime-aa-ets-revocationValues", "0.4.0.1733.2.4")
+			}
 			if err := asic.WriteCAdES(context.Background(), &buf, e.Seal, files, opts); err != nil {
 				t.Fatal(err)
 			}
@@ -169,8 +175,11 @@ func TestCAdES(t *testing.T) {
 			if msg, err := verify(manifest); err != nil {
 				t.Fatalf("openssl cms -verify of the manifest: %v\n%s", err, msg)
 			}
-			if p := run(t, "", "openssl", "cms", "-cmsout", "-print", "-inform", "DER", "-in", sig); !strings.Contains(p, "id-smime-aa-timeStampToken") {
-				t.Error("the container's signature has no timestamp")
+			p := run(t, "", "openssl", "cms", "-cmsout", "-print", "-inform", "DER", "-in", sig)
+			for _, w := range want {
+				if !strings.Contains(p, w) {
+					t.Errorf("the container's signature has no %s", w)
+				}
 			}
 			m, _ := os.ReadFile(manifest)
 			changed := e.WriteFile(t, "changed.xml", bytes.Replace(m, []byte("text/csv"), []byte("text/xml"), 1))

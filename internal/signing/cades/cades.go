@@ -1,13 +1,18 @@
 // Package cades makes detached CAdES signatures (ETSI EN 319 122-1 baseline, CMS SignedData per
-// RFC 5652) at levels B-B and B-T, for any content and for the PDF signer (PAdES embeds the
-// same CMS).
+// RFC 5652) at levels B-B, B-T, B-LT and B-LTA, for any content and for the PDF signer (PAdES
+// embeds the same CMS, at B-B or B-T: its long-term data live in the PDF).
 //
 // A signature is a DER ContentInfo of SignedData with no eContent and one SignerInfo,
 // identified by issuer and serial. Its signed attributes are content-type, message-digest,
 // signing-certificate-v2 (ESSCertIDv2 over the signer's certificate, SHA-256, with
 // issuerSerial), signing-time when asked and the caller's extra attributes; at B-T the unsigned
-// attribute signature-time-stamp holds an RFC 3161 token over the signature value. The key signs
-// once per signature; nothing else here touches it.
+// attribute signature-time-stamp holds an RFC 3161 token over the signature value; B-LT adds the
+// unsigned attributes certificate-values (the certificates not in SignedData.certificates: the
+// TSA's, the OCSP responders') and revocation-values (the CRLs over the CAs, a basic OCSP
+// response on each end-entity certificate); B-LTA adds an archive-time-stamp-v3 whose token
+// carries the ats-hash-index-v3 it was computed with (see lt.go). AddArchiveTimestamp adds
+// further archive timestamps later (renewal). The key signs once per signature; nothing else
+// here touches it.
 //
 // Why the CMS is encoded here with cryptobyte and not by github.com/digitorus/pkcs7: that
 // library always adds a signingTime attribute, which PAdES baseline forbids (the time goes in
@@ -20,6 +25,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
 	"io"
@@ -55,6 +61,13 @@ type Options struct {
 	// Timestamper, when not nil, adds the signature-time-stamp unsigned attribute
 	// (id-aa-signatureTimeStampToken) over the signature value: level B-T.
 	Timestamper signing.Timestamper
+	// Revocation, when not nil (with a Timestamper), adds the certificate-values and
+	// revocation-values unsigned attributes with what the signer's chain and the signature
+	// timestamp's TSA need (signing.Collect): level B-LT. The PDF signer leaves it nil: PAdES
+	// keeps that data in the DSS.
+	Revocation signing.Revocation
+	// Archive (with Revocation) adds an archive-time-stamp-v3 over all of that: level B-LTA.
+	Archive bool
 	// ExtraSigned are further signed attributes, already DER-encoded Attribute SEQUENCEs
 	// (e.g. commitment type); optional. Each must be one Attribute whose type is none of the
 	// attributes this package writes.
@@ -92,18 +105,51 @@ func SignDigest(ctx context.Context, s signing.Signer, digest []byte, opts Optio
 		return nil, fmt.Errorf("cades: signature: %w", err)
 	}
 	var unsigned [][]byte
+	var token []byte
 	if opts.Timestamper != nil {
 		attr, err := timestampAttr(ctx, opts.Timestamper, p.hash, sig)
 		if err != nil {
 			return nil, err
 		}
 		unsigned = append(unsigned, attr)
+		_, vals := splitAttribute(attr)
+		token = vals[0]
 	}
 	out := p.encode(signedAttrs, sig, unsigned)
 	if out == nil {
 		return nil, fmt.Errorf("cades: cannot encode the signature")
 	}
-	return out, nil
+	if opts.Revocation == nil {
+		return out, nil
+	}
+	return longTerm(ctx, out, s, token, opts)
+}
+
+// longTerm takes a B-T signature to B-LT and, with opts.Archive, B-LTA.
+func longTerm(ctx context.Context, der []byte, s signing.Signer, token []byte, opts Options) ([]byte, error) {
+	lt, err := parseCMS(der)
+	if err != nil {
+		return nil, err
+	}
+	tsaChain, err := signing.TokenCerts(token)
+	if err != nil {
+		return nil, fmt.Errorf("cades: the signature timestamp: %w", err)
+	}
+	vd, err := signing.Collect(ctx, opts.Revocation, append([]*x509.Certificate{s.Cert}, s.Chain...), tsaChain)
+	if err != nil {
+		return nil, fmt.Errorf("cades: validation data: %w", err)
+	}
+	attrs, err := ltAttrs(vd, lt.certs)
+	if err != nil {
+		return nil, err
+	}
+	lt.unsigned = append(lt.unsigned, attrs...)
+	if opts.Archive {
+		if err := lt.addArchiveTimestamp(ctx, opts.Timestamper); err != nil {
+			return nil, err
+		}
+	}
+	return lt.encode()
 }
 
 // Sign hashes r as it streams and calls SignDigest.
@@ -168,6 +214,12 @@ type prepared struct {
 func prepare(s signing.Signer, opts Options) (*prepared, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
+	}
+	if opts.Revocation != nil && opts.Timestamper == nil {
+		return nil, fmt.Errorf("%w: cades: level B-LT needs a timestamper", signing.ErrInvalid)
+	}
+	if opts.Archive && opts.Revocation == nil {
+		return nil, fmt.Errorf("%w: cades: level B-LTA needs a source of revocation data", signing.ErrInvalid)
 	}
 	p := &prepared{s: s, opts: opts, ctype: opts.ContentType}
 	if p.ctype == nil {

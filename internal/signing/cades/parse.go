@@ -6,7 +6,6 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
-	"slices"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
@@ -27,52 +26,36 @@ func AddTimestamp(ctx context.Context, der []byte, ts signing.Timestamper) ([]by
 	if err != nil {
 		return nil, err
 	}
-	for _, a := range p.unsigned {
-		if oid, _ := attributeType(a); oid.Equal(oidSignatureTimeStamp) {
-			return nil, fmt.Errorf("%w: cades: the signature already has a signature-time-stamp", signing.ErrInvalid)
-		}
+	if p.has(oidSignatureTimeStamp) {
+		return nil, fmt.Errorf("%w: cades: the signature already has a signature-time-stamp", signing.ErrInvalid)
 	}
 	attr, err := timestampAttr(ctx, ts, p.hash, p.signature)
 	if err != nil {
 		return nil, err
 	}
-	unsigned := setOf(append(slices.Clone(p.unsigned), attr))
-	out := cms.Build(func(b *cryptobyte.Builder) {
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ContentInfo
-			b.AddASN1ObjectIdentifier(oidSignedData)
-			b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
-				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SignedData
-					b.AddBytes(p.beforeSigners)
-					b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
-						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SignerInfo
-							b.AddBytes(p.signerHead)
-							b.AddASN1(cbasn1.Tag(1).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
-								b.AddBytes(setContents(unsigned))
-							})
-						})
-					})
-				})
-			})
-		})
-	})
-	if out == nil || unsigned == nil {
-		return nil, fmt.Errorf("cades: cannot encode the signature")
-	}
-	return out, nil
+	p.unsigned = append(p.unsigned, attr)
+	return p.encode()
 }
 
-// parsed is a CMS SignedData with one signer, cut where AddTimestamp rebuilds it.
+// parsed is a CMS SignedData with one signer, cut where AddTimestamp and AddArchiveTimestamp
+// rebuild it and where an archive-time-stamp-v3 looks.
 type parsed struct {
-	beforeSigners []byte   // version, digestAlgorithms, encapContentInfo, certificates, crls
-	signerHead    []byte   // the SignerInfo up to and with its signature OCTET STRING
-	signature     []byte   // the signature value
-	unsigned      [][]byte // the unsigned attributes, each a DER Attribute
-	hash          crypto.Hash
+	head        []byte            // version, digestAlgorithms, encapContentInfo
+	contentType []byte            // the DER eContentType (an archive-time-stamp-v3 covers it)
+	certs       [][]byte          // the CertificateChoices of SignedData.certificates, each DER
+	crls        [][]byte          // the RevocationInfoChoices of SignedData.crls, each DER
+	signerHead  []byte            // the SignerInfo up to and with its signature OCTET STRING
+	signature   []byte            // the signature value
+	signedAttrs cryptobyte.String // the signed attributes, each a DER Attribute, one after another
+	unsigned    [][]byte          // the unsigned attributes, each a DER Attribute
+	hash        crypto.Hash
 }
 
 // parseCMS cuts a DER ContentInfo of SignedData with exactly one SignerInfo, read by
-// cms.ParseSignedData, the parser validation uses too. It checks the structure, not the
-// signature: AddTimestamp only appends to it.
+// cms.ParseSignedData, the parser validation uses too; the part before the signerInfos it
+// cuts further into the header and the certificates and revocation choices, which
+// AddArchiveTimestamp adds to and an archive timestamp's hash index lists. It checks the
+// structure, not the signature.
 func parseCMS(der []byte) (*parsed, error) {
 	bad := func(what string) error {
 		return fmt.Errorf("%w: cades: not a DER CMS SignedData with one signer: %s", signing.ErrInvalid, what)
@@ -91,8 +74,37 @@ func parseCMS(der []byte) (*parsed, error) {
 	if _, ok := oidDigest[sd.Hash]; !ok { // SHA-1: recognised, not used
 		return nil, fmt.Errorf("%w: cades: digest algorithm %v", signing.ErrUnsupported, sd.Hash)
 	}
-	return &parsed{beforeSigners: sd.BeforeSigners, signerHead: sd.SignerHead, signature: sd.Signature,
-		unsigned: sd.Unsigned, hash: sd.Hash}, nil
+	p := &parsed{signerHead: sd.SignerHead, signature: sd.Signature, unsigned: sd.Unsigned, hash: sd.Hash}
+	if sd.SignedAttrs != nil {
+		p.signedAttrs = setContents(sd.SignedAttrs)
+	}
+	// BeforeSigners: version, digestAlgorithms, encapContentInfo, [0] certificates, [1] crls.
+	s := cryptobyte.String(sd.BeforeSigners)
+	start := s
+	var encap, ctype cryptobyte.String
+	if !s.SkipASN1(cbasn1.INTEGER) || !s.SkipASN1(cbasn1.SET) || !s.ReadASN1(&encap, cbasn1.SEQUENCE) ||
+		!encap.ReadASN1Element(&ctype, cbasn1.OBJECT_IDENTIFIER) {
+		return nil, bad("SignedData header")
+	}
+	p.head, p.contentType = start[:len(start)-len(s)], ctype
+	for i, list := range []*[][]byte{&p.certs, &p.crls} {
+		var set cryptobyte.String
+		if !s.ReadOptionalASN1(&set, nil, cbasn1.Tag(i).ContextSpecific().Constructed()) {
+			return nil, bad("certificates or CRLs")
+		}
+		for !set.Empty() {
+			var e cryptobyte.String
+			var tag cbasn1.Tag
+			if !set.ReadAnyASN1Element(&e, &tag) {
+				return nil, bad("certificates or CRLs")
+			}
+			*list = append(*list, e)
+		}
+	}
+	if !s.Empty() {
+		return nil, bad("SignedData before its signerInfos")
+	}
+	return p, nil
 }
 
 // checkImprint checks that a TimeStampToken's message imprint is digest under hash.

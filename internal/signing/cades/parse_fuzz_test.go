@@ -31,9 +31,33 @@ func FuzzParse(f *testing.F) {
 			if !errors.Is(err, signing.ErrInvalid) && !errors.Is(err, signing.ErrUnsupported) {
 				t.Fatalf("error not ErrInvalid/ErrUnsupported: %v", err)
 			}
-		} else if p.hash == 0 || len(p.beforeSigners) == 0 || len(p.signerHead) == 0 {
+		} else if p.hash == 0 || len(p.head) == 0 || len(p.signerHead) == 0 {
 			t.Fatalf("parsed without a digest algorithm or parts: %+v", p)
 		}
 		_ = checkImprint(der, crypto.SHA256, make([]byte, 32))
+	})
+}
+
+// The archive timestamp reader a validator runs on untrusted signatures: Archives and each
+// Imprint never panic, and an imprint is a digest of the hash asked for.
+func FuzzArchives(f *testing.F) {
+	seeds, _ := filepath.Glob(filepath.Join("testdata", "*.p7s"))
+	for _, p := range seeds {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, der []byte) {
+		archives, err := Archives(der, func(h crypto.Hash) ([]byte, error) { return make([]byte, h.Size()), nil })
+		if err != nil {
+			return
+		}
+		for _, a := range archives {
+			if d, err := a.Imprint(crypto.SHA256); err == nil && len(d) != 32 {
+				t.Fatalf("an imprint of %d bytes", len(d))
+			}
+		}
 	})
 }

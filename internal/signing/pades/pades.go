@@ -243,6 +243,12 @@ func (u *update) end() int64 { return u.base + int64(u.buf.Len()) }
 // docTimestamp builds the update with a document timestamp over the output so far (the
 // original, hashed into hDoc, and the updates) and returns it with its token.
 func (d *document) docTimestamp(ctx context.Context, base int64, hDoc hash.Hash, before []*update, ts signing.Timestamper, rec *recorder) (*update, []byte, error) {
+	return d.docTimestampAfter(ctx, base, hDoc, before, ts, rec, false)
+}
+
+// docTimestampAfter is docTimestamp with an end of line first when the update directly
+// follows an original that does not end in one (renewal of such a file).
+func (d *document) docTimestampAfter(ctx context.Context, base int64, hDoc hash.Hash, before []*update, ts signing.Timestamper, rec *recorder, leadingEOL bool) (*update, []byte, error) {
 	n := cades.DefaultTokenReserve
 	if m, ok := ts.(cades.MaxTokenSizer); ok {
 		n = m.MaxTokenSize()
@@ -251,7 +257,7 @@ func (d *document) docTimestamp(ctx context.Context, base int64, hDoc hash.Hash,
 		// give or take a few bytes of serial, time and signature value.
 		n = len(rec.token) + 1024
 	}
-	u := d.newUpdate(base, false)
+	u := d.newUpdate(base, leadingEOL)
 	m := dict{"Type": name("DocTimeStamp"), "Filter": name("Adobe.PPKLite"), "SubFilter": name("ETSI.RFC3161")}
 	p, err := u.addSignature(sigField{sig: m, contents: n, prefix: "DocTimeStamp", page: 1})
 	if err != nil {

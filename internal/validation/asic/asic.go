@@ -321,16 +321,6 @@ func asicManifest(v *core.Validator, files map[string]*zip.File, name, id string
 		s.SignedObjects = append(s.SignedObjects, obj)
 		covered = append(covered, entry)
 	}
-	embedded, timestamped := cades.Signature(v, &s, p, cades.BytesImprint(manifest), s.Format == "CAdES-BASELINE", core.Proof{})
-	s.Conclude()
-	if s.Format == "CAdES-BASELINE" && !s.Failed() {
-		s.Level = signing.LevelB
-		if timestamped {
-			s.Level = signing.LevelT
-			if embedded && (len(p.OCSPs) > 0 || len(p.CRLs) > 0) {
-				s.Level = signing.LevelLT
-			}
-		}
-	}
+	cades.LongTerm(v, &s, p, der, cades.BytesImprint(manifest), s.Format == "CAdES-BASELINE")
 	return s, covered, nil
 }

@@ -282,17 +282,7 @@ func Validate(v *core.Validator, der []byte, rep *core.Report) error {
 	default:
 		s.Pass("format", "detached CMS SignedData")
 	}
-	embedded, timestamped := Signature(v, &s, p, content, s.Format == "CAdES-BASELINE", core.Proof{})
-	s.Conclude()
-	if s.Format == "CAdES-BASELINE" && !s.Failed() {
-		s.Level = signing.LevelB
-		if timestamped {
-			s.Level = signing.LevelT
-			if embedded && (len(p.OCSPs) > 0 || len(p.CRLs) > 0) {
-				s.Level = signing.LevelLT
-			}
-		}
-	}
+	LongTerm(v, &s, p, der, content, s.Format == "CAdES-BASELINE")
 	rep.Signatures = append(rep.Signatures, s)
 	return nil
 }

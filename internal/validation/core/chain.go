@@ -79,9 +79,22 @@ func (v *Validator) Revocation(rep *SignatureReport, chain []*x509.Certificate, 
 	for i := 0; i+1 < len(chain); i++ {
 		cert, issuer := chain[i], chain[i+1]
 		use, ok := v.embeddedStatus(cert, issuer, cmsOCSPs, cmsCRLs)
+		if ok && !v.fresh(rep, poe, use) && v.opts.Fetch != nil {
+			if f, fok := v.fetchStatus(cert, issuer); fok {
+				use = f
+				embeddedOnly = false
+			}
+		}
 		if !ok && v.opts.Fetch != nil {
 			use, ok = v.fetchStatus(cert, issuer)
 			embeddedOnly = false
+		}
+		if ok && !v.fresh(rep, poe, use) {
+			embeddedOnly = false
+			rep.Revocation = append(rep.Revocation, use)
+			rep.Indeterminate("revocation-freshness", TryLater, "the %s %s on %s was issued at %s, more than %s before the best-signature-time %s: not fresh (EN 319 102-1 §5.2.5); fresher data can be obtained later",
+				use.Source, use.Type, cert.Subject, use.ThisUpdate.Format(time.RFC3339), v.opts.RevocationFreshness, v.bestSignatureTime(rep, poe).Format(time.RFC3339))
+			continue
 		}
 		if !ok {
 			embeddedOnly = false

@@ -24,6 +24,13 @@ type Options struct {
 	ContentSize int64
 	// MaxSize bounds the document (signing.ErrTooLarge above it); 0: no bound.
 	MaxSize int64
+	// RevocationFreshness is the revocation freshness constraint (EN 319 102-1 §5.2.5): the
+	// OCSP response or CRL that shows a certificate good must have been issued (thisUpdate)
+	// after, or at most this long before, the best-signature-time of what the certificate
+	// signed: the signature's proof of existence, a timestamp's own time. Older data is not
+	// fresh: fresher data is fetched when Fetch is set, else the result is INDETERMINATE /
+	// TRY_LATER. 0: not checked.
+	RevocationFreshness time.Duration
 }
 
 // Fetcher gets revocation data online.

@@ -518,8 +518,16 @@ func (s *signature) trust() {
 // errWeakAlgorithm marks an algorithm refused as too weak (CRYPTO_CONSTRAINTS_FAILURE).
 var errWeakAlgorithm = errors.New("a weak algorithm")
 
-// validationValues reads CertificateValues and RevocationValues.
+// validationValues reads CertificateValues and RevocationValues, those of the signature and
+// those of its xadesv141:TimeStampValidationData (a renewal's data on a timestamp's TSA).
 func validationValues(usp *etree.Element) (certs []*x509.Certificate, ocsps, crls [][]byte, hasRev bool, err error) {
+	for _, tvd := range Children(usp, nsXAdES141, "TimeStampValidationData") {
+		c, o, r, _, err := validationValues(tvd)
+		if err != nil {
+			return nil, nil, nil, false, err
+		}
+		certs, ocsps, crls = append(certs, c...), append(ocsps, o...), append(crls, r...)
+	}
 	for _, cv := range Children(usp, nsXAdES, "CertificateValues") {
 		for _, e := range Children(cv, nsXAdES, "EncapsulatedX509Certificate") {
 			der, err := DecodeBase64(e.Text())
