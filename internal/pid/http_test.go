@@ -135,7 +135,10 @@ func TestPreAuthorizedFlow(t *testing.T) {
 		{"stale proof", credReq(proof(t, k1, j1, issuerURL, nonce(), e.clock.Add(-time.Hour))), tok, "invalid_proof", 400},
 		{"proof by another key", credReq(proof(t, k2, j1, issuerURL, nonce(), e.clock)), tok, "invalid_proof", 400},
 		{"proof for another issuer", credReq(proof(t, k1, j1, "https://other.example", nonce(), e.clock)), tok, "invalid_proof", 400},
-		{"one key twice", func() string { n := nonce(); return credReq(proof(t, k1, j1, issuerURL, n, e.clock), proof(t, k1, j1, issuerURL, n, e.clock)) }(), tok, "invalid_proof", 400},
+		{"one key twice", func() string {
+			n := nonce()
+			return credReq(proof(t, k1, j1, issuerURL, n, e.clock), proof(t, k1, j1, issuerURL, n, e.clock))
+		}(), tok, "invalid_proof", 400},
 		{"no proofs", `{"credential_configuration_id":"` + ConfigSDJWT + `"}`, tok, "invalid_proof", 400},
 		{"unknown configuration", `{"credential_configuration_id":"x","proofs":{"jwt":["a"]}}`, tok, "unknown_credential_configuration", 400},
 		{"not JSON", `{`, tok, "invalid_credential_request", 400},
