@@ -196,3 +196,6 @@ func (s *Service) Nonce(ctx context.Context) (string, error) {
 	}
 	return n, s.eph.Put(ctx, "pid:nonce:"+n, []byte{1}, nonceTTL)
 }
+
+// OfferPage is the page that shows offer id as a QR code.
+func (s *Service) OfferPage(id string) string { return s.cfg.Issuer + "/pid/offer/" + id }
