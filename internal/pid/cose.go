@@ -1,6 +1,7 @@
 package pid
 
 import (
+	"context"
 	"crypto"
 
 	"github.com/fxamacker/cbor/v2"
@@ -31,7 +32,7 @@ type sign1 struct {
 
 // signCOSE makes a tagged COSE_Sign1 over payload with the given protected headers (alg is set
 // here) and unprotected ones.
-func signCOSE(s crypto.Signer, protected, unprotected map[int]any, payload []byte) ([]byte, error) {
+func signCOSE(ctx context.Context, s crypto.Signer, protected, unprotected map[int]any, payload []byte) ([]byte, error) {
 	_, alg, _, err := jwsAlg(s.Public())
 	if err != nil {
 		return nil, err
@@ -45,7 +46,7 @@ func signCOSE(s crypto.Signer, protected, unprotected map[int]any, payload []byt
 	if err != nil {
 		return nil, err
 	}
-	sig, err := rawSign(s, toSign)
+	sig, err := rawSign(ctx, s, toSign)
 	if err != nil {
 		return nil, err
 	}

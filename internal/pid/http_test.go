@@ -49,7 +49,7 @@ func (c client) do(method, path, ctype, body, token string) (int, map[string]any
 }
 
 // proof signs an openid4vci-proof+jwt with k, carrying the public key jwk in its header.
-func proof(t *testing.T, k *ecdsa.PrivateKey, jwk jose.JSONWebKey, aud, nonce string, iat time.Time) string {
+func proof(t testing.TB, k *ecdsa.PrivateKey, jwk jose.JSONWebKey, aud, nonce string, iat time.Time) string {
 	t.Helper()
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: k},
 		(&jose.SignerOptions{EmbedJWK: false}).WithType("openid4vci-proof+jwt").WithHeader("jwk", jwk))

@@ -1,6 +1,7 @@
 package pid
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -8,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/vula-eid/vula/hsm"
 )
@@ -30,8 +32,10 @@ func jwsAlg(pub crypto.PublicKey) (alg string, cose int, h crypto.Hash, err erro
 	return "", 0, 0, fmt.Errorf("pid: no JOSE algorithm for a %T key", pub)
 }
 
-// rawSign signs msg with s as JOSE and COSE want it: ECDSA as fixed-size r||s, RSA as PSS.
-func rawSign(s crypto.Signer, msg []byte) ([]byte, error) {
+// rawSign signs msg with s as JOSE and COSE want it: ECDSA as fixed-size r||s, RSA as PSS. A
+// signer of the instrumented key layer signs under ctx, so that the audit record names this
+// request (and not the one the signer was first obtained in).
+func rawSign(ctx context.Context, s crypto.Signer, msg []byte) ([]byte, error) {
 	_, _, h, err := jwsAlg(s.Public())
 	if err != nil {
 		return nil, err
@@ -39,18 +43,22 @@ func rawSign(s crypto.Signer, msg []byte) ([]byte, error) {
 	d := h.New()
 	d.Write(msg)
 	digest := d.Sum(nil)
+	sign := s.Sign
+	if cs, ok := s.(hsm.ContextSigner); ok {
+		sign = func(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) { return cs.SignContext(ctx, r, d, o) }
+	}
 	if k, ok := s.Public().(*ecdsa.PublicKey); ok {
-		der, err := s.Sign(rand.Reader, digest, h)
+		der, err := sign(rand.Reader, digest, h)
 		if err != nil {
 			return nil, err
 		}
 		return hsm.ECDSARaw(der, k.Curve)
 	}
-	return s.Sign(rand.Reader, digest, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h})
+	return sign(rand.Reader, digest, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h})
 }
 
 // signJWS makes a compact JWS of payload with header (alg is set here).
-func signJWS(s crypto.Signer, header map[string]any, payload any) (string, error) {
+func signJWS(ctx context.Context, s crypto.Signer, header map[string]any, payload any) (string, error) {
 	alg, _, _, err := jwsAlg(s.Public())
 	if err != nil {
 		return "", err
@@ -65,7 +73,7 @@ func signJWS(s crypto.Signer, header map[string]any, payload any) (string, error
 		return "", err
 	}
 	input := b64.EncodeToString(hb) + "." + b64.EncodeToString(pb)
-	sig, err := rawSign(s, []byte(input))
+	sig, err := rawSign(ctx, s, []byte(input))
 	if err != nil {
 		return "", err
 	}

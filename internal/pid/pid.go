@@ -357,7 +357,7 @@ func (s *Service) Issue(ctx context.Context, req Request) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		cred, err := s.sdJWT(k, claims, h, rec)
+		cred, err := s.sdJWT(ctx, k, claims, h, rec)
 		if err != nil {
 			return nil, err
 		}
@@ -417,7 +417,7 @@ func (s *Service) slot(ctx context.Context, rec store.IssuedPID) (store.IssuedPI
 }
 
 // sdJWT signs one SD-JWT VC for holder.
-func (s *Service) sdJWT(k *issuerKey, claims map[string]any, holder jose.JSONWebKey, rec store.IssuedPID) (string, error) {
+func (s *Service) sdJWT(ctx context.Context, k *issuerKey, claims map[string]any, holder jose.JSONWebKey, rec store.IssuedPID) (string, error) {
 	body, ds, err := conceal(claims)
 	if err != nil {
 		return "", err
@@ -433,7 +433,7 @@ func (s *Service) sdJWT(k *issuerKey, claims map[string]any, holder jose.JSONWeb
 	body["_sd_alg"] = "sha-256"
 	body["cnf"] = map[string]any{"jwk": json.RawMessage(pub)}
 	body["status"] = map[string]any{"status_list": map[string]any{"idx": rec.Index, "uri": s.statusURI(rec.List)}}
-	jwt, err := signJWS(k.signer, map[string]any{"typ": FormatSDJWT, "x5c": k.x5c}, body)
+	jwt, err := signJWS(ctx, k.signer, map[string]any{"typ": FormatSDJWT, "x5c": k.x5c}, body)
 	if err != nil {
 		return "", err
 	}

@@ -282,3 +282,32 @@ func TestRevokeShowsInStatusList(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The issuer key's signer is kept across requests: each signature runs under its own request's
+// context, so its audit record names that request's actor, not the first request's.
+func TestSignerOutlivesFirstRequest(t *testing.T) {
+	e := newEnv(t)
+	_, jwk := holderKey(t)
+	e.svc.mu.Lock()
+	e.svc.signer = nil // obtained again under the first request
+	e.svc.mu.Unlock()
+	for _, actor := range []string{"first-wallet", "second-wallet"} {
+		if _, err := e.svc.Issue(hsm.WithActor(context.Background(), actor), Request{SubjectID: e.sub, Actor: actor, Format: FormatSDJWT,
+			Holders: []jose.JSONWebKey{jwk}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := e.db.AuditRecords(context.Background(), 1, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var signers []string
+	for _, r := range recs {
+		if r.Action == "sign" && strings.Contains(string(r.Detail), `"pid"`) {
+			signers = append(signers, r.Actor)
+		}
+	}
+	if len(signers) < 2 || signers[len(signers)-1] != "second-wallet" {
+		t.Fatalf("the signatures' audit records name %v, want the last to be second-wallet", signers)
+	}
+}

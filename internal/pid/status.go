@@ -42,7 +42,12 @@ func (s *Service) StatusList(ctx context.Context, list int, cwt bool) (StatusTok
 	if err != nil {
 		return StatusToken{}, err
 	}
-	if len(revoked) == 0 {
+	s.mu.Lock()
+	current := s.list
+	s.mu.Unlock()
+	// Lists fill one after the other: one up to the current list exists; past it, ask the store
+	// (another replica may have moved on).
+	if len(revoked) == 0 && list > current {
 		n, err := s.recs.CountPIDs(ctx, list)
 		if err != nil {
 			return StatusToken{}, err
@@ -85,12 +90,12 @@ func (s *Service) StatusList(ctx context.Context, list int, cwt bool) (StatusTok
 		if err != nil {
 			return StatusToken{}, err
 		}
-		tok, err = signCOSE(k.signer, map[int]any{coseType: MediaStatusCWT, coseX5Chain: x5chain(k.chain)}, nil, payload)
+		tok, err = signCOSE(ctx, k.signer, map[int]any{coseType: MediaStatusCWT, coseX5Chain: x5chain(k.chain)}, nil, payload)
 		if err != nil {
 			return StatusToken{}, err
 		}
 	} else {
-		jwt, err := signJWS(k.signer, map[string]any{"typ": "statuslist+jwt", "x5c": k.x5c}, map[string]any{
+		jwt, err := signJWS(ctx, k.signer, map[string]any{"typ": "statuslist+jwt", "x5c": k.x5c}, map[string]any{
 			"sub": s.statusURI(list), "iat": issued.Unix(), "exp": exp.Unix(), "ttl": ttl,
 			"status_list": map[string]any{"bits": 1, "lst": b64.EncodeToString(lst)},
 		})
