@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"encoding/pem"
@@ -23,6 +26,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v3"
+	"golang.org/x/oauth2"
+
+	"github.com/vula-eid/vula/internal/auth"
+	"github.com/vula-eid/vula/internal/idp/idptest"
 	"github.com/vula-eid/vula/internal/testenv"
 )
 
@@ -220,4 +228,115 @@ func walletSuiteDir(t testing.TB) string {
 		t.Fatal(walletErr)
 	}
 	return dir
+}
+
+// TestWalletAuthorizationCode: a wallet registered as a client of Vula's identity provider gets
+// the PID scope through the citizen's own login (PAR, PKCE, private_key_jwt) and redeems the
+// provider's access token at the credential endpoint. A login below the configured level of
+// assurance (substantial) gets no PID.
+func TestWalletAuthorizationCode(t *testing.T) {
+	vulaBinary(t)
+	data := t.TempDir()
+	addr := freePort(t)
+	issuer := "http://" + addr
+	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false", "VULA_BASE_URL=" + issuer}
+	citizen := &officialUser{number: "5566778899", pw: "the citizen's long passphrase", used: map[int64]bool{}}
+	vula(t, append(env, "CITIZEN_PW="+citizen.pw), "persons", "create", citizen.number, "--given-name", "Besa", "--family-name", "Gashi",
+		"--birthdate", "2001-02-03", "--password-env", "CITIZEN_PW")
+	var enrolled struct {
+		URI string `json:"otpauth_uri"`
+	}
+	json.Unmarshal([]byte(vula(t, env, "persons", "enroll-totp", citizen.number, "-o", "json")), &enrolled)
+	u, _ := url.Parse(enrolled.URI)
+	citizen.seed = u.Query().Get("secret")
+	wallet := newRP(t, env, "wallet-app", "--scope", "openid,"+auth.ScopePID, "--require-par")
+	srv := startReplicaAt(t, addr, data, env)
+	srv.ready(t, http.StatusOK)
+
+	var meta struct {
+		AuthServers []string `json:"authorization_servers"`
+	}
+	getJSONPlain(t, issuer+"/.well-known/openid-credential-issuer", &meta)
+	if len(meta.AuthServers) != 2 || meta.AuthServers[0] != issuer {
+		t.Fatalf("authorization_servers %v: want the identity provider first", meta.AuthServers)
+	}
+
+	login := func(acr string) string {
+		verifier := oauth2.GenerateVerifier()
+		push := wallet.assertion(t, issuer)
+		for k, v := range map[string]string{"client_id": wallet.id, "response_type": "code", "redirect_uri": wallet.callback,
+			"scope": auth.ScopePID, "state": "s-" + verifier[:8], "code_challenge": oauth2.S256ChallengeFromVerifier(verifier),
+			"code_challenge_method": "S256", "acr_values": acr} {
+			push.Set(k, v)
+		}
+		code, par := post(t, issuer+"/oauth2/par", push)
+		if code != 201 {
+			t.Fatalf("PAR: %d %v", code, par)
+		}
+		authURL := issuer + "/oauth2/auth?client_id=" + wallet.id + "&request_uri=" + url.QueryEscape(par["request_uri"].(string))
+		b := idptest.New(t, issuer)
+		var cb *url.URL
+		if acr == auth.LoALow {
+			cb = b.LoginWithCode(authURL, wallet.callback, citizen.number, citizen.pw, "")
+		} else {
+			citizen.used[time.Now().Unix()/30] = true
+			cb = b.Login(authURL, wallet.callback, citizen.number, citizen.pw, citizen.seed)
+		}
+		tf := wallet.assertion(t, issuer)
+		tf.Set("grant_type", "authorization_code")
+		tf.Set("code", cb.Query().Get("code"))
+		tf.Set("redirect_uri", wallet.callback)
+		tf.Set("code_verifier", verifier)
+		code, tok := post(t, issuer+"/oauth2/token", tf)
+		if code != 200 || !strings.Contains(fmt.Sprint(tok["scope"]), auth.ScopePID) {
+			t.Fatalf("code exchange: %d %v", code, tok)
+		}
+		return tok["access_token"].(string)
+	}
+	request := func(token string) (int, map[string]any) {
+		code, n := post(t, issuer+"/pid/nonce", url.Values{})
+		if code != 200 {
+			t.Fatalf("nonce: %d %v", code, n)
+		}
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key},
+			(&jose.SignerOptions{}).WithType("openid4vci-proof+jwt").WithHeader("jwk", jose.JSONWebKey{Key: key.Public()}))
+		claims, _ := json.Marshal(map[string]any{"aud": issuer, "iat": time.Now().Unix(), "nonce": n["c_nonce"]})
+		o, _ := s.Sign(claims)
+		proof, _ := o.CompactSerialize()
+		body, _ := json.Marshal(map[string]any{"credential_configuration_id": "eu.europa.ec.eudi.pid.1.dc+sd-jwt", "proofs": map[string]any{"jwt": []string{proof}}})
+		req, _ := http.NewRequest("POST", issuer+"/pid/credential", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+
+	if code, out := request(login(auth.LoASubstantial)); code != 200 || len(out["credentials"].([]any)) != 1 {
+		t.Fatalf("credential after a substantial login: %d %v", code, out)
+	}
+	if code, out := request(login(auth.LoALow)); code != 401 || out["error"] != "insufficient_user_authentication" {
+		t.Fatalf("credential after a password-only login: %d %v, want 401 insufficient_user_authentication", code, out)
+	}
+}
+
+func getJSONPlain(t *testing.T, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d", u, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -17,8 +17,11 @@ import (
 // Handler serves the issuer over HTTP: the OpenID4VCI metadata, the pre-authorized code's
 // token endpoint, the nonce and credential endpoints, and the status lists.
 type Handler struct {
-	S   *Service
-	Log *slog.Logger
+	S *Service
+	// Auth checks the identity provider's access tokens (authorization code flow, scope
+	// auth.ScopePID); nil when the provider is not the issuer's authorization server.
+	Auth auth.Authenticator
+	Log  *slog.Logger
 }
 
 const maxBody = 64 << 10
@@ -72,7 +75,7 @@ func (h Handler) metadata(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	writeJSON(w, http.StatusOK, map[string]any{
 		"credential_issuer":         s.cfg.Issuer,
-		"authorization_servers":     []string{s.AuthServer()},
+		"authorization_servers":     h.authServers(),
 		"credential_endpoint":       s.cfg.Issuer + "/pid/credential",
 		"nonce_endpoint":            s.cfg.Issuer + "/pid/nonce",
 		"batch_credential_issuance": map[string]any{"batch_size": s.cfg.BatchSize},
@@ -89,6 +92,16 @@ func (h Handler) metadata(w http.ResponseWriter, r *http.Request) {
 			},
 		},
 	})
+}
+
+// authServers are the issuer's authorization servers: Vula's identity provider (whose issuer is
+// the credential issuer's identifier) for the authorization code flow, and the issuer's own
+// for pre-authorized codes.
+func (h Handler) authServers() []string {
+	if h.Auth == nil {
+		return []string{h.S.AuthServer()}
+	}
+	return []string{h.S.cfg.Issuer, h.S.AuthServer()}
 }
 
 // asMetadata is the RFC 8414 metadata of the issuer's own authorization server, which serves
@@ -163,11 +176,30 @@ func (h Handler) credential(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	at, err := h.S.accessToken(ctx, tok)
-	if errors.Is(err, store.ErrNotFound) {
+	switch {
+	case errors.Is(err, store.ErrNotFound) && h.Auth != nil:
+		// Not a pre-authorized code's token: one of the provider's, from the person's own login.
+		c, err := h.Auth.Bearer(r, Scope)
+		if err != nil {
+			auth.WriteBearerError(w, r, "vula-pid", Scope, err)
+			return
+		}
+		if c.Subject == "" {
+			h.oauthError(w, r, http.StatusForbidden, "insufficient_scope", errors.New("the token speaks for no person"))
+			return
+		}
+		if !auth.AtLeast(c.ACR, h.S.cfg.LoA) {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="vula-pid", error="insufficient_user_authentication", acr_values=%q`, h.S.cfg.LoA))
+			h.oauthError(w, r, http.StatusUnauthorized, "insufficient_user_authentication",
+				fmt.Errorf("a PID needs a login at %s or higher, this one reached %q", h.S.cfg.LoA, c.ACR))
+			return
+		}
+		at = tokenRecord{Subject: c.Subject, Actor: c.ClientID}
+	case errors.Is(err, store.ErrNotFound):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="vula-pid", error="invalid_token"`)
 		server.WriteProblem(w, r, http.StatusUnauthorized, auth.ErrTokenInvalid)
 		return
-	} else if err != nil {
+	case err != nil:
 		h.oauthError(w, r, http.StatusInternalServerError, "server_error", err)
 		return
 	}

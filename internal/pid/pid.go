@@ -52,7 +52,7 @@ const (
 	// ConfigSDJWT is the credential configuration id of the PID as an SD-JWT VC.
 	ConfigSDJWT = "eu.europa.ec.eudi.pid.1.dc+sd-jwt"
 	// Scope asks for the PID in an authorization request.
-	Scope = "eu.europa.ec.eudi.pid.1"
+	Scope = auth.ScopePID
 )
 
 // Records is what the service keeps in the durable store.
