@@ -90,8 +90,32 @@ func (h Handler) metadata(w http.ResponseWriter, r *http.Request) {
 				"proof_types_supported":                   map[string]any{"jwt": map[string]any{"proof_signing_alg_values_supported": ProofAlgs}},
 				"credential_metadata":                     map[string]any{"display": display, "claims": claims},
 			},
+			ConfigMdoc: map[string]any{
+				"format":  FormatMdoc,
+				"doctype": DocType,
+				"cryptographic_binding_methods_supported": []string{"cose_key"},
+				"credential_signing_alg_values_supported": []int{coseAlgOf(alg)},
+				"proof_types_supported":                   map[string]any{"jwt": map[string]any{"proof_signing_alg_values_supported": []string{"ES256"}}},
+				"credential_metadata":                     map[string]any{"display": display, "claims": mdocClaims()},
+			},
 		},
 	})
+}
+
+// coseAlgOf is the COSE algorithm number of a JOSE one (RFC 9053), as mso_mdoc metadata names it.
+func coseAlgOf(alg string) int {
+	return map[string]int{"ES256": -7, "ES384": -35, "PS256": -37}[alg]
+}
+
+// mdocClaims are the mdoc's data elements as metadata paths: namespace, element.
+func mdocClaims() []map[string]any {
+	var out []map[string]any
+	for _, e := range []string{"family_name", "given_name", "birth_date", "nationality", "personal_administrative_number",
+		"issuing_authority", "issuing_country", "issuance_date", "expiry_date", "email_address", "age_in_years", "age_birth_year",
+		"age_over_18"} {
+		out = append(out, map[string]any{"path": []string{DocType, e}})
+	}
+	return out
 }
 
 // authServers are the issuer's authorization servers: Vula's identity provider (whose issuer is
@@ -209,8 +233,9 @@ func (h Handler) credential(w http.ResponseWriter, r *http.Request) {
 		h.oauthError(w, r, http.StatusBadRequest, "invalid_credential_request", fmt.Errorf("the body is not a JSON credential request: %w", err))
 		return
 	}
-	if req.ConfigurationID != ConfigSDJWT {
-		msg := fmt.Errorf("credential_configuration_id %q is not offered (want %s)", req.ConfigurationID, ConfigSDJWT)
+	format := map[string]string{ConfigSDJWT: FormatSDJWT, ConfigMdoc: FormatMdoc}[req.ConfigurationID]
+	if format == "" {
+		msg := fmt.Errorf("credential_configuration_id %q is not offered (want %s or %s)", req.ConfigurationID, ConfigSDJWT, ConfigMdoc)
 		if req.ConfigurationID == "" {
 			msg = errors.New("credential_configuration_id is required")
 		}
@@ -237,7 +262,7 @@ func (h Handler) credential(w http.ResponseWriter, r *http.Request) {
 		h.oauthError(w, r, http.StatusInternalServerError, "server_error", err)
 		return
 	}
-	creds, err := h.S.Issue(ctx, Request{SubjectID: at.Subject, Actor: at.Actor, Format: FormatSDJWT, Holders: keys,
+	creds, err := h.S.Issue(ctx, Request{SubjectID: at.Subject, Actor: at.Actor, Format: format, Holders: keys,
 		RequestID: server.RequestID(ctx)})
 	switch {
 	case errors.Is(err, ErrNotEligible):

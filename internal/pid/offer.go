@@ -93,7 +93,7 @@ func (s *Service) NewOffer(ctx context.Context, personalNumber, actor string) (O
 	}
 	offer, err := json.Marshal(map[string]any{
 		"credential_issuer":            s.cfg.Issuer,
-		"credential_configuration_ids": []string{ConfigSDJWT},
+		"credential_configuration_ids": []string{ConfigSDJWT, ConfigMdoc},
 		"grants": map[string]any{GrantPreAuthorized: map[string]any{
 			"pre-authorized_code":  code,
 			"tx_code":              map[string]any{"input_mode": "numeric", "length": 6, "description": "The code the registration desk gave you"},

@@ -319,7 +319,7 @@ func ageAt(born, t time.Time) int {
 type Request struct {
 	SubjectID string
 	Actor     string // who asked: the wallet's client id, or the operator
-	Format    string // FormatSDJWT
+	Format    string // FormatSDJWT or FormatMdoc
 	Holders   []jose.JSONWebKey
 	RequestID string
 }
@@ -346,18 +346,37 @@ func (s *Service) Issue(ctx context.Context, req Request) ([]string, error) {
 	}
 	now := s.now()
 	issued, expires := now.UTC().Truncate(time.Second), now.Add(s.cfg.Validity).UTC().Truncate(time.Second)
+	if req.Format != FormatSDJWT && req.Format != FormatMdoc {
+		return nil, fmt.Errorf("pid: format %q", req.Format)
+	}
 	claims, names := s.claims(p, issued, expires)
+	if req.Format == FormatMdoc {
+		names = names[:0]
+		for _, e := range s.mdocElements(p, issued, expires) {
+			names = append(names, e.ElementIdentifier)
+		}
+	}
 	out := make([]string, 0, len(req.Holders))
 	ids := make([]string, 0, len(req.Holders))
 	for _, h := range req.Holders {
 		if !h.Valid() || !h.IsPublic() {
 			return nil, fmt.Errorf("%w: not a public JWK", ErrInvalidKey)
 		}
-		rec, err := s.slot(ctx, store.IssuedPID{SubjectID: p.SubjectID, Format: FormatSDJWT, KeyURI: k.uri, Issued: issued, Expires: expires})
+		if req.Format == FormatMdoc {
+			if _, err := coseKey(h); err != nil {
+				return nil, err
+			}
+		}
+		rec, err := s.slot(ctx, store.IssuedPID{SubjectID: p.SubjectID, Format: req.Format, KeyURI: k.uri, Issued: issued, Expires: expires})
 		if err != nil {
 			return nil, err
 		}
-		cred, err := s.sdJWT(ctx, k, claims, h, rec)
+		var cred string
+		if req.Format == FormatMdoc {
+			cred, err = s.mdoc(ctx, k, p, h, rec)
+		} else {
+			cred, err = s.sdJWT(ctx, k, claims, h, rec)
+		}
 		if err != nil {
 			return nil, err
 		}
