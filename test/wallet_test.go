@@ -118,7 +118,7 @@ func TestWalletSuite(t *testing.T) {
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	srv.cmd.Wait()
 	logs := srv.logs.String()
-	if out := vula(t, env, "pid", "revoke", number, "--reason", "lost phone"); !strings.Contains(out, "revoked 4 credential") {
+	if out := vula(t, env, "pid", "revoke", number, "--reason", "lost phone"); !strings.Contains(out, "revoked 5 credential") {
 		t.Fatalf("pid revoke: %s", out)
 	}
 	srv = startReplicaAt(t, addr, data, env)

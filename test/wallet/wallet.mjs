@@ -8,6 +8,8 @@
 //   @sd-jwt/sd-jwt-vc      verifies each SD-JWT VC: signature by the x5c leaf (whose chain this
 //                          script checks up to Vula's root), disclosures, status, key binding
 //   @sd-jwt/jwt-status-list reads the status list token
+//   @animo-id/mdoc         parses the mdoc PID and verifies its issuer signature, certificate
+//                          chain (to Vula's root) and every element's digest in the MSO
 //
 // WALLET_MODE=issue gets and checks credentials and saves them to WALLET_STATE;
 // WALLET_MODE=revoked reads them back after `vula pid revoke` and expects them revoked.
@@ -17,6 +19,7 @@ import { Openid4vciClient } from '@openid4vc/openid4vci';
 import { clientAuthenticationNone, HashAlgorithm } from '@openid4vc/oauth2';
 import { SDJwtVcInstance } from '@sd-jwt/sd-jwt-vc';
 import { getListFromStatusListJWT } from '@sd-jwt/jwt-status-list';
+import { parseIssuerSigned, Verifier } from '@animo-id/mdoc';
 
 const env = process.env;
 const mode = env.WALLET_MODE || 'issue';
@@ -89,6 +92,49 @@ function sdjwt(holder) {
   });
 }
 
+
+// The mdoc library's context: node's crypto for digests, COSE_Sign1 verification and X.509.
+const x509 = (der) => new crypto.X509Certificate(Buffer.from(der));
+const mdocContext = {
+  crypto: {
+    random: (n) => new Uint8Array(crypto.randomBytes(n)),
+    digest: ({ digestAlgorithm, bytes }) => {
+      assert(digestAlgorithm === 'SHA-256', `digest ${digestAlgorithm}`);
+      return new Uint8Array(crypto.createHash('sha256').update(bytes).digest());
+    },
+    calculateEphemeralMacKeyJwk: () => { throw new Error('not used: issuer-signed data only'); },
+  },
+  cose: {
+    sign1: {
+      sign: () => { throw new Error('not used'); },
+      verify: ({ sign1, jwk }) => {
+        const { data, signature } = sign1.getRawVerificationData();
+        return crypto.verify('sha256', Buffer.from(data), { key: crypto.createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' },
+          Buffer.from(signature));
+      },
+    },
+    mac0: { sign: () => { throw new Error('not used'); }, verify: () => { throw new Error('not used'); } },
+  },
+  x509: {
+    getIssuerNameField: ({ certificate, field }) => x509(certificate).issuer.split('\n')
+      .filter((l) => l.startsWith(field + '=')).map((l) => l.slice(field.length + 1)),
+    getPublicKey: ({ certificate }) => x509(certificate).publicKey.export({ format: 'jwk' }),
+    validateCertificateChain: ({ trustedCertificates, x5chain }) => {
+      const chain = x5chain.map(x509);
+      const anchor = x509(trustedCertificates[0]);
+      for (let i = 0; i < chain.length; i++) {
+        const issuer = i + 1 < chain.length ? chain[i + 1] : anchor;
+        if (!(chain[i].checkIssued(issuer) && chain[i].verify(issuer.publicKey))) throw new Error(`x5chain[${i}] is not issued by ${issuer.subject}`);
+      }
+    },
+    getCertificateData: ({ certificate }) => {
+      const c = x509(certificate);
+      return { issuerName: c.issuer, subjectName: c.subject, serialNumber: c.serialNumber, thumbprint: c.fingerprint256,
+        notBefore: new Date(c.validFrom), notAfter: new Date(c.validTo), pem: c.toString() };
+    },
+  },
+};
+
 const callbacks = {
   hash: (data, alg) => {
     assert(alg === HashAlgorithm.Sha256, `hash ${alg}`);
@@ -151,6 +197,29 @@ if (mode === 'issue') {
       refused = /invalid_nonce/.test(JSON.stringify(e.errorResponse || e.message));
     }
     assert(refused, 'a replayed proof was accepted');
+  });
+  await run('mdoc: issued by the same flow, verified by @animo-id/mdoc', async () => {
+    const { c_nonce } = await client.requestNonce({ issuerMetadata: metadata });
+    const configId = 'eu.europa.ec.eudi.pid.1.mso_mdoc';
+    assert(offer.credential_configuration_ids.includes(configId), 'the offer lacks the mdoc');
+    const k = newKey();
+    keysByThumb.set(k.publicJwk.x, k);
+    const { jwt } = await client.createCredentialRequestJwtProof({ issuerMetadata: metadata, credentialConfigurationId: configId,
+      signer: { method: 'jwk', alg: 'ES256', publicJwk: k.publicJwk }, nonce: c_nonce });
+    const r = await client.retrieveCredentials({ issuerMetadata: metadata, accessToken: token, credentialConfigurationId: configId,
+      proofs: { jwt: [jwt] } });
+    const doc = parseIssuerSigned(new Uint8Array(Buffer.from(r.credentialResponse.credentials[0].credential, 'base64url')), 'eu.europa.ec.eudi.pid.1');
+    const failed = [];
+    const onCheckG = (c) => { if (c.status !== 'PASSED') failed.push(`${c.check}: ${c.reason || c.status}`); };
+    const verifier = new Verifier();
+    await verifier.verifyIssuerSignature({ trustedCertificates: [new Uint8Array(fs.readFileSync(env.WALLET_ROOT))],
+      issuerAuth: doc.issuerSigned.issuerAuth, disableCertificateChainValidation: false, onCheckG }, mdocContext);
+    await verifier.verifyData({ mdoc: doc, onCheckG }, mdocContext);
+    assert(failed.length === 0, `mdoc checks failed: ${failed.join('; ')}`);
+    const ns = doc.getIssuerNameSpace('eu.europa.ec.eudi.pid.1');
+    assert(ns.get('family_name') === env.WALLET_FAMILY && ns.get('age_over_18') === true, 'mdoc elements');
+    const mso = doc.issuerSigned.issuerAuth.decodedPayload;
+    assert(mso.docType === 'eu.europa.ec.eudi.pid.1', `docType ${mso.docType}`);
   });
   await run('sd-jwt-vc verifies each credential, its status and its binding', async () => {
     for (let i = 0; i < credentials.length; i++) {
