@@ -33,6 +33,7 @@ const (
 	LegalPerson   Profile = "legal-person"   // EN 319 412-3, qualified seal
 	TSA           Profile = "tsa"            // EN 319 422 timestamping unit
 	OCSPResponder Profile = "ocsp"           // RFC 6960 delegated responder
+	PIDIssuer     Profile = "pid-issuer"     // signs person identification data (SD-JWT VC, mdoc)
 )
 
 // Policy is what every certificate of this PKI says about where its services are.
@@ -76,6 +77,7 @@ var (
 	oidOCSPNoCheck          = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 5}
 	OIDOrganizationIdentity = asn1.ObjectIdentifier{2, 5, 4, 97}
 	oidSerialNumber         = asn1.ObjectIdentifier{2, 5, 4, 5}
+	oidMdocDocumentSigner   = asn1.ObjectIdentifier{1, 0, 18013, 5, 1, 2} // ISO/IEC 18013-5 id-mdl-kp-mdlDS
 )
 
 // NaturalPersonName is the subject of a person's signature certificate: the personal number
@@ -195,6 +197,15 @@ func template(req Request, issuer *Issuer, pol Policy) (*x509.Certificate, error
 			return nil, err
 		}
 		t.ExtraExtensions = append(t.ExtraExtensions, qc)
+	case PIDIssuer:
+		// A legal person's signing certificate (the PID provider) with the ISO/IEC 18013-5
+		// document-signer purpose, which mdoc verifiers look for.
+		eku, err := asn1.Marshal([]asn1.ObjectIdentifier{oidMdocDocumentSigner})
+		if err != nil {
+			return nil, err
+		}
+		t.KeyUsage = x509.KeyUsageDigitalSignature
+		t.ExtraExtensions = append(t.ExtraExtensions, pkix.Extension{Id: oidExtKeyUsage, Critical: true, Value: eku})
 	case TSA:
 		// crypto/x509 writes extendedKeyUsage non-critical; RFC 3161 wants it critical.
 		eku, err := asn1.Marshal([]asn1.ObjectIdentifier{oidTimeStamping})

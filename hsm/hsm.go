@@ -87,6 +87,8 @@ const (
 	PurposeCA        Purpose = "ca"
 	PurposeOCSP      Purpose = "ocsp"
 	PurposeAudit     Purpose = "audit"
+	// PurposePID signs person identification data (SD-JWT VC, mdoc) and their status lists.
+	PurposePID Purpose = "pid"
 )
 
 // SealPurpose is the purpose of an institution's seal key.
@@ -100,14 +102,14 @@ var ownerRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // Validate checks p against the known purposes.
 func (p Purpose) Validate() error {
 	switch p {
-	case PurposeOIDCToken, PurposeTSA, PurposeCA, PurposeOCSP, PurposeAudit:
+	case PurposeOIDCToken, PurposeTSA, PurposeCA, PurposeOCSP, PurposeAudit, PurposePID:
 		return nil
 	}
 	kind, owner, ok := strings.Cut(string(p), ":")
 	if ok && (kind == "seal" || kind == "sign") && ownerRe.MatchString(owner) {
 		return nil
 	}
-	return fmt.Errorf("%w: purpose %q (want oidc-token, tsa, ca, ocsp, audit, seal:<org> or sign:<person>)", ErrInvalid, string(p))
+	return fmt.Errorf("%w: purpose %q (want oidc-token, tsa, ca, ocsp, audit, pid, seal:<org> or sign:<person>)", ErrInvalid, string(p))
 }
 
 // Class is the purpose without its owner ("seal" for "seal:tax"): a bounded metrics label.

@@ -64,3 +64,10 @@ if [ ! -d "$rp/node_modules/openid-client" ] || [ "$rp/package-lock.json" -nt "$
   echo "test/deps.sh: npm ci in test/rp"
   (cd "$rp" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund >/dev/null)
 fi
+
+# The wallet suite's npm packages (OpenID4VCI/VP, SD-JWT VC, status list, mdoc), the same way.
+wallet="$(dirname "$0")/wallet"
+if [ ! -d "$wallet/node_modules/@openid4vc/openid4vci" ] || [ "$wallet/package-lock.json" -nt "$wallet/node_modules/.package-lock.json" ]; then
+  echo "test/deps.sh: npm ci in test/wallet"
+  (cd "$wallet" && npm ci --no-audit --no-fund >/dev/null)
+fi

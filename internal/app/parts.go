@@ -13,6 +13,7 @@ import (
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/csc"
+	"github.com/vula-eid/vula/internal/pid"
 	"github.com/vula-eid/vula/internal/seal"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
@@ -29,6 +30,7 @@ type Parts struct {
 	Authority *certs.Authority
 	log       *slog.Logger
 	raw       hsm.Manager
+	gate      *durableGate
 }
 
 // Open opens the parts for a command. Close them when done.
@@ -63,6 +65,7 @@ func OpenOn(ctx context.Context, cfg config.Config, raw hsm.Manager, log *slog.L
 	if err := gate.use(ctx, p.DB, raw, uri, p.Config, log); err != nil {
 		return nil, err
 	}
+	p.gate = gate
 	// Nobody scrapes a command's metrics.
 	p.Keys = hsm.Instrument(raw, hsm.NewMetrics(prometheus.NewRegistry()), gate, time.Now)
 	if p.Authority, err = certs.Open(ctx, p.Keys, p.DB, pkiConfig(p.Config), time.Now); err != nil {
@@ -89,6 +92,13 @@ func (p *Parts) Seal() *seal.Service {
 // nothing.
 func (p *Parts) CSC() *csc.Service {
 	return CSCService(p.Config, p.Authority, p.Keys, p.DB, nil, nil, nil, nil, p.log)
+}
+
+// PID is the wallet issuer over the parts, its key and certificate made when missing; eph holds
+// offers and nonces (the server's ephemeral store).
+func (p *Parts) PID(ctx context.Context, eph store.Ephemeral) (*pid.Service, error) {
+	s := PIDService(p.Config, p.Authority, p.Keys, p.DB, eph, p.gate.log.Load(), p.log)
+	return s, s.Provision(ctx)
 }
 
 // servedBaseURL names the setting where serve records its base_url.

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/csc"
 	"github.com/vula-eid/vula/internal/idp"
+	"github.com/vula-eid/vula/internal/pid"
 	"github.com/vula-eid/vula/internal/portal"
 	"github.com/vula-eid/vula/internal/seal"
 	"github.com/vula-eid/vula/internal/store"
@@ -88,6 +90,11 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	if err != nil {
 		return nil, err
 	}
+	// The wallet issuer makes its key and certificate on a first start.
+	wallet := PIDService(cfg, a, keys, db, eph, l, log)
+	if err := wallet.Provision(ctx); err != nil {
+		return nil, fmt.Errorf("pid issuer: %w", err)
+	}
 	officials := portal.New(portal.Config{Issuer: cfg.BaseURL, Secure: secure}, pages, eph, db, portalSigner{signing},
 		portal.Pdftoppm{Dir: cfg.HTTP.SpoolDir}, log, time.Now)
 
@@ -108,6 +115,7 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 		Spool: p.spool, MaxUploads: cfg.HTTP.MaxUploads, RevocationFreshness: time.Duration(cfg.Validation.RevocationFreshness)}.Register(mux)
 	audit.Handler{Store: db, Log: log}.Register(mux)
 	csc.Handler{S: signing, Auth: provider, TSA: ts, Issuer: cfg.BaseURL, Log: log}.Register(mux)
+	pid.Handler{S: wallet, Auth: provider, Log: log}.Register(mux)
 	// The portal is a public client (PKCE) of the provider; its redirect URI follows base_url.
 	if err := portalClient(ctx, db, officials.RedirectURI()); errors.Is(err, idp.ErrInvalidClient) {
 		// As with the demo: a base_url no redirect URI may name (plain http on a public name)

@@ -8,8 +8,10 @@ import (
 	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/audit"
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/csc"
+	"github.com/vula-eid/vula/internal/pid"
 	"github.com/vula-eid/vula/internal/seal"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store"
@@ -37,6 +39,28 @@ func CSCService(cfg config.Config, a *certs.Authority, keys hsm.Manager, db *sql
 		c.Timestamper = ts
 	}
 	return csc.New(c, keys, a, db, eph, f, au, log, time.Now)
+}
+
+// PIDService is the wallet issuer on the configuration. A command that only makes offers passes
+// no key layer, authority or audit log.
+func PIDService(cfg config.Config, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB, eph store.Ephemeral, l *audit.Log,
+	log *slog.Logger) *pid.Service {
+	authority := cfg.Wallet.Authority
+	if authority == "" {
+		authority = cfg.PKI.Organization
+	}
+	var au pid.Auditor
+	if l != nil { // a nil *audit.Log must not become a non-nil Auditor
+		au = l
+	}
+	var pki pid.PKI
+	if a != nil {
+		pki = a
+	}
+	loa := map[string]string{"low": auth.LoALow, "substantial": auth.LoASubstantial, "high": auth.LoAHigh}[cfg.Wallet.LoA]
+	return pid.New(pid.Config{Issuer: cfg.BaseURL, Country: cfg.PKI.Country, Authority: authority,
+		Validity: time.Duration(cfg.Wallet.Validity), BatchSize: cfg.Wallet.BatchSize, LoA: loa,
+		StatusTTL: time.Duration(cfg.Wallet.StatusTTL)}, keys, pki, db, db, au, eph, log, time.Now)
 }
 
 // platformAnchors is the running platform's root, the trust anchor of POST /api/v1/validate.

@@ -33,6 +33,10 @@ const (
 	LoAHigh        = "http://eidas.europa.eu/LoA/high"
 )
 
+// ScopePID asks for the person identification data for a digital wallet (OpenID4VCI scope of
+// the EU PID credential configuration): the provider grants it, the wallet issuer checks it.
+const ScopePID = "eu.europa.ec.eudi.pid.1"
+
 // Levels orders the levels; what a login reached is the highest it satisfies.
 var Levels = []string{LoALow, LoASubstantial, LoAHigh}
 

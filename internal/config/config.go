@@ -53,6 +53,7 @@ type Config struct {
 	Seal       Seal       `yaml:"seal" json:"seal"`
 	CSC        CSC        `yaml:"csc" json:"csc"`
 	Validation Validation `yaml:"validation" json:"validation"`
+	Wallet     Wallet     `yaml:"wallet" json:"wallet"`
 
 	// baseURLDerived is set when BaseURL was not configured but derived from Listen (and
 	// pdsDerived when PKI.PDSURL was derived from BaseURL).
@@ -151,6 +152,21 @@ type Seal struct {
 	Years int `yaml:"years" json:"years"`
 	// MaxSize bounds a document, in bytes; larger ones get 413.
 	MaxSize int64 `yaml:"max_size" json:"max_size"`
+}
+
+// Wallet configures the digital-wallet services: the PID issuer (OpenID4VCI) and its status lists.
+type Wallet struct {
+	// Authority is the issuing authority named in every PID; pki.organization when empty.
+	Authority string `yaml:"authority" json:"authority"`
+	// Validity of a PID.
+	Validity Duration `yaml:"validity" json:"validity"`
+	// BatchSize is the most PIDs (one key each) a wallet may ask for in one request.
+	BatchSize int `yaml:"batch_size" json:"batch_size"`
+	// LoA is the level of assurance a login needs to receive a PID (low, substantial or high).
+	// The PID rulebook asks for high; substantial until identity proofing records high.
+	LoA string `yaml:"loa" json:"loa"`
+	// StatusTTL is how long verifiers may cache a status list.
+	StatusTTL Duration `yaml:"status_ttl" json:"status_ttl"`
 }
 
 // IdP configures the OpenID Connect provider.
@@ -316,6 +332,8 @@ func Default() Config {
 		CSC:  CSC{LoginMaxAge: Duration(15 * time.Minute)},
 		// A day: OCSP answers and CRLs fetched when a seal is made are minutes old.
 		Validation: Validation{RevocationFreshness: Duration(24 * time.Hour)},
+		Wallet: Wallet{Validity: Duration(365 * 24 * time.Hour), BatchSize: 10, LoA: "substantial",
+			StatusTTL: Duration(5 * time.Minute)},
 	}
 }
 
@@ -606,6 +624,17 @@ func (c Config) Validate() error {
 	}
 	if c.Seal.MaxSize < 1 {
 		return bad("seal.max_size", "want a positive number of bytes, got %d", c.Seal.MaxSize)
+	}
+	switch c.Wallet.LoA {
+	case "low", "substantial", "high":
+	default:
+		return bad("wallet.loa", "want low, substantial or high, got %q", c.Wallet.LoA)
+	}
+	if c.Wallet.BatchSize < 1 || c.Wallet.BatchSize > 100 {
+		return bad("wallet.batch_size", "want 1 to 100, got %d", c.Wallet.BatchSize)
+	}
+	if c.Wallet.Validity < Duration(time.Hour) || c.Wallet.StatusTTL < Duration(time.Second) {
+		return bad("wallet", "validity must be at least 1h and status_ttl at least 1s")
 	}
 	// The login stands for the knowledge factor of sole control: an hour-old login no longer
 	// shows the official is at the browser (the same bound as csc.MaxLoginMaxAge).

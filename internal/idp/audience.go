@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	"github.com/ory/fosite"
+
+	"github.com/vula-eid/vula/internal/auth"
 )
 
 // Access tokens name the resources they are for in aud (RFC 9068 §2.2), and a client may ask
@@ -29,6 +31,8 @@ func (p *Provider) resourceOf(scope string) string {
 		return iss + "/api/v1/admin"
 	case "service", "sign", CredentialScope:
 		return iss + "/csc/v2"
+	case auth.ScopePID:
+		return iss // the credential issuer identifier (OpenID4VCI §5.1.2)
 	}
 	return iss + "/userinfo" // openid, profile, personal_number, offline_access
 }

@@ -675,6 +675,9 @@ func consentItems(scopes []string) []string {
 			items = append(items, "consent."+s)
 		}
 	}
+	if slices.Contains(scopes, auth.ScopePID) {
+		items = append(items, "consent.pid")
+	}
 	return items
 }
 

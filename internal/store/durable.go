@@ -27,6 +27,7 @@ type Durable interface {
 	Transactions
 	AuditLog
 	Settings
+	PIDs
 	// Ping reports whether the database answers now (for readiness).
 	Ping(ctx context.Context) error
 	Close() error

@@ -521,6 +521,44 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		}
 	})
 
+	t.Run("PIDs", func(t *testing.T) {
+		p := store.IssuedPID{ID: "c1", SubjectID: "sub-pid", Format: "dc+sd-jwt", KeyURI: "software:pid", List: 1, Index: 7,
+			Issued: now, Expires: now.AddDate(1, 0, 0)}
+		must(t, s.CreatePID(ctx, p))
+		isErr(t, s.CreatePID(ctx, p), store.ErrConflict, "same pid id")
+		other := p
+		other.ID = "c2"
+		isErr(t, s.CreatePID(ctx, other), store.ErrConflict, "same list and index")
+		other.Index, other.Format = 8, "mso_mdoc"
+		must(t, s.CreatePID(ctx, other))
+		third := store.IssuedPID{ID: "c3", SubjectID: "someone-else", Format: "dc+sd-jwt", KeyURI: "software:pid", List: 1, Index: 9,
+			Issued: now, Expires: now.AddDate(1, 0, 0)}
+		must(t, s.CreatePID(ctx, third))
+		got, err := s.PIDsOf(ctx, "sub-pid")
+		must(t, err)
+		same(t, got, []store.IssuedPID{p, other})
+		n, err := s.CountPIDs(ctx, 1)
+		must(t, err)
+		if n != 3 {
+			t.Fatalf("list 1 counts %d, want 3", n)
+		}
+		revoked, err := s.RevokePIDs(ctx, "sub-pid", now)
+		must(t, err)
+		if revoked != 2 {
+			t.Fatalf("revoked %d, want 2", revoked)
+		}
+		if again, _ := s.RevokePIDs(ctx, "sub-pid", now.Add(time.Hour)); again != 0 {
+			t.Fatalf("a second revocation revoked %d again", again)
+		}
+		idx, err := s.RevokedPIDs(ctx, 1)
+		must(t, err)
+		same(t, idx, []int{7, 8})
+		got, _ = s.PIDsOf(ctx, "sub-pid")
+		if !got[0].Revoked || !got[0].RevokedAt.Equal(now) {
+			t.Fatalf("revocation not kept: %+v", got[0])
+		}
+	})
+
 	t.Run("Reopen", func(t *testing.T) {
 		s2 := open(t) // migrations again: nothing to do, nothing lost
 		if _, err := s2.Organization(ctx, "tax"); err != nil {

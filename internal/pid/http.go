@@ -1,0 +1,321 @@
+package pid
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/vula-eid/vula/internal/auth"
+	"github.com/vula-eid/vula/internal/problem"
+	"github.com/vula-eid/vula/internal/server"
+	"github.com/vula-eid/vula/internal/store"
+)
+
+// Handler serves the issuer over HTTP: the OpenID4VCI metadata, the pre-authorized code's
+// token endpoint, the nonce and credential endpoints, and the status lists.
+type Handler struct {
+	S *Service
+	// Auth checks the identity provider's access tokens (authorization code flow, scope
+	// auth.ScopePID); nil when the provider is not the issuer's authorization server.
+	Auth auth.Authenticator
+	Log  *slog.Logger
+}
+
+const maxBody = 64 << 10
+
+// Register adds the issuer's routes to mux.
+func (h Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /.well-known/openid-credential-issuer", h.metadata)
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server/pid", h.asMetadata)
+	mux.HandleFunc("POST /pid/token", h.token)
+	mux.HandleFunc("POST /pid/nonce", h.nonce)
+	mux.HandleFunc("POST /pid/credential", h.credential)
+	mux.HandleFunc("GET /pid/status/{list}", h.status)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // the client went away: nothing to do
+}
+
+// oauthError answers an OAuth-style error (RFC 6749 §5.2, OpenID4VCI §8.3.1.2); a store that is
+// down is a 503 with Retry-After, anything unknown a 500 whose detail stays in the log.
+func (h Handler) oauthError(w http.ResponseWriter, r *http.Request, status int, code string, err error) {
+	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, ErrNoIssuerKey) {
+		server.WriteError(w, r, problem.Mark(problem.Unavailable, err))
+		return
+	}
+	if status >= 500 {
+		h.Log.ErrorContext(r.Context(), "pid", "err", err)
+		server.WriteError(w, r, problem.Mark(problem.Internal, err))
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, status, map[string]string{"error": code, "error_description": err.Error()})
+}
+
+func (h Handler) metadata(w http.ResponseWriter, r *http.Request) {
+	s := h.S
+	alg := "ES256"
+	if k, err := s.issuer(r.Context()); err == nil {
+		alg, _, _, _ = jwsAlg(k.signer.Public())
+	}
+	claims := []map[string]any{}
+	for _, c := range [][]any{{"family_name"}, {"given_name"}, {"birthdate"}, {"nationalities"}, {"personal_administrative_number"},
+		{"issuing_authority"}, {"issuing_country"}, {"date_of_issuance"}, {"date_of_expiry"}, {"email"}, {"age_in_years"},
+		{"age_birth_year"}, {"age_equal_or_over", "18"}} {
+		claims = append(claims, map[string]any{"path": c})
+	}
+	display := []map[string]any{{"name": "Person identification data", "locale": "en"},
+		{"name": "Të dhënat e identifikimit personal", "locale": "sq"}, {"name": "Lični identifikacioni podaci", "locale": "sr"}}
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"credential_issuer":         s.cfg.Issuer,
+		"authorization_servers":     h.authServers(),
+		"credential_endpoint":       s.cfg.Issuer + "/pid/credential",
+		"nonce_endpoint":            s.cfg.Issuer + "/pid/nonce",
+		"batch_credential_issuance": map[string]any{"batch_size": s.cfg.BatchSize},
+		"display":                   []map[string]any{{"name": s.cfg.Authority, "locale": "en"}},
+		"credential_configurations_supported": map[string]any{
+			ConfigSDJWT: map[string]any{
+				"format": FormatSDJWT,
+				"vct":    VCT,
+				"scope":  Scope,
+				"cryptographic_binding_methods_supported": []string{"jwk"},
+				"credential_signing_alg_values_supported": []string{alg},
+				"proof_types_supported":                   map[string]any{"jwt": map[string]any{"proof_signing_alg_values_supported": ProofAlgs}},
+				"credential_metadata":                     map[string]any{"display": display, "claims": claims},
+			},
+			ConfigMdoc: map[string]any{
+				"format":  FormatMdoc,
+				"doctype": DocType,
+				"cryptographic_binding_methods_supported": []string{"cose_key"},
+				"credential_signing_alg_values_supported": []int{coseAlgOf(alg)},
+				"proof_types_supported":                   map[string]any{"jwt": map[string]any{"proof_signing_alg_values_supported": []string{"ES256"}}},
+				"credential_metadata":                     map[string]any{"display": display, "claims": mdocClaims()},
+			},
+		},
+	})
+}
+
+// coseAlgOf is the COSE algorithm number of a JOSE one (RFC 9053), as mso_mdoc metadata names it.
+func coseAlgOf(alg string) int {
+	return map[string]int{"ES256": -7, "ES384": -35, "PS256": -37}[alg]
+}
+
+// mdocClaims are the mdoc's data elements as metadata paths: namespace, element.
+func mdocClaims() []map[string]any {
+	var out []map[string]any
+	for _, e := range []string{"family_name", "given_name", "birth_date", "nationality", "personal_administrative_number",
+		"issuing_authority", "issuing_country", "issuance_date", "expiry_date", "email_address", "age_in_years", "age_birth_year",
+		"age_over_18"} {
+		out = append(out, map[string]any{"path": []string{DocType, e}})
+	}
+	return out
+}
+
+// authServers are the issuer's authorization servers: Vula's identity provider (whose issuer is
+// the credential issuer's identifier) for the authorization code flow, and the issuer's own
+// for pre-authorized codes.
+func (h Handler) authServers() []string {
+	if h.Auth == nil {
+		return []string{h.S.AuthServer()}
+	}
+	return []string{h.S.cfg.Issuer, h.S.AuthServer()}
+}
+
+// asMetadata is the RFC 8414 metadata of the issuer's own authorization server, which serves
+// only the pre-authorized code grant.
+func (h Handler) asMetadata(w http.ResponseWriter, r *http.Request) {
+	s := h.S
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                          s.AuthServer(),
+		"token_endpoint":                                  s.AuthServer() + "/token",
+		"grant_types_supported":                           []string{GrantPreAuthorized},
+		"response_types_supported":                        []string{},
+		"token_endpoint_auth_methods_supported":           []string{"none"},
+		"pre-authorized_grant_anonymous_access_supported": true,
+	})
+}
+
+func (h Handler) token(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	if err := r.ParseForm(); err != nil {
+		h.oauthError(w, r, http.StatusBadRequest, "invalid_request", fmt.Errorf("the body is not a form: %w", err))
+		return
+	}
+	if g := r.PostForm.Get("grant_type"); g != GrantPreAuthorized {
+		h.oauthError(w, r, http.StatusBadRequest, "unsupported_grant_type", fmt.Errorf("grant_type %q: only %s here", g, GrantPreAuthorized))
+		return
+	}
+	code, tx := r.PostForm.Get("pre-authorized_code"), r.PostForm.Get("tx_code")
+	if code == "" || tx == "" {
+		h.oauthError(w, r, http.StatusBadRequest, "invalid_request", errors.New("pre-authorized_code and tx_code are required"))
+		return
+	}
+	tok, err := h.S.Redeem(r.Context(), code, tx, "")
+	switch {
+	case errors.Is(err, ErrInvalidGrant), errors.Is(err, ErrWrongTxCode):
+		h.oauthError(w, r, http.StatusBadRequest, "invalid_grant", err)
+		return
+	case err != nil:
+		h.oauthError(w, r, http.StatusInternalServerError, "server_error", err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": int(tokenTTL.Seconds())})
+}
+
+func (h Handler) nonce(w http.ResponseWriter, r *http.Request) {
+	n, err := h.S.Nonce(r.Context())
+	if err != nil {
+		h.oauthError(w, r, http.StatusInternalServerError, "server_error", err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]string{"c_nonce": n})
+}
+
+// credentialRequest is an OpenID4VCI 1.0 credential request.
+type credentialRequest struct {
+	ConfigurationID string `json:"credential_configuration_id"`
+	Identifier      string `json:"credential_identifier"`
+	Proofs          *struct {
+		JWT []string `json:"jwt"`
+	} `json:"proofs"`
+	Proof json.RawMessage `json:"proof"`
+}
+
+func (h Handler) credential(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	tok := auth.TokenOf(r)
+	if tok == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="vula-pid"`)
+		server.WriteError(w, r, problem.Mark(problem.Unauthorized, auth.ErrNoToken))
+		return
+	}
+	at, err := h.S.accessToken(ctx, tok)
+	switch {
+	case errors.Is(err, store.ErrNotFound) && h.Auth != nil:
+		// Not a pre-authorized code's token: one of the provider's, from the person's own login.
+		c, err := h.Auth.Bearer(r, Scope)
+		if err != nil {
+			auth.WriteBearerError(w, r, "vula-pid", Scope, err)
+			return
+		}
+		if c.Subject == "" {
+			h.oauthError(w, r, http.StatusForbidden, "insufficient_scope", errors.New("the token speaks for no person"))
+			return
+		}
+		if !auth.AtLeast(c.ACR, h.S.cfg.LoA) {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="vula-pid", error="insufficient_user_authentication", acr_values=%q`, h.S.cfg.LoA))
+			h.oauthError(w, r, http.StatusUnauthorized, "insufficient_user_authentication",
+				fmt.Errorf("a PID needs a login at %s or higher, this one reached %q", h.S.cfg.LoA, c.ACR))
+			return
+		}
+		at = tokenRecord{Subject: c.Subject, Actor: c.ClientID}
+	case errors.Is(err, store.ErrNotFound):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="vula-pid", error="invalid_token"`)
+		server.WriteError(w, r, problem.Mark(problem.Unauthorized, auth.ErrTokenInvalid))
+		return
+	case err != nil:
+		h.oauthError(w, r, http.StatusInternalServerError, "server_error", err)
+		return
+	}
+	var req credentialRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	if err := dec.Decode(&req); err != nil {
+		h.oauthError(w, r, http.StatusBadRequest, "invalid_credential_request", fmt.Errorf("the body is not a JSON credential request: %w", err))
+		return
+	}
+	format := map[string]string{ConfigSDJWT: FormatSDJWT, ConfigMdoc: FormatMdoc}[req.ConfigurationID]
+	if format == "" {
+		msg := fmt.Errorf("credential_configuration_id %q is not offered (want %s or %s)", req.ConfigurationID, ConfigSDJWT, ConfigMdoc)
+		if req.ConfigurationID == "" {
+			msg = errors.New("credential_configuration_id is required")
+		}
+		h.oauthError(w, r, http.StatusBadRequest, "unknown_credential_configuration", msg)
+		return
+	}
+	if len(req.Proof) > 0 {
+		h.oauthError(w, r, http.StatusBadRequest, "invalid_credential_request", errors.New("proof is not accepted: send proofs (OpenID4VCI 1.0)"))
+		return
+	}
+	if req.Proofs == nil || len(req.Proofs.JWT) == 0 {
+		h.oauthError(w, r, http.StatusBadRequest, "invalid_proof", errors.New("proofs.jwt is required"))
+		return
+	}
+	keys, err := h.S.checkProofs(ctx, req.Proofs.JWT)
+	switch {
+	case errors.Is(err, ErrInvalidNonce):
+		h.oauthError(w, r, http.StatusBadRequest, "invalid_nonce", err)
+		return
+	case errors.Is(err, ErrInvalidProof):
+		h.oauthError(w, r, http.StatusBadRequest, "invalid_proof", err)
+		return
+	case err != nil:
+		h.oauthError(w, r, http.StatusInternalServerError, "server_error", err)
+		return
+	}
+	creds, err := h.S.Issue(ctx, Request{SubjectID: at.Subject, Actor: at.Actor, Format: format, Holders: keys,
+		RequestID: server.RequestID(ctx)})
+	switch {
+	case errors.Is(err, ErrNotEligible):
+		h.oauthError(w, r, http.StatusBadRequest, "invalid_credential_request", err)
+		return
+	case errors.Is(err, ErrInvalidKey):
+		h.oauthError(w, r, http.StatusBadRequest, "invalid_proof", err)
+		return
+	case err != nil:
+		h.oauthError(w, r, http.StatusInternalServerError, "server_error", err)
+		return
+	}
+	out := make([]map[string]string, len(creds))
+	for i, c := range creds {
+		out[i] = map[string]string{"credential": c}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"credentials": out})
+}
+
+// status serves a status list token: a CWT when the client asks for one, a JWT otherwise, with
+// caching headers so that verifiers and caches in between fetch it once per ttl.
+func (h Handler) status(w http.ResponseWriter, r *http.Request) {
+	list, err := strconv.Atoi(r.PathValue("list"))
+	if err != nil || list < 1 {
+		server.WriteError(w, r, problem.Errorf(problem.NotFound, "%w: %q", ErrNoList, r.PathValue("list")))
+		return
+	}
+	cwt := strings.Contains(r.Header.Get("Accept"), MediaStatusCWT)
+	t, err := h.S.StatusList(r.Context(), list, cwt)
+	if errors.Is(err, ErrNoList) {
+		server.WriteError(w, r, problem.Mark(problem.NotFound, err))
+		return
+	}
+	if err != nil {
+		h.oauthError(w, r, http.StatusInternalServerError, "server_error", err)
+		return
+	}
+	ct := MediaStatusJWT
+	if cwt {
+		ct = MediaStatusCWT
+	}
+	etag := `"` + sdDigest(string(t.Token))[:22] + `"`
+	w.Header().Set("Vary", "Accept")
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Last-Modified", t.Issued.UTC().Format(http.TimeFormat))
+	maxAge := int(t.Expires.Sub(h.S.now()).Seconds())
+	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(max(maxAge, 0)))
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("Content-Type", ct)
+	_, _ = w.Write(t.Token) // the client went away: nothing to do
+}

@@ -1,0 +1,201 @@
+package pid
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/url"
+	"time"
+
+	"github.com/vula-eid/vula/internal/store"
+)
+
+// GrantPreAuthorized is the OpenID4VCI pre-authorized code grant type.
+const GrantPreAuthorized = "urn:ietf:params:oauth:grant-type:pre-authorized_code"
+
+const (
+	offerTTL    = 15 * time.Minute
+	tokenTTL    = 10 * time.Minute
+	nonceTTL    = 5 * time.Minute
+	maxTxErrors = 5 // wrong transaction codes before the offer is burnt
+)
+
+// Errors of the token endpoint.
+var (
+	ErrInvalidGrant = errors.New("the pre-authorized code is unknown, used or expired")
+	ErrWrongTxCode  = errors.New("the transaction code is wrong")
+)
+
+// Offer is a credential offer with a pre-authorized code, for one person.
+type Offer struct {
+	ID     string // names the offer's page
+	URI    string // openid-credential-offer://?credential_offer=...
+	TxCode string // the transaction code the person types in their wallet; told apart from the URI
+	Until  time.Time
+}
+
+// offerRecord is what the ephemeral store keeps under the code's digest.
+type offerRecord struct {
+	Subject string `json:"sub"`
+	Actor   string `json:"actor"`
+	TxHash  []byte `json:"tx"`
+	URI     string `json:"uri"`
+}
+
+func digestKey(prefix, secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return prefix + hex.EncodeToString(h[:])
+}
+
+func randomToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return b64.EncodeToString(b), nil
+}
+
+// AuthServer is the issuer's own authorization server for the pre-authorized code grant; the
+// authorization code flow goes through Vula's identity provider.
+func (s *Service) AuthServer() string { return s.cfg.Issuer + "/pid" }
+
+// NewOffer makes a pre-authorized offer of the PID to the person with personalNumber, with a
+// six-digit transaction code, for an operator at the registration desk (actor).
+func (s *Service) NewOffer(ctx context.Context, personalNumber, actor string) (Offer, error) {
+	p, err := s.persons.PersonByPersonalNumber(ctx, personalNumber)
+	if errors.Is(err, store.ErrNotFound) {
+		return Offer{}, fmt.Errorf("%w: no person with that personal number", ErrNotEligible)
+	}
+	if err != nil {
+		return Offer{}, err
+	}
+	if p.Official {
+		return Offer{}, fmt.Errorf("%w: an official's account, not a citizen's", ErrNotEligible)
+	}
+	code, err := randomToken()
+	if err != nil {
+		return Offer{}, err
+	}
+	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	if err != nil {
+		return Offer{}, err
+	}
+	tx := fmt.Sprintf("%06d", n.Int64())
+	id, err := randomToken()
+	if err != nil {
+		return Offer{}, err
+	}
+	offer, err := json.Marshal(map[string]any{
+		"credential_issuer":            s.cfg.Issuer,
+		"credential_configuration_ids": []string{ConfigSDJWT, ConfigMdoc},
+		"grants": map[string]any{GrantPreAuthorized: map[string]any{
+			"pre-authorized_code":  code,
+			"tx_code":              map[string]any{"input_mode": "numeric", "length": 6, "description": "The code the registration desk gave you"},
+			"authorization_server": s.AuthServer(),
+		}},
+	})
+	if err != nil {
+		return Offer{}, err
+	}
+	uri := "openid-credential-offer://?credential_offer=" + url.QueryEscape(string(offer))
+	txh := sha256.Sum256([]byte(tx))
+	rec, err := json.Marshal(offerRecord{Subject: p.SubjectID, Actor: actor, TxHash: txh[:], URI: uri})
+	if err != nil {
+		return Offer{}, err
+	}
+	if err := s.eph.Put(ctx, digestKey("pid:pre:", code), rec, offerTTL); err != nil {
+		return Offer{}, err
+	}
+	// The page shows the offer (its QR code) by an id of its own; the code stays out of URLs.
+	if err := s.eph.Put(ctx, digestKey("pid:page:", id), []byte(uri), offerTTL); err != nil {
+		return Offer{}, err
+	}
+	return Offer{ID: id, URI: uri, TxCode: tx, Until: s.now().Add(offerTTL)}, nil
+}
+
+// OfferURI is the offer URI of the offer page id.
+func (s *Service) OfferURI(ctx context.Context, id string) (string, error) {
+	b, err := s.eph.Get(ctx, digestKey("pid:page:", id))
+	return string(b), err
+}
+
+// tokenRecord is what an access token of the issuer stands for.
+type tokenRecord struct {
+	Subject string `json:"sub"`
+	Actor   string `json:"actor"`
+	JKT     string `json:"jkt,omitempty"` // DPoP key thumbprint the token is bound to
+}
+
+// Redeem exchanges a pre-authorized code and its transaction code for an access token. A wrong
+// transaction code counts against the offer: after maxTxErrors the offer is gone.
+func (s *Service) Redeem(ctx context.Context, code, txCode, jkt string) (string, error) {
+	key := digestKey("pid:pre:", code)
+	b, err := s.eph.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", ErrInvalidGrant
+	}
+	if err != nil {
+		return "", err
+	}
+	var rec offerRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return "", err
+	}
+	txh := sha256.Sum256([]byte(txCode))
+	if subtle.ConstantTimeCompare(txh[:], rec.TxHash) != 1 {
+		n, err := s.eph.Incr(ctx, digestKey("pid:txfail:", code), offerTTL)
+		if err != nil {
+			return "", err
+		}
+		if n >= maxTxErrors {
+			if err := s.eph.Delete(ctx, key); err != nil {
+				return "", err
+			}
+			return "", fmt.Errorf("%w: too many wrong transaction codes, the offer is withdrawn", ErrWrongTxCode)
+		}
+		return "", fmt.Errorf("%w (%d of %d tries left)", ErrWrongTxCode, maxTxErrors-n, maxTxErrors)
+	}
+	// One redemption only, however many replicas race for it.
+	if _, err := s.eph.Take(ctx, key); errors.Is(err, store.ErrNotFound) {
+		return "", ErrInvalidGrant
+	} else if err != nil {
+		return "", err
+	}
+	tok, err := randomToken()
+	if err != nil {
+		return "", err
+	}
+	tr, err := json.Marshal(tokenRecord{Subject: rec.Subject, Actor: rec.Actor, JKT: jkt})
+	if err != nil {
+		return "", err
+	}
+	return tok, s.eph.Put(ctx, digestKey("pid:at:", tok), tr, tokenTTL)
+}
+
+// accessToken reads what an issuer access token stands for; ErrNotFound when it is not one.
+func (s *Service) accessToken(ctx context.Context, tok string) (tokenRecord, error) {
+	b, err := s.eph.Get(ctx, digestKey("pid:at:", tok))
+	if err != nil {
+		return tokenRecord{}, err
+	}
+	var tr tokenRecord
+	return tr, json.Unmarshal(b, &tr)
+}
+
+// Nonce hands out a fresh c_nonce for proofs of possession.
+func (s *Service) Nonce(ctx context.Context) (string, error) {
+	n, err := randomToken()
+	if err != nil {
+		return "", err
+	}
+	return n, s.eph.Put(ctx, "pid:nonce:"+n, []byte{1}, nonceTTL)
+}
+
+// OfferPage is the page that shows offer id as a QR code.
+func (s *Service) OfferPage(id string) string { return s.cfg.Issuer + "/pid/offer/" + id }

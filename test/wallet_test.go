@@ -1,0 +1,342 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v3"
+	"golang.org/x/oauth2"
+
+	"github.com/vula-eid/vula/internal/auth"
+	"github.com/vula-eid/vula/internal/idp/idptest"
+	"github.com/vula-eid/vula/internal/testenv"
+)
+
+// TestWalletSuite runs test/wallet/wallet.mjs: @openid4vc/openid4vci as the wallet receives a
+// PID from the real binary by the pre-authorized code flow (offer from `vula pid offer`), and
+// @sd-jwt/sd-jwt-vc and @sd-jwt/jwt-status-list verify the credentials, their disclosures, key
+// binding and status; then `vula pid revoke` and the same libraries see them revoked. Vula
+// sits behind a TLS proxy: the libraries refuse plain-http issuers by default.
+func TestWalletSuite(t *testing.T) {
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.Missing(t, tool+" is not installed (test/deps.sh installs it)")
+		}
+	}
+	dir := walletSuiteDir(t)
+	vulaBinary(t)
+	work := t.TempDir()
+	data := filepath.Join(work, "var")
+
+	addr := freePort(t)
+	target, _ := url.Parse("http://" + addr)
+	var mu sync.Mutex
+	var findings []string
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target); r.SetXForwarded() },
+		ModifyResponse: func(resp *http.Response) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if resp.StatusCode >= 500 {
+				findings = append(findings, fmt.Sprintf("%s %s: %d", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode))
+			}
+			p := resp.Request.URL.Path
+			if (p == "/pid/token" || p == "/pid/credential" || p == "/pid/nonce") && !strings.Contains(resp.Header.Get("Cache-Control"), "no-store") {
+				findings = append(findings, p+" without Cache-Control: no-store")
+			}
+			return nil
+		},
+	}
+	front := httptest.NewUnstartedServer(proxy)
+	front.Config.ErrorLog = log.New(io.Discard, "", 0)
+	front.StartTLS()
+	defer front.Close()
+	issuer := front.URL
+	caFile := filepath.Join(work, "proxy-ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: front.Certificate().Raw}), 0o600)
+
+	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false", "VULA_BASE_URL=" + issuer}
+	const number, password = "3344556677", "a long and secret passphrase"
+	vula(t, append(env, "CITIZEN_PW="+password), "persons", "create", number, "--given-name", "Drita", "--family-name", "Berisha",
+		"--birthdate", "1985-11-02", "--password-env", "CITIZEN_PW")
+	srv := startReplicaAt(t, addr, data, env)
+	srv.ready(t, http.StatusOK)
+
+	var offer struct {
+		URI    string `json:"credential_offer_uri"`
+		Page   string `json:"page"`
+		TxCode string `json:"tx_code"`
+	}
+	if err := json.Unmarshal([]byte(vula(t, env, "pid", "offer", number, "--operator", "desk-7", "-o", "json")), &offer); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(offer.URI, "openid-credential-offer://?credential_offer=") || len(offer.TxCode) != 6 {
+		t.Fatalf("pid offer printed %+v", offer)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: front.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}}}
+	resp, err := hc.Get(issuer + "/pki/root.crt")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("root certificate: %v %v", err, resp)
+	}
+	rootDER, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	rootFile := filepath.Join(work, "root.crt")
+	os.WriteFile(rootFile, rootDER, 0o600)
+
+	wenv := []string{"NODE_EXTRA_CA_CERTS=" + caFile, "WALLET_ISSUER=" + issuer, "WALLET_OFFER=" + offer.URI, "WALLET_TX=" + offer.TxCode,
+		"WALLET_ROOT=" + rootFile, "WALLET_STATE=" + filepath.Join(work, "wallet.json"), "WALLET_NUMBER=" + number,
+		"WALLET_GIVEN=Drita", "WALLET_FAMILY=Berisha", "WALLET_BIRTHDATE=1985-11-02"}
+	runWalletScript(t, dir, append(wenv, "WALLET_MODE=issue"))
+	if t.Failed() {
+		t.Logf("server log:\n%s", srv.logs)
+		return
+	}
+	// The software keystore belongs to one process: the server stops for the operator's command
+	// (on PKCS#11 both run at once), and the revocation shows once it is back.
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	srv.cmd.Wait()
+	logs := srv.logs.String()
+	if out := vula(t, env, "pid", "revoke", number, "--reason", "lost phone"); !strings.Contains(out, "revoked 5 credential") {
+		t.Fatalf("pid revoke: %s", out)
+	}
+	srv = startReplicaAt(t, addr, data, env)
+	srv.ready(t, http.StatusOK)
+	runWalletScript(t, dir, append(wenv, "WALLET_MODE=revoked"))
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(findings) > 0 {
+		t.Errorf("through the proxy: %v", findings)
+	}
+	for _, line := range strings.Split(logs+srv.logs.String(), "\n") {
+		var rec struct {
+			Msg    string `json:"msg"`
+			Path   string `json:"path"`
+			Status int    `json:"status"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && (rec.Status >= 500 && rec.Path != "/readyz" || strings.Contains(rec.Msg, "panic")) {
+			t.Errorf("server log: %s", line)
+		}
+	}
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	srv.cmd.Wait()
+	// The audit log has the issuance and the revocation, with the claims' names and no values.
+	export := vula(t, env, "audit", "export")
+	if !strings.Contains(export, "pid.issue") || !strings.Contains(export, "pid.revoke") {
+		t.Error("the audit export lacks pid.issue or pid.revoke")
+	}
+	for _, v := range []string{"Berisha", "1985-11-02", number} {
+		if strings.Contains(export, v) {
+			t.Errorf("the audit export holds the claim value %q", v)
+		}
+	}
+}
+
+// runWalletScript runs wallet.mjs with env and makes each case it reports a subtest.
+func runWalletScript(t *testing.T, dir string, env []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "wallet.mjs"))
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ran := 0
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var res struct {
+			Case  string `json:"case"`
+			OK    bool   `json:"ok"`
+			Error string `json:"error"`
+			MS    int    `json:"ms"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &res); err != nil || res.Case == "" {
+			t.Logf("wallet.mjs: %s", sc.Text())
+			continue
+		}
+		ran++
+		t.Run(res.Case, func(t *testing.T) {
+			if !res.OK {
+				t.Errorf("%s", res.Error)
+			}
+			t.Logf("%d ms", res.MS)
+		})
+	}
+	if err := cmd.Wait(); err != nil && !t.Failed() {
+		t.Errorf("wallet.mjs: %v\n%s", err, stderr.String())
+	}
+	if ran == 0 {
+		t.Fatalf("wallet.mjs reported no case\n%s", stderr.String())
+	}
+}
+
+var (
+	walletOnce sync.Once
+	walletErr  error
+)
+
+// walletSuiteDir installs the suite's npm packages once (npm ci, from the committed lock file)
+// when test/deps.sh has not.
+func walletSuiteDir(t testing.TB) string {
+	t.Helper()
+	dir, _ := filepath.Abs("wallet")
+	walletOnce.Do(func() {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", "@openid4vc", "openid4vci")); err == nil {
+			return
+		}
+		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			walletErr = fmt.Errorf("npm ci: %v\n%s", err, out)
+		}
+	})
+	if walletErr != nil {
+		t.Fatal(walletErr)
+	}
+	return dir
+}
+
+// TestWalletAuthorizationCode: a wallet registered as a client of Vula's identity provider gets
+// the PID scope through the citizen's own login (PAR, PKCE, private_key_jwt) and redeems the
+// provider's access token at the credential endpoint. A login below the configured level of
+// assurance (substantial) gets no PID.
+func TestWalletAuthorizationCode(t *testing.T) {
+	vulaBinary(t)
+	data := t.TempDir()
+	addr := freePort(t)
+	issuer := "http://" + addr
+	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false", "VULA_BASE_URL=" + issuer}
+	citizen := &officialUser{number: "5566778899", pw: "the citizen's long passphrase", used: map[int64]bool{}}
+	vula(t, append(env, "CITIZEN_PW="+citizen.pw), "persons", "create", citizen.number, "--given-name", "Besa", "--family-name", "Gashi",
+		"--birthdate", "2001-02-03", "--password-env", "CITIZEN_PW")
+	var enrolled struct {
+		URI string `json:"otpauth_uri"`
+	}
+	json.Unmarshal([]byte(vula(t, env, "persons", "enroll-totp", citizen.number, "-o", "json")), &enrolled)
+	u, _ := url.Parse(enrolled.URI)
+	citizen.seed = u.Query().Get("secret")
+	wallet := newRP(t, env, "wallet-app", "--scope", "openid,"+auth.ScopePID, "--require-par")
+	srv := startReplicaAt(t, addr, data, env)
+	srv.ready(t, http.StatusOK)
+
+	var meta struct {
+		AuthServers []string `json:"authorization_servers"`
+	}
+	getJSONPlain(t, issuer+"/.well-known/openid-credential-issuer", &meta)
+	if len(meta.AuthServers) != 2 || meta.AuthServers[0] != issuer {
+		t.Fatalf("authorization_servers %v: want the identity provider first", meta.AuthServers)
+	}
+
+	login := func(acr string) string {
+		verifier := oauth2.GenerateVerifier()
+		push := wallet.assertion(t, issuer)
+		for k, v := range map[string]string{"client_id": wallet.id, "response_type": "code", "redirect_uri": wallet.callback,
+			"scope": auth.ScopePID, "state": "s-" + verifier[:8], "code_challenge": oauth2.S256ChallengeFromVerifier(verifier),
+			"code_challenge_method": "S256", "acr_values": acr} {
+			push.Set(k, v)
+		}
+		code, par := post(t, issuer+"/oauth2/par", push)
+		if code != 201 {
+			t.Fatalf("PAR: %d %v", code, par)
+		}
+		authURL := issuer + "/oauth2/auth?client_id=" + wallet.id + "&request_uri=" + url.QueryEscape(par["request_uri"].(string))
+		b := idptest.New(t, issuer)
+		var cb *url.URL
+		if acr == auth.LoALow {
+			cb = b.LoginWithCode(authURL, wallet.callback, citizen.number, citizen.pw, "")
+		} else {
+			citizen.used[time.Now().Unix()/30] = true
+			cb = b.Login(authURL, wallet.callback, citizen.number, citizen.pw, citizen.seed)
+		}
+		tf := wallet.assertion(t, issuer)
+		tf.Set("grant_type", "authorization_code")
+		tf.Set("code", cb.Query().Get("code"))
+		tf.Set("redirect_uri", wallet.callback)
+		tf.Set("code_verifier", verifier)
+		code, tok := post(t, issuer+"/oauth2/token", tf)
+		if code != 200 || !strings.Contains(fmt.Sprint(tok["scope"]), auth.ScopePID) {
+			t.Fatalf("code exchange: %d %v", code, tok)
+		}
+		return tok["access_token"].(string)
+	}
+	request := func(token string) (int, map[string]any) {
+		code, n := post(t, issuer+"/pid/nonce", url.Values{})
+		if code != 200 {
+			t.Fatalf("nonce: %d %v", code, n)
+		}
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key},
+			(&jose.SignerOptions{}).WithType("openid4vci-proof+jwt").WithHeader("jwk", jose.JSONWebKey{Key: key.Public()}))
+		claims, _ := json.Marshal(map[string]any{"aud": issuer, "iat": time.Now().Unix(), "nonce": n["c_nonce"]})
+		o, _ := s.Sign(claims)
+		proof, _ := o.CompactSerialize()
+		body, _ := json.Marshal(map[string]any{"credential_configuration_id": "eu.europa.ec.eudi.pid.1.dc+sd-jwt", "proofs": map[string]any{"jwt": []string{proof}}})
+		req, _ := http.NewRequest("POST", issuer+"/pid/credential", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+
+	if code, out := request(login(auth.LoASubstantial)); code != 200 || len(out["credentials"].([]any)) != 1 {
+		t.Fatalf("credential after a substantial login: %d %v", code, out)
+	}
+	if code, out := request(login(auth.LoALow)); code != 401 || out["error"] != "insufficient_user_authentication" {
+		t.Fatalf("credential after a password-only login: %d %v, want 401 insufficient_user_authentication", code, out)
+	}
+}
+
+func getJSONPlain(t *testing.T, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d", u, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
