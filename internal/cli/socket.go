@@ -226,6 +226,9 @@ func (f frames) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// errSocketInUse is listenSocket's error when a live server answers on the socket.
+var errSocketInUse = errors.New("another vula serve answers on it")
+
 // listenSocket listens on path with mode 0600. A socket file left by a killed server (nothing
 // answers on it) is replaced; one a live server answers on is an error. The socket is made under
 // a temporary name, restricted, then renamed into place, so it is never reachable with a wider
@@ -233,7 +236,7 @@ func (f frames) Write(p []byte) (int, error) {
 func listenSocket(path string) (*net.UnixListener, error) {
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		_ = c.Close() // only probed
-		return nil, fmt.Errorf("%s: another vula serve answers on it", path)
+		return nil, fmt.Errorf("%s: %w", path, errSocketInUse)
 	}
 	tmp := fmt.Sprintf("%s.%d", path, os.Getpid())
 	_ = os.Remove(tmp) // a leftover of a process with our pid
@@ -265,6 +268,12 @@ func (g *globals) startSocket(ctx context.Context, cfg config.Config, keys hsm.M
 		return func() {}, nil
 	}
 	ln, err := listenSocket(path)
+	if errors.Is(err, errSocketInUse) {
+		// Another replica on this data directory (a shared PKCS#11 token and database): the
+		// commands run in that one, on the same platform.
+		log.Warn("control socket: another vula serve answers on it; this one opens none", "path", path)
+		return func() {}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

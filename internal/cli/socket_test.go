@@ -2,7 +2,10 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -113,8 +116,18 @@ sys.stdout.write(repr(got))`, sock)
 	if code, out, _ := run(t, env, "keys", "list"); code != 0 || !strings.Contains(out, "arta") {
 		t.Fatal("no answer on the replaced socket")
 	}
-	if _, err := listenSocket(sock); err == nil || !strings.Contains(err.Error(), "another vula serve") {
+	if _, err := listenSocket(sock); !errors.Is(err, errSocketInUse) {
 		t.Fatalf("a second listener on a live socket: %v", err)
+	}
+	// A second replica on the same data directory (PKCS#11) starts without a socket of its own.
+	cfg, _ := (&globals{env: Env{Environ: env}}).load()
+	stop, err := (&globals{}).startSocket(context.Background(), cfg, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("a second replica's socket: %v", err)
+	}
+	stop()
+	if code, _, _ := run(t, env, "keys", "list"); code != 0 {
+		t.Fatal("the first server's socket is gone")
 	}
 	srv.stop(t)
 }
