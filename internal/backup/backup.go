@@ -97,7 +97,7 @@ func Write(ctx context.Context, w io.Writer, l Layout, work, version string, now
 		if err != nil {
 			return m, err
 		}
-		defer os.RemoveAll(snap)
+		defer func() { _ = os.RemoveAll(snap) }() // a leftover snapshot is only disk space; Write's error is what matters
 		p := filepath.Join(snap, dbName)
 		if err := vacuumInto(ctx, l.SQLite, p); err != nil {
 			return m, err
@@ -171,7 +171,7 @@ func vacuumInto(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }() // it only read
 	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", dst); err != nil {
 		return fmt.Errorf("backup: copying %s: %w", src, err)
 	}
@@ -228,7 +228,7 @@ func readSmall(p string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	b, err := io.ReadAll(io.LimitReader(f, maxKeystoreFile+1))
 	if err == nil && len(b) > maxKeystoreFile {
 		err = fmt.Errorf("backup: %s is larger than %d bytes", p, maxKeystoreFile)
