@@ -165,3 +165,22 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// FuzzReadFrame: the CLI's reader of the server's answer is bounded whatever the bytes.
+func FuzzReadFrame(f *testing.F) {
+	f.Add([]byte("o\x00\x00\x00\x03abcx\x00\x00\x00\x04\x00\x00\x00\x01"))
+	f.Add([]byte("e\xff\xff\xff\xff"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bufio.NewReader(strings.NewReader(string(b)))
+		for i := 0; i < 64; i++ {
+			_, p, err := readFrame(r)
+			if err != nil {
+				return
+			}
+			if len(p) > maxFrame {
+				t.Fatalf("a frame of %d bytes", len(p))
+			}
+		}
+	})
+}

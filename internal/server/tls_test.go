@@ -34,7 +34,7 @@ type testCA struct {
 	pool *x509.CertPool
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test root"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
@@ -51,7 +51,7 @@ func newTestCA(t *testing.T) *testCA {
 
 // write writes a localhost certificate with serial and its key to certFile and keyFile, each
 // replaced by a rename, as certbot and most tools do.
-func (ca *testCA) write(t *testing.T, serial int64, certFile, keyFile string) {
+func (ca *testCA) write(t testing.TB, serial int64, certFile, keyFile string) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "localhost"},
 		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
@@ -66,7 +66,7 @@ func (ca *testCA) write(t *testing.T, serial int64, certFile, keyFile string) {
 	writeAtomic(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
 }
 
-func writeAtomic(t *testing.T, path string, b []byte) {
+func writeAtomic(t testing.TB, path string, b []byte) {
 	tmp := path + ".new"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		t.Fatal(err)
@@ -241,5 +241,30 @@ func TestForwardedProto(t *testing.T) {
 	_, _, ts = newTestWith(t, Options{HSTS: true, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}})
 	if resp, _ := getWith(t, ts.URL+"/healthz", map[string]string{"X-Forwarded-Proto": "http"}); resp.Header.Get("Strict-Transport-Security") == "" {
 		t.Error("an untrusted peer's X-Forwarded-Proto withheld HSTS")
+	}
+}
+
+// BenchmarkGetCertificate is what a handshake pays for the reload check: mostly nothing, and a
+// stat of both files once per CertCheckInterval.
+func BenchmarkGetCertificate(b *testing.B) {
+	dir := b.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	newTestCA(b).write(b, 1, certFile, keyFile)
+	for _, interval := range []time.Duration{CertCheckInterval, 0} {
+		c, err := LoadCertFiles(certFile, keyFile, interval, time.Now, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		name := "checked every 2s"
+		if interval == 0 {
+			name = "stat every handshake"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c.GetCertificate(nil)
+				}
+			})
+		})
 	}
 }
