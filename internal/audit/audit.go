@@ -253,7 +253,9 @@ func (l *Log) Append(ctx context.Context, ev Event) (store.AuditRecord, error) {
 	// asks the chain. TryLock: a goroutine already checkpointing covers this record too.
 	if rec.Seq-l.lastCheckpoint.Load() >= l.opts.Every && l.checkpointing.TryLock() {
 		defer l.checkpointing.Unlock()
-		if _, err := l.checkpoint(ctx, true); err != nil {
+		// The checkpoint is the log's, not this caller's: a client that hangs up must not
+		// leave it unwritten (it was, as "audit checkpoint failed: context canceled").
+		if _, err := l.checkpoint(context.WithoutCancel(ctx), true); err != nil {
 			// The record is written; a late checkpoint is retried on the next append or tick.
 			l.log.Error("audit checkpoint failed", "err", err)
 		}
@@ -454,7 +456,7 @@ const optimisticTries = 3
 func (l *Log) checkpoint(ctx context.Context, onlyIfDue bool) (store.AuditRecord, error) {
 	for try := 0; ; try++ {
 		var signed *store.AuditRecord // nil: sign under the lock
-		if try < optimisticTries {
+		if try < optimisticTries && !l.busy() {
 			head, err := l.head(ctx)
 			if err != nil {
 				return store.AuditRecord{}, fmt.Errorf("audit: checkpoint: %w", err)
@@ -498,12 +500,20 @@ func (l *Log) checkpoint(ctx context.Context, onlyIfDue bool) (store.AuditRecord
 		}
 		rec := recs[0]
 		l.wrote(rec.Seq, rec.Seq)
-		if try >= optimisticTries {
-			l.log.Warn("audit checkpoint signed under the log's lock: the head kept moving", "seq", rec.Seq)
+		if signed == nil {
+			l.log.Debug("audit checkpoint signed under the log's lock: appends were under way", "seq", rec.Seq, "tries", try)
 		}
 		l.sawCheckpoint(rec.Seq)
 		return rec, nil
 	}
+}
+
+// busy reports whether appends are being written or queued: a statement signed outside the lock
+// now would name a head that is about to move, wasting a read, a signature and a transaction.
+func (l *Log) busy() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.writing || len(l.queue) > 0
 }
 
 // signed makes the checkpoint record that follows head.

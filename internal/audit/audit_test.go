@@ -625,3 +625,23 @@ func TestCheckpointDueFromOwnRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The checkpoint an append owes is written even when that append's caller has gone away: it
+// was not ("audit checkpoint failed: context canceled" under load, where clients hang up) and
+// waited for a later append or the ticker.
+func TestCheckpointOutlivesCaller(t *testing.T) {
+	f := newKeys(t)
+	db := openDB(t, "sqlite:"+filepath.Join(t.TempDir(), "a.db"))
+	l := newLog(t, db, f, 3)
+	appendN(t, l, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec, err := l.Append(ctx, Event{Actor: "client:tax", Action: "seal", Key: "k", Result: "ok", RequestID: "gone"})
+	if err != nil || rec.Seq != 3 {
+		t.Fatalf("append for a caller that left: %v %+v", err, rec)
+	}
+	next, err := db.AuditRecords(context.Background(), 4, 1)
+	if err != nil || len(next) != 1 || next[0].Action != ActionCheckpoint {
+		t.Fatalf("no checkpoint after record 3: %v %+v", err, next)
+	}
+}
