@@ -449,11 +449,11 @@ func (g *Pages) formFlow(w http.ResponseWriter, r *http.Request) (*flow, bool) {
 }
 
 func (g *Pages) clientName(ctx context.Context, id string) string {
-	c, err := g.p.db.Client(ctx, id)
-	if err != nil || c.Name == "" {
+	c, err := g.p.st.GetClient(ctx, id)
+	if err != nil || c.(*client).rec.Name == "" {
 		return id
 	}
-	return c.Name
+	return c.(*client).rec.Name
 }
 
 type loginData struct {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -30,6 +31,51 @@ type storage struct {
 	// audience is every resource a token may be for (fosite checks a refreshed token's
 	// audience against the client's).
 	audience []string
+	cache    clientCache
+}
+
+// clientCacheTTL is how long a client read from the durable store is used without reading it
+// again. Every token, PAR and login page needs its client, and on PostgreSQL that read was a
+// round trip of its own. A change made through this replica's admin API applies at once; one
+// made on another replica or with the CLI applies here within the TTL — a short lag beside the
+// access tokens the client already holds, which live far longer.
+const clientCacheTTL = 5 * time.Second
+
+// clientCache holds the clients that were found (an unknown ID is never kept, so guessed IDs
+// take no memory); at most one entry per registered client.
+type clientCache struct {
+	mu sync.Mutex
+	m  map[string]cachedClient
+}
+
+type cachedClient struct {
+	c       *client
+	expires time.Time
+}
+
+func (cc *clientCache) get(id string, now time.Time) *client {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if e, ok := cc.m[id]; ok && now.Before(e.expires) {
+		return e.c
+	}
+	return nil
+}
+
+func (cc *clientCache) put(c *client, expires time.Time) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.m == nil {
+		cc.m = map[string]cachedClient{}
+	}
+	cc.m[c.GetID()] = cachedClient{c: c, expires: expires}
+}
+
+// forget drops id, after this replica changed or deleted it.
+func (cc *clientCache) forget(id string) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	delete(cc.m, id)
 }
 
 var (
@@ -153,8 +199,13 @@ func mapErr(err error) error {
 
 // --- clients
 
-// GetClient reads a registered client.
+// GetClient reads a registered client, through the cache (the client is shared: never change
+// it).
 func (s *storage) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	now := s.now()
+	if c := s.cache.get(id, now); c != nil {
+		return c, nil
+	}
 	c, err := s.clients.Client(ctx, id)
 	if err != nil {
 		return nil, mapErr(err)
@@ -164,6 +215,7 @@ func (s *storage) GetClient(ctx context.Context, id string) (fosite.Client, erro
 		return nil, err
 	}
 	fc.Audience = s.audience
+	s.cache.put(fc, now.Add(clientCacheTTL))
 	return fc, nil
 }
 
