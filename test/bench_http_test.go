@@ -124,7 +124,7 @@ func benchLimits(b *testing.B) {
 	body := bytes.Repeat([]byte("q"), 60) // about a timestamp query
 	for _, c := range []int{8, 32} {
 		b.Run(fmt.Sprintf("trivial-http/c%d", c), func(b *testing.B) {
-			measure(b, c, "req/s", []int{cmd.Process.Pid}, 0, func() error {
+			_ = measure(b, c, "req/s", []int{cmd.Process.Pid}, 0, func() error {
 				resp, err := client.Post("http://"+addr+"/", "application/octet-stream", bytes.NewReader(body))
 				return drain(resp, err, 700)
 			})
@@ -238,17 +238,21 @@ func benchConfig(b *testing.B, pg *testenv.PG, extra []string) {
 		op := ops[r.name]
 		b.Run(fmt.Sprintf("%s/c%d", r.name, r.c), func(b *testing.B) {
 			defer profile(b, pprofAt)()
-			measure(b, r.c, r.unit, pids, dbPID, op)
+			busy := flow.busy.Load()
+			n := measure(b, r.c, r.unit, pids, dbPID, op)
+			if r.name == "codeflow" {
+				b.ReportMetric(float64(flow.busy.Load()-busy)/float64(n), "login-503/op")
+			}
 		})
 	}
 }
 
-// measure runs op over c clients, b.N times but at least 4c times (a code flow takes longer
-// than the benchmark's first probe, which would otherwise be its only run), and reports the
-// rate, p50/p99 latency, and the CPU time per operation of the server processes pids and of the
-// PostgreSQL server dbPID when not 0.
-func measure(b *testing.B, c int, unit string, pids []int, dbPID int, op func() error) {
-	n := max(b.N, 4*c)
+// measure runs op n times over c clients, b.N times but at least 4c times (a code flow takes
+// longer than the benchmark's first probe, which would otherwise be its only run), and reports
+// the rate, p50/p99 latency, and the CPU time per operation of the server processes pids and of
+// the PostgreSQL server dbPID when not 0.
+func measure(b *testing.B, c int, unit string, pids []int, dbPID int, op func() error) (n int) {
+	n = max(b.N, 4*c)
 	lat := make([]time.Duration, n)
 	var next atomic.Int64
 	before, dbBefore := procsCPU(pids), pgCPU(dbPID)
@@ -281,6 +285,7 @@ func measure(b *testing.B, c int, unit string, pids []int, dbPID int, op func() 
 	if dbPID != 0 {
 		b.ReportMetric(float64(dbCPU.Microseconds())/float64(n), "db-cpu-µs/op")
 	}
+	return n
 }
 
 // clockTick is the unit of /proc/<pid>/stat's times (USER_HZ, 100 on Linux).
