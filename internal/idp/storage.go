@@ -111,9 +111,18 @@ type stored struct {
 }
 
 func (s *storage) put(ctx context.Context, key string, r fosite.Requester, ttl time.Duration, edit func(*stored)) error {
+	b, err := encode(r, edit)
+	if err != nil {
+		return err
+	}
+	return s.eph.Put(ctx, "idp:"+key, b, ttl)
+}
+
+// encode is a request as put keeps it, edited by edit when not nil.
+func encode(r fosite.Requester, edit func(*stored)) ([]byte, error) {
 	sess, err := json.Marshal(r.GetSession())
 	if err != nil {
-		return fmt.Errorf("idp: session: %w", err)
+		return nil, fmt.Errorf("idp: session: %w", err)
 	}
 	st := stored{ID: r.GetID(), RequestedAt: r.GetRequestedAt(), ClientID: r.GetClient().GetID(),
 		RequestedScope: r.GetRequestedScopes(), GrantedScope: r.GetGrantedScopes(), RequestedAudience: r.GetRequestedAudience(),
@@ -128,11 +137,7 @@ func (s *storage) put(ctx context.Context, key string, r fosite.Requester, ttl t
 	if edit != nil {
 		edit(&st)
 	}
-	b, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	return s.eph.Put(ctx, "idp:"+key, b, ttl)
+	return json.Marshal(st)
 }
 
 // load reads a stored request; into receives the session (a fresh one when nil).
@@ -328,11 +333,16 @@ func (s *storage) DeletePARSession(ctx context.Context, uri string) error {
 
 // --- access and refresh tokens
 
+// CreateAccessTokenSession stores the token's request and its grant's index in one write (every
+// token paid two: two commits on SQLite, two round trips to Redis).
 func (s *storage) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
-	if err := s.put(ctx, "at:"+sig, r, s.cfg.AccessTokenLifespan, nil); err != nil {
+	b, err := encode(r, nil)
+	if err != nil {
 		return err
 	}
-	return s.eph.Put(ctx, "idp:at-req:"+r.GetID(), []byte(sig), s.cfg.AccessTokenLifespan)
+	ttl := s.cfg.AccessTokenLifespan
+	return store.PutAll(ctx, s.eph, store.Entry{Key: "idp:at:" + sig, Value: b, TTL: ttl},
+		store.Entry{Key: "idp:at-req:" + r.GetID(), Value: []byte(sig), TTL: ttl})
 }
 
 func (s *storage) GetAccessTokenSession(ctx context.Context, sig string, sess fosite.Session) (fosite.Requester, error) {
@@ -361,10 +371,12 @@ func (s *storage) RevokeAccessToken(ctx context.Context, requestID string) error
 
 func (s *storage) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, r fosite.Requester) error {
 	ttl := s.cfg.RefreshTokenLifespan
-	if err := s.put(ctx, "rt:"+sig, r, ttl, func(st *stored) { st.Active, st.ExpiresAt = true, s.now().Add(ttl) }); err != nil {
+	b, err := encode(r, func(st *stored) { st.Active, st.ExpiresAt = true, s.now().Add(ttl) })
+	if err != nil {
 		return err
 	}
-	return s.eph.Put(ctx, "idp:rt-req:"+r.GetID(), []byte(sig), ttl)
+	return store.PutAll(ctx, s.eph, store.Entry{Key: "idp:rt:" + sig, Value: b, TTL: ttl},
+		store.Entry{Key: "idp:rt-req:" + r.GetID(), Value: []byte(sig), TTL: ttl})
 }
 
 // GetRefreshTokenSession returns the request; for a token already rotated or revoked, the

@@ -89,7 +89,10 @@ func (q *statements) prepare(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-var _ store.Ephemeral = (*Store)(nil)
+var (
+	_ store.Ephemeral = (*Store)(nil)
+	_ store.Batcher   = (*Store)(nil)
+)
 
 // Open opens (creating it, owner-only, if missing) the store in the SQLite file at path, with
 // the clock now (time.Now in production, a fake clock in tests), and starts its janitor. The
@@ -237,6 +240,29 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 	defer s.mu.Unlock()
 	_, err := s.q.put.ExecContext(ctx, key, blob(value), s.until(ttl))
 	return wrap("put", err)
+}
+
+// PutAll stores entries in one transaction: one WAL commit instead of one each.
+func (s *Store) PutAll(ctx context.Context, entries ...store.Entry) error {
+	for _, e := range entries {
+		if err := store.CheckEntry(e.Key, e.TTL); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("put all", err)
+	}
+	defer func() { _ = tx.Rollback() }() // after Commit, a no-op
+	put := tx.StmtContext(ctx, s.q.put)
+	for _, e := range entries {
+		if _, err := put.ExecContext(ctx, e.Key, blob(e.Value), s.until(e.TTL)); err != nil {
+			return wrap("put all", err)
+		}
+	}
+	return wrap("put all", tx.Commit())
 }
 
 // putIfAbsent stores value unless key holds a live entry, and reports whether it did.
