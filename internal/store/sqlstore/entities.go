@@ -460,7 +460,7 @@ func txArgs(t store.Transaction) []any {
 
 // CreateTransaction stores t.
 func (d *DB) CreateTransaction(ctx context.Context, t store.Transaction) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO transactions (`+txCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`, txArgs(t)...)
+	_, err := d.execute(ctx, `INSERT INTO transactions (`+txCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`, txArgs(t)...)
 	return d.wrap("create transaction", err)
 }
 
