@@ -184,7 +184,7 @@ func (c *codeFlowClient) run() error {
 	page.Set("password", c.password)
 	resp, err = hc.PostForm(c.issuer+"/login", page)
 	// Too many logins at once: the server says when to come back, and a person would.
-	for try := 0; err == nil && resp.StatusCode == http.StatusServiceUnavailable && try < 5; try++ {
+	for try := 0; err == nil && resp.StatusCode == http.StatusServiceUnavailable && try < 30; try++ {
 		c.busy.Add(1)
 		wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
 		resp.Body.Close()
