@@ -238,6 +238,13 @@ func benchConfig(b *testing.B, pg *testenv.PG, extra []string) {
 		op := ops[r.name]
 		b.Run(fmt.Sprintf("%s/c%d", r.name, r.c), func(b *testing.B) {
 			defer profile(b, pprofAt)()
+			commits, records := auditCommits(base)
+			defer func() {
+				c, r := auditCommits(base)
+				if c > commits {
+					b.ReportMetric((r-records)/(c-commits), "audit-records/commit")
+				}
+			}()
 			busy := flow.busy.Load()
 			n := measure(b, r.c, r.unit, pids, dbPID, op)
 			if r.name == "codeflow" {
@@ -286,6 +293,28 @@ func measure(b *testing.B, c int, unit string, pids []int, dbPID int, op func() 
 		b.ReportMetric(float64(dbCPU.Microseconds())/float64(n), "db-cpu-µs/op")
 	}
 	return n
+}
+
+// auditCommits reads the audit log's group commits and the records they carried from the
+// server's /metrics.
+func auditCommits(base string) (commits, records float64) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		name, v, _ := strings.Cut(line, " ")
+		f, _ := strconv.ParseFloat(v, 64)
+		switch name {
+		case "vula_audit_group_commits_total":
+			commits = f
+		case "vula_audit_group_committed_records_total":
+			records = f
+		}
+	}
+	return commits, records
 }
 
 // clockTick is the unit of /proc/<pid>/stat's times (USER_HZ, 100 on Linux).

@@ -80,6 +80,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/store"
 )
@@ -135,6 +137,23 @@ type Log struct {
 
 	ownMu          sync.Mutex
 	ownFrom, ownTo int64 // the latest unbroken run of seqs this process appended (see wrote)
+}
+
+// Metrics exports Stats for /metrics: vula_audit_group_commits_total,
+// vula_audit_group_committed_records_total and vula_audit_group_commit_seconds_total, whose
+// quotients are the mean batch (records a commit) and the mean commit time.
+func (l *Log) Metrics() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vula_audit_group_commits_total",
+			Help: "Group commits of audit events (each one transaction)."},
+			func() float64 { return float64(l.commits.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vula_audit_group_committed_records_total",
+			Help: "Audit events written by group commits."},
+			func() float64 { return float64(l.committed.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vula_audit_group_commit_seconds_total",
+			Help: "Time spent in group commits of audit events."},
+			func() float64 { return time.Duration(l.commitNanos.Load()).Seconds() }),
+	}
 }
 
 // Stats counts the group commits of events since New.

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/hsm/software"
@@ -595,6 +596,15 @@ func TestCheckpointDueFromOwnRecords(t *testing.T) {
 	}
 	if st := la.Stats(); st.Records != 40 || st.Commits == 0 || st.Commits > 40 || st.Time <= 0 {
 		t.Errorf("stats %+v after 40 appends", st)
+	}
+	// The same counts on /metrics.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(la.Metrics()...)
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 3 {
+		t.Fatalf("metrics: %d %v", n, err)
+	}
+	if v := testutil.ToFloat64(la.Metrics()[1]); v != 40 {
+		t.Errorf("vula_audit_group_committed_records_total %v after 40 appends", v)
 	}
 	rep, err := Verify(context.Background(), a, f.pubs, VerifyOptions{})
 	if err != nil || rep.Records != 44 || rep.LastCheckpointSeq != 44 {
