@@ -59,6 +59,8 @@ type DB struct {
 	log     *slog.Logger
 
 	// auditInsert is the one-row audit INSERT, prepared once (SQLite only, see AppendAudit).
+	txGroup txGroup // group commit of CreateTransaction on SQLite
+
 	// stmts holds the statements prepared on SQLite (query -> *sql.Stmt), nStmts their count.
 	stmts  sync.Map
 	nStmts atomic.Int64
