@@ -7,7 +7,7 @@ VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 export CGO_ENABLED := 1
 
-.PHONY: build run test test-deps bench lint fuzz clean
+.PHONY: build run test test-deps bench bench-http lint fuzz clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vula
@@ -44,3 +44,9 @@ lint:
 
 clean:
 	rm -rf bin
+
+# Issue #22's load benchmark against the real binary: embedded default and PostgreSQL (fsync
+# on) + Redis, with server CPU per operation and the same run's limits (docs/performance.md).
+# BENCH_PPROF_DIR=dir adds a CPU profile of each run.
+bench-http: test-deps
+	CI=true $(GO) test ./test -run '^$$' -bench '^BenchmarkHTTP$$' -benchtime 2s -timeout 20m

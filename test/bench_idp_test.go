@@ -11,8 +11,10 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,6 +150,7 @@ type codeFlowClient struct {
 	issuer, client, secret, callback string
 	identifier, password             string
 	transport                        http.RoundTripper
+	busy                             atomic.Int64 // logins answered 503 (and retried)
 }
 
 var hiddenField = regexp.MustCompile(`name="(flow|csrf)" value="([^"]*)"`)
@@ -180,6 +183,14 @@ func (c *codeFlowClient) run() error {
 	page.Set("identifier", c.identifier)
 	page.Set("password", c.password)
 	resp, err = hc.PostForm(c.issuer+"/login", page)
+	// Too many logins at once: the server says when to come back, and a person would.
+	for try := 0; err == nil && resp.StatusCode == http.StatusServiceUnavailable && try < 30; try++ {
+		c.busy.Add(1)
+		wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		resp.Body.Close()
+		time.Sleep(time.Duration(max(wait, 1)) * time.Second)
+		resp, err = hc.PostForm(c.issuer+"/login", page)
+	}
 	for i := 0; i < 3; i++ { // login, then consent (when not remembered), then the callback
 		if err != nil {
 			return err

@@ -41,7 +41,11 @@ func vulaBinary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "vula")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/vula").CombinedOutput()
+		args := []string{"build", "-o", binPath}
+		if os.Getenv("BENCH_PPROF_DIR") != "" { // see BenchmarkHTTP
+			args = append(args, "-tags", "pprof")
+		}
+		out, err := exec.Command("go", append(args, "../cmd/vula")...).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -53,6 +57,9 @@ func vulaBinary(t testing.TB) string {
 }
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(benchTrivialEnv); addr != "" {
+		serveTrivial(addr) // BenchmarkHTTP's limit: this binary as a trivial server
+	}
 	code := m.Run()
 	testenv.Cleanup()
 	if binPath != "" {

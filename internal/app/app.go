@@ -151,6 +151,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			log.Warn("could not record base_url for the CLI", "err", err)
 		}
 		go l.Run(ctx)
+		reg.MustRegister(l.Metrics()...) // once: this goroutine runs once a process
 		mux, err := p.build(ctx, db, l)
 		if err != nil {
 			fatal <- err

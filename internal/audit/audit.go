@@ -80,6 +80,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/store"
 )
@@ -135,6 +137,23 @@ type Log struct {
 
 	ownMu          sync.Mutex
 	ownFrom, ownTo int64 // the latest unbroken run of seqs this process appended (see wrote)
+}
+
+// Metrics exports Stats for /metrics: vula_audit_group_commits_total,
+// vula_audit_group_committed_records_total and vula_audit_group_commit_seconds_total, whose
+// quotients are the mean batch (records a commit) and the mean commit time.
+func (l *Log) Metrics() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vula_audit_group_commits_total",
+			Help: "Group commits of audit events (each one transaction)."},
+			func() float64 { return float64(l.commits.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vula_audit_group_committed_records_total",
+			Help: "Audit events written by group commits."},
+			func() float64 { return float64(l.committed.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vula_audit_group_commit_seconds_total",
+			Help: "Time spent in group commits of audit events."},
+			func() float64 { return time.Duration(l.commitNanos.Load()).Seconds() }),
+	}
 }
 
 // Stats counts the group commits of events since New.
@@ -253,7 +272,9 @@ func (l *Log) Append(ctx context.Context, ev Event) (store.AuditRecord, error) {
 	// asks the chain. TryLock: a goroutine already checkpointing covers this record too.
 	if rec.Seq-l.lastCheckpoint.Load() >= l.opts.Every && l.checkpointing.TryLock() {
 		defer l.checkpointing.Unlock()
-		if _, err := l.checkpoint(ctx, true); err != nil {
+		// The checkpoint is the log's, not this caller's: a client that hangs up must not
+		// leave it unwritten (it was, as "audit checkpoint failed: context canceled").
+		if _, err := l.checkpoint(context.WithoutCancel(ctx), true); err != nil {
 			// The record is written; a late checkpoint is retried on the next append or tick.
 			l.log.Error("audit checkpoint failed", "err", err)
 		}
@@ -454,7 +475,7 @@ const optimisticTries = 3
 func (l *Log) checkpoint(ctx context.Context, onlyIfDue bool) (store.AuditRecord, error) {
 	for try := 0; ; try++ {
 		var signed *store.AuditRecord // nil: sign under the lock
-		if try < optimisticTries {
+		if try < optimisticTries && !l.busy() {
 			head, err := l.head(ctx)
 			if err != nil {
 				return store.AuditRecord{}, fmt.Errorf("audit: checkpoint: %w", err)
@@ -498,12 +519,20 @@ func (l *Log) checkpoint(ctx context.Context, onlyIfDue bool) (store.AuditRecord
 		}
 		rec := recs[0]
 		l.wrote(rec.Seq, rec.Seq)
-		if try >= optimisticTries {
-			l.log.Warn("audit checkpoint signed under the log's lock: the head kept moving", "seq", rec.Seq)
+		if signed == nil {
+			l.log.Debug("audit checkpoint signed under the log's lock: appends were under way", "seq", rec.Seq, "tries", try)
 		}
 		l.sawCheckpoint(rec.Seq)
 		return rec, nil
 	}
+}
+
+// busy reports whether appends are being written or queued: a statement signed outside the lock
+// now would name a head that is about to move, wasting a read, a signature and a transaction.
+func (l *Log) busy() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.writing || len(l.queue) > 0
 }
 
 // signed makes the checkpoint record that follows head.

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/hsm/software"
@@ -596,6 +597,15 @@ func TestCheckpointDueFromOwnRecords(t *testing.T) {
 	if st := la.Stats(); st.Records != 40 || st.Commits == 0 || st.Commits > 40 || st.Time <= 0 {
 		t.Errorf("stats %+v after 40 appends", st)
 	}
+	// The same counts on /metrics.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(la.Metrics()...)
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 3 {
+		t.Fatalf("metrics: %d %v", n, err)
+	}
+	if v := testutil.ToFloat64(la.Metrics()[1]); v != 40 {
+		t.Errorf("vula_audit_group_committed_records_total %v after 40 appends", v)
+	}
 	rep, err := Verify(context.Background(), a, f.pubs, VerifyOptions{})
 	if err != nil || rep.Records != 44 || rep.LastCheckpointSeq != 44 {
 		t.Fatalf("report %+v, %v", rep, err)
@@ -623,5 +633,25 @@ func TestCheckpointDueFromOwnRecords(t *testing.T) {
 	}
 	if _, err := Verify(context.Background(), a, f.pubs, VerifyOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The checkpoint an append owes is written even when that append's caller has gone away: it
+// was not ("audit checkpoint failed: context canceled" under load, where clients hang up) and
+// waited for a later append or the ticker.
+func TestCheckpointOutlivesCaller(t *testing.T) {
+	f := newKeys(t)
+	db := openDB(t, "sqlite:"+filepath.Join(t.TempDir(), "a.db"))
+	l := newLog(t, db, f, 3)
+	appendN(t, l, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec, err := l.Append(ctx, Event{Actor: "client:tax", Action: "seal", Key: "k", Result: "ok", RequestID: "gone"})
+	if err != nil || rec.Seq != 3 {
+		t.Fatalf("append for a caller that left: %v %+v", err, rec)
+	}
+	next, err := db.AuditRecords(context.Background(), 4, 1)
+	if err != nil || len(next) != 1 || next[0].Action != ActionCheckpoint {
+		t.Fatalf("no checkpoint after record 3: %v %+v", err, next)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +63,43 @@ func checkPassword(phc, pw string) bool {
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 
+// hashSlots bounds the password checks computed at once. An Argon2id check holds 19 MiB and a
+// core for tens of milliseconds: more of them at once than there are cores only makes every
+// login slower and memory grow with the crowd. A check waits for a slot at most wait; past it
+// the login is refused with ErrBusy (503 with Retry-After), so latency and memory stay bounded.
+type hashSlots struct {
+	slots chan struct{}
+	wait  time.Duration
+}
+
+// Default bound of password checks: one in progress per core, and a wait that keeps a login's
+// latency under about two seconds whatever the crowd.
+const defaultHashWait = 2 * time.Second
+
+// ErrBusy refuses a password check that found no free slot in time: too many logins at once.
+// It wraps store.ErrUnavailable, so that every edge answers it 503 with Retry-After.
+var ErrBusy = fmt.Errorf("idp: too many logins at once, try again shortly: %w", store.ErrUnavailable)
+
+// check runs f in a slot, or returns ErrBusy (no slot within the wait) or ctx's error (the
+// client gave up) without running it.
+func (h *hashSlots) check(ctx context.Context, f func() bool) (bool, error) {
+	select {
+	case h.slots <- struct{}{}:
+	default:
+		t := time.NewTimer(h.wait)
+		defer t.Stop()
+		select {
+		case h.slots <- struct{}{}:
+		case <-t.C:
+			return false, ErrBusy
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	defer func() { <-h.slots }()
+	return f(), nil
+}
+
 // dummyHash is checked against when the person is unknown, so that an unknown identifier costs
 // the same time as a wrong password.
 var dummyHash, _ = HashPassword("vula-dummy-password")
@@ -73,11 +111,20 @@ type Accounts struct {
 	sealer *store.SeedSealer
 	issuer string // shown in authenticator apps
 	now    func() time.Time
+	hashes *hashSlots
 }
 
 // NewAccounts makes the credential checker; sealer protects TOTP seeds.
 func NewAccounts(db store.Durable, eph store.Ephemeral, sealer *store.SeedSealer, issuer string, now func() time.Time) *Accounts {
-	return &Accounts{db: db, eph: eph, sealer: sealer, issuer: issuer, now: now}
+	a := &Accounts{db: db, eph: eph, sealer: sealer, issuer: issuer, now: now}
+	a.LimitPasswordChecks(runtime.GOMAXPROCS(0), defaultHashWait)
+	return a
+}
+
+// LimitPasswordChecks allows n password checks at once (at least 1); a check that waits longer
+// than wait for its turn is refused with ErrBusy. NewAccounts sets one per core and two seconds.
+func (a *Accounts) LimitPasswordChecks(n int, wait time.Duration) {
+	a.hashes = &hashSlots{slots: make(chan struct{}, max(n, 1)), wait: wait}
 }
 
 // Errors of a login, each shown to the person in their own words. ErrBadCredentials is the same
@@ -133,7 +180,11 @@ func (a *Accounts) Password(ctx context.Context, identifier, password, ip string
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return store.Person{}, err
 	}
-	if !checkPassword(hash, password) || err != nil || hash == dummyHash {
+	ok, herr := a.hashes.check(ctx, func() bool { return checkPassword(hash, password) })
+	if herr != nil {
+		return store.Person{}, herr
+	}
+	if !ok || err != nil || hash == dummyHash {
 		if err := a.failed(ctx, ipID, ipFailuresFree); err != nil {
 			return store.Person{}, err
 		}

@@ -159,6 +159,7 @@ func (a *Admin) deleteClient(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
+	a.p.st.cache.forget(r.PathValue("id"))
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -449,11 +449,11 @@ func (g *Pages) formFlow(w http.ResponseWriter, r *http.Request) (*flow, bool) {
 }
 
 func (g *Pages) clientName(ctx context.Context, id string) string {
-	c, err := g.p.db.Client(ctx, id)
-	if err != nil || c.Name == "" {
+	c, err := g.p.st.GetClient(ctx, id)
+	if err != nil || c.(*client).rec.Name == "" {
 		return id
 	}
-	return c.Name
+	return c.(*client).rec.Name
 }
 
 type loginData struct {
@@ -518,6 +518,9 @@ func (g *Pages) login(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, ErrInactive):
 			data.Error = "login.inactive"
 			g.web.Render(w, r, http.StatusForbidden, "login", data)
+		case errors.Is(err, ErrBusy): // a crowd, not a fault: no error line for each login
+			w.Header().Set("Retry-After", "1")
+			g.fail(w, r, http.StatusServiceUnavailable, "error.unavailable")
 		default:
 			g.unavailable(w, r, err)
 		}

@@ -405,6 +405,14 @@ func recordOf(c fosite.Client) store.Client {
 // is invalid_grant, as a code used twice is.
 func (p *Provider) writeTokenError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, msg string, err error) {
 	ctx := r.Context()
+	if ctx.Err() != nil {
+		// The client hung up (or its deadline passed) while a store was being asked: nothing
+		// was wrong with its request, and nothing with the server. It was logged as
+		// invalid_client or answered 500.
+		p.log.DebugContext(ctx, msg+": the client went away", "err", err)
+		writeOAuthError(w, errUnavailable(err))
+		return
+	}
 	var rfc *fosite.RFC6749Error
 	if ar == nil || (errors.As(err, &rfc) && strings.Contains(rfc.ErrorField, "dpop")) {
 		p.oauthError(ctx, msg, err)

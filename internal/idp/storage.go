@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -30,6 +31,51 @@ type storage struct {
 	// audience is every resource a token may be for (fosite checks a refreshed token's
 	// audience against the client's).
 	audience []string
+	cache    clientCache
+}
+
+// clientCacheTTL is how long a client read from the durable store is used without reading it
+// again. Every token, PAR and login page needs its client, and on PostgreSQL that read was a
+// round trip of its own. A change made through this replica's admin API applies at once; one
+// made on another replica or with the CLI applies here within the TTL — a short lag beside the
+// access tokens the client already holds, which live far longer.
+const clientCacheTTL = 5 * time.Second
+
+// clientCache holds the clients that were found (an unknown ID is never kept, so guessed IDs
+// take no memory); at most one entry per registered client.
+type clientCache struct {
+	mu sync.Mutex
+	m  map[string]cachedClient
+}
+
+type cachedClient struct {
+	c       *client
+	expires time.Time
+}
+
+func (cc *clientCache) get(id string, now time.Time) *client {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if e, ok := cc.m[id]; ok && now.Before(e.expires) {
+		return e.c
+	}
+	return nil
+}
+
+func (cc *clientCache) put(c *client, expires time.Time) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.m == nil {
+		cc.m = map[string]cachedClient{}
+	}
+	cc.m[c.GetID()] = cachedClient{c: c, expires: expires}
+}
+
+// forget drops id, after this replica changed or deleted it.
+func (cc *clientCache) forget(id string) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	delete(cc.m, id)
 }
 
 var (
@@ -65,9 +111,18 @@ type stored struct {
 }
 
 func (s *storage) put(ctx context.Context, key string, r fosite.Requester, ttl time.Duration, edit func(*stored)) error {
+	b, err := encode(r, edit)
+	if err != nil {
+		return err
+	}
+	return s.eph.Put(ctx, "idp:"+key, b, ttl)
+}
+
+// encode is a request as put keeps it, edited by edit when not nil.
+func encode(r fosite.Requester, edit func(*stored)) ([]byte, error) {
 	sess, err := json.Marshal(r.GetSession())
 	if err != nil {
-		return fmt.Errorf("idp: session: %w", err)
+		return nil, fmt.Errorf("idp: session: %w", err)
 	}
 	st := stored{ID: r.GetID(), RequestedAt: r.GetRequestedAt(), ClientID: r.GetClient().GetID(),
 		RequestedScope: r.GetRequestedScopes(), GrantedScope: r.GetGrantedScopes(), RequestedAudience: r.GetRequestedAudience(),
@@ -82,11 +137,7 @@ func (s *storage) put(ctx context.Context, key string, r fosite.Requester, ttl t
 	if edit != nil {
 		edit(&st)
 	}
-	b, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	return s.eph.Put(ctx, "idp:"+key, b, ttl)
+	return json.Marshal(st)
 }
 
 // load reads a stored request; into receives the session (a fresh one when nil).
@@ -153,8 +204,13 @@ func mapErr(err error) error {
 
 // --- clients
 
-// GetClient reads a registered client.
+// GetClient reads a registered client, through the cache (the client is shared: never change
+// it).
 func (s *storage) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	now := s.now()
+	if c := s.cache.get(id, now); c != nil {
+		return c, nil
+	}
 	c, err := s.clients.Client(ctx, id)
 	if err != nil {
 		return nil, mapErr(err)
@@ -164,6 +220,7 @@ func (s *storage) GetClient(ctx context.Context, id string) (fosite.Client, erro
 		return nil, err
 	}
 	fc.Audience = s.audience
+	s.cache.put(fc, now.Add(clientCacheTTL))
 	return fc, nil
 }
 
@@ -276,11 +333,16 @@ func (s *storage) DeletePARSession(ctx context.Context, uri string) error {
 
 // --- access and refresh tokens
 
+// CreateAccessTokenSession stores the token's request and its grant's index in one write (every
+// token paid two: two commits on SQLite, two round trips to Redis).
 func (s *storage) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
-	if err := s.put(ctx, "at:"+sig, r, s.cfg.AccessTokenLifespan, nil); err != nil {
+	b, err := encode(r, nil)
+	if err != nil {
 		return err
 	}
-	return s.eph.Put(ctx, "idp:at-req:"+r.GetID(), []byte(sig), s.cfg.AccessTokenLifespan)
+	ttl := s.cfg.AccessTokenLifespan
+	return store.PutAll(ctx, s.eph, store.Entry{Key: "idp:at:" + sig, Value: b, TTL: ttl},
+		store.Entry{Key: "idp:at-req:" + r.GetID(), Value: []byte(sig), TTL: ttl})
 }
 
 func (s *storage) GetAccessTokenSession(ctx context.Context, sig string, sess fosite.Session) (fosite.Requester, error) {
@@ -309,10 +371,12 @@ func (s *storage) RevokeAccessToken(ctx context.Context, requestID string) error
 
 func (s *storage) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, r fosite.Requester) error {
 	ttl := s.cfg.RefreshTokenLifespan
-	if err := s.put(ctx, "rt:"+sig, r, ttl, func(st *stored) { st.Active, st.ExpiresAt = true, s.now().Add(ttl) }); err != nil {
+	b, err := encode(r, func(st *stored) { st.Active, st.ExpiresAt = true, s.now().Add(ttl) })
+	if err != nil {
 		return err
 	}
-	return s.eph.Put(ctx, "idp:rt-req:"+r.GetID(), []byte(sig), ttl)
+	return store.PutAll(ctx, s.eph, store.Entry{Key: "idp:rt:" + sig, Value: b, TTL: ttl},
+		store.Entry{Key: "idp:rt-req:" + r.GetID(), Value: []byte(sig), TTL: ttl})
 }
 
 // GetRefreshTokenSession returns the request; for a token already rotated or revoked, the

@@ -41,6 +41,34 @@ type Ephemeral interface {
 	Close() error
 }
 
+// Entry is one key's value and time to live, for PutAll.
+type Entry struct {
+	Key   string
+	Value []byte
+	TTL   time.Duration
+}
+
+// Batcher is an Ephemeral store that can store several entries in one write (one transaction,
+// one round trip) instead of one write each. It is optional: PutAll falls back to Put.
+type Batcher interface {
+	// PutAll stores every entry as Put would. It is not atomic: on an error, some entries may
+	// be stored and others not.
+	PutAll(ctx context.Context, entries ...Entry) error
+}
+
+// PutAll stores entries in s, in one write when s is a Batcher.
+func PutAll(ctx context.Context, s Ephemeral, entries ...Entry) error {
+	if b, ok := s.(Batcher); ok {
+		return b.PutAll(ctx, entries...)
+	}
+	for _, e := range entries {
+		if err := s.Put(ctx, e.Key, e.Value, e.TTL); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ErrInvalidKey is returned for an empty key or a non-positive time to live.
 var ErrInvalidKey = errors.New("store: empty key or non-positive ttl")
 

@@ -46,6 +46,9 @@ var (
 	pgOnce     sync.Once
 	pgShared   *pgServer
 	pgErr      error
+	pgSyncOnce sync.Once
+	pgSynced   *pgServer
+	pgSyncErr  error
 	pgDBs      atomic.Int64
 	errPGNotIn = errors.New("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb)")
 )
@@ -60,21 +63,36 @@ var (
 // PostgreSQL the test is skipped, or fails when CI=true.
 func Postgres(t testing.TB) *PG {
 	t.Helper()
-	pgOnce.Do(func() { pgShared, pgErr = startPostgres() })
-	if errors.Is(pgErr, errPGNotIn) {
-		Missing(t, pgErr.Error())
+	pgOnce.Do(func() { pgShared, pgErr = startPostgres(false) })
+	return database(t, pgShared, pgErr)
+}
+
+// PostgresDurable is Postgres on a second server of the test process that runs as production
+// does: fsync and synchronous_commit on, so that each commit waits for the disk. Benchmarks use
+// it; a commit costs there what it costs in production.
+func PostgresDurable(t testing.TB) *PG {
+	t.Helper()
+	pgSyncOnce.Do(func() { pgSynced, pgSyncErr = startPostgres(true) })
+	return database(t, pgSynced, pgSyncErr)
+}
+
+// database makes a fresh database on server s (started with error startErr).
+func database(t testing.TB, s *pgServer, startErr error) *PG {
+	t.Helper()
+	if errors.Is(startErr, errPGNotIn) {
+		Missing(t, startErr.Error())
 	}
-	if pgErr != nil {
-		t.Fatalf("PostgreSQL: %v", pgErr)
+	if startErr != nil {
+		t.Fatalf("PostgreSQL: %v", startErr)
 	}
 	// A test that stopped the server and failed before restarting it must not break the next.
-	if err := pgShared.start(); err != nil {
+	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
 	name := fmt.Sprintf("test_%d", pgDBs.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := pgconn.Connect(ctx, pgShared.dsn("postgres"))
+	c, err := pgconn.Connect(ctx, s.dsn("postgres"))
 	if err != nil {
 		t.Fatalf("PostgreSQL: %v", err)
 	}
@@ -82,19 +100,31 @@ func Postgres(t testing.TB) *PG {
 	if _, err := c.Exec(ctx, "CREATE DATABASE "+name).ReadAll(); err != nil {
 		t.Fatalf("PostgreSQL: create database: %v", err)
 	}
-	return &PG{DSN: pgShared.dsn(name), server: pgShared}
+	return &PG{DSN: s.dsn(name), server: s}
 }
 
-// StopPostgres stops the process's PostgreSQL server, if one was started, and removes its files.
+// PID is the server's postmaster process, for benchmarks that count its CPU time.
+func (p *PG) PID() int {
+	p.server.mu.Lock()
+	defer p.server.mu.Unlock()
+	if p.server.cmd == nil {
+		return 0
+	}
+	return p.server.cmd.Process.Pid
+}
+
+// StopPostgres stops the process's PostgreSQL servers, if any were started, and removes their files.
 func StopPostgres() {
-	if pgShared == nil {
-		return
+	for _, s := range []*pgServer{pgShared, pgSynced} {
+		if s == nil {
+			continue
+		}
+		s.stop(syscall.SIGQUIT) // immediate shutdown: the data goes anyway
+		if err := os.RemoveAll(s.dir); err != nil {
+			fmt.Fprintln(os.Stderr, "testenv:", err)
+		}
+		_ = s.lock.Close() // the lock goes with the process anyway
 	}
-	pgShared.stop(syscall.SIGQUIT) // immediate shutdown: the data goes anyway
-	if err := os.RemoveAll(pgShared.dir); err != nil {
-		fmt.Fprintln(os.Stderr, "testenv:", err)
-	}
-	_ = pgShared.lock.Close() // the lock goes with the process anyway
 }
 
 // Missing fails the test under CI=true, where every component must be there, and skips it
@@ -109,6 +139,7 @@ func Missing(t testing.TB, what string) {
 
 type pgServer struct {
 	bin, dir string
+	durable  bool                // fsync and synchronous_commit on
 	cred     *syscall.Credential // the postgres user's when the tests run as root, else nil
 	lock     *os.File            // the directory, flocked while this process lives (see sweepStalePostgres)
 
@@ -122,13 +153,13 @@ func (s *pgServer) dsn(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%s/%s?sslmode=disable", s.port, db)
 }
 
-func startPostgres() (*pgServer, error) {
+func startPostgres(durable bool) (*pgServer, error) {
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	if len(bins) == 0 {
 		return nil, errPGNotIn
 	}
 	sweepStalePostgres()
-	s := &pgServer{bin: filepath.Dir(bins[len(bins)-1])}
+	s := &pgServer{bin: filepath.Dir(bins[len(bins)-1]), durable: durable}
 	dir, err := os.MkdirTemp("", "vula-pg-")
 	if err != nil {
 		return nil, err
@@ -191,9 +222,13 @@ func (s *pgServer) start() error {
 		return err
 	}
 	defer func() { _ = logFile.Close() }() // the server has its own copy
+	sync := "off"                          // the tests need speed, not durability
+	if s.durable {
+		sync = "on"
+	}
 	cmd := s.command("postgres", "-D", filepath.Join(s.dir, "data"),
 		"-c", "listen_addresses=127.0.0.1", "-c", "port="+s.port, "-c", "unix_socket_directories="+s.dir,
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200")
+		"-c", "fsync="+sync, "-c", "synchronous_commit="+sync, "-c", "full_page_writes="+sync, "-c", "max_connections=200")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Run as a child, not daemonized by pg_ctl, so that the server dies with the test process
 	// even when a timeout panic skips TestMain's cleanup. (The kernel sends the signal when the

@@ -42,6 +42,7 @@ type Response struct {
 	URL    *url.URL // where it ended: the last page, or the redirect left unfollowed
 	Body   string
 	Form   url.Values // the page's hidden fields (flow, csrf, ...)
+	Header http.Header
 }
 
 var hidden = regexp.MustCompile(`name="(flow|csrf|enrolment|logout)" value="([^"]*)"`)
@@ -54,7 +55,7 @@ func (b *Browser) do(req *http.Request) Response {
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
-	r := Response{Status: resp.StatusCode, URL: resp.Request.URL, Body: string(body), Form: url.Values{}}
+	r := Response{Status: resp.StatusCode, URL: resp.Request.URL, Body: string(body), Form: url.Values{}, Header: resp.Header}
 	if l, err := resp.Location(); err == nil {
 		r.URL = l
 	}

@@ -57,6 +57,26 @@ func RunWith(t *testing.T, h Harness) {
 		}
 	}
 
+	// PutAll (one write on a Batcher, Put by Put otherwise) stores each entry with its own ttl
+	// and refuses a batch with a bad entry.
+	t.Run("PutAll", func(t *testing.T) {
+		must(t, store.PutAll(ctx, s, store.Entry{Key: "all:1", Value: []byte("one"), TTL: time.Minute},
+			store.Entry{Key: "all:2", Value: []byte("two"), TTL: 2 * time.Second}, store.Entry{Key: "all:1", Value: []byte("uno"), TTL: time.Minute}))
+		for k, want := range map[string]string{"all:1": "uno", "all:2": "two"} {
+			if got, err := s.Get(ctx, k); err != nil || string(got) != want {
+				t.Fatalf("%s: %q %v", k, got, err)
+			}
+		}
+		if err := store.PutAll(ctx, s, store.Entry{Key: "all:3", Value: []byte("x"), TTL: time.Minute}, store.Entry{Key: "", TTL: time.Minute}); !errors.Is(err, store.ErrInvalidKey) {
+			t.Fatalf("a batch with an empty key: %v", err)
+		}
+		h.Advance(3 * time.Second)
+		gone(t, "all:2")
+		if _, err := s.Get(ctx, "all:1"); err != nil {
+			t.Fatalf("all:1 expired with all:2: %v", err)
+		}
+	})
+
 	t.Run("PutGetDelete", func(t *testing.T) {
 		big := make([]byte, 1<<20)
 		rand.Read(big)

@@ -26,7 +26,10 @@ type Store struct {
 	prefix string
 }
 
-var _ store.Ephemeral = (*Store)(nil)
+var (
+	_ store.Ephemeral = (*Store)(nil)
+	_ store.Batcher   = (*Store)(nil)
+)
 
 // DefaultPrefix namespaces Vula's keys in a shared Redis.
 const DefaultPrefix = "vula:"
@@ -187,6 +190,23 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 		return err
 	}
 	return wrap("put", s.c.Set(ctx, s.k(key), value, pttl(ttl)).Err())
+}
+
+// PutAll stores entries in one round trip (a pipeline, not MULTI: under Cluster the keys may
+// live on different nodes).
+func (s *Store) PutAll(ctx context.Context, entries ...store.Entry) error {
+	for _, e := range entries {
+		if err := store.CheckEntry(e.Key, e.TTL); err != nil {
+			return err
+		}
+	}
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, e := range entries {
+			p.Set(ctx, s.k(e.Key), e.Value, pttl(e.TTL))
+		}
+		return nil
+	})
+	return wrap("put all", err)
 }
 
 // PutIfAbsent stores value if key holds nothing.

@@ -3,6 +3,7 @@ package sqlitekv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -167,5 +168,46 @@ func TestDamagedFile(t *testing.T) {
 	defer s2.Close()
 	if s2.MovedAside != "" {
 		t.Fatalf("a sound file was moved aside to %s", s2.MovedAside)
+	}
+}
+
+// Concurrent puts are group-committed: every one is stored, each with its own expiry, whether
+// it wrote a batch or rode in another's — also when the put that leads a batch has been
+// cancelled by its caller.
+func TestGroupCommit(t *testing.T) {
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	s := open(t, filepath.Join(t.TempDir(), "eph.db"), c.now)
+	defer s.Close()
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			if g%8 == 0 {
+				ctx = cancelled
+			}
+			errs <- s.PutAll(ctx, store.Entry{Key: fmt.Sprint("long:", g), Value: []byte{byte(g)}, TTL: time.Hour},
+				store.Entry{Key: fmt.Sprint("short:", g), Value: []byte{byte(g)}, TTL: time.Second})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.advance(2 * time.Second)
+	for g := range 64 {
+		if v, err := s.Get(context.Background(), fmt.Sprint("long:", g)); err != nil || len(v) != 1 || v[0] != byte(g) {
+			t.Fatalf("long:%d: %v %v", g, v, err)
+		}
+		if _, err := s.Get(context.Background(), fmt.Sprint("short:", g)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("short:%d outlived its ttl: %v", g, err)
+		}
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/vula-eid/vula/internal/store"
@@ -458,10 +460,89 @@ func txArgs(t store.Transaction) []any {
 	return []any{t.ID, t.Kind, t.Actor, t.OrganizationID, t.SubjectID, jsonText(t.Digests), t.Format, t.Level, t.State, micros(t.Created), micros(t.Completed)}
 }
 
-// CreateTransaction stores t.
+const insertTx = `INSERT INTO transactions (` + txCols + `) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`
+
+// CreateTransaction stores t. On SQLite, transactions created at once are group-committed (see
+// txGroup): each seal records one, and one synchronous commit a seal, whose fsync no other seal
+// shared, was 18 % of a seal's server CPU. PostgreSQL groups concurrent commits' WAL flushes
+// itself.
 func (d *DB) CreateTransaction(ctx context.Context, t store.Transaction) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO transactions (`+txCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`, txArgs(t)...)
+	if d.dialect == sqliteDialect {
+		return d.txGroup.add(ctx, d, t)
+	}
+	_, err := d.execute(ctx, insertTx, txArgs(t)...)
 	return d.wrap("create transaction", err)
+}
+
+// txGroup batches the transactions created while a batch is being written: the first of them
+// writes the next batch in one database transaction when the one before is done.
+type txGroup struct {
+	mu      sync.Mutex // guards pending
+	pending *txBatch
+	writing sync.Mutex // one batch written at a time
+}
+
+type txBatch struct {
+	recs []store.Transaction
+	err  error   // the batch's, when errs is nil
+	errs []error // each record's, when the batch failed and they were written one by one
+	done chan struct{}
+}
+
+func (b *txBatch) errOf(i int) error {
+	if b.errs != nil {
+		return b.errs[i]
+	}
+	return b.err
+}
+
+func (g *txGroup) add(ctx context.Context, d *DB, t store.Transaction) error {
+	g.mu.Lock()
+	b, lead := g.pending, g.pending == nil
+	if lead {
+		b = &txBatch{done: make(chan struct{})}
+		g.pending = b
+	}
+	i := len(b.recs)
+	b.recs = append(b.recs, t)
+	g.mu.Unlock()
+	if !lead {
+		<-b.done
+		return b.errOf(i)
+	}
+	g.writing.Lock()
+	g.mu.Lock()
+	g.pending = nil // closed: later ones start the next batch
+	g.mu.Unlock()
+	// The batch carries others' records: the leader's cancellation must not drop them.
+	ctx = context.WithoutCancel(ctx)
+	b.err = d.inTx(ctx, "create transaction", func(tx *sql.Tx) error {
+		for _, r := range b.recs {
+			var err error
+			if st := d.prepared(ctx, insertTx); st != nil {
+				_, err = tx.StmtContext(ctx, st).ExecContext(ctx, txArgs(r)...)
+			} else {
+				_, err = tx.ExecContext(ctx, insertTx, txArgs(r)...)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if b.err != nil && len(b.recs) > 1 && !errors.Is(b.err, store.ErrUnavailable) {
+		// One bad record (a duplicate ID) must not fail the others: each on its own, and
+		// each caller gets its own answer.
+		errs := make([]error, len(b.recs))
+		for j, r := range b.recs {
+			_, err := d.execute(ctx, insertTx, txArgs(r)...)
+			errs[j] = d.wrap("create transaction", err)
+		}
+		b.errs = errs
+	}
+	g.writing.Unlock()
+	close(b.done)
+	return b.errOf(i)
 }
 
 // Transaction returns one transaction.

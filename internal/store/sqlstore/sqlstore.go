@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -58,6 +59,12 @@ type DB struct {
 	log     *slog.Logger
 
 	// auditInsert is the one-row audit INSERT, prepared once (SQLite only, see AppendAudit).
+	txGroup txGroup // group commit of CreateTransaction on SQLite
+
+	// stmts holds the statements prepared on SQLite (query -> *sql.Stmt), nStmts their count.
+	stmts  sync.Map
+	nStmts atomic.Int64
+
 	auditOnce   sync.Once
 	auditInsert *sql.Stmt
 	auditErr    error
@@ -186,6 +193,10 @@ func (d *DB) Close() error {
 	if d.checkpointUpsert != nil {
 		err = errors.Join(err, d.checkpointUpsert.Close())
 	}
+	d.stmts.Range(func(_, st any) bool {
+		err = errors.Join(err, st.(*sql.Stmt).Close())
+		return true
+	})
 	return errors.Join(err, d.db.Close())
 }
 
@@ -350,15 +361,66 @@ func b2i(b bool) int {
 // rowScanner is *sql.Row or *sql.Rows.
 type rowScanner interface{ Scan(dest ...any) error }
 
+// maxPrepared bounds the statements prepared and kept on SQLite: the queries are constants of
+// this package (and a few IN lists of bounded length), so it is never reached in practice.
+const maxPrepared = 256
+
+// prepared returns query prepared once on SQLite, where parsing a statement costs about as
+// much as running it (a sixth of a seal's durable-store CPU went to parsing); nil on PostgreSQL,
+// whose driver caches prepared statements itself, or when the statement cannot be prepared
+// (the caller runs it unprepared and gets its error).
+func (d *DB) prepared(ctx context.Context, query string) *sql.Stmt {
+	if d.dialect != sqliteDialect {
+		return nil
+	}
+	if st, ok := d.stmts.Load(query); ok {
+		return st.(*sql.Stmt)
+	}
+	if d.nStmts.Load() >= maxPrepared {
+		return nil
+	}
+	st, err := d.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	if old, loaded := d.stmts.LoadOrStore(query, st); loaded {
+		_ = st.Close() // another goroutine prepared it first
+		return old.(*sql.Stmt)
+	}
+	d.nStmts.Add(1)
+	return st
+}
+
+func (d *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := d.prepared(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return d.db.QueryRowContext(ctx, query, args...)
+}
+
+func (d *DB) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := d.prepared(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return d.db.QueryContext(ctx, query, args...)
+}
+
+func (d *DB) execute(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := d.prepared(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return d.db.ExecContext(ctx, query, args...)
+}
+
 // get runs a one-row query and scans it with scan, mapping no rows to ErrNotFound.
 func get[T any](ctx context.Context, d *DB, op, query string, scan func(rowScanner) (T, error), args ...any) (T, error) {
-	v, err := scan(d.db.QueryRowContext(ctx, query, args...))
+	v, err := scan(d.queryRow(ctx, query, args...))
 	return v, d.wrap(op, err)
 }
 
 // list runs a query and scans every row.
 func list[T any](ctx context.Context, d *DB, op, query string, scan func(rowScanner) (T, error), args ...any) ([]T, error) {
-	rows, err := d.db.QueryContext(ctx, query, args...)
+	rows, err := d.query(ctx, query, args...)
 	if err != nil {
 		return nil, d.wrap(op, err)
 	}
@@ -376,7 +438,7 @@ func list[T any](ctx context.Context, d *DB, op, query string, scan func(rowScan
 
 // exec runs a statement and reports ErrNotFound when it touched no row.
 func (d *DB) exec(ctx context.Context, op, query string, args ...any) error {
-	res, err := d.db.ExecContext(ctx, query, args...)
+	res, err := d.execute(ctx, query, args...)
 	if err != nil {
 		return d.wrap(op, err)
 	}

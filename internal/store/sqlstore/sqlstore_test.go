@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/storetest"
@@ -277,5 +278,44 @@ func TestPostgresPoolKeepsConnections(t *testing.T) {
 	db.SizePool(4)
 	if st := db.PoolStats(); st.MaxOpenConnections != 4 {
 		t.Fatalf("SizePool(4): max open %d", st.MaxOpenConnections)
+	}
+}
+
+// Transactions created at once on SQLite are group-committed: every one is stored, and one
+// with a taken ID gets ErrConflict without failing the others of its batch.
+func TestTransactionGroupCommit(t *testing.T) {
+	db := openT(t, "sqlite:"+filepath.Join(t.TempDir(), "vula.db"))
+	ctx := context.Background()
+	at := time.Unix(1_800_000_000, 0).UTC()
+	rec := func(id string) store.Transaction {
+		return store.Transaction{ID: id, Kind: "seal", Actor: "client:tax", State: "completed", Created: at, Completed: at}
+	}
+	if err := db.CreateTransaction(ctx, rec("taken")); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 33)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprint("tx-", i)
+			if i == 32 {
+				id = "taken"
+			}
+			errs[i] = db.CreateTransaction(ctx, rec(id))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs[:32] {
+		if err != nil {
+			t.Fatalf("tx-%d: %v", i, err)
+		}
+		if got, err := db.Transaction(ctx, fmt.Sprint("tx-", i)); err != nil || got.Actor != "client:tax" {
+			t.Fatalf("tx-%d not stored: %v", i, err)
+		}
+	}
+	if !errors.Is(errs[32], store.ErrConflict) {
+		t.Fatalf("a taken ID: %v", errs[32])
 	}
 }
