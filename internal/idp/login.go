@@ -242,8 +242,16 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 		err = fosite.ErrInvalidRequest.WithHint("A pushed credential authorization cannot be changed in the front channel.")
 	}
 	if err == nil && cred != nil {
-		// The official's login for it is the authorization itself: two factors, now.
-		required = levels[max(levelOf(required), levelOf(LoASubstantial))]
+		// The official's login for it is the authorization itself: two factors, now, at the
+		// credential's own level when it asks for more.
+		need := LoASubstantial
+		if cl, ok := g.p.creds.(auth.CredentialLevels); ok {
+			if need, err = cl.CredentialLevel(ctx, cred.CredentialID); err != nil {
+				g.unavailable(w, r, err)
+				return
+			}
+		}
+		required = levels[max(levelOf(required), levelOf(need), levelOf(LoASubstantial))]
 	}
 	if err == nil && len(g.methodsFor(required)) == 0 {
 		err = errUnmet("No means of login offered here reaches " + required + ".")

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	"golang.org/x/oauth2"
 
+	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/idp/idptest"
 	"github.com/vula-eid/vula/internal/store"
 )
@@ -177,7 +179,7 @@ func (f *passkeyFixture) loginBegin(t *testing.T, b *idptest.Browser, acr string
 		}
 		flow, csrf = m[1], m[2]
 	}
-	return flow, csrf, ""+f.begin(t, b, flow, csrf, &opts), opts
+	return flow, csrf, "" + f.begin(t, b, flow, csrf, &opts), opts
 }
 
 func (f *passkeyFixture) begin(t *testing.T, b *idptest.Browser, flow, csrf string, opts *map[string]any) string {
@@ -333,5 +335,57 @@ func TestPasskeyRefusals(t *testing.T) {
 	flow, csrf, cer, opts = f.loginBegin(t, b, LoASubstantial)
 	if r := f.finish(b, flow, csrf, cer, artaKey.get(t, opts, f.origin, flagUP|flagUV)); r.Status != http.StatusForbidden {
 		t.Errorf("suspended: %d %s", r.Status, r.Body)
+	}
+}
+
+// highCredentials is a signing service whose every credential requires LoA high.
+type highCredentials struct{}
+
+func (highCredentials) ParseDetails(raw []byte) (*CredentialAuthorization, error) {
+	var list []CredentialAuthorization
+	if err := json.Unmarshal(raw, &list); err != nil || len(list) != 1 {
+		return nil, errors.New("one credential entry")
+	}
+	return &list[0], nil
+}
+func (highCredentials) ParseParams(url.Values) (*CredentialAuthorization, error) {
+	return nil, errors.New("authorization_details only")
+}
+func (highCredentials) HashName(string) string { return "SHA-256" }
+
+func (highCredentials) CheckCredential(context.Context, string, string) error { return nil }
+func (highCredentials) RecordAuthorization(context.Context, string, string, CredentialAuthorization, string) (int64, error) {
+	return 1, nil
+}
+func (highCredentials) CredentialLevel(context.Context, string) (string, error) { return LoAHigh, nil }
+
+var (
+	_ auth.CredentialAuthorizer = highCredentials{}
+	_ auth.CredentialLevels     = highCredentials{}
+)
+
+// A credential that requires high steps the login up: the page offers the passkey only, and
+// a provider with nothing reaching high refuses the authorization at once.
+func TestCredentialRequiresHigh(t *testing.T) {
+	details := `[{"type":"credential","credentialID":"c1","hashAlgorithmOID":"2.16.840.1.101.3.4.2.1","documentDigests":[{"hash":"` +
+		base64.StdEncoding.EncodeToString(make([]byte, 32)) + `","label":"a"}]}]`
+	for _, passkeys := range []bool{true, false} {
+		cfg := Config{Credentials: highCredentials{}}
+		if passkeys {
+			cfg.Issuer = "localhost"
+		}
+		f := newFixtureWith(t, cfg, false)
+		secret := f.register(t, ClientSpec{ID: "app", RedirectURIs: []string{rpCallback}, Scopes: []string{"openid", CredentialScope}})
+		conf := oauth2.Config{ClientID: "app", ClientSecret: secret, RedirectURL: rpCallback, Scopes: []string{"openid"},
+			Endpoint: oauth2.Endpoint{AuthURL: f.srv.URL + "/oauth2/auth"}}
+		_, pk := newPKCE()
+		r := idptest.New(t, f.srv.URL).Get(conf.AuthCodeURL("state-12345678", append(pk, oauth2.SetAuthURLParam("authorization_details", details))...))
+		if passkeys {
+			if r.Status != http.StatusOK || !strings.Contains(r.Body, `id="passkey-login"`) || strings.Contains(r.Body, `name="password"`) {
+				t.Errorf("with passkeys: %d %s", r.Status, r.Body)
+			}
+		} else if r.URL.Query().Get("error") != "unmet_authentication_requirements" {
+			t.Errorf("without passkeys: %d %s", r.Status, r.URL)
+		}
 	}
 }
