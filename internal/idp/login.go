@@ -83,6 +83,9 @@ type ssoSession struct {
 	ACR      string    `json:"acr"`
 	AuthTime time.Time `json:"auth_time"`
 	CSRF     string    `json:"csrf"`
+	// Activation marks the session of an activation (a letter handed over in person): it may
+	// enrol authenticators, and is never used for a login at a client.
+	Activation bool `json:"activation,omitempty"`
 }
 
 // Pages is the browser side of the provider.
@@ -120,6 +123,8 @@ func (g *Pages) Register(mux *http.ServeMux) {
 	if g.passkeys != nil {
 		g.registerPasskeys(mux)
 	}
+	mux.HandleFunc("GET /activate", g.activatePage)
+	mux.HandleFunc("POST /activate", g.activate)
 	mux.HandleFunc("GET /logout", g.logoutPage)
 	mux.HandleFunc("POST /logout", g.logout)
 }
@@ -278,7 +283,7 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	prompt := strings.Fields(form.Get("prompt"))
 	f.Reconsent, f.NoUI = slices.Contains(prompt, "consent"), slices.Contains(prompt, "none")
-	if s, ok := g.sso(r); ok && cred == nil && !slices.Contains(prompt, "login") && levelOf(s.ACR) >= levelOf(required) && g.youngEnough(s, maxAge) {
+	if s, ok := g.sso(r); ok && !s.Activation && cred == nil && !slices.Contains(prompt, "login") && levelOf(s.ACR) >= levelOf(required) && g.youngEnough(s, maxAge) {
 		f.Subject, f.AMR, f.AuthTime, f.ACR = s.Subject, s.AMR, s.AuthTime, s.ACR
 	} else if slices.Contains(prompt, "none") {
 		g.p.oauth.WriteAuthorizeError(ctx, g.withIss(w), ar, fosite.ErrLoginRequired)
