@@ -20,7 +20,8 @@
 //     the services use.
 //  5. the services: internal/idp, internal/csc, internal/seal, internal/portal,
 //     internal/validation (its format packages pades, cades, xmlsig, asic over
-//     internal/validation/core), internal/pid (the wallet issuer), each a unit with its sub-packages.
+//     internal/validation/core), internal/pid (the wallet issuer), internal/eid (the
+//     registration desk), each a unit with its sub-packages.
 //  6. the composition root, internal/app: the one place services are built and wired together;
 //  7. the command line, internal/cli; 8. the command, cmd/vula.
 //

@@ -21,7 +21,7 @@ var layers = [][][]string{
 	{{"internal/server"}, {"internal/upload"}, {"internal/web"}},
 	{{"internal/audit"}, {"internal/auth"}}, // over the edge: audit serves its proofs, auth answers refused tokens
 	{{"certs"}, {"internal/tsa"}, {"internal/signing", "internal/pdfsafe"}},
-	{{"internal/idp"}, {"internal/csc"}, {"internal/seal"}, {"internal/portal"}, {"internal/validation"}, {"internal/pid"}},
+	{{"internal/idp"}, {"internal/csc"}, {"internal/seal"}, {"internal/portal"}, {"internal/validation"}, {"internal/pid"}, {"internal/eid"}},
 	{{"internal/app"}},
 	{{"internal/cli"}},
 	{{"cmd"}},

@@ -74,3 +74,11 @@ type CredentialAuthorizer interface {
 	// number; a granted authorization whose event could not be written MUST NOT be issued.
 	RecordAuthorization(ctx context.Context, subject, clientID string, a CredentialAuthorization, refusal string) (int64, error)
 }
+
+// CredentialLevels is an optional part of a CredentialAuthorizer: the level of assurance an
+// authorization of a credential requires, read when the request comes (before the person is
+// known), so that the login page offers only what reaches it.
+type CredentialLevels interface {
+	// CredentialLevel MUST return at least LoASubstantial.
+	CredentialLevel(ctx context.Context, credentialID string) (string, error)
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vula-eid/vula/internal/app"
 	"github.com/vula-eid/vula/internal/csc"
+	"github.com/vula-eid/vula/internal/idp"
 )
 
 // credentialView is a signing credential as the CLI shows it.
@@ -109,5 +110,42 @@ func renewSigningKeyCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().String("credential", "", "the credential id (certificate serial) to renew")
 	outputFlag(cmd, "table")
+	return cmd
+}
+
+// credentialLevelCmd is `vula persons credential-level`: the level of assurance the
+// authorizations of one of an official's credentials require.
+func credentialLevelCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "credential-level PERSONAL_NUMBER|SUB --credential CREDENTIAL_ID --level high|substantial",
+		Short: "Require a login at LoA high (or back to substantial) to authorize signatures with a credential",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, level := cmd.Flag("credential").Value.String(), cmd.Flag("level").Value.String()
+			if id == "" {
+				return fmt.Errorf("--credential is required (the credential id, as issue-signing-key printed it)")
+			}
+			acr := map[string]string{"high": idp.LoAHigh, "substantial": idp.LoASubstantial}[level]
+			if acr == "" {
+				return fmt.Errorf("--level %q: want high or substantial", level)
+			}
+			return g.withParts(cmd, func(ctx context.Context, parts *app.Parts) error {
+				db := parts.DB
+				p, err := db.PersonByPersonalNumber(ctx, args[0])
+				if err != nil {
+					if p, err = db.Person(ctx, args[0]); err != nil {
+						return fmt.Errorf("person %s: %w", args[0], err)
+					}
+				}
+				if err := parts.CSC().SetCredentialLevel(ctx, p.SubjectID, id, acr); err != nil {
+					return fmt.Errorf("credential %s of %s: %w", id, args[0], err)
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "credential %s: authorizations need LoA %s\n", id, level)
+				return err
+			})
+		},
+	}
+	cmd.Flags().String("credential", "", "the credential id (certificate serial)")
+	cmd.Flags().String("level", "high", "high or substantial")
 	return cmd
 }

@@ -71,6 +71,7 @@ type Records interface {
 	store.Persons
 	store.KeyRecords
 	store.Certificates
+	store.Settings // the level each credential's authorization requires (level.go)
 }
 
 // PKI is the part of the platform's CA the service uses.

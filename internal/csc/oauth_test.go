@@ -170,3 +170,42 @@ func TestCredentialTokenSignDoc(t *testing.T) {
 		t.Fatalf("a document signed twice on one token: %s", cscCode(err))
 	}
 }
+
+// A credential may require its authorizations at LoA high: set by its official's id only, read
+// by credential id before the login; substantial otherwise, and again after it is lowered.
+func TestCredentialLevel(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.replica(memstore.New(e.now))
+	o := e.official(t, s, "1100000001")
+	other := e.official(t, s, "1100000002")
+	level := func(id string) string {
+		t.Helper()
+		l, err := s.CredentialLevel(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	if got := level(o.cred.ID); got != auth.LoASubstantial {
+		t.Fatalf("default: %s", got)
+	}
+	if err := s.SetCredentialLevel(ctx, other.sub, o.cred.ID, auth.LoAHigh); err == nil {
+		t.Fatal("another official set the level of a credential not theirs")
+	}
+	if err := s.SetCredentialLevel(ctx, o.sub, o.cred.ID, "very high"); err == nil {
+		t.Fatal("an unknown level was accepted")
+	}
+	if err := s.SetCredentialLevel(ctx, o.sub, o.cred.ID, auth.LoAHigh); err != nil {
+		t.Fatal(err)
+	}
+	if got := level(o.cred.ID); got != auth.LoAHigh {
+		t.Fatalf("after set: %s", got)
+	}
+	if got := level(other.cred.ID); got != auth.LoASubstantial {
+		t.Fatalf("another credential: %s", got)
+	}
+	if err := s.SetCredentialLevel(ctx, o.sub, o.cred.ID, auth.LoASubstantial); err != nil || level(o.cred.ID) != auth.LoASubstantial {
+		t.Fatalf("lowered: %v %s", err, level(o.cred.ID))
+	}
+}

@@ -103,7 +103,13 @@ func newFixtureEph(t testing.TB, cfg Config, secure bool, wrap func(store.Epheme
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() { srv.Close(); db.Close(); m.Close() })
-	cfg.Issuer = srv.URL
+	if cfg.Issuer != "" {
+		// A host name for the issuer instead of the server's address (WebAuthn needs a
+		// domain); the server is still reached at its address.
+		cfg.Issuer = strings.Replace(srv.URL, "127.0.0.1", cfg.Issuer, 1)
+	} else {
+		cfg.Issuer = srv.URL
+	}
 	if cfg.Secrets == nil {
 		cfg.Secrets = testSealer()
 	}
@@ -118,7 +124,13 @@ func newFixtureEph(t testing.TB, cfg Config, secure bool, wrap func(store.Epheme
 	if err != nil {
 		t.Fatal(err)
 	}
-	NewPages(p, accounts, r, secure).Register(mux)
+	pages := NewPages(p, accounts, r, secure)
+	if strings.HasPrefix(cfg.Issuer, "http://localhost:") {
+		if err := pages.EnablePasskeys(PasskeyTrust{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pages.Register(mux)
 	NewAdmin(p, accounts).Register(mux)
 	return &fixture{clock: clock, p: p, srv: srv, db: db, eph: eph, hook: hook, accounts: accounts, keys: keys}
 }

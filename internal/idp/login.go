@@ -83,6 +83,9 @@ type ssoSession struct {
 	ACR      string    `json:"acr"`
 	AuthTime time.Time `json:"auth_time"`
 	CSRF     string    `json:"csrf"`
+	// Activation marks the session of an activation (a letter handed over in person): it may
+	// enrol authenticators, and is never used for a login at a client.
+	Activation bool `json:"activation,omitempty"`
 }
 
 // Pages is the browser side of the provider.
@@ -120,6 +123,8 @@ func (g *Pages) Register(mux *http.ServeMux) {
 	if g.passkeys != nil {
 		g.registerPasskeys(mux)
 	}
+	mux.HandleFunc("GET /activate", g.activatePage)
+	mux.HandleFunc("POST /activate", g.activate)
 	mux.HandleFunc("GET /logout", g.logoutPage)
 	mux.HandleFunc("POST /logout", g.logout)
 }
@@ -242,8 +247,16 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 		err = fosite.ErrInvalidRequest.WithHint("A pushed credential authorization cannot be changed in the front channel.")
 	}
 	if err == nil && cred != nil {
-		// The official's login for it is the authorization itself: two factors, now.
-		required = levels[max(levelOf(required), levelOf(LoASubstantial))]
+		// The official's login for it is the authorization itself: two factors, now, at the
+		// credential's own level when it asks for more.
+		need := LoASubstantial
+		if cl, ok := g.p.creds.(auth.CredentialLevels); ok {
+			if need, err = cl.CredentialLevel(ctx, cred.CredentialID); err != nil {
+				g.unavailable(w, r, err)
+				return
+			}
+		}
+		required = levels[max(levelOf(required), levelOf(need), levelOf(LoASubstantial))]
 	}
 	if err == nil && len(g.methodsFor(required)) == 0 {
 		err = errUnmet("No means of login offered here reaches " + required + ".")
@@ -270,7 +283,7 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	prompt := strings.Fields(form.Get("prompt"))
 	f.Reconsent, f.NoUI = slices.Contains(prompt, "consent"), slices.Contains(prompt, "none")
-	if s, ok := g.sso(r); ok && cred == nil && !slices.Contains(prompt, "login") && levelOf(s.ACR) >= levelOf(required) && g.youngEnough(s, maxAge) {
+	if s, ok := g.sso(r); ok && !s.Activation && cred == nil && !slices.Contains(prompt, "login") && levelOf(s.ACR) >= levelOf(required) && g.youngEnough(s, maxAge) {
 		f.Subject, f.AMR, f.AuthTime, f.ACR = s.Subject, s.AMR, s.AuthTime, s.ACR
 	} else if slices.Contains(prompt, "none") {
 		g.p.oauth.WriteAuthorizeError(ctx, g.withIss(w), ar, fosite.ErrLoginRequired)

@@ -202,7 +202,7 @@ type passkeyLine struct {
 // or more.
 func (g *Pages) enrolSession(r *http.Request) (ssoSession, bool) {
 	s, ok := g.sso(r)
-	return s, ok && levelOf(s.ACR) >= levelOf(LoASubstantial)
+	return s, ok && (s.Activation || levelOf(s.ACR) >= levelOf(LoASubstantial))
 }
 
 func (g *Pages) passkeysPage(w http.ResponseWriter, r *http.Request) {

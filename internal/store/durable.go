@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"strings"
 	"time"
 )
 
@@ -152,6 +154,15 @@ type Credential struct {
 	// ActivationExpires; the code itself is never stored.
 	ActivationHash    []byte
 	ActivationExpires time.Time
+}
+
+// HashActivationCode is what is kept of an activation code: SHA-256 of the code with spaces
+// and dashes removed and letters upper-cased (as printed in groups, typed any way). The code is
+// random (80 bits or more), so a plain hash suffices.
+func HashActivationCode(code string) []byte {
+	code = strings.ToUpper(strings.NewReplacer(" ", "", "-", "").Replace(strings.TrimSpace(code)))
+	h := sha256.Sum256([]byte(code))
+	return h[:]
 }
 
 // Credentials keeps login credentials, one per person.

@@ -4,6 +4,7 @@
 package idptest
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -78,6 +79,17 @@ func (b *Browser) Get(u string) Response {
 func (b *Browser) Post(path string, form url.Values) Response {
 	req, _ := http.NewRequest("POST", b.base+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+// PostJSON posts body as JSON to a path on the provider with the headers given (a page's
+// script's request).
+func (b *Browser) PostJSON(path string, header map[string]string, body []byte) Response {
+	req, _ := http.NewRequest("POST", b.base+path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
 	return b.do(req)
 }
 

@@ -1,0 +1,156 @@
+package eid
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/hsm/software"
+	"github.com/vula-eid/vula/internal/audit"
+	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/store/sqlstore"
+)
+
+type env struct {
+	desk *Desk
+	db   *sqlstore.DB
+	now  time.Time
+}
+
+// newEnv is a desk on a real SQLite store and audit log, with one registrar ("reg") and one
+// official without the role ("clerk").
+func newEnv(t *testing.T) *env {
+	ctx := context.Background()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	kf := filepath.Join(dir, "k")
+	if err := software.CreateKeyFile(kf); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := software.Open(ctx, software.Config{Dir: filepath.Join(dir, "keys"), KeyFile: kf}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	db, err := sqlstore.Open(ctx, "sqlite:"+filepath.Join(dir, "vula.db"), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ak, err := raw.CreateKey(ctx, hsm.KeySpec{Label: "audit", Algorithm: hsm.ECP256, Purpose: hsm.PurposeAudit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.New(ctx, db, raw, ak.URI, audit.Options{}, time.Now, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{db: db, now: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	e.desk = New(Config{CodeTTL: 10 * 24 * time.Hour}, db, l, func() time.Time { return e.now })
+	for _, p := range []store.Person{
+		{SubjectID: "reg", PersonalNumber: "9000000001", GivenName: "Besa", FamilyName: "Gashi", Roles: []string{store.RoleRegistrar}, Status: store.EIDActive},
+		{SubjectID: "clerk", PersonalNumber: "9000000002", GivenName: "Dren", FamilyName: "Hoxha", Official: true, Status: store.EIDActive},
+	} {
+		if err := db.CreatePerson(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+var arta = Registration{PersonalNumber: "1234567890", GivenName: "Arta", FamilyName: "Krasniqi", BirthDate: "1990-04-12",
+	DocumentNumber: "P0012345", DocumentExpiry: "2031-01-01"}
+
+// A registrar registers a person proofed at high with a letter whose code is kept only as a
+// hash and expires; a reset replaces the code and clears the credentials; suspend, resume,
+// revoke change the status (revoked is final); every action is in the person's history with
+// the registrar as actor. Someone without the role is refused everything.
+func TestDesk(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.desk.Register(ctx, "clerk", arta); !errors.Is(err, ErrNotRegistrar) {
+		t.Fatalf("an official without the role registered a person: %v", err)
+	}
+	bad := arta
+	bad.DocumentExpiry = "2020-01-01"
+	if _, err := e.desk.Register(ctx, "reg", bad); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("an expired document: %v", err)
+	}
+	l, err := e.desk.Register(ctx, "reg", arta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := l.Person
+	if p.Proofing != store.ProofingHigh || p.ProofedBy != "reg" || p.DocumentNumber != "P0012345" || !l.Expires.Equal(e.now.Add(10*24*time.Hour)) {
+		t.Fatalf("registered %+v, letter until %v", p, l.Expires)
+	}
+	if len(strings.ReplaceAll(l.Code, "-", "")) != 24 {
+		t.Fatalf("code %q", l.Code)
+	}
+	c, err := e.db.Credential(ctx, p.SubjectID)
+	if err != nil || !bytes.Equal(c.ActivationHash, store.HashActivationCode(strings.ToLower(l.Code))) || bytes.Contains(c.ActivationHash, []byte(l.Code)) {
+		t.Fatalf("stored credential %+v, %v", c, err)
+	}
+	// A reset: a new code, the old one and the password gone.
+	if err := e.db.UpdateCredential(ctx, p.SubjectID, func(c store.Credential) (store.Credential, error) { c.PasswordHash = "x"; return c, nil }); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := e.desk.Reset(ctx, "reg", p.SubjectID)
+	if err != nil || l2.Code == l.Code {
+		t.Fatalf("reset: %v", err)
+	}
+	if c, _ := e.db.Credential(ctx, p.SubjectID); c.PasswordHash != "" || !bytes.Equal(c.ActivationHash, store.HashActivationCode(l2.Code)) {
+		t.Fatalf("after reset: %+v", c)
+	}
+	for _, st := range []string{store.EIDSuspended, store.EIDActive, store.EIDRevoked} {
+		if err := e.desk.SetStatus(ctx, "reg", p.SubjectID, st); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := e.db.Person(ctx, p.SubjectID); got.Status != st {
+			t.Fatalf("status %s, want %s", got.Status, st)
+		}
+	}
+	if err := e.desk.SetStatus(ctx, "reg", p.SubjectID, store.EIDActive); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("resumed a revoked means: %v", err)
+	}
+	if _, err := e.desk.Reset(ctx, "reg", p.SubjectID); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("a letter for a revoked means: %v", err)
+	}
+	if c, _ := e.db.Credential(ctx, p.SubjectID); c.ActivationHash != nil {
+		t.Fatal("a revoked means kept its activation code")
+	}
+	if err := e.desk.SetStatus(ctx, "clerk", p.SubjectID, store.EIDSuspended); !errors.Is(err, ErrNotRegistrar) {
+		t.Fatalf("suspended by a non-registrar: %v", err)
+	}
+	h, err := e.desk.History(ctx, "reg", p.SubjectID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, r := range h {
+		if r.Actor != "reg" {
+			t.Errorf("%s by %q", r.Action, r.Actor)
+		}
+		var d map[string]string
+		json.Unmarshal(r.Detail, &d)
+		if d["subject"] != p.SubjectID {
+			t.Errorf("%s about %q", r.Action, d["subject"])
+		}
+		actions = append(actions, r.Action)
+	}
+	want := "eid.register eid.letter eid.reset eid.letter eid.suspend eid.resume eid.revoke"
+	if strings.Join(actions, " ") != want {
+		t.Fatalf("history %v, want %s", actions, want)
+	}
+	if _, err := e.desk.History(ctx, "clerk", p.SubjectID); !errors.Is(err, ErrNotRegistrar) {
+		t.Fatalf("history for a non-registrar: %v", err)
+	}
+}
