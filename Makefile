@@ -21,9 +21,12 @@ test-deps:
 
 # Everything: unit tests, conformance suites on SoftHSM2, SQLite, PostgreSQL, Redis, and the
 # end-to-end tests against the real binary. Under CI=true nothing that needs a component skips.
+# examples/ is a module of its own that uses the public Go API (hsm, pkg/tsclient) as an
+# outsider would; after a change to go.mod, run go mod tidy there too (make lint checks).
 test: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 14m ./...
+	cd examples && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 # Benchmarks named in the issues; figures go in docs/performance.md.
 bench: test-deps
@@ -39,6 +42,7 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt -l:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
+	cd examples && $(GO) mod tidy -diff
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) run $(ERRCHECK) -ignoretests -exclude .errcheck-excludes ./...
 

@@ -9,8 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/csc"
 	"github.com/vula-eid/vula/internal/pid"

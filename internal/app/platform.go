@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/audit"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/csc"
 	"github.com/vula-eid/vula/internal/idp"

@@ -5,10 +5,10 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/auth"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/csc"
 	"github.com/vula-eid/vula/internal/pid"

@@ -13,7 +13,7 @@
 //     then, above it, internal/audit (the audit log, whose checkpoint and proofs it serves) and
 //     internal/auth (the contract between idp and the services it protects: the caller, the
 //     levels of assurance, bearer tokens, the factor check, credential authorization).
-//  4. trust services others build on: certs (the CA, which issues the certificates of csc's
+//  4. trust services others build on: internal/certs (the CA, which issues the certificates of csc's
 //     officials and seal's organizations), internal/tsa (timestamps), and one unit of
 //     internal/signing, its format packages (cades, pades, xades, asic) and internal/pdfsafe
 //     (their guard for untrusted PDFs, which returns signing's errors): the signature formats
@@ -25,7 +25,9 @@
 //  6. the composition root, internal/app: the one place services are built and wired together;
 //  7. the command line, internal/cli; 8. the command, cmd/vula.
 //
-// Outside the layers: pkg/... (for outsiders) imports nothing under internal/; test support
+// The public Go API is hsm/... and pkg/...: every other package is under internal/ (or is the
+// command, cmd/, or the end-to-end tests, test/). Outside the layers: pkg/... (for outsiders)
+// imports nothing under internal/; test support
 // (internal/testenv, internal/apitest, hsm/hsmtest, and the *test packages beside what they
 // help test) may import anything but is imported by no other package's non-test code.
 // Only non-test imports are checked: a test may assemble whatever it needs.

@@ -20,7 +20,7 @@ var layers = [][][]string{
 	{{"internal/store"}, {"internal/config"}, {"internal/cms"}, {"internal/backup"}, {"internal/problem"}},
 	{{"internal/server"}, {"internal/upload"}, {"internal/web"}},
 	{{"internal/audit"}, {"internal/auth"}}, // over the edge: audit serves its proofs, auth answers refused tokens
-	{{"certs"}, {"internal/tsa"}, {"internal/signing", "internal/pdfsafe"}},
+	{{"internal/certs"}, {"internal/tsa"}, {"internal/signing", "internal/pdfsafe"}},
 	{{"internal/idp"}, {"internal/csc"}, {"internal/seal"}, {"internal/portal"}, {"internal/validation"}, {"internal/pid"}, {"internal/eid"}},
 	{{"internal/app"}},
 	{{"internal/cli"}},
@@ -182,9 +182,9 @@ func TestRules(t *testing.T) {
 		{"internal/signing/pades", "internal/signing/cades", true},
 		{"internal/signing/pades", "internal/pdfsafe", true},
 		{"internal/store/sqlstore", "internal/signing", false},
-		{"internal/csc", "certs", true},
+		{"internal/csc", "internal/certs", true},
 		{"internal/csc", "internal/seal", false},
-		{"internal/tsa", "certs", false},
+		{"internal/tsa", "internal/certs", false},
 		{"internal/tsa", "internal/idp", false},
 		{"internal/idp/idptest", "internal/testenv", true},
 		{"internal/idp", "internal/idp/idptest", false},
@@ -198,6 +198,27 @@ func TestRules(t *testing.T) {
 	} {
 		if got := violation(c.from, c.to) == ""; got != c.ok {
 			t.Errorf("%s -> %s: allowed %v, want %v (%s)", c.from, c.to, got, c.ok, violation(c.from, c.to))
+		}
+	}
+}
+
+// public are the module's packages another module may import (see docs/architecture.md).
+var public = []string{"hsm", "pkg"}
+
+// TestPublicSurface: every package outside internal/ is public API, the command or the
+// end-to-end tests; anything else belongs under internal/.
+func TestPublicSurface(t *testing.T) {
+	for _, p := range listPackages(t) {
+		path := strings.TrimPrefix(p.ImportPath, module+"/")
+		if within(path, "internal") || within(path, "cmd") || within(path, "test") {
+			continue
+		}
+		ok := false
+		for _, u := range public {
+			ok = ok || within(path, u)
+		}
+		if !ok {
+			t.Errorf("%s is importable by other modules but is not public API: move it under internal/ or add it to public", path)
 		}
 	}
 }

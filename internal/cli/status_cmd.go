@@ -17,8 +17,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/internal/app"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/store/sqlitekv"
 	"github.com/vula-eid/vula/internal/store/sqlstore"

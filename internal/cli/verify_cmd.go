@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.step.sm/crypto/pemutil"
 
-	"github.com/vula-eid/vula/certs"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 	"github.com/vula-eid/vula/internal/validation"
 )

@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
-	"github.com/vula-eid/vula/certs"
+	"github.com/vula-eid/vula/internal/certs"
 
 	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/idp"

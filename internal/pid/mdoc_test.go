@@ -13,7 +13,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	"github.com/go-jose/go-jose/v3"
 
-	"github.com/vula-eid/vula/certs"
+	"github.com/vula-eid/vula/internal/certs"
 )
 
 // TestIssueMdoc checks an issued mdoc the way a reader would, by hand: the COSE_Sign1 by the

@@ -37,10 +37,10 @@ import (
 
 	"github.com/go-jose/go-jose/v3"
 
-	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/auth"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/store"
 )
 

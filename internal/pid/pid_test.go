@@ -22,10 +22,10 @@ import (
 	"github.com/go-jose/go-jose/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/hsm/software"
 	"github.com/vula-eid/vula/internal/audit"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/memstore"
 	"github.com/vula-eid/vula/internal/store/sqlstore"

@@ -21,8 +21,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/problem"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store"

@@ -23,11 +23,11 @@ import (
 	"github.com/digitorus/timestamp"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/hsm/pkcs11"
 	"github.com/vula-eid/vula/hsm/software"
 	"github.com/vula-eid/vula/internal/audit"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 	"github.com/vula-eid/vula/internal/testenv"
 	"github.com/vula-eid/vula/internal/tsa"

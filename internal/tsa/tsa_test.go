@@ -31,9 +31,9 @@ import (
 	"github.com/digitorus/timestamp"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/hsm/software"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 	"github.com/vula-eid/vula/internal/testenv"
 )

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vula-eid/vula/certs"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/signing/pades"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
