@@ -89,7 +89,8 @@ func (g *globals) path(p string) string {
 var remoteCommands = map[string]func(cmd *cobra.Command) bool{
 	"keys create": nil, "keys list": nil, "keys show": nil, "keys retire": nil, "keys destroy": nil,
 	"pki list": nil, "pki init": nil, "pki issue": nil, "pki crl": nil,
-	"orgs create":               nil,
+	"orgs create": nil, "orgs list": nil, "orgs show": nil,
+	"pid revoke":                nil,
 	"persons issue-signing-key": nil,
 	"persons renew-signing-key": nil,
 	"idp rotate-key":            nil,

@@ -38,6 +38,9 @@ func TestControlSocket(t *testing.T) {
 	if code, out, errs := run(t, env, "keys", "list"); code != 0 || !strings.Contains(out, "software:object=arta") {
 		t.Fatalf("keys list: %d %q %q", code, out, errs)
 	}
+	if code, out, errs := run(t, env, "orgs", "list", "--output", "json"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("orgs list: %d %q %q", code, out, errs)
+	}
 	code, _, errs := run(t, env, "pki", "issue", "--key", "software:object=arta", "--given-name", "Arta", "--family-name", "Krasniqi", "--number", "1234567890")
 	if code != 0 || !strings.Contains(errs, "under person-ca") {
 		t.Fatalf("pki issue: %d %q", code, errs)
