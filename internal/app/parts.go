@@ -13,6 +13,7 @@ import (
 	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/csc"
+	"github.com/vula-eid/vula/internal/eid"
 	"github.com/vula-eid/vula/internal/pid"
 	"github.com/vula-eid/vula/internal/seal"
 	"github.com/vula-eid/vula/internal/store"
@@ -119,4 +120,9 @@ func ServedConfig(ctx context.Context, cfg config.Config, db store.Settings) (co
 		return cfg, err
 	}
 	return cfg.WithServedBaseURL(string(u)), nil
+}
+
+// Desk is the registration desk's service over the parts (its actions audited in the log).
+func (p *Parts) Desk() *eid.Desk {
+	return eid.New(eid.Config{}, p.DB, p.gate.log.Load(), time.Now)
 }

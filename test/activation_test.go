@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp/totp"
+)
+
+// TestBrowserActivation: a registrar registers a person at the desk (proofed at high, ID
+// document checked) and the letter's code comes out; the citizen, in Chromium with a
+// device-bound virtual authenticator, activates in each language with the code and a new
+// password, enrols an authenticator app and a passkey, and logs in at the demo relying party
+// at high with the passkey. The code does not work twice.
+func TestBrowserActivation(t *testing.T) {
+	vulaBinary(t)
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium is needed (test/deps.sh installs it): %v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
+		chromedp.WindowSize(1100, 900), chromedp.Flag("lang", "en-US"))
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	data := t.TempDir()
+	roots := filepath.Join(t.TempDir(), "passkey-roots.pem")
+	if err := os.WriteFile(roots, attestationRoot(t, alloc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	_, port, _ := net.SplitHostPort(addr)
+	base := "http://localhost:" + port
+	env := []string{"VULA_DATA_DIR=" + data, "VULA_BASE_URL=" + base, "VULA_IDP_PASSKEY_TRUST_ROOTS=" + roots}
+	vula(t, append(env, "REG_PW=a registrar's long passphrase"), "persons", "create", "9000000001", "--given-name", "Besa",
+		"--family-name", "Gashi", "--password-env", "REG_PW", "--proofing", "high", "--role", "registrar")
+	codeRE := regexp.MustCompile(`activation code (\S+)`)
+	codes := map[string]string{}
+	for i, lang := range []string{"sq", "sr", "en"} {
+		number := "500000000" + string(rune('1'+i))
+		out := vula(t, env, "persons", "register", number, "--registrar", "9000000001", "--given-name", "Arta", "--family-name", "Krasniqi",
+			"--birthdate", "1990-04-12", "--document", "P00"+number, "--document-expiry", "2031-01-01")
+		m := codeRE.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("register printed %q", out)
+		}
+		codes[lang] = m[1]
+	}
+	srv := startReplicaAt(t, addr, data, env)
+	srv.ready(t, http.StatusOK)
+
+	for i, lang := range []string{"sq", "sr", "en"} {
+		number := "500000000" + string(rune('1'+i))
+		t.Run(lang, func(t *testing.T) {
+			ctx, cancel := chromedp.NewContext(alloc)
+			defer cancel()
+			if err := chromedp.Do(ctx, virtualAuthenticator(false)); err != nil {
+				t.Fatalf("start chromium: %v", err)
+			}
+			do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+				t.Helper()
+				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				if err := chromedp.Do(sctx, steps...); err != nil {
+					t.Fatalf("%s: %v\n%s", what, err, srv.logs)
+				}
+			}
+			text := func(sel string) string {
+				t.Helper()
+				sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				v, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
+				if err != nil {
+					t.Fatalf("text of %s: %v", sel, err)
+				}
+				return v
+			}
+			const pw = "my own new passphrase"
+			activate := func(code string) {
+				do("activate", chromedp.Navigate(base+"/activate?lang="+lang), chromedp.WaitVisible(chromedp.CSS(`html[lang="`+lang+`"] #code`)),
+					chromedp.SendKeys(chromedp.CSS("#number"), number), chromedp.SendKeys(chromedp.CSS("#code"), code),
+					chromedp.SendKeys(chromedp.CSS("#password"), pw), chromedp.SendKeys(chromedp.CSS("#password2"), pw),
+					chromedp.Click(chromedp.CSS(`form[action="/activate"] button`)), chromedp.WaitVisible(chromedp.CSS("#activated, #form-error")))
+			}
+			activate(strings.ToLower(codes[lang]))
+			if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#activated").length`)); n != 1 {
+				t.Fatalf("activation refused: %s", text("main"))
+			}
+			// The authenticator app.
+			do("enrol TOTP", chromedp.Click(chromedp.CSS("#enrol-totp")), chromedp.WaitVisible(chromedp.CSS("code.key")))
+			secret := strings.TrimSpace(text("code.key"))
+			code, err := totp.GenerateCode(secret, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			do("confirm TOTP", chromedp.SendKeys(chromedp.CSS("#code"), code), chromedp.Click(chromedp.CSS(`form[action="/account/totp"] button`)),
+				chromedp.WaitVisible(chromedp.CSS(".alert.ok")))
+			// A passkey, in the session of the activation.
+			do("enrol a passkey", chromedp.Navigate(base+"/account/passkeys"), chromedp.WaitVisible(chromedp.CSS("#passkey-name")),
+				chromedp.SendKeys(chromedp.CSS("#passkey-name"), "my key"), chromedp.Click(chromedp.CSS("#passkey-add button")),
+				chromedp.WaitVisible(chromedp.CSS("#passkey-done")))
+			if got := text("ul.passkeys"); !strings.Contains(got, "my key") {
+				t.Fatalf("passkeys page: %q", got)
+			}
+			// Logged in at high with it.
+			do("ask for high", chromedp.Navigate(base+"/demo/?acr=high"), chromedp.WaitVisible(chromedp.CSS("#passkey-button")),
+				chromedp.Click(chromedp.CSS("#passkey-button")), chromedp.WaitVisible(chromedp.CSS(`button[value="allow"], body > p`)))
+			if ok, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!document.querySelector('button[value="allow"]')`)); ok {
+				do("consent", chromedp.Click(chromedp.CSS(`button[value="allow"]`)), chromedp.WaitVisible(chromedp.CSS("body > p")))
+			}
+			if got := text("body"); !strings.Contains(got, "http://eidas.europa.eu/LoA/high") || !strings.Contains(got, "hwk") {
+				t.Fatalf("the relying party got %q, want acr high with hwk", got)
+			}
+			// The code is spent.
+			activate(codes[lang])
+			if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#form-error").length`)); n != 1 {
+				t.Fatalf("a used code: %s", text("main"))
+			}
+		})
+	}
+}
