@@ -126,8 +126,7 @@ func verifySDJWT(t *testing.T, cred string, pki *certs.Authority) (payload map[s
 		t.Fatal(err)
 	}
 	sd := map[string]bool{}
-	var collect func(m map[string]any)
-	collect = func(m map[string]any) {
+	collect := func(m map[string]any) {
 		for _, d := range m["_sd"].([]any) {
 			sd[d.(string)] = true
 		}
