@@ -113,16 +113,10 @@ func TestWalletSuite(t *testing.T) {
 		t.Logf("server log:\n%s", srv.logs)
 		return
 	}
-	// The software keystore belongs to one process: the server stops for the operator's command
-	// (on PKCS#11 both run at once), and the revocation shows once it is back.
-	srv.cmd.Process.Signal(syscall.SIGTERM)
-	srv.cmd.Wait()
-	logs := srv.logs.String()
+	// Beside the running server: the command runs inside it over the control socket.
 	if out := vula(t, env, "pid", "revoke", number, "--reason", "lost phone"); !strings.Contains(out, "revoked 5 credential") {
 		t.Fatalf("pid revoke: %s", out)
 	}
-	srv = startReplicaAt(t, addr, data, env)
-	srv.ready(t, http.StatusOK)
 	runWalletScript(t, dir, append(wenv, "WALLET_MODE=revoked"))
 
 	mu.Lock()
@@ -130,7 +124,7 @@ func TestWalletSuite(t *testing.T) {
 	if len(findings) > 0 {
 		t.Errorf("through the proxy: %v", findings)
 	}
-	for _, line := range strings.Split(logs+srv.logs.String(), "\n") {
+	for _, line := range strings.Split(srv.logs.String(), "\n") {
 		var rec struct {
 			Msg    string `json:"msg"`
 			Path   string `json:"path"`

@@ -115,7 +115,7 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 		Spool: p.spool, MaxUploads: cfg.HTTP.MaxUploads, RevocationFreshness: time.Duration(cfg.Validation.RevocationFreshness)}.Register(mux)
 	audit.Handler{Store: db, Log: log}.Register(mux)
 	csc.Handler{S: signing, Auth: provider, TSA: ts, Issuer: cfg.BaseURL, Log: log}.Register(mux)
-	pid.Handler{S: wallet, Auth: provider, Log: log}.Register(mux)
+	pid.Handler{S: wallet, Auth: provider, Pages: pages, Log: log}.Register(mux)
 	// The portal is a public client (PKCE) of the provider; its redirect URI follows base_url.
 	if err := portalClient(ctx, db, officials.RedirectURI()); errors.Is(err, idp.ErrInvalidClient) {
 		// As with the demo: a base_url no redirect URI may name (plain http on a public name)

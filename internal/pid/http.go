@@ -13,6 +13,7 @@ import (
 	"github.com/vula-eid/vula/internal/problem"
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/store"
+	"github.com/vula-eid/vula/internal/web"
 )
 
 // Handler serves the issuer over HTTP: the OpenID4VCI metadata, the pre-authorized code's
@@ -22,7 +23,9 @@ type Handler struct {
 	// Auth checks the identity provider's access tokens (authorization code flow, scope
 	// auth.ScopePID); nil when the provider is not the issuer's authorization server.
 	Auth auth.Authenticator
-	Log  *slog.Logger
+	// Pages renders the offer page; without it the page is not served.
+	Pages *web.Renderer
+	Log   *slog.Logger
 }
 
 const maxBody = 64 << 10
@@ -35,6 +38,9 @@ func (h Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /pid/nonce", h.nonce)
 	mux.HandleFunc("POST /pid/credential", h.credential)
 	mux.HandleFunc("GET /pid/status/{list}", h.status)
+	if h.Pages != nil {
+		mux.HandleFunc("GET /pid/offer/{id}", h.offerPage)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

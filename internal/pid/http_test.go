@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v3"
+
+	"github.com/vula-eid/vula/internal/web"
 )
 
 type client struct {
@@ -218,5 +221,48 @@ func TestStatusEndpoint(t *testing.T) {
 		if st, _ := c.do("GET", p, "", "", ""); st != 404 {
 			t.Fatalf("%s: %d", p, st)
 		}
+	}
+}
+
+// The offer page shows the offer as a QR code and a link in the person's language, never the
+// transaction code; an unknown or used offer is a 404 page.
+func TestOfferPage(t *testing.T) {
+	e := newEnv(t)
+	pages, err := web.New(slog.New(slog.NewTextHandler(io.Discard, nil)), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	Handler{S: e.svc, Pages: pages, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	offer, err := e.svc.NewOffer(context.Background(), "1234567890", "desk-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for lang, want := range map[string]string{"en": "Your identity for your digital wallet", "sq": "Identiteti juaj për portofolin digjital",
+		"sr": "Vaš identitet za digitalni novčanik"} {
+		resp, err := http.Get(srv.URL + "/pid/offer/" + offer.ID + "?lang=" + lang)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		page := html.UnescapeString(string(body))
+		if resp.StatusCode != 200 || !strings.Contains(page, want) || !strings.Contains(page, `src="data:image/png;base64,`) ||
+			!strings.Contains(page, offer.URI) {
+			t.Fatalf("%s page: %d\n%s", lang, resp.StatusCode, page)
+		}
+		if strings.Contains(page, offer.TxCode) {
+			t.Fatalf("%s page shows the transaction code", lang)
+		}
+	}
+	resp, err := http.Get(srv.URL + "/pid/offer/unknown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("unknown offer: %d", resp.StatusCode)
 	}
 }

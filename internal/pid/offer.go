@@ -78,6 +78,9 @@ func (s *Service) NewOffer(ctx context.Context, personalNumber, actor string) (O
 	if p.Official {
 		return Offer{}, fmt.Errorf("%w: an official's account, not a citizen's", ErrNotEligible)
 	}
+	if p.Status == store.EIDSuspended || p.Status == store.EIDRevoked {
+		return Offer{}, fmt.Errorf("%w: the person's eID means is %s", ErrNotEligible, p.Status)
+	}
 	code, err := randomToken()
 	if err != nil {
 		return Offer{}, err

@@ -337,6 +337,9 @@ func (s *Service) Issue(ctx context.Context, req Request) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.Status == store.EIDSuspended || p.Status == store.EIDRevoked {
+		return nil, fmt.Errorf("%w: the person's eID means is %s", ErrNotEligible, p.Status)
+	}
 	if p.Official || p.BirthDate == "" || p.FamilyName == "" || p.GivenName == "" || p.PersonalNumber == "" {
 		return nil, fmt.Errorf("%w: the person record lacks the mandatory PID attributes", ErrNotEligible)
 	}

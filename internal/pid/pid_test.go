@@ -126,8 +126,7 @@ func verifySDJWT(t *testing.T, cred string, pki *certs.Authority) (payload map[s
 		t.Fatal(err)
 	}
 	sd := map[string]bool{}
-	var collect func(m map[string]any)
-	collect = func(m map[string]any) {
+	collect := func(m map[string]any) {
 		for _, d := range m["_sd"].([]any) {
 			sd[d.(string)] = true
 		}
@@ -309,5 +308,34 @@ func TestSignerOutlivesFirstRequest(t *testing.T) {
 	}
 	if len(signers) < 2 || signers[len(signers)-1] != "second-wallet" {
 		t.Fatalf("the signatures' audit records name %v, want the last to be second-wallet", signers)
+	}
+}
+
+// A person whose eID means is revoked has every PID revoked with it, and gets no new one.
+func TestEIDRevocationRevokesPIDs(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	_, jwk := holderKey(t)
+	creds, err := e.svc.Issue(ctx, Request{SubjectID: e.sub, Format: FormatSDJWT, Holders: []jose.JSONWebKey{jwk}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := verifySDJWT(t, creds[0], e.pki)
+	idx := int(p["status"].(map[string]any)["status_list"].(map[string]any)["idx"].(float64))
+	if err := e.db.UpdatePerson(ctx, e.sub, func(p store.Person) (store.Person, error) { p.Status = store.EIDRevoked; return p, nil }); err != nil {
+		t.Fatal(err)
+	}
+	revoked, err := e.db.RevokedPIDs(ctx, 1)
+	if err != nil || len(revoked) != 1 || revoked[0] != idx {
+		t.Fatalf("revoked slots %v (%v), want [%d]", revoked, err, idx)
+	}
+	if _, err := e.svc.StatusList(ctx, 1, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Issue(ctx, Request{SubjectID: e.sub, Format: FormatSDJWT, Holders: []jose.JSONWebKey{jwk}}); !errors.Is(err, ErrNotEligible) {
+		t.Fatalf("issued to a revoked eID: %v", err)
+	}
+	if _, err := e.svc.NewOffer(ctx, "1234567890", "desk"); !errors.Is(err, ErrNotEligible) {
+		t.Fatalf("offered to a revoked eID: %v", err)
 	}
 }

@@ -58,10 +58,11 @@ func (d *DB) RevokePIDs(ctx context.Context, subjectID string, at time.Time) (in
 
 // RevokedPIDs lists the revoked indexes of a status list.
 func (d *DB) RevokedPIDs(ctx context.Context, l int) ([]int, error) {
-	return list(ctx, d, "revoked pids of list "+strconv.Itoa(l), `SELECT idx FROM pid_credentials WHERE list = $1 AND revoked_at <> 0 ORDER BY idx`,
+	return list(ctx, d, "revoked pids of list "+strconv.Itoa(l), `SELECT c.idx FROM pid_credentials c LEFT JOIN persons p ON p.subject_id = c.subject_id
+		 WHERE c.list = $1 AND (c.revoked_at <> 0 OR p.subject_id IS NULL OR p.status = $2) ORDER BY c.idx`,
 		func(r rowScanner) (int, error) {
 			var i int
 			err := r.Scan(&i)
 			return i, err
-		}, l)
+		}, l, store.EIDRevoked)
 }

@@ -522,6 +522,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 	})
 
 	t.Run("PIDs", func(t *testing.T) {
+		for i, sub := range []string{"sub-pid", "someone-else"} {
+			must(t, s.CreatePerson(ctx, store.Person{SubjectID: sub, PersonalNumber: fmt.Sprintf("770000000%d", i), GivenName: "P",
+				FamilyName: "Q", BirthDate: "1990-01-01", Created: now}))
+		}
 		p := store.IssuedPID{ID: "c1", SubjectID: "sub-pid", Format: "dc+sd-jwt", KeyURI: "software:pid", List: 1, Index: 7,
 			Issued: now, Expires: now.AddDate(1, 0, 0)}
 		must(t, s.CreatePID(ctx, p))
@@ -557,6 +561,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		if !got[0].Revoked || !got[0].RevokedAt.Equal(now) {
 			t.Fatalf("revocation not kept: %+v", got[0])
 		}
+		// The other person's eID means is revoked: their credential is revoked with it.
+		must(t, s.UpdatePerson(ctx, "someone-else", func(p store.Person) (store.Person, error) { p.Status = store.EIDRevoked; return p, nil }))
+		idx, err = s.RevokedPIDs(ctx, 1)
+		must(t, err)
+		same(t, idx, []int{7, 8, 9})
 	})
 
 	t.Run("Reopen", func(t *testing.T) {
