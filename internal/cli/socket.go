@@ -95,7 +95,6 @@ var remoteCommands = map[string]func(cmd *cobra.Command) bool{
 	"persons renew-signing-key": nil,
 	"idp rotate-key":            nil,
 	"audit key":                 nil,
-	"pid revoke":                nil,
 	"audit verify": func(cmd *cobra.Command) bool {
 		// With --public-key it reads no key layer; with --file it reads the CLI's own file.
 		return cmd.Flag("public-key").Value.String() == "" && cmd.Flag("file").Value.String() == ""
