@@ -20,7 +20,7 @@ var layers = [][][]string{
 	{{"internal/store"}, {"internal/config"}, {"internal/cms"}, {"internal/backup"}, {"internal/problem"}},
 	{{"internal/server"}, {"internal/upload"}, {"internal/web"}},
 	{{"internal/audit"}, {"internal/auth"}}, // over the edge: audit serves its proofs, auth answers refused tokens
-	{{"internal/certs"}, {"internal/tsa"}, {"internal/signing", "internal/pdfsafe"}},
+	{{"internal/certs"}, {"internal/tsa"}, {"internal/signing", "internal/pdfsafe", "internal/trustlist"}},
 	{{"internal/idp"}, {"internal/csc"}, {"internal/seal"}, {"internal/portal"}, {"internal/validation"}, {"internal/pid"}, {"internal/eid"}},
 	{{"internal/app"}},
 	{{"internal/cli"}},

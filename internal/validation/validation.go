@@ -198,3 +198,7 @@ func detect(b []byte) string {
 	}
 	return ""
 }
+
+// ListVerifier verifies a trusted list's signature (trustlist.Verifier) with the XML-DSig core
+// that validates XML documents.
+type ListVerifier = xmlsig.ListVerifier
