@@ -29,6 +29,8 @@ const (
 	NamePersonCA = "person-ca"
 	NameSealCA   = "seal-ca"
 	NameTSA      = "tsa"
+	// NameTSLSigner signs the platform's trusted list (ETSI TS 119 612), under seal-ca.
+	NameTSLSigner = "tsl-signer"
 )
 
 // ocspName is the name of the delegated OCSP responder of an issuing CA.
@@ -109,6 +111,7 @@ func Open(ctx context.Context, keys hsm.Manager, recs Records, cfg Config, now f
 		{ocspName(NamePersonCA), NamePersonCA, OCSPResponder, hsm.PurposeOCSP, cfg.ServiceAlgorithm, cfg.ServiceYears, name("OCSP Responder for Natural Persons")},
 		{ocspName(NameSealCA), NameSealCA, OCSPResponder, hsm.PurposeOCSP, cfg.ServiceAlgorithm, cfg.ServiceYears, name("OCSP Responder for Legal Persons")},
 		{NameTSA, NameSealCA, TSA, hsm.PurposeTSA, cfg.ServiceAlgorithm, cfg.ServiceYears, name("Timestamping Unit 1")},
+		{NameTSLSigner, NameSealCA, TrustListSigner, PurposeTSLSigner, cfg.ServiceAlgorithm, cfg.ServiceYears, name("Trusted List Signer")},
 	}
 	for _, s := range steps {
 		iss, err := a.load(ctx, s.name, s.parent, s.purpose)
@@ -213,6 +216,12 @@ func (a *Authority) Certificate(name string) (*x509.Certificate, bool) {
 	}
 	return iss.Cert, true
 }
+
+// TSLSigner returns the certificate and signer of the platform's trusted list.
+func (a *Authority) TSLSigner() *Issuer { return a.certs[NameTSLSigner] }
+
+// PurposeTSLSigner is the purpose of the trusted list's key: the scheme operator's seal.
+const PurposeTSLSigner = hsm.Purpose("seal:trusted-list")
 
 // TSA returns the timestamping unit's certificate and signer.
 func (a *Authority) TSA() *Issuer { return a.certs[NameTSA] }

@@ -34,6 +34,9 @@ const (
 	TSA           Profile = "tsa"            // EN 319 422 timestamping unit
 	OCSPResponder Profile = "ocsp"           // RFC 6960 delegated responder
 	PIDIssuer     Profile = "pid-issuer"     // signs person identification data (SD-JWT VC, mdoc)
+	// TrustListSigner signs a trusted list (ETSI TS 119 612 §5.7.1: nonRepudiation and the
+	// extended key usage id-tsl-kp-tslSigning).
+	TrustListSigner Profile = "tsl-signer"
 )
 
 // Policy is what every certificate of this PKI says about where its services are.
@@ -75,6 +78,7 @@ var (
 	oidExtKeyUsage          = asn1.ObjectIdentifier{2, 5, 29, 37}
 	oidTimeStamping         = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 8}
 	oidOCSPNoCheck          = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 5}
+	oidTSLSigning           = asn1.ObjectIdentifier{0, 4, 0, 2231, 3, 0}
 	OIDOrganizationIdentity = asn1.ObjectIdentifier{2, 5, 4, 97}
 	oidSerialNumber         = asn1.ObjectIdentifier{2, 5, 4, 5}
 	oidMdocDocumentSigner   = asn1.ObjectIdentifier{1, 0, 18013, 5, 1, 2} // ISO/IEC 18013-5 id-mdl-kp-mdlDS
@@ -214,6 +218,9 @@ func template(req Request, issuer *Issuer, pol Policy) (*x509.Certificate, error
 		}
 		t.KeyUsage = x509.KeyUsageDigitalSignature
 		t.ExtraExtensions = append(t.ExtraExtensions, pkix.Extension{Id: oidExtKeyUsage, Critical: true, Value: eku})
+	case TrustListSigner:
+		t.KeyUsage = x509.KeyUsageContentCommitment
+		t.UnknownExtKeyUsage = []asn1.ObjectIdentifier{oidTSLSigning}
 	case OCSPResponder:
 		t.KeyUsage = x509.KeyUsageDigitalSignature
 		t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning}
