@@ -18,6 +18,7 @@ import (
 	"github.com/vula-eid/vula/internal/problem"
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/signing"
+	"github.com/vula-eid/vula/internal/trustlist"
 	"github.com/vula-eid/vula/internal/upload"
 )
 
@@ -43,6 +44,7 @@ const DefaultMaxSize = 64 << 20
 // proxies to believe about who the client is.
 type Handler struct {
 	TrustAnchors []*x509.Certificate
+	TrustedLists *trustlist.Set   // optional: trust anchors and qualification from trusted lists
 	Fetch        Fetcher          // optional
 	MaxSize      int64            // DefaultMaxSize when 0
 	Time         func() time.Time // time.Now when nil
@@ -183,7 +185,7 @@ func isMultipart(r *http.Request) bool {
 func (h Handler) validate(w http.ResponseWriter, r *http.Request, body *upload.Body) {
 	var doc io.ReaderAt = body
 	size := body.Size()
-	opts := Options{TrustAnchors: h.TrustAnchors, Fetch: h.Fetch, Time: h.Time, MaxSize: h.maxSize(), RevocationFreshness: h.RevocationFreshness}
+	opts := Options{TrustAnchors: h.TrustAnchors, TrustedLists: h.TrustedLists, Fetch: h.Fetch, Time: h.Time, MaxSize: h.maxSize(), RevocationFreshness: h.RevocationFreshness}
 	if isMultipart(r) {
 		sig, content, err := h.parts(r, body)
 		if err != nil {

@@ -76,6 +76,7 @@ type (
 	CertInfo          = core.CertInfo
 	RevocationUse     = core.RevocationUse
 	Check             = core.Check
+	TrustedService    = core.TrustedService
 	Indication        = core.Indication
 	SubIndication     = core.SubIndication
 )
@@ -134,7 +135,7 @@ func Validate(ctx context.Context, doc io.ReaderAt, size int64, opts Options) (R
 	if size <= 0 {
 		return Report{}, fmt.Errorf("%w: validation: empty document", signing.ErrInvalid)
 	}
-	if len(opts.TrustAnchors) == 0 {
+	if len(opts.TrustAnchors) == 0 && opts.TrustedLists == nil {
 		return Report{}, fmt.Errorf("%w: validation: no trust anchors", signing.ErrInvalid)
 	}
 	head := make([]byte, min(size, 1024))

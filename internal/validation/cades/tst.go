@@ -241,10 +241,8 @@ func Signature(v *core.Validator, rep *core.SignatureReport, p *cms.SignedData, 
 		rep.Indeterminate("signing-time", core.TimestampOrderFailure, "the claimed signing time %s is after the signature timestamp %s", rep.ClaimedSigningTime.Format(time.RFC3339), poe.Format(time.RFC3339))
 	}
 	core.KeyUsage(rep, cert)
-	q, why := core.Qualification(cert)
-	rep.Qualification = q
-	rep.Info("qualification", "%s: %s (from the certificate; no trusted list consulted)", q, why)
 	chain := v.BuildChain(rep, cert, p.Certs, poe, proven, x509.ExtKeyUsageAny)
+	v.Qualify(rep, cert, chain, poe)
 	if chain == nil {
 		return false, timestamped
 	}

@@ -21,7 +21,7 @@ const ChainConstraintsFailure SubIndication = "CHAIN_CONSTRAINTS_FAILURE"
 // the result in rep. It returns the chain, leaf first and anchor last, or nil.
 func (v *Validator) BuildChain(rep *SignatureReport, cert *x509.Certificate, embedded []*x509.Certificate, poe time.Time, proven bool, eku x509.ExtKeyUsage) []*x509.Certificate {
 	roots := x509.NewCertPool()
-	for _, a := range v.opts.TrustAnchors {
+	for _, a := range v.anchors(poe, eku) {
 		roots.AddCert(a)
 	}
 	inter := x509.NewCertPool()

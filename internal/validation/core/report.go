@@ -96,9 +96,14 @@ type SignatureReport struct {
 	TimestampTime *time.Time      `json:"timestampTime,omitempty"`
 	Chain         []CertInfo      `json:"chain,omitempty"`
 	Revocation    []RevocationUse `json:"revocation,omitempty"`
-	// Qualification from the certificate's content (key usage, QCStatements); no trusted list
-	// is consulted: QESig, QESeal, AdESig-QC, AdESeal-QC, AdESig, AdESeal, unknown.
-	Qualification string `json:"qualification,omitempty"`
+	// Qualification is the signature's qualification (TS 119 615, as EN 319 102-2's
+	// SignatureQualification): QESig, QESeal, AdESig-QC, AdESeal-QC, AdESig, AdESeal,
+	// unknown. QualificationSource says whence: "trusted list" (Options.TrustedLists: the
+	// issuing CA/QC service, TrustedService, its status and qualifiers with the certificate's QC
+	// statements) or "certificate" (what the certificate claims; no list given).
+	Qualification       string          `json:"qualification,omitempty"`
+	QualificationSource string          `json:"qualificationSource,omitempty"`
+	TrustedService      *TrustedService `json:"trustedService,omitempty"`
 	// PDF only: the signed byte ranges, the revision they end at (1-based) and what follows:
 	// each later revision, then the changes DocMDP/FieldMDP permit that were made (a form
 	// field filled in, annotations under P=3).
@@ -279,7 +284,10 @@ func writeSig(b *strings.Builder, s SignatureReport, indent string) {
 		fmt.Fprintf(b, "%s  signer: %s\n%s  issuer: %s\n", indent, s.Signer.Subject, indent, s.Signer.Issuer)
 	}
 	if s.Qualification != "" {
-		fmt.Fprintf(b, "%s  qualification: %s\n", indent, s.Qualification)
+		fmt.Fprintf(b, "%s  qualification: %s (from the %s)\n", indent, s.Qualification, s.QualificationSource)
+		if t := s.TrustedService; t != nil {
+			fmt.Fprintf(b, "%s  trusted service: %s of %s (%s)\n", indent, t.Service, t.Provider, t.Territory)
+		}
 	}
 	if s.ClaimedSigningTime != nil {
 		fmt.Fprintf(b, "%s  claimed signing time: %s\n", indent, s.ClaimedSigningTime.Format(time.RFC3339))

@@ -7,12 +7,17 @@ import (
 	"time"
 
 	"github.com/vula-eid/vula/internal/signing"
+	"github.com/vula-eid/vula/internal/trustlist"
 )
 
 // Options says what to validate against.
 type Options struct {
-	// TrustAnchors are the roots a chain must end at. Required.
+	// TrustAnchors are the roots a chain must end at. Required unless TrustedLists is given.
 	TrustAnchors []*x509.Certificate
+	// TrustedLists add the certificates of their services in a positive status at the
+	// signature's proof of existence as anchors (CA services for signatures, TSA services for
+	// timestamps) and decide whether a signature is qualified; optional.
+	TrustedLists *trustlist.Set
 	// Time is the clock of the validation (the "current time" of EN 319 102-1); time.Now when nil.
 	Time func() time.Time
 	// Fetch gets revocation data online when the document embeds none; nil: embedded data only.

@@ -466,10 +466,8 @@ func (s *signature) trust() {
 		rep.Indeterminate("signing-time", core.TimestampOrderFailure, "the claimed signing time %s is after the signature timestamp %s", rep.ClaimedSigningTime.Format(time.RFC3339), poe.Format(time.RFC3339))
 	}
 	core.KeyUsage(rep, s.cert)
-	q, why := core.Qualification(s.cert)
-	rep.Qualification = q
-	rep.Info("qualification", "%s: %s (from the certificate; no trusted list consulted)", q, why)
 	chain := v.BuildChain(rep, s.cert, s.keyCerts, poe, proven, x509.ExtKeyUsageAny)
+	v.Qualify(rep, s.cert, chain, poe)
 	embeddedOnly := false
 	if chain != nil {
 		embeddedOnly = v.Revocation(rep, chain, nil, nil, poe, proven)
