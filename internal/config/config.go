@@ -142,6 +142,18 @@ type Validation struct {
 	// best-signature-time of what it signed (EN 319 102-1 §5.2.5): older data is not fresh
 	// and gives INDETERMINATE/TRY_LATER unless fresher data is fetched. 0 turns the check off.
 	RevocationFreshness Duration `yaml:"revocation_freshness" json:"revocation_freshness"`
+	// Trusted lists are read from files at start; nothing is downloaded.
+	// TrustedLists are ETSI TS 119 612 trusted lists (XML files): the certificates of their
+	// services in a positive status become trust anchors, and they decide whether a signature
+	// is qualified. Each must verify with TrustedListSigners or, with LOTL, with the
+	// certificates the LOTL's pointer for its territory names.
+	TrustedLists []string `yaml:"trusted_lists" json:"trusted_lists"`
+	// TrustedListSigners is a PEM file of the certificates the TrustedLists may be signed with.
+	TrustedListSigners string `yaml:"trusted_list_signers" json:"trusted_list_signers"`
+	// LOTL is the EU list of trusted lists (an XML file), LOTLSigners a PEM file of the
+	// certificates it may be signed with (those the Official Journal of the EU publishes).
+	LOTL        string `yaml:"lotl" json:"lotl"`
+	LOTLSigners string `yaml:"lotl_signers" json:"lotl_signers"`
 }
 
 // Seal configures the sealing service for institutions.
@@ -224,6 +236,9 @@ type PKI struct {
 	RootYears    int `yaml:"root_years" json:"root_years"`
 	CAYears      int `yaml:"ca_years" json:"ca_years"`
 	ServiceYears int `yaml:"service_years" json:"service_years"`
+	// TrustedListPeriod is how long an issue of the platform's trusted list (ETSI TS 119 612,
+	// served at /pki/tsl.xml) holds: its NextUpdate; a new issue is signed halfway.
+	TrustedListPeriod Duration `yaml:"trusted_list_period" json:"trusted_list_period"`
 }
 
 // Audit configures the audit log's signed checkpoints.
@@ -323,7 +338,8 @@ func Default() Config {
 		Audit:           Audit{CheckpointEvery: 1000, CheckpointInterval: Duration(time.Minute)},
 		// A demo policy arc under the private-enterprise number reserved for documentation.
 		PKI: PKI{Country: "XK", Organization: "Vula Demo", PolicyOIDs: []string{"1.3.6.1.4.1.32473.1.1"},
-			CAAlgorithm: "EC-P384", ServiceAlgorithm: "EC-P256", RootYears: 20, CAYears: 10, ServiceYears: 2},
+			CAAlgorithm: "EC-P384", ServiceAlgorithm: "EC-P256", RootYears: 20, CAYears: 10, ServiceYears: 2,
+			TrustedListPeriod: Duration(7 * 24 * time.Hour)},
 		TSA: TSA{PolicyOID: "1.3.6.1.4.1.32473.1.2", Accuracy: Duration(time.Second),
 			NTPMaxOffset: Duration(500 * time.Millisecond), NTPInterval: Duration(time.Minute)},
 		IdP: IdP{Algorithm: "ES256", AccessTokenTTL: Duration(10 * time.Minute), IDTokenTTL: Duration(10 * time.Minute),
@@ -538,6 +554,16 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return bad("shutdown_timeout", "must be positive")
+	}
+	// TS 119 612 §5.3.14: at most six months between a list's issue and its next update.
+	if c.PKI.TrustedListPeriod < Duration(time.Hour) || c.PKI.TrustedListPeriod > Duration(183*24*time.Hour) {
+		return bad("pki.trusted_list_period", "want between 1h and 183 days (TS 119 612 §5.3.14)")
+	}
+	if c.Validation.LOTL != "" && c.Validation.LOTLSigners == "" {
+		return bad("validation.lotl_signers", "a LOTL needs the certificates it is signed with")
+	}
+	if len(c.Validation.TrustedLists) > 0 && c.Validation.TrustedListSigners == "" && c.Validation.LOTL == "" {
+		return bad("validation.trusted_list_signers", "trusted lists need their signers' certificates, or a LOTL that points at them")
 	}
 	if c.DrainDelay < 0 || c.DrainDelay > Duration(5*time.Minute) {
 		return bad("drain_delay", "want between 0s and 5m")

@@ -8,8 +8,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/pem"
 	"errors"
 	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -247,5 +250,38 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestLoadFiles(t *testing.T) {
+	f := tt.NewQTSP(t)
+	lotlSigner := tt.NewParty(t, "EU LOTL Signer", nil, nil)
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		must(t, os.WriteFile(p, b, 0o600))
+		return p
+	}
+	pemOf := func(c *x509.Certificate) []byte {
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	files := trustlist.Files{
+		LOTL:        write("lotl.xml", tt.SignWithXmlsec(t, tt.ListXML("EU", trustlist.TypeEULOTL, 1, nil, []tt.Pointer{{Territory: "ZZ", Signer: f.TLSigner.Cert}}), lotlSigner)),
+		LOTLSigners: write("lotl-signers.pem", pemOf(lotlSigner.Cert)),
+		Lists: []string{write("zz.xml", tt.SignWithXmlsec(t, tt.ListXML("ZZ", trustlist.TypeEUGeneric, 1, []tt.Service{
+			{Name: "ZZ QC", Type: trustlist.TypeCAQC, Status: granted, Since: time.Now().AddDate(-1, 0, 0), Cert: f.CA.Cert},
+		}, nil), f.TLSigner))},
+	}
+	set, err := trustlist.LoadFiles(files, validation.ListVerifier{})
+	must(t, err)
+	if len(set.Lists()) != 2 || len(set.Anchors(time.Now(), false)) != 1 {
+		t.Fatalf("loaded %d lists, anchors %v", len(set.Lists()), set.Anchors(time.Now(), false))
+	}
+	if set, err := trustlist.LoadFiles(trustlist.Files{}, validation.ListVerifier{}); set != nil || err != nil {
+		t.Fatalf("nothing configured: %v, %v", set, err)
+	}
+	files.LOTLSigners = write("wrong.pem", pemOf(f.CA.Cert))
+	if _, err := trustlist.LoadFiles(files, validation.ListVerifier{}); !errors.Is(err, trustlist.ErrSignature) {
+		t.Fatalf("the LOTL with another signer: %v", err)
 	}
 }
