@@ -67,6 +67,10 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	if err != nil {
 		return nil, err
 	}
+	lists, err := trustedLists(cfg)
+	if err != nil {
+		return nil, err
+	}
 
 	// The accounts (the identity provider's; the signing service checks an official's factors
 	// with them), the services, then the provider, which asks the signing service about
@@ -101,6 +105,7 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	// The routes: each service registers its own, under the prefix it declares.
 	mux := http.NewServeMux()
 	certs.Handlers{A: a, Log: log}.Register(mux)
+	mux.Handle("GET "+TrustedListPath, ownTrustedList(cfg, a, db, log))
 	mux.Handle("POST /tsa", ts)
 	provider.Register(mux)
 	login := idp.NewPages(provider, accounts, pages, secure)
@@ -111,7 +116,7 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	mux.Handle("GET /assets/", web.Assets())
 	idp.NewAdmin(provider, accounts).Register(mux)
 	seal.Handler{S: sealing, Auth: provider, Log: log, Spool: p.spool}.Register(mux)
-	validation.Handler{TrustAnchors: platformAnchors(a), Fetch: validation.RevocationFetcher{R: a}, Log: log,
+	validation.Handler{TrustAnchors: platformAnchors(a), TrustedLists: lists, Fetch: validation.RevocationFetcher{R: a}, Log: log,
 		Spool: p.spool, MaxUploads: cfg.HTTP.MaxUploads, RevocationFreshness: time.Duration(cfg.Validation.RevocationFreshness)}.Register(mux)
 	audit.Handler{Store: db, Log: log}.Register(mux)
 	csc.Handler{S: signing, Auth: provider, TSA: ts, Issuer: cfg.BaseURL, Log: log}.Register(mux)
