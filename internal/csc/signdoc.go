@@ -59,6 +59,8 @@ type Document struct {
 	// Name is the relative URI a detached XAdES signature refers to the document by;
 	// "document-N" (N from 1 in the request) when empty.
 	Name string
+	// certifyFirst: PAdES with the envelope property left to its default (see checkDocument).
+	certifyFirst bool
 }
 
 // DocRequest is what signatures/signDoc asks for.
@@ -125,6 +127,9 @@ func (s *Service) checkDocument(i int, d Document) (Document, error) {
 	if d.Name == "" {
 		d.Name = "document-" + strconv.Itoa(i+1)
 	}
+	// CSC's default for PAdES is Certification; on a document already signed that can only
+	// mean one more (approval) signature, so the default certifies only a first signature.
+	d.certifyFirst = d.Format == FormatPAdES && d.Packaging == ""
 	d.Packaging = cmp.Or(d.Packaging, map[string]string{FormatPAdES: Certification, FormatXAdES: Enveloped, FormatCAdES: Attached}[d.Format])
 	p, err := s.packaging(i, d)
 	d.Packaging = p
@@ -339,7 +344,7 @@ func (s *Service) signDocument(ctx context.Context, signer signing.Signer, d Doc
 	case FormatPAdES:
 		var buf bytes.Buffer
 		err := pades.Sign(ctx, bytes.NewReader(d.Data), int64(len(d.Data)), &buf, signer, pades.Options{Level: d.Level,
-			Timestamper: ts, Revocation: s.pki, Certify: pack == Certification, Reason: d.Reason, Location: d.Location,
+			Timestamper: ts, Revocation: s.pki, Certify: pack == Certification && !d.certifyFirst, CertifyFirst: d.certifyFirst, Reason: d.Reason, Location: d.Location,
 			Time: now, Visible: d.Visible, MaxSize: MaxDocument})
 		return buf.Bytes(), err
 	case FormatXAdES:

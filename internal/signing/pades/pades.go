@@ -58,6 +58,10 @@ type Options struct {
 	// Certify makes a certification signature (DocMDP, P=2: form filling and signing allowed)
 	// instead of an approval one. Only the first signature of a document can certify.
 	Certify bool
+	// CertifyFirst certifies a document no one has signed yet and adds an approval signature
+	// to one already signed: what a signer that leaves the choice to the service (CSC's default
+	// signed_envelope_property, Certification) can mean for a document others signed before.
+	CertifyFirst bool
 	// Reason, Location, ContactInfo and Name go in the signature dictionary when not empty.
 	Reason, Location, ContactInfo, Name string
 	Time                                time.Time   // /M; time.Now() when zero
@@ -124,7 +128,15 @@ func Sign(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, s signing
 	if err != nil {
 		return err
 	}
-	if err := d.checkPermissions(opts.Certify); err != nil {
+	certify := opts.Certify
+	if opts.CertifyFirst && !certify {
+		signed, err := d.signed()
+		if err != nil {
+			return err
+		}
+		certify = !signed
+	}
+	if err := d.checkPermissions(certify); err != nil {
 		return err
 	}
 
@@ -146,7 +158,7 @@ func Sign(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, s signing
 			m[k] = text(v)
 		}
 	}
-	field := sigField{sig: m, contents: maxCMS, prefix: "Signature", certify: opts.Certify, page: 1}
+	field := sigField{sig: m, contents: maxCMS, prefix: "Signature", certify: certify, page: 1}
 	if a := opts.Visible; a != nil {
 		if field.page, err = d.checkAppearance(a); err != nil {
 			return err
@@ -283,36 +295,89 @@ func (d *document) docTimestampAfter(ctx context.Context, base int64, hDoc hash.
 
 // checkPermissions refuses what the document's earlier signatures forbid.
 func (d *document) checkPermissions(certify bool) error {
-	cat, err := d.catalog()
+	cert, err := d.certification()
 	if err != nil {
 		return err
 	}
-	perms, err := d.dictOf(cat["Perms"])
-	if err != nil {
-		return err
-	}
-	if perms != nil && perms["DocMDP"] != nil {
+	if cert != nil {
 		if certify {
 			return fmt.Errorf("%w: pades: the document is already certified; only the first signature can certify", signing.ErrUnsupported)
 		}
-		if p, err := d.docMDPPermission(perms["DocMDP"]); err != nil {
+		if p, err := d.docMDPPermission(cert); err != nil {
 			return err
 		} else if p == 1 {
 			return fmt.Errorf("%w: pades: the document is certified with no changes permitted (DocMDP P=1)", signing.ErrUnsupported)
 		}
 	}
 	if certify {
-		fields, err := d.fields()
+		signed, err := d.signed()
 		if err != nil {
 			return err
 		}
-		for _, f := range fields {
-			if t, _ := f["FT"].(name); t == "Sig" && f["V"] != nil {
-				return fmt.Errorf("%w: pades: the document is already signed; a certification signature must be the first", signing.ErrUnsupported)
-			}
+		if signed {
+			return fmt.Errorf("%w: pades: the document is already signed; a certification signature must be the first", signing.ErrUnsupported)
 		}
 	}
 	return nil
+}
+
+// certification is the certifying signature (a reference to its dictionary): the catalog's
+// /Perms /DocMDP, or else a signature whose /Reference has the DocMDP transform — some signers
+// (digitorus/pdfsign) write only that, and validators (poppler, Vula's) honour it. nil when the
+// document is not certified.
+func (d *document) certification() (any, error) {
+	cat, err := d.catalog()
+	if err != nil {
+		return nil, err
+	}
+	perms, err := d.dictOf(cat["Perms"])
+	if err != nil {
+		return nil, err
+	}
+	if perms != nil && perms["DocMDP"] != nil {
+		return perms["DocMDP"], nil
+	}
+	fields, err := d.fields()
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range fields {
+		if t, _ := f["FT"].(name); t != "Sig" || f["V"] == nil {
+			continue
+		}
+		sig, err := d.dictOf(f["V"])
+		if err != nil {
+			return nil, err
+		}
+		refs, err := d.arrayOf(sig["Reference"])
+		if err != nil {
+			return nil, err
+		}
+		for _, x := range refs {
+			sr, err := d.dictOf(x)
+			if err != nil {
+				return nil, err
+			}
+			if m, _ := sr["TransformMethod"].(name); m == "DocMDP" {
+				return f["V"], nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+// signed reports whether a signature field of the document holds a signature.
+func (d *document) signed() (bool, error) {
+	fields, err := d.fields()
+	if err != nil {
+		return false, err
+	}
+	for _, f := range fields {
+		if t, _ := f["FT"].(name); t == "Sig" && f["V"] != nil {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (d *document) docMDPPermission(sigRef any) (int64, error) {
