@@ -12,6 +12,7 @@ import (
 	"errors"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -284,4 +285,24 @@ func TestLoadFiles(t *testing.T) {
 	if _, err := trustlist.LoadFiles(files, validation.ListVerifier{}); !errors.Is(err, trustlist.ErrSignature) {
 		t.Fatalf("the LOTL with another signer: %v", err)
 	}
+}
+
+// FuzzVerifyEnveloped: the list verifier takes untrusted bytes; mutations of a signed list never
+// panic, and a list it accepts is one Parse reads.
+func FuzzVerifyEnveloped(f *testing.F) {
+	if _, err := exec.LookPath("xmlsec1"); err != nil {
+		f.Skip("xmlsec1 is not installed (test/deps.sh installs it)")
+	}
+	q := tt.NewQTSP(f)
+	f.Add(tt.SignWithXmlsec(f, tt.ListXML("ZZ", trustlist.TypeEUGeneric, 1, []tt.Service{
+		{Name: "ZZ QC", Type: trustlist.TypeCAQC, Status: granted, Since: time.Now(), Cert: q.CA.Cert},
+	}, nil), q.TLSigner))
+	signers := []*x509.Certificate{q.TLSigner.Cert}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := (validation.ListVerifier{}).VerifyEnveloped(data, signers); err == nil {
+			if _, err := trustlist.Parse(data); err != nil {
+				t.Fatalf("a verified list does not parse: %v", err)
+			}
+		}
+	})
 }

@@ -11,7 +11,9 @@
 // The contract: Validate never trusts what the document says about itself. Every signature is
 // checked cryptographically, its signing certificate must be bound by signing-certificate(-v2)
 // when the format claims a baseline profile, its chain must build to one of
-// Options.TrustAnchors at the validation time, revocation comes from the document's embedded
+// Options.TrustAnchors at the validation time (or to a service of Options.TrustedLists in a
+// positive status at the signature's proof of existence, which then also decide whether the
+// signature is qualified, after ETSI TS 119 615), revocation comes from the document's embedded
 // data (DSS, CMS revocation choices) or from Options.Fetch, and a timestamp gives a proof of
 // existence only once its own token, imprint and TSA chain are verified. The result per
 // signature is an indication (TOTAL-PASSED, TOTAL-FAILED, INDETERMINATE) with an EN 319 102-1
