@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vula-eid/vula/certs"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store"

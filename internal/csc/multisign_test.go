@@ -14,8 +14,8 @@ import (
 
 	"github.com/digitorus/pdfsign/sign"
 
-	"github.com/vula-eid/vula/certs"
 	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
 	"github.com/vula-eid/vula/internal/validation"

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vula-eid/vula/certs"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
 	"github.com/vula-eid/vula/internal/signing/xades"
