@@ -36,7 +36,7 @@ type softKey struct {
 	rpID    string
 }
 
-func newSoftKey(t *testing.T, rpID string) *softKey {
+func newSoftKey(t testing.TB, rpID string) *softKey {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +119,7 @@ type passkeyFixture struct {
 	verifier string // the PKCE verifier of the last login begun
 }
 
-func newPasskeyFixture(t *testing.T) *passkeyFixture {
+func newPasskeyFixture(t testing.TB) *passkeyFixture {
 	f := newFixtureWith(t, Config{Issuer: "localhost"}, false)
 	secret := f.register(t, ClientSpec{ID: "tax", RedirectURIs: []string{rpCallback}, Scopes: []string{"openid"}})
 	return &passkeyFixture{fixture: f, origin: f.p.cfg.Issuer,
@@ -166,7 +166,7 @@ func (f *passkeyFixture) enrol(t *testing.T, b *idptest.Browser, number, seed st
 
 // loginBegin opens a login asking acr and starts a passkey ceremony on it; the login page's
 // flow and CSRF token come back with the options.
-func (f *passkeyFixture) loginBegin(t *testing.T, b *idptest.Browser, acr string) (flow, csrf, ceremony string, opts map[string]any) {
+func (f *passkeyFixture) loginBegin(t testing.TB, b *idptest.Browser, acr string) (flow, csrf, ceremony string, opts map[string]any) {
 	t.Helper()
 	var pk []oauth2.AuthCodeOption
 	f.verifier, pk = newPKCE()
@@ -182,7 +182,7 @@ func (f *passkeyFixture) loginBegin(t *testing.T, b *idptest.Browser, acr string
 	return flow, csrf, "" + f.begin(t, b, flow, csrf, &opts), opts
 }
 
-func (f *passkeyFixture) begin(t *testing.T, b *idptest.Browser, flow, csrf string, opts *map[string]any) string {
+func (f *passkeyFixture) begin(t testing.TB, b *idptest.Browser, flow, csrf string, opts *map[string]any) string {
 	t.Helper()
 	r := b.PostJSON("/login/passkey/begin?flow="+flow, map[string]string{"X-CSRF-Token": csrf}, nil)
 	var o struct {
@@ -388,4 +388,25 @@ func TestCredentialRequiresHigh(t *testing.T) {
 			t.Errorf("without passkeys: %d %s", r.Status, r.URL)
 		}
 	}
+}
+
+// FuzzPasskeyFinish: whatever a browser posts as the answer to a login ceremony is refused
+// with a 4xx (or accepted when it is a good answer), never a 500; seeded with a good answer
+// and a few broken ones.
+func FuzzPasskeyFinish(f *testing.F) {
+	pf := newPasskeyFixture(f)
+	k := newSoftKey(f, "localhost")
+	good, _ := json.Marshal(map[string]any{"id": b64u.EncodeToString(k.id), "rawId": b64u.EncodeToString(k.id), "type": "public-key",
+		"response": map[string]any{"clientDataJSON": "e30", "authenticatorData": "AAAA", "signature": "AAAA"}})
+	for _, seed := range [][]byte{good, []byte("{}"), []byte("null"), []byte(`{"id":"","rawId":"","type":"public-key","response":{}}`), []byte("\x00")} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b := idptest.New(t, pf.srv.URL)
+		flow, csrf, cer, _ := pf.loginBegin(t, b, LoASubstantial)
+		r := pf.finish(b, flow, csrf, cer, body)
+		if r.Status >= 500 || r.Status == http.StatusOK {
+			t.Fatalf("answer %q: %d %s", body, r.Status, r.Body)
+		}
+	})
 }
