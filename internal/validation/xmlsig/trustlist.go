@@ -60,12 +60,12 @@ func (ListVerifier) VerifyEnveloped(data []byte, signers []*x509.Certificate) (*
 		case !r.ok:
 			return nil, fmt.Errorf("the digest of Reference %q does not match: the list was changed after it was signed", r.uri)
 		case r.hash == crypto.SHA1:
-			return nil, fmt.Errorf("Reference %q is digested with SHA-1", r.uri)
+			return nil, fmt.Errorf("the Reference %q is digested with SHA-1", r.uri)
 		case r.det == nil && (r.target == nil || r.target == root):
 			covered = true
 		case r.typ == typeSignedProps && qp != nil && r.target == Only(qp, nsXAdES, "SignedProperties"):
 		default:
-			return nil, fmt.Errorf("Reference %q covers %s, neither the list nor its SignedProperties", r.uri, r.obj.Target)
+			return nil, fmt.Errorf("the Reference %q covers %s, neither the list nor its SignedProperties", r.uri, r.obj.Target)
 		}
 	}
 	if !covered {
