@@ -304,3 +304,23 @@ func TestPromptLoginSameSecond(t *testing.T) {
 		t.Fatalf("a login in the request's second was not fresh enough: %s", cb)
 	}
 }
+
+// The TOTP enrolment page shows its QR code. html/template refuses a data: URL given as a plain
+// string in src (it writes "#ZgotmplZ"), which left the page with a broken image.
+func TestEnrolmentPageShowsQR(t *testing.T) {
+	f := newFixture(t)
+	secret := f.register(t, ClientSpec{ID: "tax", RedirectURIs: []string{rpCallback}, Scopes: []string{"openid"}})
+	f.citizen(t, false)
+	conf := oauth2.Config{ClientID: "tax", ClientSecret: secret, RedirectURL: rpCallback, Scopes: []string{"openid"},
+		Endpoint: oauth2.Endpoint{AuthURL: f.srv.URL + "/oauth2/auth", TokenURL: f.srv.URL + "/oauth2/token"}}
+	_, opts := newPKCE()
+	b := idptest.New(t, f.srv.URL)
+	b.Login(conf.AuthCodeURL("state-12345678", opts...), rpCallback, "1234567890", "correct horse battery", "")
+	r := b.Get("/account/totp")
+	if r.Status != http.StatusOK {
+		t.Fatalf("enrolment page: %d %s", r.Status, r.Body)
+	}
+	if !strings.Contains(r.Body, `src="data:image/png;base64,`) || strings.Contains(r.Body, "ZgotmplZ") {
+		t.Fatalf("enrolment page has no QR image: %s", r.Body)
+	}
+}
