@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -60,10 +61,20 @@ type testClock struct{ off atomic.Int64 }
 func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *testClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 
-// countHook counts the key layer's signatures (every token is one).
-type countHook struct{ n int }
+// countHook counts the key layer's signatures (every token is one); while down is set it
+// refuses them as an audit log whose database is down does.
+type countHook struct {
+	n    int
+	down atomic.Bool
+}
 
-func (h *countHook) RecordSignature(context.Context, hsm.SignEvent) error { h.n++; return nil }
+func (h *countHook) RecordSignature(context.Context, hsm.SignEvent) error {
+	if h.down.Load() {
+		return fmt.Errorf("audit: append: %w", store.ErrUnavailable)
+	}
+	h.n++
+	return nil
+}
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
@@ -291,4 +302,35 @@ func decodeSeg(t *testing.T, seg string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// A token whose signature cannot be audited (the durable store is down) is a 503 with
+// Retry-After, not fosite's 500 "The error is unrecognizable": with the client read from the
+// cache, the store's failure first shows at the signature.
+func TestTokenWhenAuditDown(t *testing.T) {
+	f := newFixture(t)
+	secret := f.register(t, ClientSpec{ID: "tax-batch", GrantTypes: []string{"client_credentials"}, Scopes: []string{"seal"}})
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"seal"}}
+	token := func() *http.Response {
+		req, _ := http.NewRequest("POST", f.srv.URL+"/oauth2/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("tax-batch", secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := token(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("token: %d", resp.StatusCode)
+	}
+	f.hook.down.Store(true)
+	if resp := token(); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("token with the audit log down: %d (Retry-After %q)", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	f.hook.down.Store(false)
+	if resp := token(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("token after: %d", resp.StatusCode)
+	}
 }

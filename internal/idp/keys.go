@@ -278,6 +278,12 @@ func (t *tokenKeys) Generate(ctx context.Context, claims fjwt.MapClaims, header 
 	tok.Header["kid"] = key.kid
 	raw, err := tok.SignedString(&jose.JSONWebKey{Key: cryptosigner.Opaque(s), KeyID: key.kid, Algorithm: string(key.alg)})
 	if err != nil {
+		// fosite's jwt wraps the signer's error in a ValidationError that does not unwrap:
+		// hand on the key layer's own, so that an audit log that is down stays a 503.
+		var ve *fjwt.ValidationError
+		if errors.As(err, &ve) && ve.Inner != nil {
+			err = ve.Inner
+		}
 		return "", "", err
 	}
 	sig, err := t.GetSignature(ctx, raw)
