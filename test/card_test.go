@@ -1,0 +1,241 @@
+package e2e
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"html"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+)
+
+// testCA is a CA made in the test: the card issuer (with its OCSP responder, which answers
+// revoked for the serials in revoked and fails while down) or the card listener's TLS CA.
+type testCA struct {
+	cert *x509.Certificate
+	key  crypto.Signer
+	file string // its certificate, PEM
+	ocsp *httptest.Server
+
+	mu      sync.Mutex
+	revoked map[string]bool
+	down    bool
+}
+
+func newTestCA(t *testing.T, dir, name string) *testCA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name, Country: []string{"XK"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &testCA{key: key, revoked: map[string]bool{}, file: filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".pem")}
+	ca.cert, _ = x509.ParseCertificate(der)
+	writePEM(t, ca.file, "CERTIFICATE", der)
+	ca.ocsp = httptest.NewServer(http.HandlerFunc(ca.respond))
+	t.Cleanup(ca.ocsp.Close)
+	return ca
+}
+
+func (ca *testCA) respond(w http.ResponseWriter, r *http.Request) {
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	body, _ := io.ReadAll(r.Body)
+	req, err := ocsp.ParseRequest(body)
+	if ca.down || err != nil {
+		http.Error(w, "unavailable", http.StatusInternalServerError)
+		return
+	}
+	tmpl := ocsp.Response{Status: ocsp.Good, SerialNumber: req.SerialNumber, ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour)}
+	if ca.revoked[req.SerialNumber.String()] {
+		tmpl.Status, tmpl.RevokedAt = ocsp.Revoked, time.Now().Add(-time.Minute)
+	}
+	resp, err := ocsp.CreateResponse(ca.cert, ca.cert, tmpl, ca.key)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/ocsp-response")
+	w.Write(resp)
+}
+
+// issue signs a certificate for pub from tmpl's fields and returns its DER.
+func (ca *testCA) issue(t *testing.T, tmpl *x509.Certificate, pub crypto.PublicKey) []byte {
+	t.Helper()
+	tmpl.SerialNumber, _ = rand.Int(rand.Reader, big.NewInt(1<<62))
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// card is the template of a card certificate for a personal number, valid from nb to na.
+func (ca *testCA) card(number string, nb, na time.Time) *x509.Certificate {
+	return &x509.Certificate{Subject: pkix.Name{CommonName: "Arta Krasniqi", SerialNumber: "PNOXK-" + number, Country: []string{"XK"}},
+		NotBefore: nb, NotAfter: na, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		OCSPServer: []string{ca.ocsp.URL}}
+}
+
+// cardFiles issues a card certificate with a key in a file (for curl) and returns both paths.
+func (ca *testCA) cardFiles(t *testing.T, dir, name string, tmpl *x509.Certificate) (certFile, keyFile string) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der := ca.issue(t, tmpl, key.Public())
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
+	writePEM(t, certFile, "CERTIFICATE", der)
+	writePEM(t, keyFile, "PRIVATE KEY", kder)
+	return certFile, keyFile
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cardServer is vula serve with the ID card login on its own TLS listener.
+type cardServer struct {
+	*replica
+	base, cardURL string
+	issuer, tls   *testCA
+	dir           string
+	number        string
+}
+
+func startCardServer(t *testing.T) *cardServer {
+	t.Helper()
+	vulaBinary(t)
+	dir, data := t.TempDir(), t.TempDir()
+	cs := &cardServer{dir: dir, number: "1234567890"}
+	cs.issuer = newTestCA(t, dir, "Vula Test Card CA")
+	cs.tls = newTestCA(t, dir, "Vula Test TLS CA")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der := cs.tls.issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "127.0.0.1"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, key.Public())
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	writePEM(t, filepath.Join(dir, "tls.pem"), "CERTIFICATE", der)
+	writePEM(t, filepath.Join(dir, "tls-key.pem"), "PRIVATE KEY", kder)
+	cardAddr := freePort(t)
+	citizen(t, []string{"VULA_DATA_DIR=" + data}, cs.number)
+	cs.replica = startReplicaAt(t, freePort(t), data, []string{"VULA_IDP_CARD_LISTEN=" + cardAddr,
+		"VULA_IDP_CARD_CERT_FILE=" + filepath.Join(dir, "tls.pem"), "VULA_IDP_CARD_KEY_FILE=" + filepath.Join(dir, "tls-key.pem"),
+		"VULA_IDP_CARD_CLIENT_CAS=" + cs.issuer.file, "VULA_IDP_CARD_SERIAL_PREFIX=PNOXK-"})
+	cs.ready(t, http.StatusOK)
+	cs.base, cs.cardURL = "http://"+cs.addr, "https://"+cardAddr
+	return cs
+}
+
+var (
+	cardLinkRE = regexp.MustCompile(`<a class="button" href="([^"]+)" id="card-login"`)
+	hiddenRE   = regexp.MustCompile(`name="(flow|csrf)" value="([^"]*)"`)
+)
+
+// curl runs curl with a cookie jar and returns the last page's status and body.
+func curl(t *testing.T, jar string, args ...string) (string, string) {
+	t.Helper()
+	out, err := exec.Command("curl", append([]string{"-sS", "-L", "-b", jar, "-c", jar, "-w", "\n%{http_code}"}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("curl %v: %v", args, err)
+	}
+	s := string(out)
+	i := strings.LastIndexByte(s, '\n')
+	return s[i+1:], s[:i]
+}
+
+// curlCardLogin logs in at the demo relying party at acr high with the card in certFile and
+// keyFile, with curl: the login page, the card listener, consent. It returns the last page.
+func (cs *cardServer) curlCardLogin(t *testing.T, certFile, keyFile string) (string, string) {
+	t.Helper()
+	jar := filepath.Join(t.TempDir(), "cookies")
+	code, body := curl(t, jar, cs.base+"/demo/?acr=high")
+	m := cardLinkRE.FindStringSubmatch(body)
+	if code != "200" || m == nil {
+		t.Fatalf("login page %s without the card link:\n%.500s\n%s", code, body, cs.logs)
+	}
+	link := html.UnescapeString(m[1])
+	if !strings.HasPrefix(link, cs.cardURL+"/login/card?") {
+		t.Fatalf("card link %s", link)
+	}
+	code, body = curl(t, jar, "--cacert", cs.tls.file, "--cert", certFile, "--key", keyFile, link)
+	if code != "200" || !strings.Contains(body, `name="decision"`) {
+		return code, body
+	}
+	form := url.Values{"decision": {"allow"}}
+	for _, m := range hiddenRE.FindAllStringSubmatch(body, -1) {
+		form.Set(m[1], m[2])
+	}
+	return curl(t, jar, "-d", form.Encode(), cs.base+"/consent")
+}
+
+// TestCardCurl logs in with an ID card through curl --cert against the real binary: the relying
+// party's ID token says acr high and amr sc; a revoked card, one of an unknown CA, an expired
+// one are refused with a page saying why; a responder that is down is 503.
+func TestCardCurl(t *testing.T) {
+	cs := startCardServer(t)
+	now := time.Now()
+	cert, key := cs.issuer.cardFiles(t, cs.dir, "card", cs.issuer.card(cs.number, now.Add(-time.Hour), now.Add(time.Hour)))
+	code, body := cs.curlCardLogin(t, cert, key)
+	if code != "200" || !strings.Contains(body, "You are logged in") || !strings.Contains(body, "http://eidas.europa.eu/LoA/high") ||
+		!strings.Contains(body, "[sc hwk]") {
+		t.Fatalf("card login: %s\n%.1500s\n%s", code, body, cs.logs)
+	}
+
+	other := newTestCA(t, cs.dir, "Another Card CA")
+	revokedCert, revokedKey := cs.issuer.cardFiles(t, cs.dir, "revoked", cs.issuer.card(cs.number, now.Add(-time.Hour), now.Add(time.Hour)))
+	pemBytes, _ := os.ReadFile(revokedCert)
+	blk, _ := pem.Decode(pemBytes)
+	revoked, _ := x509.ParseCertificate(blk.Bytes)
+	cs.issuer.revoked[revoked.SerialNumber.String()] = true
+	for _, tc := range []struct {
+		name       string
+		cert, key  string
+		down       bool
+		code, text string
+	}{
+		{"revoked", revokedCert, revokedKey, false, "403", "This card has been revoked"},
+		{"unknown CA", "", "", false, "403", "not issued by an authority we accept"},
+		{"expired", "", "", false, "403", "This card has expired"},
+		{"responder down", cert, key, true, "503", "The service is busy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			switch tc.name {
+			case "unknown CA":
+				tc.cert, tc.key = other.cardFiles(t, cs.dir, "other", other.card(cs.number, now.Add(-time.Hour), now.Add(time.Hour)))
+			case "expired":
+				tc.cert, tc.key = cs.issuer.cardFiles(t, cs.dir, "expired", cs.issuer.card(cs.number, now.Add(-48*time.Hour), now.Add(-time.Hour)))
+			}
+			cs.issuer.mu.Lock()
+			cs.issuer.down = tc.down
+			cs.issuer.mu.Unlock()
+			code, body := cs.curlCardLogin(t, tc.cert, tc.key)
+			if code != tc.code || !strings.Contains(body, tc.text) {
+				t.Fatalf("%s: %s\n%.800s", tc.name, code, body)
+			}
+		})
+	}
+}
