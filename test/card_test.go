@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"html"
 	"io"
@@ -24,7 +26,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+	"github.com/miekg/pkcs11"
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/vula-eid/vula/internal/testenv"
 )
 
 // testCA is a CA made in the test: the card issuer (with its OCSP responder, which answers
@@ -237,5 +243,143 @@ func TestCardCurl(t *testing.T) {
 				t.Fatalf("%s: %s\n%.800s", tc.name, code, body)
 			}
 		})
+	}
+}
+
+// cardOnToken makes an ECDSA P-256 key pair on the SoftHSM2 token, has issue certify its
+// public key, and stores the certificate on the token under the key's id, as a card holds them.
+// The private key is sensitive and not extractable, but not a private object (CKA_PRIVATE
+// false): a real card asks for its PIN in a browser dialog, which a headless browser cannot
+// answer; the signature is still made by the token, through NSS.
+func cardOnToken(t *testing.T, tok testenv.SoftHSMToken, issue func(crypto.PublicKey) []byte) {
+	t.Helper()
+	p := pkcs11.New(tok.Module)
+	if err := p.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Destroy()
+	defer p.Finalize()
+	slots, err := p.GetSlotList(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sh pkcs11.SessionHandle
+	for _, slot := range slots {
+		if info, err := p.GetTokenInfo(slot); err == nil && strings.TrimSpace(info.Label) == tok.Label {
+			if sh, err = p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := p.Login(sh, pkcs11.CKU_USER, tok.PIN); err != nil {
+		t.Fatal(err)
+	}
+	params, _ := asn1.Marshal(asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}) // P-256
+	id := []byte{1}
+	pubH, _, err := p.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)},
+		[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
+			pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params), pkcs11.NewAttribute(pkcs11.CKA_ID, id), pkcs11.NewAttribute(pkcs11.CKA_LABEL, "card")},
+		[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
+			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true), pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+			pkcs11.NewAttribute(pkcs11.CKA_SIGN, true), pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false), pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+			pkcs11.NewAttribute(pkcs11.CKA_ID, id), pkcs11.NewAttribute(pkcs11.CKA_LABEL, "card")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs, err := p.GetAttributeValue(sh, pubH, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EC_POINT, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var point []byte
+	if _, err := asn1.Unmarshal(attrs[0].Value, &point); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der := issue(pub)
+	cert, _ := x509.ParseCertificate(der)
+	serial, _ := asn1.Marshal(cert.SerialNumber) // NSS finds certificates by issuer and this DER serial
+	if _, err := p.CreateObject(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_CERTIFICATE),
+		pkcs11.NewAttribute(pkcs11.CKA_CERTIFICATE_TYPE, pkcs11.CKC_X_509), pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false), pkcs11.NewAttribute(pkcs11.CKA_ID, id), pkcs11.NewAttribute(pkcs11.CKA_LABEL, "card"),
+		pkcs11.NewAttribute(pkcs11.CKA_SUBJECT, cert.RawSubject), pkcs11.NewAttribute(pkcs11.CKA_ISSUER, cert.RawIssuer),
+		pkcs11.NewAttribute(pkcs11.CKA_SERIAL_NUMBER, serial), pkcs11.NewAttribute(pkcs11.CKA_VALUE, der)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cardPolicy is the Chromium policy test/deps.sh installs: it picks a certificate of the test
+// card CA for 127.0.0.1 without a dialog.
+const cardPolicy = "/etc/chromium/policies/managed/vula-test-card.json"
+
+// TestCardChromium logs in with an ID card in Chromium: the card is a SoftHSM2 token holding
+// the key and the certificate, loaded into Chromium's NSS database with modutil; the policy
+// selects the card's certificate, and the relying party gets an ID token at acr high.
+func TestCardChromium(t *testing.T) {
+	testenv.Need(t, "chromium", "pkcs11-tool", "certutil", "modutil")
+	if _, err := os.Stat(cardPolicy); err != nil {
+		t.Fatalf("the Chromium policy of test/deps.sh is missing: %v", err)
+	}
+	cs := startCardServer(t)
+	tok := testenv.SoftHSM(t)
+	now := time.Now()
+
+	// The card: a key made on the token and its certificate beside it.
+	cardOnToken(t, tok, func(pub crypto.PublicKey) []byte {
+		return cs.issuer.issue(t, cs.issuer.card(cs.number, now.Add(-time.Hour), now.Add(time.Hour)), pub)
+	})
+
+	// Chromium's NSS database in a home of its own: the token as a module, FRIENDLY (its
+	// certificates are read without a login, as a card's are), the card listener's TLS CA
+	// trusted.
+	home := t.TempDir()
+	db := "sql:" + filepath.Join(home, ".pki", "nssdb")
+	os.MkdirAll(filepath.Join(home, ".pki", "nssdb"), 0o700)
+	for _, args := range [][]string{
+		{"certutil", "-N", "-d", db, "--empty-password"},
+		{"modutil", "-dbdir", db, "-add", "SoftHSM2 card", "-libfile", tok.Module, "-mechanisms", "FRIENDLY", "-force"},
+		{"modutil", "-dbdir", db, "-default", "SoftHSM2 card", "-mechanisms", "FRIENDLY", "-force"},
+		{"certutil", "-A", "-d", db, "-n", "vula-test-tls", "-t", "C,,", "-i", cs.tls.file},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+
+	chromium, _ := exec.LookPath("chromium")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
+		chromedp.Env("HOME="+home, "SOFTHSM2_CONF="+tok.Conf), chromedp.UserDataDir(filepath.Join(home, "profile")))
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(alloc)
+	defer cancel()
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, steps...); err != nil {
+			// The browser may be stuck (a dialog): what it shows is asked with a deadline.
+			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			loc, _ := chromedp.Run(lctx, chromedp.Location())
+			body, _ := chromedp.Run(lctx, chromedp.Text(chromedp.CSS("body")))
+			t.Fatalf("%s: %v (at %s: %.500s)\n%s", what, err, loc, body, cs.logs)
+		}
+	}
+	do("open the relying party", chromedp.Navigate(cs.base+"/demo/?acr=high"), chromedp.WaitVisible(chromedp.CSS("#card-login")))
+	do("log in with the card", chromedp.Click(chromedp.CSS("#card-login")), chromedp.WaitVisible(chromedp.CSS(`button[value="allow"]`)))
+	do("consent", chromedp.Click(chromedp.CSS(`button[value="allow"]`)), chromedp.WaitVisible(chromedp.CSS("body > p")))
+	claims, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(claims, "You are logged in") || !strings.Contains(claims, "http://eidas.europa.eu/LoA/high") || !strings.Contains(claims, "[sc hwk]") {
+		t.Fatalf("the relying party got: %s", claims)
 	}
 }
