@@ -429,3 +429,23 @@ func writeCRL(t *testing.T, path string, ca *cardCA, revoked *big.Int, next time
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A card cannot lift a login above the person's identity proofing: a person proofed remotely
+// (substantial) who asks for high gets unmet_authentication_requirements, even with a card.
+func TestCardProofingBelowHigh(t *testing.T) {
+	cf := newCardFixture(t)
+	ctx := context.Background()
+	if err := cf.db.UpdatePerson(ctx, cf.subject, func(p store.Person) (store.Person, error) {
+		p.Proofing = store.ProofingSubstantial
+		return p, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cert := cf.ca.issue(t, "PNOXK-1234567890", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), cf.ca.ocsp.URL)
+	c := cf.browser(&cert)
+	_, opts := newPKCE()
+	p := get(t, c, cf.start(t, c, opts))
+	if !strings.HasPrefix(p.url.String(), rpCallback) || p.url.Query().Get("error") != "unmet_authentication_requirements" {
+		t.Fatalf("a card above the proofing: %d %s", p.status, p.url)
+	}
+}
