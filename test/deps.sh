@@ -21,6 +21,7 @@ declare -A need=(
   [qpdf]=qpdf
   [certutil]=libnss3-tools
   [vfychain]=libnss3-tools
+  [modutil]=libnss3-tools
   [unzip]=unzip
   [zipinfo]=unzip
   [xmllint]=libxml2-utils
@@ -54,6 +55,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The ID card test (test/card_test.go) has Chromium pick the test card's certificate without a
+# dialog: a managed policy that auto-selects, for 127.0.0.1 only, a certificate of the test
+# card CA. Nothing else is affected.
+policy=/etc/chromium/policies/managed/vula-test-card.json
+if [ ! -f "$policy" ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "test/deps.sh: the ID card test needs $policy (run this script as root)" >&2
+  else
+    mkdir -p "$(dirname "$policy")"
+    cat >"$policy" <<'JSON'
+{"AutoSelectCertificateForUrls": ["{\"pattern\":\"https://127.0.0.1:*\",\"filter\":{\"ISSUER\":{\"CN\":\"Vula Test Card CA\"}}}"]}
+JSON
+  fi
 fi
 
 # The relying-party suite's npm packages, exactly as its lock file pins them, before the tests

@@ -136,10 +136,17 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		}
 	}
 
+	// The ID card login's listener, when configured: its files are read now, so that a wrong
+	// one stops the start.
+	card, err := newCardListener(cfg.IdP.Card)
+	if err != nil {
+		return err
+	}
+
 	// 4. In the background: the durable store and the audit log (retried until they answer),
 	// then everything built on them.
 	fatal := make(chan error, 1)
-	p := &platform{cfg: cfg, log: log, stdout: o.Stdout, keys: keys, eph: eph, spool: spool, clock: clock}
+	p := &platform{cfg: cfg, log: log, stdout: o.Stdout, keys: keys, eph: eph, spool: spool, clock: clock, card: card}
 	go func() {
 		db, l, ok := durable.open(ctx, cfg, raw, log)
 		if !ok {
@@ -175,6 +182,15 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	log.Info("vula serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "base_url", cfg.BaseURL,
 		"keys", cfg.HSM.Backend, "durable", RedactDSN(cfg.Store.Durable), "ephemeral", RedactDSN(cfg.Store.Ephemeral))
+	if card != nil {
+		cln, err := net.Listen("tcp", cfg.IdP.Card.Listen)
+		if err != nil {
+			_ = ln.Close() // the card listener's error is the one to report
+			return fmt.Errorf("idp.card.listen: %w", err)
+		}
+		log.Info("ID card login serving", "addr", cln.Addr().String(), "url", cfg.IdP.Card.URL)
+		go card.serve(ctx, cfg, cln, log)
+	}
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String())
 	}

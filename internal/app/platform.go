@@ -36,6 +36,8 @@ type platform struct {
 	eph    store.Ephemeral
 	spool  *upload.Spool
 	clock  tsa.Clock
+	// card is the ID card login's listener; nil when not configured.
+	card *cardListener
 	// lockTTL is the init lock's life; 0 means initLockTTL.
 	lockTTL time.Duration
 }
@@ -111,6 +113,11 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	login := idp.NewPages(provider, accounts, pages, secure)
 	if err := enablePasskeys(login, cfg, log); err != nil {
 		return nil, err
+	}
+	if p.card != nil {
+		if err := p.card.build(cfg.IdP.Card, login, l); err != nil {
+			return nil, err
+		}
 	}
 	login.Register(mux)
 	mux.Handle("GET /assets/", web.Assets())

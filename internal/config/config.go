@@ -197,6 +197,31 @@ type IdP struct {
 	// attestation chains to one of them counts as LoA high; any other passkey as substantial.
 	// Read at start, never fetched.
 	PasskeyTrustRoots []string `yaml:"passkey_trust_roots" json:"passkey_trust_roots"`
+	// Card is the ID card login (a TLS client certificate); off unless Listen is set.
+	Card Card `yaml:"card" json:"card"`
+}
+
+// Card configures the ID card login's own TLS listener, which asks browsers for a client
+// certificate.
+type Card struct {
+	// Listen (host:port) is the card listener; empty: no card login.
+	Listen string `yaml:"listen" json:"listen"`
+	// URL is the listener's origin as browsers reach it. Default https://<listen>.
+	URL string `yaml:"url" json:"url"`
+	// CertFile and KeyFile (PEM) are the listener's TLS certificate and key.
+	CertFile string `yaml:"cert_file" json:"cert_file"`
+	KeyFile  string `yaml:"key_file" json:"key_file"`
+	// ClientCAs are PEM files of the card-issuer CAs a card's certificate must chain to.
+	ClientCAs []string `yaml:"client_cas" json:"client_cas"`
+	// CRLFiles are CRLs (PEM or DER) of card issuers; a card whose issuer has none here is
+	// checked by OCSP at its certificate's AIA.
+	CRLFiles []string `yaml:"crl_files" json:"crl_files"`
+	// SerialPrefix is taken off the certificate's subject serialNumber to give the personal
+	// number (such as "PNOXK-", ETSI EN 319 412-1); empty: the serialNumber is the number.
+	SerialPrefix string `yaml:"serial_prefix" json:"serial_prefix"`
+	// OCSPTimeout bounds an OCSP request (default 5s); a responder that does not answer in
+	// time makes the login 503, never a pass.
+	OCSPTimeout Duration `yaml:"ocsp_timeout" json:"ocsp_timeout"`
 }
 
 // TSA configures the timestamp authority (RFC 3161, EN 319 422).
@@ -439,6 +464,12 @@ func (c *Config) fillDerived() {
 	}
 	if c.IdP.SeedKeyFile == "" {
 		c.IdP.SeedKeyFile = filepath.Join(c.DataDir, "totp-seal.key")
+	}
+	if c.IdP.Card.Listen != "" && c.IdP.Card.URL == "" {
+		c.IdP.Card.URL = "https://" + c.IdP.Card.Listen
+	}
+	if c.IdP.Card.OCSPTimeout == 0 {
+		c.IdP.Card.OCSPTimeout = Duration(5 * time.Second)
 	}
 	if c.IdP.Demo == nil {
 		demo := c.Dev
@@ -702,6 +733,23 @@ func (c Config) Validate() error {
 	}{{"idp.access_token_ttl", c.IdP.AccessTokenTTL}, {"idp.id_token_ttl", c.IdP.IDTokenTTL}, {"idp.refresh_token_ttl", c.IdP.RefreshTokenTTL}} {
 		if d.v < Duration(time.Minute) || d.v > Duration(90*24*time.Hour) {
 			return bad(d.field, "want between 1m and 2160h")
+		}
+	}
+	if card := c.IdP.Card; card.Listen != "" {
+		if _, _, err := net.SplitHostPort(card.Listen); err != nil {
+			return bad("idp.card.listen", "want host:port: %v", err)
+		}
+		if u, err := url.Parse(card.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+			return bad("idp.card.url", "want an https URL, got %q", card.URL)
+		}
+		if card.CertFile == "" || card.KeyFile == "" {
+			return bad("idp.card.cert_file", "the card listener needs a TLS certificate and key")
+		}
+		if len(card.ClientCAs) == 0 {
+			return bad("idp.card.client_cas", "name at least one card-issuer CA file")
+		}
+		if card.OCSPTimeout <= 0 || card.OCSPTimeout > Duration(time.Minute) {
+			return bad("idp.card.ocsp_timeout", "want between 0s and 1m")
 		}
 	}
 	if c.Audit.CheckpointEvery < 1 {

@@ -53,6 +53,8 @@ type fixture struct {
 	hook     *countHook
 	accounts *Accounts
 	keys     hsm.Manager // the instrumented key layer the provider signs with
+	pages    *Pages
+	raw      hsm.Manager // the key layer without instrumentation (the audit log's checkpoints)
 }
 
 // testClock is the system clock moved by an offset.
@@ -143,7 +145,7 @@ func newFixtureEph(t testing.TB, cfg Config, secure bool, wrap func(store.Epheme
 	}
 	pages.Register(mux)
 	NewAdmin(p, accounts).Register(mux)
-	return &fixture{clock: clock, p: p, srv: srv, db: db, eph: eph, hook: hook, accounts: accounts, keys: keys}
+	return &fixture{clock: clock, p: p, srv: srv, db: db, eph: eph, hook: hook, accounts: accounts, keys: keys, pages: pages, raw: m}
 }
 
 // register stores a client and returns its secret (for client_secret_basic).

@@ -74,6 +74,8 @@ type flow struct {
 	// Credential is the credential authorization asked (checked syntax; the credential is
 	// checked once the person is known).
 	Credential *CredentialAuthorization `json:"credential,omitempty"`
+	// Binding is the secret of the browser that started the flow, for the ID card login.
+	Binding string `json:"binding,omitempty"`
 }
 
 // ssoSession is a browser's single sign-on.
@@ -97,6 +99,7 @@ type Pages struct {
 	secure   bool // cookies Secure (off only in development over http)
 	methods  []LoginMethod
 	passkeys *passkeys // nil until EnablePasskeys
+	card     *Card     // the ID card login, when configured (NewCard)
 }
 
 // NewPages makes the login, consent, enrolment and logout pages.
@@ -117,6 +120,8 @@ func (g *Pages) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /login", g.login)
 	mux.HandleFunc("GET /login/totp", g.totpPage)
 	mux.HandleFunc("POST /login/totp", g.totp)
+	mux.HandleFunc("GET /login/card/start", g.cardStart)
+	mux.HandleFunc("GET /login/card/done", g.cardDone)
 	mux.HandleFunc("GET /consent", g.consentPage)
 	mux.HandleFunc("POST /consent", g.consent)
 	mux.HandleFunc("GET /account/totp", g.enrollPage)
@@ -289,6 +294,9 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 	} else if slices.Contains(prompt, "none") {
 		g.p.oauth.WriteAuthorizeError(ctx, g.withIss(w), ar, fosite.ErrLoginRequired)
 		return
+	}
+	if f.Subject == "" {
+		g.bindCard(w, f)
 	}
 	if err := g.saveFlow(ctx, f, ar); err != nil {
 		g.unavailable(w, r, err)

@@ -1,0 +1,119 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/vula-eid/vula/internal/audit"
+	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/idp"
+	"github.com/vula-eid/vula/internal/server"
+)
+
+// cardListener is the ID card login's TLS listener: it asks for a client certificate (the
+// card's) and serves the card route once the platform is built.
+type cardListener struct {
+	issuers []*x509.Certificate
+	tls     *tls.Config
+	routes  platformGate
+}
+
+// newCardListener reads the card listener's TLS key pair and the card-issuer CAs; nil when
+// idp.card.listen is not set.
+func newCardListener(cfg config.Card) (*cardListener, error) {
+	if cfg.Listen == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("idp.card.cert_file: %w", err)
+	}
+	c := &cardListener{}
+	pool := x509.NewCertPool()
+	for _, f := range cfg.ClientCAs {
+		cas, err := readCerts(f)
+		if err != nil {
+			return nil, fmt.Errorf("idp.card.client_cas: %w", err)
+		}
+		for _, ca := range cas {
+			pool.AddCert(ca)
+		}
+		c.issuers = append(c.issuers, cas...)
+	}
+	// The card is checked by the login page, not by the handshake, so that a card that is
+	// refused gets a page saying why rather than a TLS alert. ClientCAs tells the browser
+	// which issuers' certificates to offer.
+	c.tls = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, ClientCAs: pool,
+		MinVersion: tls.VersionTLS12}
+	return c, nil
+}
+
+// readCerts reads the certificates of a PEM file.
+func readCerts(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return out, nil
+}
+
+// build adds the card login to the pages and serves its route on the card listener.
+func (c *cardListener) build(cfg config.Card, pages *idp.Pages, l *audit.Log) error {
+	card, err := idp.NewCard(pages, idp.CardConfig{URL: cfg.URL, Issuers: c.issuers, CRLFiles: cfg.CRLFiles,
+		SerialPrefix: cfg.SerialPrefix, OCSPTimeout: time.Duration(cfg.OCSPTimeout), Audit: l})
+	if err != nil {
+		return fmt.Errorf("idp.card: %w", err)
+	}
+	mux := http.NewServeMux()
+	card.Register(mux)
+	c.routes.serve(mux)
+	return nil
+}
+
+// serve serves the card listener on ln until ctx ends.
+func (c *cardListener) serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Logger) {
+	// Each login may ask an OCSP responder: a client has only http.per_client in flight.
+	h := server.NewPerClient(cfg.HTTP.PerClient).Wrap(&c.routes)
+	hs := &http.Server{Handler: h, TLSConfig: c.tls, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.ShutdownTimeout))
+		defer cancel()
+		if err := hs.Shutdown(sctx); err != nil {
+			log.Warn("card listener shutdown", "err", err)
+		}
+	}()
+	if err := hs.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+		log.Error("card listener", "err", err)
+	}
+}
