@@ -101,25 +101,10 @@ func (h Handler) renew(w http.ResponseWriter, r *http.Request) {
 	var docs []Document
 	defer func() { h.removeAll(docs) }()
 	if isMultipart(r) {
-		mr, err := r.MultipartReader()
-		if err != nil {
-			writeError(w, r, fmt.Errorf("%w: %w", signing.ErrInvalid, err))
+		var err error
+		if docs, err = h.readParts(r, "files"); err != nil {
+			writeError(w, r, err)
 			return
-		}
-		for {
-			d, err := h.nextPart(mr)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				writeError(w, r, err)
-				return
-			}
-			docs = append(docs, d)
-			if len(docs) > maxBatch {
-				writeError(w, r, fmt.Errorf("%w: more than %d files", signing.ErrInvalid, maxBatch))
-				return
-			}
 		}
 		if len(docs) == 0 {
 			writeError(w, r, fmt.Errorf("%w: no file part", signing.ErrInvalid))
@@ -190,6 +175,29 @@ func (h Handler) sealToFile(ctx context.Context, actor, org string, docs []Docum
 	return res, out, size, nil
 }
 
+// readParts spools the file parts of a multipart body, at most maxBatch of them; what it has
+// spooled is returned with an error too, for the caller to remove.
+func (h Handler) readParts(r *http.Request, what string) ([]Document, error) {
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", signing.ErrInvalid, err)
+	}
+	var docs []Document
+	for {
+		d, err := h.nextPart(mr)
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return docs, err
+		}
+		docs = append(docs, d)
+		if len(docs) > maxBatch {
+			return docs, fmt.Errorf("%w: more than %d %s", signing.ErrInvalid, maxBatch, what)
+		}
+	}
+}
+
 // discard frees a spool file: it was unlinked when made, so closing it is enough, and the
 // Close error of a file thrown away does not matter.
 func (h Handler) discard(f *os.File) { _ = f.Close() }
@@ -202,25 +210,10 @@ func (h Handler) seal(w http.ResponseWriter, r *http.Request) {
 	var docs []Document
 	defer func() { h.removeAll(docs) }()
 	if isMultipart(r) {
-		mr, err := r.MultipartReader()
-		if err != nil {
-			writeError(w, r, fmt.Errorf("%w: %w", signing.ErrInvalid, err))
+		var err error
+		if docs, err = h.readParts(r, "documents"); err != nil {
+			writeError(w, r, err)
 			return
-		}
-		for {
-			d, err := h.nextPart(mr)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				writeError(w, r, err)
-				return
-			}
-			docs = append(docs, d)
-			if len(docs) > maxBatch {
-				writeError(w, r, fmt.Errorf("%w: more than %d documents", signing.ErrInvalid, maxBatch))
-				return
-			}
 		}
 	} else {
 		name := r.URL.Query().Get("name")
