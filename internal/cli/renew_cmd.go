@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -35,24 +34,9 @@ func renewCmd(g *globals) *cobra.Command {
 			"earlier timestamps' TSA certificates expire. A detached XAdES signature needs its data files (--data).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			secret, ok := g.lookupEnv("VULA_CLIENT_SECRET")
-			if o.secretFile != "" {
-				b, err := os.ReadFile(o.secretFile)
-				if err != nil {
-					return fmt.Errorf("--client-secret-file: %w", err)
-				}
-				secret, ok = strings.TrimSpace(string(b)), true
-			}
-			if o.clientID == "" || !ok || secret == "" {
-				return errors.New("--client-id and a secret (--client-secret-file or VULA_CLIENT_SECRET) are required")
-			}
-			base := strings.TrimRight(o.url, "/")
-			if base == "" {
-				cfg, err := g.load()
-				if err != nil {
-					return err
-				}
-				base = strings.TrimRight(cfg.BaseURL, "/")
+			secret, base, err := g.sealingClient(o.clientID, o.secretFile, o.url)
+			if err != nil {
+				return err
 			}
 			in := args[0]
 			if o.out == "" {

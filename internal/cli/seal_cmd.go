@@ -45,24 +45,9 @@ func sealCmd(g *globals) *cobra.Command {
 			if o.out == "" {
 				return errors.New("--out is required")
 			}
-			secret, ok := g.lookupEnv("VULA_CLIENT_SECRET")
-			if o.secretFile != "" {
-				b, err := os.ReadFile(o.secretFile)
-				if err != nil {
-					return fmt.Errorf("--client-secret-file: %w", err)
-				}
-				secret, ok = strings.TrimSpace(string(b)), true
-			}
-			if o.clientID == "" || !ok || secret == "" {
-				return errors.New("--client-id and a secret (--client-secret-file or VULA_CLIENT_SECRET) are required")
-			}
-			base := strings.TrimRight(o.url, "/")
-			if base == "" {
-				cfg, err := g.load()
-				if err != nil {
-					return err
-				}
-				base = strings.TrimRight(cfg.BaseURL, "/")
+			secret, base, err := g.sealingClient(o.clientID, o.secretFile, o.url)
+			if err != nil {
+				return err
 			}
 			q := url.Values{}
 			for k, v := range map[string]string{"format": o.format, "level": o.level, "packaging": o.packaging, "reason": o.reason,
@@ -285,4 +270,30 @@ func (s *folderSealer) sealOne(ctx context.Context, name string) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), dst)
+}
+
+// sealingClient is what vula seal and vula renew need to call the sealing API as a client: the
+// client's secret (--client-secret-file, else VULA_CLIENT_SECRET) and the platform's base URL
+// (--url, else the configured base_url).
+func (g *globals) sealingClient(clientID, secretFile, rawURL string) (secret, base string, err error) {
+	secret, ok := g.lookupEnv("VULA_CLIENT_SECRET")
+	if secretFile != "" {
+		b, err := os.ReadFile(secretFile)
+		if err != nil {
+			return "", "", fmt.Errorf("--client-secret-file: %w", err)
+		}
+		secret, ok = strings.TrimSpace(string(b)), true
+	}
+	if clientID == "" || !ok || secret == "" {
+		return "", "", errors.New("--client-id and a secret (--client-secret-file or VULA_CLIENT_SECRET) are required")
+	}
+	base = strings.TrimRight(rawURL, "/")
+	if base == "" {
+		cfg, err := g.load()
+		if err != nil {
+			return "", "", err
+		}
+		base = strings.TrimRight(cfg.BaseURL, "/")
+	}
+	return secret, base, nil
 }
