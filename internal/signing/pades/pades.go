@@ -221,32 +221,16 @@ func Sign(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, s signing
 				return err
 			}
 			if !covered(vd, tc) {
-				vd2, err := signing.Collect(ctx, opts.Revocation, tc)
+				u4, err := d.timestampDSS(ctx, opts.Revocation, token, tc, u3.end())
 				if err != nil {
-					return fmt.Errorf("pades: validation data of the document timestamp: %w", err)
-				}
-				u4 := d.newUpdate(u3.end(), false)
-				if err := u4.addDSS(vd2, vriKey(token)); err != nil {
 					return err
 				}
-				u4.finish()
 				updates = append(updates, u4)
 			}
 		}
 	}
 
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if _, err := io.Copy(w, io.NewSectionReader(r, 0, size)); err != nil {
-		return fmt.Errorf("pades: writing the PDF: %w", err)
-	}
-	for _, u := range updates {
-		if _, err := w.Write(u.buf.Bytes()); err != nil {
-			return fmt.Errorf("pades: writing the PDF: %w", err)
-		}
-	}
-	return nil
+	return writeUpdated(ctx, w, r, size, updates)
 }
 
 // end is the offset in the output just after u.
@@ -743,4 +727,35 @@ func (r *recorder) MaxTokenSize() int {
 		return m.MaxTokenSize()
 	}
 	return cades.DefaultTokenReserve
+}
+
+// writeUpdated writes the PDF (r, size) followed by its incremental updates, unless ctx ended.
+func writeUpdated(ctx context.Context, w io.Writer, r io.ReaderAt, size int64, updates []*update) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, io.NewSectionReader(r, 0, size)); err != nil {
+		return fmt.Errorf("pades: writing the PDF: %w", err)
+	}
+	for _, u := range updates {
+		if _, err := w.Write(u.buf.Bytes()); err != nil {
+			return fmt.Errorf("pades: writing the PDF: %w", err)
+		}
+	}
+	return nil
+}
+
+// timestampDSS is the update, after offset base, that adds the validation data of a document
+// timestamp's TSA (its certificates tc) to the DSS, so the timestamp validates offline at once.
+func (d *document) timestampDSS(ctx context.Context, rev signing.Revocation, token []byte, tc []*x509.Certificate, base int64) (*update, error) {
+	vd, err := signing.Collect(ctx, rev, tc)
+	if err != nil {
+		return nil, fmt.Errorf("pades: validation data of the document timestamp: %w", err)
+	}
+	u := d.newUpdate(base, false)
+	if err := u.addDSS(vd, vriKey(token)); err != nil {
+		return nil, err
+	}
+	u.finish()
+	return u, nil
 }

@@ -92,29 +92,13 @@ func Renew(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, ts signi
 		return err
 	}
 	if lastTSA == nil || !lastTSA.Equal(tc[0]) {
-		vd, err := signing.Collect(ctx, rev, tc)
+		u2, err := d.timestampDSS(ctx, rev, token, tc, u.end())
 		if err != nil {
-			return fmt.Errorf("pades: validation data of the document timestamp: %w", err)
-		}
-		u2 := d.newUpdate(u.end(), false)
-		if err := u2.addDSS(vd, vriKey(token)); err != nil {
 			return err
 		}
-		u2.finish()
 		updates = append(updates, u2)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if _, err := io.Copy(w, io.NewSectionReader(r, 0, size)); err != nil {
-		return fmt.Errorf("pades: writing the PDF: %w", err)
-	}
-	for _, u := range updates {
-		if _, err := w.Write(u.buf.Bytes()); err != nil {
-			return fmt.Errorf("pades: writing the PDF: %w", err)
-		}
-	}
-	return nil
+	return writeUpdated(ctx, w, r, size, updates)
 }
 
 // lastDocTimestamp is the token of the document timestamp whose byte range ends last, or nil
