@@ -227,16 +227,58 @@ func (g *Pages) passkeysPage(w http.ResponseWriter, r *http.Request) {
 	g.web.Render(w, r, http.StatusOK, "passkeys", d)
 }
 
-// passkeyEnrolBegin answers the creation options for a new passkey of the logged-in person.
-func (g *Pages) passkeyEnrolBegin(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+// enrolling is the preamble of an enrolment request: a session that may manage passkeys, and
+// its CSRF token in the request.
+func (g *Pages) enrolling(w http.ResponseWriter, r *http.Request) (ssoSession, bool) {
 	s, ok := g.enrolSession(r)
 	if !ok {
 		g.jsonError(w, r, http.StatusUnauthorized, "passkey.needlogin")
-		return
+		return s, false
 	}
-	if !sameToken(s.CSRF, r.Header.Get("X-CSRF-Token")) {
+	return s, g.sameCSRF(w, r, s.CSRF)
+}
+
+// loggingIn is the preamble of a passkey login request: the login's flow, and its CSRF token in
+// the request.
+func (g *Pages) loggingIn(w http.ResponseWriter, r *http.Request) (*flow, bool) {
+	f, ok := g.loadFlow(r)
+	if !ok {
+		g.jsonError(w, r, http.StatusBadRequest, "error.flow")
+		return nil, false
+	}
+	return f, g.sameCSRF(w, r, f.CSRF)
+}
+
+// sameCSRF checks the script's X-CSRF-Token against the session's or the flow's.
+func (g *Pages) sameCSRF(w http.ResponseWriter, r *http.Request, want string) bool {
+	if !sameToken(want, r.Header.Get("X-CSRF-Token")) {
 		g.jsonError(w, r, http.StatusForbidden, "error.csrf")
+		return false
+	}
+	return true
+}
+
+// answer is the preamble of a ceremony's finish: the ceremony named in the query, taken once
+// and begun by the same caller (began), and the authenticator's answer, bounded.
+func (g *Pages) answer(w http.ResponseWriter, r *http.Request, began func(ceremony) bool) (ceremony, []byte, bool) {
+	c, err := g.takeCeremony(r.Context(), r.URL.Query().Get("ceremony"))
+	if err != nil || !began(c) {
+		g.jsonError(w, r, http.StatusBadRequest, "error.flow")
+		return c, nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPasskeyBody))
+	if err != nil {
+		g.jsonError(w, r, http.StatusRequestEntityTooLarge, "passkey.bad")
+		return c, nil, false
+	}
+	return c, body, true
+}
+
+// passkeyEnrolBegin answers the creation options for a new passkey of the logged-in person.
+func (g *Pages) passkeyEnrolBegin(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	s, ok := g.enrolling(w, r)
+	if !ok {
 		return
 	}
 	u, _, err := g.user(ctx, s.Subject, LoALow)
@@ -264,13 +306,8 @@ func (g *Pages) passkeyEnrolBegin(w http.ResponseWriter, r *http.Request) {
 // passkeyEnrolFinish checks the authenticator's answer and stores the passkey with its level.
 func (g *Pages) passkeyEnrolFinish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	s, ok := g.enrolSession(r)
+	s, ok := g.enrolling(w, r)
 	if !ok {
-		g.jsonError(w, r, http.StatusUnauthorized, "passkey.needlogin")
-		return
-	}
-	if !sameToken(s.CSRF, r.Header.Get("X-CSRF-Token")) {
-		g.jsonError(w, r, http.StatusForbidden, "error.csrf")
 		return
 	}
 	name := strings.TrimSpace(r.URL.Query().Get("name"))
@@ -278,14 +315,8 @@ func (g *Pages) passkeyEnrolFinish(w http.ResponseWriter, r *http.Request) {
 		g.jsonError(w, r, http.StatusBadRequest, "passkey.badname")
 		return
 	}
-	c, err := g.takeCeremony(ctx, r.URL.Query().Get("ceremony"))
-	if err != nil || c.Subject != s.Subject {
-		g.jsonError(w, r, http.StatusBadRequest, "error.flow")
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPasskeyBody))
-	if err != nil {
-		g.jsonError(w, r, http.StatusRequestEntityTooLarge, "passkey.bad")
+	c, body, ok := g.answer(w, r, func(c ceremony) bool { return c.Subject == s.Subject })
+	if !ok {
 		return
 	}
 	parsed, err := protocol.ParseCredentialCreationResponseBytes(body)
@@ -411,13 +442,8 @@ func (g *Pages) passkeyDelete(w http.ResponseWriter, r *http.Request) {
 // first factor, or the person's own passkeys reaching the level after the password.
 func (g *Pages) passkeyLoginBegin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	f, ok := g.loadFlow(r)
+	f, ok := g.loggingIn(w, r)
 	if !ok {
-		g.jsonError(w, r, http.StatusBadRequest, "error.flow")
-		return
-	}
-	if !sameToken(f.CSRF, r.Header.Get("X-CSRF-Token")) {
-		g.jsonError(w, r, http.StatusForbidden, "error.csrf")
 		return
 	}
 	var (
@@ -459,23 +485,12 @@ func (g *Pages) passkeyLoginBegin(w http.ResponseWriter, r *http.Request) {
 // the signature by the passkey, a sign counter that advanced, and (second factor) the owner.
 func (g *Pages) passkeyLoginFinish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	f, ok := g.loadFlow(r)
+	f, ok := g.loggingIn(w, r)
 	if !ok {
-		g.jsonError(w, r, http.StatusBadRequest, "error.flow")
 		return
 	}
-	if !sameToken(f.CSRF, r.Header.Get("X-CSRF-Token")) {
-		g.jsonError(w, r, http.StatusForbidden, "error.csrf")
-		return
-	}
-	c, err := g.takeCeremony(ctx, r.URL.Query().Get("ceremony"))
-	if err != nil || c.Flow != f.ID {
-		g.jsonError(w, r, http.StatusBadRequest, "error.flow")
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPasskeyBody))
-	if err != nil {
-		g.jsonError(w, r, http.StatusRequestEntityTooLarge, "passkey.bad")
+	c, body, ok := g.answer(w, r, func(c ceremony) bool { return c.Flow == f.ID })
+	if !ok {
 		return
 	}
 	parsed, err := protocol.ParseCredentialRequestResponseBytes(body)
