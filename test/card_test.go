@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -21,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -130,6 +133,7 @@ type cardServer struct {
 	issuer, tls *testCA
 	dir         string
 	number      string
+	cardAddr    string
 }
 
 func startCardServer(t *testing.T) *cardServer {
@@ -154,7 +158,7 @@ func startCardServer(t *testing.T) *cardServer {
 		"VULA_IDP_CARD_CERT_FILE=" + filepath.Join(dir, "tls.pem"), "VULA_IDP_CARD_KEY_FILE=" + filepath.Join(dir, "tls-key.pem"),
 		"VULA_IDP_CARD_CLIENT_CAS=" + cs.issuer.file, "VULA_IDP_CARD_SERIAL_PREFIX=PNOXK-"})
 	cs.ready(t, http.StatusOK)
-	cs.base = "http://" + cs.addr
+	cs.base, cs.cardAddr = "http://"+cs.addr, cardAddr
 	return cs
 }
 
@@ -173,6 +177,20 @@ func curl(t *testing.T, jar string, args ...string) (string, string) {
 	s := string(out)
 	i := strings.LastIndexByte(s, '\n')
 	return s[i+1:], s[:i]
+}
+
+// curlHeaders runs curl and returns the status and the headers of its answer.
+func curlHeaders(t *testing.T, args ...string) (string, http.Header) {
+	t.Helper()
+	out, err := exec.Command("curl", append([]string{"-sS", "--http1.1", "-o", "/dev/null", "-D", "-"}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("curl %v: %v", args, err)
+	}
+	r, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(out)), nil)
+	if err != nil {
+		t.Fatalf("curl %v: %v\n%s", args, err, out)
+	}
+	return strconv.Itoa(r.StatusCode), r.Header
 }
 
 // curlCardLogin logs in at the demo relying party at acr high with the card in certFile and
@@ -210,6 +228,19 @@ func TestCardCurl(t *testing.T) {
 		!strings.Contains(body, "[sc hwk]") {
 		t.Fatalf("card login: %s\n%.1500s\n%s", code, body, cs.logs)
 	}
+
+	// The card listener is behind the same edge as the main one: request id, security headers,
+	// a request log line.
+	t.Run("edge", func(t *testing.T) {
+		code, hdr := curlHeaders(t, "--cacert", cs.tls.file, "https://"+cs.cardAddr+"/login/card?flow=none")
+		id := hdr.Get("X-Request-Id")
+		if code != "400" || len(id) != 24 || hdr.Get("X-Content-Type-Options") != "nosniff" || hdr.Get("Referrer-Policy") == "" {
+			t.Fatalf("card listener: %s %v", code, hdr)
+		}
+		if !strings.Contains(cs.logs.String(), `"request_id":"`+id+`"`) {
+			t.Fatalf("request %s to the card listener is not in the request log:\n%s", id, cs.logs)
+		}
+	})
 
 	other := newTestCA(t, cs.dir, "Another Card CA")
 	revokedCert, revokedKey := cs.issuer.cardFiles(t, cs.dir, "revoked", cs.issuer.card(cs.number, now.Add(-time.Hour), now.Add(time.Hour)))

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -182,6 +183,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	log.Info("vula serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "base_url", cfg.BaseURL,
 		"keys", cfg.HSM.Backend, "durable", RedactDSN(cfg.Store.Durable), "ephemeral", RedactDSN(cfg.Store.Ephemeral))
+	listeners := []listener{{ln: ln, tls: tlsConfig, handler: srv.Handler()}}
 	if card != nil {
 		cln, err := net.Listen("tcp", cfg.IdP.Card.Listen)
 		if err != nil {
@@ -189,36 +191,51 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			return fmt.Errorf("idp.card.listen: %w", err)
 		}
 		log.Info("ID card login serving", "addr", cln.Addr().String(), "url", cfg.IdP.Card.URL)
-		go card.serve(ctx, cfg, cln, log)
+		listeners = append(listeners, card.listener(cln, srv, cfg.HTTP.PerClient, log))
 	}
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String())
 	}
-	return serveHTTP(ctx, cfg, srv, ln, tlsConfig, fatal, log)
+	return serveHTTP(ctx, cfg, srv, listeners, fatal, log)
 }
 
-// serveHTTP serves srv on ln (over TLS when tlsConfig is set) until ctx ends or fatal reports,
-// then drains: not ready first, still serving, so that the load balancer moves new requests
-// elsewhere; then the listener closes and the requests in flight finish within the shutdown
-// timeout.
-func serveHTTP(ctx context.Context, cfg config.Config, srv *server.Server, ln net.Listener, tlsConfig *tls.Config, fatal <-chan error, log *slog.Logger) error {
-	hs := &http.Server{
-		TLSConfig:         tlsConfig,
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      120 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
-	errc := make(chan error, 1)
-	go func() {
-		if tlsConfig != nil {
-			errc <- hs.ServeTLS(ln, "", "") // the certificate comes from TLSConfig; HTTP/2 by ALPN
-			return
+// listener is one of the sockets serveHTTP serves: the main one and, when configured, the ID
+// card login's. Each handler is behind srv's edge.
+type listener struct {
+	ln      net.Listener
+	tls     *tls.Config // nil: plain HTTP, behind a proxy or in dev mode
+	handler http.Handler
+	// errorLog receives net/http's own complaints (failed handshakes); nil: the standard logger.
+	errorLog *stdlog.Logger
+}
+
+// serveHTTP serves the listeners (each over TLS when its tls is set) until ctx ends or fatal
+// reports, then drains: not ready first, still serving, so that the load balancer moves new
+// requests elsewhere; then the listeners close and the requests in flight finish within the
+// shutdown timeout.
+func serveHTTP(ctx context.Context, cfg config.Config, srv *server.Server, listeners []listener, fatal <-chan error, log *slog.Logger) error {
+	servers := make([]*http.Server, len(listeners))
+	errc := make(chan error, len(listeners))
+	for i, l := range listeners {
+		hs := &http.Server{
+			TLSConfig:         l.tls,
+			Handler:           l.handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       60 * time.Second,
+			WriteTimeout:      120 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          l.errorLog,
 		}
-		errc <- hs.Serve(ln)
-	}()
+		servers[i] = hs
+		go func() {
+			if l.tls != nil {
+				errc <- hs.ServeTLS(l.ln, "", "") // the certificate comes from TLSConfig; HTTP/2 by ALPN
+				return
+			}
+			errc <- hs.Serve(l.ln)
+		}()
+	}
 	var stopErr error
 	select {
 	case err := <-errc:
@@ -239,11 +256,19 @@ func serveHTTP(ctx context.Context, cfg config.Config, srv *server.Server, ln ne
 	log.Info("shutting down", "timeout", time.Duration(cfg.ShutdownTimeout).String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.ShutdownTimeout))
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	var shutdownErr error
+	for _, hs := range servers {
+		if err := hs.Shutdown(sctx); err != nil && shutdownErr == nil {
+			shutdownErr = fmt.Errorf("shutdown: %w", err)
+		}
 	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if shutdownErr != nil {
+		return shutdownErr
+	}
+	for range servers {
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
 	}
 	log.Info("stopped")
 	return stopErr

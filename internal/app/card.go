@@ -1,11 +1,9 @@
 package app
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -98,22 +96,10 @@ func (c *cardListener) build(cfg config.Card, pages *idp.Pages, l *audit.Log) er
 	return nil
 }
 
-// serve serves the card listener on ln until ctx ends.
-func (c *cardListener) serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Logger) {
-	// Each login may ask an OCSP responder: a client has only http.per_client in flight.
-	h := server.NewPerClient(cfg.HTTP.PerClient).Wrap(&c.routes)
-	hs := &http.Server{Handler: h, TLSConfig: c.tls, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.ShutdownTimeout))
-		defer cancel()
-		if err := hs.Shutdown(sctx); err != nil {
-			log.Warn("card listener shutdown", "err", err)
-		}
-	}()
-	if err := hs.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
-		log.Error("card listener", "err", err)
-	}
+// listener serves the card route on ln behind the main listener's edge (request id, security
+// headers, log line, metrics, panic recovery, drain), keeping the card's TLS configuration. Each
+// login may ask an OCSP responder: a client has only http.per_client in flight.
+func (c *cardListener) listener(ln net.Listener, srv *server.Server, perClient int, log *slog.Logger) listener {
+	return listener{ln: ln, tls: c.tls, handler: srv.Wrap(server.NewPerClient(perClient).Wrap(&c.routes)),
+		errorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 }

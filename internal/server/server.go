@@ -204,7 +204,11 @@ const maxRequestID = 128
 
 // Handler is the whole edge: client address, request id, security headers, log line, metrics
 // and panic recovery around the mux.
-func (s *Server) Handler() http.Handler {
+func (s *Server) Handler() http.Handler { return s.Wrap(s.mux) }
+
+// Wrap puts the edge around h, for a listener of its own whose routes are not on the mux (the
+// ID card login's): its requests are named, logged, counted and recovered as the mux's are.
+func (s *Server) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
 		peer := r.RemoteAddr
@@ -269,7 +273,7 @@ func (s *Server) Handler() http.Handler {
 			}
 			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 		}()
-		s.mux.ServeHTTP(rec, r)
+		next.ServeHTTP(rec, r)
 		if !rec.wrote {
 			rec.defaults() // a handler that wrote nothing: net/http sends the headers after this
 		}

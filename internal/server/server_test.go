@@ -317,3 +317,44 @@ func TestRouteLabel(t *testing.T) {
 		t.Fatalf("requests by route: %v", got)
 	}
 }
+
+// TestWrap: a handler served on a listener of its own, outside the mux, gets the whole edge:
+// request id, security headers, the log line, the metrics under its own pattern, and a panic
+// answered with a problem rather than a dropped connection.
+func TestWrap(t *testing.T) {
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	s := New(slog.New(slog.NewJSONHandler(&logs, nil)), reg, time.Now, Options{HSTS: true})
+	own := http.NewServeMux()
+	own.HandleFunc("GET /login/card", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(RequestID(r.Context())))
+	})
+	own.HandleFunc("GET /boom", func(http.ResponseWriter, *http.Request) { panic("secret-internal-state") })
+	ts := httptest.NewServer(s.Wrap(own))
+	t.Cleanup(ts.Close)
+	resp, body := get(t, ts.URL+"/login/card")
+	h := resp.Header
+	if id := h.Get("X-Request-ID"); len(id) != 24 || body != id || h.Get("X-Content-Type-Options") != "nosniff" ||
+		h.Get("Cache-Control") != "no-store" || h.Get("Strict-Transport-Security") == "" {
+		t.Fatalf("answer of a wrapped handler: %v %q", h, body)
+	}
+	if line := logLine(&logs, "/login/card"); line == nil || line["request_id"] != h.Get("X-Request-ID") {
+		t.Fatalf("log line: %v\n%s", line, logs.String())
+	}
+	resp, body = get(t, ts.URL+"/boom")
+	if resp.StatusCode != 500 || resp.Header.Get("Content-Type") != "application/problem+json" || strings.Contains(body, "secret") {
+		t.Fatalf("panic in a wrapped handler: %d %q", resp.StatusCode, body)
+	}
+	mfs, _ := reg.Gather()
+	var counted bool
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				counted = counted || (mf.GetName() == "vula_http_requests_total" && l.GetValue() == "GET /login/card")
+			}
+		}
+	}
+	if !counted {
+		t.Fatal("the wrapped handler's requests are not in the metrics")
+	}
+}
