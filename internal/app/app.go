@@ -9,7 +9,7 @@
 //
 // Adding to the platform: a service is built and its routes registered in platform.build, one
 // line for its routes; an anonymous endpoint that costs the server something is bounded in
-// boundedPaths; a listener is started beside the HTTP one in Run.
+// boundedPaths; another listener is one more listener given to serveHTTP, behind srv.Wrap.
 package app
 
 import (
