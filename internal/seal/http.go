@@ -10,7 +10,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
-	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -115,27 +114,16 @@ func (h Handler) renew(w http.ResponseWriter, r *http.Request) {
 		if name == "" {
 			name = "document" + extensionOf(r.Header.Get("Content-Type"))
 		}
-		d, err := h.spool(r.Body, safeName(name), mediaType(r.Header.Get("Content-Type")))
+		d, err := h.spool(r.Body, r.ContentLength, safeName(name), mediaType(r.Header.Get("Content-Type")))
 		if err != nil {
 			writeError(w, r, err)
 			return
 		}
 		docs = append(docs, d)
 	}
-	out, err := h.Spool.File("renewed")
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+	out := h.Spool.Buffer("renewed", outputRoom(docs))
 	defer h.discard(out)
 	res, err := h.S.Renew(r.Context(), actor, org, docs[0], docs[1:], out)
-	var size int64
-	if err == nil {
-		size, err = out.Seek(0, io.SeekCurrent)
-	}
-	if err == nil {
-		_, err = out.Seek(0, io.SeekStart)
-	}
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -146,33 +134,33 @@ func (h Handler) renew(w http.ResponseWriter, r *http.Request) {
 	}
 	name := strings.TrimSuffix(docs[0].Name, path.Ext(docs[0].Name)) + "-renewed" + ext
 	w.Header().Set("Content-Type", res.MimeType)
-	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.Header().Set("Content-Length", strconv.FormatInt(out.Size(), 10))
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	w.Header().Set("X-Vula-Transaction", res.Transaction)
-	if _, err := io.Copy(w, out); err != nil {
+	if _, err := out.WriteTo(w); err != nil {
 		h.Log.WarnContext(r.Context(), "sending a renewal", "err", err)
 	}
 }
 
-// sealToFile seals docs into a temporary file, rewound, which the caller closes and removes.
-func (h Handler) sealToFile(ctx context.Context, actor, org string, docs []Document, p Params) (Result, *os.File, int64, error) {
-	out, err := h.Spool.File("sealed")
-	if err != nil {
-		return Result{}, nil, 0, err
-	}
+// sealToBuffer seals docs into a buffer, which the caller closes.
+func (h Handler) sealToBuffer(ctx context.Context, actor, org string, docs []Document, p Params) (Result, *upload.Buffer, error) {
+	out := h.Spool.Buffer("sealed", outputRoom(docs))
 	res, err := h.S.Seal(ctx, actor, org, docs, p, out)
-	var size int64
-	if err == nil {
-		size, err = out.Seek(0, io.SeekCurrent)
-	}
-	if err == nil {
-		_, err = out.Seek(0, io.SeekStart)
-	}
 	if err != nil {
 		h.discard(out)
-		return Result{}, nil, 0, err
+		return Result{}, nil, err
 	}
-	return res, out, size, nil
+	return res, out, nil
+}
+
+// outputRoom is the memory asked for an output made from docs: their size and room for the
+// signature, its certificates and validation data; a larger output goes on in a spool file.
+func outputRoom(docs []Document) int64 {
+	n := int64(64 << 10)
+	for _, d := range docs {
+		n += d.Size
+	}
+	return n
 }
 
 // readParts spools the file parts of a multipart body, at most maxBatch of them; what it has
@@ -184,7 +172,7 @@ func (h Handler) readParts(r *http.Request, what string) ([]Document, error) {
 	}
 	var docs []Document
 	for {
-		d, err := h.nextPart(mr)
+		d, err := h.nextPart(mr, r.ContentLength)
 		if errors.Is(err, io.EOF) {
 			return docs, nil
 		}
@@ -198,9 +186,9 @@ func (h Handler) readParts(r *http.Request, what string) ([]Document, error) {
 	}
 }
 
-// discard frees a spool file: it was unlinked when made, so closing it is enough, and the
+// discard frees a buffer (its spool file was unlinked when made, so closing it is enough); the
 // Close error of a file thrown away does not matter.
-func (h Handler) discard(f *os.File) { _ = f.Close() }
+func (h Handler) discard(b *upload.Buffer) { _ = b.Close() }
 
 func (h Handler) seal(w http.ResponseWriter, r *http.Request) {
 	actor, org, p, ok := h.begin(w, r)
@@ -220,24 +208,24 @@ func (h Handler) seal(w http.ResponseWriter, r *http.Request) {
 		if name == "" {
 			name = "document" + extensionOf(r.Header.Get("Content-Type"))
 		}
-		d, err := h.spool(r.Body, safeName(name), mediaType(r.Header.Get("Content-Type")))
+		d, err := h.spool(r.Body, r.ContentLength, safeName(name), mediaType(r.Header.Get("Content-Type")))
 		if err != nil {
 			writeError(w, r, err)
 			return
 		}
 		docs = append(docs, d)
 	}
-	res, out, size, err := h.sealToFile(r.Context(), actor, org, docs, p)
+	res, out, err := h.sealToBuffer(r.Context(), actor, org, docs, p)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	defer h.discard(out)
 	w.Header().Set("Content-Type", res.MimeType)
-	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.Header().Set("Content-Length", strconv.FormatInt(out.Size(), 10))
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": outputName(docs, res)}))
 	w.Header().Set("X-Vula-Transaction", res.Transaction)
-	if _, err := io.Copy(w, out); err != nil {
+	if _, err := out.WriteTo(w); err != nil {
 		h.Log.WarnContext(r.Context(), "sending a seal", "err", err)
 	}
 }
@@ -273,7 +261,7 @@ func (h Handler) batch(w http.ResponseWriter, r *http.Request) {
 			h.problemPart(mw, r, "", fmt.Errorf("%w: more than %d documents; the rest were not read", signing.ErrInvalid, maxBatch))
 			break
 		}
-		d, err := h.nextPart(mr)
+		d, err := h.nextPart(mr, r.ContentLength)
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -299,7 +287,7 @@ func (h Handler) batch(w http.ResponseWriter, r *http.Request) {
 
 // sealPart seals d and writes it as one part; on error it writes nothing.
 func (h Handler) sealPart(ctx context.Context, mw *multipart.Writer, actor, org string, d Document, p Params) error {
-	res, out, _, err := h.sealToFile(ctx, actor, org, []Document{d}, p)
+	res, out, err := h.sealToBuffer(ctx, actor, org, []Document{d}, p)
 	if err != nil {
 		return err
 	}
@@ -313,7 +301,7 @@ func (h Handler) sealPart(ctx context.Context, mw *multipart.Writer, actor, org 
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(part, out)
+	_, err = out.WriteTo(part)
 	return err
 }
 
@@ -346,9 +334,9 @@ func (p *partWriter) Header() http.Header         { return p.h }
 func (p *partWriter) Write(b []byte) (int, error) { return p.w.Write(b) }
 func (p *partWriter) WriteHeader(int)             {}
 
-// nextPart spools the next file part of mr to a temporary file; io.EOF when there is none.
-// Parts without a file name (form fields) are skipped.
-func (h Handler) nextPart(mr *multipart.Reader) (Document, error) {
+// nextPart spools the next file part of mr, a body of size bytes (-1: unknown); io.EOF when
+// there is none. Parts without a file name (form fields) are skipped.
+func (h Handler) nextPart(mr *multipart.Reader, size int64) (Document, error) {
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -362,35 +350,36 @@ func (h Handler) nextPart(mr *multipart.Reader) (Document, error) {
 			_ = part.Close()
 			continue
 		}
-		d, err := h.spool(part, safeName(part.FileName()), mediaType(part.Header.Get("Content-Type")))
+		// The request's length bounds a part's: the memory asked for, never more.
+		d, err := h.spool(part, min(size, upload.BufferMax), safeName(part.FileName()), mediaType(part.Header.Get("Content-Type")))
 		_ = part.Close()
 		return d, err
 	}
 }
 
-// spool copies r to a temporary file, refusing more than the service's limit.
-func (h Handler) spool(r io.Reader, name, mimeType string) (Document, error) {
-	f, err := h.Spool.File("doc")
-	if err != nil {
-		return Document{}, err
-	}
-	n, err := io.Copy(f, io.LimitReader(r, h.S.cfg.MaxSize+1))
-	if err == nil && n > h.S.cfg.MaxSize {
-		err = fmt.Errorf("%w: %s is over the limit of %d bytes", signing.ErrTooLarge, name, h.S.cfg.MaxSize)
-	} else if err != nil {
+// spool reads r into a buffer (in memory for a small document whose size is announced, else a
+// spool file), refusing more than the service's limit.
+func (h Handler) spool(r io.Reader, size int64, name, mimeType string) (Document, error) {
+	b := h.Spool.Buffer("doc", min(size, h.S.cfg.MaxSize+1))
+	n, err := b.ReadFrom(io.LimitReader(r, h.S.cfg.MaxSize+1))
+	switch {
+	case errors.Is(err, upload.ErrSpool): // the server's disk, not the client
+	case err != nil:
 		err = fmt.Errorf("%w: reading %s: %w", signing.ErrInvalid, name, err)
+	case n > h.S.cfg.MaxSize:
+		err = fmt.Errorf("%w: %s is over the limit of %d bytes", signing.ErrTooLarge, name, h.S.cfg.MaxSize)
 	}
 	if err != nil {
-		h.discard(f)
+		h.discard(b)
 		return Document{}, err
 	}
-	return Document{Name: name, MimeType: mimeType, R: f, Size: n}, nil
+	return Document{Name: name, MimeType: mimeType, R: b, Size: n}, nil
 }
 
 func (h Handler) removeAll(docs []Document) {
 	for _, d := range docs {
-		if f, ok := d.R.(*os.File); ok {
-			h.discard(f)
+		if b, ok := d.R.(*upload.Buffer); ok {
+			h.discard(b)
 		}
 	}
 }

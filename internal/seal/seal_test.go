@@ -139,6 +139,45 @@ func TestOrganizationOf(t *testing.T) {
 	}
 }
 
+// TestOrganizationOfCached: a client's organization is read again once orgTTL (5 s) has passed,
+// so a client rebound (here, in the store, as another replica or the CLI would) acts for its new
+// organization from then on; a client removed stops sealing as soon as its entry expires.
+func TestOrganizationOfCached(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	svc := seal.New(seal.Config{Country: "XK", MaxSize: 1 << 20}, f.env.Keys, f.env.PKI, f.env.DB, f.env.TSA,
+		slog.New(slog.NewTextHandler(io.Discard, nil)), clock)
+	f.bind(t, "tax-batch", "tax")
+	if org, err := svc.OrganizationOf(ctx, "tax-batch"); err != nil || org != "tax" {
+		t.Fatalf("tax-batch acts for %q, %v", org, err)
+	}
+	if err := f.env.DB.UpdateClient(ctx, "tax-batch", func(c store.Client) (store.Client, error) {
+		c.OrganizationID = "customs"
+		return c, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	advance(4 * time.Second)
+	if org, _ := svc.OrganizationOf(ctx, "tax-batch"); org != "tax" {
+		t.Fatalf("within the TTL: %q, want the cached tax", org)
+	}
+	advance(2 * time.Second)
+	if org, err := svc.OrganizationOf(ctx, "tax-batch"); err != nil || org != "customs" {
+		t.Fatalf("after the TTL: %q, %v, want customs", org, err)
+	}
+	if err := f.env.DB.DeleteClient(ctx, "tax-batch"); err != nil {
+		t.Fatal(err)
+	}
+	advance(6 * time.Second)
+	if _, err := svc.OrganizationOf(ctx, "tax-batch"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a removed client after the TTL: %v, want ErrNotFound", err)
+	}
+}
+
 func doc(name string, b []byte) seal.Document {
 	return seal.Document{Name: name, MimeType: "application/pdf", R: bytes.NewReader(b), Size: int64(len(b))}
 }

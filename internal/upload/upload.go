@@ -8,6 +8,9 @@
 // TMPDIR) and are unlinked as soon as they are made: they are reached only through their open
 // descriptor, so a process that dies leaves nothing behind. Open also empties the directory of
 // files an older process left.
+//
+// A Buffer holds a document or an output in memory, at most BufferMax bytes each and
+// MemoryBudget all together, and in a spool file past that.
 package upload
 
 import (
@@ -49,6 +52,7 @@ type Spool struct {
 	dir     string
 	minRate int64 // bytes per second
 	now     func() time.Time
+	memoryState
 }
 
 // Open makes dir (0700) if needed and removes the spool files left in it, and receives bodies
