@@ -67,6 +67,11 @@ type Options struct {
 	Time                                time.Time   // /M; time.Now() when zero
 	Visible                             *Appearance // nil: invisible (a /Rect [0 0 0 0] widget on page 1)
 	MaxSize                             int64       // inputs above it: signing.ErrTooLarge; 0 = no limit
+	// InputSHA256, when not nil, is a SHA-256 hash that has read the whole input (the caller
+	// hashed it for a record of its own): a signature whose hash is SHA-256 goes on from a
+	// clone of it instead of reading and hashing the input again. It is not checked: the
+	// caller MUST have fed it exactly the size bytes of r.
+	InputSHA256 hash.Hash
 }
 
 // Appearance is a visible signature.
@@ -114,14 +119,26 @@ func Sign(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, s signing
 	// The original is hashed once, with each digest a signature here needs (the updates go on
 	// clones of these states), in the background while its structure is read and the update
 	// built: with a second core the fixed cost of a signature hides behind the hash.
-	hSig := sigHash.New()
+	var hSig hash.Hash
+	var original *hashJob
+	if opts.InputSHA256 != nil && sigHash == crypto.SHA256 {
+		hSig, original = clone(opts.InputSHA256), hashed()
+	} else {
+		hSig = sigHash.New()
+	}
 	hDoc := hSig
 	hashers := []io.Writer{hSig}
 	if level == signing.LevelLTA && sigHash != crypto.SHA256 {
 		hDoc = sha256.New()
 		hashers = append(hashers, hDoc)
+		if opts.InputSHA256 != nil {
+			hDoc = clone(opts.InputSHA256)
+			hashers = hashers[:1]
+		}
 	}
-	original := hashInBackground(r, size, io.MultiWriter(hashers...))
+	if original == nil {
+		original = hashInBackground(r, size, io.MultiWriter(hashers...))
+	}
 	defer original.cancel()
 
 	d, err := openDocument(r, size)
@@ -634,6 +651,13 @@ func hashInBackground(r io.ReaderAt, size int64, w io.Writer) *hashJob {
 	} else {
 		go j.run(r, size, w)
 	}
+	return j
+}
+
+// hashed is the job of an input hashed already (Options.InputSHA256).
+func hashed() *hashJob {
+	j := &hashJob{done: make(chan struct{})}
+	close(j.done)
 	return j
 }
 

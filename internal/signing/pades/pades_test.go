@@ -3,6 +3,7 @@ package pades_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"image"
 	"image/color"
 	"image/png"
@@ -245,5 +246,34 @@ func TestXrefStream(t *testing.T) {
 	checkSigned(t, env, nss, out, 1)
 	if names := fieldNames(t, out); !strings.Contains(names, "name") || !strings.Contains(names, "agree") {
 		t.Errorf("form fields lost: %s", names)
+	}
+}
+
+// TestInputSHA256: a signature that goes on from the caller's hash of the input is the
+// signature of that input (every external check, at B-B and at B-LTA, whose document timestamp
+// hashes the input too), and the caller's hash is what is used: one of other bytes gives a
+// signature that does not verify.
+func TestInputSHA256(t *testing.T) {
+	env := signingtest.New(t, signingtest.Options{})
+	nss := nssDir(t, env)
+	in := pdfBytes(t, pdfOpts{pages: 2})
+	for _, l := range []signing.Level{signing.LevelB, signing.LevelLTA} {
+		t.Run(string(l), func(t *testing.T) {
+			opts := levelOpts(env, l)
+			opts.InputSHA256 = sha256.New()
+			opts.InputSHA256.Write(in)
+			checkSigned(t, env, nss, signBytes(t, env.Seal, in, opts), 1)
+		})
+	}
+	opts := levelOpts(env, signing.LevelB)
+	opts.InputSHA256 = sha256.New()
+	opts.InputSHA256.Write(append(bytes.Clone(in[:len(in)-1]), in[len(in)-1]^1))
+	out := signBytes(t, env.Seal, in, opts)
+	s := signatures(t, out)[0]
+	data := writeTemp(t, "ranges", ranges(t, out, s.byteRange))
+	der := writeTemp(t, "contents.der", s.contents)
+	if o, err := run(t, "openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", der, "-content", data,
+		"-CAfile", env.RootPEM, "-purpose", "any", "-out", os.DevNull); err == nil {
+		t.Fatalf("a signature from the hash of other bytes verified:\n%s", o)
 	}
 }
