@@ -80,7 +80,9 @@ func (s *Service) Respond(ctx context.Context, id string, form url.Values, reque
 	}
 	s.record(ctx, audit.Event{Actor: "wallet", Action: "verifier.response", Result: map[string]string{Accepted: "ok", Refused: "refused"}[res.Status],
 		RequestID: requestID}, map[string]any{"transaction": tx.ID, "client": tx.ClientID, "claims": names, "reason": res.Reason})
-	if res.Status == Refused {
+	// A wallet's error response (the person declined, OpenID4VP §8.5) is a well-formed answer:
+	// the wallet is told where to go on; a presentation refused is the wallet's fault: 400.
+	if _, walletError := params["error"]; res.Status == Refused && !walletError {
 		return answer, fmt.Errorf("%w: %s", ErrResponse, res.Reason)
 	}
 	return answer, nil
