@@ -89,6 +89,8 @@ const (
 	PurposeAudit     Purpose = "audit"
 	// PurposePID signs person identification data (SD-JWT VC, mdoc) and their status lists.
 	PurposePID Purpose = "pid"
+	// PurposeVerifier signs the OpenID4VP requests of Vula's verifier for relying parties.
+	PurposeVerifier Purpose = "verifier"
 )
 
 // SealPurpose is the purpose of an institution's seal key.
@@ -102,14 +104,14 @@ var ownerRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // Validate checks p against the known purposes.
 func (p Purpose) Validate() error {
 	switch p {
-	case PurposeOIDCToken, PurposeTSA, PurposeCA, PurposeOCSP, PurposeAudit, PurposePID:
+	case PurposeOIDCToken, PurposeTSA, PurposeCA, PurposeOCSP, PurposeAudit, PurposePID, PurposeVerifier:
 		return nil
 	}
 	kind, owner, ok := strings.Cut(string(p), ":")
 	if ok && (kind == "seal" || kind == "sign") && ownerRe.MatchString(owner) {
 		return nil
 	}
-	return fmt.Errorf("%w: purpose %q (want oidc-token, tsa, ca, ocsp, audit, pid, seal:<org> or sign:<person>)", ErrInvalid, string(p))
+	return fmt.Errorf("%w: purpose %q (want oidc-token, tsa, ca, ocsp, audit, pid, verifier, seal:<org> or sign:<person>)", ErrInvalid, string(p))
 }
 
 // Class is the purpose without its owner ("seal" for "seal:tax"): a bounded metrics label.

@@ -8,11 +8,15 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -77,10 +81,27 @@ func TestWalletSuite(t *testing.T) {
 	caFile := filepath.Join(work, "proxy-ca.pem")
 	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: front.Certificate().Raw}), 0o600)
 
-	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false", "VULA_BASE_URL=" + issuer}
+	// Two outside issuers for the verifier's negative cases: one under a CA the verifier is
+	// configured to trust, one under a CA it does not know.
+	trusted, stranger := newOutsideIssuer(t, "Outside"), newOutsideIssuer(t, "Stranger")
+	anchors := filepath.Join(work, "anchors.pem")
+	os.WriteFile(anchors, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: trusted.ca}), 0o600)
+	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false", "VULA_BASE_URL=" + issuer, "VULA_WALLET_VERIFIER_TRUST_ANCHORS=" + anchors}
 	const number, password = "3344556677", "a long and secret passphrase"
 	vula(t, append(env, "CITIZEN_PW="+password), "persons", "create", number, "--given-name", "Drita", "--family-name", "Berisha",
 		"--birthdate", "1985-11-02", "--password-env", "CITIZEN_PW")
+	// Two relying parties of the verifier.
+	rpSecret := make([]string, 2)
+	for i, id := range []string{"shop", "other-shop"} {
+		var cc struct {
+			Secret string `json:"client_secret"`
+		}
+		if err := json.Unmarshal([]byte(vula(t, env, "clients", "create", id, "--grant-type", "client_credentials", "--scope", "verify",
+			"-o", "json")), &cc); err != nil || cc.Secret == "" {
+			t.Fatalf("clients create %s: %v %+v", id, err, cc)
+		}
+		rpSecret[i] = cc.Secret
+	}
 	srv := startReplicaAt(t, addr, data, env)
 	srv.ready(t, http.StatusOK)
 
@@ -107,8 +128,16 @@ func TestWalletSuite(t *testing.T) {
 
 	wenv := []string{"NODE_EXTRA_CA_CERTS=" + caFile, "WALLET_ISSUER=" + issuer, "WALLET_OFFER=" + offer.URI, "WALLET_TX=" + offer.TxCode,
 		"WALLET_ROOT=" + rootFile, "WALLET_STATE=" + filepath.Join(work, "wallet.json"), "WALLET_NUMBER=" + number,
-		"WALLET_GIVEN=Drita", "WALLET_FAMILY=Berisha", "WALLET_BIRTHDATE=1985-11-02"}
-	runWalletScript(t, dir, append(wenv, "WALLET_MODE=issue"))
+		"WALLET_GIVEN=Drita", "WALLET_FAMILY=Berisha", "WALLET_BIRTHDATE=1985-11-02",
+		"WALLET_RP_ID=shop", "WALLET_RP_SECRET=" + rpSecret[0], "WALLET_RP2_ID=other-shop", "WALLET_RP2_SECRET=" + rpSecret[1],
+		"WALLET_OUTSIDE_KEY=" + trusted.key, "WALLET_OUTSIDE_X5C=" + trusted.x5c, "WALLET_STRANGER_KEY=" + stranger.key, "WALLET_STRANGER_X5C=" + stranger.x5c}
+	runWalletScript(t, dir, "wallet.mjs", append(wenv, "WALLET_MODE=issue"))
+	if t.Failed() {
+		t.Logf("server log:\n%s", srv.logs)
+		return
+	}
+	// @openid4vc/openid4vp presents the PIDs to Vula's verifier.
+	runWalletScript(t, dir, "present.mjs", append(wenv, "PRESENT_MODE=valid"))
 	if t.Failed() {
 		t.Logf("server log:\n%s", srv.logs)
 		return
@@ -117,7 +146,8 @@ func TestWalletSuite(t *testing.T) {
 	if out := vula(t, env, "pid", "revoke", number, "--reason", "lost phone"); !strings.Contains(out, "revoked 5 credential") {
 		t.Fatalf("pid revoke: %s", out)
 	}
-	runWalletScript(t, dir, append(wenv, "WALLET_MODE=revoked"))
+	runWalletScript(t, dir, "wallet.mjs", append(wenv, "WALLET_MODE=revoked"))
+	runWalletScript(t, dir, "present.mjs", append(wenv, "PRESENT_MODE=revoked"))
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -138,8 +168,10 @@ func TestWalletSuite(t *testing.T) {
 	srv.cmd.Wait()
 	// The audit log has the issuance and the revocation, with the claims' names and no values.
 	export := vula(t, env, "audit", "export")
-	if !strings.Contains(export, "pid.issue") || !strings.Contains(export, "pid.revoke") {
-		t.Error("the audit export lacks pid.issue or pid.revoke")
+	for _, action := range []string{"pid.issue", "pid.revoke", "verifier.request", "verifier.response"} {
+		if !strings.Contains(export, action) {
+			t.Errorf("the audit export lacks %s", action)
+		}
 	}
 	for _, v := range []string{"Berisha", "1985-11-02", number} {
 		if strings.Contains(export, v) {
@@ -148,12 +180,13 @@ func TestWalletSuite(t *testing.T) {
 	}
 }
 
-// runWalletScript runs wallet.mjs with env and makes each case it reports a subtest.
-func runWalletScript(t *testing.T, dir string, env []string) {
+// runWalletScript runs script (wallet.mjs, present.mjs) with env and makes each case it reports
+// a subtest.
+func runWalletScript(t *testing.T, dir, script string, env []string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "wallet.mjs"))
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, script))
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -179,7 +212,7 @@ func runWalletScript(t *testing.T, dir string, env []string) {
 			MS    int    `json:"ms"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &res); err != nil || res.Case == "" {
-			t.Logf("wallet.mjs: %s", sc.Text())
+			t.Logf("%s: %s", script, sc.Text())
 			continue
 		}
 		ran++
@@ -191,10 +224,10 @@ func runWalletScript(t *testing.T, dir string, env []string) {
 		})
 	}
 	if err := cmd.Wait(); err != nil && !t.Failed() {
-		t.Errorf("wallet.mjs: %v\n%s", err, stderr.String())
+		t.Errorf("%s: %v\n%s", script, err, stderr.String())
 	}
 	if ran == 0 {
-		t.Fatalf("wallet.mjs reported no case\n%s", stderr.String())
+		t.Fatalf("%s reported no case\n%s", script, stderr.String())
 	}
 }
 
@@ -209,7 +242,8 @@ func walletSuiteDir(t testing.TB) string {
 	t.Helper()
 	dir, _ := filepath.Abs("wallet")
 	walletOnce.Do(func() {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", "@openid4vc", "openid4vci")); err == nil {
+		_, err := os.Stat(filepath.Join(dir, "node_modules", "@openid4vc", "openid4vci"))
+		if _, jerr := os.Stat(filepath.Join(dir, "node_modules", "jose")); err == nil && jerr == nil {
 			return
 		}
 		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
@@ -333,4 +367,35 @@ func getJSONPlain(t *testing.T, u string, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// outsideIssuer is a credential issuer outside Vula for the verifier's tests: a CA of its own
+// and a leaf for signing SD-JWT VCs, handed to present.mjs as a PKCS#8 PEM key and an x5c.
+type outsideIssuer struct {
+	ca  []byte // DER
+	key string // PEM
+	x5c string // base64 DER of the leaf
+}
+
+func newOutsideIssuer(t *testing.T, name string) outsideIssuer {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " Root CA", Country: []string{"XK"}},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name + " PID issuer", Country: []string{"XK"}},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p8, _ := x509.MarshalPKCS8PrivateKey(key)
+	return outsideIssuer{ca: caDER, key: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8})),
+		x5c: base64.StdEncoding.EncodeToString(leafDER)}
 }

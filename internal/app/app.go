@@ -68,7 +68,7 @@ func (o Options) withDefaults() Options {
 
 // boundedPaths are the anonymous endpoints that cost the server something: one client may have
 // only http.per_client requests in flight on each group.
-var boundedPaths = [][]string{{"/tsa"}, {"/api/v1/validate"}, {"/pki/ocsp", "/pki/ocsp/"}, {"/pid/status/"}}
+var boundedPaths = [][]string{{"/tsa"}, {"/api/v1/validate"}, {"/pki/ocsp", "/pki/ocsp/"}, {"/pid/status/"}, {"/openid4vp/"}}
 
 // Run builds the platform from cfg and serves it until ctx ends, then drains and shuts down.
 // The listener answers at once; the services answer 503 until the durable store is open and

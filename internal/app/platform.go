@@ -24,6 +24,7 @@ import (
 	"github.com/vula-eid/vula/internal/tsa"
 	"github.com/vula-eid/vula/internal/upload"
 	"github.com/vula-eid/vula/internal/validation"
+	"github.com/vula-eid/vula/internal/verifier"
 	"github.com/vula-eid/vula/internal/web"
 )
 
@@ -101,6 +102,13 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	if err := wallet.Provision(ctx); err != nil {
 		return nil, fmt.Errorf("pid issuer: %w", err)
 	}
+	presentations, err := VerifierService(cfg, a, keys, db, eph, l, wallet, log)
+	if err == nil {
+		err = presentations.Provision(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("verifier: %w", err)
+	}
 	officials := portal.New(portal.Config{Issuer: cfg.BaseURL, Secure: secure}, pages, eph, db, portalSigner{signing},
 		portal.Pdftoppm{Dir: cfg.HTTP.SpoolDir}, log, time.Now)
 
@@ -128,6 +136,7 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	audit.Handler{Store: db, Log: log}.Register(mux)
 	csc.Handler{S: signing, Auth: provider, TSA: ts, Issuer: cfg.BaseURL, Log: log}.Register(mux)
 	pid.Handler{S: wallet, Auth: provider, Pages: pages, Log: log}.Register(mux)
+	verifier.Handler{S: presentations, Auth: provider, Pages: pages, Log: log}.Register(mux)
 	// The portal is a public client (PKCE) of the provider; its redirect URI follows base_url.
 	if err := portalClient(ctx, db, officials.RedirectURI()); errors.Is(err, idp.ErrInvalidClient) {
 		// As with the demo: a base_url no redirect URI may name (plain http on a public name)

@@ -17,11 +17,11 @@ const module = "github.com/vula-eid/vula"
 // or more package paths, each with everything beneath it; it is named by its first path.
 var layers = [][][]string{
 	{{"hsm"}},
-	{{"internal/store"}, {"internal/config"}, {"internal/cms"}, {"internal/backup"}, {"internal/problem"}},
+	{{"internal/store"}, {"internal/config"}, {"internal/cms"}, {"internal/backup"}, {"internal/problem"}, {"internal/sdjwt"}},
 	{{"internal/server"}, {"internal/upload"}, {"internal/web"}},
 	{{"internal/audit"}, {"internal/auth"}}, // over the edge: audit serves its proofs, auth answers refused tokens
 	{{"internal/certs"}, {"internal/tsa"}, {"internal/signing", "internal/pdfsafe", "internal/trustlist"}},
-	{{"internal/idp"}, {"internal/csc"}, {"internal/seal"}, {"internal/portal"}, {"internal/validation"}, {"internal/pid"}, {"internal/eid"}},
+	{{"internal/idp"}, {"internal/csc"}, {"internal/seal"}, {"internal/portal"}, {"internal/validation"}, {"internal/pid"}, {"internal/eid"}, {"internal/verifier"}},
 	{{"internal/app"}},
 	{{"internal/cli"}},
 	{{"cmd"}},

@@ -37,6 +37,10 @@ const (
 // the EU PID credential configuration): the provider grants it, the wallet issuer checks it.
 const ScopePID = "eu.europa.ec.eudi.pid.1"
 
+// ScopeVerify lets a relying party ask Vula's verifier for presentations from wallets
+// (OpenID4VP): the provider grants it, the verifier checks it.
+const ScopeVerify = "verify"
+
 // Levels orders the levels; what a login reached is the highest it satisfies.
 var Levels = []string{LoALow, LoASubstantial, LoAHigh}
 

@@ -229,7 +229,7 @@ func (a *Authority) TSA() *Issuer { return a.certs[NameTSA] }
 // IssueLeaf issues a person's or an organization's certificate under the CA its profile needs.
 func (a *Authority) IssueLeaf(ctx context.Context, req Request, keyURI string) (*x509.Certificate, error) {
 	ca := NamePersonCA
-	if req.Profile == LegalPerson || req.Profile == PIDIssuer {
+	if req.Profile == LegalPerson || req.Profile == PIDIssuer || req.Profile == Verifier {
 		ca = NameSealCA
 	} else if req.Profile != NaturalPerson {
 		return nil, fmt.Errorf("pki: leaf profile %q is not issued on request", req.Profile)

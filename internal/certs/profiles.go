@@ -34,6 +34,9 @@ const (
 	TSA           Profile = "tsa"            // EN 319 422 timestamping unit
 	OCSPResponder Profile = "ocsp"           // RFC 6960 delegated responder
 	PIDIssuer     Profile = "pid-issuer"     // signs person identification data (SD-JWT VC, mdoc)
+	// Verifier is the access certificate of Vula's OpenID4VP verifier: it signs the requests
+	// wallets are shown (the wallet authenticates the verifier by it, x509_hash client id).
+	Verifier Profile = "verifier"
 	// TrustListSigner signs a trusted list (ETSI TS 119 612 §5.7.1: nonRepudiation and the
 	// extended key usage id-tsl-kp-tslSigning).
 	TrustListSigner Profile = "tsl-signer"
@@ -210,6 +213,8 @@ func template(req Request, issuer *Issuer, pol Policy) (*x509.Certificate, error
 		}
 		t.KeyUsage = x509.KeyUsageDigitalSignature
 		t.ExtraExtensions = append(t.ExtraExtensions, pkix.Extension{Id: oidExtKeyUsage, Critical: true, Value: eku})
+	case Verifier:
+		t.KeyUsage = x509.KeyUsageDigitalSignature
 	case TSA:
 		// crypto/x509 writes extendedKeyUsage non-critical; RFC 3161 wants it critical.
 		eku, err := asn1.Marshal([]asn1.ObjectIdentifier{oidTimeStamping})

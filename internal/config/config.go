@@ -179,6 +179,16 @@ type Wallet struct {
 	LoA string `yaml:"loa" json:"loa"`
 	// StatusTTL is how long verifiers may cache a status list.
 	StatusTTL Duration `yaml:"status_ttl" json:"status_ttl"`
+	// Verifier configures the OpenID4VP verifier for relying parties.
+	Verifier Verifier `yaml:"verifier" json:"verifier"`
+}
+
+// Verifier configures the OpenID4VP verifier for relying parties.
+type Verifier struct {
+	// TrustAnchors are PEM files of the CA certificates whose credentials (and status lists)
+	// the verifier trusts, besides Vula's own PID issuer CA, which is always trusted. Read at
+	// start, never fetched.
+	TrustAnchors []string `yaml:"trust_anchors" json:"trust_anchors"`
 }
 
 // IdP configures the OpenID Connect provider.

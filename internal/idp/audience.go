@@ -33,6 +33,8 @@ func (p *Provider) resourceOf(scope string) string {
 		return iss + "/csc/v2"
 	case auth.ScopePID:
 		return iss // the credential issuer identifier (OpenID4VCI §5.1.2)
+	case auth.ScopeVerify:
+		return iss + "/api/v1/presentations"
 	}
 	return iss + "/userinfo" // openid, profile, personal_number, offline_access
 }

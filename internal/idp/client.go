@@ -114,7 +114,7 @@ type ClientSpec struct {
 const ProfileFAPI2 = "fapi2"
 
 // Scopes the provider knows.
-var knownScopes = []string{"openid", "profile", "personal_number", "offline_access", "admin", "seal", "sign", "service", CredentialScope, auth.ScopePID}
+var knownScopes = []string{"openid", "profile", "personal_number", "offline_access", "admin", "seal", "sign", "service", CredentialScope, auth.ScopePID, auth.ScopeVerify}
 
 // NewClient checks spec and makes the record to store, with a fresh secret for
 // client_secret_basic. The secret is returned once, in clear; only its hash is kept.

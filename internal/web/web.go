@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"golang.org/x/text/language"
@@ -108,8 +109,14 @@ func isLang(l string) bool {
 	return false
 }
 
-// Render writes page with data, status status, in the request's language.
+// Render writes page with data, status status, in the request's language. No other site may
+// frame it.
 func (r *Renderer) Render(w http.ResponseWriter, req *http.Request, status int, page string, data any) {
+	r.RenderFramed(w, req, status, page, data, nil)
+}
+
+// RenderFramed is Render for a page that the origins given may embed in a frame (and no other).
+func (r *Renderer) RenderFramed(w http.ResponseWriter, req *http.Request, status int, page string, data any, origins []string) {
 	lang := r.Lang(w, req)
 	t, ok := r.pages[page]
 	if !ok {
@@ -134,8 +141,13 @@ func (r *Renderer) Render(w http.ResponseWriter, req *http.Request, status int, 
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("X-Frame-Options", "DENY")
+	ancestors := "'none'"
+	if len(origins) > 0 {
+		ancestors = strings.Join(origins, " ")
+	} else {
+		h.Set("X-Frame-Options", "DENY")
+	}
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src data:; frame-ancestors "+ancestors+"; base-uri 'none'")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Content-Language", lang)
 	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))

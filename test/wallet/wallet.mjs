@@ -284,7 +284,8 @@ if (mode === 'issue') {
       assert(getListFromStatusListJWT(jwt).getStatus(sl.idx) === 0, 'fresh credential shows revoked');
     }
   });
-  fs.writeFileSync(env.WALLET_STATE, JSON.stringify({ credentials }));
+  // The holder keys too: present.mjs presents the credentials with key binding.
+  fs.writeFileSync(env.WALLET_STATE, JSON.stringify({ credentials, holders: holders.map((h) => h.privateJwk) }));
 } else {
   const { credentials } = JSON.parse(fs.readFileSync(env.WALLET_STATE));
   await run('after vula pid revoke: sd-jwt-vc refuses the credentials', async () => {

@@ -1,0 +1,62 @@
+package verifier
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"testing"
+	"time"
+
+	"github.com/vula-eid/vula/internal/sdjwt"
+)
+
+// FuzzParseQuery: any body a relying party sends is either a query that passes Check or an
+// error, never a panic; a query that passes can be selected against without one.
+func FuzzParseQuery(f *testing.F) {
+	f.Add([]byte(pidQuery))
+	f.Add([]byte(`{"credentials":[{"id":"a","format":"dc+sd-jwt","meta":{"vct_values":["x"]},"claims":[{"id":"c","path":["a",null,0]}],"claim_sets":[["c"]]}],"credential_sets":[{"options":[["a"]],"required":false}]}`))
+	f.Add([]byte(`{"credentials":[{"id":"a","format":"mso_mdoc","meta":{"doctype_value":"x"}}]}`))
+	f.Add([]byte(`{"credentials":[{"id":"a","format":"dc+sd-jwt","meta":{"vct_values":["x"]},"claims":[{"path":["a"],"values":[1,"b",true]}]}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		q, err := ParseQuery(b)
+		if err != nil {
+			return
+		}
+		claims := map[string]any{"a": []any{map[string]any{"b": 1}}, "family_name": "x"}
+		for _, c := range q.Credentials {
+			_, _ = c.pick(claims)
+		}
+		_ = q.satisfied(map[string]bool{})
+	})
+}
+
+// FuzzSDJWT: any presentation a wallet sends is parsed and resolved without a panic.
+func FuzzSDJWT(f *testing.F) {
+	is := newIssuer(f, "seed")
+	holder, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cred := is.credential(f, holder, 1, time.Now().Add(time.Hour))
+	f.Add(cred)
+	f.Add(present(f, cred, holder, "aud", "nonce", "family_name", "age_equal_or_over", "18"))
+	f.Add("a.b.c~~")
+	f.Add("eyJhbGciOiJub25lIn0.eyJfc2QiOlsiYSJdfQ.~WyJzIiwiYSIsMV0~")
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := sdjwt.Parse(s)
+		if err != nil {
+			return
+		}
+		_, _ = p.Claims()
+		_ = p.SDHash()
+	})
+}
+
+// FuzzStatusAt: any status list read at any index, without a panic or an unbounded allocation.
+func FuzzStatusAt(f *testing.F) {
+	f.Add("eNrbuZOBEQAEXgGx", 1, int64(3))
+	f.Add("", 2, int64(0))
+	f.Fuzz(func(t *testing.T, lst string, bits int, idx int64) {
+		if idx < 0 {
+			return
+		}
+		_, _ = statusAt(lst, bits, idx)
+	})
+}

@@ -1,0 +1,150 @@
+package verifier
+
+import (
+	"bytes"
+	"compress/zlib"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// The status of a credential is one entry of a status list (IETF OAuth Token Status List): the
+// credential names the list (uri) and its entry (idx); the list is a signed token whose
+// status_list.lst is the ZLIB-compressed entries, bits each, least significant first.
+
+const (
+	statusTimeout = 5 * time.Second
+	maxStatusList = 4 << 20 // bytes of a decompressed list: 32 million entries of one bit
+)
+
+// statusNames are the registered status values.
+var statusNames = map[int]string{0: "valid", 1: "invalid", 2: "suspended"}
+
+// checkStatus reads the credential's status: "none" when it names no status list. An error
+// means the status could not be established, which refuses the presentation.
+func (s *Service) checkStatus(ctx context.Context, claims map[string]any, now time.Time) (string, error) {
+	st, ok := claims["status"].(map[string]any)
+	if !ok {
+		return "none", nil
+	}
+	sl, ok := st["status_list"].(map[string]any)
+	if !ok {
+		return "none", nil
+	}
+	uri, _ := sl["uri"].(string)
+	idxN, _ := sl["idx"].(json.Number)
+	idx, err := idxN.Int64()
+	if uri == "" || err != nil || idx < 0 {
+		return "unknown", errors.New("status.status_list needs a uri and a non-negative idx")
+	}
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	tok, err := s.status.StatusList(ctx, uri)
+	if err != nil {
+		return "unknown", fmt.Errorf("fetching the status list %s: %w", uri, err)
+	}
+	leaf, err := s.issuerCert(string(tok), now)
+	if err != nil {
+		return "unknown", fmt.Errorf("the status list's signer: %w", err)
+	}
+	_, payload, err := verifyJWS(string(tok), "statuslist+jwt", leaf.PublicKey)
+	if err != nil {
+		return "unknown", fmt.Errorf("the status list token: %w", err)
+	}
+	var c struct {
+		Sub        string `json:"sub"`
+		Exp        int64  `json:"exp"`
+		StatusList struct {
+			Bits int    `json:"bits"`
+			Lst  string `json:"lst"`
+		} `json:"status_list"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return "unknown", errors.New("the status list token's claims are malformed")
+	}
+	if c.Sub != uri {
+		return "unknown", fmt.Errorf("the status list token is for %q, not %q", c.Sub, uri)
+	}
+	if c.Exp != 0 && !now.Before(time.Unix(c.Exp, 0)) {
+		return "unknown", errors.New("the status list token has expired")
+	}
+	v, err := statusAt(c.StatusList.Lst, c.StatusList.Bits, idx)
+	if err != nil {
+		return "unknown", err
+	}
+	if n, ok := statusNames[v]; ok {
+		return n, nil
+	}
+	return "status-0x" + strconv.FormatInt(int64(v), 16), nil
+}
+
+// statusAt reads entry idx of a compressed list of bits-wide entries.
+func statusAt(lst string, bits int, idx int64) (int, error) {
+	if bits != 1 && bits != 2 && bits != 4 && bits != 8 {
+		return 0, fmt.Errorf("status_list.bits %d (want 1, 2, 4 or 8)", bits)
+	}
+	z, err := b64.DecodeString(lst)
+	if err != nil {
+		return 0, errors.New("status_list.lst is not base64url")
+	}
+	zr, err := zlib.NewReader(bytes.NewReader(z))
+	if err != nil {
+		return 0, errors.New("status_list.lst is not ZLIB data")
+	}
+	defer zr.Close()
+	list, err := io.ReadAll(io.LimitReader(zr, maxStatusList+1))
+	if err != nil {
+		return 0, errors.New("status_list.lst does not decompress")
+	}
+	if len(list) > maxStatusList {
+		return 0, fmt.Errorf("the status list is larger than %d bytes", maxStatusList)
+	}
+	bit := idx * int64(bits)
+	if bit/8 >= int64(len(list)) {
+		return 0, fmt.Errorf("idx %d is outside the status list", idx)
+	}
+	return int(list[bit/8]>>(bit%8)) & (1<<bits - 1), nil
+}
+
+// StatusList fetches the token at uri over HTTPS (HTTP only for a loopback host).
+func (h HTTPStatusLists) StatusList(ctx context.Context, uri string) ([]byte, error) {
+	u, err := url.Parse(uri)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && checkRedirect(uri) == nil)) {
+		return nil, fmt.Errorf("status list uri %q is not an https URL", uri)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/statuslist+jwt")
+	c := h.Client
+	if c == nil {
+		c = &http.Client{Timeout: statusTimeout}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	limit := h.MaxSize
+	if limit <= 0 {
+		limit = 1 << 20
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("the status list is larger than %d bytes", limit)
+	}
+	return bytes.TrimSpace(b), nil
+}

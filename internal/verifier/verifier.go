@@ -1,0 +1,260 @@
+// Package verifier is the platform's OpenID for Verifiable Presentations 1.0 verifier for
+// relying parties (with the HAIP 1.0 choices): a relying party asks, with a DCQL query, for
+// claims of a credential; Vula shows the wallet a signed request (JAR, x509_hash client id under
+// Vula's PKI), receives the wallet's response at its response URI (direct_post, or
+// direct_post.jwt encrypted to a key of the transaction), checks every presentation and keeps
+// the result for the relying party to fetch.
+//
+// The contract:
+//   - requests are signed only by the verifier key of the key layer (purpose verifier) with a
+//     valid, unrevoked verifier certificate under seal-ca, whose chain is in every request;
+//   - a transaction takes one response: the first one that reaches it decides the result, and
+//     every later one is refused; its nonce is its own, so a presentation made for another
+//     transaction or another verifier is refused;
+//   - a presentation is accepted only when the issuer's signature chains to a trust anchor,
+//     the disclosures match the issuer's digests, the key binding is by the credential's key,
+//     for this verifier, this nonce and recent, the credential is within its validity and its
+//     status list says valid; the relying party is given exactly the claims it asked for;
+//   - transactions and results live in the ephemeral store (any replica serves any step) and
+//     expire; only the client that made a transaction reads its result;
+//   - the audit log records each transaction made and each response accepted or refused, with
+//     the names of the claims, never their values.
+//
+// The service imports no other service: keys, certificates, status lists and the audit log
+// come through the small interfaces below.
+package verifier
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/audit"
+	"github.com/vula-eid/vula/internal/certs"
+	"github.com/vula-eid/vula/internal/store"
+)
+
+// Records is what the service reads from the durable store: its key and certificate.
+type Records interface {
+	store.KeyRecords
+	store.Certificates
+}
+
+// PKI is the part of the platform's CA the service uses.
+type PKI interface {
+	IssueLeaf(ctx context.Context, req certs.Request, keyURI string) (*x509.Certificate, error)
+	Chain(c *x509.Certificate) []*x509.Certificate
+}
+
+// Auditor records transactions and their results.
+type Auditor interface {
+	Append(ctx context.Context, ev audit.Event) (store.AuditRecord, error)
+}
+
+// StatusLists fetches status list tokens (IETF Token Status List) by their URI.
+type StatusLists interface {
+	// StatusList returns the token published at uri, as a JWT. It MUST NOT wait longer than ctx
+	// allows, and MUST bound what it reads.
+	StatusList(ctx context.Context, uri string) ([]byte, error)
+}
+
+var (
+	_ PKI         = (*certs.Authority)(nil)
+	_ Auditor     = (*audit.Log)(nil)
+	_ StatusLists = HTTPStatusLists{}
+)
+
+// Config is the verifier's setup.
+type Config struct {
+	// BaseURL is Vula's public base URL, no trailing slash: request and response URIs are under it.
+	BaseURL string
+	// Organization and Country name the verifier in its certificate.
+	Organization string
+	Country      string
+	// Algorithm of a new verifier key; EC-P256 when empty (HAIP: ES256).
+	Algorithm hsm.Algorithm
+	// TTL is how long a transaction waits for the wallet; 10 minutes when 0.
+	TTL time.Duration
+	// ResultTTL is how long a result is kept once it came; 10 minutes when 0.
+	ResultTTL time.Duration
+	// Freshness is how old (or how far ahead) a key binding's iat may be; 5 minutes when 0.
+	Freshness time.Duration
+	// Anchors are the trust anchors of credential issuers and status lists.
+	Anchors []*x509.Certificate
+}
+
+// Service verifies presentations for relying parties.
+type Service struct {
+	cfg     Config
+	keys    hsm.Manager // instrumented: every signature is in the audit log
+	pki     PKI
+	recs    Records
+	status  StatusLists
+	audit   Auditor
+	eph     store.Ephemeral
+	log     *slog.Logger
+	now     func() time.Time
+	anchors *x509.CertPool
+
+	mu     sync.Mutex
+	signer *verifierKey
+}
+
+// verifierKey is the request signing key and its certificate chain (leaf first, root left out).
+type verifierKey struct {
+	uri      string
+	signer   crypto.Signer
+	cert     *x509.Certificate
+	x5c      []string // standard base64 DER, as JOSE's x5c wants
+	clientID string   // x509_hash:<base64url SHA-256 of the leaf>
+}
+
+// New makes the service.
+func New(cfg Config, keys hsm.Manager, pki PKI, recs Records, status StatusLists, au Auditor, eph store.Ephemeral,
+	log *slog.Logger, now func() time.Time) *Service {
+	if cfg.Algorithm == "" {
+		cfg.Algorithm = hsm.ECP256
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = 10 * time.Minute
+	}
+	if cfg.ResultTTL <= 0 {
+		cfg.ResultTTL = 10 * time.Minute
+	}
+	if cfg.Freshness <= 0 {
+		cfg.Freshness = 5 * time.Minute
+	}
+	pool := x509.NewCertPool()
+	for _, c := range cfg.Anchors {
+		pool.AddCert(c)
+	}
+	return &Service{cfg: cfg, keys: keys, pki: pki, recs: recs, status: status, audit: au, eph: eph, log: log, now: now,
+		anchors: pool}
+}
+
+// ErrNoVerifierKey: there is no active verifier key with a valid certificate.
+var ErrNoVerifierKey = errors.New("verifier: no usable verifier key")
+
+// Provision makes sure the verifier has an active key with a valid certificate, making both
+// when there is none. serve calls it before the routes answer.
+func (s *Service) Provision(ctx context.Context) error {
+	_, err := s.key(ctx)
+	if !errors.Is(err, ErrNoVerifierKey) {
+		return err
+	}
+	now := s.now()
+	k, err := s.keys.CreateKey(ctx, hsm.KeySpec{Label: "verifier-" + now.UTC().Format("20060102-150405"), Algorithm: s.cfg.Algorithm,
+		Purpose: hsm.PurposeVerifier, Owner: "vula"})
+	if err != nil {
+		return err
+	}
+	pub, err := s.keys.PublicKey(ctx, k.URI)
+	if err == nil {
+		err = s.recs.PutKeyRecord(ctx, store.KeyRecord{URI: k.URI, Purpose: string(hsm.PurposeVerifier), Owner: "vula",
+			Algorithm: string(s.cfg.Algorithm), State: string(hsm.StateActive), Created: k.Created})
+	}
+	if err == nil {
+		_, err = s.pki.IssueLeaf(ctx, certs.Request{Profile: certs.Verifier,
+			Subject:   certs.LegalPersonName(s.cfg.Organization+" verifier", "VERIFIER", s.cfg.Country),
+			PublicKey: pub, NotBefore: now.Add(-time.Minute), NotAfter: now.AddDate(3, 0, 0)}, k.URI)
+	}
+	if err != nil {
+		if rerr := s.keys.Retire(context.WithoutCancel(ctx), k.URI); rerr != nil {
+			s.log.ErrorContext(ctx, "verifier: retiring the new key", "key", k.URI, "err", rerr)
+		}
+		return err
+	}
+	s.log.InfoContext(ctx, "verifier key made", "key", k.URI)
+	_, err = s.key(ctx)
+	return err
+}
+
+// key returns the verifier key. Its certificate's status is read from the store at every call,
+// so a revoked verifier certificate stops new requests on every replica.
+func (s *Service) key(ctx context.Context) (*verifierKey, error) {
+	now := s.now()
+	s.mu.Lock()
+	k := s.signer
+	s.mu.Unlock()
+	if k != nil {
+		rec, err := s.recs.Certificate(ctx, certs.NameSealCA, k.cert.SerialNumber.Text(16))
+		if err != nil {
+			return nil, err
+		}
+		if !rec.Revoked && now.Before(k.cert.NotAfter) {
+			return k, nil
+		}
+	}
+	keys, err := s.recs.KeyRecords(ctx)
+	if err != nil {
+		return nil, err
+	}
+	issued, err := s.recs.CertificatesByCA(ctx, certs.NameSealCA)
+	if err != nil {
+		return nil, err
+	}
+	var best *store.Certificate
+	for _, kr := range keys {
+		if kr.Purpose != string(hsm.PurposeVerifier) || kr.State != string(hsm.StateActive) {
+			continue
+		}
+		for i, rec := range issued {
+			if rec.KeyURI != kr.URI || rec.Profile != string(certs.Verifier) || rec.Revoked || !now.Before(rec.NotAfter) || now.Before(rec.NotBefore) {
+				continue
+			}
+			if best == nil || rec.NotBefore.After(best.NotBefore) {
+				best = &issued[i]
+			}
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("%w: no active verifier key with a valid verifier certificate", ErrNoVerifierKey)
+	}
+	cert, err := x509.ParseCertificate(best.DER)
+	if err != nil {
+		return nil, fmt.Errorf("verifier: certificate %s in the store: %w", best.Serial, err)
+	}
+	signer, err := s.keys.Signer(ctx, best.KeyURI, hsm.PurposeVerifier)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(cert.Raw)
+	k = &verifierKey{uri: best.KeyURI, signer: signer, cert: cert, clientID: "x509_hash:" + b64.EncodeToString(sum[:])}
+	for _, c := range append([]*x509.Certificate{cert}, s.pki.Chain(cert)...) {
+		// The root is the wallet's trust anchor: it is not sent.
+		if c != cert && c.IsCA && string(c.RawSubject) == string(c.RawIssuer) {
+			continue
+		}
+		k.x5c = append(k.x5c, base64.StdEncoding.EncodeToString(c.Raw))
+	}
+	s.mu.Lock()
+	s.signer = k
+	s.mu.Unlock()
+	return k, nil
+}
+
+// ClientID is the verifier's client identifier as wallets see it.
+func (s *Service) ClientID(ctx context.Context) (string, error) {
+	k, err := s.key(ctx)
+	if err != nil {
+		return "", err
+	}
+	return k.clientID, nil
+}
+
+// HTTPStatusLists fetches status lists of other issuers over HTTP(S), with a short timeout and
+// a bound on the size read.
+type HTTPStatusLists struct {
+	Client *http.Client
+	// MaxSize bounds a token; 1 MiB when 0.
+	MaxSize int64
+}
