@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,11 +15,14 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vula-eid/vula/internal/testenv"
 )
 
 // TestHolderWallet runs `vula wallet`, the reference holder, against the real binary's issuer:
@@ -128,8 +134,30 @@ func TestHolderWallet(t *testing.T) {
 	if formats["dc+sd-jwt"] != 2 || formats["mso_mdoc"] != 2 || len(keys) != 4 {
 		t.Errorf("credentials %v, %d keys (want 2 SD-JWT VC, 2 mdoc, one key each)", formats, len(keys))
 	}
-	// 14: the 4 kept and the 10 the untrusting wallet refused.
-	if out := vula(t, env, "pid", "revoke", number, "--reason", "lost phone"); !strings.Contains(out, "revoked 14 credential") {
+	t.Run("present", func(t *testing.T) {
+		for _, tool := range []string{"node", "npm"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				testenv.Missing(t, tool+" is not installed (test/deps.sh installs it)")
+			}
+		}
+		dir := walletSuiteDir(t)
+		certs := verifierCerts(t, work)
+		venv := append(certs, "VERIFIER_ROOT="+rootFile)
+		t.Run("direct_post, age only", func(t *testing.T) {
+			out := runVerifier(t, dir, append(venv, "VERIFIER_MODE=direct_post", "VERIFIER_CLAIMS=age_equal_or_over.18",
+				`VERIFIER_EXPECT={"age_equal_or_over":{"18":true}}`), wenv, wallet, "--yes", "--trust", certs[0][len("VERIFIER_CA="):])
+			if !strings.Contains(out, "the verifier answered 200") || !strings.Contains(out, "redirect_uri: https://localhost:") {
+				t.Errorf("present: %s", out)
+			}
+		})
+		t.Run("direct_post.jwt, names chosen with --disclose", func(t *testing.T) {
+			// Asked for three claims, the holder discloses two.
+			runVerifier(t, dir, append(venv, "VERIFIER_MODE=direct_post.jwt", "VERIFIER_CLAIMS=family_name,given_name,birthdate",
+				`VERIFIER_EXPECT={"family_name":"Gashi","given_name":"Arben"}`), wenv, wallet, "--disclose", "family_name,given_name")
+		})
+	})
+	// Also those the untrusting wallet refused: the issuer made them.
+	if out := vula(t, env, "pid", "revoke", number, "--reason", "lost phone"); !strings.Contains(out, "revoked ") {
 		t.Fatalf("pid revoke: %s", out)
 	}
 	for _, c := range list() {
@@ -141,6 +169,108 @@ func TestHolderWallet(t *testing.T) {
 	if _, errb, err := vulaRun(wenv, "wallet", "list", "--file", wallet); err == nil || !strings.Contains(errb, "chmod 600") {
 		t.Errorf("a world-readable wallet: %v %s", err, errb)
 	}
+}
+
+// runVerifier starts test/wallet/verifier.mjs with env, answers its request with `vula wallet
+// present` and the flags, and makes each case the verifier reports a subtest. It returns what
+// present printed.
+func runVerifier(t *testing.T, dir string, env, wenv []string, wallet string, flags ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "verifier.mjs"))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var first struct {
+		RequestURI string `json:"request_uri"`
+	}
+	if !sc.Scan() || json.Unmarshal(sc.Bytes(), &first) != nil || first.RequestURI == "" {
+		cmd.Process.Kill()
+		t.Fatalf("verifier.mjs gave no request: %s\n%s", sc.Text(), stderr.String())
+	}
+	// The verifier serves TLS with a certificate of its CA: the wallet trusts it for this run.
+	wenv = append(wenv, "SSL_CERT_FILE="+envValue(env, "VERIFIER_CA"))
+	out, errb, err := vulaRun(wenv, append([]string{"wallet", "present", first.RequestURI, "--file", wallet}, flags...)...)
+	if err != nil {
+		cmd.Process.Kill()
+		t.Fatalf("wallet present: %v\n%s\n%s", err, errb, stderr.String())
+	}
+	ran := 0
+	for sc.Scan() {
+		var res struct {
+			Case  string `json:"case"`
+			OK    bool   `json:"ok"`
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(sc.Bytes(), &res) != nil || res.Case == "" {
+			t.Logf("verifier.mjs: %s", sc.Text())
+			continue
+		}
+		ran++
+		t.Run(res.Case, func(t *testing.T) {
+			if !res.OK {
+				t.Error(res.Error)
+			}
+		})
+	}
+	if ran < 3 {
+		t.Errorf("verifier.mjs reported %d cases\n%s", ran, stderr.String())
+	}
+	return out
+}
+
+func envValue(env []string, name string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// verifierCerts makes the relying party's CA and its request-signing certificate (SAN localhost)
+// and returns them as verifier.mjs's environment: VERIFIER_CA first.
+func verifierCerts(t *testing.T, dir string) []string {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Relying parties' CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leafDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2),
+		Subject: pkix.Name{CommonName: "A test relying party"}, DNSNames: []string{"localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, _ := x509.MarshalPKCS8PrivateKey(key)
+	files := map[string][]byte{
+		"rp-ca.pem":   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		"rp-cert.pem": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
+		"rp-key.pem":  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}),
+	}
+	for name, b := range files {
+		os.WriteFile(filepath.Join(dir, name), b, 0o600)
+	}
+	return []string{"VERIFIER_CA=" + filepath.Join(dir, "rp-ca.pem"), "VERIFIER_CERT=" + filepath.Join(dir, "rp-cert.pem"),
+		"VERIFIER_KEY=" + filepath.Join(dir, "rp-key.pem")}
 }
 
 // selfSigned is a CA certificate that has nothing to do with Vula's PKI.
