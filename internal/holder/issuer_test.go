@@ -153,7 +153,10 @@ func fakeIssuer(t *testing.T, pki testPKI, tamper func(format, cred string) stri
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	iss := srv.URL
-	js := func(w http.ResponseWriter, v any) { w.Header().Set("Content-Type", "application/json"); json.NewEncoder(w).Encode(v) }
+	js := func(w http.ResponseWriter, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(v)
+	}
 	mux.HandleFunc("GET /.well-known/openid-credential-issuer", func(w http.ResponseWriter, r *http.Request) {
 		js(w, map[string]any{"credential_issuer": iss, "authorization_servers": []string{iss}, "credential_endpoint": iss + "/credential",
 			"nonce_endpoint": iss + "/nonce", "batch_credential_issuance": map[string]any{"batch_size": 2},
