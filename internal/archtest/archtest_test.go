@@ -7,7 +7,8 @@
 //  1. the key layer: hsm and its backends (hsm/...). It imports nothing of Vula's outside hsm/.
 //  2. storage, configuration and CMS encoding: internal/store/..., internal/config, internal/cms,
 //     internal/backup (the archive of the embedded default's files), internal/problem (the catalog
-//     of problem types).
+//     of problem types), internal/holder (the reference wallet: a client of OpenID4VCI and
+//     OpenID4VP that, placed here, can import nothing of the server).
 //  3. the HTTP edge the services share: internal/server (problems, request ids, limits),
 //     internal/upload (bounded request bodies) and internal/web (the page renderer);
 //     then, above it, internal/audit (the audit log, whose checkpoint and proofs it serves) and

@@ -55,7 +55,7 @@ func runLine(ctx context.Context, env Env, server *inServer) int {
 	pf.StringVar(&g.configPath, "config", "", "YAML configuration file")
 	pf.StringVar(&g.overrides.DataDir, "data-dir", "", "state directory (default ./var)")
 	pf.StringVar(&g.overrides.Listen, "listen", "", "listen address (default 127.0.0.1:8080)")
-	root.AddCommand(serveCmd(g), configCmd(g), keysCmd(g), pkiCmd(g), timestampCmd(g), auditCmd(g), clientsCmd(g), personsCmd(g), idpCmd(g), orgsCmd(g), pidCmd(g), sealCmd(g), renewCmd(g), verifyCmd(g), demoCmd(g), statusCmd(g), backupCmd(g), restoreCmd(g), versionCmd(g))
+	root.AddCommand(serveCmd(g), configCmd(g), keysCmd(g), pkiCmd(g), timestampCmd(g), auditCmd(g), clientsCmd(g), personsCmd(g), idpCmd(g), orgsCmd(g), pidCmd(g), sealCmd(g), renewCmd(g), verifyCmd(g), demoCmd(g), statusCmd(g), backupCmd(g), restoreCmd(g), walletCmd(g), versionCmd(g))
 	g.markRemote(root)
 	if server != nil {
 		// Only the commands that need the server's key layer run inside it: never serve,
