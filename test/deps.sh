@@ -19,6 +19,7 @@ declare -A need=(
   [pdftotext]=poppler-utils
   [gs]=ghostscript
   [qpdf]=qpdf
+  [zbarimg]=zbar-tools
   [certutil]=libnss3-tools
   [vfychain]=libnss3-tools
   [modutil]=libnss3-tools

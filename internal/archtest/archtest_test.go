@@ -18,7 +18,8 @@
 //     officials and seal's organizations), internal/tsa (timestamps), and one unit of
 //     internal/signing, its format packages (cades, pades, xades, asic) and internal/pdfsafe
 //     (their guard for untrusted PDFs, which returns signing's errors) and internal/trustlist
-//     (ETSI TS 119 612 trusted lists, signed as XAdES): the signature formats the services use.
+//     (ETSI TS 119 612 trusted lists, signed as XAdES): the signature formats the services use;
+//     and internal/letter (the activation letter's PDF, sealed through its own Sealer interface).
 //  5. the services: internal/idp, internal/csc, internal/seal, internal/portal,
 //     internal/validation (its format packages pades, cades, xmlsig, asic over
 //     internal/validation/core), internal/pid (the wallet issuer), internal/eid (the

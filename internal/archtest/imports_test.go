@@ -20,7 +20,7 @@ var layers = [][][]string{
 	{{"internal/store"}, {"internal/config"}, {"internal/cms"}, {"internal/backup"}, {"internal/problem"}, {"internal/sdjwt"}, {"internal/holder"}},
 	{{"internal/server"}, {"internal/upload"}, {"internal/web"}},
 	{{"internal/audit"}, {"internal/auth"}}, // over the edge: audit serves its proofs, auth answers refused tokens
-	{{"internal/certs"}, {"internal/tsa"}, {"internal/signing", "internal/pdfsafe", "internal/trustlist"}},
+	{{"internal/certs"}, {"internal/tsa"}, {"internal/signing", "internal/pdfsafe", "internal/trustlist"}, {"internal/letter"}},
 	{{"internal/idp"}, {"internal/csc"}, {"internal/seal"}, {"internal/portal"}, {"internal/validation"}, {"internal/pid"}, {"internal/eid"}, {"internal/verifier"}},
 	{{"internal/app"}},
 	{{"internal/cli"}},
@@ -195,6 +195,9 @@ func TestRules(t *testing.T) {
 		{"internal/validation/cades", "internal/cms", true},
 		{"internal/validation/core", "internal/idp", false},
 		{"internal/newthing", "internal/store", false},
+		{"internal/eid", "internal/letter", true},
+		{"internal/letter", "internal/seal", false},
+		{"internal/letter", "internal/signing", false},
 	} {
 		if got := violation(c.from, c.to) == ""; got != c.ok {
 			t.Errorf("%s -> %s: allowed %v, want %v (%s)", c.from, c.to, got, c.ok, violation(c.from, c.to))
