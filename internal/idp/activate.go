@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -75,12 +76,23 @@ func (a *Accounts) Activate(ctx context.Context, number, code, password, ip stri
 }
 
 type activateData struct {
-	Number, Error string
-	Done          bool
+	Number, Code, Error string
+	Done                bool
 }
 
+// activationCodeRe is what a printed activation code can look like (base32 in groups): the
+// page puts only such a ?code= into its form.
+var activationCodeRe = regexp.MustCompile(`^[A-Za-z2-7]{4}(-?[A-Za-z2-7]{4}){0,9}$`)
+
+// activatePage is the form. The letter's QR code opens it with ?code=: the code is put in the
+// form for the citizen to complete and send, never sent on its own (a code in an address may
+// have been read by someone else; the personal number and the new password are the citizen's).
 func (g *Pages) activatePage(w http.ResponseWriter, r *http.Request) {
-	g.web.Render(w, r, http.StatusOK, "activate", activateData{})
+	var data activateData
+	if c := r.URL.Query().Get("code"); activationCodeRe.MatchString(c) {
+		data.Code = strings.ToUpper(c)
+	}
+	g.web.Render(w, r, http.StatusOK, "activate", data)
 }
 
 func (g *Pages) activate(w http.ResponseWriter, r *http.Request) {

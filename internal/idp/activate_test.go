@@ -43,6 +43,16 @@ func TestActivation(t *testing.T) {
 	if r := b.Get("/activate"); r.Status != http.StatusOK || !strings.Contains(r.Body, `name="code"`) {
 		t.Fatalf("activation page: %d", r.Status)
 	}
+	// The letter's QR code opens the page with the code, which goes into the form, and only
+	// there: nothing is activated by the address alone; what is not a code is left out.
+	if r := b.Get("/activate?code=" + strings.ToLower(code) + "&lang=sq"); r.Status != http.StatusOK ||
+		!strings.Contains(r.Body, `value="`+code+`"`) || strings.Contains(r.Body, `id="activated"`) {
+		t.Fatalf("the activation page with ?code=: %d\n%s", r.Status, r.Body)
+	}
+	if r := b.Get("/activate?code=%22%3E%3Cscript%3E"); r.Status != http.StatusOK || strings.Contains(r.Body, "script&gt;") ||
+		!strings.Contains(r.Body, `name="code" value=""`) {
+		t.Fatalf("the activation page with a ?code= that is no code: %d\n%s", r.Status, r.Body)
+	}
 	if r := activate("1000000001", code, "short"); r.Status != http.StatusBadRequest {
 		t.Errorf("short password: %d", r.Status)
 	}
