@@ -111,8 +111,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("http.spool_dir: %w", err)
 	}
-	clockCfg := tsa.ClockConfig{RequireSync: cfg.TSA.RequireSync || !cfg.Dev, NTP: cfg.TSA.NTPServers,
-		MaxOffset: time.Duration(cfg.TSA.NTPMaxOffset), Interval: time.Duration(cfg.TSA.NTPInterval)}
+	clockCfg := clockConfig(cfg)
 	if !clockCfg.RequireSync {
 		log.Warn("dev mode: the TSA does not require a synchronised clock")
 	}
@@ -278,4 +277,11 @@ func closeLogged(log *slog.Logger, what string, close func() error) {
 	if err := close(); err != nil {
 		log.Warn("closing the "+what, "err", err)
 	}
+}
+
+// clockConfig is how the TSA's clock is checked: the kernel's word outside dev mode, and the
+// configured NTP servers.
+func clockConfig(cfg config.Config) tsa.ClockConfig {
+	return tsa.ClockConfig{RequireSync: cfg.TSA.RequireSync || !cfg.Dev, NTP: cfg.TSA.NTPServers,
+		MaxOffset: time.Duration(cfg.TSA.NTPMaxOffset), Interval: time.Duration(cfg.TSA.NTPInterval)}
 }

@@ -3,11 +3,14 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
+	"slices"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vula-eid/vula/internal/app"
 	"github.com/vula-eid/vula/internal/eid"
+	"github.com/vula-eid/vula/internal/letter"
 	"github.com/vula-eid/vula/internal/store"
 )
 
@@ -24,24 +27,49 @@ func registrarOf(ctx context.Context, db store.Persons, id string) (string, erro
 }
 
 // registerCmd is `vula persons register`: the registration desk's registration, for a
-// registrar at the command line until the desk's pages are there. It prints the activation code.
+// registrar at the command line until the desk's pages are there. It prints the activation
+// code and, with --letter, writes the sealed activation letter.
 func registerCmd(g *globals) *cobra.Command {
 	var in eid.Registration
-	var registrar string
+	var registrar, letterFile, lang string
 	cmd := &cobra.Command{
-		Use:   "register PERSONAL_NUMBER --registrar REGISTRAR ...",
+		Use:   "register PERSONAL_NUMBER --registrar REGISTRAR ... [--letter FILE.pdf]",
 		Short: "Register a person proofed in person at high (ID document checked) and print their activation letter's code",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in.PersonalNumber = args[0]
+			if letterFile != "" && !slices.Contains(letter.Languages, lang) {
+				return fmt.Errorf("--lang %q: want sq, sr or en", lang)
+			}
 			return g.withParts(cmd, func(ctx context.Context, parts *app.Parts) error {
 				reg, err := registrarOf(ctx, parts.DB, registrar)
 				if err != nil {
 					return err
 				}
+				var printer *app.LetterPrinter
+				if letterFile != "" {
+					// Checked first: a code is not issued for a letter that cannot be sealed.
+					if printer, err = parts.Letters(ctx); err != nil {
+						return err
+					}
+					if _, err := printer.Agency(ctx); err != nil {
+						return err
+					}
+				}
 				l, err := parts.Desk().Register(ctx, reg, in)
 				if err != nil {
 					return err
+				}
+				if printer != nil {
+					pdf, err := printer.Print(ctx, letter.Data{GivenName: l.Person.GivenName, FamilyName: l.Person.FamilyName,
+						PersonalNumber: l.Person.PersonalNumber, Code: l.Code, Expires: l.Expires}, lang)
+					if err != nil {
+						return fmt.Errorf("person %s registered, but the letter: %w (a reset gives a new one)", l.Person.PersonalNumber, err)
+					}
+					// The letter holds a secret until it is used: readable by its owner only.
+					if err := os.WriteFile(g.path(letterFile), pdf, 0o600); err != nil {
+						return err
+					}
 				}
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "person %s (%s)\nactivation code %s\nvalid until %s\n",
 					l.Person.PersonalNumber, l.Person.SubjectID, l.Code, l.Expires.Format("2006-01-02 15:04 MST"))
@@ -50,6 +78,8 @@ func registerCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&letterFile, "letter", "", "write the activation letter, sealed with the agency's seal (seal.agency) at PAdES B-LT, to this PDF file")
+	f.StringVar(&lang, "lang", "sq", "the letter's language: sq, sr or en")
 	f.StringVar(&registrar, "registrar", "", "the registrar's personal number or subject id (a person with --role registrar)")
 	f.StringVar(&in.GivenName, "given-name", "", "given name, as on the ID document")
 	f.StringVar(&in.FamilyName, "family-name", "", "family name, as on the ID document")

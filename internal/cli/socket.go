@@ -92,6 +92,7 @@ var remoteCommands = map[string]func(cmd *cobra.Command) bool{
 	"orgs create": nil, "orgs list": nil, "orgs show": nil,
 	"pid revoke":                nil,
 	"persons issue-signing-key": nil,
+	"persons register":          nil, // audited, and with --letter sealed
 	"persons renew-signing-key": nil,
 	"idp rotate-key":            nil,
 	"audit key":                 nil,

@@ -164,6 +164,10 @@ type Seal struct {
 	Years int `yaml:"years" json:"years"`
 	// MaxSize bounds a document, in bytes; larger ones get 413.
 	MaxSize int64 `yaml:"max_size" json:"max_size"`
+	// Agency is the organization (an id given to vula orgs create) whose seal seals what the
+	// platform issues itself: the eID activation letters, at PAdES B-LT. Its name is the
+	// letters' sender. Empty: no letter can be printed.
+	Agency string `yaml:"agency" json:"agency"`
 }
 
 // Wallet configures the digital-wallet services: the PID issuer (OpenID4VCI) and its status lists.
