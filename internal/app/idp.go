@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -27,35 +28,89 @@ func idpConfig(cfg config.Config, sealer *store.SeedSealer) idp.Config {
 		RefreshTokenTTL: time.Duration(cfg.IdP.RefreshTokenTTL), Secrets: sealer}
 }
 
-// enablePasskeys turns passkeys on with the attestation trust anchors of
-// idp.passkey_trust_roots. WebAuthn needs a domain name: a base URL on an IP address has none
-// and the platform runs without passkeys.
+// enablePasskeys turns passkeys on with the attestation trust lists: the anchors of
+// idp.passkey_trust_roots and the FIDO MDS3 BLOB of idp.passkey_mds3_file, read now and only
+// now (a new BLOB takes a restart). A BLOB that does not verify under idp.passkey_mds3_root
+// stops the start; one out of date is a warning, and no passkey counts as high through it.
+// WebAuthn needs a domain name: a base URL on an IP address has none and the platform runs
+// without passkeys.
 func enablePasskeys(pages *idp.Pages, cfg config.Config, log *slog.Logger) error {
 	var t idp.PasskeyTrust
 	for _, f := range cfg.IdP.PasskeyTrustRoots {
-		b, err := os.ReadFile(f)
+		certs, err := readCertificates("idp.passkey_trust_roots", f)
 		if err != nil {
-			return fmt.Errorf("idp.passkey_trust_roots: %w", err)
+			return err
 		}
-		n := len(t.Anchors)
-		for blk, rest := pem.Decode(b); blk != nil; blk, rest = pem.Decode(rest) {
-			if blk.Type != "CERTIFICATE" {
-				continue
-			}
-			c, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return fmt.Errorf("idp.passkey_trust_roots: %s: %w", f, err)
-			}
-			t.Anchors = append(t.Anchors, c)
+		t.Anchors = append(t.Anchors, certs...)
+	}
+	if f := cfg.IdP.PasskeyMDS3File; f != "" {
+		roots, err := readCertificates("idp.passkey_mds3_root", cfg.IdP.PasskeyMDS3Root)
+		if err != nil {
+			return err
 		}
-		if len(t.Anchors) == n {
-			return fmt.Errorf("idp.passkey_trust_roots: %s holds no PEM certificate", f)
+		blob, err := readBounded(f, idp.MaxMDS3Size)
+		if err != nil {
+			return fmt.Errorf("idp.passkey_mds3_file: %w", err)
+		}
+		now := time.Now()
+		m, err := idp.ParseMDS3(blob, roots, now)
+		if err != nil {
+			return fmt.Errorf("idp.passkey_mds3_file: %s: %w", f, err)
+		}
+		if m.Expired(now) {
+			log.Warn("idp.passkey_mds3_file is out of date: no passkey counts as high through it; put a current blob there and restart",
+				"file", f, "number", m.Number, "next_update", m.NextUpdate.Format(time.DateOnly))
+		} else {
+			log.Info("passkey trust: FIDO MDS3 blob", "file", f, "number", m.Number, "entries", m.Len(),
+				"next_update", m.NextUpdate.Format(time.DateOnly))
+			t.MDS3 = m
 		}
 	}
 	if err := pages.EnablePasskeys(t); err != nil {
 		log.Warn("passkeys off", "err", err)
 	}
 	return nil
+}
+
+// readCertificates reads the PEM certificates of file, the value of field; a file with none is
+// an error.
+func readCertificates(field, file string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	var out []*x509.Certificate
+	for blk, rest := pem.Decode(b); blk != nil; blk, rest = pem.Decode(rest) {
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", field, file, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: %s holds no PEM certificate", field, file)
+	}
+	return out, nil
+}
+
+// readBounded reads file, refusing one above limit bytes.
+func readBounded(file string, limit int64) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }() // read only
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", file, limit)
+	}
+	return b, nil
 }
 
 // NewProvider is the OpenID provider on the configuration (its pages and routes are the

@@ -211,6 +211,14 @@ type IdP struct {
 	// attestation chains to one of them counts as LoA high; any other passkey as substantial.
 	// Read at start, never fetched.
 	PasskeyTrustRoots []string `yaml:"passkey_trust_roots" json:"passkey_trust_roots"`
+	// PasskeyMDS3File is a FIDO Metadata Service v3 BLOB (the JWS file as the FIDO Alliance
+	// publishes it), read at start, never fetched: a device-bound passkey of a model it lists,
+	// not compromised or revoked, whose attestation chains to the model's attestation roots
+	// counts as high. Out of date (past its nextUpdate): a warning, and it vouches for nothing.
+	PasskeyMDS3File string `yaml:"passkey_mds3_file" json:"passkey_mds3_file"`
+	// PasskeyMDS3Root is a PEM file of the roots the BLOB's signing chain must reach (for the
+	// FIDO Alliance's BLOB, GlobalSign Root CA - R3). Required with PasskeyMDS3File.
+	PasskeyMDS3Root string `yaml:"passkey_mds3_root" json:"passkey_mds3_root"`
 	// Card is the ID card login (a TLS client certificate); off unless Listen is set.
 	Card Card `yaml:"card" json:"card"`
 }
@@ -695,6 +703,9 @@ func (c Config) Validate() error {
 	}
 	if c.Seal.MaxSize < 1 {
 		return bad("seal.max_size", "want a positive number of bytes, got %d", c.Seal.MaxSize)
+	}
+	if c.IdP.PasskeyMDS3File != "" && c.IdP.PasskeyMDS3Root == "" {
+		return bad("idp.passkey_mds3_root", "must name the PEM file of the roots the MDS3 blob is signed under")
 	}
 	switch c.Wallet.LoA {
 	case "low", "substantial", "high":

@@ -46,6 +46,10 @@ type PasskeyTrust struct {
 	// FIDO metadata may list it, matched by name and public key (RFC 5280 §6.1.1 d: a trust
 	// anchor is a name and a key). An attestation matching none counts as substantial.
 	Anchors []*x509.Certificate
+	// MDS3 is a verified FIDO MDS3 BLOB (ParseMDS3), nil when none is configured. A model it
+	// lists counts as high only as its statement says (its attestation roots, no compromised or
+	// revoked status), whatever Anchors hold; an out-of-date BLOB vouches for nothing.
+	MDS3 *MDS3
 }
 
 // passkeys is the WebAuthn relying party.
@@ -335,7 +339,7 @@ func (g *Pages) passkeyEnrolFinish(w http.ResponseWriter, r *http.Request) {
 		g.jsonError(w, r, http.StatusBadRequest, "passkey.bad")
 		return
 	}
-	level, why := g.passkeys.level(cred, parsed)
+	level, why := g.passkeys.level(cred, parsed, g.p.now())
 	g.p.log.InfoContext(ctx, "passkey enrolled", "level", level, "why", why, "format", cred.AttestationFormat)
 	record, _ := json.Marshal(cred)
 	now := g.p.now().UTC()
@@ -351,12 +355,16 @@ func (g *Pages) passkeyEnrolFinish(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"level": level, "redirect": "/account/passkeys?done=added"})
 }
 
-// level is the level of assurance a new passkey reaches, and why (for the log).
-func (pk *passkeys) level(c *webauthn.Credential, parsed *protocol.ParsedCredentialCreationData) (string, string) {
+// level is the level of assurance a new passkey reaches at now, and why (for the log).
+func (pk *passkeys) level(c *webauthn.Credential, parsed *protocol.ParsedCredentialCreationData, now time.Time) (string, string) {
 	if c.Flags.BackupEligible {
 		return LoASubstantial, "synced (backup eligible)" // as safe as the account it syncs through
 	}
-	if len(pk.trust.Anchors) == 0 {
+	mds := pk.trust.MDS3
+	if mds != nil && mds.Expired(now) {
+		mds = nil // out of date: treated as no list (the start's warning said so)
+	}
+	if len(pk.trust.Anchors) == 0 && mds == nil {
 		return LoASubstantial, "no attestation trust list"
 	}
 	x5c, ok := parsed.Response.AttestationObject.AttStatement["x5c"].([]any)
@@ -376,24 +384,21 @@ func (pk *passkeys) level(c *webauthn.Credential, parsed *protocol.ParsedCredent
 		chain = append(chain, cert)
 	}
 	// The library has checked the attestation signature with the first certificate.
-	for _, a := range pk.trust.Anchors {
-		if bytes.Equal(a.RawSubject, chain[0].RawSubject) && bytes.Equal(a.RawSubjectPublicKeyInfo, chain[0].RawSubjectPublicKeyInfo) {
-			return LoAHigh, "device-bound, attestation certificate listed"
+	if mds != nil {
+		listed, ok, why := mds.vouch(c.Authenticator.AAGUID, chain, now)
+		if ok {
+			return LoAHigh, why
+		}
+		if listed {
+			// The BLOB knows the model and does not vouch for this attestation (a revoked
+			// model, or a chain not to its roots): no other list raises it.
+			return LoASubstantial, why
 		}
 	}
-	roots, inter := x509.NewCertPool(), x509.NewCertPool()
-	for _, a := range pk.trust.Anchors {
-		roots.AddCert(a)
+	if chainsTo(chain, pk.trust.Anchors, now) {
+		return LoAHigh, "device-bound, attestation chains to the trust list"
 	}
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
-	}
-	// Attestation certificates carry no particular extended key usage.
-	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		return LoASubstantial, "attestation not from a listed authenticator: " + err.Error()
-	}
-	return LoAHigh, "device-bound, attestation chains to the trust list"
+	return LoASubstantial, "attestation not from a listed authenticator"
 }
 
 // recordPasskey audits a change to a person's passkeys (best effort beyond the log line: the
