@@ -37,10 +37,17 @@ func virtualAuthenticator(backupEligible bool) chromedp.Action[chromedp.Void] {
 	})
 }
 
-// attestationRoot has Chromium's virtual authenticator make a credential with direct
-// attestation on a scratch page and returns the top certificate of its attestation chain, as
+// attestationRoot is the top certificate of the virtual authenticator's attestation chain, as
 // an operator would take it from the vendor: the trust list the platform is then given.
 func attestationRoot(t *testing.T, alloc context.Context) []byte {
+	top, _ := virtualAttestation(t, alloc)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: top})
+}
+
+// virtualAttestation has Chromium's virtual authenticator make a credential with direct
+// attestation on a scratch page and returns the top certificate of its attestation chain (DER)
+// and the authenticator's AAGUID (8-4-4-4-12 hex): what a FIDO MDS3 entry for it would list.
+func virtualAttestation(t *testing.T, alloc context.Context) ([]byte, string) {
 	scratch := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		fmt.Fprint(w, "<!doctype html><title>scratch</title>")
@@ -63,8 +70,9 @@ func attestationRoot(t *testing.T, alloc context.Context) []byte {
 	}
 	raw, _ := base64.StdEncoding.DecodeString(b64)
 	var att struct {
-		Fmt     string         `cbor:"fmt"`
-		AttStmt map[string]any `cbor:"attStmt"`
+		Fmt      string         `cbor:"fmt"`
+		AttStmt  map[string]any `cbor:"attStmt"`
+		AuthData []byte         `cbor:"authData"`
 	}
 	if err := cbor.Unmarshal(raw, &att); err != nil {
 		t.Fatal(err)
@@ -74,7 +82,12 @@ func attestationRoot(t *testing.T, alloc context.Context) []byte {
 		t.Fatalf("the virtual authenticator's %s attestation has no certificate chain", att.Fmt)
 	}
 	top, _ := x5c[len(x5c)-1].([]byte)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: top})
+	// authData: the RP ID hash (32), flags (1), the sign count (4), then the AAGUID (16).
+	if len(att.AuthData) < 53 {
+		t.Fatalf("authData of %d bytes has no attested credential data", len(att.AuthData))
+	}
+	g := att.AuthData[37:53]
+	return top, fmt.Sprintf("%x-%x-%x-%x-%x", g[0:4], g[4:6], g[6:8], g[8:10], g[10:16])
 }
 
 // TestBrowserPasskeys has Chromium, with a virtual authenticator, enrol passkeys and log in
