@@ -7,8 +7,9 @@
 //  1. the key layer: hsm and its backends (hsm/...). It imports nothing of Vula's outside hsm/.
 //  2. storage, configuration and CMS encoding: internal/store/..., internal/config, internal/cms,
 //     internal/backup (the archive of the embedded default's files), internal/problem (the catalog
-//     of problem types), internal/holder (the reference wallet: a client of OpenID4VCI and
-//     OpenID4VP that, placed here, can import nothing of the server).
+//     of problem types), internal/sdjwt (reading SD-JWTs, RFC 9901), internal/holder (the
+//     reference wallet: a client of OpenID4VCI and OpenID4VP that, placed here, can import
+//     nothing of the server).
 //  3. the HTTP edge the services share: internal/server (problems, request ids, limits),
 //     internal/upload (bounded request bodies) and internal/web (the page renderer);
 //     then, above it, internal/audit (the audit log, whose checkpoint and proofs it serves) and
@@ -23,7 +24,8 @@
 //  5. the services: internal/idp, internal/csc, internal/seal, internal/portal,
 //     internal/validation (its format packages pades, cades, xmlsig, asic over
 //     internal/validation/core), internal/pid (the wallet issuer), internal/eid (the
-//     registration desk), each a unit with its sub-packages.
+//     registration desk), internal/verifier (the OpenID4VP verifier for relying parties), each a
+//     unit with its sub-packages.
 //  6. the composition root, internal/app: the one place services are built and wired together;
 //  7. the command line, internal/cli; 8. the command, cmd/vula.
 //

@@ -171,6 +171,10 @@ func decryptResponse(s string, tx transaction) ([]byte, error) {
 	return plain, nil
 }
 
+// maxMultiple bounds the presentations for one credential query that asks for multiple: each
+// costs some signature checks.
+const maxMultiple = 8
+
 // maxResponse bounds a response's form value (the handler bounds the body as a whole).
 const maxResponse = 512 << 10
 
@@ -205,6 +209,9 @@ func (s *Service) evaluate(ctx context.Context, tx transaction, params map[strin
 		}
 		if len(token[id]) > 1 && !q.Multiple {
 			return refuse("vp_token has %d presentations for %q, which asks for one", len(token[id]), id)
+		}
+		if len(token[id]) > maxMultiple {
+			return refuse("vp_token has %d presentations for %q, at most %d are taken", len(token[id]), id, maxMultiple)
 		}
 		for _, p := range token[id] {
 			cr := s.verifySDJWT(ctx, tx, q, p, now)

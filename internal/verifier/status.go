@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/zlib"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,13 +50,49 @@ func (s *Service) checkStatus(ctx context.Context, claims map[string]any, now ti
 	if err != nil {
 		return "unknown", fmt.Errorf("fetching the status list %s: %w", uri, err)
 	}
+	l, err := s.readList(tok, uri, now)
+	if err != nil {
+		return "unknown", err
+	}
+	v, err := l.at(idx)
+	if err != nil {
+		return "unknown", err
+	}
+	if n, ok := statusNames[v]; ok {
+		return n, nil
+	}
+	return "status-0x" + strconv.FormatInt(int64(v), 16), nil
+}
+
+// statusList is a verified, decompressed status list.
+type statusList struct {
+	uri     string
+	bits    int
+	list    []byte
+	expires time.Time // zero when the token has no exp
+}
+
+// maxCachedLists bounds the cache of verified lists; it is emptied when full.
+const maxCachedLists = 64
+
+// readList verifies a status list token (signer's chain to a trust anchor, signature, sub,
+// exp) and decompresses its list. A token seen before is taken from the cache: a list is
+// signed once per issuer's ttl and read by every presentation of its credentials.
+func (s *Service) readList(tok []byte, uri string, now time.Time) (*statusList, error) {
+	key := sha256.Sum256(tok)
+	s.mu.Lock()
+	l := s.lists[key]
+	s.mu.Unlock()
+	if l != nil && l.uri == uri && (l.expires.IsZero() || now.Before(l.expires)) {
+		return l, nil
+	}
 	leaf, err := s.issuerCert(string(tok), now)
 	if err != nil {
-		return "unknown", fmt.Errorf("the status list's signer: %w", err)
+		return nil, fmt.Errorf("the status list's signer: %w", err)
 	}
 	_, payload, err := verifyJWS(string(tok), "statuslist+jwt", leaf.PublicKey)
 	if err != nil {
-		return "unknown", fmt.Errorf("the status list token: %w", err)
+		return nil, fmt.Errorf("the status list token: %w", err)
 	}
 	var c struct {
 		Sub        string `json:"sub"`
@@ -66,50 +103,70 @@ func (s *Service) checkStatus(ctx context.Context, claims map[string]any, now ti
 		} `json:"status_list"`
 	}
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return "unknown", errors.New("the status list token's claims are malformed")
+		return nil, errors.New("the status list token's claims are malformed")
 	}
 	if c.Sub != uri {
-		return "unknown", fmt.Errorf("the status list token is for %q, not %q", c.Sub, uri)
+		return nil, fmt.Errorf("the status list token is for %q, not %q", c.Sub, uri)
 	}
-	if c.Exp != 0 && !now.Before(time.Unix(c.Exp, 0)) {
-		return "unknown", errors.New("the status list token has expired")
+	l = &statusList{uri: uri, bits: c.StatusList.Bits}
+	if c.Exp != 0 {
+		l.expires = time.Unix(c.Exp, 0)
+		if !now.Before(l.expires) {
+			return nil, errors.New("the status list token has expired")
+		}
 	}
-	v, err := statusAt(c.StatusList.Lst, c.StatusList.Bits, idx)
-	if err != nil {
-		return "unknown", err
+	if l.list, err = decompressList(c.StatusList.Lst, c.StatusList.Bits); err != nil {
+		return nil, err
 	}
-	if n, ok := statusNames[v]; ok {
-		return n, nil
+	s.mu.Lock()
+	if len(s.lists) >= maxCachedLists {
+		clear(s.lists)
 	}
-	return "status-0x" + strconv.FormatInt(int64(v), 16), nil
+	s.lists[key] = l
+	s.mu.Unlock()
+	return l, nil
 }
 
-// statusAt reads entry idx of a compressed list of bits-wide entries.
-func statusAt(lst string, bits int, idx int64) (int, error) {
+// decompressList checks bits and decompresses lst, bounded.
+func decompressList(lst string, bits int) ([]byte, error) {
 	if bits != 1 && bits != 2 && bits != 4 && bits != 8 {
-		return 0, fmt.Errorf("status_list.bits %d (want 1, 2, 4 or 8)", bits)
+		return nil, fmt.Errorf("status_list.bits %d (want 1, 2, 4 or 8)", bits)
 	}
 	z, err := b64.DecodeString(lst)
 	if err != nil {
-		return 0, errors.New("status_list.lst is not base64url")
+		return nil, errors.New("status_list.lst is not base64url")
 	}
 	zr, err := zlib.NewReader(bytes.NewReader(z))
 	if err != nil {
-		return 0, errors.New("status_list.lst is not ZLIB data")
+		return nil, errors.New("status_list.lst is not ZLIB data")
 	}
 	defer zr.Close()
 	list, err := io.ReadAll(io.LimitReader(zr, maxStatusList+1))
 	if err != nil {
-		return 0, errors.New("status_list.lst does not decompress")
+		return nil, errors.New("status_list.lst does not decompress")
 	}
 	if len(list) > maxStatusList {
-		return 0, fmt.Errorf("the status list is larger than %d bytes", maxStatusList)
+		return nil, fmt.Errorf("the status list is larger than %d bytes", maxStatusList)
 	}
-	bit := idx * int64(bits)
-	if bit/8 >= int64(len(list)) {
+	return list, nil
+}
+
+// at is entry idx of the list.
+func (l *statusList) at(idx int64) (int, error) {
+	bit := idx * int64(l.bits)
+	if idx < 0 || bit/8 >= int64(len(l.list)) {
 		return 0, fmt.Errorf("idx %d is outside the status list", idx)
 	}
-	return int(list[bit/8]>>(bit%8)) & (1<<bits - 1), nil
+	return int(l.list[bit/8]>>(bit%8)) & (1<<l.bits - 1), nil
+}
+
+// statusAt reads entry idx of a compressed list of bits-wide entries.
+func statusAt(lst string, bits int, idx int64) (int, error) {
+	list, err := decompressList(lst, bits)
+	if err != nil {
+		return 0, err
+	}
+	return (&statusList{bits: bits, list: list}).at(idx)
 }
 
 // StatusList fetches the token at uri over HTTPS (HTTP only for a loopback host).

@@ -107,6 +107,7 @@ type Service struct {
 
 	mu     sync.Mutex
 	signer *verifierKey
+	lists  map[[32]byte]*statusList // verified status lists, by the token's digest
 }
 
 // verifierKey is the request signing key and its certificate chain (leaf first, root left out).
@@ -138,7 +139,7 @@ func New(cfg Config, keys hsm.Manager, pki PKI, recs Records, status StatusLists
 		pool.AddCert(c)
 	}
 	return &Service{cfg: cfg, keys: keys, pki: pki, recs: recs, status: status, audit: au, eph: eph, log: log, now: now,
-		anchors: pool}
+		anchors: pool, lists: map[[32]byte]*statusList{}}
 }
 
 // ErrNoVerifierKey: there is no active verifier key with a valid certificate.

@@ -231,6 +231,16 @@ func TestPresentationRefused(t *testing.T) {
 			}
 		})
 	}
+	t.Run("the person declines: the wallet's error response is taken, the result says so", func(t *testing.T) {
+		r := ask(t, s, "rp-1", DirectPost, pidQuery)
+		ans, err := s.Respond(context.Background(), r.id, url.Values{"error": {"access_denied"}, "state": {r.state}}, "")
+		if err != nil || !strings.Contains(ans.RedirectURI, "state=rp-state") {
+			t.Fatalf("answer %+v, %v", ans, err)
+		}
+		if res, _ := s.Result(context.Background(), r.id, "rp-1"); res.Status != Refused || !strings.Contains(res.Reason, "access_denied") {
+			t.Fatalf("result %+v", res)
+		}
+	})
 	t.Run("a response with a stranger's state leaves the transaction pending", func(t *testing.T) {
 		r := ask(t, s, "rp-1", DirectPost, pidQuery)
 		good := r
