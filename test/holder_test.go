@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -40,6 +41,14 @@ func TestHolderWallet(t *testing.T) {
 	const number = "5566778899"
 	vula(t, append(env, "CITIZEN_PW=a long and secret passphrase"), "persons", "create", number, "--given-name", "Arben",
 		"--family-name", "Gashi", "--birthdate", "1990-04-17", "--password-env", "CITIZEN_PW")
+	// A relying party of Vula's verifier.
+	var rp struct {
+		Secret string `json:"client_secret"`
+	}
+	if err := json.Unmarshal([]byte(vula(t, env, "clients", "create", "shop", "--grant-type", "client_credentials", "--scope", "verify",
+		"-o", "json")), &rp); err != nil || rp.Secret == "" {
+		t.Fatalf("clients create: %v %+v", err, rp)
+	}
 	srv := startReplicaAt(t, addr, data, env)
 	srv.ready(t, http.StatusOK)
 
@@ -156,6 +165,73 @@ func TestHolderWallet(t *testing.T) {
 				`VERIFIER_EXPECT={"family_name":"Gashi","given_name":"Arben"}`), wenv, wallet, "--disclose", "family_name,given_name")
 		})
 	})
+	t.Run("present to Vula's verifier", func(t *testing.T) {
+		tok := rpToken(t, issuer, "shop", rp.Secret)
+		for _, tc := range []struct {
+			mode  string
+			ask   [][]any
+			flags []string
+			want  map[string]any
+		}{
+			{"direct_post", [][]any{{"family_name"}, {"birthdate"}}, []string{"--yes"}, map[string]any{"family_name": "Gashi", "birthdate": "1990-04-17"}},
+			{"direct_post.jwt", [][]any{{"age_equal_or_over", "18"}}, []string{"--disclose", "age_equal_or_over.18"}, map[string]any{"age_equal_or_over.18": true}},
+		} {
+			t.Run(tc.mode, func(t *testing.T) {
+				claims := []any{}
+				for _, p := range tc.ask {
+					claims = append(claims, map[string]any{"path": p})
+				}
+				body, _ := json.Marshal(map[string]any{"response_mode": tc.mode, "dcql_query": map[string]any{"credentials": []any{
+					map[string]any{"id": "pid", "format": "dc+sd-jwt", "meta": map[string]any{"vct_values": []string{"urn:eudi:pid:1"}}, "claims": claims}}}})
+				req, _ := http.NewRequest(http.MethodPost, issuer+"/api/v1/presentations", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+tok)
+				req.Header.Set("Content-Type", "application/json")
+				var created struct {
+					DeepLink  string `json:"deep_link"`
+					ResultURI string `json:"result_uri"`
+				}
+				holderJSON(t, req, http.StatusCreated, &created)
+				out := vula(t, wenv, append([]string{"wallet", "present", created.DeepLink, "--file", wallet}, tc.flags...)...)
+				if !strings.Contains(out, "the verifier answered 200") {
+					t.Errorf("present: %s", out)
+				}
+				req, _ = http.NewRequest(http.MethodGet, created.ResultURI, nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				var res struct {
+					Status      string `json:"status"`
+					Reason      string `json:"reason"`
+					Credentials []struct {
+						Trust      string `json:"trust"`
+						Status     string `json:"status"`
+						KeyBinding string `json:"key_binding"`
+						Claims     []struct {
+							Path  []any `json:"path"`
+							Value any   `json:"value"`
+						} `json:"claims"`
+					} `json:"credentials"`
+				}
+				holderJSON(t, req, http.StatusOK, &res)
+				if res.Status != "accepted" || len(res.Credentials) != 1 {
+					t.Fatalf("result: %+v", res)
+				}
+				c := res.Credentials[0]
+				if c.Trust != "trusted" || c.Status != "valid" || c.KeyBinding != "ok" {
+					t.Errorf("result: %+v", c)
+				}
+				got := map[string]any{}
+				for _, cl := range c.Claims {
+					parts := make([]string, len(cl.Path))
+					for i, p := range cl.Path {
+						parts[i] = fmt.Sprint(p)
+					}
+					got[strings.Join(parts, ".")] = cl.Value
+				}
+				if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+					t.Errorf("disclosed %v, want only %v", got, tc.want)
+				}
+			})
+		}
+	})
 	// Also those the untrusting wallet refused: the issuer made them.
 	if out := vula(t, env, "pid", "revoke", number, "--reason", "lost phone"); !strings.Contains(out, "revoked ") {
 		t.Fatalf("pid revoke: %s", out)
@@ -229,6 +305,33 @@ func runVerifier(t *testing.T, dir string, env, wenv []string, wallet string, fl
 		t.Errorf("verifier.mjs reported %d cases\n%s", ran, stderr.String())
 	}
 	return out
+}
+
+// rpToken is a relying party's client_credentials token with scope verify.
+func rpToken(t *testing.T, base, id, secret string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/oauth2/token", strings.NewReader("grant_type=client_credentials&scope=verify"))
+	req.SetBasicAuth(id, secret)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	holderJSON(t, req, http.StatusOK, &tok)
+	return tok.AccessToken
+}
+
+// holderJSON sends req and decodes its JSON answer, which must have status want.
+func holderJSON(t *testing.T, req *http.Request, want int, v any) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want || json.Unmarshal(b, v) != nil {
+		t.Fatalf("%s %s: %d %s", req.Method, req.URL, resp.StatusCode, b)
+	}
 }
 
 func envValue(env []string, name string) string {

@@ -44,7 +44,16 @@ func (c Client) http() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
-	return &http.Client{Timeout: httpTimeout}
+	return &http.Client{Timeout: httpTimeout, CheckRedirect: checkRedirect}
+}
+
+// checkRedirect follows at most five redirects, and none off https (or the loopback).
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("more than 5 redirects")
+	}
+	_, err := checkURL(req.URL.String())
+	return err
 }
 
 // checkURL accepts https URLs, and http ones on the loopback (tests and demos on one machine).

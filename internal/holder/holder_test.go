@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -264,5 +266,18 @@ func TestSDJWTPresentDisclosesOnlyWhatIsAsked(t *testing.T) {
 		if _, ok := again.claims["birthdate"]; ok {
 			t.Errorf("%v: birthdate shown", tc.paths)
 		}
+	}
+}
+
+// TestInsecureURLRefused: plain http only on the loopback, and a redirect does not get around it.
+func TestInsecureURLRefused(t *testing.T) {
+	srv := httptest.NewServer(http.RedirectHandler("http://issuer.example/.well-known/openid-credential-issuer", http.StatusFound))
+	defer srv.Close()
+	var v any
+	if err := (Client{}).getJSON(context.Background(), srv.URL, &v); !errors.Is(err, ErrInsecureURL) {
+		t.Errorf("a redirect to plain http: %v", err)
+	}
+	if err := (Client{}).getJSON(context.Background(), "http://issuer.example/x", &v); !errors.Is(err, ErrInsecureURL) {
+		t.Errorf("plain http off the loopback: %v", err)
 	}
 }

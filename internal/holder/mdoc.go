@@ -106,7 +106,7 @@ func parseMdoc(s string, anchors []*x509.Certificate, now time.Time) (*mdoc, err
 	if err := cborDec.Unmarshal(raw, &is); err != nil {
 		return nil, fmt.Errorf("%w: not an IssuerSigned structure: %v", ErrInvalid, err)
 	}
-	payload, chain, err := verifyCOSE(is.IssuerAuth, anchors, now)
+	payload, _, err := verifyCOSE(is.IssuerAuth, anchors, now)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +170,6 @@ func parseMdoc(s string, anchors []*x509.Certificate, now time.Time) (*mdoc, err
 			out.items = append(out.items, mdocItemRef{namespace: ns, id: item.ElementIdentifier, value: v, raw: it})
 		}
 	}
-	_ = chain
 	return out, nil
 }
 
