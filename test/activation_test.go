@@ -20,6 +20,7 @@ import (
 // password, enrols an authenticator app and a passkey, and logs in at the demo relying party
 // at high with the passkey. The code does not work twice.
 func TestBrowserActivation(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	alloc := headlessChromium(t)
 	data := t.TempDir()

@@ -23,6 +23,7 @@ const screenshotDir = "screenshots"
 // password, the one-time code, allows the consent, and lands back at the relying party with an
 // ID token at the substantial level. Every page is saved as a screenshot.
 func TestBrowserLogin(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	data := t.TempDir()
 	// One citizen per language: a one-time code counts once, and consent is remembered.

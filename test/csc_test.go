@@ -172,6 +172,7 @@ const (
 // the certificate the API returned, whose chain openssl verifies. Each SCAL2 refusal is a
 // subtest; the audit log holds every authorization and signature with its hashes.
 func TestCSCEndToEnd(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	testenv.Need(t, "openssl")
 	data := t.TempDir()
@@ -434,6 +435,7 @@ func serviceTokenAt(t *testing.T, r *rp, issuer string, o *officialUser, acr str
 // credential, a revoked certificate (after a renewal, which keeps the key signing), and a
 // service token from a login below substantial.
 func TestCSCSignDoc(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	testenv.Need(t, "openssl", "pdfsig", "xmlsec1")
 	data := t.TempDir()

@@ -82,6 +82,7 @@ func attestationRoot(t *testing.T, alloc context.Context) []byte {
 // person proofed at high, and a request for high is then refused. A person proofed only at
 // substantial gets substantial from a high passkey: the lower of the two.
 func TestBrowserPasskeys(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	alloc := headlessChromium(t)
 

@@ -22,6 +22,7 @@ import (
 // at another corner; the result holds three signatures, each an incremental update (the
 // earlier bytes unchanged), which pdfsig finds valid and the platform's validator passes.
 func TestBrowserPortalThreeOfficials(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	testenv.Need(t, "pdfsig", "qpdf", "pdftoppm")
 	if _, err := exec.LookPath("chromium"); err != nil {

@@ -34,6 +34,7 @@ import (
 // downloads it directly; a citizen is told they cannot sign. Every step is a screenshot
 // (test/screenshots/portal-*.png).
 func TestBrowserPortal(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	testenv.Need(t, "pdfsig", "qpdf", "pdftoppm")
 	if _, err := exec.LookPath("chromium"); err != nil {

@@ -26,6 +26,7 @@ import (
 // Each case of the script is a subtest here; the proxy and the server's log show no 5xx and no
 // panic over the whole suite.
 func TestRelyingPartySuite(t *testing.T) {
+	t.Parallel()
 	for _, tool := range []string{"node", "npm", "chromium"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			testenv.Missing(t, tool+" is not installed (test/deps.sh installs it)")

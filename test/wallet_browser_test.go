@@ -24,6 +24,7 @@ import (
 // and en — the QR code drawn (the page's CSP lets the data: image through), the same-device
 // link the offer URI, the transaction code nowhere — and a used-up offer's page says so.
 func TestBrowserOfferPage(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {

@@ -38,6 +38,7 @@ import (
 // binding and status; then `vula pid revoke` and the same libraries see them revoked. Vula
 // sits behind a TLS proxy: the libraries refuse plain-http issuers by default.
 func TestWalletSuite(t *testing.T) {
+	t.Parallel()
 	for _, tool := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			testenv.Missing(t, tool+" is not installed (test/deps.sh installs it)")
@@ -176,6 +177,7 @@ func walletSuiteDir(t testing.TB) string {
 // provider's access token at the credential endpoint. A login below the configured level of
 // assurance (substantial) gets no PID.
 func TestWalletAuthorizationCode(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	data := t.TempDir()
 	addr := freePort(t)
