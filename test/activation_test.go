@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,15 +20,9 @@ import (
 // password, enrols an authenticator app and a passkey, and logs in at the demo relying party
 // at high with the passkey. The code does not work twice.
 func TestBrowserActivation(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is needed (test/deps.sh installs it): %v", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.WindowSize(1100, 900), chromedp.Flag("lang", "en-US"))
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
+	alloc := headlessChromium(t)
 	data := t.TempDir()
 	roots := filepath.Join(t.TempDir(), "passkey-roots.pem")
 	if err := os.WriteFile(roots, attestationRoot(t, alloc), 0o644); err != nil {
@@ -60,69 +52,47 @@ func TestBrowserActivation(t *testing.T) {
 	for i, lang := range []string{"sq", "sr", "en"} {
 		number := "500000000" + string(rune('1'+i))
 		t.Run(lang, func(t *testing.T) {
-			ctx, cancel := chromedp.NewContext(alloc)
-			defer cancel()
-			if err := chromedp.Do(ctx, virtualAuthenticator(false)); err != nil {
-				t.Fatalf("start chromium: %v", err)
-			}
-			do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-				t.Helper()
-				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				defer cancel()
-				if err := chromedp.Do(sctx, steps...); err != nil {
-					t.Fatalf("%s: %v\n%s", what, err, srv.logs)
-				}
-			}
-			text := func(sel string) string {
-				t.Helper()
-				sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				defer cancel()
-				v, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
-				if err != nil {
-					t.Fatalf("text of %s: %v", sel, err)
-				}
-				return v
-			}
+			b := newTab(t, alloc, srv, virtualAuthenticator(false))
 			const pw = "my own new passphrase"
 			activate := func(code string) {
-				do("activate", chromedp.Navigate(base+"/activate?lang="+lang), chromedp.WaitVisible(chromedp.CSS(`html[lang="`+lang+`"] #code`)),
+				b.do("activate", chromedp.Navigate(base+"/activate?lang="+lang), chromedp.WaitVisible(chromedp.CSS(`html[lang="`+lang+`"] #code`)),
 					chromedp.SendKeys(chromedp.CSS("#number"), number), chromedp.SendKeys(chromedp.CSS("#code"), code),
 					chromedp.SendKeys(chromedp.CSS("#password"), pw), chromedp.SendKeys(chromedp.CSS("#password2"), pw),
 					chromedp.Click(chromedp.CSS(`form[action="/activate"] button`)), chromedp.WaitVisible(chromedp.CSS("#activated, #form-error")))
 			}
 			activate(strings.ToLower(codes[lang]))
-			if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#activated").length`)); n != 1 {
-				t.Fatalf("activation refused: %s", text("main"))
+			if b.count("#activated") != 1 {
+				t.Fatalf("activation refused: %s", b.text("main"))
 			}
 			// The authenticator app.
-			do("enrol TOTP", chromedp.Click(chromedp.CSS("#enrol-totp")), chromedp.WaitVisible(chromedp.CSS("code.key")))
-			secret := strings.TrimSpace(text("code.key"))
+			b.do("enrol TOTP", chromedp.Click(chromedp.CSS("#enrol-totp")), chromedp.WaitVisible(chromedp.CSS("code.key")))
+			secret := strings.TrimSpace(b.text("code.key"))
 			code, err := totp.GenerateCode(secret, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
-			do("confirm TOTP", chromedp.SendKeys(chromedp.CSS("#code"), code), chromedp.Click(chromedp.CSS(`form[action="/account/totp"] button`)),
+			b.do("confirm TOTP", chromedp.SendKeys(chromedp.CSS("#code"), code), chromedp.Click(chromedp.CSS(`form[action="/account/totp"] button`)),
 				chromedp.WaitVisible(chromedp.CSS(".alert.ok")))
 			// A passkey, in the session of the activation.
-			do("enrol a passkey", chromedp.Navigate(base+"/account/passkeys"), chromedp.WaitVisible(chromedp.CSS("#passkey-name")),
+			b.do("enrol a passkey", chromedp.Navigate(base+"/account/passkeys"), chromedp.WaitVisible(chromedp.CSS("#passkey-name")),
 				chromedp.SendKeys(chromedp.CSS("#passkey-name"), "my key"), chromedp.Click(chromedp.CSS("#passkey-add button")),
 				chromedp.WaitVisible(chromedp.CSS("#passkey-done")))
-			if got := text("ul.passkeys"); !strings.Contains(got, "my key") {
+			if got := b.text("ul.passkeys"); !strings.Contains(got, "my key") {
 				t.Fatalf("passkeys page: %q", got)
 			}
 			// Logged in at high with it.
-			do("ask for high", chromedp.Navigate(base+"/demo/?acr=high"), chromedp.WaitVisible(chromedp.CSS("#passkey-button")),
+			b.do("ask for high", chromedp.Navigate(base+"/demo/?acr=high"), chromedp.WaitVisible(chromedp.CSS("#passkey-button")),
 				chromedp.Click(chromedp.CSS("#passkey-button")), chromedp.WaitVisible(chromedp.CSS(`button[value="allow"], body > p`)))
-			if ok, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!document.querySelector('button[value="allow"]')`)); ok {
-				do("consent", chromedp.Click(chromedp.CSS(`button[value="allow"]`)), chromedp.WaitVisible(chromedp.CSS("body > p")))
+			if b.count(`button[value="allow"]`) > 0 {
+				b.do("consent", chromedp.Click(chromedp.CSS(`button[value="allow"]`)), chromedp.WaitVisible(chromedp.CSS("body > p")))
 			}
-			if got := text("body"); !strings.Contains(got, "http://eidas.europa.eu/LoA/high") || !strings.Contains(got, "hwk") {
+			if got := b.text("body"); !strings.Contains(got, "http://eidas.europa.eu/LoA/high") || !strings.Contains(got, "hwk") {
 				t.Fatalf("the relying party got %q, want acr high with hwk", got)
 			}
 			// The code is spent.
 			activate(codes[lang])
-			if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#form-error").length`)); n != 1 {
-				t.Fatalf("a used code: %s", text("main"))
+			if b.count("#form-error") != 1 {
+				t.Fatalf("a used code: %s", b.text("main"))
 			}
 		})
 	}

@@ -85,6 +85,7 @@ func writer(t *testing.T, data, dsn string, n int) *exec.Cmd {
 // TestAuditSurvivesSIGKILL kills a writer in the middle of a burst; every acknowledged record
 // must be there and `vula audit verify` must pass.
 func TestAuditSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	data := t.TempDir()
 	dsn := "sqlite:" + filepath.Join(data, "vula.db")
@@ -168,6 +169,7 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 // TestAuditTwoProcesses runs two writer processes at once on one PostgreSQL, and on one SQLite
 // file; they must keep one chain holding every record of both.
 func TestAuditTwoProcesses(t *testing.T) {
+	t.Parallel()
 	for name, dsn := range map[string]func(t *testing.T) string{
 		"sqlite":   func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "shared.db") },
 		"postgres": func(t *testing.T) string { return testenv.Postgres(t).DSN },

@@ -33,6 +33,7 @@ import (
 // a TSA token's audit records are proven included in the tree, and a rewritten tail and a cut
 // tail are each found by `vula audit verify` and by the witness (issue #16).
 func TestAuditWitness(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	data := t.TempDir()
 	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false"}

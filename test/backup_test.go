@@ -18,6 +18,7 @@ import (
 // witness that saw the log at the backup sees the restored one extend it, and a seal made
 // before the backup still validates against the restored platform.
 func TestBackupRestore(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	testenv.Need(t, "pdfsig")
 	data := filepath.Join(t.TempDir(), "var")

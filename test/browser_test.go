@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,11 +23,8 @@ const screenshotDir = "screenshots"
 // password, the one-time code, allows the consent, and lands back at the relying party with an
 // ID token at the substantial level. Every page is saved as a screenshot.
 func TestBrowserLogin(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is needed (test/deps.sh installs it): %v", err)
-	}
 	data := t.TempDir()
 	// One citizen per language: a one-time code counts once, and consent is remembered.
 	type person struct{ number, pw, seed string }
@@ -43,10 +39,7 @@ func TestBrowserLogin(t *testing.T) {
 	base := "http://" + srv.addr
 	os.MkdirAll(screenshotDir, 0o755)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.WindowSize(1100, 900), chromedp.Flag("lang", "en-US"))
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
+	alloc := headlessChromium(t)
 	for _, lang := range []string{"sq", "sr", "en"} {
 		p := people[lang]
 		t.Run(lang, func(t *testing.T) { browserLogin(t, alloc, base, lang, p.number, p.pw, p.seed, srv) })
@@ -55,34 +48,11 @@ func TestBrowserLogin(t *testing.T) {
 
 // browserLogin is one language's walk through the pages, in a fresh browser profile.
 func browserLogin(t *testing.T, alloc context.Context, base, lang, number, pw, seed string, srv *replica) {
-	ctx, cancel := chromedp.NewContext(alloc)
-	defer cancel()
-	// The first action starts the browser and must not carry a deadline (it would end the
-	// browser with it); each step after it has one.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, steps...); err != nil {
-			t.Fatalf("%s: %s: %v\n%s", lang, what, err, srv.logs)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		v, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("%s: text of %s: %v", lang, sel, err)
-		}
-		return v
-	}
+	b := newTab(t, alloc, srv)
+	do, text := b.do, b.text
 	shot := func(page string) {
 		t.Helper()
-		buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		buf, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatalf("%s: screenshot %s: %v", lang, page, err)
 		}

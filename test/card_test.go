@@ -220,6 +220,7 @@ func (cs *cardServer) curlCardLogin(t *testing.T, certFile, keyFile string) (str
 // party's ID token says acr high and amr sc; a revoked card, one of an unknown CA, an expired
 // one are refused with a page saying why; a responder that is down is 503.
 func TestCardCurl(t *testing.T) {
+	t.Parallel()
 	cs := startCardServer(t)
 	now := time.Now()
 	cert, key := cs.issuer.cardFiles(t, cs.dir, "card", cs.issuer.card(cs.number, now.Add(-time.Hour), now.Add(time.Hour)))
@@ -350,6 +351,7 @@ const cardPolicy = "/etc/chromium/policies/managed/vula-test-card.json"
 // the key and the certificate, loaded into Chromium's NSS database with modutil; the policy
 // selects the card's certificate, and the relying party gets an ID token at acr high.
 func TestCardChromium(t *testing.T) {
+	t.Parallel()
 	testenv.Need(t, "chromium", "pkcs11-tool", "certutil", "modutil")
 	if _, err := os.Stat(cardPolicy); err != nil {
 		t.Fatalf("the Chromium policy of test/deps.sh is missing: %v", err)

@@ -37,6 +37,7 @@ import (
 // with a credential token (CAdES checked by `openssl cms -verify`). Each refusal is a subtest;
 // the audit log holds the authorizations and each signature once.
 func TestCSCOAuthCredential(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	testenv.Need(t, "openssl")
 	ctx := context.Background()

@@ -172,6 +172,7 @@ const (
 // the certificate the API returned, whose chain openssl verifies. Each SCAL2 refusal is a
 // subtest; the audit log holds every authorization and signature with its hashes.
 func TestCSCEndToEnd(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	testenv.Need(t, "openssl")
 	data := t.TempDir()
@@ -278,7 +279,7 @@ func TestCSCEndToEnd(t *testing.T) {
 
 	// One authorization over three hashes, with both factors.
 	status, auth := authorize(artaTok, arta, arta.credential, arta.pw, arta.otp(t), 3, hashes[0], hashes[1], hashes[2])
-	if status != 200 || auth["SAD"] == nil || auth["expiresIn"] != float64(300) {
+	if status != 200 || auth["SAD"] == nil || !freshSAD(auth["expiresIn"]) {
 		t.Fatalf("authorize: %d %v", status, auth)
 	}
 	sad := auth["SAD"].(string)
@@ -434,6 +435,7 @@ func serviceTokenAt(t *testing.T, r *rp, issuer string, o *officialUser, acr str
 // credential, a revoked certificate (after a renewal, which keeps the key signing), and a
 // service token from a login below substantial.
 func TestCSCSignDoc(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	testenv.Need(t, "openssl", "pdfsig", "xmlsec1")
 	data := t.TempDir()
@@ -520,7 +522,7 @@ func TestCSCSignDoc(t *testing.T) {
 
 	// extendTransaction: a new SAD for the same hashes; the old one is spent.
 	status, ext := cscCall(t, base, artaTok, "credentials/extendTransaction", map[string]any{"credentialID": arta.credential, "SAD": sad})
-	if status != 200 || ext["SAD"] == sad || ext["expiresIn"] != float64(300) {
+	if status != 200 || ext["SAD"] == sad || !freshSAD(ext["expiresIn"]) {
 		t.Fatalf("extendTransaction: %d %v", status, ext)
 	}
 	status, body := signDoc(artaTok, arta.credential, sad, doc(pdf, "P", "Ades-B-T", ""))
@@ -733,4 +735,11 @@ func verifySignature(t *testing.T, leafDER, doc, sig []byte) {
 		filepath.Join(dir, "doc.txt")).CombinedOutput(); err != nil || !strings.Contains(string(out), "Verified OK") {
 		t.Fatalf("openssl dgst -verify: %v\n%s", err, out)
 	}
+}
+
+// freshSAD says whether expiresIn is the lifetime of a SAD just given: the configured 300 s less
+// the time the grant took to record (a loaded machine may take seconds).
+func freshSAD(expiresIn any) bool {
+	s, ok := expiresIn.(float64)
+	return ok && s > 240 && s <= 300
 }

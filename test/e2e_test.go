@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -68,14 +69,33 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// freePort is a loopback address free now, for a server the test starts next. It is drawn
+// below the kernel's ephemeral range (32768–60999 on Linux), so that no client connection of a
+// test running in parallel is given it meanwhile, and never twice in this process.
 func freePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		p := 20000 + rand.IntN(12000)
+		if portsGiven[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsGiven[p] = true
+		return l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free loopback port between 20000 and 32000")
+	return ""
 }
 
 // vula runs one command of the binary and returns its stdout, failing the test on a non-zero exit.
@@ -100,6 +120,7 @@ func vulaRun(env []string, args ...string) (string, string, error) {
 // TestServeLifecycle starts `vula serve` on the embedded default, waits for readiness, and stops it
 // with SIGTERM: it must drain and exit 0.
 func TestServeLifecycle(t *testing.T) {
+	t.Parallel()
 	bin := vulaBinary(t)
 	data := filepath.Join(t.TempDir(), "var")
 	addr := freePort(t)
@@ -223,6 +244,7 @@ func TestServeLifecycle(t *testing.T) {
 
 // TestKeysSoftware drives `vula keys` on the embedded default and reads its JSON.
 func TestKeysSoftware(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	data := t.TempDir()
 	var k map[string]any
@@ -245,6 +267,7 @@ func TestKeysSoftware(t *testing.T) {
 // TestKeysPKCS11 makes a key with `vula keys create` on a SoftHSM2 token and asks OpenSC's
 // pkcs11-tool what the token holds: sensitive, never extractable, sign only.
 func TestKeysPKCS11(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	tok := testenv.SoftHSM(t)
 	env := []string{"SOFTHSM2_CONF=" + tok.Conf, "VULA_HSM_BACKEND=pkcs11", "VULA_HSM_PKCS11_MODULE=" + tok.Module,

@@ -32,6 +32,7 @@ import (
 // refusals: a wrong transaction code, an issuer whose chain ends at no trust anchor of the
 // wallet, a wallet file others may read.
 func TestHolderWallet(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	work := t.TempDir()
 	data := filepath.Join(work, "var")

@@ -132,6 +132,7 @@ func codeFlow(t *testing.T, r *rp, issuer, authServer, tokenServer, number, pw, 
 // with go-oidc and golang.org/x/oauth2: PAR, private_key_jwt, PKCE, password + one-time code,
 // ID token and userinfo, refresh with rotation, RP-initiated logout.
 func TestIdPEndToEnd(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	ctx := context.Background()
 	data := t.TempDir()

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,15 +95,9 @@ func virtualAttestation(t *testing.T, alloc context.Context) ([]byte, string) {
 // person proofed at high, and a request for high is then refused. A person proofed only at
 // substantial gets substantial from a high passkey: the lower of the two.
 func TestBrowserPasskeys(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is needed (test/deps.sh installs it): %v", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.WindowSize(1100, 900), chromedp.Flag("lang", "en-US"))
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
+	alloc := headlessChromium(t)
 
 	data := t.TempDir()
 	roots := filepath.Join(t.TempDir(), "passkey-roots.pem")
@@ -138,60 +131,38 @@ func TestBrowserPasskeys(t *testing.T) {
 		{"proofed-substantial", lower, false, "level high", "unmet_authentication_requirements", "http://eidas.europa.eu/LoA/substantial"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := chromedp.NewContext(alloc)
-			defer cancel()
-			if err := chromedp.Do(ctx, virtualAuthenticator(tc.synced)); err != nil {
-				t.Fatalf("start chromium: %v", err)
-			}
-			do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-				t.Helper()
-				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				defer cancel()
-				if err := chromedp.Do(sctx, steps...); err != nil {
-					t.Fatalf("%s: %v\n%s", what, err, srv.logs)
-				}
-			}
-			text := func(sel string) string {
-				t.Helper()
-				sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				defer cancel()
-				v, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
-				if err != nil {
-					t.Fatalf("text of %s: %v", sel, err)
-				}
-				return v
-			}
+			b := newTab(t, alloc, srv, virtualAuthenticator(tc.synced))
 			// A login at substantial (password and one-time code), then a passkey.
-			do("open the relying party", chromedp.Navigate(base+"/demo/?acr=substantial"), chromedp.WaitVisible(chromedp.CSS("#identifier")))
+			b.do("open the relying party", chromedp.Navigate(base+"/demo/?acr=substantial"), chromedp.WaitVisible(chromedp.CSS("#identifier")))
 			code, err := totp.GenerateCode(tc.p.seed, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
-			do("log in", chromedp.SendKeys(chromedp.CSS("#identifier"), tc.p.number), chromedp.SendKeys(chromedp.CSS("#password"), tc.p.pw),
+			b.do("log in", chromedp.SendKeys(chromedp.CSS("#identifier"), tc.p.number), chromedp.SendKeys(chromedp.CSS("#password"), tc.p.pw),
 				chromedp.Click(chromedp.CSS(`form[action="/login"] button`)), chromedp.WaitVisible(chromedp.CSS("#code")),
 				chromedp.SendKeys(chromedp.CSS("#code"), code), chromedp.Click(chromedp.CSS(`form[action="/login/totp"] button`)),
 				chromedp.WaitVisible(chromedp.CSS(`button[value="allow"]`)), chromedp.Click(chromedp.CSS(`button[value="allow"]`)),
 				chromedp.WaitVisible(chromedp.CSS("body > p")))
-			do("enrol a passkey", chromedp.Navigate(base+"/account/passkeys"), chromedp.WaitVisible(chromedp.CSS("#passkey-name")),
+			b.do("enrol a passkey", chromedp.Navigate(base+"/account/passkeys"), chromedp.WaitVisible(chromedp.CSS("#passkey-name")),
 				chromedp.SendKeys(chromedp.CSS("#passkey-name"), "my key"), chromedp.Click(chromedp.CSS("#passkey-add button")),
 				chromedp.WaitVisible(chromedp.CSS("#passkey-done")))
-			if got := text("ul.passkeys"); !strings.Contains(got, "my key") || !strings.Contains(got, tc.level) {
+			if got := b.text("ul.passkeys"); !strings.Contains(got, "my key") || !strings.Contains(got, tc.level) {
 				t.Fatalf("the passkeys page lists %q, want my key at %s\n%s", got, tc.level, srv.logs)
 			}
-			do("log out", chromedp.Navigate(base+"/logout"), chromedp.WaitVisible(chromedp.CSS(`button[type="submit"]`)),
+			b.do("log out", chromedp.Navigate(base+"/logout"), chromedp.WaitVisible(chromedp.CSS(`button[type="submit"]`)),
 				chromedp.Click(chromedp.CSS(`button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS(".alert.ok")))
 
 			// Step-up: a request for high offers the passkey only.
-			do("ask for high", chromedp.Navigate(base+"/demo/?acr=high"), chromedp.WaitVisible(chromedp.CSS("#passkey-button")))
-			if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#identifier, #password").length`)); n != 0 {
+			b.do("ask for high", chromedp.Navigate(base+"/demo/?acr=high"), chromedp.WaitVisible(chromedp.CSS("#passkey-button")))
+			if b.count("#identifier, #password") != 0 {
 				t.Fatal("the login page for high offers the password")
 			}
-			do("log in with the passkey", chromedp.Click(chromedp.CSS("#passkey-button")),
+			b.do("log in with the passkey", chromedp.Click(chromedp.CSS("#passkey-button")),
 				chromedp.WaitVisible(chromedp.CSS(`button[value="allow"], body > p`)))
-			if ok, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!document.querySelector('button[value="allow"]')`)); ok {
-				do("consent", chromedp.Click(chromedp.CSS(`button[value="allow"]`)), chromedp.WaitVisible(chromedp.CSS("body > p")))
+			if b.count(`button[value="allow"]`) > 0 {
+				b.do("consent", chromedp.Click(chromedp.CSS(`button[value="allow"]`)), chromedp.WaitVisible(chromedp.CSS("body > p")))
 			}
-			got := text("body")
+			got := b.text("body")
 			if want := strings.TrimPrefix(tc.highACR, "acr "); !strings.Contains(got, want) {
 				t.Fatalf("asked for high, the relying party got %q, want %q", got, want)
 			}
@@ -200,14 +171,14 @@ func TestBrowserPasskeys(t *testing.T) {
 			}
 			// The passkey as the first factor at substantial (a new login: prompt=login is what
 			// max_age would force; here the single sign-on of the failed attempt may exist).
-			do("log out again", chromedp.Navigate(base+"/logout"), chromedp.WaitVisible(chromedp.CSS(`button[type="submit"]`)),
+			b.do("log out again", chromedp.Navigate(base+"/logout"), chromedp.WaitVisible(chromedp.CSS(`button[type="submit"]`)),
 				chromedp.Click(chromedp.CSS(`button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS(".alert.ok")))
-			do("passkey at substantial", chromedp.Navigate(base+"/demo/?acr=substantial"), chromedp.WaitVisible(chromedp.CSS("#passkey-button")),
+			b.do("passkey at substantial", chromedp.Navigate(base+"/demo/?acr=substantial"), chromedp.WaitVisible(chromedp.CSS("#passkey-button")),
 				chromedp.Click(chromedp.CSS("#passkey-button")), chromedp.WaitVisible(chromedp.CSS(`button[value="allow"], body > p`)))
-			if ok, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!document.querySelector('button[value="allow"]')`)); ok {
-				do("consent", chromedp.Click(chromedp.CSS(`button[value="allow"]`)), chromedp.WaitVisible(chromedp.CSS("body > p")))
+			if b.count(`button[value="allow"]`) > 0 {
+				b.do("consent", chromedp.Click(chromedp.CSS(`button[value="allow"]`)), chromedp.WaitVisible(chromedp.CSS("body > p")))
 			}
-			if got := text("body"); !strings.Contains(got, tc.subACR) || !strings.Contains(got, "mfa") {
+			if got := b.text("body"); !strings.Contains(got, tc.subACR) || !strings.Contains(got, "mfa") {
 				t.Fatalf("a passkey login at substantial: the relying party got %q, want %s", got, tc.subACR)
 			}
 		})

@@ -20,6 +20,7 @@ import (
 // `vula pki issue` beside it, and asks openssl: verify OK, OCSP good, then revoked after
 // `vula pki revoke`, and the CRL lists the serial.
 func TestPKIWithOpenSSL(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	tok := testenv.SoftHSM(t)
 	data := t.TempDir()

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -23,10 +22,10 @@ import (
 // at another corner; the result holds three signatures, each an incremental update (the
 // earlier bytes unchanged), which pdfsig finds valid and the platform's validator passes.
 func TestBrowserPortalThreeOfficials(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	testenv.Need(t, "pdfsig", "qpdf", "pdftoppm")
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
+	if _, err := exec.LookPath("chromium"); err != nil {
 		testenv.Missing(t, "chromium is needed (test/deps.sh installs it)")
 	}
 	data := t.TempDir()
@@ -42,10 +41,7 @@ func TestBrowserPortalThreeOfficials(t *testing.T) {
 	base := "http://" + srv.addr
 	os.MkdirAll(screenshotDir, 0o755)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.WindowSize(1100, 900), chromedp.Flag("lang", "en-US"))
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
+	alloc := headlessChromium(t)
 
 	doc := signingtest.PDF("Vendim i përbashkët / Joint decision")
 	for i, o := range officials {

@@ -34,10 +34,10 @@ import (
 // downloads it directly; a citizen is told they cannot sign. Every step is a screenshot
 // (test/screenshots/portal-*.png).
 func TestBrowserPortal(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	testenv.Need(t, "pdfsig", "qpdf", "pdftoppm")
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
+	if _, err := exec.LookPath("chromium"); err != nil {
 		testenv.Missing(t, "chromium is needed (test/deps.sh installs it)")
 	}
 	data := t.TempDir()
@@ -60,10 +60,7 @@ func TestBrowserPortal(t *testing.T) {
 	two := filepath.Join(docs, "Raport çështje.pdf")
 	os.WriteFile(two, latex, 0o644)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.WindowSize(1100, 900), chromedp.Flag("lang", "en-US"))
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
+	alloc := headlessChromium(t)
 
 	t.Run("en", func(t *testing.T) {
 		b := newPortalBrowser(t, alloc, "en", srv)
@@ -195,42 +192,13 @@ func TestBrowserPortal(t *testing.T) {
 
 // portalBrowser is one browser profile walking the portal, with its screenshots.
 type portalBrowser struct {
-	t    *testing.T
-	ctx  context.Context
+	*tab
 	lang string
-	srv  *replica
 	dl   string // the download folder
 }
 
 func newPortalBrowser(t *testing.T, alloc context.Context, lang string, srv *replica) *portalBrowser {
-	ctx, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(cancel)
-	// The first action starts the browser and must not carry a deadline.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return &portalBrowser{t: t, ctx: ctx, lang: lang, srv: srv, dl: t.TempDir()}
-}
-
-func (b *portalBrowser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		loc, _ := chromedp.Run(b.ctx, chromedp.Location())
-		b.t.Fatalf("%s: %s (at %s): %v\n%s", b.lang, what, loc, err, b.srv.logs)
-	}
-}
-
-func (b *portalBrowser) text(sel string) string {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		b.t.Fatalf("%s: text of %s: %v", b.lang, sel, err)
-	}
-	return strings.TrimSpace(v)
+	return &portalBrowser{tab: newTab(t, alloc, srv), lang: lang, dl: t.TempDir()}
 }
 
 func (b *portalBrowser) shot(page string) {
@@ -371,8 +339,7 @@ func wrongCode(t *testing.T, seed string) string {
 func TestBrowserPortalRelogin(t *testing.T) {
 	vulaBinary(t)
 	testenv.Need(t, "pdfsig", "qpdf", "pdftoppm")
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
+	if _, err := exec.LookPath("chromium"); err != nil {
 		testenv.Missing(t, "chromium is needed (test/deps.sh installs it)")
 	}
 	const maxAge = 10 * time.Second
@@ -384,10 +351,7 @@ func TestBrowserPortalRelogin(t *testing.T) {
 	doc := filepath.Join(t.TempDir(), "Vendim nr. 13.pdf")
 	os.WriteFile(doc, signingtest.PDF("Vendim nr. 13 / Decision no. 13"), 0o644)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.WindowSize(1100, 900), chromedp.Flag("lang", "en-US"))
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
+	alloc := headlessChromium(t)
 	b := newPortalBrowser(t, alloc, "en-relogin", srv)
 	os.MkdirAll(screenshotDir, 0o755)
 

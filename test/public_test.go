@@ -53,6 +53,7 @@ func openSpoolFiles(pid int, dir string) []string {
 // nothing behind; files an older process left in the spool are removed at start. (Before,
 // each kill left its vula-doc-* and vula-sealed-* files in TMPDIR for good.)
 func TestSpoolAfterCrash(t *testing.T) {
+	t.Parallel()
 	data, env, secret := sealedSetup(t)
 	spool := filepath.Join(data, "spool")
 	tmp := t.TempDir()
@@ -434,6 +435,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 // requests (here, announced bodies it does not send) gets 429 with Retry-After for the next,
 // while another client is served.
 func TestPerClientTSAAndOCSP(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	addr := freePort(t)
 	srv := startReplicaAt(t, addr, t.TempDir(), []string{"VULA_IDP_DEMO=false", "VULA_HTTP_PER_CLIENT=2"})

@@ -82,6 +82,7 @@ func readmeBlocks(t *testing.T, path string) []readmeBlock {
 // blocks marked <!-- readme-test: skip: REASON --> are not run — only make targets (the test
 // builds bin/vula itself, and `make test` is what runs this test), listed in the log.
 func TestREADME(t *testing.T) {
+	t.Parallel()
 	bin := vulaBinary(t)
 	testenv.Need(t, "curl", "jq", "openssl", "pdfsig")
 	repo, err := filepath.Abs("..")
@@ -177,6 +178,7 @@ func tail(b []byte, n int) []byte {
 // TestREADMEBlocks checks the README test's reading of a markdown file: which blocks run, which
 // are skipped and why, and on which line each begins.
 func TestREADMEBlocks(t *testing.T) {
+	t.Parallel()
 	md := "# T\n\n<!-- readme-test: skip: needs a vendor's HSM library -->\n```sh\nmodutil -add x\n```\n\ntext\n\n" +
 		"```sh\necho one\necho two\n```\n```yaml\nnot: run\n```\n<!-- a comment -->\n```sh\necho three\n```\n"
 	path := filepath.Join(t.TempDir(), "README.md")

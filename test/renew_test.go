@@ -23,6 +23,7 @@ import (
 // passes every one of them offline, from the validation data and archive timestamps they
 // carry, at the level they reached.
 func TestLongTermEndToEnd(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	data := t.TempDir()
 	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false"}

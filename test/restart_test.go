@@ -20,6 +20,7 @@ import (
 // under data_dir.
 // Before, a restart answered 401 to every token and sent everyone back to the login page.
 func TestRestartKeepsSessions(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	data := t.TempDir()
 	env := []string{"VULA_DATA_DIR=" + data}

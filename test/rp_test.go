@@ -1,27 +1,17 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,6 +26,7 @@ import (
 // Each case of the script is a subtest here; the proxy and the server's log show no 5xx and no
 // panic over the whole suite.
 func TestRelyingPartySuite(t *testing.T) {
+	t.Parallel()
 	for _, tool := range []string{"node", "npm", "chromium"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			testenv.Missing(t, tool+" is not installed (test/deps.sh installs it)")
@@ -85,123 +76,32 @@ func TestRelyingPartySuite(t *testing.T) {
 		vula(t, env, append(append([]string{"clients", "create", c.id, "--auth-method", "private_key_jwt", "--jwks", filepath.Join(work, c.id+".jwks.json")}, c.extra...), common...)...)
 	}
 
-	// The proxy's listener first: its https URL is Vula's base URL (the issuer).
+	// The proxy's listener first: its https URL is Vula's base URL (the issuer). RFC 6749
+	// §5.1: a response with tokens MUST say Cache-Control: no-store.
 	addr := freePort(t)
-	target, _ := url.Parse("http://" + addr)
-	var proxyMu sync.Mutex
-	var proxyFindings []string
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(target)
-			r.SetXForwarded()
-		},
-		ModifyResponse: func(resp *http.Response) error {
-			proxyMu.Lock()
-			defer proxyMu.Unlock()
-			if resp.StatusCode >= 500 {
-				proxyFindings = append(proxyFindings, fmt.Sprintf("%s %s: %d", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode))
-			}
-			// RFC 6749 §5.1: a response with tokens MUST say Cache-Control: no-store.
-			if resp.Request.URL.Path == "/oauth2/token" && resp.StatusCode == http.StatusOK && !strings.Contains(resp.Header.Get("Cache-Control"), "no-store") {
-				proxyFindings = append(proxyFindings, "token response without Cache-Control: no-store")
-			}
-			return nil
-		},
-	}
-	front := httptest.NewUnstartedServer(proxy)
-	// Quiet: Chromium drops its first handshake with the test's certificate before it is told to
-	// ignore certificate errors. A handshake node failed would fail its case, so nothing is lost.
-	front.Config.ErrorLog = log.New(io.Discard, "", 0)
-	front.StartTLS()
-	defer front.Close()
-	issuer := front.URL
-	caFile := filepath.Join(work, "proxy-ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: front.Certificate().Raw}), 0o600)
+	proxy := startTLSProxy(t, addr, "/oauth2/token")
+	issuer, caFile := proxy.URL, proxy.CAFile
 
 	srv := startReplicaAt(t, addr, data, append(env, "VULA_BASE_URL="+issuer))
 	srv.ready(t, http.StatusOK)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "rp.mjs"))
-	cmd.Dir = dir
-	// node and the Chromium it starts in one process group, ended together at the deadline.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	cmd.Env = append(os.Environ(),
-		"NODE_EXTRA_CA_CERTS="+caFile,
-		"RP_ISSUER="+issuer,
-		"RP_CALLBACK="+callback,
-		"RP_CHROMIUM="+chromium,
-		"RP_USER="+number,
-		"RP_PASSWORD="+password,
-		"RP_BASIC_SECRET="+secrets["rp-basic"],
-		"RP_RESOURCE_SECRET="+secrets["rp-resource"],
-		"RP_SERVICE_SECRET="+secrets["rp-service"],
-		"RP_KEYS="+work,
-		"RP_ONLY="+os.Getenv("RP_ONLY"), // a comma-separated list of cases, when debugging one
-	)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// One JSON line per case: {"case": name, "ok": bool, "error": text, "ms": n}.
-	ran := 0
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var res struct {
-			Case  string `json:"case"`
-			OK    bool   `json:"ok"`
-			Error string `json:"error"`
-			MS    int    `json:"ms"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &res); err != nil || res.Case == "" {
-			t.Logf("rp.mjs: %s", sc.Text())
-			continue
-		}
-		ran++
-		t.Run(res.Case, func(t *testing.T) {
-			if !res.OK {
-				t.Errorf("%s", res.Error)
-			}
-			t.Logf("%d ms", res.MS)
-		})
-	}
-	if err := cmd.Wait(); err != nil && !t.Failed() {
-		t.Errorf("rp.mjs: %v\n%s", err, stderr.String())
-	}
-	if ran == 0 {
-		t.Fatalf("rp.mjs reported no case\n%s", stderr.String())
-	}
-
-	proxyMu.Lock()
-	defer proxyMu.Unlock()
-	if len(proxyFindings) > 0 {
-		t.Errorf("through the proxy: %v", proxyFindings)
-	}
-	for _, line := range strings.Split(srv.logs.String(), "\n") {
-		var rec struct {
-			Msg    string `json:"msg"`
-			Path   string `json:"path"`
-			Status int    `json:"status"`
-		}
-		// /readyz answers 503 until the server is ready; that is not an error.
-		if json.Unmarshal([]byte(line), &rec) == nil && (rec.Status >= 500 && rec.Path != "/readyz" || strings.Contains(rec.Msg, "panic")) {
-			t.Errorf("server log: %s", line)
-		}
-		if strings.HasPrefix(line, "panic:") {
-			t.Errorf("server panicked:\n%s", srv.logs)
-		}
-	}
+	stderr := runNodeSuite(t, dir, "rp.mjs", 4*time.Minute, []string{
+		"NODE_EXTRA_CA_CERTS=" + caFile,
+		"RP_ISSUER=" + issuer,
+		"RP_CALLBACK=" + callback,
+		"RP_CHROMIUM=" + chromium,
+		"RP_USER=" + number,
+		"RP_PASSWORD=" + password,
+		"RP_BASIC_SECRET=" + secrets["rp-basic"],
+		"RP_RESOURCE_SECRET=" + secrets["rp-resource"],
+		"RP_SERVICE_SECRET=" + secrets["rp-service"],
+		"RP_KEYS=" + work,
+		"RP_ONLY=" + os.Getenv("RP_ONLY"), // a comma-separated list of cases, when debugging one
+	})
+	proxy.check(t)
+	checkServerLog(t, srv.logs.String())
 	if t.Failed() || testing.Verbose() {
-		t.Logf("rp.mjs stderr:\n%s", stderr.String())
+		t.Logf("rp.mjs stderr:\n%s", stderr)
 	}
 }
 

@@ -72,6 +72,7 @@ func (r *replica) ready(t testing.TB, want int) map[string]any {
 // TestScaleOut runs two replicas on one PostgreSQL, one Redis and one SoftHSM2 token. Both
 // become ready; when Redis goes down both say so, and both recover when it returns.
 func TestScaleOut(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	pg := testenv.Postgres(t)
 	rd := testenv.Redis(t)

@@ -67,6 +67,7 @@ func pdfsig(t *testing.T, path string) string {
 // institution's seal and never another's; bad input and bad tokens are refused and sign
 // nothing; a batch streams one part a document; `vula seal` seals a folder and resumes.
 func TestSealEndToEnd(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	testenv.Need(t, "pdfsig", "pdftotext", "openssl", "unzip")
 	data := t.TempDir()

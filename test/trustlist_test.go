@@ -25,6 +25,7 @@ import (
 // that list and A's list-signer certificate, validates a seal made by A as TOTAL-PASSED and
 // QESeal from the trusted list — and without the list, finds no chain.
 func TestTrustedListEndToEnd(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	testenv.Need(t, "xmlsec1")
 	dataA, dataB := t.TempDir(), t.TempDir()

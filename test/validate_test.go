@@ -19,6 +19,7 @@ import (
 // POST /api/v1/validate (the platform's root as anchor, no token needed) and through
 // `vula verify` with the platform's root read from the store; a tampered copy fails both.
 func TestValidateEndToEnd(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	testenv.Need(t, "pdfsig")
 	data := t.TempDir()

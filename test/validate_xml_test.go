@@ -18,6 +18,7 @@ import (
 // container with a file added after sealing is TOTAL-FAILED with the file shown unsigned, and
 // an XML document with a DTD is 400.
 func TestValidateXMLEndToEnd(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	data := t.TempDir()
 	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false"}

@@ -24,6 +24,7 @@ import (
 // and en — the QR code drawn (the page's CSP lets the data: image through), the same-device
 // link the offer URI, the transaction code nowhere — and a used-up offer's page says so.
 func TestBrowserOfferPage(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -93,6 +94,7 @@ func TestBrowserOfferPage(t *testing.T) {
 // only by the relying party's origin; once the wallet has answered (here: the person declined),
 // the page moves on by itself to the relying party's redirect URI with its state.
 func TestBrowserVerifyPage(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {

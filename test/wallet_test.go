@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -15,11 +12,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log"
 	"math/big"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
@@ -44,6 +38,7 @@ import (
 // binding and status; then `vula pid revoke` and the same libraries see them revoked. Vula
 // sits behind a TLS proxy: the libraries refuse plain-http issuers by default.
 func TestWalletSuite(t *testing.T) {
+	t.Parallel()
 	for _, tool := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			testenv.Missing(t, tool+" is not installed (test/deps.sh installs it)")
@@ -55,31 +50,8 @@ func TestWalletSuite(t *testing.T) {
 	data := filepath.Join(work, "var")
 
 	addr := freePort(t)
-	target, _ := url.Parse("http://" + addr)
-	var mu sync.Mutex
-	var findings []string
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target); r.SetXForwarded() },
-		ModifyResponse: func(resp *http.Response) error {
-			mu.Lock()
-			defer mu.Unlock()
-			if resp.StatusCode >= 500 {
-				findings = append(findings, fmt.Sprintf("%s %s: %d", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode))
-			}
-			p := resp.Request.URL.Path
-			if (p == "/pid/token" || p == "/pid/credential" || p == "/pid/nonce") && !strings.Contains(resp.Header.Get("Cache-Control"), "no-store") {
-				findings = append(findings, p+" without Cache-Control: no-store")
-			}
-			return nil
-		},
-	}
-	front := httptest.NewUnstartedServer(proxy)
-	front.Config.ErrorLog = log.New(io.Discard, "", 0)
-	front.StartTLS()
-	defer front.Close()
-	issuer := front.URL
-	caFile := filepath.Join(work, "proxy-ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: front.Certificate().Raw}), 0o600)
+	proxy := startTLSProxy(t, addr, "/pid/token", "/pid/credential", "/pid/nonce")
+	issuer, caFile := proxy.URL, proxy.CAFile
 
 	// Two outside issuers for the verifier's negative cases: one under a CA the verifier is
 	// configured to trust, one under a CA it does not know.
@@ -116,8 +88,7 @@ func TestWalletSuite(t *testing.T) {
 	if !strings.HasPrefix(offer.URI, "openid-credential-offer://?credential_offer=") || len(offer.TxCode) != 6 {
 		t.Fatalf("pid offer printed %+v", offer)
 	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: front.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}}}
-	resp, err := hc.Get(issuer + "/pki/root.crt")
+	resp, err := proxy.Client.Get(issuer + "/pki/root.crt")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("root certificate: %v %v", err, resp)
 	}
@@ -149,21 +120,8 @@ func TestWalletSuite(t *testing.T) {
 	runWalletScript(t, dir, "wallet.mjs", append(wenv, "WALLET_MODE=revoked"))
 	runWalletScript(t, dir, "present.mjs", append(wenv, "PRESENT_MODE=revoked"))
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(findings) > 0 {
-		t.Errorf("through the proxy: %v", findings)
-	}
-	for _, line := range strings.Split(srv.logs.String(), "\n") {
-		var rec struct {
-			Msg    string `json:"msg"`
-			Path   string `json:"path"`
-			Status int    `json:"status"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil && (rec.Status >= 500 && rec.Path != "/readyz" || strings.Contains(rec.Msg, "panic")) {
-			t.Errorf("server log: %s", line)
-		}
-	}
+	proxy.check(t)
+	checkServerLog(t, srv.logs.String())
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	srv.cmd.Wait()
 	// The audit log has the issuance and the revocation, with the claims' names and no values.
@@ -184,51 +142,7 @@ func TestWalletSuite(t *testing.T) {
 // a subtest.
 func runWalletScript(t *testing.T, dir, script string, env []string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, script))
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	cmd.Env = append(os.Environ(), env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ran := 0
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var res struct {
-			Case  string `json:"case"`
-			OK    bool   `json:"ok"`
-			Error string `json:"error"`
-			MS    int    `json:"ms"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &res); err != nil || res.Case == "" {
-			t.Logf("%s: %s", script, sc.Text())
-			continue
-		}
-		ran++
-		t.Run(res.Case, func(t *testing.T) {
-			if !res.OK {
-				t.Errorf("%s", res.Error)
-			}
-			t.Logf("%d ms", res.MS)
-		})
-	}
-	if err := cmd.Wait(); err != nil && !t.Failed() {
-		t.Errorf("%s: %v\n%s", script, err, stderr.String())
-	}
-	if ran == 0 {
-		t.Fatalf("%s reported no case\n%s", script, stderr.String())
-	}
+	runNodeSuite(t, dir, script, 2*time.Minute, env)
 }
 
 var (
@@ -263,6 +177,7 @@ func walletSuiteDir(t testing.TB) string {
 // provider's access token at the credential endpoint. A login below the configured level of
 // assurance (substantial) gets no PID.
 func TestWalletAuthorizationCode(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	data := t.TempDir()
 	addr := freePort(t)

@@ -70,7 +70,7 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	if err != nil {
 		return nil, err
 	}
-	lists, err := trustedLists(cfg)
+	lists, err := TrustedLists(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -16,9 +16,10 @@ import (
 // TrustedListPath is where the platform publishes its own trusted list.
 const TrustedListPath = "/pki/tsl.xml"
 
-// trustedLists loads the lists the operator configured (nil when none): a list that does not
-// verify stops the start, rather than the validator trusting less, or more, than configured.
-func trustedLists(cfg config.Config) (*trustlist.Set, error) {
+// TrustedLists loads the lists the operator configured (nil when none), for the server's
+// validation and vula verify alike: a list that does not verify stops the start, rather than the
+// validator trusting less, or more, than configured.
+func TrustedLists(cfg config.Config) (*trustlist.Set, error) {
 	v := cfg.Validation
 	return trustlist.LoadFiles(trustlist.Files{LOTL: v.LOTL, LOTLSigners: v.LOTLSigners, Lists: v.TrustedLists, ListSigners: v.TrustedListSigners},
 		validation.ListVerifier{})

@@ -199,7 +199,7 @@ func sqlitePath(dsn string) (string, bool) {
 }
 
 func hierarchyRank(name string) int {
-	for i, n := range []string{certs.NameRoot, certs.NamePersonCA, certs.NameSealCA, "ocsp-" + certs.NamePersonCA, "ocsp-" + certs.NameSealCA, certs.NameTSA} {
+	for i, n := range []string{certs.NameRoot, certs.NamePersonCA, certs.NameSealCA, "ocsp-" + certs.NamePersonCA, "ocsp-" + certs.NameSealCA, certs.NameTSA, certs.NameTSLSigner} {
 		if n == name {
 			return i
 		}

@@ -33,7 +33,7 @@ func TestStatus(t *testing.T) {
 			t.Errorf("hierarchy entry %+v", c)
 		}
 	}
-	if strings.Join(names, " ") != "root person-ca seal-ca ocsp-person-ca ocsp-seal-ca tsa" {
+	if strings.Join(names, " ") != "root person-ca seal-ca ocsp-person-ca ocsp-seal-ca tsa tsl-signer" {
 		t.Fatalf("hierarchy %v", names)
 	}
 	if r.Audit == nil || r.Audit.Records < 6 || r.Audit.HeadSeq != r.Audit.Records || len(r.Audit.HeadHash) != 64 {

@@ -13,8 +13,10 @@ import (
 	"github.com/spf13/cobra"
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/vula-eid/vula/internal/app"
 	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
+	"github.com/vula-eid/vula/internal/trustlist"
 	"github.com/vula-eid/vula/internal/validation"
 )
 
@@ -30,11 +32,22 @@ func verifyCmd(g *globals) *cobra.Command {
 		Use:   "verify FILE",
 		Short: "Validate the signatures and timestamps of FILE (PDF, CMS, RFC 3161, XML-DSig/XAdES, ASiC-E) and print a report",
 		Long: "Validate a signed document in the manner of ETSI EN 319 102-1. The trust anchors are the\n" +
-			"--ca files, else the platform's root from the configured store. Exit status 0 only for TOTAL-PASSED.",
+			"--ca files, else the platform's root from the configured store; the configured trusted lists\n" +
+			"(validation.trusted_lists, validation.lotl) are trusted too, as the server's validation trusts them.\n" +
+			"Exit status 0 only for TOTAL-PASSED.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
 				return fmt.Errorf("--output: %q (want text or json)", output)
+			}
+			// Without a configuration the defaults apply, as they did before one was asked for.
+			cfg, cfgErr := g.load()
+			var lists *trustlist.Set
+			if cfgErr == nil {
+				var err error
+				if lists, err = app.TrustedLists(cfg); err != nil {
+					return fmt.Errorf("validation: %w", err)
+				}
 			}
 			var anchors []*x509.Certificate
 			for _, f := range caFiles {
@@ -46,7 +59,7 @@ func verifyCmd(g *globals) *cobra.Command {
 			}
 			if len(anchors) == 0 {
 				var err error
-				if anchors, err = g.platformRoots(cmd); err != nil {
+				if anchors, err = g.platformRoots(cmd); err != nil && lists == nil {
 					return fmt.Errorf("no trust anchors: give --ca (the platform's root is not available: %w)", err)
 				}
 			}
@@ -60,11 +73,9 @@ func verifyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			opts := validation.Options{TrustAnchors: anchors, RevocationFreshness: freshness}
-			if !cmd.Flags().Changed("revocation-freshness") {
-				if cfg, err := g.load(); err == nil {
-					opts.RevocationFreshness = time.Duration(cfg.Validation.RevocationFreshness)
-				}
+			opts := validation.Options{TrustAnchors: anchors, TrustedLists: lists, RevocationFreshness: freshness}
+			if !cmd.Flags().Changed("revocation-freshness") && cfgErr == nil {
+				opts.RevocationFreshness = time.Duration(cfg.Validation.RevocationFreshness)
 			}
 			if online {
 				opts.Fetch = validation.HTTPFetcher{}

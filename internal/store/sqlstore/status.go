@@ -17,8 +17,8 @@ type Status struct {
 	// AuditHead is the last audit record and AuditCheckpoint the last checkpoint; nil if none.
 	AuditHead       *store.AuditRecord `json:"-"`
 	AuditCheckpoint *store.AuditRecord `json:"-"`
-	// Hierarchy holds the newest unrevoked certificate of each active CA, OCSP and TSA key, by
-	// the key's owner (root, person-ca, ...).
+	// Hierarchy holds the newest unrevoked certificate of each active CA, OCSP, TSA and trusted
+	// list signer key, by the key's owner (root, person-ca, ..., tsl-signer).
 	Hierarchy map[string]store.Certificate `json:"-"`
 }
 
@@ -52,7 +52,7 @@ func (d *DB) Status(ctx context.Context) (Status, error) {
 	}
 	rows, err := d.db.QueryContext(ctx, `SELECT k.owner, c.ca, c.serial, c.subject, c.key_uri, c.not_before, c.not_after
 		FROM key_records k JOIN certificates c ON c.key_uri = k.uri
-		WHERE k.state = 'active' AND k.purpose IN ('ca', 'ocsp', 'tsa') AND c.revoked = 0 ORDER BY c.not_after`)
+		WHERE k.state = 'active' AND k.purpose IN ('ca', 'ocsp', 'tsa', 'seal:trusted-list') AND c.revoked = 0 ORDER BY c.not_after`)
 	if err != nil {
 		return s, d.wrap("status: hierarchy", err)
 	}
