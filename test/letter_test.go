@@ -18,7 +18,8 @@ import (
 // TestActivationLetter: with the server up, a registrar registers a person with --letter; the
 // letter is sealed with the agency's seal (seal.agency) at B-LT — pdfsig finds the seal valid,
 // vula verify passes it at B-LT — pdftotext reads the code and the names in Serbian, the QR
-// code opens the activation page with the code in its form, and the code activates. While
+// code opens the activation page with the code in its form, and the code activates; a reset
+// writes a new letter whose code activates again. While
 // seal.agency names no organization, no code is issued.
 func TestActivationLetter(t *testing.T) {
 	vulaBinary(t)
@@ -116,5 +117,24 @@ func TestActivationLetter(t *testing.T) {
 	}
 	if got := activate(); got != http.StatusUnauthorized {
 		t.Fatalf("the letter's code a second time: %d", got)
+	}
+
+	// A reset at the desk: a new letter, in English, with a new code that activates.
+	again := filepath.Join(dir, "reset.pdf")
+	out = vula(t, env, "persons", "reset", "5000000002", "--registrar", "9000000001", "--letter", again, "--lang", "en")
+	m = regexp.MustCompile(`activation code (\S+)`).FindStringSubmatch(out)
+	if m == nil || m[1] == code {
+		t.Fatalf("reset printed %q", out)
+	}
+	code = m[1]
+	if text, err := exec.Command("pdftotext", "-enc", "UTF-8", again, "-").Output(); err != nil ||
+		!strings.Contains(string(text), code) || !strings.Contains(string(text), "Your activation code") {
+		t.Fatalf("the reset letter: %v\n%s", err, text)
+	}
+	if got := pdfsig(t, again); !strings.Contains(got, "Signature is Valid.") {
+		t.Fatalf("pdfsig of the reset letter:\n%s", got)
+	}
+	if got := activate(); got != http.StatusOK {
+		t.Fatalf("activation with the reset letter's code: %d", got)
 	}
 }

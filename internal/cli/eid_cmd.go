@@ -38,48 +38,17 @@ func registerCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in.PersonalNumber = args[0]
-			if letterFile != "" && !slices.Contains(letter.Languages, lang) {
-				return fmt.Errorf("--lang %q: want sq, sr or en", lang)
-			}
 			return g.withParts(cmd, func(ctx context.Context, parts *app.Parts) error {
 				reg, err := registrarOf(ctx, parts.DB, registrar)
 				if err != nil {
 					return err
 				}
-				var printer *app.LetterPrinter
-				if letterFile != "" {
-					// Checked first: a code is not issued for a letter that cannot be sealed.
-					if printer, err = parts.Letters(ctx); err != nil {
-						return err
-					}
-					if _, err := printer.Agency(ctx); err != nil {
-						return err
-					}
-				}
-				l, err := parts.Desk().Register(ctx, reg, in)
-				if err != nil {
-					return err
-				}
-				if printer != nil {
-					pdf, err := printer.Print(ctx, letter.Data{GivenName: l.Person.GivenName, FamilyName: l.Person.FamilyName,
-						PersonalNumber: l.Person.PersonalNumber, Code: l.Code, Expires: l.Expires}, lang)
-					if err != nil {
-						return fmt.Errorf("person %s registered, but the letter: %w (a reset gives a new one)", l.Person.PersonalNumber, err)
-					}
-					// The letter holds a secret until it is used: readable by its owner only.
-					if err := os.WriteFile(g.path(letterFile), pdf, 0o600); err != nil {
-						return err
-					}
-				}
-				_, err = fmt.Fprintf(cmd.OutOrStdout(), "person %s (%s)\nactivation code %s\nvalid until %s\n",
-					l.Person.PersonalNumber, l.Person.SubjectID, l.Code, l.Expires.Format("2006-01-02 15:04 MST"))
-				return err
+				return g.issueLetter(ctx, cmd, parts, letterFile, lang, func() (eid.Letter, error) { return parts.Desk().Register(ctx, reg, in) })
 			})
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&letterFile, "letter", "", "write the activation letter, sealed with the agency's seal (seal.agency) at PAdES B-LT, to this PDF file")
-	f.StringVar(&lang, "lang", "sq", "the letter's language: sq, sr or en")
+	letterFlags(cmd, &letterFile, &lang)
 	f.StringVar(&registrar, "registrar", "", "the registrar's personal number or subject id (a person with --role registrar)")
 	f.StringVar(&in.GivenName, "given-name", "", "given name, as on the ID document")
 	f.StringVar(&in.FamilyName, "family-name", "", "family name, as on the ID document")
@@ -87,6 +56,74 @@ func registerCmd(g *globals) *cobra.Command {
 	f.StringVar(&in.DocumentNumber, "document", "", "the ID document's number")
 	f.StringVar(&in.DocumentExpiry, "document-expiry", "", "the ID document's expiry, YYYY-MM-DD")
 	f.StringVar(&in.Email, "email", "", "e-mail address")
+	return cmd
+}
+
+func letterFlags(cmd *cobra.Command, file, lang *string) {
+	cmd.Flags().StringVar(file, "letter", "", "write the activation letter, sealed with the agency's seal (seal.agency) at PAdES B-LT, to this PDF file")
+	cmd.Flags().StringVar(lang, "lang", "sq", "the letter's language: sq, sr or en")
+}
+
+// issueLetter runs issue, which makes a new activation code, prints the code and, when file is
+// set, writes the sealed letter there. Whether the letter can be sealed is checked first: no
+// code is issued for a letter that cannot be.
+func (g *globals) issueLetter(ctx context.Context, cmd *cobra.Command, parts *app.Parts, file, lang string, issue func() (eid.Letter, error)) error {
+	var printer *app.LetterPrinter
+	if file != "" {
+		if !slices.Contains(letter.Languages, lang) {
+			return fmt.Errorf("--lang %q: want sq, sr or en", lang)
+		}
+		var err error
+		if printer, err = parts.Letters(ctx); err != nil {
+			return err
+		}
+		if _, err := printer.Agency(ctx); err != nil {
+			return err
+		}
+	}
+	l, err := issue()
+	if err != nil {
+		return err
+	}
+	if printer != nil {
+		pdf, err := printer.Print(ctx, letter.Data{GivenName: l.Person.GivenName, FamilyName: l.Person.FamilyName,
+			PersonalNumber: l.Person.PersonalNumber, Code: l.Code, Expires: l.Expires}, lang)
+		if err != nil {
+			return fmt.Errorf("person %s: a new code was issued, but the letter: %w (a reset gives another)", l.Person.PersonalNumber, err)
+		}
+		// The letter holds a secret until it is used: readable by its owner only.
+		if err := os.WriteFile(g.path(file), pdf, 0o600); err != nil {
+			return err
+		}
+	}
+	return say(cmd.OutOrStdout(), "person %s (%s)\nactivation code %s\nvalid until %s\n",
+		l.Person.PersonalNumber, l.Person.SubjectID, l.Code, l.Expires.Format("2006-01-02 15:04 MST"))
+}
+
+// resetCmd is `vula persons reset`: the desk's credential reset (a lost phone, a forgotten
+// password): the password, authenticator app and passkeys go, and a new letter is issued.
+func resetCmd(g *globals) *cobra.Command {
+	var registrar, letterFile, lang string
+	cmd := &cobra.Command{
+		Use:   "reset PERSONAL_NUMBER --registrar REGISTRAR [--letter FILE.pdf]",
+		Short: "Clear a person's password, authenticator app and passkeys and issue a new activation letter",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withParts(cmd, func(ctx context.Context, parts *app.Parts) error {
+				reg, err := registrarOf(ctx, parts.DB, registrar)
+				if err != nil {
+					return err
+				}
+				p, err := parts.DB.PersonByPersonalNumber(ctx, args[0])
+				if err != nil {
+					return fmt.Errorf("person %s: %w", args[0], err)
+				}
+				return g.issueLetter(ctx, cmd, parts, letterFile, lang, func() (eid.Letter, error) { return parts.Desk().Reset(ctx, reg, p.SubjectID) })
+			})
+		},
+	}
+	cmd.Flags().StringVar(&registrar, "registrar", "", "the registrar's personal number or subject id")
+	letterFlags(cmd, &letterFile, &lang)
 	return cmd
 }
 

@@ -305,7 +305,7 @@ func personsCmd(g *globals) *cobra.Command {
 		},
 	}
 	outputFlag(enroll, "table")
-	cmd.AddCommand(create, list, show, enroll, issueSigningKeyCmd(g), renewSigningKeyCmd(g), credentialLevelCmd(g), registerCmd(g), eidStatusCmd(g))
+	cmd.AddCommand(create, list, show, enroll, issueSigningKeyCmd(g), renewSigningKeyCmd(g), credentialLevelCmd(g), registerCmd(g), resetCmd(g), eidStatusCmd(g))
 	return cmd
 }
 

@@ -93,6 +93,7 @@ var remoteCommands = map[string]func(cmd *cobra.Command) bool{
 	"pid revoke":                nil,
 	"persons issue-signing-key": nil,
 	"persons register":          nil, // audited, and with --letter sealed
+	"persons reset":             nil,
 	"persons renew-signing-key": nil,
 	"idp rotate-key":            nil,
 	"audit key":                 nil,
