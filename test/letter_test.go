@@ -22,6 +22,7 @@ import (
 // writes a new letter whose code activates again. While
 // seal.agency names no organization, no code is issued.
 func TestActivationLetter(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	testenv.Need(t, "pdfsig", "pdftotext", "pdftoppm", "zbarimg")
 	data := t.TempDir()

@@ -25,6 +25,7 @@ import (
 // of date (a warning at start), gives substantial. A blob signed under another root stops the
 // start, naming the setting.
 func TestPasskeyMDS3(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
