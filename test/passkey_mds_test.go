@@ -27,14 +27,7 @@ import (
 func TestPasskeyMDS3(t *testing.T) {
 	t.Parallel()
 	vulaBinary(t)
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is needed (test/deps.sh installs it): %v", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.WindowSize(1100, 900), chromedp.Flag("lang", "en-US"))
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
+	alloc := headlessChromium(t)
 	top, aaguid := virtualAttestation(t, alloc)
 	root, err := x509.ParseCertificate(top)
 	if err != nil {

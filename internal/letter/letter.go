@@ -40,6 +40,8 @@ type Config struct {
 	// BaseURL is the identity provider's public URL; the letter sends the person to
 	// BaseURL/activate.
 	BaseURL string
+	// Now is the clock of the PDF's creation date; time.Now when nil.
+	Now func() time.Time
 }
 
 // Data is one person's letter.
@@ -58,6 +60,9 @@ type Letters struct {
 // New makes the printer.
 func New(cfg Config, s Sealer) *Letters {
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &Letters{cfg: cfg, sealer: s}
 }
 
@@ -112,7 +117,7 @@ func (l *Letters) Render(d Data, lang string) ([]byte, error) {
 
 	const left, width = 20.0, 170.0 // mm: A4 is 210 wide
 	f := fpdf.New("P", "mm", "A4", "")
-	f.SetCreationDate(time.Now().UTC())
+	f.SetCreationDate(l.cfg.Now().UTC())
 	f.SetTitle(t.title, true)
 	f.SetAuthor(l.cfg.AgencyName, true)
 	f.SetLang(lang)
