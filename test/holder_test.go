@@ -165,6 +165,10 @@ func TestHolderWallet(t *testing.T) {
 			runVerifier(t, dir, append(venv, "VERIFIER_MODE=direct_post.jwt", "VERIFIER_CLAIMS=family_name,given_name,birthdate",
 				`VERIFIER_EXPECT={"family_name":"Gashi","given_name":"Arben"}`), wenv, wallet, "--disclose", "family_name,given_name")
 		})
+		t.Run("mdoc, direct_post.jwt", func(t *testing.T) {
+			runVerifier(t, dir, append(venv, "VERIFIER_FORMAT=mso_mdoc", "VERIFIER_MODE=direct_post.jwt", "VERIFIER_CLAIMS=family_name,age_over_18",
+				`VERIFIER_EXPECT={"family_name":"Gashi","age_over_18":true}`), wenv, wallet, "--yes")
+		})
 	})
 	t.Run("present to Vula's verifier", func(t *testing.T) {
 		tok := rpToken(t, issuer, "shop", rp.Secret)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -211,6 +212,14 @@ func TestAcceptRefuses(t *testing.T) {
 }
 
 func TestParseOfferURI(t *testing.T) {
+	// By reference: credential_offer_uri is fetched.
+	offer := `{"credential_issuer":"https://i.example","credential_configuration_ids":["a"],"grants":{"urn:ietf:params:oauth:grant-type:pre-authorized_code":{"pre-authorized_code":"c"}}}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(offer)) }))
+	defer srv.Close()
+	o, err := (Client{}).ParseOfferURI(context.Background(), "openid-credential-offer://?credential_offer_uri="+url.QueryEscape(srv.URL+"/offer/1"))
+	if err != nil || o.Issuer != "https://i.example" || o.Grants.PreAuthorized.Code != "c" {
+		t.Errorf("by reference: %+v %v", o, err)
+	}
 	for _, bad := range []string{
 		"openid-credential-offer://",
 		`openid-credential-offer://?credential_offer={"credential_issuer":"http://example.com","credential_configuration_ids":["a"],"grants":{}}`,

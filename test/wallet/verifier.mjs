@@ -5,13 +5,16 @@
 // loopback over TLS, prints the openid4vp:// URI, and checks the answer the Go wallet posts: the library
 // parses and validates the response; @sd-jwt/sd-jwt-vc verifies the presentation (issuer
 // signature by the x5c leaf chained to Vula's root, the disclosures, key binding with this
-// request's nonce and client_id). It prints one JSON line per case, and exits.
+// request's nonce and client_id), or @animo-id/mdoc the mdoc's DeviceResponse (issuer data and
+// chain, and the device signature over OpenID4VP 1.0's SessionTranscript). It prints one JSON
+// line per case, and exits.
 //
 // Environment: VERIFIER_CERT, VERIFIER_KEY (PEM: the request signer, SAN dNSName localhost),
 // VERIFIER_CA (PEM: its issuer, sent in x5c), VERIFIER_ROOT (Vula's root), VERIFIER_MODE
 // (direct_post or direct_post.jwt), VERIFIER_CLAIMS (comma-separated claim paths to ask for,
 // dotted), VERIFIER_EXPECT (JSON object: the claims the presentation must disclose, and no
-// other personal claim).
+// other personal claim), VERIFIER_FORMAT (dc+sd-jwt, the default, or mso_mdoc: then the claims
+// are element identifiers of eu.europa.ec.eudi.pid.1).
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -19,6 +22,7 @@ import https from 'node:https';
 import { Openid4vpVerifier } from '@openid4vc/openid4vp';
 import { HashAlgorithm } from '@openid4vc/oauth2';
 import { SDJwtVcInstance } from '@sd-jwt/sd-jwt-vc';
+import { cborEncode, DataItem, Verifier } from '@animo-id/mdoc';
 
 const env = process.env;
 const b64u = (b) => Buffer.from(b).toString('base64url');
@@ -99,7 +103,65 @@ const verifier = new Openid4vpVerifier({ callbacks });
 const nonce = b64u(crypto.randomBytes(16));
 const state = b64u(crypto.randomBytes(16));
 const clientId = 'x509_san_dns:localhost';
-const claims = (env.VERIFIER_CLAIMS || 'given_name').split(',').map((p) => ({ path: p.split('.') }));
+const format = env.VERIFIER_FORMAT || 'dc+sd-jwt';
+const PID = 'eu.europa.ec.eudi.pid.1';
+const claims = (env.VERIFIER_CLAIMS || 'given_name').split(',').map((p) => ({ path: format === 'mso_mdoc' ? [PID, p] : p.split('.') }));
+const credentialQuery = format === 'mso_mdoc' ? { id: 'pid', format, meta: { doctype_value: PID }, claims }
+  : { id: 'pid', format, meta: { vct_values: ['urn:eudi:pid:1'] }, claims };
+
+// @animo-id/mdoc's context: node's crypto for digests, COSE_Sign1 and X.509.
+const x509 = (der) => new crypto.X509Certificate(Buffer.from(der));
+const mdocContext = {
+  crypto: {
+    random: (n) => new Uint8Array(crypto.randomBytes(n)),
+    digest: ({ digestAlgorithm, bytes }) => {
+      assert(digestAlgorithm === 'SHA-256', `digest ${digestAlgorithm}`);
+      return new Uint8Array(crypto.createHash('sha256').update(bytes).digest());
+    },
+    calculateEphemeralMacKeyJwk: () => { throw new Error('not used: device signatures only'); },
+  },
+  cose: {
+    sign1: {
+      sign: () => { throw new Error('not used'); },
+      verify: ({ sign1, jwk }) => {
+        const { data, signature } = sign1.getRawVerificationData();
+        return crypto.verify('sha256', Buffer.from(data), { key: crypto.createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' },
+          Buffer.from(signature));
+      },
+    },
+    mac0: { sign: () => { throw new Error('not used'); }, verify: () => { throw new Error('not used'); } },
+  },
+  x509: {
+    getIssuerNameField: ({ certificate, field }) => x509(certificate).issuer.split('\n')
+      .filter((l) => l.startsWith(field + '=')).map((l) => l.slice(field.length + 1)),
+    getPublicKey: ({ certificate }) => x509(certificate).publicKey.export({ format: 'jwk' }),
+    validateCertificateChain: ({ trustedCertificates, x5chain }) => {
+      const chain = x5chain.map(x509);
+      const anchor = x509(trustedCertificates[0]);
+      for (let i = 0; i < chain.length; i++) {
+        const issuer = i + 1 < chain.length ? chain[i + 1] : anchor;
+        if (!(chain[i].checkIssued(issuer) && chain[i].verify(issuer.publicKey))) throw new Error(`x5chain[${i}] is not issued by ${issuer.subject}`);
+      }
+    },
+    getCertificateData: ({ certificate }) => {
+      const c = x509(certificate);
+      return { issuerName: c.issuer, subjectName: c.subject, serialNumber: c.serialNumber, thumbprint: c.fingerprint256,
+        notBefore: new Date(c.validFrom), notAfter: new Date(c.validTo), pem: c.toString() };
+    },
+  },
+};
+
+// OpenID4VP 1.0's SessionTranscript (Appendix B.2.6.1): [null, null, ["OpenID4VPHandover",
+// sha-256 of [client_id, nonce, the encryption key's JWK thumbprint or null, response_uri]]].
+function sessionTranscript(responseUri) {
+  let jkt = null;
+  if (mode === 'direct_post.jwt') {
+    const canon = JSON.stringify({ crv: encJwk.crv, kty: encJwk.kty, x: encJwk.x, y: encJwk.y });
+    jkt = new Uint8Array(crypto.createHash('sha256').update(canon).digest());
+  }
+  const info = crypto.createHash('sha256').update(cborEncode([clientId, nonce, jkt, responseUri])).digest();
+  return cborEncode(DataItem.fromData([null, null, ['OpenID4VPHandover', new Uint8Array(info)]]));
+}
 
 // TLS with the request signer's certificate (SAN localhost): the library wants https URLs.
 const server = https.createServer({ key: fs.readFileSync(env.VERIFIER_KEY), cert: fs.readFileSync(env.VERIFIER_CERT) });
@@ -113,12 +175,13 @@ const request = await verifier.createOpenId4vpAuthorizationRequest({
     response_mode: mode,
     nonce,
     state,
-    dcql_query: { credentials: [{ id: 'pid', format: 'dc+sd-jwt', meta: { vct_values: ['urn:eudi:pid:1'] }, claims }] },
+    dcql_query: { credentials: [credentialQuery] },
     client_metadata: {
       client_name: 'A test relying party',
       jwks: { keys: [encJwk] },
       encrypted_response_enc_values_supported: ['A128GCM'],
-      vp_formats_supported: { 'dc+sd-jwt': { 'sd-jwt_alg_values': ['ES256'], 'kb-jwt_alg_values': ['ES256'] } },
+      vp_formats_supported: { 'dc+sd-jwt': { 'sd-jwt_alg_values': ['ES256'], 'kb-jwt_alg_values': ['ES256'] },
+        mso_mdoc: { issuerauth_alg_values: [-7], deviceauth_alg_values: [-7] } },
     },
   },
   jar: { requestUri: `${base}/request`, jwtSigner: { method: 'x5c', alg: 'ES256', x5c: [leaf.raw.toString('base64'), ca.raw.toString('base64')] } },
@@ -158,22 +221,22 @@ server.on('request', async (req, res) => {
     });
     const pres = parsed.dcql.presentations.pid;
     const presented = Array.isArray(pres) ? pres[0] : pres;
-    const v = await sdjwt.verify(presented, { keyBindingNonce: nonce, requiredClaimKeys: Object.keys(expect) });
-    report(`${mode}: @sd-jwt/sd-jwt-vc verifies the presentation and its key binding`, () => {
-      assert(v.kb && v.kb.payload.aud === clientId, `kb aud ${v.kb && v.kb.payload.aud}`);
-      assert(v.kb.payload.nonce === nonce, 'kb nonce');
-      assert(Math.abs(v.kb.payload.iat - Date.now() / 1000) < 300, 'kb iat');
-    });
-    report(`${mode}: only the asked claims are disclosed`, () => {
-      const p = v.payload;
-      for (const [k, want] of Object.entries(expect)) assert(JSON.stringify(p[k]) === JSON.stringify(want), `${k}: ${JSON.stringify(p[k])}`);
-      const personal = ['family_name', 'given_name', 'birthdate', 'personal_administrative_number', 'nationalities', 'age_in_years',
-        'age_birth_year', 'age_equal_or_over', 'email', 'date_of_issuance', 'date_of_expiry', 'issuing_authority', 'issuing_country'];
-      const extra = personal.filter((k) => p[k] !== undefined && !(k in expect));
-      assert(extra.length === 0, `disclosed beyond the request: ${extra}`);
-      const disclosures = presented.split('~').slice(1, -1).filter((d) => d.length > 0 && !d.includes('.'));
-      assert(disclosures.length <= Object.keys(expect).length * 2, `${disclosures.length} disclosures`);
-    });
+    if (format === 'mso_mdoc') {
+      const mdoc = await new Verifier().verifyDeviceResponse({ encodedDeviceResponse: new Uint8Array(Buffer.from(presented, 'base64url')),
+        encodedSessionTranscript: sessionTranscript(request.authorizationRequestPayload.response_uri),
+        trustedCertificates: [new Uint8Array(root.raw)] }, mdocContext);
+      report(`${mode}: @animo-id/mdoc verifies the DeviceResponse and its device signature`, () => {
+        assert(mdoc.documents.length === 1 && mdoc.documents[0].docType === PID, 'one PID document');
+      });
+      report(`${mode}: only the asked mdoc elements are disclosed`, () => {
+        const ns = mdoc.documents[0].getIssuerNameSpace(PID);
+        const got = Object.fromEntries([...ns.entries()].map(([k, v]) => [k, v]));
+        assert(JSON.stringify(Object.keys(got).sort()) === JSON.stringify(Object.keys(expect).sort()), `disclosed ${Object.keys(got)}`);
+        for (const [k, want] of Object.entries(expect)) assert(JSON.stringify(got[k]) === JSON.stringify(want), `${k}: ${JSON.stringify(got[k])}`);
+      });
+    } else {
+      await checkSDJWT(presented);
+    }
     ok = true;
   } catch (e) {
     report(`${mode}: the response verifies`, () => { throw e; });
@@ -183,5 +246,24 @@ server.on('request', async (req, res) => {
   clearTimeout(timer);
   server.close();
 });
+
+async function checkSDJWT(presented) {
+  const v = await sdjwt.verify(presented, { keyBindingNonce: nonce, requiredClaimKeys: Object.keys(expect) });
+  report(`${mode}: @sd-jwt/sd-jwt-vc verifies the presentation and its key binding`, () => {
+    assert(v.kb && v.kb.payload.aud === clientId, `kb aud ${v.kb && v.kb.payload.aud}`);
+    assert(v.kb.payload.nonce === nonce, 'kb nonce');
+    assert(Math.abs(v.kb.payload.iat - Date.now() / 1000) < 300, 'kb iat');
+  });
+  report(`${mode}: only the asked claims are disclosed`, () => {
+    const p = v.payload;
+    for (const [k, want] of Object.entries(expect)) assert(JSON.stringify(p[k]) === JSON.stringify(want), `${k}: ${JSON.stringify(p[k])}`);
+    const personal = ['family_name', 'given_name', 'birthdate', 'personal_administrative_number', 'nationalities', 'age_in_years',
+      'age_birth_year', 'age_equal_or_over', 'email', 'date_of_issuance', 'date_of_expiry', 'issuing_authority', 'issuing_country'];
+    const extra = personal.filter((k) => p[k] !== undefined && !(k in expect));
+    assert(extra.length === 0, `disclosed beyond the request: ${extra}`);
+    const disclosures = presented.split('~').slice(1, -1).filter((d) => d.length > 0 && !d.includes('.'));
+    assert(disclosures.length <= Object.keys(expect).length * 2, `${disclosures.length} disclosures`);
+  });
+}
 
 console.log(JSON.stringify({ request_uri: request.authorizationRequest }));
