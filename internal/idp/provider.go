@@ -321,6 +321,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		sess.JWTClaims.Subject = id
 		sess.JWTClaims.Extra = map[string]any{"client_id": id}
 		sess.JWTHeader.Add("typ", "at+jwt")
+		sess.ClientOnly = true
 		err = p.grantAudience(ar, r.PostForm["resource"])
 	} else {
 		err = narrowAudience(ar, r.PostForm["resource"])
