@@ -3,9 +3,11 @@ package idp
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -39,6 +41,8 @@ type tokenKeys struct {
 
 	mu     sync.Mutex
 	cached *keySet
+
+	verified verifiedTokens
 }
 
 type keySet struct {
@@ -290,20 +294,98 @@ func (t *tokenKeys) Generate(ctx context.Context, claims fjwt.MapClaims, header 
 	return raw, sig, err
 }
 
-// Decode parses and verifies a token signed by any published key.
+// Decode parses and verifies a token signed by any published key. A token verified before is
+// taken from the cache of verified tokens while its key is still published (see verifiedTokens).
 func (t *tokenKeys) Decode(ctx context.Context, raw string) (*fjwt.Token, error) {
 	set, err := t.load(ctx, false)
 	if err != nil {
 		return nil, err
 	}
-	return fjwt.ParseWithClaims(raw, fjwt.MapClaims{}, func(tok *fjwt.Token) (interface{}, error) {
-		kid, _ := tok.Header["kid"].(string)
+	h := sha256.Sum256([]byte(raw))
+	if tok := t.verified.get(h, set, t.now()); tok != nil {
+		return tok, nil
+	}
+	var kid string
+	tok, err := fjwt.ParseWithClaims(raw, fjwt.MapClaims{}, func(tok *fjwt.Token) (interface{}, error) {
+		kid, _ = tok.Header["kid"].(string)
 		pub, ok := set.byKID[kid]
 		if !ok {
 			return nil, fmt.Errorf("idp: unknown key id %q", kid)
 		}
 		return pub, nil
 	})
+	if err == nil {
+		t.verified.put(h, tok, kid, t.now())
+	}
+	return tok, err
+}
+
+// verifiedTokens remembers the tokens Decode verified, by the SHA-256 of the whole token, so
+// that a bearer token presented again (every call of a sealing or signing client, every
+// introspection) is not parsed and its P-256 signature checked again: that was most of a bearer
+// check's CPU. Only the signature check is saved: whether the token is still active (not
+// revoked, on any replica) is read from the ephemeral store at every use, and its claims'
+// times are checked by fosite after Decode. An entry is used only while the key that signed
+// the token is in this replica's key set (a key dropped from it stops its tokens at once, as
+// without the cache) and until the token's exp; tokens without exp are not kept. At most
+// verifiedMax entries: when full, expired ones are dropped, and all of them if none has.
+type verifiedTokens struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]verifiedToken
+}
+
+type verifiedToken struct {
+	tok   *fjwt.Token
+	kid   string
+	until time.Time
+}
+
+const verifiedMax = 4096
+
+// get returns a copy of the verified token, or nil.
+func (v *verifiedTokens) get(h [sha256.Size]byte, set *keySet, now time.Time) *fjwt.Token {
+	v.mu.Lock()
+	e, ok := v.m[h]
+	v.mu.Unlock()
+	if !ok || !now.Before(e.until) {
+		return nil
+	}
+	if _, published := set.byKID[e.kid]; !published {
+		return nil
+	}
+	// Callers get their own maps (fosite only reads them; a copy keeps it so).
+	c := *e.tok
+	c.Header, c.Claims = maps.Clone(e.tok.Header), maps.Clone(e.tok.Claims)
+	return &c
+}
+
+func (v *verifiedTokens) put(h [sha256.Size]byte, tok *fjwt.Token, kid string, now time.Time) {
+	var until time.Time
+	switch exp := tok.Claims["exp"].(type) {
+	case float64:
+		until = time.Unix(int64(exp), 0)
+	case int64:
+		until = time.Unix(exp, 0)
+	default:
+		return
+	}
+	if !now.Before(until) {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil {
+		v.m = map[[sha256.Size]byte]verifiedToken{}
+	}
+	if len(v.m) >= verifiedMax {
+		maps.DeleteFunc(v.m, func(_ [sha256.Size]byte, e verifiedToken) bool { return !now.Before(e.until) })
+		if len(v.m) >= verifiedMax {
+			clear(v.m)
+		}
+	}
+	c := *tok // the caller keeps its own maps
+	c.Header, c.Claims = maps.Clone(tok.Header), maps.Clone(tok.Claims)
+	v.m[h] = verifiedToken{tok: &c, kid: kid, until: until}
 }
 
 // Validate verifies a token and returns its signature part.

@@ -29,6 +29,9 @@ type Session struct {
 	CodeJKT string `json:"code_jkt,omitempty"`
 	// Asked are the person claims the claims parameter asked for (OpenID Connect Core §5.5).
 	Asked requestedClaims `json:"asked,omitempty"`
+	// ClientOnly marks a client_credentials token: it belongs to no grant that another token
+	// could revoke, so its state is found by its own key only (see CreateAccessTokenSession).
+	ClientOnly bool `json:"client_only,omitempty"`
 }
 
 var (
