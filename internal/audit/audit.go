@@ -95,6 +95,9 @@ type Event struct {
 	Result    string
 	RequestID string
 	Detail    []byte
+	// Subject is the person the event is about, "" for none: the log is indexed by it
+	// (store.AuditLog.AuditOf), outside the hash chain.
+	Subject string
 }
 
 // ActionCheckpoint is the action of checkpoint records.
@@ -317,7 +320,7 @@ func (l *Log) writeQueue(ctx context.Context) {
 		for _, p := range batch {
 			ev := p.ev
 			out = append(out, l.link(last, store.AuditRecord{Actor: ev.Actor, Action: ev.Action, Key: ev.Key, Digest: ev.Digest,
-				Result: ev.Result, RequestID: ev.RequestID, Detail: ev.Detail}))
+				Result: ev.Result, RequestID: ev.RequestID, Detail: ev.Detail, Subject: ev.Subject}))
 			last = &out[len(out)-1]
 		}
 		return out, l.seal(ctx, first, out)

@@ -192,7 +192,7 @@ func TestTamperingDetected(t *testing.T) {
 		{"truncated tail, length known", `DELETE FROM audit_log WHERE seq > 27`, func([]byte) VerifyOptions { return VerifyOptions{ExpectSeq: 32} }, 28, "truncated"},
 		{"truncated back to a checkpoint", `DELETE FROM audit_log WHERE seq > 22`, func([]byte) VerifyOptions { return VerifyOptions{ExpectSeq: 32} }, 23, "truncated"},
 		{"tail rewritten", `UPDATE audit_log SET result = 'x' WHERE seq = 32`, func(head []byte) VerifyOptions { return VerifyOptions{ExpectSeq: 32, ExpectHead: head} }, 32, "hash mismatch"},
-		{"inserted record", `UPDATE audit_log SET seq = -seq WHERE seq >= 20; UPDATE audit_log SET seq = 1 - seq WHERE seq < 0; INSERT INTO audit_log SELECT 20, time, actor, action, key_uri, digest, result, request_id, detail, signature, prev_hash, hash, tree FROM audit_log WHERE seq = 19`, nil, 20, "broken link"},
+		{"inserted record", `UPDATE audit_log SET seq = -seq WHERE seq >= 20; UPDATE audit_log SET seq = 1 - seq WHERE seq < 0; INSERT INTO audit_log SELECT 20, time, actor, action, key_uri, digest, result, request_id, detail, signature, prev_hash, hash, tree, subject FROM audit_log WHERE seq = 19`, nil, 20, "broken link"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "a.db")
@@ -352,6 +352,10 @@ func (m *memLog) AuditCheckpoint(context.Context) (int64, []byte, error) {
 
 func (m *memLog) FillAuditTree(context.Context, map[int64][]byte) error {
 	return errors.New("read-only")
+}
+
+func (m *memLog) AuditOf(context.Context, string, int64, int) ([]store.AuditRecord, error) {
+	return nil, errors.New("not indexed")
 }
 
 func (m *memLog) AuditRecords(_ context.Context, from int64, limit int) ([]store.AuditRecord, error) {

@@ -181,7 +181,7 @@ func TestTailTamperingDetected(t *testing.T) {
 			r := recs[len(recs)-1]
 			r.Seq, r.PrevHash, r.Actor = r.Seq+1, r.Hash, "intruder"
 			r.Hash = Hash(r)
-			execSQL(t, path, `INSERT INTO audit_log SELECT 31, time, $1, action, key_uri, digest, result, request_id, detail, signature, $2, $3, NULL FROM audit_log WHERE seq = 30`,
+			execSQL(t, path, `INSERT INTO audit_log SELECT 31, time, $1, action, key_uri, digest, result, request_id, detail, signature, $2, $3, NULL, subject FROM audit_log WHERE seq = 30`,
 				r.Actor, r.PrevHash, r.Hash)
 		}, 31, "after the latest signed tree checkpoint"},
 	} {

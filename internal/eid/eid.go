@@ -75,6 +75,66 @@ type Letter struct {
 	Expires time.Time
 }
 
+// Printer makes the printable, sealed activation letter (a PDF) for a letter the desk issued.
+type Printer interface {
+	Print(ctx context.Context, l Letter, lang string) ([]byte, error)
+}
+
+// Record is what the desk shows of a person: who, the proofing and the state of their eID
+// means, and which credentials they hold (never the credentials themselves).
+type Record struct {
+	Person            store.Person
+	Password, TOTP    bool
+	Passkeys          int
+	ActivationPending bool // a letter's code not yet used and not expired
+	ActivationExpires time.Time
+}
+
+// Find reads the person with personal number number for registrar (store.ErrNotFound when
+// there is none).
+func (d *Desk) Find(ctx context.Context, registrar, number string) (Record, error) {
+	if err := d.registrar(ctx, registrar); err != nil {
+		return Record{}, err
+	}
+	p, err := d.db.PersonByPersonalNumber(ctx, strings.TrimSpace(number))
+	if err != nil {
+		return Record{}, err
+	}
+	return d.record(ctx, p)
+}
+
+// Look reads the person subject for registrar (store.ErrNotFound when there is none).
+func (d *Desk) Look(ctx context.Context, registrar, subject string) (Record, error) {
+	if err := d.registrar(ctx, registrar); err != nil {
+		return Record{}, err
+	}
+	p, err := d.db.Person(ctx, subject)
+	if err != nil {
+		return Record{}, err
+	}
+	return d.record(ctx, p)
+}
+
+func (d *Desk) record(ctx context.Context, p store.Person) (Record, error) {
+	r := Record{Person: p}
+	c, err := d.db.Credential(ctx, p.SubjectID)
+	switch {
+	case err == nil:
+		r.Password, r.TOTP = c.PasswordHash != "", c.TOTPSeedSealed != nil
+		if c.ActivationHash != nil && d.now().Before(c.ActivationExpires) {
+			r.ActivationPending, r.ActivationExpires = true, c.ActivationExpires
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return Record{}, err
+	}
+	keys, err := d.db.PasskeysOf(ctx, p.SubjectID)
+	if err != nil {
+		return Record{}, err
+	}
+	r.Passkeys = len(keys)
+	return r, nil
+}
+
 // Registration is what the registrar types from the ID document.
 type Registration struct {
 	PersonalNumber, GivenName, FamilyName, BirthDate string
@@ -100,13 +160,13 @@ func (d *Desk) registrar(ctx context.Context, subject string) error {
 	return ErrNotRegistrar
 }
 
-func (d *Desk) record(ctx context.Context, registrar, action, subject string, extra map[string]string) error {
+func (d *Desk) audited(ctx context.Context, registrar, action, subject string, extra map[string]string) error {
 	detail := map[string]string{"subject": subject}
 	for k, v := range extra {
 		detail[k] = v
 	}
 	b, _ := json.Marshal(detail)
-	_, err := d.audit.Append(ctx, audit.Event{Actor: registrar, Action: action, Result: "ok", Detail: b})
+	_, err := d.audit.Append(ctx, audit.Event{Actor: registrar, Action: action, Result: "ok", Detail: b, Subject: subject})
 	return err
 }
 
@@ -166,7 +226,7 @@ func (d *Desk) Register(ctx context.Context, registrar string, in Registration) 
 		}
 		p = proofed(p)
 	}
-	if err := d.record(ctx, registrar, "eid.register", p.SubjectID, map[string]string{"proofing": store.ProofingHigh, "document": in.DocumentNumber}); err != nil {
+	if err := d.audited(ctx, registrar, "eid.register", p.SubjectID, map[string]string{"proofing": store.ProofingHigh, "document": in.DocumentNumber}); err != nil {
 		return Letter{}, err
 	}
 	return d.letter(ctx, registrar, p, false)
@@ -208,7 +268,7 @@ func (d *Desk) letter(ctx context.Context, registrar string, p store.Person, res
 			}
 		}
 	}
-	if err := d.record(ctx, registrar, "eid.letter", p.SubjectID, map[string]string{"expires": l.Expires.Format(time.RFC3339)}); err != nil {
+	if err := d.audited(ctx, registrar, "eid.letter", p.SubjectID, map[string]string{"expires": l.Expires.Format(time.RFC3339)}); err != nil {
 		return Letter{}, err
 	}
 	return l, nil
@@ -227,7 +287,7 @@ func (d *Desk) Reset(ctx context.Context, registrar, subject string) (Letter, er
 	if p.Status == store.EIDRevoked {
 		return Letter{}, ErrRevoked
 	}
-	if err := d.record(ctx, registrar, "eid.reset", subject, nil); err != nil {
+	if err := d.audited(ctx, registrar, "eid.reset", subject, nil); err != nil {
 		return Letter{}, err
 	}
 	return d.letter(ctx, registrar, p, true)
@@ -263,41 +323,33 @@ func (d *Desk) SetStatus(ctx context.Context, registrar, subject, status string)
 			return err
 		}
 	}
-	return d.record(ctx, registrar, "eid."+map[string]string{store.EIDActive: "resume", store.EIDSuspended: "suspend", store.EIDRevoked: "revoke"}[status], subject, nil)
+	return d.audited(ctx, registrar, "eid."+map[string]string{store.EIDActive: "resume", store.EIDSuspended: "suspend", store.EIDRevoked: "revoke"}[status], subject, nil)
 }
 
-// historyScan bounds how many audit records History reads per call.
-const historyScan = 100000
+// historyMax bounds how many records History returns: the most recent are kept.
+const historyMax = 1000
 
-// History is the audit trail of subject: what registrars did to their eID means and their own
-// logins and activation, oldest first. It reads the log from the start (up to historyScan
-// records; an index by subject is for when logs grow past that).
+// History is the audit trail of subject, oldest first: what registrars did to their eID means
+// and their own logins, activation and passkeys. It reads the log's index by subject
+// (store.AuditLog.AuditOf), so its cost follows this person's records, not the log's size;
+// past historyMax records, the oldest are left out.
 func (d *Desk) History(ctx context.Context, registrar, subject string) ([]store.AuditRecord, error) {
 	if err := d.registrar(ctx, registrar); err != nil {
 		return nil, err
 	}
 	var out []store.AuditRecord
-	for from, read := int64(1), 0; read < historyScan; {
-		recs, err := d.db.AuditRecords(ctx, from, 1000)
+	for from := int64(1); ; {
+		recs, err := d.db.AuditOf(ctx, subject, from, 500)
 		if err != nil {
 			return nil, err
 		}
 		if len(recs) == 0 {
 			break
 		}
-		for _, r := range recs {
-			if r.Actor == subject && strings.HasPrefix(r.Action, "idp.") {
-				out = append(out, r)
-				continue
-			}
-			if strings.HasPrefix(r.Action, "eid.") {
-				var detail map[string]string
-				if json.Unmarshal(r.Detail, &detail) == nil && detail["subject"] == subject {
-					out = append(out, r)
-				}
-			}
+		out = append(out, recs...)
+		if len(out) > historyMax {
+			out = append(out[:0], out[len(out)-historyMax:]...)
 		}
-		read += len(recs)
 		from = recs[len(recs)-1].Seq + 1
 	}
 	return out, nil

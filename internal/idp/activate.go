@@ -123,7 +123,7 @@ func (g *Pages) activate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if g.p.audit != nil {
-		if _, err := g.p.audit.Append(ctx, audit.Event{Actor: p.SubjectID, Action: "idp.activate", Result: "ok"}); err != nil {
+		if _, err := g.p.audit.Append(ctx, audit.Event{Actor: p.SubjectID, Action: "idp.activate", Result: "ok", Subject: p.SubjectID}); err != nil {
 			g.unavailable(w, r, err)
 			return
 		}

@@ -186,7 +186,7 @@ func (c *Card) login(w http.ResponseWriter, r *http.Request) {
 	now := g.p.now().UTC().Truncate(time.Second)
 	detail, _ := json.Marshal(map[string]string{"client": f.Client, "serial": leaf.SerialNumber.Text(16), "issuer": leaf.Issuer.String()})
 	if c.cfg.Audit != nil {
-		if _, err := c.cfg.Audit.Append(ctx, audit.Event{Actor: p.SubjectID, Action: "idp.login.card", Result: "ok", Detail: detail}); err != nil {
+		if _, err := c.cfg.Audit.Append(ctx, audit.Event{Actor: p.SubjectID, Action: "idp.login.card", Result: "ok", Detail: detail, Subject: p.SubjectID}); err != nil {
 			g.unavailable(w, r, err)
 			return
 		}

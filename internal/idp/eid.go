@@ -51,7 +51,7 @@ var _ Auditor = (*audit.Log)(nil)
 func (p *Provider) SetAudit(a Auditor) { p.audit = a }
 
 func auditEvent(actor, action, result string, detail []byte) audit.Event {
-	return audit.Event{Actor: actor, Action: action, Result: result, Detail: detail}
+	return audit.Event{Actor: actor, Action: action, Result: result, Detail: detail, Subject: actor}
 }
 
 // loginRecord is the detail of an idp.login audit event.
@@ -69,7 +69,7 @@ func (p *Provider) recordLogin(ctx context.Context, f *flow, proofing string) er
 		return nil
 	}
 	detail, _ := json.Marshal(loginRecord{Client: f.Client, ACR: f.ACR, AMR: f.AMR, Proofing: proofing, Authenticator: f.AuthLevel})
-	if _, err := p.audit.Append(ctx, audit.Event{Actor: f.Subject, Action: "idp.login", Result: f.ACR, Detail: detail}); err != nil {
+	if _, err := p.audit.Append(ctx, audit.Event{Actor: f.Subject, Action: "idp.login", Result: f.ACR, Detail: detail, Subject: f.Subject}); err != nil {
 		return fmt.Errorf("idp: audit of a login: %w", err)
 	}
 	return nil

@@ -41,6 +41,9 @@ type AuditRecord struct {
 	// Outside the chain (Hash covers neither): what the log's Merkle tree needs.
 	Tree       []byte // the tree hashes this record adds, concatenated; nil on records from before the tree
 	Checkpoint []byte // written only: the signed checkpoint of the log up to this record, kept as the latest
+	// Subject is the person the event is about ("" for none): an index for AuditOf, not evidence
+	// (the actor and the detail, inside the chain, say who).
+	Subject string
 }
 
 // AuditLog is the durable store's part that keeps the audit chain.
@@ -58,6 +61,9 @@ type AuditLog interface {
 	AppendAudit(ctx context.Context, next func(last *AuditRecord) ([]AuditRecord, error)) ([]AuditRecord, error)
 	// AuditRecords returns up to limit records with Seq >= from, in Seq order.
 	AuditRecords(ctx context.Context, from int64, limit int) ([]AuditRecord, error)
+	// AuditOf returns up to limit records whose Subject is subject with Seq >= from, in Seq
+	// order, through an index: its cost follows that person's records, not the log's size.
+	AuditOf(ctx context.Context, subject string, from int64, limit int) ([]AuditRecord, error)
 	// AuditTree returns the Tree of each record named in seqs that exists, by seq.
 	AuditTree(ctx context.Context, seqs []int64) (map[int64][]byte, error)
 	// AuditCheckpoint returns the latest checkpoint and the seq of the record it came with;

@@ -11,11 +11,11 @@ import (
 	"github.com/vula-eid/vula/internal/store"
 )
 
-// auditRowsPerInsert keeps a statement's parameters (13 a row) well under SQLite's limit of
+// auditRowsPerInsert keeps a statement's parameters (14 a row) well under SQLite's limit of
 // 32766 and PostgreSQL's of 65535.
 const auditRowsPerInsert = 500
 
-const auditCols = `seq, time, actor, action, key_uri, digest, result, request_id, detail, signature, prev_hash, hash, tree`
+const auditCols = `seq, time, actor, action, key_uri, digest, result, request_id, detail, signature, prev_hash, hash, tree, subject`
 
 // lastAudit reads the head of the chain.
 const lastAudit = `SELECT ` + auditCols + ` FROM audit_log ORDER BY seq DESC LIMIT 1`
@@ -23,7 +23,7 @@ const lastAudit = `SELECT ` + auditCols + ` FROM audit_log ORDER BY seq DESC LIM
 func scanAudit(r rowScanner) (store.AuditRecord, error) {
 	var a store.AuditRecord
 	var t int64
-	err := r.Scan(&a.Seq, &t, &a.Actor, &a.Action, &a.Key, &a.Digest, &a.Result, &a.RequestID, &a.Detail, &a.Signature, &a.PrevHash, &a.Hash, &a.Tree)
+	err := r.Scan(&a.Seq, &t, &a.Actor, &a.Action, &a.Key, &a.Digest, &a.Result, &a.RequestID, &a.Detail, &a.Signature, &a.PrevHash, &a.Hash, &a.Tree, &a.Subject)
 	a.Time = fromMicros(t)
 	return a, err
 }
@@ -79,7 +79,7 @@ func (d *DB) AppendAudit(ctx context.Context, next func(last *store.AuditRecord)
 			st := tx.StmtContext(ctx, stmt)
 			for _, rec := range recs {
 				if _, err := st.ExecContext(ctx, rec.Seq, micros(rec.Time), rec.Actor, rec.Action, rec.Key, rec.Digest, rec.Result,
-					rec.RequestID, rec.Detail, rec.Signature, rec.PrevHash, rec.Hash, rec.Tree); err != nil {
+					rec.RequestID, rec.Detail, rec.Signature, rec.PrevHash, rec.Hash, rec.Tree, rec.Subject); err != nil {
 					return err
 				}
 			}
@@ -87,14 +87,14 @@ func (d *DB) AppendAudit(ctx context.Context, next func(last *store.AuditRecord)
 		}
 		for chunk := range slices.Chunk(recs, auditRowsPerInsert) {
 			var q strings.Builder
-			args := make([]any, 0, len(chunk)*13)
+			args := make([]any, 0, len(chunk)*14)
 			q.WriteString(`INSERT INTO audit_log (` + auditCols + `) VALUES `)
 			for i, rec := range chunk {
 				if i > 0 {
 					q.WriteByte(',')
 				}
 				q.WriteByte('(')
-				for c := 0; c < 13; c++ {
+				for c := 0; c < 14; c++ {
 					if c > 0 {
 						q.WriteByte(',')
 					}
@@ -102,7 +102,7 @@ func (d *DB) AppendAudit(ctx context.Context, next func(last *store.AuditRecord)
 				}
 				q.WriteByte(')')
 				args = append(args, rec.Seq, micros(rec.Time), rec.Actor, rec.Action, rec.Key, rec.Digest, rec.Result,
-					rec.RequestID, rec.Detail, rec.Signature, rec.PrevHash, rec.Hash, rec.Tree)
+					rec.RequestID, rec.Detail, rec.Signature, rec.PrevHash, rec.Hash, rec.Tree, rec.Subject)
 			}
 			if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 				return err
@@ -120,7 +120,7 @@ func (d *DB) AppendAudit(ctx context.Context, next func(last *store.AuditRecord)
 func (d *DB) auditStmt(ctx context.Context) (*sql.Stmt, error) {
 	d.auditOnce.Do(func() {
 		d.auditInsert, d.auditErr = d.db.PrepareContext(context.WithoutCancel(ctx),
-			`INSERT INTO audit_log (`+auditCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`)
+			`INSERT INTO audit_log (`+auditCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)`)
 	})
 	return d.auditInsert, d.auditErr
 }
@@ -128,6 +128,16 @@ func (d *DB) auditStmt(ctx context.Context) (*sql.Stmt, error) {
 // AuditRecords returns up to limit records from seq from on.
 func (d *DB) AuditRecords(ctx context.Context, from int64, limit int) ([]store.AuditRecord, error) {
 	return list(ctx, d, "audit records", `SELECT `+auditCols+` FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2`, scanAudit, from, limit)
+}
+
+// AuditOf returns up to limit records about subject from seq from on, through the partial
+// index audit_log_subject.
+func (d *DB) AuditOf(ctx context.Context, subject string, from int64, limit int) ([]store.AuditRecord, error) {
+	if subject == "" {
+		return nil, nil
+	}
+	return list(ctx, d, "audit records of a subject", `SELECT `+auditCols+` FROM audit_log WHERE subject = $1 AND subject <> '' AND seq >= $2 ORDER BY seq LIMIT $3`,
+		scanAudit, subject, from, limit)
 }
 
 const upsertCheckpoint = `INSERT INTO audit_checkpoint (id, seq, checkpoint) VALUES (1, $1, $2)

@@ -463,7 +463,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		stored, err := s.AppendAudit(ctx, func(last *store.AuditRecord) ([]store.AuditRecord, error) {
 			r := store.AuditRecord{Seq: last.Seq + 1, Time: now.Add(1234 * time.Microsecond), Actor: "client:tax", Action: "checkpoint",
 				Key: "pkcs11:token=vula;object=audit", Digest: []byte{0xde, 0xad}, Result: "ok", RequestID: "req-1",
-				Detail: []byte(`{"seq":80}`), Signature: []byte{0x30, 0x45}, PrevHash: last.Hash}
+				Detail: []byte(`{"seq":80}`), Signature: []byte{0x30, 0x45}, PrevHash: last.Hash, Subject: "0f3a"}
 			r.Hash = hashOf(r)
 			return []store.AuditRecord{r}, nil
 		})
@@ -475,6 +475,37 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 			t.Fatalf("%d records from %d", len(back), full.Seq)
 		}
 		same(t, back[0], full)
+
+		// AuditOf reads one subject's records, in order, from a seq on, and nothing of others'.
+		about := func(subject string) func(last *store.AuditRecord) ([]store.AuditRecord, error) {
+			return func(last *store.AuditRecord) ([]store.AuditRecord, error) {
+				r, _ := chain("registrar", now)(last)
+				r[0].Subject = subject
+				return r, nil
+			}
+		}
+		var ofAlice []int64
+		for i := 0; i < 3; i++ {
+			a, err := s.AppendAudit(ctx, about("alice"))
+			must(t, err)
+			ofAlice = append(ofAlice, a[0].Seq)
+			_, err = s.AppendAudit(ctx, about("bob"))
+			must(t, err)
+		}
+		got, err := s.AuditOf(ctx, "alice", 1, 10)
+		must(t, err)
+		if len(got) != 3 || got[0].Seq != ofAlice[0] || got[2].Seq != ofAlice[2] || got[1].Subject != "alice" {
+			t.Fatalf("alice's records: %+v", got)
+		}
+		if got, _ := s.AuditOf(ctx, "alice", ofAlice[1], 1); len(got) != 1 || got[0].Seq != ofAlice[1] {
+			t.Fatalf("alice's records from %d: %+v", ofAlice[1], got)
+		}
+		if got, err := s.AuditOf(ctx, "carol", 1, 10); err != nil || len(got) != 0 {
+			t.Fatalf("carol has no records: %+v %v", got, err)
+		}
+		if got, err := s.AuditOf(ctx, "", 1, 10); err != nil || len(got) != 0 {
+			t.Fatalf("the empty subject is no one: %d records %v", len(got), err)
+		}
 
 		// Tree hashes come back by seq; the checkpoint of the last record that carries one in a
 		// commit is the latest; a refused batch changes neither.
