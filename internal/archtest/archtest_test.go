@@ -11,7 +11,8 @@
 //     reference wallet: a client of OpenID4VCI and OpenID4VP that, placed here, can import
 //     nothing of the server).
 //  3. the HTTP edge the services share: internal/server (problems, request ids, limits),
-//     internal/upload (bounded request bodies) and internal/web (the page renderer);
+//     internal/upload (bounded request bodies), internal/web (the page renderer) and internal/rp
+//     (the pages' login at Vula's own identity provider, their sessions and CSRF tokens);
 //     then, above it, internal/audit (the audit log, whose checkpoint and proofs it serves) and
 //     internal/auth (the contract between idp and the services it protects: the caller, the
 //     levels of assurance, bearer tokens, the factor check, credential authorization).

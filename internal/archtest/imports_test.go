@@ -18,7 +18,7 @@ const module = "github.com/vula-eid/vula"
 var layers = [][][]string{
 	{{"hsm"}},
 	{{"internal/store"}, {"internal/config"}, {"internal/cms"}, {"internal/backup"}, {"internal/problem"}, {"internal/sdjwt"}, {"internal/holder"}},
-	{{"internal/server"}, {"internal/upload"}, {"internal/web"}},
+	{{"internal/server"}, {"internal/upload"}, {"internal/web"}, {"internal/rp"}},
 	{{"internal/audit"}, {"internal/auth"}}, // over the edge: audit serves its proofs, auth answers refused tokens
 	{{"internal/certs"}, {"internal/tsa"}, {"internal/signing", "internal/pdfsafe", "internal/trustlist"}, {"internal/letter"}},
 	{{"internal/idp"}, {"internal/csc"}, {"internal/seal"}, {"internal/portal"}, {"internal/validation"}, {"internal/pid"}, {"internal/eid"}, {"internal/verifier"}},

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/vula-eid/vula/internal/rp"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/web"
 )
@@ -95,7 +96,7 @@ func (p *Portal) upload(w http.ResponseWriter, r *http.Request, s *session) {
 		fail(http.StatusRequestEntityTooLarge, "portal.upload.too_many", strconv.Itoa(lim.MaxFiles))
 		return
 	case errors.Is(err, ErrNoFiles):
-		if !sameToken(s.CSRF, values["csrf"]) {
+		if !rp.Same(s.CSRF, values["csrf"]) {
 			fail(http.StatusForbidden, "error.csrf", "")
 			return
 		}
@@ -105,7 +106,7 @@ func (p *Portal) upload(w http.ResponseWriter, r *http.Request, s *session) {
 		fail(http.StatusBadRequest, "portal.upload.form", "")
 		return
 	}
-	if !sameToken(s.CSRF, values["csrf"]) {
+	if !rp.Same(s.CSRF, values["csrf"]) {
 		fail(http.StatusForbidden, "error.csrf", "")
 		return
 	}
@@ -134,7 +135,7 @@ func (p *Portal) upload(w http.ResponseWriter, r *http.Request, s *session) {
 		p.unavailable(w, r, err)
 		return
 	}
-	s.Batch, s.Docs, s.Position, s.Signed = randomToken()[:12], nil, nil, false
+	s.Batch, s.Docs, s.Position, s.Signed = rp.Token()[:12], nil, nil, false
 	for i, u := range docs {
 		m := docMeta{Name: u.Name, Size: len(u.Data), Info: u.Info}
 		if err := p.eph.Put(ctx, s.part("doc", i), u.Data, p.ttl(s)); err != nil {

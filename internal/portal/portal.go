@@ -31,24 +31,14 @@ package portal
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
-	"golang.org/x/oauth2"
-
 	"github.com/vula-eid/vula/internal/auth"
+	"github.com/vula-eid/vula/internal/rp"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/web"
@@ -85,16 +75,12 @@ type Portal struct {
 	preview Previewer
 	log     *slog.Logger
 	now     func() time.Time
-
-	mu       sync.Mutex
-	verifier *oidc.IDTokenVerifier // made at the first login, by discovery
+	rp      *rp.RP // the login at the identity provider and the session's cookie
 }
 
 const (
 	sessionTTL = 30 * time.Minute
-	loginTTL   = 10 * time.Minute
 	cookieName = "vula_portal"
-	stateName  = "vula_portal_state"
 )
 
 // New makes the portal. preview may be nil: no previews, and the pages say so.
@@ -109,11 +95,13 @@ func New(cfg Config, r *web.Renderer, eph store.Ephemeral, people People, signer
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}
-	return &Portal{cfg: cfg, web: r, eph: eph, people: people, signer: signer, preview: preview, log: log, now: now}
+	login := rp.New(rp.Config{Issuer: cfg.Issuer, ClientID: ClientID, Path: "/portal/", Name: "portal", ACR: auth.LoASubstantial,
+		Secure: cfg.Secure, HTTPClient: cfg.HTTPClient}, eph, log, now)
+	return &Portal{cfg: cfg, web: r, eph: eph, people: people, signer: signer, preview: preview, log: log, now: now, rp: login}
 }
 
 // RedirectURI is where the identity provider sends the browser back.
-func (p *Portal) RedirectURI() string { return p.cfg.Issuer + "/portal/callback" }
+func (p *Portal) RedirectURI() string { return p.rp.RedirectURI() }
 
 // Register adds the pages to mux.
 func (p *Portal) Register(mux *http.ServeMux) {
@@ -163,10 +151,7 @@ type docMeta struct {
 	NoPreview string `json:"no_preview,omitempty"`
 }
 
-func storeKey(kind, secret string) string {
-	h := sha256.Sum256([]byte(secret))
-	return "portal:" + kind + ":" + hex.EncodeToString(h[:])
-}
+func storeKey(kind, secret string) string { return rp.Key("portal", kind, secret) }
 
 func (s *session) key() string { return storeKey("session", s.id) }
 
@@ -175,48 +160,21 @@ func (s *session) part(kind string, i int) string {
 	return storeKey(kind, s.id+"/"+s.Batch+"/"+strconv.Itoa(i))
 }
 
-func randomToken() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func sameToken(a, b string) bool {
-	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
-}
-
 // ttl is what is left of the session's life; at least a second so the store takes it.
 func (p *Portal) ttl(s *session) time.Duration { return max(s.Expires.Sub(p.now()), time.Second) }
 
 func (p *Portal) save(ctx context.Context, s *session) error {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	return p.eph.Put(ctx, s.key(), b, p.ttl(s))
+	return p.rp.Save(ctx, s.id, s, s.Expires)
 }
 
 // load reads the request's session; nil when there is none or it ended.
 func (p *Portal) load(r *http.Request) (*session, error) {
-	c, err := r.Cookie(cookieName)
-	if err != nil || len(c.Value) < 32 || len(c.Value) > 64 {
-		return nil, nil
-	}
-	b, err := p.eph.Get(r.Context(), storeKey("session", c.Value))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
+	var s session
+	id, err := p.rp.Load(r, &s)
+	if err != nil || id == "" || !p.now().Before(s.Expires) {
 		return nil, err
 	}
-	var s session
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("portal: a session in the store: %w", err)
-	}
-	if !p.now().Before(s.Expires) {
-		return nil, nil
-	}
-	s.id = c.Value
+	s.id = id
 	return &s, nil
 }
 
@@ -239,7 +197,7 @@ func (p *Portal) withSession(h func(http.ResponseWriter, *http.Request, *session
 		}
 		if r.Method == http.MethodPost && r.Header.Get("Content-Type") == "application/x-www-form-urlencoded" {
 			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-			if !sameToken(s.CSRF, r.PostFormValue("csrf")) {
+			if !rp.Same(s.CSRF, r.PostFormValue("csrf")) {
 				p.message(w, r, http.StatusForbidden, "error.title", "error.csrf", "")
 				return
 			}
@@ -276,141 +234,52 @@ func (p *Portal) home(w http.ResponseWriter, r *http.Request) {
 	p.web.Render(w, r, http.StatusOK, "portal_home", nil)
 }
 
-// loginState is what a login in progress keeps, under its state.
-type loginState struct {
-	Verifier string `json:"verifier"`
-	Nonce    string `json:"nonce"`
-	// Resume is the store key of the session a re-login refreshes, "" for a first login. The
-	// key, not the id: the id stays in the browser's cookie only.
-	Resume string `json:"resume,omitempty"`
-}
-
-func (p *Portal) oauth() oauth2.Config {
-	return oauth2.Config{ClientID: ClientID, RedirectURL: p.RedirectURI(),
-		Endpoint: oauth2.Endpoint{AuthURL: p.cfg.Issuer + "/oauth2/auth", TokenURL: p.cfg.Issuer + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams},
-		Scopes:   []string{oidc.ScopeOpenID, "profile"}}
-}
-
 // login starts the code flow with PKCE at LoA substantial.
 func (p *Portal) login(w http.ResponseWriter, r *http.Request) { p.startLogin(w, r, nil) }
 
 // startLogin sends the browser to the identity provider; for a re-login of resume (a session
 // whose login is too old to sign) it asks for a fresh authentication, not single sign-on.
 func (p *Portal) startLogin(w http.ResponseWriter, r *http.Request, resume *session) {
-	st := loginState{Verifier: oauth2.GenerateVerifier(), Nonce: oauth2.GenerateVerifier()}
+	o := rp.Options{Lang: p.web.Lang(w, r)}
 	if resume != nil {
-		st.Resume = resume.key()
+		// The key, not the id: the id stays in the browser's cookie only.
+		o.Resume, o.Fresh = resume.key(), true
 	}
-	state := randomToken()
-	b, _ := json.Marshal(st)
-	if err := p.eph.Put(r.Context(), storeKey("login", state), b, loginTTL); err != nil {
+	if err := p.rp.Start(w, r, o); err != nil {
 		p.unavailable(w, r, err)
-		return
 	}
-	// The state is also bound to this browser, so nobody can finish a login they did not start here.
-	http.SetCookie(w, &http.Cookie{Name: stateName, Value: state, Path: "/portal/", MaxAge: int(loginTTL / time.Second),
-		HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode})
-	conf := p.oauth()
-	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(st.Verifier), oidc.Nonce(st.Nonce),
-		oauth2.SetAuthURLParam("acr_values", auth.LoASubstantial)}
-	if l := p.web.Lang(w, r); l != "" {
-		opts = append(opts, oauth2.SetAuthURLParam("ui_locales", l))
-	}
-	if resume != nil {
-		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"))
-	}
-	http.Redirect(w, r, conf.AuthCodeURL(state, opts...), http.StatusSeeOther)
-}
-
-func (p *Portal) idTokenVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.verifier != nil {
-		return p.verifier, nil
-	}
-	provider, err := oidc.NewProvider(oidc.ClientContext(ctx, p.cfg.HTTPClient), p.cfg.Issuer)
-	if err != nil {
-		return nil, err
-	}
-	// go-oidc keeps only the HTTP client of this context for fetching the key set later.
-	p.verifier = provider.Verifier(&oidc.Config{ClientID: ClientID})
-	return p.verifier, nil
 }
 
 // callback finishes the login and makes the session, for officials who can sign only.
 func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	q := r.URL.Query()
-	state := q.Get("state")
-	c, err := r.Cookie(stateName)
-	http.SetCookie(w, &http.Cookie{Name: stateName, Path: "/portal/", MaxAge: -1, HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode})
-	if err != nil || state == "" || !sameToken(c.Value, state) {
+	l, err := p.rp.Finish(w, r)
+	switch {
+	case errors.Is(err, rp.ErrState):
 		p.message(w, r, http.StatusBadRequest, "portal.login.failed", "portal.login.state", "/portal/")
 		return
-	}
-	b, err := p.eph.Take(ctx, storeKey("login", state))
-	if errors.Is(err, store.ErrNotFound) {
-		p.message(w, r, http.StatusBadRequest, "portal.login.failed", "portal.login.state", "/portal/")
-		return
-	}
-	if err != nil {
-		p.unavailable(w, r, err)
-		return
-	}
-	var st loginState
-	if err := json.Unmarshal(b, &st); err != nil {
-		p.unavailable(w, r, err)
-		return
-	}
-	if e := q.Get("error"); e != "" {
+	case errors.Is(err, rp.ErrRefused):
 		// The identity provider refused (the person cancelled, or cannot reach the level).
-		p.log.InfoContext(ctx, "portal: login refused by the identity provider", "error", e)
 		p.message(w, r, http.StatusForbidden, "portal.login.failed", "portal.login.refused", "/portal/")
 		return
-	}
-	hctx := oidc.ClientContext(ctx, p.cfg.HTTPClient)
-	conf := p.oauth()
-	tok, err := conf.Exchange(hctx, q.Get("code"), oauth2.VerifierOption(st.Verifier))
-	if err != nil {
-		p.log.WarnContext(ctx, "portal: code exchange", "err", err)
+	case errors.Is(err, rp.ErrExchange):
 		p.message(w, r, http.StatusBadGateway, "portal.login.failed", "portal.login.exchange", "/portal/")
 		return
-	}
-	raw, _ := tok.Extra("id_token").(string)
-	v, err := p.idTokenVerifier(ctx)
-	var idt *oidc.IDToken
-	if err == nil {
-		idt, err = v.Verify(hctx, raw)
-	}
-	if err == nil && !sameToken(idt.Nonce, st.Nonce) {
-		err = errors.New("nonce mismatch")
-	}
-	if err != nil {
-		p.log.WarnContext(ctx, "portal: ID token", "err", err)
-		p.message(w, r, http.StatusBadGateway, "portal.login.failed", "portal.login.exchange", "/portal/")
-		return
-	}
-	var claims struct {
-		ACR      string   `json:"acr"`
-		AMR      []string `json:"amr"`
-		AuthTime int64    `json:"auth_time"`
-		Name     string   `json:"name"`
-	}
-	if err := idt.Claims(&claims); err != nil {
-		p.message(w, r, http.StatusBadGateway, "portal.login.failed", "portal.login.exchange", "/portal/")
+	case err != nil:
+		p.unavailable(w, r, err)
 		return
 	}
 	// A re-login: the session it was started from, if the browser still holds it; another
 	// person's login ends it, documents and all.
 	var resume *session
-	if st.Resume != "" {
+	if l.Resume != "" {
 		old, err := p.load(r)
 		if err != nil {
 			p.unavailable(w, r, err)
 			return
 		}
-		if old != nil && old.key() == st.Resume {
-			if old.Subject == idt.Subject {
+		if old != nil && old.key() == l.Resume {
+			if old.Subject == l.Subject {
 				resume = old
 			} else {
 				p.log.InfoContext(ctx, "portal: another person logged in on a re-login; the old session is ended")
@@ -418,15 +287,15 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 					p.unavailable(w, r, err)
 					return
 				}
-				http.SetCookie(w, &http.Cookie{Name: cookieName, Path: "/portal/", MaxAge: -1, HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode})
+				p.rp.ClearCookie(w)
 			}
 		}
 	}
-	if !auth.AtLeast(claims.ACR, auth.LoASubstantial) {
+	if !auth.AtLeast(l.ACR, auth.LoASubstantial) {
 		p.message(w, r, http.StatusForbidden, "portal.refused.title", "portal.refused.level", "/portal/")
 		return
 	}
-	person, err := p.people.Person(ctx, idt.Subject)
+	person, err := p.people.Person(ctx, l.Subject)
 	if errors.Is(err, store.ErrNotFound) {
 		p.message(w, r, http.StatusForbidden, "portal.refused.title", "portal.refused.citizen", "")
 		return
@@ -439,7 +308,7 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 		p.message(w, r, http.StatusForbidden, "portal.refused.title", "portal.refused.citizen", "")
 		return
 	}
-	if _, err := p.credential(ctx, idt.Subject); errors.Is(err, errNoCredential) {
+	if _, err := p.credential(ctx, l.Subject); errors.Is(err, errNoCredential) {
 		p.message(w, r, http.StatusForbidden, "portal.refused.title", "portal.refused.credential", "")
 		return
 	} else if err != nil {
@@ -447,7 +316,7 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if resume != nil {
-		resume.ACR, resume.AMR, resume.AuthTime = claims.ACR, claims.AMR, time.Unix(claims.AuthTime, 0).UTC()
+		resume.ACR, resume.AMR, resume.AuthTime = l.ACR, l.AMR, l.AuthTime
 		if err := p.save(ctx, resume); err != nil {
 			p.unavailable(w, r, err)
 			return
@@ -455,18 +324,17 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/portal/confirm", http.StatusSeeOther)
 		return
 	}
-	name := claims.Name
+	name := l.Name
 	if name == "" {
 		name = person.GivenName + " " + person.FamilyName
 	}
-	s := &session{id: randomToken(), Subject: idt.Subject, Name: name, ACR: claims.ACR, AMR: claims.AMR,
-		AuthTime: time.Unix(claims.AuthTime, 0).UTC(), CSRF: randomToken(), Expires: p.now().Add(sessionTTL)}
+	s := &session{id: rp.Token(), Subject: l.Subject, Name: name, ACR: l.ACR, AMR: l.AMR,
+		AuthTime: l.AuthTime, CSRF: rp.Token(), Expires: p.now().Add(sessionTTL)}
 	if err := p.save(ctx, s); err != nil {
 		p.unavailable(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.id, Path: "/portal/", MaxAge: int(sessionTTL / time.Second),
-		HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode})
+	p.rp.SetCookie(w, s.id, s.Expires)
 	http.Redirect(w, r, "/portal/documents", http.StatusSeeOther)
 }
 
@@ -476,7 +344,7 @@ func (p *Portal) logout(w http.ResponseWriter, r *http.Request, s *session) {
 		p.unavailable(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Path: "/portal/", MaxAge: -1, HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode})
+	p.rp.ClearCookie(w)
 	p.web.Render(w, r, http.StatusOK, "portal_message", messageData{Title: "portal.logout.title", Message: "portal.logout.done", Back: "/portal/"})
 }
 
@@ -485,7 +353,7 @@ func (p *Portal) end(ctx context.Context, s *session) error {
 	if err := p.forget(ctx, s); err != nil {
 		return err
 	}
-	return p.eph.Delete(ctx, s.key())
+	return p.rp.Delete(ctx, s.id)
 }
 
 // forget removes the session's documents, previews and signed copies from the store.

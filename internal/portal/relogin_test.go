@@ -28,6 +28,7 @@ import (
 	jose "github.com/go-jose/go-jose/v3"
 	"github.com/go-jose/go-jose/v3/jwt"
 
+	"github.com/vula-eid/vula/internal/rp"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/memstore"
@@ -132,7 +133,7 @@ func newReloginEnv(t *testing.T) *reloginEnv {
 	})
 	mux.HandleFunc("GET /oauth2/auth", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		code := randomToken()
+		code := rp.Token()
 		e.mu.Lock()
 		e.auths = append(e.auths, q)
 		q.Set("sub", e.who)

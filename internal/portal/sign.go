@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vula-eid/vula/internal/rp"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/signing/pades"
 )
@@ -112,7 +113,7 @@ func (p *Portal) sign(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	// The code authorizes what the page it was typed on showed: if another tab of this session
 	// uploaded other documents or moved the signature since, sign nothing and show what is there.
-	if !sameToken(s.shown(), r.PostFormValue("shown")) {
+	if !rp.Same(s.shown(), r.PostFormValue("shown")) {
 		p.confirm(w, r, s, http.StatusConflict, "portal.sign.changed")
 		return
 	}
