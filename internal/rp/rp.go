@@ -281,7 +281,9 @@ func (p *RP) Load(r *http.Request, v any) (string, error) {
 }
 
 // Delete ends session id in the store.
-func (p *RP) Delete(ctx context.Context, id string) error { return p.eph.Delete(ctx, p.Key("session", id)) }
+func (p *RP) Delete(ctx context.Context, id string) error {
+	return p.eph.Delete(ctx, p.Key("session", id))
+}
 
 // SetCookie gives the browser session id until expires.
 func (p *RP) SetCookie(w http.ResponseWriter, id string, expires time.Time) {

@@ -53,7 +53,28 @@ var pages = []struct {
 	{"portal_message", portalMessage{Title: "portal.download.title", Message: "portal.download.none", Back: "/portal/documents"}},
 	{"portal_message", portalMessage{Title: "error.title", Message: "error.unavailable"}},
 	{"portal_message", portalMessage{Title: "portal.logout.title", Message: "portal.logout.done", Back: "/portal/"}},
+	// The registration desk's pages (internal/eid pages.go), their data as maps of the same
+	// shapes; "Error" marks the pages that show one.
+	{"desk_home", nil},
+	{"desk_message", map[string]any{"Title": "desk.refused.title", "Message": "desk.refused.level", "Back": "/desk/"}},
+	{"desk_message", map[string]any{"Title": "desk.logout.title", "Message": "desk.logout.done", "Back": "/desk/", "OK": true}},
+	{"desk_find", map[string]any{"Name": "Besa Gashi", "CSRF": "c", "Number": "", "Error": ""}},
+	{"desk_find", map[string]any{"Name": "Besa Gashi", "CSRF": "c", "Number": "123", "Error": "desk.find.none"}},
+	{"desk_register", map[string]any{"Name": "Besa Gashi", "CSRF": "c", "In": map[string]string{}, "Errors": map[string]string{}}},
+	{"desk_register", map[string]any{"Name": "Besa Gashi", "CSRF": "c", "In": map[string]string{"PersonalNumber": "7000000001", "BirthDate": "12.04.1990"},
+		"Errors": map[string]string{"birth": "desk.register.date", "given": "desk.register.required"}, "Error": "x"}},
+	{"desk_person", map[string]any{"Name": "Besa Gashi", "CSRF": "c", "R": map[string]any{"Person": deskPerson, "Password": true, "TOTP": false, "Passkeys": 1,
+		"ActivationPending": true}, "ProofedBy": "Besa Gashi (9000000001), 2026-12-06 10:00 UTC", "Created": "2026-12-06 10:00 UTC", "Expires": "2027-01-05 10:00 UTC",
+		"History": []map[string]string{{"Time": "2026-12-06 10:00 UTC", "Action": "desk.action.eid.register", "Actor": "Besa Gashi (9000000001)"}},
+		"Done":    "desk.done.suspended", "Suspended": true, "Revoked": false}},
+	{"desk_revoke", map[string]any{"Name": "Besa Gashi", "CSRF": "c", "R": map[string]any{"Person": deskPerson}, "Error": ""}},
+	{"desk_revoke", map[string]any{"Name": "Besa Gashi", "CSRF": "c", "R": map[string]any{"Person": deskPerson}, "Error": "desk.revoke.unconfirmed"}},
+	{"desk_letter", map[string]any{"Name": "Besa Gashi", "CSRF": "c", "Person": deskPerson, "Expires": "2027-01-05"}},
+	{"desk_letter_print", map[string]any{"Person": deskPerson, "Code": "ABCD-EFGH-IJKL-MNOP-QRST-UVWX", "Expires": "2027-01-05", "Activate": "https://id.example/activate"}},
 }
+
+var deskPerson = map[string]any{"SubjectID": "0f3a", "PersonalNumber": "7000000001", "GivenName": "Arta", "FamilyName": "Krasniqi",
+	"BirthDate": "1990-04-12", "DocumentNumber": "P1", "DocumentExpiry": "2031-01-01", "Status": "suspended", "Proofing": "high"}
 
 // The portal's page data (internal/portal pages.go and sign.go), field for field: a template
 // naming a field these lack fails to render, and the test fails on the status.
@@ -372,6 +393,9 @@ func luminance(hex string) float64 {
 func showsError(data any) bool {
 	switch d := data.(type) {
 	case map[string]any:
+		if ok, _ := d["OK"].(bool); ok { // a confirmation
+			return false
+		}
 		e, _ := d["Error"].(string)
 		m, _ := d["Message"].(string)
 		return e != "" || m != ""
