@@ -147,6 +147,16 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	} else {
 		officials.Register(mux)
 	}
+	// The registration desk, a public client like the portal. Its letters are printable pages
+	// until a Printer is given here.
+	desk := deskPages(cfg.BaseURL, secure, db, l, nil, pages, eph, log)
+	if err := deskClient(ctx, db, desk.RedirectURI()); errors.Is(err, idp.ErrInvalidClient) {
+		log.Warn("no registration desk", "err", err)
+	} else if err != nil {
+		return nil, err
+	} else {
+		desk.Register(mux)
+	}
 	if *cfg.IdP.Demo {
 		// The demo is a convenience: when it cannot be made, the platform runs without it.
 		if err := demo(ctx, mux, db, accounts, sealer, cfg, p.stdout); err != nil {

@@ -15,17 +15,23 @@ import (
 // redirect URI the provider would refuse (plain http on a public name) is ErrInvalidClient,
 // checked before the store is touched, whether the client is new or not.
 func portalClient(ctx context.Context, db store.Clients, redirect string) error {
-	rec, _, err := idp.NewClient(idp.ClientSpec{ID: portal.ClientID, Name: "Vula signing portal", AuthMethod: idp.AuthNone,
+	return pagesClient(ctx, db, portal.ClientID, "Vula signing portal", redirect)
+}
+
+// pagesClient registers the public client (PKCE) of a set of Vula's own pages, as
+// portalClient says.
+func pagesClient(ctx context.Context, db store.Clients, id, name, redirect string) error {
+	rec, _, err := idp.NewClient(idp.ClientSpec{ID: id, Name: name, AuthMethod: idp.AuthNone,
 		RedirectURIs: []string{redirect}, Scopes: []string{"openid", "profile"}})
 	if err != nil {
 		return err
 	}
-	c, err := db.Client(ctx, portal.ClientID)
+	c, err := db.Client(ctx, id)
 	if err == nil {
 		if slices.Contains(c.RedirectURIs, redirect) {
 			return nil
 		}
-		return db.UpdateClient(ctx, portal.ClientID, func(c store.Client) (store.Client, error) {
+		return db.UpdateClient(ctx, id, func(c store.Client) (store.Client, error) {
 			c.RedirectURIs = []string{redirect}
 			return c, nil
 		})
