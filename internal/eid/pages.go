@@ -268,7 +268,7 @@ func (p *Pages) findPage(w http.ResponseWriter, r *http.Request, s *deskSession)
 
 // validText is a short field of printable characters.
 func validText(v string, max int) bool {
-	if v == "" || len(v) > max {
+	if strings.TrimSpace(v) == "" || len(v) > max {
 		return false
 	}
 	for _, c := range v {

@@ -47,6 +47,13 @@ type pagesEnv struct {
 	refuse  string // an error the provider answers instead, "" for none
 	codes   map[string]url.Values
 	printed []Letter
+	offset  time.Duration // how far the desk's clock (and its store's) is ahead of the real one
+}
+
+func (e *pagesEnv) now() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return time.Now().Add(e.offset)
 }
 
 // pdfPrinter stands in for internal/letter (another package, wired in internal/app): the seam's
@@ -71,7 +78,7 @@ func newPagesEnv(t *testing.T, withPrinter bool) *pagesEnv {
 	mux := http.NewServeMux()
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
-	e.eph = memstore.New(time.Now)
+	e.eph = memstore.New(e.now)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rw, err := web.New(log, false)
 	if err != nil {
@@ -81,7 +88,7 @@ func newPagesEnv(t *testing.T, withPrinter bool) *pagesEnv {
 	if withPrinter {
 		cfg.Printer = pdfPrinter{e}
 	}
-	NewPages(e.desk, cfg, rw, e.eph, log, time.Now).Register(mux)
+	NewPages(e.desk, cfg, rw, e.eph, log, e.now).Register(mux)
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"issuer": e.srv.URL, "authorization_endpoint": e.srv.URL + "/oauth2/auth",
 			"token_endpoint": e.srv.URL + "/oauth2/token", "jwks_uri": e.srv.URL + "/jwks.json",
@@ -360,4 +367,49 @@ func deskPages(t *testing.T, withPrinter bool) {
 	if status, _, _ := b.post("/desk/find", url.Values{"number": {"7000000001"}}); status != 401 {
 		t.Fatalf("after logout: %d", status)
 	}
+}
+
+// The letter (with its code) is kept for 15 minutes at most, then the desk says it is gone.
+func TestDeskLetterExpires(t *testing.T) {
+	e := newPagesEnv(t, false)
+	b := e.browser()
+	if _, path, _ := b.get("/desk/login?lang=en"); path != "/desk/find" {
+		t.Fatalf("login ended at %s", path)
+	}
+	if status, path, _ := b.post("/desk/register", url.Values{"number": {"7000000002"}, "given": {"Arta"}, "family": {"Krasniqi"},
+		"birth": {"1990-04-12"}, "document": {"P2"}, "expiry": {"2031-01-01"}}); status != 200 || path != "/desk/letter" {
+		t.Fatalf("registered: %d %s", status, path)
+	}
+	if status, _, _ := b.get("/desk/letter/print"); status != 200 {
+		t.Fatalf("the letter at once: %d", status)
+	}
+	e.mu.Lock()
+	e.offset = 15*time.Minute + time.Second
+	e.mu.Unlock()
+	status, _, page := b.get("/desk/letter/print")
+	if status != 404 || !strings.Contains(page, "more than 15 minutes passed") || regexp.MustCompile(`[A-Z2-7]{4}-[A-Z2-7]{4}-`).MatchString(page) {
+		t.Fatalf("the letter after 15 minutes: %d %s", status, page)
+	}
+	if status, _, _ := b.get("/desk/find"); status != 200 {
+		t.Fatalf("the session itself lasts longer: %d", status)
+	}
+}
+
+// FuzzRegistrationForm: whatever a form holds, checking it does not panic, and what it lets
+// through is what Register accepts as well-formed.
+func FuzzRegistrationForm(f *testing.F) {
+	f.Add("7000000001", "Arta", "Krasniqi", "1990-04-12", "P7000000001", "2031-01-01")
+	f.Add("", " ", "\x00", "12.04.1990", "P", "2020-02-30")
+	f.Add("  ", "Arta", "Krasniqi", "1990-04-12", "P7000000001", "2031-01-01")
+	f.Add("7000000001", "Zoë", "Đorđević", "2999-01-01", "Ж123", "9999-12-31")
+	today := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, number, given, family, birth, doc, expiry string) {
+		in := Registration{PersonalNumber: number, GivenName: given, FamilyName: family, BirthDate: birth, DocumentNumber: doc, DocumentExpiry: expiry}
+		if len(checkRegistration(in, today)) > 0 {
+			return
+		}
+		if checkDate("birth date", birth) != nil || checkDate("document expiry", expiry) != nil || strings.TrimSpace(number) == "" {
+			t.Fatalf("accepted %+v", in)
+		}
+	})
 }
