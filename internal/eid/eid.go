@@ -8,6 +8,10 @@
 // codes are random (100 bits, printed in groups), kept only as a hash (store.HashActivationCode),
 // valid for Config.CodeTTL, and used once; the citizen redeems one at the identity provider's
 // activation page. The desk knows the provider and the seal only through its own interfaces.
+//
+// Pages (pages.go) are the desk's server-rendered pages under /desk/, for registrars logged in
+// at LoA high through the provider (internal/rp); a letter's PDF comes from a Printer. History
+// reads the audit log's index by subject (store.AuditLog.AuditOf).
 package eid
 
 import (
