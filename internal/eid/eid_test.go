@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -27,7 +28,7 @@ type env struct {
 
 // newEnv is a desk on a real SQLite store and audit log, with one registrar ("reg") and one
 // official without the role ("clerk").
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	ctx := context.Background()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -153,4 +154,68 @@ func TestDesk(t *testing.T) {
 	if _, err := e.desk.History(ctx, "clerk", p.SubjectID); !errors.Is(err, ErrNotRegistrar) {
 		t.Fatalf("history for a non-registrar: %v", err)
 	}
+}
+
+// BenchmarkHistory reads one person's history from a log of 50,000 records about others: the
+// index keeps it to that person's records (go test ./internal/eid -bench History -run X).
+func BenchmarkHistory(b *testing.B) {
+	ctx := context.Background()
+	e := newEnv(b)
+	p := store.Person{SubjectID: "arta", PersonalNumber: "7000000001", GivenName: "Arta", FamilyName: "Krasniqi", Status: store.EIDActive}
+	if err := e.db.CreatePerson(ctx, p); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if _, err := e.db.AppendAudit(ctx, func(last *store.AuditRecord) ([]store.AuditRecord, error) {
+			var out []store.AuditRecord
+			seq := int64(1)
+			if last != nil {
+				seq = last.Seq + 1
+			}
+			for j := 0; j < 500; j++ {
+				subject := fmt.Sprintf("other-%d", j)
+				if j == 0 && i%10 == 0 {
+					subject = "arta"
+				}
+				out = append(out, store.AuditRecord{Seq: seq, Time: e.now, Actor: "reg", Action: "eid.letter", Result: "ok",
+					PrevHash: make([]byte, 32), Hash: make([]byte, 32), Subject: subject})
+				seq++
+			}
+			return out, nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("index", func(b *testing.B) {
+		for b.Loop() {
+			h, err := e.desk.History(ctx, "reg", "arta")
+			if err != nil || len(h) != 10 {
+				b.Fatalf("%d records, %v", len(h), err)
+			}
+		}
+	})
+	// What History did before the index: read the whole log and filter.
+	b.Run("scan", func(b *testing.B) {
+		for b.Loop() {
+			n := 0
+			for from := int64(1); ; {
+				recs, err := e.db.AuditRecords(ctx, from, 1000)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(recs) == 0 {
+					break
+				}
+				for _, r := range recs {
+					if r.Subject == "arta" {
+						n++
+					}
+				}
+				from = recs[len(recs)-1].Seq + 1
+			}
+			if n != 10 {
+				b.Fatalf("%d records", n)
+			}
+		}
+	})
 }
