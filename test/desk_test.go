@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +20,8 @@ import (
 // TestBrowserDesk is the registration desk end to end, in Chromium, against the real binary.
 // A registrar (proofed at high, with the registrar role) who has only a password and an
 // authenticator app gets no desk session: the provider asks for high; after enrolling a device-bound passkey they log in
-// at high, register a person, and print the activation letter. The citizen, in another browser,
+// at high, register a person, and print the activation letter (a PDF sealed with the agency's
+// seal: pdfsig finds it valid, pdftotext reads the code). The citizen, in another browser,
 // activates with the letter's code, enrols an authenticator app and a passkey, and logs in at
 // high; the desk refuses them (not a registrar). The registrar suspends the person (who then
 // cannot log in), resumes, and revokes after confirming; the person's history shows each step
@@ -42,7 +45,8 @@ func TestBrowserDesk(t *testing.T) {
 	addr := freePort(t)
 	_, port, _ := net.SplitHostPort(addr)
 	base := "http://localhost:" + port
-	env := []string{"VULA_DATA_DIR=" + data, "VULA_BASE_URL=" + base, "VULA_IDP_PASSKEY_TRUST_ROOTS=" + roots}
+	env := []string{"VULA_DATA_DIR=" + data, "VULA_BASE_URL=" + base, "VULA_IDP_PASSKEY_TRUST_ROOTS=" + roots, "VULA_SEAL_AGENCY=agency"}
+	vula(t, env, "orgs", "create", "agency", "--name", "Agjencia e eID", "--registry-number", "810000009")
 	const regNumber, regPW = "9000000001", "a registrar's long passphrase"
 	vula(t, append(env, "REG_PW="+regPW), "persons", "create", regNumber, "--given-name", "Besa", "--family-name", "Gashi",
 		"--password-env", "REG_PW", "--proofing", "high", "--role", "registrar")
@@ -141,12 +145,40 @@ func TestBrowserDesk(t *testing.T) {
 	if !reg.has("#issued") {
 		t.Fatalf("registration: %s", reg.text("main"))
 	}
-	reg.do("print the letter", chromedp.Click(chromedp.CSS("#print-letter")), chromedp.WaitVisible(chromedp.CSS("#letter-code")))
-	letter := reg.text("main")
-	activation := strings.TrimSpace(reg.text("#letter-code"))
-	if len(activation) != 29 || !strings.Contains(letter, "Arta Krasniqi") || !strings.Contains(letter, base+"/activate") {
-		t.Fatalf("the letter: %s", letter)
+	// The letter is a PDF sealed with the agency's seal (seal.agency): fetched as the link
+	// would, in the registrar's session, then checked with poppler.
+	if href, _ := chromedp.Run(reg.ctx, chromedp.Evaluate[string](`document.querySelector("#print-letter").getAttribute("href")`)); href != "/desk/letter/print" {
+		t.Fatalf("the print link goes to %q", href)
 	}
+	b64, err := chromedp.Run(reg.ctx, chromedp.Evaluate[string](`(async () => {
+  const r = await fetch("/desk/letter/print");
+  if (r.status != 200 || r.headers.get("Content-Type") != "application/pdf") return "status " + r.status;
+  return btoa(String.fromCharCode(...new Uint8Array(await r.arrayBuffer())));
+})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pdf, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatalf("the letter: %s\n%s", b64, srv.logs)
+	}
+	letterFile := filepath.Join(t.TempDir(), "letter.pdf")
+	if err := os.WriteFile(letterFile, pdf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := pdfsig(t, letterFile); !strings.Contains(got, "Signature is Valid.") || !strings.Contains(got, "Agjencia e eID") {
+		t.Fatalf("pdfsig of the letter:\n%s", got)
+	}
+	text, err := exec.Command("pdftotext", "-enc", "UTF-8", letterFile, "-").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	activation := regexp.MustCompile(`[A-Z2-7]{4}(-[A-Z2-7]{4}){5}`).FindString(string(text))
+	if activation == "" || !strings.Contains(string(text), "Arta Krasniqi") || !strings.Contains(string(text), base+"/activate") {
+		t.Fatalf("the letter's text:\n%s", text)
+	}
+	// Fetched once: the code is no longer kept at the desk.
+	reg.do("the letter again", chromedp.Navigate(base+"/desk/letter/print"), chromedp.WaitVisible(chromedp.CSS("#message")))
 
 	// The citizen activates, enrols an authenticator app and a passkey, logs in at high.
 	cit := open()

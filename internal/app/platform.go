@@ -15,6 +15,7 @@ import (
 	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/config"
 	"github.com/vula-eid/vula/internal/csc"
+	"github.com/vula-eid/vula/internal/eid"
 	"github.com/vula-eid/vula/internal/idp"
 	"github.com/vula-eid/vula/internal/pid"
 	"github.com/vula-eid/vula/internal/portal"
@@ -147,9 +148,13 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	} else {
 		officials.Register(mux)
 	}
-	// The registration desk, a public client like the portal. Its letters are printable pages
-	// until a Printer is given here.
-	desk := deskPages(cfg.BaseURL, secure, db, l, nil, pages, eph, log)
+	// The registration desk, a public client like the portal. Its letters are PDFs sealed with
+	// the agency's seal when seal.agency names the agency, printable pages otherwise.
+	var printer eid.Printer
+	if cfg.Seal.Agency != "" {
+		printer = deskPrinter{NewLetterPrinter(cfg, sealing, db)}
+	}
+	desk := deskPages(cfg.BaseURL, secure, db, l, printer, pages, eph, log)
 	if err := deskClient(ctx, db, desk.RedirectURI()); errors.Is(err, idp.ErrInvalidClient) {
 		log.Warn("no registration desk", "err", err)
 	} else if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/rp"
 	"github.com/vula-eid/vula/internal/store"
@@ -589,7 +590,8 @@ func (p *Pages) print(w http.ResponseWriter, r *http.Request, s *deskSession) {
 		p.web.Render(w, r, http.StatusOK, "desk_letter_print", p.letterData(s, l))
 		return
 	}
-	pdf, err := p.printer.Print(ctx, l, p.web.Lang(w, r))
+	// The letter's seal is audited with the registrar as its actor.
+	pdf, err := p.printer.Print(hsm.WithActor(ctx, s.Subject), l, p.web.Lang(w, r))
 	if err != nil {
 		p.unavailable(w, r, err)
 		return
