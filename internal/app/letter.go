@@ -9,6 +9,7 @@ import (
 
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/config"
+	"github.com/vula-eid/vula/internal/eid"
 	"github.com/vula-eid/vula/internal/letter"
 	"github.com/vula-eid/vula/internal/seal"
 	"github.com/vula-eid/vula/internal/signing"
@@ -45,14 +46,15 @@ func (p *LetterPrinter) Agency(ctx context.Context) (store.Organization, error) 
 	return org, err
 }
 
-// Print renders d's letter in lang and seals it.
-func (p *LetterPrinter) Print(ctx context.Context, d letter.Data, lang string) ([]byte, error) {
+// Print renders the desk's letter l in lang and seals it: the desk's Printer.
+func (p *LetterPrinter) Print(ctx context.Context, l eid.Letter, lang string) ([]byte, error) {
 	org, err := p.Agency(ctx)
 	if err != nil {
 		return nil, err
 	}
-	l := letter.New(letter.Config{AgencyName: org.Name, BaseURL: p.cfg.BaseURL}, agencySeal{sealing: p.sealing, org: org.ID})
-	return l.Print(ctx, d, lang)
+	d := letter.Data{GivenName: l.Person.GivenName, FamilyName: l.Person.FamilyName, PersonalNumber: l.Person.PersonalNumber,
+		Code: l.Code, Expires: l.Expires}
+	return letter.New(letter.Config{AgencyName: org.Name, BaseURL: p.cfg.BaseURL}, agencySeal{sealing: p.sealing, org: org.ID}).Print(ctx, d, lang)
 }
 
 // agencySeal seals a letter with the organization's seal at B-LT; the seal is a transaction of

@@ -86,8 +86,7 @@ func (g *globals) issueLetter(ctx context.Context, cmd *cobra.Command, parts *ap
 		return err
 	}
 	if printer != nil {
-		pdf, err := printer.Print(ctx, letter.Data{GivenName: l.Person.GivenName, FamilyName: l.Person.FamilyName,
-			PersonalNumber: l.Person.PersonalNumber, Code: l.Code, Expires: l.Expires}, lang)
+		pdf, err := printer.Print(ctx, l, lang)
 		if err != nil {
 			return fmt.Errorf("person %s: a new code was issued, but the letter: %w (a reset gives another)", l.Person.PersonalNumber, err)
 		}
