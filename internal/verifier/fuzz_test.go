@@ -4,8 +4,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v3"
 
 	"github.com/vula-eid/vula/internal/sdjwt"
 )
@@ -58,5 +61,20 @@ func FuzzStatusAt(f *testing.F) {
 			return
 		}
 		_, _ = statusAt(lst, bits, idx)
+	})
+}
+
+// FuzzResponse: any vp_token a wallet posts, and any direct_post.jwt response, is refused or
+// read without a panic.
+func FuzzResponse(f *testing.F) {
+	f.Add(`{"pid":["a.b.c~d~"]}`, "eyJhbGciOiJFQ0RILUVTIiwiZW5jIjoiQTEyOEdDTSJ9..a.b.c")
+	f.Add(`{"pid":"x"}`, "a.b.c.d.e")
+	f.Add(`[]`, `{"protected":"e30"}`)
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, _ := json.Marshal(jose.JSONWebKey{Key: priv, Algorithm: "ECDH-ES", Use: "enc"})
+	tx := transaction{Key: key}
+	f.Fuzz(func(t *testing.T, vp, jwe string) {
+		_, _ = parseVPToken(vp)
+		_, _ = decryptResponse(jwe, tx)
 	})
 }

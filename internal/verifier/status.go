@@ -140,7 +140,7 @@ func decompressList(lst string, bits int) ([]byte, error) {
 	if err != nil {
 		return nil, errors.New("status_list.lst is not ZLIB data")
 	}
-	defer zr.Close()
+	defer func() { _ = zr.Close() }() // read only
 	list, err := io.ReadAll(io.LimitReader(zr, maxStatusList+1))
 	if err != nil {
 		return nil, errors.New("status_list.lst does not decompress")
@@ -188,7 +188,7 @@ func (h HTTPStatusLists) StatusList(ctx context.Context, uri string) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read only
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
