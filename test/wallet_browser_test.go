@@ -38,7 +38,7 @@ func TestBrowserOfferPage(t *testing.T) {
 	srv := startReplicaAt(t, addr, data, env)
 	srv.ready(t, http.StatusOK)
 	var offer struct {
-		URI    string `json:"credential_offer_uri"`
+		URI    string `json:"offer"`
 		Page   string `json:"page"`
 		TxCode string `json:"tx_code"`
 	}

@@ -78,14 +78,14 @@ func TestWalletSuite(t *testing.T) {
 	srv.ready(t, http.StatusOK)
 
 	var offer struct {
-		URI    string `json:"credential_offer_uri"`
+		URI    string `json:"offer"`
 		Page   string `json:"page"`
 		TxCode string `json:"tx_code"`
 	}
 	if err := json.Unmarshal([]byte(vula(t, env, "pid", "offer", number, "--operator", "desk-7", "-o", "json")), &offer); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(offer.URI, "openid-credential-offer://?credential_offer=") || len(offer.TxCode) != 6 {
+	if !strings.HasPrefix(offer.URI, "openid-credential-offer://?credential_offer_uri="+url.QueryEscape(issuer+"/pid/credential-offer/")) || len(offer.TxCode) != 6 {
 		t.Fatalf("pid offer printed %+v", offer)
 	}
 	resp, err := proxy.Client.Get(issuer + "/pki/root.crt")

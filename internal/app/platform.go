@@ -87,6 +87,7 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	signing := CSCService(cfg, a, keys, db, eph, accounts, l, ts, log)
 	ic := idpConfig(cfg, sealer)
 	ic.Credentials = signing
+	ic.WalletConfigurations = []string{pid.ConfigSDJWT, pid.ConfigMdoc} // for authorization_details openid_credential
 	provider, err := idp.New(ctx, ic, keys, db, eph, log, time.Now)
 	if err != nil {
 		return nil, err

@@ -66,6 +66,9 @@ type Caller struct {
 	// AuthorizationSeq the audit sequence number of the official's authorization.
 	Credential       *CredentialAuthorization
 	AuthorizationSeq int64
+	// WalletCredentials are the credential configurations the token's authorization_details of
+	// type openid_credential grant (their credential identifiers); nil when it has none.
+	WalletCredentials []string
 }
 
 // Errors of Bearer.

@@ -53,6 +53,9 @@ type Config struct {
 	// Credentials is the signing service, for credential authorization through OAuth (CSC
 	// API v2 §8.4.2); nil: such requests are refused.
 	Credentials auth.CredentialAuthorizer
+	// WalletConfigurations are the wallet issuer's credential configuration ids, which
+	// authorization_details of type openid_credential may name; none: such requests are refused.
+	WalletConfigurations []string
 }
 
 // Provider serves OpenID Connect.
@@ -283,10 +286,14 @@ func idTokenAlgs(configured string) []string {
 
 // detailsTypes are the authorization_details types offered (RFC 9396 §10).
 func (p *Provider) detailsTypes() []string {
-	if p.creds == nil {
-		return []string{}
+	out := []string{}
+	if p.creds != nil {
+		out = append(out, CredentialDetailsType)
 	}
-	return []string{CredentialDetailsType}
+	if len(p.cfg.WalletConfigurations) > 0 {
+		out = append(out, auth.OpenIDCredentialType)
+	}
+	return out
 }
 
 func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {
@@ -357,6 +364,9 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	if s, ok := ar.GetSession().(*Session); ok && s.Credential != nil {
 		// RFC 9396 §7: the token response says what the token authorizes.
 		resp.SetExtra("authorization_details", []*CredentialAuthorization{s.Credential})
+	}
+	if s, ok := ar.GetSession().(*Session); ok && s.Wallet != nil {
+		resp.SetExtra("authorization_details", auth.OpenIDCredentialGrant(s.Wallet))
 	}
 	oauth.WriteAccessResponse(ctx, w, ar, resp)
 }
