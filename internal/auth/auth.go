@@ -133,3 +133,17 @@ func WriteBearerError(w http.ResponseWriter, r *http.Request, realm, scope strin
 		server.WriteError(w, r, ErrTokenInvalid)
 	}
 }
+
+// Sessions reads who is logged in at the provider in the browser of a request (its single
+// sign-on), for the pages of other services: the person, the login's level, and the session's
+// CSRF token for the page's forms. Activation sessions are not logins and are not returned.
+type Sessions interface {
+	Session(r *http.Request) (Session, bool)
+}
+
+// Session is a browser's login at the provider.
+type Session struct {
+	Subject string // the person's own id
+	ACR     string
+	CSRF    string
+}

@@ -273,6 +273,10 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 		}
 		required = levels[max(levelOf(required), levelOf(need), levelOf(LoASubstantial))]
 	}
+	if err == nil && g.p.cfg.WalletLoA != "" && (wallet != nil || slices.Contains(ar.GetRequestedScopes(), auth.ScopePID)) {
+		// The wallet issuer's level: asked for at the login, not found lacking at the credential.
+		required = levels[max(levelOf(required), levelOf(g.p.cfg.WalletLoA))]
+	}
 	if err == nil && len(g.methodsFor(required)) == 0 {
 		err = errUnmet("No means of login offered here reaches " + required + ".")
 	}

@@ -56,6 +56,9 @@ type Config struct {
 	// WalletConfigurations are the wallet issuer's credential configuration ids, which
 	// authorization_details of type openid_credential may name; none: such requests are refused.
 	WalletConfigurations []string
+	// WalletLoA is the level a login asking for the PID (its scope or openid_credential details)
+	// must reach: the login steps up to it, or ends in unmet_authentication_requirements.
+	WalletLoA string
 }
 
 // Provider serves OpenID Connect.

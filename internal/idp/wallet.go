@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"net/http"
 	"slices"
 
 	"github.com/ory/fosite"
@@ -45,4 +46,16 @@ func grantWallet(ids []string) func(*Session, fosite.AuthorizeRequester) {
 		s.Wallet = ids
 		s.JWTClaims.Extra["authorization_details"] = auth.OpenIDCredentialGrant(ids)
 	}
+}
+
+var _ auth.Sessions = (*Pages)(nil)
+
+// Session is the browser's single sign-on, for the pages of other services (the person's
+// own PIDs); an activation session is not a login.
+func (g *Pages) Session(r *http.Request) (auth.Session, bool) {
+	s, ok := g.sso(r)
+	if !ok || s.Activation {
+		return auth.Session{}, false
+	}
+	return auth.Session{Subject: s.Subject, ACR: s.ACR, CSRF: s.CSRF}, true
 }

@@ -26,7 +26,10 @@ type Handler struct {
 	Auth auth.Authenticator
 	// Pages renders the offer page; without it the page is not served.
 	Pages *web.Renderer
-	Log   *slog.Logger
+	// Sessions names the person logged in at the provider, for their own credentials' page;
+	// without it (or Pages) that page is not served.
+	Sessions auth.Sessions
+	Log      *slog.Logger
 }
 
 const maxBody = 64 << 10
@@ -42,6 +45,10 @@ func (h Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /pid/credential-offer/{id}", h.credentialOffer)
 	if h.Pages != nil {
 		mux.HandleFunc("GET /pid/offer/{id}", h.offerPage)
+	}
+	if h.Pages != nil && h.Sessions != nil {
+		mux.HandleFunc("GET "+minePath, h.minePage)
+		mux.HandleFunc("POST "+minePath+"/revoke", h.mineRevoke)
 	}
 }
 
