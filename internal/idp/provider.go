@@ -324,6 +324,10 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		p.writeTokenError(w, r, nil, "token request refused", err)
 		return
 	}
+	if err := p.codeResources(ctx, r); err != nil {
+		p.writeTokenError(w, r, nil, "token request refused", err)
+		return
+	}
 	oauth := p.oauth
 	if r.ParseForm() == nil && r.PostForm.Get("grant_type") == "client_credentials" {
 		oauth = p.ccOAuth
@@ -346,7 +350,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		sess.JWTHeader.Add("typ", "at+jwt")
 		sess.ClientOnly = true
 		err = p.grantAudience(ar, r.PostForm["resource"])
-	} else {
+	} else if !ar.GetGrantTypes().ExactOne("authorization_code") { // a code's resources are checked before
 		err = narrowAudience(ar, r.PostForm["resource"])
 	}
 	if err == nil {

@@ -25,7 +25,7 @@ const (
 // identifiers, and Bearer hands them to the credential issuer; unknown types and
 // configurations are invalid_authorization_details, at PAR and at the authorization endpoint.
 func TestWalletAuthorizationDetails(t *testing.T) {
-	f := newFixtureWith(t, Config{WalletConfigurations: []string{walletSDJWT, walletMdoc}}, false)
+	f := newFixtureWith(t, Config{WalletConfigurations: []string{walletSDJWT, walletMdoc}, WalletLoA: LoASubstantial}, false)
 	ctx := context.Background()
 	secret := f.register(t, ClientSpec{ID: "wallet", Name: "Wallet", RedirectURIs: []string{rpCallback}, Scopes: []string{"openid", auth.ScopePID}})
 	rpSecret := f.register(t, ClientSpec{ID: "rp", Name: "RP", RedirectURIs: []string{rpCallback}, Scopes: []string{"openid"}})
@@ -50,7 +50,7 @@ func TestWalletAuthorizationDetails(t *testing.T) {
 		}
 		return postForm(t, f.srv.URL+"/oauth2/par", url.Values{"client_id": {client}, "response_type": {"code"}, "redirect_uri": {rpCallback},
 			"state": {"state-12345678"}, "code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"},
-			"authorization_details": {details}, "acr_values": {LoASubstantial}}, client, pw)
+			"authorization_details": {details}, "resource": {f.srv.URL}}, client, pw)
 	}
 	for name, d := range map[string]string{
 		"unknown type":          `[{"type":"diploma","credential_configuration_id":"` + walletSDJWT + `"}]`,
@@ -83,8 +83,15 @@ func TestWalletAuthorizationDetails(t *testing.T) {
 	b := idptest.New(t, f.srv.URL)
 	cb := b.Login(f.srv.URL+"/oauth2/auth?client_id=wallet&request_uri="+url.QueryEscape(par["request_uri"].(string)), rpCallback,
 		"1234567890", "correct horse battery", seed)
+	// RFC 8707 at the code's redemption: a resource not granted is refused (and the code is not
+	// spent); the one granted is accepted (fosite grants the audience only after the check).
 	code, tok := postForm(t, f.srv.URL+"/oauth2/token", url.Values{"grant_type": {"authorization_code"}, "code": {cb.Query().Get("code")},
-		"redirect_uri": {rpCallback}, "code_verifier": {verifier}}, "wallet", secret)
+		"redirect_uri": {rpCallback}, "code_verifier": {verifier}, "resource": {f.srv.URL + "/api/v1/seal"}}, "wallet", secret)
+	if code != 400 || tok["error"] != "invalid_target" {
+		t.Fatalf("token for a resource not granted: %d %v", code, tok)
+	}
+	code, tok = postForm(t, f.srv.URL+"/oauth2/token", url.Values{"grant_type": {"authorization_code"}, "code": {cb.Query().Get("code")},
+		"redirect_uri": {rpCallback}, "code_verifier": {verifier}, "resource": {f.srv.URL}}, "wallet", secret)
 	want := `[{"credential_configuration_id":"` + walletSDJWT + `","credential_identifiers":["` + walletSDJWT + `"],"type":"openid_credential"}]`
 	if code != 200 || toJSON(tok["authorization_details"]) != want {
 		t.Fatalf("token: %d %v", code, tok)
@@ -103,5 +110,38 @@ func TestWalletAuthorizationDetails(t *testing.T) {
 	// A client not allowed the PID cannot ask for it by details either.
 	if code, body := push("rp", `[{"type":"openid_credential","credential_configuration_id":"`+walletSDJWT+`"}]`); code != 400 || body["error"] != "invalid_authorization_details" {
 		t.Errorf("PAR by a client without the PID scope: %d %v", code, body)
+	}
+}
+
+// With wallet.loa high, a login for the PID must reach high: where nothing offered reaches it
+// (no high passkey, no card), the wallet hears unmet_authentication_requirements, whatever it
+// asked for; other scopes are not affected.
+func TestWalletLoAHigh(t *testing.T) {
+	f := newFixtureWith(t, Config{WalletConfigurations: []string{walletSDJWT}, WalletLoA: LoAHigh}, false)
+	f.register(t, ClientSpec{ID: "wallet", Name: "Wallet", RedirectURIs: []string{rpCallback}, Scopes: []string{"openid", auth.ScopePID}, AuthMethod: AuthNone})
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for name, extra := range map[string]url.Values{
+		"scope":                 {"scope": {auth.ScopePID}, "acr_values": {LoASubstantial}},
+		"authorization_details": {"authorization_details": {`[{"type":"openid_credential","credential_configuration_id":"` + walletSDJWT + `"}]`}},
+		"openid only":           {"scope": {"openid"}},
+	} {
+		q := url.Values{"client_id": {"wallet"}, "response_type": {"code"}, "redirect_uri": {rpCallback}, "state": {"state-12345678"},
+			"code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())}, "code_challenge_method": {"S256"}}
+		for k, v := range extra {
+			q[k] = v
+		}
+		resp, err := noRedirect.Get(f.srv.URL + "/oauth2/auth?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		got := ""
+		if loc != nil {
+			got = loc.Query().Get("error")
+		}
+		if want := map[bool]string{true: "", false: "unmet_authentication_requirements"}[name == "openid only"]; got != want {
+			t.Errorf("%s: %d %s, want error %q", name, resp.StatusCode, resp.Header.Get("Location"), want)
+		}
 	}
 }

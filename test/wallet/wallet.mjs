@@ -11,8 +11,11 @@
 //   @animo-id/mdoc         parses the mdoc PID and verifies its issuer signature, certificate
 //                          chain (to Vula's root) and every element's digest in the MSO
 //
-// WALLET_MODE=issue gets and checks credentials and saves them to WALLET_STATE;
-// WALLET_MODE=revoked reads them back after `vula pid revoke` and expects them revoked.
+// WALLET_MODE=issue gets and checks credentials (pre-authorized code, the offer by reference,
+// a DPoP-bound token) and saves them to WALLET_STATE; WALLET_MODE=revoked reads them back after
+// `vula pid revoke` and expects them revoked; WALLET_MODE=code-start pushes an authorization
+// request (PAR, PKCE, DPoP, authorization_details) and saves its URL for the test, which logs the
+// citizen in; WALLET_MODE=code-finish redeems the code from WALLET_CALLBACK and gets the PID.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { Openid4vciClient } from '@openid4vc/openid4vci';
@@ -366,7 +369,7 @@ if (mode === 'issue') {
     const wrong = await send({ credential_configuration_id: sdjwtConfig, proofs: { jwt: [jwt] } });
     assert(!wrong.ok && wrong.response.status === 400, `by configuration id after authorization_details: ${wrong.response.status}`);
     const r = await send({ credential_identifier: identifier, proofs: { jwt: [jwt] } });
-    assert(r.ok, `credential: ${r.response.status} ${await r.response.text()}`);
+    if (!r.ok) throw new Error(`credential: ${r.response.status} ${await r.response.text()}`);
     const body = await r.response.json();
     const v = await sdjwt().verify(body.credentials[0].credential);
     assert(v.payload.family_name === env.WALLET_FAMILY && v.payload.cnf.jwk.x === h.publicJwk.x, 'the credential is not the person\'s or not bound');
