@@ -64,7 +64,7 @@ func TestHolderWallet(t *testing.T) {
 
 	offer := func() (string, string) {
 		var o struct {
-			URI    string `json:"credential_offer_uri"`
+			URI    string `json:"offer"`
 			TxCode string `json:"tx_code"`
 		}
 		if err := json.Unmarshal([]byte(vula(t, env, "pid", "offer", number, "-o", "json")), &o); err != nil {

@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"bytes"
+	"compress/zlib"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -18,6 +23,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/go-jose/go-jose/v3"
+	"github.com/pquerna/otp/totp"
 )
 
 // TestBrowserOfferPage: Chromium shows the registration desk's credential offer page in sq, sr
@@ -38,7 +45,7 @@ func TestBrowserOfferPage(t *testing.T) {
 	srv := startReplicaAt(t, addr, data, env)
 	srv.ready(t, http.StatusOK)
 	var offer struct {
-		URI    string `json:"credential_offer_uri"`
+		URI    string `json:"offer"`
 		Page   string `json:"page"`
 		TxCode string `json:"tx_code"`
 	}
@@ -231,4 +238,239 @@ func doJSON(t *testing.T, req *http.Request, want int, v any) {
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestBrowserCredentialsPage: a citizen logged in at Vula (password and one-time code, through
+// the demo relying party) sees the PIDs issued to them on /pid/credentials in sq, sr and en,
+// revokes one after the confirmation, and the status list shows that one revoked at once and
+// the other not; the form with another person's credential is refused (404), and revoking all
+// leaves nothing valid.
+func TestBrowserCredentialsPage(t *testing.T) {
+	vulaBinary(t)
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium is needed (test/deps.sh installs it): %v", err)
+	}
+	data := t.TempDir()
+	addr := freePort(t)
+	base := "http://" + addr
+	env := []string{"VULA_DATA_DIR=" + data, "VULA_BASE_URL=" + base}
+	type person struct {
+		number, pw, seed string
+		idx              []int // the status list indexes of their two credentials
+	}
+	langs := []string{"sq", "sr", "en"}
+	people := map[string]*person{}
+	for i, lang := range langs {
+		p := &person{number: fmt.Sprintf("445566778%d", i)}
+		p.pw, p.seed = citizen(t, env, p.number)
+		people[lang] = p
+	}
+	srv := startReplicaAt(t, addr, data, env)
+	srv.ready(t, http.StatusOK)
+	for _, lang := range langs {
+		p := people[lang]
+		for range 2 {
+			p.idx = append(p.idx, issueByOffer(t, env, base, p.number))
+		}
+	}
+	status := func(idx int) int {
+		t.Helper()
+		resp, err := http.Get(base + "/pid/status/1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		parts := strings.Split(string(b), ".")
+		var c struct {
+			StatusList struct {
+				Lst string `json:"lst"`
+			} `json:"status_list"`
+		}
+		if len(parts) != 3 || json.Unmarshal(mustB64(t, parts[1]), &c) != nil {
+			t.Fatalf("status list: %d %s", resp.StatusCode, b)
+		}
+		r, err := zlib.NewReader(bytes.NewReader(mustB64(t, c.StatusList.Lst)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bits, _ := io.ReadAll(r)
+		return int(bits[idx/8]>>(idx%8)) & 1
+	}
+
+	os.MkdirAll(screenshotDir, 0o755)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
+		chromedp.WindowSize(1000, 900), chromedp.Flag("lang", "en-US"))
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	titles := map[string]string{"sq": "Kredencialet tuaja të identitetit digjital", "sr": "Vaši akreditivi digitalnog identiteta",
+		"en": "Your digital identity credentials"}
+	var firstID string // a credential of the first person, which the others must not revoke
+	for i, lang := range langs {
+		p := people[lang]
+		t.Run(lang, func(t *testing.T) {
+			ctx, cancel := chromedp.NewContext(alloc)
+			defer cancel()
+			if err := chromedp.Do(ctx); err != nil {
+				t.Fatalf("start chromium: %v", err)
+			}
+			do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+				t.Helper()
+				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				if err := chromedp.Do(sctx, steps...); err != nil {
+					t.Fatalf("%s: %v\n%s", what, err, srv.logs)
+				}
+			}
+			text := func(sel string) string {
+				t.Helper()
+				sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				v, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
+				if err != nil {
+					t.Fatalf("text of %s: %v", sel, err)
+				}
+				return v
+			}
+			shot := func(page string) {
+				buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+				if err == nil {
+					os.WriteFile(filepath.Join(screenshotDir, fmt.Sprintf("%s-pid-%s.png", lang, page)), buf, 0o644)
+				}
+			}
+			do("the page before a login", chromedp.Navigate(base+"/pid/credentials?lang="+lang), chromedp.WaitVisible(chromedp.CSS("#message")))
+			code, err := totp.GenerateCode(p.seed, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			do("log in", chromedp.Navigate(base+"/demo/?acr=substantial"), chromedp.WaitVisible(chromedp.CSS("#identifier")),
+				chromedp.SendKeys(chromedp.CSS("#identifier"), p.number), chromedp.SendKeys(chromedp.CSS("#password"), p.pw),
+				chromedp.Click(chromedp.CSS(`form[action="/login"] button`)), chromedp.WaitVisible(chromedp.CSS("#code")),
+				chromedp.SendKeys(chromedp.CSS("#code"), code), chromedp.Click(chromedp.CSS(`form[action="/login/totp"] button`)),
+				chromedp.WaitVisible(chromedp.CSS(`button[value="allow"]`)), chromedp.Click(chromedp.CSS(`button[value="allow"]`)),
+				chromedp.WaitVisible(chromedp.CSS("body > p")))
+			do("the page", chromedp.Navigate(base+"/pid/credentials?lang="+lang), chromedp.WaitVisible(chromedp.CSS("#credentials")))
+			shot("1-credentials")
+			if h1 := text("h1"); h1 != titles[lang] {
+				t.Errorf("h1 %q, want %q", h1, titles[lang])
+			}
+			ids, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#credentials li[data-status="valid"]')].map(li => li.id.slice(5))`))
+			if err != nil || len(ids) != 2 {
+				t.Fatalf("valid credentials listed: %v %v", ids, err)
+			}
+			if body := text("body"); strings.Contains(body, "Krasniqi") || strings.Contains(body, p.number) || strings.Contains(body, "1990-04-12") {
+				t.Errorf("the page shows claim values: %s", body)
+			}
+			if i == 0 {
+				firstID = ids[0]
+			} else {
+				// Another person's credential in this person's form: refused, nothing revoked.
+				st, err := chromedp.Run(ctx, chromedp.Evaluate[int](`(async () => {
+					const f = document.querySelector('#credentials form');
+					const body = new URLSearchParams(new FormData(f));
+					body.set('credential', '`+firstID+`'); body.set('confirm', 'yes');
+					return (await fetch('/pid/credentials/revoke', { method: 'POST', body })).status;
+				})()`, chromedp.EvalAwaitPromise))
+				if err != nil || st != 404 {
+					t.Errorf("revoking another person's credential: %d %v", st, err)
+				}
+			}
+			do("revoke the first", chromedp.Click(chromedp.CSS(`#cred-`+ids[0]+` button`)), chromedp.WaitVisible(chromedp.CSS("#revoke-yes")))
+			shot("2-confirm")
+			do("confirm", chromedp.Click(chromedp.CSS("#revoke-yes")), chromedp.WaitVisible(chromedp.CSS("#done")))
+			shot("3-revoked")
+			st, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`#cred-`+ids[0]), "data-status"))
+			if err != nil || st.Value != "revoked" || !strings.Contains(text(`#cred-`+ids[0]), map[string]string{"sq": "i revokuar", "sr": "opozvan", "en": "revoked"}[lang]) {
+				t.Errorf("the revoked credential shows as %q %v", st.Value, err)
+			}
+			if got := status(p.idx[0]) + status(p.idx[1]); got != 1 {
+				t.Errorf("the status list shows %d of the person's two credentials revoked, want 1", got)
+			}
+			if lang == "en" {
+				do("revoke all", chromedp.Click(chromedp.CSS("#revoke-all")), chromedp.WaitVisible(chromedp.CSS("#revoke-yes")),
+					chromedp.Click(chromedp.CSS("#revoke-yes")), chromedp.WaitVisible(chromedp.CSS("#done")))
+				if status(p.idx[0])+status(p.idx[1]) != 2 {
+					t.Error("after revoking all, a credential is still valid in the status list")
+				}
+				if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#credentials li[data-status="valid"]').length`)); n != 0 {
+					t.Errorf("%d credentials still listed as valid", n)
+				}
+			}
+		})
+	}
+	if status(people["sq"].idx[0])+status(people["sq"].idx[1]) != 1 {
+		t.Error("the first person's credentials changed after the others' attempts")
+	}
+}
+
+// issueByOffer gets one SD-JWT VC PID for number by the pre-authorized code flow (vula pid
+// offer, its offer by reference, token, nonce, credential) and returns its status list index.
+func issueByOffer(t *testing.T, env []string, base, number string) int {
+	t.Helper()
+	var offer struct {
+		Ref    string `json:"credential_offer_uri"`
+		TxCode string `json:"tx_code"`
+	}
+	if err := json.Unmarshal([]byte(vula(t, env, "pid", "offer", number, "-o", "json")), &offer); err != nil {
+		t.Fatal(err)
+	}
+	var co struct {
+		Grants map[string]struct {
+			Code string `json:"pre-authorized_code"`
+		} `json:"grants"`
+	}
+	getJSONPlain(t, offer.Ref, &co)
+	code, tok := post(t, base+"/pid/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:pre-authorized_code"},
+		"pre-authorized_code": {co.Grants["urn:ietf:params:oauth:grant-type:pre-authorized_code"].Code}, "tx_code": {offer.TxCode}})
+	if code != 200 {
+		t.Fatalf("token: %d %v", code, tok)
+	}
+	code, n := post(t, base+"/pid/nonce", url.Values{})
+	if code != 200 {
+		t.Fatalf("nonce: %d %v", code, n)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key},
+		(&jose.SignerOptions{}).WithType("openid4vci-proof+jwt").WithHeader("jwk", jose.JSONWebKey{Key: key.Public()}))
+	claims, _ := json.Marshal(map[string]any{"aud": base, "iat": time.Now().Unix(), "nonce": n["c_nonce"]})
+	o, _ := s.Sign(claims)
+	proof, _ := o.CompactSerialize()
+	body, _ := json.Marshal(map[string]any{"credential_configuration_id": "eu.europa.ec.eudi.pid.1.dc+sd-jwt", "proofs": map[string]any{"jwt": []string{proof}}})
+	req, _ := http.NewRequest("POST", base+"/pid/credential", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok["access_token"].(string))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Credentials []struct {
+			Credential string `json:"credential"`
+		} `json:"credentials"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 || len(out.Credentials) != 1 {
+		t.Fatalf("credential: %d %v", resp.StatusCode, err)
+	}
+	var payload struct {
+		Status struct {
+			StatusList struct {
+				Idx int `json:"idx"`
+			} `json:"status_list"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal(mustB64(t, strings.Split(out.Credentials[0].Credential, ".")[1]), &payload); err != nil {
+		t.Fatal(err)
+	}
+	return payload.Status.StatusList.Idx
+}
+
+func mustB64(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatalf("base64url %q: %v", s, err)
+	}
+	return b
 }

@@ -74,18 +74,27 @@ func TestWalletSuite(t *testing.T) {
 		}
 		rpSecret[i] = cc.Secret
 	}
+	var enrolled struct {
+		URI string `json:"otpauth_uri"`
+	}
+	json.Unmarshal([]byte(vula(t, env, "persons", "enroll-totp", number, "-o", "json")), &enrolled)
+	otp, _ := url.Parse(enrolled.URI)
+	// The wallet app as a public client of the identity provider: PAR and DPoP required.
+	const walletClient, walletRedirect = "eudi-wallet", "http://127.0.0.1:9/wallet/callback"
+	vula(t, env, "clients", "create", walletClient, "--auth-method", "none", "--redirect-uri", walletRedirect, "--scope", "openid,"+auth.ScopePID,
+		"--require-par", "--dpop", "required", "--name", "EUDI wallet")
 	srv := startReplicaAt(t, addr, data, env)
 	srv.ready(t, http.StatusOK)
 
 	var offer struct {
-		URI    string `json:"credential_offer_uri"`
+		URI    string `json:"offer"`
 		Page   string `json:"page"`
 		TxCode string `json:"tx_code"`
 	}
 	if err := json.Unmarshal([]byte(vula(t, env, "pid", "offer", number, "--operator", "desk-7", "-o", "json")), &offer); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(offer.URI, "openid-credential-offer://?credential_offer=") || len(offer.TxCode) != 6 {
+	if !strings.HasPrefix(offer.URI, "openid-credential-offer://?credential_offer_uri="+url.QueryEscape(issuer+"/pid/credential-offer/")) || len(offer.TxCode) != 6 {
 		t.Fatalf("pid offer printed %+v", offer)
 	}
 	resp, err := proxy.Client.Get(issuer + "/pki/root.crt")
@@ -119,6 +128,20 @@ func TestWalletSuite(t *testing.T) {
 	}
 	runWalletScript(t, dir, "wallet.mjs", append(wenv, "WALLET_MODE=revoked"))
 	runWalletScript(t, dir, "present.mjs", append(wenv, "PRESENT_MODE=revoked"))
+
+	// The authorization code flow, driven by the same library: it pushes the request (PKCE,
+	// DPoP, authorization_details), the citizen logs in (password and one-time code), and the
+	// library redeems the code and gets the credential by its credential_identifier.
+	cenv := append(wenv, "WALLET_CLIENT="+walletClient, "WALLET_REDIRECT="+walletRedirect, "WALLET_STATE="+filepath.Join(work, "code.json"))
+	runWalletScript(t, dir, "wallet.mjs", append(cenv, "WALLET_MODE=code-start"))
+	var started struct {
+		URL string `json:"url"`
+	}
+	if b, err := os.ReadFile(filepath.Join(work, "code.json")); err != nil || json.Unmarshal(b, &started) != nil || started.URL == "" {
+		t.Fatalf("code-start left no authorization URL: %v", err)
+	}
+	cb := idptest.New(t, issuer).WithTransport(proxy.Client.Transport).Login(started.URL, walletRedirect, number, password, otp.Query().Get("secret"))
+	runWalletScript(t, dir, "wallet.mjs", append(cenv, "WALLET_MODE=code-finish", "WALLET_CALLBACK="+cb.String()))
 
 	proxy.check(t)
 	checkServerLog(t, srv.logs.String())
@@ -174,8 +197,8 @@ func walletSuiteDir(t testing.TB) string {
 
 // TestWalletAuthorizationCode: a wallet registered as a client of Vula's identity provider gets
 // the PID scope through the citizen's own login (PAR, PKCE, private_key_jwt) and redeems the
-// provider's access token at the credential endpoint. A login below the configured level of
-// assurance (substantial) gets no PID.
+// provider's access token at the credential endpoint. A login asked below the configured level
+// of assurance (substantial) steps up to it (the one-time code page).
 func TestWalletAuthorizationCode(t *testing.T) {
 	t.Parallel()
 	vulaBinary(t)
@@ -183,7 +206,10 @@ func TestWalletAuthorizationCode(t *testing.T) {
 	addr := freePort(t)
 	issuer := "http://" + addr
 	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false", "VULA_BASE_URL=" + issuer}
-	citizen := &officialUser{number: "5566778899", pw: "the citizen's long passphrase", used: map[int64]bool{}}
+	citizen := &struct {
+		officialUser
+		lastStep int64
+	}{officialUser: officialUser{number: "5566778899", pw: "the citizen's long passphrase", used: map[int64]bool{}}}
 	vula(t, append(env, "CITIZEN_PW="+citizen.pw), "persons", "create", citizen.number, "--given-name", "Besa", "--family-name", "Gashi",
 		"--birthdate", "2001-02-03", "--password-env", "CITIZEN_PW")
 	var enrolled struct {
@@ -218,13 +244,12 @@ func TestWalletAuthorizationCode(t *testing.T) {
 		}
 		authURL := issuer + "/oauth2/auth?client_id=" + wallet.id + "&request_uri=" + url.QueryEscape(par["request_uri"].(string))
 		b := idptest.New(t, issuer)
-		var cb *url.URL
-		if acr == auth.LoALow {
-			cb = b.LoginWithCode(authURL, wallet.callback, citizen.number, citizen.pw, "")
-		} else {
-			citizen.used[time.Now().Unix()/30] = true
-			cb = b.Login(authURL, wallet.callback, citizen.number, citizen.pw, citizen.seed)
+		// Asked at low or not, a login for the PID steps up to wallet.loa: the one-time code.
+		for time.Now().Unix()/30 == citizen.lastStep {
+			time.Sleep(time.Second) // each code is accepted once
 		}
+		citizen.lastStep = time.Now().Unix() / 30
+		cb := b.Login(authURL, wallet.callback, citizen.number, citizen.pw, citizen.seed)
 		tf := wallet.assertion(t, issuer)
 		tf.Set("grant_type", "authorization_code")
 		tf.Set("code", cb.Query().Get("code"))
@@ -264,8 +289,8 @@ func TestWalletAuthorizationCode(t *testing.T) {
 	if code, out := request(login(auth.LoASubstantial)); code != 200 || len(out["credentials"].([]any)) != 1 {
 		t.Fatalf("credential after a substantial login: %d %v", code, out)
 	}
-	if code, out := request(login(auth.LoALow)); code != 401 || out["error"] != "insufficient_user_authentication" {
-		t.Fatalf("credential after a password-only login: %d %v, want 401 insufficient_user_authentication", code, out)
+	if code, out := request(login(auth.LoALow)); code != 200 {
+		t.Fatalf("credential after a login asked at low (stepped up to substantial): %d %v", code, out)
 	}
 }
 

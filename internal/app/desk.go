@@ -7,7 +7,6 @@ import (
 
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/eid"
-	"github.com/vula-eid/vula/internal/letter"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/web"
 )
@@ -25,13 +24,5 @@ func deskClient(ctx context.Context, db store.Clients, redirect string) error {
 	return pagesClient(ctx, db, eid.ClientID, "Vula registration desk", redirect)
 }
 
-// deskPrinter prints the desk's letters with internal/letter, sealed with the agency's seal
-// (LetterPrinter).
-type deskPrinter struct{ letters *LetterPrinter }
-
-var _ eid.Printer = deskPrinter{}
-
-func (d deskPrinter) Print(ctx context.Context, l eid.Letter, lang string) ([]byte, error) {
-	return d.letters.Print(ctx, letter.Data{GivenName: l.Person.GivenName, FamilyName: l.Person.FamilyName,
-		PersonalNumber: l.Person.PersonalNumber, Code: l.Code, Expires: l.Expires}, lang)
-}
+// LetterPrinter is the desk's printer: letters sealed with the agency's seal.
+var _ eid.Printer = (*LetterPrinter)(nil)

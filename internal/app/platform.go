@@ -88,6 +88,8 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	signing := CSCService(cfg, a, keys, db, eph, accounts, l, ts, log)
 	ic := idpConfig(cfg, sealer)
 	ic.Credentials = signing
+	ic.WalletConfigurations = []string{pid.ConfigSDJWT, pid.ConfigMdoc} // for authorization_details openid_credential
+	ic.WalletLoA = walletLoA(cfg)
 	provider, err := idp.New(ctx, ic, keys, db, eph, log, time.Now)
 	if err != nil {
 		return nil, err
@@ -136,7 +138,7 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 		Spool: p.spool, MaxUploads: cfg.HTTP.MaxUploads, RevocationFreshness: time.Duration(cfg.Validation.RevocationFreshness)}.Register(mux)
 	audit.Handler{Store: db, Log: log}.Register(mux)
 	csc.Handler{S: signing, Auth: provider, TSA: ts, Issuer: cfg.BaseURL, Log: log}.Register(mux)
-	pid.Handler{S: wallet, Auth: provider, Pages: pages, Log: log}.Register(mux)
+	pid.Handler{S: wallet, Auth: provider, Pages: pages, Sessions: login, Log: log}.Register(mux)
 	verifier.Handler{S: presentations, Auth: provider, Pages: pages, Log: log}.Register(mux)
 	// The portal is a public client (PKCE) of the provider; its redirect URI follows base_url.
 	if err := portalClient(ctx, db, officials.RedirectURI()); errors.Is(err, idp.ErrInvalidClient) {
@@ -152,7 +154,7 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	// the agency's seal when seal.agency names the agency, printable pages otherwise.
 	var printer eid.Printer
 	if cfg.Seal.Agency != "" {
-		printer = deskPrinter{NewLetterPrinter(cfg, sealing, db)}
+		printer = NewLetterPrinter(cfg, sealing, db)
 	}
 	desk := deskPages(cfg.BaseURL, secure, db, l, printer, pages, eph, log)
 	if err := deskClient(ctx, db, desk.RedirectURI()); errors.Is(err, idp.ErrInvalidClient) {

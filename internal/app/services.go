@@ -57,10 +57,14 @@ func PIDService(cfg config.Config, a *certs.Authority, keys hsm.Manager, db *sql
 	if a != nil {
 		pki = a
 	}
-	loa := map[string]string{"low": auth.LoALow, "substantial": auth.LoASubstantial, "high": auth.LoAHigh}[cfg.Wallet.LoA]
 	return pid.New(pid.Config{Issuer: cfg.BaseURL, Country: cfg.PKI.Country, Authority: authority,
-		Validity: time.Duration(cfg.Wallet.Validity), BatchSize: cfg.Wallet.BatchSize, LoA: loa,
+		Validity: time.Duration(cfg.Wallet.Validity), BatchSize: cfg.Wallet.BatchSize, LoA: walletLoA(cfg),
 		StatusTTL: time.Duration(cfg.Wallet.StatusTTL)}, keys, pki, db, db, au, eph, log, time.Now)
+}
+
+// walletLoA is wallet.loa as an eIDAS level: what a login must reach for a PID.
+func walletLoA(cfg config.Config) string {
+	return map[string]string{"low": auth.LoALow, "substantial": auth.LoASubstantial, "high": auth.LoAHigh}[cfg.Wallet.LoA]
 }
 
 // platformAnchors is the running platform's root, the trust anchor of POST /api/v1/validate.

@@ -66,6 +66,9 @@ type Caller struct {
 	// AuthorizationSeq the audit sequence number of the official's authorization.
 	Credential       *CredentialAuthorization
 	AuthorizationSeq int64
+	// WalletCredentials are the credential configurations the token's authorization_details of
+	// type openid_credential grant (their credential identifiers); nil when it has none.
+	WalletCredentials []string
 }
 
 // Errors of Bearer.
@@ -129,4 +132,18 @@ func WriteBearerError(w http.ResponseWriter, r *http.Request, realm, scope strin
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q, error=\"invalid_token\"", realm))
 		server.WriteError(w, r, ErrTokenInvalid)
 	}
+}
+
+// Sessions reads who is logged in at the provider in the browser of a request (its single
+// sign-on), for the pages of other services: the person, the login's level, and the session's
+// CSRF token for the page's forms. Activation sessions are not logins and are not returned.
+type Sessions interface {
+	Session(r *http.Request) (Session, bool)
+}
+
+// Session is a browser's login at the provider.
+type Session struct {
+	Subject string // the person's own id
+	ACR     string
+	CSRF    string
 }

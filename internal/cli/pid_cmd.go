@@ -57,9 +57,10 @@ func pidCmd(g *globals) *cobra.Command {
 		Use:   "offer PERSONAL_NUMBER",
 		Short: "Offer the person their PID: a pre-authorized credential offer and its transaction code",
 		Long: "Offer the person their PID (OpenID4VCI pre-authorized code flow). Prints the\n" +
-			"openid-credential-offer:// URI, the page that shows it as a QR code, and the six-digit\n" +
-			"transaction code to tell the person apart from the QR code. The offer lasts 15 minutes;\n" +
-			"five wrong transaction codes withdraw it.",
+			"openid-credential-offer:// URI (the offer by reference: its credential_offer_uri serves it\n" +
+			"until it is redeemed), the page that shows it as a QR code, and the six-digit transaction\n" +
+			"code to tell the person apart from the QR code. The offer lasts 15 minutes; five wrong\n" +
+			"transaction codes withdraw it. -o json adds the offer by value (credential_offer).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.Flag("output").Value.String()
@@ -73,8 +74,8 @@ func pidCmd(g *globals) *cobra.Command {
 				}
 				page := s.OfferPage(o.ID)
 				if out == "json" {
-					return printJSON(cmd.OutOrStdout(), map[string]any{"credential_offer_uri": o.URI, "page": page,
-						"tx_code": o.TxCode, "expires": o.Until.UTC().Format(time.RFC3339)})
+					return printJSON(cmd.OutOrStdout(), map[string]any{"offer": o.URI, "credential_offer_uri": o.OfferURI,
+						"credential_offer": o.Value, "page": page, "tx_code": o.TxCode, "expires": o.Until.UTC().Format(time.RFC3339)})
 				}
 				return say(cmd.OutOrStdout(), "offer:   %s\npage:    %s\ntx code: %s\nexpires: %s\n", o.URI, page, o.TxCode,
 					o.Until.UTC().Format(time.RFC3339))

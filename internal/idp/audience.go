@@ -1,6 +1,8 @@
 package idp
 
 import (
+	"context"
+	"net/http"
 	"net/url"
 	"slices"
 
@@ -96,6 +98,28 @@ func narrowAudience(ar fosite.AccessRequester, requested []string) error {
 	}
 	if a, ok := ar.(*fosite.AccessRequest); ok {
 		a.GrantedAudience = fosite.Arguments(slices.Clone(requested))
+	}
+	return nil
+}
+
+// codeResources checks a code redemption's resource parameters (RFC 8707 §2.2) against the
+// audience its authorization granted: a resource granted is accepted (the token is for the
+// granted audience), any other is invalid_target. It runs before fosite spends the code and its
+// PKCE state, and because fosite copies the granted audience to the token only while it writes
+// the response.
+func (p *Provider) codeResources(ctx context.Context, r *http.Request) error {
+	requested := r.PostForm["resource"]
+	if r.PostForm.Get("grant_type") != "authorization_code" || r.PostForm.Get("code") == "" || len(requested) == 0 {
+		return nil
+	}
+	req, err := p.st.GetAuthorizeCodeSession(ctx, p.codes.AuthorizeCodeSignature(ctx, r.PostForm.Get("code")), newSession())
+	if err != nil {
+		return nil // fosite answers an unknown or used code
+	}
+	for _, r := range requested {
+		if !slices.Contains(req.GetGrantedAudience(), r) {
+			return errInvalidTarget("resource " + r + " was not granted.")
+		}
 	}
 	return nil
 }

@@ -57,6 +57,7 @@ func (p *Provider) Bearer(r *http.Request, scope string) (Caller, error) {
 		c.Subject = s.Person
 		c.ExpiresAt = s.GetExpiresAt(fosite.AccessToken)
 		c.Credential, c.AuthorizationSeq = s.Credential, s.AuthorizationSeq
+		c.WalletCredentials = s.Wallet
 		if s.Claims != nil {
 			c.ACR, c.AMR, c.AuthTime = s.Claims.AuthenticationContextClassReference, s.Claims.AuthenticationMethodsReferences, s.Claims.AuthTime
 		}

@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -63,6 +64,12 @@ func credentialRequest(parse auth.CredentialRequests, ar fosite.AuthorizeRequest
 	scopes := ar.GetRequestedScopes()
 	scoped := scopes.Has(CredentialScope)
 	hasParams := slices.ContainsFunc(credentialParams, func(k string) bool { return form.Has(k) })
+	if auth.IsOpenIDCredentialDetails(rawDetails) {
+		return nil, nil // the wallet's (walletRequest)
+	}
+	if rawDetails != "" && !hasDetailsType(rawDetails, CredentialDetailsType) {
+		return nil, errDetails("The authorization_details types are not supported here: want " + CredentialDetailsType + " or " + auth.OpenIDCredentialType + ".")
+	}
 	if rawDetails == "" && !scoped {
 		if hasParams {
 			return nil, fosite.ErrInvalidRequest.WithHint("The CSC credential parameters need scope credential.")
@@ -191,5 +198,20 @@ func (g *Pages) finishCredential(w http.ResponseWriter, r *http.Request, f *flow
 		ar.GrantScope(CredentialScope)
 		s.Credential, s.AuthorizationSeq = f.Credential, seq
 		s.JWTClaims.Extra["authorization_details"] = []*CredentialAuthorization{f.Credential}
+	})
+}
+
+// hasDetailsType reports whether authorization_details raw has an entry of type typ.
+func hasDetailsType(raw, typ string) bool {
+	var ds []struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal([]byte(raw), &ds) != nil {
+		return true // not parsable: the signing service's parser says why
+	}
+	return slices.ContainsFunc(ds, func(d struct {
+		Type string `json:"type"`
+	}) bool {
+		return d.Type == typ
 	})
 }

@@ -2,21 +2,14 @@ package idp
 
 import (
 	"context"
-	"crypto"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"net/http"
-	"net/url"
-	"slices"
-	"strings"
 	"time"
 
-	"github.com/go-jose/go-jose/v3"
-	"github.com/go-jose/go-jose/v3/jwt"
 	"github.com/ory/fosite"
 
 	"github.com/vula-eid/vula/internal/auth"
@@ -42,9 +35,6 @@ var dpopAlgs = auth.DPoPAlgs
 
 const (
 	dpopScheme = auth.DPoPScheme
-	// dpopMaxAge is how old a proof's iat may be, dpopLeeway how far in the future.
-	dpopMaxAge = 5 * time.Minute
-	dpopLeeway = 30 * time.Second
 	// nonceWindow is how long one server nonce lives (it is accepted for up to twice that).
 	nonceWindow = 5 * time.Minute
 )
@@ -73,81 +63,25 @@ type dpopCheck struct {
 	nonce       bool   // a server nonce is required
 }
 
-// proof reads and checks r's DPoP header; nil without one.
+// proof reads and checks r's DPoP header (auth.CheckDPoP); nil without one.
 func (p *Provider) proof(ctx context.Context, r *http.Request, want dpopCheck) (*dpopProof, error) {
-	vals := r.Header.Values("DPoP")
-	if len(vals) == 0 {
+	w := auth.DPoPWant{Method: want.method, URL: want.url, Token: want.token, ReplayPrefix: "idp:dpop:"}
+	if want.nonce {
+		w.Nonce = func(_ context.Context, n string) (bool, error) { return p.validNonce(n), nil }
+	}
+	jkt, err := auth.CheckDPoP(ctx, r, w, p.eph, p.now())
+	var bad *auth.DPoPError
+	switch {
+	case errors.As(err, &bad):
+		return nil, errDPoP(bad.Hint)
+	case errors.Is(err, auth.ErrUseDPoPNonce):
+		return nil, errUseNonce()
+	case err != nil:
+		return nil, err
+	case jkt == "":
 		return nil, nil
 	}
-	if len(vals) > 1 {
-		return nil, errDPoP("More than one DPoP header.")
-	}
-	tok, err := jwt.ParseSigned(vals[0])
-	if err != nil || len(tok.Headers) != 1 {
-		return nil, errDPoP("The DPoP proof is not a signed JWT.")
-	}
-	h := tok.Headers[0]
-	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != "dpop+jwt" {
-		return nil, errDPoP("typ must be dpop+jwt.")
-	}
-	if !slices.Contains(dpopAlgs, h.Algorithm) {
-		return nil, errDPoP("alg must be one of " + strings.Join(dpopAlgs, ", ") + ".")
-	}
-	if h.JSONWebKey == nil || !h.JSONWebKey.Valid() || !h.JSONWebKey.IsPublic() {
-		return nil, errDPoP("jwk must be a public key.")
-	}
-	var claims struct {
-		jwt.Claims
-		HTM   string `json:"htm"`
-		HTU   string `json:"htu"`
-		ATH   string `json:"ath"`
-		Nonce string `json:"nonce"`
-	}
-	if err := tok.Claims(h.JSONWebKey.Key, &claims); err != nil {
-		return nil, errDPoP("The proof's signature does not verify with its jwk.")
-	}
-	now := p.now()
-	switch {
-	case claims.ID == "":
-		return nil, errDPoP("jti is missing.")
-	case claims.HTM != want.method:
-		return nil, errDPoP("htm is not this request's method.")
-	case !sameHTU(claims.HTU, want.url):
-		return nil, errDPoP("htu is not this request's URL.")
-	case claims.IssuedAt == nil || claims.IssuedAt.Time().Before(now.Add(-dpopMaxAge)) || claims.IssuedAt.Time().After(now.Add(dpopLeeway)):
-		return nil, errDPoP("iat is missing or not recent.")
-	}
-	if want.token != "" {
-		sum := sha256.Sum256([]byte(want.token))
-		if subtle.ConstantTimeCompare([]byte(claims.ATH), []byte(base64.RawURLEncoding.EncodeToString(sum[:]))) != 1 {
-			return nil, errDPoP("ath is not the hash of the access token.")
-		}
-	}
-	if want.nonce && !p.validNonce(claims.Nonce) {
-		return nil, errUseNonce()
-	}
-	tp, err := h.JSONWebKey.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return nil, errDPoP("The jwk has no thumbprint.")
-	}
-	jkt := base64.RawURLEncoding.EncodeToString(tp)
-	first, err := p.eph.SeenOnce(ctx, "idp:dpop:"+jkt+":"+claims.ID, dpopMaxAge+dpopLeeway)
-	if err != nil {
-		return nil, err
-	}
-	if !first {
-		return nil, errDPoP("This proof was used before.")
-	}
 	return &dpopProof{JKT: jkt}, nil
-}
-
-// sameHTU compares htu with the request's URL, ignoring query and fragment (§4.3) and the
-// case of scheme and host.
-func sameHTU(htu, want string) bool {
-	a, err1 := url.Parse(htu)
-	b, err2 := url.Parse(want)
-	return err1 == nil && err2 == nil && strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Host, b.Host) &&
-		a.EscapedPath() == b.EscapedPath()
 }
 
 // offerNonce gives a client that sends DPoP proofs the current nonce (§8); others need none,

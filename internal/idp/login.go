@@ -74,6 +74,8 @@ type flow struct {
 	// Credential is the credential authorization asked (checked syntax; the credential is
 	// checked once the person is known).
 	Credential *CredentialAuthorization `json:"credential,omitempty"`
+	// Wallet are the credential configurations asked by authorization_details (openid_credential).
+	Wallet []string `json:"wallet,omitempty"`
 	// Binding is the secret of the browser that started the flow, for the ID card login.
 	Binding string `json:"binding,omitempty"`
 }
@@ -173,6 +175,9 @@ func (g *Pages) par(w http.ResponseWriter, r *http.Request) {
 		_, err = g.credentialRequest(ar)
 	}
 	if err == nil {
+		_, err = g.p.walletRequest(ar)
+	}
+	if err == nil {
 		_, err = maxAgeOf(ar)
 	}
 	if err == nil {
@@ -247,7 +252,11 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		cred, err = g.credentialRequest(ar)
 	}
-	if err == nil && cred != nil && r.URL.Query().Get("request_uri") != "" &&
+	var wallet []string
+	if err == nil {
+		wallet, err = g.p.walletRequest(ar)
+	}
+	if err == nil && (cred != nil || wallet != nil) && r.URL.Query().Get("request_uri") != "" &&
 		slices.ContainsFunc(append([]string{"authorization_details"}, credentialParams...), r.URL.Query().Has) {
 		// What is authorized must be what was pushed, not something added beside request_uri.
 		err = fosite.ErrInvalidRequest.WithHint("A pushed credential authorization cannot be changed in the front channel.")
@@ -263,6 +272,10 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		required = levels[max(levelOf(required), levelOf(need), levelOf(LoASubstantial))]
+	}
+	if err == nil && g.p.cfg.WalletLoA != "" && (wallet != nil || slices.Contains(ar.GetRequestedScopes(), auth.ScopePID)) {
+		// The wallet issuer's level: asked for at the login, not found lacking at the credential.
+		required = levels[max(levelOf(required), levelOf(g.p.cfg.WalletLoA))]
 	}
 	if err == nil && len(g.methodsFor(required)) == 0 {
 		err = errUnmet("No means of login offered here reaches " + required + ".")
@@ -281,7 +294,10 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	form := ar.GetRequestForm()
 	f := &flow{ID: randomID(), CSRF: randomID(), Client: c.GetID(), Required: required, Scopes: ar.GetRequestedScopes(), Credential: cred,
-		Lang: uiLocale(form.Get("ui_locales")), LoginHint: loginHint(form.Get("login_hint")), Asked: asked.persons()}
+		Wallet: wallet, Lang: uiLocale(form.Get("ui_locales")), LoginHint: loginHint(form.Get("login_hint")), Asked: asked.persons()}
+	if wallet != nil && !slices.Contains(f.Scopes, auth.ScopePID) {
+		f.Scopes = append(f.Scopes, auth.ScopePID) // the consent to the PID, as for its scope
+	}
 	for _, s := range f.Asked.consentScopes() {
 		if !slices.Contains(f.Scopes, s) {
 			f.Scopes = append(f.Scopes, s) // consent covers the claims asked as well as the scopes
@@ -820,7 +836,7 @@ func (g *Pages) finish(w http.ResponseWriter, r *http.Request, f *flow) {
 		g.fail(w, r, http.StatusBadRequest, "error.flow")
 		return
 	}
-	g.issue(w, r, f, ar, nil)
+	g.issue(w, r, f, ar, grantWallet(f.Wallet))
 }
 
 // issue sends the browser back to the client with a code for the taken request ar; edit

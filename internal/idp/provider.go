@@ -53,6 +53,12 @@ type Config struct {
 	// Credentials is the signing service, for credential authorization through OAuth (CSC
 	// API v2 §8.4.2); nil: such requests are refused.
 	Credentials auth.CredentialAuthorizer
+	// WalletConfigurations are the wallet issuer's credential configuration ids, which
+	// authorization_details of type openid_credential may name; none: such requests are refused.
+	WalletConfigurations []string
+	// WalletLoA is the level a login asking for the PID (its scope or openid_credential details)
+	// must reach: the login steps up to it, or ends in unmet_authentication_requirements.
+	WalletLoA string
 }
 
 // Provider serves OpenID Connect.
@@ -283,10 +289,14 @@ func idTokenAlgs(configured string) []string {
 
 // detailsTypes are the authorization_details types offered (RFC 9396 §10).
 func (p *Provider) detailsTypes() []string {
-	if p.creds == nil {
-		return []string{}
+	out := []string{}
+	if p.creds != nil {
+		out = append(out, CredentialDetailsType)
 	}
-	return []string{CredentialDetailsType}
+	if len(p.cfg.WalletConfigurations) > 0 {
+		out = append(out, auth.OpenIDCredentialType)
+	}
+	return out
 }
 
 func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {
@@ -314,6 +324,10 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		p.writeTokenError(w, r, nil, "token request refused", err)
 		return
 	}
+	if err := p.codeResources(ctx, r); err != nil {
+		p.writeTokenError(w, r, nil, "token request refused", err)
+		return
+	}
 	oauth := p.oauth
 	if r.ParseForm() == nil && r.PostForm.Get("grant_type") == "client_credentials" {
 		oauth = p.ccOAuth
@@ -336,7 +350,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		sess.JWTHeader.Add("typ", "at+jwt")
 		sess.ClientOnly = true
 		err = p.grantAudience(ar, r.PostForm["resource"])
-	} else {
+	} else if !ar.GetGrantTypes().ExactOne("authorization_code") { // a code's resources are checked before
 		err = narrowAudience(ar, r.PostForm["resource"])
 	}
 	if err == nil {
@@ -357,6 +371,9 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	if s, ok := ar.GetSession().(*Session); ok && s.Credential != nil {
 		// RFC 9396 §7: the token response says what the token authorizes.
 		resp.SetExtra("authorization_details", []*CredentialAuthorization{s.Credential})
+	}
+	if s, ok := ar.GetSession().(*Session); ok && s.Wallet != nil {
+		resp.SetExtra("authorization_details", auth.OpenIDCredentialGrant(s.Wallet))
 	}
 	oauth.WriteAccessResponse(ctx, w, ar, resp)
 }

@@ -8,6 +8,8 @@ import (
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/token/jwt"
+
+	"github.com/vula-eid/vula/internal/auth"
 )
 
 // Session is what fosite keeps with every code and token: the ID token's claims (subject, acr,
@@ -27,6 +29,9 @@ type Session struct {
 	// the authorization request named (dpop_jkt), which must redeem the code.
 	DPoPJKT string `json:"dpop_jkt,omitempty"`
 	CodeJKT string `json:"code_jkt,omitempty"`
+	// Wallet are the credential configurations authorization_details of type openid_credential
+	// granted (OpenID4VCI §5.1.1).
+	Wallet []string `json:"wallet,omitempty"`
 	// Asked are the person claims the claims parameter asked for (OpenID Connect Core §5.5).
 	Asked requestedClaims `json:"asked,omitempty"`
 	// ClientOnly marks a client_credentials token: it belongs to no grant that another token
@@ -82,6 +87,9 @@ func (s *Session) GetExtraClaims() map[string]any {
 	out := map[string]any{}
 	if s.Credential != nil {
 		out["authorization_details"] = []*CredentialAuthorization{s.Credential}
+	}
+	if s.Wallet != nil {
+		out["authorization_details"] = auth.OpenIDCredentialGrant(s.Wallet)
 	}
 	if s.DPoPJKT != "" {
 		out["cnf"] = map[string]string{"jkt": s.DPoPJKT} // RFC 9449 §6.2

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -25,7 +26,10 @@ type Handler struct {
 	Auth auth.Authenticator
 	// Pages renders the offer page; without it the page is not served.
 	Pages *web.Renderer
-	Log   *slog.Logger
+	// Sessions names the person logged in at the provider, for their own credentials' page;
+	// without it (or Pages) that page is not served.
+	Sessions auth.Sessions
+	Log      *slog.Logger
 }
 
 const maxBody = 64 << 10
@@ -38,8 +42,13 @@ func (h Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /pid/nonce", h.nonce)
 	mux.HandleFunc("POST /pid/credential", h.credential)
 	mux.HandleFunc("GET /pid/status/{list}", h.status)
+	mux.HandleFunc("GET /pid/credential-offer/{id}", h.credentialOffer)
 	if h.Pages != nil {
 		mux.HandleFunc("GET /pid/offer/{id}", h.offerPage)
+	}
+	if h.Pages != nil && h.Sessions != nil {
+		mux.HandleFunc("GET "+minePath, h.minePage)
+		mux.HandleFunc("POST "+minePath+"/revoke", h.mineRevoke)
 	}
 }
 
@@ -147,7 +156,44 @@ func (h Handler) asMetadata(w http.ResponseWriter, r *http.Request) {
 		"response_types_supported":                        []string{},
 		"token_endpoint_auth_methods_supported":           []string{"none"},
 		"pre-authorized_grant_anonymous_access_supported": true,
+		"dpop_signing_alg_values_supported":               auth.DPoPAlgs,
+		"authorization_details_types_supported":           []string{auth.OpenIDCredentialType},
 	})
+}
+
+// configs are the credential configurations the issuer offers.
+var configs = []string{ConfigSDJWT, ConfigMdoc}
+
+// credentialOffer serves an offer by reference (OpenID4VCI §4.1.3) until its code is redeemed
+// or it expires.
+func (h Handler) credentialOffer(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	b, err := h.S.CredentialOffer(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && len(id) > 64) {
+		server.WriteError(w, r, problem.Errorf(problem.NotFound, "no such credential offer: it was used, withdrawn or has expired"))
+		return
+	}
+	if err != nil {
+		h.oauthError(w, r, http.StatusInternalServerError, "server_error", err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b) // the client went away: nothing to do
+}
+
+// dpopError answers a refused DPoP proof at the token endpoint (RFC 9449 §5, §8): 400
+// invalid_dpop_proof, or use_dpop_nonce with a fresh nonce.
+func (h Handler) dpopError(w http.ResponseWriter, r *http.Request, err error) {
+	var bad *auth.DPoPError
+	switch {
+	case errors.As(err, &bad):
+		h.oauthError(w, r, http.StatusBadRequest, "invalid_dpop_proof", errors.New(bad.Hint))
+	case errors.Is(err, auth.ErrUseDPoPNonce):
+		h.oauthError(w, r, http.StatusBadRequest, "use_dpop_nonce", errors.New("the DPoP proof must carry the nonce in DPoP-Nonce"))
+	default:
+		h.oauthError(w, r, http.StatusInternalServerError, "server_error", err)
+	}
 }
 
 func (h Handler) token(w http.ResponseWriter, r *http.Request) {
@@ -165,7 +211,33 @@ func (h Handler) token(w http.ResponseWriter, r *http.Request) {
 		h.oauthError(w, r, http.StatusBadRequest, "invalid_request", errors.New("pre-authorized_code and tx_code are required"))
 		return
 	}
-	tok, err := h.S.Redeem(r.Context(), code, tx, "")
+	var g Grant
+	if raw := r.PostForm.Get("authorization_details"); raw != "" {
+		ids, err := auth.ParseOpenIDCredentialDetails(raw, configs, h.S.cfg.Issuer)
+		if err != nil {
+			h.oauthError(w, r, http.StatusBadRequest, "invalid_authorization_details", err)
+			return
+		}
+		g.Configs = ids
+	}
+	// A DPoP proof binds the token to its key (RFC 9449 §5); the server nonce is required, so a
+	// proof made before the request cannot be used later.
+	if r.Header.Get("DPoP") != "" {
+		n, err := h.S.DPoPNonce(r.Context())
+		if err != nil {
+			h.oauthError(w, r, http.StatusInternalServerError, "server_error", err)
+			return
+		}
+		w.Header().Set("DPoP-Nonce", n)
+	}
+	jkt, err := auth.CheckDPoP(r.Context(), r, auth.DPoPWant{Method: http.MethodPost, URL: h.S.AuthServer() + "/token",
+		Nonce: h.S.validDPoPNonce, ReplayPrefix: "pid:dpop:"}, h.S.eph, h.S.now())
+	if err != nil {
+		h.dpopError(w, r, err)
+		return
+	}
+	g.JKT = jkt
+	tok, err := h.S.Redeem(r.Context(), code, tx, g)
 	switch {
 	case errors.Is(err, ErrInvalidGrant), errors.Is(err, ErrWrongTxCode):
 		h.oauthError(w, r, http.StatusBadRequest, "invalid_grant", err)
@@ -174,8 +246,15 @@ func (h Handler) token(w http.ResponseWriter, r *http.Request) {
 		h.oauthError(w, r, http.StatusInternalServerError, "server_error", err)
 		return
 	}
+	resp := map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": int(tokenTTL.Seconds())}
+	if jkt != "" {
+		resp["token_type"] = auth.DPoPScheme
+	}
+	if g.Configs != nil {
+		resp["authorization_details"] = auth.OpenIDCredentialGrant(g.Configs)
+	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": int(tokenTTL.Seconds())})
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (h Handler) nonce(w http.ResponseWriter, r *http.Request) {
@@ -200,7 +279,7 @@ type credentialRequest struct {
 
 func (h Handler) credential(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	tok := auth.TokenOf(r)
+	scheme, tok := auth.Token(r)
 	if tok == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="vula-pid"`)
 		server.WriteError(w, r, problem.Mark(problem.Unauthorized, auth.ErrNoToken))
@@ -225,7 +304,7 @@ func (h Handler) credential(w http.ResponseWriter, r *http.Request) {
 				fmt.Errorf("a PID needs a login at %s or higher, this one reached %q", h.S.cfg.LoA, c.ACR))
 			return
 		}
-		at = tokenRecord{Subject: c.Subject, Actor: c.ClientID}
+		at = tokenRecord{Subject: c.Subject, Actor: c.ClientID, Configs: c.WalletCredentials}
 	case errors.Is(err, store.ErrNotFound):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="vula-pid", error="invalid_token"`)
 		server.WriteError(w, r, problem.Mark(problem.Unauthorized, auth.ErrTokenInvalid))
@@ -233,6 +312,11 @@ func (h Handler) credential(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		h.oauthError(w, r, http.StatusInternalServerError, "server_error", err)
 		return
+	default:
+		if err := h.checkBinding(r, scheme, tok, at.JKT); err != nil {
+			auth.WriteBearerError(w, r, "vula-pid", Scope, err)
+			return
+		}
 	}
 	var req credentialRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
@@ -240,13 +324,9 @@ func (h Handler) credential(w http.ResponseWriter, r *http.Request) {
 		h.oauthError(w, r, http.StatusBadRequest, "invalid_credential_request", fmt.Errorf("the body is not a JSON credential request: %w", err))
 		return
 	}
-	format := map[string]string{ConfigSDJWT: FormatSDJWT, ConfigMdoc: FormatMdoc}[req.ConfigurationID]
-	if format == "" {
-		msg := fmt.Errorf("credential_configuration_id %q is not offered (want %s or %s)", req.ConfigurationID, ConfigSDJWT, ConfigMdoc)
-		if req.ConfigurationID == "" {
-			msg = errors.New("credential_configuration_id is required")
-		}
-		h.oauthError(w, r, http.StatusBadRequest, "unknown_credential_configuration", msg)
+	format, code, err := requestedFormat(req, at.Configs)
+	if err != nil {
+		h.oauthError(w, r, http.StatusBadRequest, code, err)
 		return
 	}
 	if len(req.Proof) > 0 {
@@ -288,6 +368,55 @@ func (h Handler) credential(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, map[string]any{"credentials": out})
+}
+
+// requestedFormat is the format a credential request asks for (OpenID4VCI §8.2): by
+// credential_identifier when the token's authorization_details granted identifiers (granted),
+// by credential_configuration_id otherwise; never both. On error, the OpenID4VCI error code.
+func requestedFormat(req credentialRequest, granted []string) (format, code string, err error) {
+	formats := map[string]string{ConfigSDJWT: FormatSDJWT, ConfigMdoc: FormatMdoc}
+	switch {
+	case req.Identifier != "" && req.ConfigurationID != "":
+		return "", "invalid_credential_request", errors.New("give credential_identifier or credential_configuration_id, not both")
+	case granted != nil && req.Identifier == "":
+		return "", "invalid_credential_request", errors.New("the token's authorization_details returned credential_identifiers: name one in credential_identifier")
+	case granted != nil:
+		if !slices.Contains(granted, req.Identifier) {
+			return "", "unknown_credential_identifier", fmt.Errorf("credential_identifier %q is not one this token was granted", req.Identifier)
+		}
+		return formats[req.Identifier], "", nil
+	case req.Identifier != "":
+		return "", "invalid_credential_request", errors.New("credential_identifier needs a token granted with authorization_details: name credential_configuration_id")
+	case req.ConfigurationID == "":
+		return "", "invalid_credential_request", errors.New("credential_configuration_id is required")
+	case formats[req.ConfigurationID] == "":
+		return "", "unknown_credential_configuration", fmt.Errorf("credential_configuration_id %q is not offered (want %s or %s)", req.ConfigurationID, ConfigSDJWT, ConfigMdoc)
+	}
+	return formats[req.ConfigurationID], "", nil
+}
+
+// checkBinding checks that an issuer access token comes as it was issued: a DPoP-bound one with
+// the DPoP scheme and a proof by its key over this request, its ath the token's hash (RFC 9449
+// §7); a bearer one as Bearer.
+func (h Handler) checkBinding(r *http.Request, scheme, tok, jkt string) error {
+	if jkt == "" {
+		if scheme != "Bearer" {
+			return auth.ErrTokenInvalid
+		}
+		return nil
+	}
+	if scheme != auth.DPoPScheme {
+		return auth.ErrDPoPProof // a bound token sent as a bearer token
+	}
+	got, err := auth.CheckDPoP(r.Context(), r, auth.DPoPWant{Method: r.Method, URL: h.S.cfg.Issuer + r.URL.Path, Token: tok,
+		ReplayPrefix: "pid:dpop:"}, h.S.eph, h.S.now())
+	if errors.Is(err, store.ErrUnavailable) {
+		return err
+	}
+	if err != nil || got != jkt {
+		return auth.ErrDPoPProof
+	}
+	return nil
 }
 
 // status serves a status list token: a CWT when the client asks for one, a JWT otherwise, with

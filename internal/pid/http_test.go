@@ -51,6 +51,20 @@ func (c client) do(method, path, ctype, body, token string) (int, map[string]any
 	return resp.StatusCode, out
 }
 
+// preCode is the pre-authorized code of offer.
+func preCode(t testing.TB, offer Offer) string {
+	t.Helper()
+	var co struct {
+		Grants map[string]struct {
+			Code string `json:"pre-authorized_code"`
+		} `json:"grants"`
+	}
+	if err := json.Unmarshal(offer.Value, &co); err != nil {
+		t.Fatal(err)
+	}
+	return co.Grants[GrantPreAuthorized].Code
+}
+
 // proof signs an openid4vci-proof+jwt with k, carrying the public key jwk in its header.
 func proof(t testing.TB, k *ecdsa.PrivateKey, jwk jose.JSONWebKey, aud, nonce string, iat time.Time) string {
 	t.Helper()
@@ -76,16 +90,7 @@ func TestPreAuthorizedFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ := url.Parse(offer.URI)
-	var co struct {
-		Grants map[string]struct {
-			Code string `json:"pre-authorized_code"`
-		} `json:"grants"`
-	}
-	if err := json.Unmarshal([]byte(u.Query().Get("credential_offer")), &co); err != nil {
-		t.Fatal(err)
-	}
-	code := co.Grants[GrantPreAuthorized].Code
+	code := preCode(t, offer)
 	form := func(tx string) string {
 		return url.Values{"grant_type": {GrantPreAuthorized}, "pre-authorized_code": {code}, "tx_code": {tx}}.Encode()
 	}
@@ -165,10 +170,7 @@ func TestWrongTxCodeIsRateLimited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ := url.Parse(offer.URI)
-	q := u.Query().Get("credential_offer")
-	i := strings.Index(q, `"pre-authorized_code":"`) + len(`"pre-authorized_code":"`)
-	code := q[i : i+strings.Index(q[i:], `"`)]
+	code := preCode(t, offer)
 	wrong := "000000"
 	if offer.TxCode == wrong {
 		wrong = "111111"

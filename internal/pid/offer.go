@@ -34,10 +34,15 @@ var (
 
 // Offer is a credential offer with a pre-authorized code, for one person.
 type Offer struct {
-	ID     string // names the offer's page
-	URI    string // openid-credential-offer://?credential_offer=...
-	TxCode string // the transaction code the person types in their wallet; told apart from the URI
-	Until  time.Time
+	ID string // names the offer's page and the offer served by reference
+	// URI is the deep link for the QR code: openid-credential-offer://?credential_offer_uri=...,
+	// short enough for a QR code a phone reads at a glance; OfferURI is where the wallet
+	// fetches the offer, and Value the offer itself (credential_offer, by value).
+	URI      string
+	OfferURI string
+	Value    json.RawMessage
+	TxCode   string // the transaction code the person types in their wallet; told apart from the URI
+	Until    time.Time
 }
 
 // offerRecord is what the ephemeral store keeps under the code's digest.
@@ -46,6 +51,7 @@ type offerRecord struct {
 	Actor   string `json:"actor"`
 	TxHash  []byte `json:"tx"`
 	URI     string `json:"uri"`
+	Page    string `json:"page"` // the offer's id: its page and its offer by reference go with the code
 }
 
 func digestKey(prefix, secret string) string {
@@ -106,26 +112,47 @@ func (s *Service) NewOffer(ctx context.Context, personalNumber, actor string) (O
 	if err != nil {
 		return Offer{}, err
 	}
-	uri := "openid-credential-offer://?credential_offer=" + url.QueryEscape(string(offer))
+	// The offer goes by reference (OpenID4VCI §4.1.3): the code stays out of the QR code and
+	// the deep link, which only name where the wallet fetches the offer.
+	ref := s.cfg.Issuer + "/pid/credential-offer/" + id
+	uri := "openid-credential-offer://?credential_offer_uri=" + url.QueryEscape(ref)
 	txh := sha256.Sum256([]byte(tx))
-	rec, err := json.Marshal(offerRecord{Subject: p.SubjectID, Actor: actor, TxHash: txh[:], URI: uri})
+	rec, err := json.Marshal(offerRecord{Subject: p.SubjectID, Actor: actor, TxHash: txh[:], URI: uri, Page: id})
 	if err != nil {
 		return Offer{}, err
 	}
 	if err := s.eph.Put(ctx, digestKey("pid:pre:", code), rec, offerTTL); err != nil {
 		return Offer{}, err
 	}
-	// The page shows the offer (its QR code) by an id of its own; the code stays out of URLs.
+	if err := s.eph.Put(ctx, digestKey("pid:offer:", id), offer, offerTTL); err != nil {
+		return Offer{}, err
+	}
+	// The page shows the offer (its QR code) by the same id.
 	if err := s.eph.Put(ctx, digestKey("pid:page:", id), []byte(uri), offerTTL); err != nil {
 		return Offer{}, err
 	}
-	return Offer{ID: id, URI: uri, TxCode: tx, Until: s.now().Add(offerTTL)}, nil
+	return Offer{ID: id, URI: uri, OfferURI: ref, Value: offer, TxCode: tx, Until: s.now().Add(offerTTL)}, nil
 }
 
-// OfferURI is the offer URI of the offer page id.
+// OfferURI is the deep link of the offer page id.
 func (s *Service) OfferURI(ctx context.Context, id string) (string, error) {
 	b, err := s.eph.Get(ctx, digestKey("pid:page:", id))
 	return string(b), err
+}
+
+// CredentialOffer is the offer id by value, as its credential_offer_uri serves it; ErrNotFound
+// once it is redeemed, withdrawn or expired.
+func (s *Service) CredentialOffer(ctx context.Context, id string) ([]byte, error) {
+	return s.eph.Get(ctx, digestKey("pid:offer:", id))
+}
+
+// dropOffer removes what serves offer id (its page and its offer by reference): the code is
+// spent or withdrawn.
+func (s *Service) dropOffer(ctx context.Context, id string) error {
+	if id == "" {
+		return nil
+	}
+	return errors.Join(s.eph.Delete(ctx, digestKey("pid:offer:", id)), s.eph.Delete(ctx, digestKey("pid:page:", id)))
 }
 
 // tokenRecord is what an access token of the issuer stands for.
@@ -133,11 +160,21 @@ type tokenRecord struct {
 	Subject string `json:"sub"`
 	Actor   string `json:"actor"`
 	JKT     string `json:"jkt,omitempty"` // DPoP key thumbprint the token is bound to
+	// Configs are the configurations authorization_details granted (their credential
+	// identifiers); nil when the token was asked without them.
+	Configs []string `json:"configs,omitempty"`
+}
+
+// Grant is what a token request asks beside the code: the DPoP key to bind the token to (the
+// thumbprint, "" for a bearer token) and the configurations its authorization_details name.
+type Grant struct {
+	JKT     string
+	Configs []string
 }
 
 // Redeem exchanges a pre-authorized code and its transaction code for an access token. A wrong
 // transaction code counts against the offer: after maxTxErrors the offer is gone.
-func (s *Service) Redeem(ctx context.Context, code, txCode, jkt string) (string, error) {
+func (s *Service) Redeem(ctx context.Context, code, txCode string, g Grant) (string, error) {
 	key := digestKey("pid:pre:", code)
 	b, err := s.eph.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
@@ -157,7 +194,7 @@ func (s *Service) Redeem(ctx context.Context, code, txCode, jkt string) (string,
 			return "", err
 		}
 		if n >= maxTxErrors {
-			if err := s.eph.Delete(ctx, key); err != nil {
+			if err := errors.Join(s.eph.Delete(ctx, key), s.dropOffer(ctx, rec.Page)); err != nil {
 				return "", err
 			}
 			return "", fmt.Errorf("%w: too many wrong transaction codes, the offer is withdrawn", ErrWrongTxCode)
@@ -170,11 +207,15 @@ func (s *Service) Redeem(ctx context.Context, code, txCode, jkt string) (string,
 	} else if err != nil {
 		return "", err
 	}
+	if err := s.dropOffer(ctx, rec.Page); err != nil {
+		// The code is spent; the offer it served expires with its TTL.
+		s.log.WarnContext(ctx, "pid: redeemed offer not removed", "err", err)
+	}
 	tok, err := randomToken()
 	if err != nil {
 		return "", err
 	}
-	tr, err := json.Marshal(tokenRecord{Subject: rec.Subject, Actor: rec.Actor, JKT: jkt})
+	tr, err := json.Marshal(tokenRecord{Subject: rec.Subject, Actor: rec.Actor, JKT: g.JKT, Configs: g.Configs})
 	if err != nil {
 		return "", err
 	}
@@ -202,3 +243,24 @@ func (s *Service) Nonce(ctx context.Context) (string, error) {
 
 // OfferPage is the page that shows offer id as a QR code.
 func (s *Service) OfferPage(id string) string { return s.cfg.Issuer + "/pid/offer/" + id }
+
+// DPoPNonce hands out a server nonce for DPoP proofs at the token endpoint (RFC 9449 §8); it
+// is good for nonceTTL, on every replica (it lives in the ephemeral store).
+func (s *Service) DPoPNonce(ctx context.Context) (string, error) {
+	n, err := randomToken()
+	if err != nil {
+		return "", err
+	}
+	return n, s.eph.Put(ctx, digestKey("pid:dpop-nonce:", n), []byte{1}, nonceTTL)
+}
+
+func (s *Service) validDPoPNonce(ctx context.Context, n string) (bool, error) {
+	if n == "" || len(n) > 64 {
+		return false, nil
+	}
+	_, err := s.eph.Get(ctx, digestKey("pid:dpop-nonce:", n))
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}

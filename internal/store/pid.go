@@ -32,6 +32,9 @@ type PIDs interface {
 	// RevokePIDs revokes every unrevoked credential of the person at at and returns how many it
 	// revoked (0 is not an error).
 	RevokePIDs(ctx context.Context, subjectID string, at time.Time) (int, error)
+	// RevokePID revokes the person's credential id at at and reports whether it was unrevoked
+	// until now; ErrNotFound when the person has no credential id (another's is not theirs).
+	RevokePID(ctx context.Context, subjectID, id string, at time.Time) (bool, error)
 	// RevokedPIDs lists the indexes of the revoked credentials of list: those revoked by
 	// RevokePIDs, and every credential of a person whose eID means is revoked (EIDRevoked) or
 	// who is no longer in the store, at once, whoever changed the person.

@@ -11,18 +11,22 @@
 //   @animo-id/mdoc         parses the mdoc PID and verifies its issuer signature, certificate
 //                          chain (to Vula's root) and every element's digest in the MSO
 //
-// WALLET_MODE=issue gets and checks credentials and saves them to WALLET_STATE;
-// WALLET_MODE=revoked reads them back after `vula pid revoke` and expects them revoked.
+// WALLET_MODE=issue gets and checks credentials (pre-authorized code, the offer by reference,
+// a DPoP-bound token) and saves them to WALLET_STATE; WALLET_MODE=revoked reads them back after
+// `vula pid revoke` and expects them revoked; WALLET_MODE=code-start pushes an authorization
+// request (PAR, PKCE, DPoP, authorization_details) and saves its URL for the test, which logs the
+// citizen in; WALLET_MODE=code-finish redeems the code from WALLET_CALLBACK and gets the PID.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { Openid4vciClient } from '@openid4vc/openid4vci';
-import { clientAuthenticationNone, HashAlgorithm } from '@openid4vc/oauth2';
+import { clientAuthenticationNone, HashAlgorithm, resourceRequest } from '@openid4vc/oauth2';
 import { SDJwtVcInstance } from '@sd-jwt/sd-jwt-vc';
 import { getListFromStatusListJWT } from '@sd-jwt/jwt-status-list';
 import { parseIssuerSigned, Verifier } from '@animo-id/mdoc';
 
 const env = process.env;
 const mode = env.WALLET_MODE || 'issue';
+const sdjwtConfig = 'eu.europa.ec.eudi.pid.1.dc+sd-jwt';
 const root = new crypto.X509Certificate(fs.readFileSync(env.WALLET_ROOT));
 
 async function run(name, f) {
@@ -153,17 +157,34 @@ const keysByThumb = new Map();
 
 if (mode === 'issue') {
   const client = new Openid4vciClient({ callbacks });
-  let offer, metadata, token, credentials = [], holders = [];
-  await run('resolve offer and issuer metadata', async () => {
+  let offer, metadata, token, dpop, credentials = [], holders = [];
+  await run('resolve the offer by reference (credential_offer_uri) and the issuer metadata', async () => {
+    assert(new URL(env.WALLET_OFFER).searchParams.has('credential_offer_uri'), 'the offer is not by reference');
     offer = await client.resolveCredentialOffer(env.WALLET_OFFER);
     metadata = await client.resolveIssuerMetadata(offer.credential_issuer);
     assert(metadata.credentialIssuer.credential_issuer === env.WALLET_ISSUER, 'credential_issuer');
     assert(metadata.credentialIssuer.nonce_endpoint, 'no nonce_endpoint');
   });
-  await run('pre-authorized code with the transaction code', async () => {
-    const r = await client.retrievePreAuthorizedCodeAccessTokenFromOffer({ credentialOffer: offer, issuerMetadata: metadata, txCode: env.WALLET_TX });
+  await run('pre-authorized code with the transaction code, the token DPoP-bound', async () => {
+    const k = newKey();
+    keysByThumb.set(k.publicJwk.x, k);
+    const r = await client.retrievePreAuthorizedCodeAccessTokenFromOffer({ credentialOffer: offer, issuerMetadata: metadata, txCode: env.WALLET_TX,
+      dpop: { signer: { method: 'jwk', alg: 'ES256', publicJwk: k.publicJwk } } });
     token = r.accessTokenResponse.access_token;
+    dpop = r.dpop;
     assert(token, 'no access token');
+    assert(r.accessTokenResponse.token_type === 'DPoP', `token_type ${r.accessTokenResponse.token_type}`);
+    assert(dpop && dpop.nonce, 'no DPoP nonce from the token endpoint');
+  });
+  await run('the offer by reference is gone once redeemed', async () => {
+    const resp = await fetch(new URL(env.WALLET_OFFER).searchParams.get('credential_offer_uri'));
+    assert(resp.status === 404, `a redeemed offer is served: ${resp.status}`);
+  });
+  await run('the bound token without a DPoP proof is refused', async () => {
+    const resp = await fetch(metadata.credentialIssuer.credential_endpoint, { method: 'POST',
+      headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ credential_configuration_id: offer.credential_configuration_ids[0] }) });
+    assert(resp.status === 401 && /^DPoP /.test(resp.headers.get('www-authenticate') || ''), `as a bearer token: ${resp.status}`);
   });
   await run('batch of credentials, one proof key each', async () => {
     const { c_nonce } = await client.requestNonce({ issuerMetadata: metadata });
@@ -177,7 +198,7 @@ if (mode === 'issue') {
         signer: { method: 'jwk', alg: 'ES256', publicJwk: k.publicJwk }, nonce: c_nonce });
       proofs.push(jwt);
     }
-    const r = await client.retrieveCredentials({ issuerMetadata: metadata, accessToken: token, credentialConfigurationId: configId,
+    const r = await client.retrieveCredentials({ issuerMetadata: metadata, accessToken: token, dpop, credentialConfigurationId: configId,
       proofs: { jwt: proofs } });
     credentials = r.credentialResponse.credentials.map((c) => c.credential);
     assert(credentials.length === 3, `${credentials.length} credentials for 3 proofs`);
@@ -189,10 +210,10 @@ if (mode === 'issue') {
     const { c_nonce } = await client.requestNonce({ issuerMetadata: metadata });
     const { jwt: proof } = await client.createCredentialRequestJwtProof({ issuerMetadata: metadata, credentialConfigurationId: configId,
       signer: { method: 'jwk', alg: 'ES256', publicJwk: k.publicJwk }, nonce: c_nonce });
-    await client.retrieveCredentials({ issuerMetadata: metadata, accessToken: token, credentialConfigurationId: configId, proofs: { jwt: [proof] } });
+    await client.retrieveCredentials({ issuerMetadata: metadata, accessToken: token, dpop, credentialConfigurationId: configId, proofs: { jwt: [proof] } });
     let refused = false;
     try {
-      await client.retrieveCredentials({ issuerMetadata: metadata, accessToken: token, credentialConfigurationId: configId, proofs: { jwt: [proof] } });
+      await client.retrieveCredentials({ issuerMetadata: metadata, accessToken: token, dpop, credentialConfigurationId: configId, proofs: { jwt: [proof] } });
     } catch (e) {
       refused = /invalid_nonce/.test(JSON.stringify(e.errorResponse || e.message));
     }
@@ -206,7 +227,7 @@ if (mode === 'issue') {
     keysByThumb.set(k.publicJwk.x, k);
     const { jwt } = await client.createCredentialRequestJwtProof({ issuerMetadata: metadata, credentialConfigurationId: configId,
       signer: { method: 'jwk', alg: 'ES256', publicJwk: k.publicJwk }, nonce: c_nonce });
-    const r = await client.retrieveCredentials({ issuerMetadata: metadata, accessToken: token, credentialConfigurationId: configId,
+    const r = await client.retrieveCredentials({ issuerMetadata: metadata, accessToken: token, dpop, credentialConfigurationId: configId,
       proofs: { jwt: [jwt] } });
     const doc = parseIssuerSigned(new Uint8Array(Buffer.from(r.credentialResponse.credentials[0].credential, 'base64url')), 'eu.europa.ec.eudi.pid.1');
     const failed = [];
@@ -286,6 +307,78 @@ if (mode === 'issue') {
   });
   // The holder keys too: present.mjs presents the credentials with key binding.
   fs.writeFileSync(env.WALLET_STATE, JSON.stringify({ credentials, holders: holders.map((h) => h.privateJwk) }));
+} else if (mode === 'code-start') {
+  // The authorization code flow, as a wallet starts it on its own (no offer from the issuer):
+  // PAR with PKCE, a DPoP key (its proof at PAR binds the code), and authorization_details of
+  // type openid_credential. The test logs the citizen in and hands the redirect back.
+  const client = new Openid4vciClient({ callbacks: { ...callbacks, clientAuthentication: clientAuthenticationNone({ clientId: env.WALLET_CLIENT }) } });
+  await run('authorization code: PAR, PKCE, DPoP and authorization_details', async () => {
+    const metadata = await client.resolveIssuerMetadata(env.WALLET_ISSUER);
+    const asMeta = metadata.authorizationServers.find((a) => a.issuer === env.WALLET_ISSUER);
+    assert(asMeta && asMeta.pushed_authorization_request_endpoint, 'the identity provider has no PAR endpoint');
+    assert((asMeta.authorization_details_types_supported || []).includes('openid_credential'), 'openid_credential is not advertised');
+    assert((asMeta.dpop_signing_alg_values_supported || []).includes('ES256'), 'DPoP ES256 is not advertised');
+    const offer = { credential_issuer: env.WALLET_ISSUER, credential_configuration_ids: [sdjwtConfig],
+      grants: { authorization_code: { authorization_server: env.WALLET_ISSUER } } };
+    const k = newKey();
+    keysByThumb.set(k.publicJwk.x, k);
+    const r = await client.initiateAuthorization({ credentialOffer: offer, issuerMetadata: metadata, clientId: env.WALLET_CLIENT,
+      redirectUri: env.WALLET_REDIRECT, dpop: { signer: { method: 'jwk', alg: 'ES256', publicJwk: k.publicJwk } },
+      additionalRequestPayload: { state: 'wallet-' + b64u(crypto.randomBytes(8)),
+        authorization_details: [{ type: 'openid_credential', credential_configuration_id: sdjwtConfig }] } });
+    assert(r.authorizationRequestUrl && /request_uri=/.test(r.authorizationRequestUrl), `not pushed: ${r.authorizationRequestUrl}`);
+    assert(r.pkce && r.pkce.codeVerifier, 'no PKCE');
+    fs.writeFileSync(env.WALLET_STATE, JSON.stringify({ url: r.authorizationRequestUrl, verifier: r.pkce.codeVerifier, dpopKey: k.privateJwk }));
+  });
+} else if (mode === 'code-finish') {
+  const client = new Openid4vciClient({ callbacks: { ...callbacks, clientAuthentication: clientAuthenticationNone({ clientId: env.WALLET_CLIENT }) } });
+  const state = JSON.parse(fs.readFileSync(env.WALLET_STATE));
+  const privateKey = crypto.createPrivateKey({ key: state.dpopKey, format: 'jwk' });
+  const dk = { privateKey, publicJwk: crypto.createPublicKey(privateKey).export({ format: 'jwk' }) };
+  keysByThumb.set(dk.publicJwk.x, dk);
+  const offer = { credential_issuer: env.WALLET_ISSUER, credential_configuration_ids: [sdjwtConfig],
+    grants: { authorization_code: { authorization_server: env.WALLET_ISSUER } } };
+  let metadata, token, dpop, identifier;
+  await run('authorization code: the library redeems the code with its DPoP key', async () => {
+    metadata = await client.resolveIssuerMetadata(env.WALLET_ISSUER);
+    const cb = new URL(env.WALLET_CALLBACK);
+    assert(cb.searchParams.get('iss') === env.WALLET_ISSUER, `iss ${cb.searchParams.get('iss')}`);
+    const r = await client.retrieveAuthorizationCodeAccessTokenFromOffer({ issuerMetadata: metadata, credentialOffer: offer,
+      authorizationCode: cb.searchParams.get('code'), pkceCodeVerifier: state.verifier, redirectUri: env.WALLET_REDIRECT,
+      dpop: { signer: { method: 'jwk', alg: 'ES256', publicJwk: dk.publicJwk } } });
+    token = r.accessTokenResponse.access_token;
+    dpop = r.dpop;
+    assert(r.accessTokenResponse.token_type === 'DPoP', `token_type ${r.accessTokenResponse.token_type}`);
+    const details = r.accessTokenResponse.authorization_details;
+    assert(Array.isArray(details) && details.length === 1 && details[0].type === 'openid_credential' &&
+      details[0].credential_configuration_id === sdjwtConfig, `authorization_details ${JSON.stringify(details)}`);
+    identifier = details[0].credential_identifiers[0];
+    assert(identifier, 'no credential_identifiers');
+  });
+  await run('authorization code: the credential by credential_identifier, DPoP-bound', async () => {
+    const { c_nonce } = await client.requestNonce({ issuerMetadata: metadata });
+    const h = newKey();
+    keysByThumb.set(h.publicJwk.x, h);
+    const { jwt } = await client.createCredentialRequestJwtProof({ issuerMetadata: metadata, credentialConfigurationId: sdjwtConfig,
+      signer: { method: 'jwk', alg: 'ES256', publicJwk: h.publicJwk }, nonce: c_nonce, clientId: env.WALLET_CLIENT });
+    // The client's retrieveCredentials names credential_configuration_id only; the spec wants
+    // credential_identifier after authorization_details, sent here through the library's own
+    // DPoP-aware resource request.
+    const send = (body) => resourceRequest({ callbacks, accessToken: token, dpop, url: metadata.credentialIssuer.credential_endpoint,
+      requestOptions: { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) } });
+    const wrong = await send({ credential_configuration_id: sdjwtConfig, proofs: { jwt: [jwt] } });
+    assert(!wrong.ok && wrong.response.status === 400, `by configuration id after authorization_details: ${wrong.response.status}`);
+    const r = await send({ credential_identifier: identifier, proofs: { jwt: [jwt] } });
+    if (!r.ok) throw new Error(`credential: ${r.response.status} ${await r.response.text()}`);
+    const body = await r.response.json();
+    const v = await sdjwt().verify(body.credentials[0].credential);
+    assert(v.payload.family_name === env.WALLET_FAMILY && v.payload.cnf.jwk.x === h.publicJwk.x, 'the credential is not the person\'s or not bound');
+  });
+  await run('authorization code: the bound token without a proof is refused', async () => {
+    const resp = await fetch(metadata.credentialIssuer.credential_endpoint, { method: 'POST',
+      headers: { Authorization: 'DPoP ' + token, 'Content-Type': 'application/json' }, body: JSON.stringify({ credential_identifier: identifier }) });
+    assert(resp.status === 401, `without a DPoP proof: ${resp.status}`);
+  });
 } else {
   const { credentials } = JSON.parse(fs.readFileSync(env.WALLET_STATE));
   await run('after vula pid revoke: sd-jwt-vc refuses the credentials', async () => {

@@ -37,6 +37,13 @@ func New(t testing.TB, base string) *Browser {
 	return b
 }
 
+// WithTransport makes the browser reach the provider through rt (a provider behind TLS whose
+// certificate a test made).
+func (b *Browser) WithTransport(rt http.RoundTripper) *Browser {
+	b.c.Transport = rt
+	return b
+}
+
 // Response is what a request came back with.
 type Response struct {
 	Status int

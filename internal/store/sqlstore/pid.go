@@ -56,6 +56,28 @@ func (d *DB) RevokePIDs(ctx context.Context, subjectID string, at time.Time) (in
 	return int(n), err
 }
 
+// RevokePID revokes one credential of a person.
+func (d *DB) RevokePID(ctx context.Context, subjectID, id string, at time.Time) (bool, error) {
+	var n int64
+	err := d.inTx(ctx, "revoke pid "+id, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE pid_credentials SET revoked_at = $3 WHERE id = $1 AND subject_id = $2 AND revoked_at = 0`,
+			id, subjectID, micros(at))
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
+		var one int
+		err = tx.QueryRowContext(ctx, `SELECT 1 FROM pid_credentials WHERE id = $1 AND subject_id = $2`, id, subjectID).Scan(&one)
+		if err == sql.ErrNoRows {
+			return store.ErrNotFound
+		}
+		return err
+	})
+	return n > 0, err
+}
+
 // RevokedPIDs lists the revoked indexes of a status list.
 func (d *DB) RevokedPIDs(ctx context.Context, l int) ([]int, error) {
 	return list(ctx, d, "revoked pids of list "+strconv.Itoa(l), `SELECT c.idx FROM pid_credentials c LEFT JOIN persons p ON p.subject_id = c.subject_id

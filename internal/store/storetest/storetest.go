@@ -572,6 +572,20 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		got, err := s.PIDsOf(ctx, "sub-pid")
 		must(t, err)
 		same(t, got, []store.IssuedPID{p, other})
+		// One credential, by its holder only.
+		_, err = s.RevokePID(ctx, "sub-pid", "c3", now)
+		isErr(t, err, store.ErrNotFound, "revoking another person's credential")
+		_, err = s.RevokePID(ctx, "sub-pid", "nope", now)
+		isErr(t, err, store.ErrNotFound, "revoking an unknown credential")
+		if first, err := s.RevokePID(ctx, "someone-else", "c3", now); err != nil || !first {
+			t.Fatalf("revoking one credential: %v %v", first, err)
+		}
+		if first, err := s.RevokePID(ctx, "someone-else", "c3", now.Add(time.Hour)); err != nil || first {
+			t.Fatalf("revoking it again: %v %v", first, err)
+		}
+		idx, err := s.RevokedPIDs(ctx, 1)
+		must(t, err)
+		same(t, idx, []int{9})
 		n, err := s.CountPIDs(ctx, 1)
 		must(t, err)
 		if n != 3 {
@@ -585,9 +599,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		if again, _ := s.RevokePIDs(ctx, "sub-pid", now.Add(time.Hour)); again != 0 {
 			t.Fatalf("a second revocation revoked %d again", again)
 		}
-		idx, err := s.RevokedPIDs(ctx, 1)
+		idx, err = s.RevokedPIDs(ctx, 1)
 		must(t, err)
-		same(t, idx, []int{7, 8})
+		same(t, idx, []int{7, 8, 9})
 		got, _ = s.PIDsOf(ctx, "sub-pid")
 		if !got[0].Revoked || !got[0].RevokedAt.Equal(now) {
 			t.Fatalf("revocation not kept: %+v", got[0])
@@ -597,6 +611,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		idx, err = s.RevokedPIDs(ctx, 1)
 		must(t, err)
 		same(t, idx, []int{7, 8, 9})
+		got, _ = s.PIDsOf(ctx, "someone-else")
+		if !got[0].Revoked || !got[0].RevokedAt.Equal(now) {
+			t.Fatalf("the first revocation's time is not kept: %+v", got[0])
+		}
 	})
 
 	t.Run("Reopen", func(t *testing.T) {
