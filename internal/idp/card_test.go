@@ -449,3 +449,36 @@ func TestCardProofingBelowHigh(t *testing.T) {
 		t.Fatalf("a card above the proofing: %d %s", p.status, p.url)
 	}
 }
+
+// TestLoginAudited: a provider given an audit log in Config.Audit records a completed login as
+// idp.login, the person as actor, the login's level as result and its levels in the detail.
+func TestLoginAudited(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	ak, err := f.raw.CreateKey(ctx, hsm.KeySpec{Label: "audit", Algorithm: hsm.ECP256, Purpose: hsm.PurposeAudit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.New(ctx, f.db, f.raw, ak.URI, audit.Options{}, time.Now, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(ctx, Config{Issuer: f.srv.URL, Secrets: testSealer(), Audit: l}, f.keys, f.db, f.eph, quiet, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flow{Client: "municipality", Subject: "sub-1", ACR: LoASubstantial, AMR: []string{"pwd", "otp"}, AuthLevel: LoAHigh}
+	if err := p.recordLogin(ctx, fl, LoASubstantial); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := f.db.AuditRecords(ctx, 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Action == "idp.login" && r.Actor == "sub-1" && r.Result == LoASubstantial && strings.Contains(string(r.Detail), `"client":"municipality"`) {
+			return
+		}
+	}
+	t.Fatalf("the login is not in the audit log: %+v", recs)
+}

@@ -53,6 +53,9 @@ type Config struct {
 	// Credentials is the signing service, for credential authorization through OAuth (CSC
 	// API v2 §8.4.2); nil: such requests are refused.
 	Credentials auth.CredentialAuthorizer
+	// Audit records every completed login (action idp.login, the person as actor, the levels
+	// in the detail); nil: logins are not audited.
+	Audit Auditor
 }
 
 // Provider serves OpenID Connect.
@@ -68,7 +71,7 @@ type Provider struct {
 	log     *slog.Logger
 	now     func() time.Time
 	creds   auth.CredentialAuthorizer // Config.Credentials
-	audit   Auditor                   // nil: logins are not audited
+	audit   Auditor                   // Config.Audit
 	// jwksFetcher reads the keys of clients registered with a jwks_uri.
 	jwksFetcher fosite.JWKSFetcherStrategy
 	// codes names where an authorization code's state is kept.
@@ -149,7 +152,7 @@ func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, ep
 		MinParameterEntropy:             8,
 		SendDebugMessagesToClients:      false,
 	}
-	p := &Provider{cfg: cfg, keys: tk, db: db, eph: eph, log: log, now: now, creds: cfg.Credentials, jwksFetcher: fosite.NewDefaultJWKSFetcherStrategy()}
+	p := &Provider{cfg: cfg, keys: tk, db: db, eph: eph, log: log, now: now, creds: cfg.Credentials, audit: cfg.Audit, jwksFetcher: fosite.NewDefaultJWKSFetcherStrategy()}
 	fc.ClientAuthenticationStrategy = p.authenticateClient
 	p.st = &storage{clients: db, eph: eph, cfg: fc, now: now}
 	p.st.audience = p.Resources()
