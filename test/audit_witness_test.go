@@ -34,11 +34,7 @@ import (
 // tail are each found by `vula audit verify` and by the witness (issue #16).
 func TestAuditWitness(t *testing.T) {
 	t.Parallel()
-	vulaBinary(t)
-	data := t.TempDir()
-	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false"}
-	vula(t, env, "orgs", "create", "tax", "--name", "Tax Administration", "--registry-number", "810000001")
-	secret := sealClient(t, env, "tax-batch", "--scope", "seal", "--organization", "tax")
+	data, env, secret := sealedSetup(t)
 	vkey := strings.TrimSpace(vula(t, env, "audit", "key")) // made before the first start, as serve would
 	srv := startReplicaAt(t, freePort(t), data, env)
 	srv.ready(t, http.StatusOK)

@@ -194,9 +194,13 @@ func newTab(t *testing.T, alloc context.Context, srv *replica, setup ...chromedp
 	return &tab{t: t, ctx: ctx, srv: srv}
 }
 
+// stepTimeout bounds one step of a tab: long enough for a loaded machine running tests in
+// parallel, short enough that a page that never comes fails the test rather than its timeout.
+const stepTimeout = time.Minute
+
 func (b *tab) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		lctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)

@@ -85,7 +85,7 @@ func TestRelyingPartySuite(t *testing.T) {
 	srv := startReplicaAt(t, addr, data, append(env, "VULA_BASE_URL="+issuer))
 	srv.ready(t, http.StatusOK)
 
-	stderr := runNodeSuite(t, dir, "rp.mjs", 4*time.Minute, []string{
+	stderr := runNodeSuite(t, dir, "rp.mjs", 8*time.Minute, []string{
 		"NODE_EXTRA_CA_CERTS=" + caFile,
 		"RP_ISSUER=" + issuer,
 		"RP_CALLBACK=" + callback,

@@ -50,10 +50,11 @@ func startReplicaAt(t testing.TB, addr, data string, env []string) *replica {
 }
 
 // ready polls /readyz until it answers want or the bounded wait ends, and returns the last report.
+// The bound is generous: a new PKI on SoftHSM2 with tests running beside it takes tens of seconds.
 func (r *replica) ready(t testing.TB, want int) map[string]any {
 	t.Helper()
 	var body map[string]any
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		resp, err := http.Get("http://" + r.addr + "/readyz")
 		if err != nil {
 			continue

@@ -20,12 +20,8 @@ import (
 // `vula verify` with the platform's root read from the store; a tampered copy fails both.
 func TestValidateEndToEnd(t *testing.T) {
 	t.Parallel()
-	vulaBinary(t)
 	testenv.Need(t, "pdfsig")
-	data := t.TempDir()
-	env := []string{"VULA_DATA_DIR=" + data, "VULA_IDP_DEMO=false"}
-	vula(t, env, "orgs", "create", "tax", "--name", "Tax Administration", "--registry-number", "810000001")
-	secret := sealClient(t, env, "tax-batch", "--scope", "seal", "--organization", "tax")
+	data, env, secret := sealedSetup(t)
 	srv := startReplicaAt(t, freePort(t), data, env)
 	srv.ready(t, http.StatusOK)
 	base := "http://" + srv.addr

@@ -165,7 +165,7 @@ func TestWalletSuite(t *testing.T) {
 // a subtest.
 func runWalletScript(t *testing.T, dir, script string, env []string) {
 	t.Helper()
-	runNodeSuite(t, dir, script, 2*time.Minute, env)
+	runNodeSuite(t, dir, script, 4*time.Minute, env)
 }
 
 var (

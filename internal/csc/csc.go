@@ -24,7 +24,7 @@
 // checks, SAD and audit event are Authorize's.
 //
 // What is signed: SignHash signs the authorized hashes themselves. SignDoc signs documents
-// through the signing engine (PAdES, XAdES, CAdES; B-B to B-LTA, CAdES to B-T) and
+// through the signing engine (PAdES, XAdES, CAdES; B-B to B-LTA) and
 // SignDigests makes detached CAdES over digests; for them the SAD lists each document's digest
 // (DocumentDigest: the authorized hash algorithm over the whole document), every digest is
 // spent before anything is signed, and the key makes exactly one signature per document

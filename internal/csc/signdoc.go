@@ -90,8 +90,9 @@ func (s *Service) SignatureFormats() map[string]any {
 	}
 }
 
-// ConformanceLevels is what info announces as conformance_levels: the levels from B-T on only
-// with a timestamp authority (CAdES stops at B-T; SignDoc says so when asked for more).
+// ConformanceLevels is what info announces as conformance_levels, one list for every format
+// (CSC API v2.0.0.2 §11.1): each format is made at each of them, the levels from B-T on only
+// with a timestamp authority.
 func (s *Service) ConformanceLevels() []string {
 	if s.cfg.Timestamper == nil {
 		return []string{"Ades-B-B"}
@@ -173,9 +174,6 @@ func (s *Service) packaging(i int, d Document) (string, error) {
 		}
 		if p != Detached {
 			return "", invalidRequest("Invalid parameter signed_envelope_property of documents[%d]: %q for CAdES: only Detached is supported", i, p)
-		}
-		if d.Level.AtLeast(signing.LevelLT) {
-			return "", invalidRequest("Invalid parameter conformance_level of documents[%d]: CAdES is made at Ades-B-B or Ades-B-T", i)
 		}
 	default:
 		return "", invalidRequest("Invalid parameter signature_format of documents[%d]: %q (P, X or C)", i, d.Format)
@@ -352,8 +350,19 @@ func (s *Service) signDocument(ctx context.Context, signer signing.Signer, d Doc
 		return xades.Sign(ctx, bytes.NewReader(d.Data), signer, xades.Options{Level: d.Level, Packaging: p, Timestamper: ts,
 			Revocation: s.pki, Time: now, FileName: d.Name, MaxSize: MaxDocument})
 	default: // CAdES, detached
-		return cades.Sign(ctx, signer, bytes.NewReader(d.Data), cades.Options{SigningTime: now, Timestamper: ts})
+		return cades.Sign(ctx, signer, bytes.NewReader(d.Data), s.cadesOptions(d.Level, ts))
 	}
+}
+
+// cadesOptions are CAdES's options at level: from B-LT on the signature carries the validation
+// data of the signer's chain and of its timestamp (B-LTA: under an archive timestamp), as PAdES
+// and XAdES do.
+func (s *Service) cadesOptions(level signing.Level, ts signing.Timestamper) cades.Options {
+	o := cades.Options{SigningTime: s.now(), Timestamper: ts}
+	if level != "" && level.AtLeast(signing.LevelLT) {
+		o.Revocation, o.Archive = s.pki, level == signing.LevelLTA
+	}
+	return o
 }
 
 // docError makes a format's refusal of document i a CSC error; other errors pass as they are.
@@ -376,7 +385,7 @@ type DigestRequest struct {
 	SAD                  string
 	HashOID              string
 	Digests              [][]byte
-	Level                signing.Level // Ades-B-B or Ades-B-T
+	Level                signing.Level
 	ReturnValidationInfo bool
 }
 
@@ -416,6 +425,6 @@ func (s *Service) SignDigests(ctx context.Context, subject string, r DigestReque
 		ts = s.cfg.Timestamper
 	}
 	return s.signEach(ctx, subject, c, r.SAD, rec, len(r.Digests), r.ReturnValidationInfo, func(i int, signer signing.Signer) ([]byte, error) {
-		return cades.SignDigest(ctx, signer, r.Digests[i], cades.Options{SigningTime: s.now(), Timestamper: ts})
+		return cades.SignDigest(ctx, signer, r.Digests[i], s.cadesOptions(r.Level, ts))
 	})
 }

@@ -103,7 +103,7 @@ func TestSignDoc(t *testing.T) {
 		Documents: []Document{
 			{Data: pdf, Format: FormatPAdES, Level: signing.LevelT, Packaging: Revision, Reason: "Approved", Location: "Prishtinë"},
 			{Data: xml, Format: FormatXAdES, Level: signing.LevelLT},
-			{Data: bin, Format: FormatCAdES, Level: signing.LevelT, Packaging: Detached},
+			{Data: bin, Format: FormatCAdES, Level: signing.LevelLTA, Packaging: Detached},
 		}})
 	if err != nil {
 		t.Fatal(cscCode(err))
@@ -117,6 +117,12 @@ func TestSignDoc(t *testing.T) {
 	if !bytes.Contains(res.Documents[1], []byte("SignedProperties")) || !bytes.Contains(res.Documents[1], []byte("<text>Approved</text>")) ||
 		!bytes.Contains(res.Documents[1], []byte("RevocationValues")) {
 		t.Errorf("the XAdES output is not an enveloped XAdES signature: %.200s", res.Documents[1])
+	}
+	// CAdES B-LTA: revocation-values and an archive-time-stamp-v3 among the unsigned attributes.
+	revocationValues := []byte{0x06, 0x0b, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x02, 0x18} // 1.2.840.113549.1.9.16.2.24
+	archiveV3 := []byte{0x06, 0x06, 0x04, 0x00, 0x8d, 0x45, 0x02, 0x04}                                      // 0.4.0.1733.2.4
+	if !bytes.Contains(res.Documents[2], revocationValues) || !bytes.Contains(res.Documents[2], archiveV3) {
+		t.Error("the CAdES output asked at B-LTA lacks its revocation values or archive timestamp")
 	}
 	if n := e.signDocSignatures(t, o); n != 3 {
 		t.Fatalf("%d signatures of the official's key in the audit log, want 3", n)
@@ -533,11 +539,7 @@ func TestInfoSignatureFormats(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						_, err = s.packaging(0, Document{Format: format, Packaging: env, Level: level})
-						if format == FormatCAdES && level.AtLeast(signing.LevelLT) {
-							continue // refused with a reason: CAdES is made at B-B or B-T
-						}
-						if err != nil {
+						if _, err := s.packaging(0, Document{Format: format, Packaging: env, Level: level}); err != nil {
 							t.Errorf("%s %s %s announced but refused: %v", format, env, cl, err)
 						}
 					}

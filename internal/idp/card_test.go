@@ -122,14 +122,7 @@ func newCardFixture(t *testing.T, crlFiles ...string) *cardFixture {
 	t.Helper()
 	f := newFixture(t)
 	ctx := context.Background()
-	ak, err := f.raw.CreateKey(ctx, hsm.KeySpec{Label: "audit", Algorithm: hsm.ECP256, Purpose: hsm.PurposeAudit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := audit.New(ctx, f.db, f.raw, ak.URI, audit.Options{}, time.Now, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := f.auditLog(t)
 	ca := newCardCA(t, "Vula Test Card CA")
 	mux := http.NewServeMux()
 	srv := httptest.NewUnstartedServer(mux)
@@ -448,4 +441,45 @@ func TestCardProofingBelowHigh(t *testing.T) {
 	if !strings.HasPrefix(p.url.String(), rpCallback) || p.url.Query().Get("error") != "unmet_authentication_requirements" {
 		t.Fatalf("a card above the proofing: %d %s", p.status, p.url)
 	}
+}
+
+// auditLog is an audit log on the fixture's store, its checkpoints signed by a key of its own.
+func (f *fixture) auditLog(t *testing.T) *audit.Log {
+	t.Helper()
+	ctx := context.Background()
+	ak, err := f.raw.CreateKey(ctx, hsm.KeySpec{Label: "audit", Algorithm: hsm.ECP256, Purpose: hsm.PurposeAudit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.New(ctx, f.db, f.raw, ak.URI, audit.Options{}, time.Now, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestLoginAudited: a provider given an audit log in Config.Audit records a completed login as
+// idp.login, the person as actor, the login's level as result and its levels in the detail.
+func TestLoginAudited(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	l := f.auditLog(t)
+	p, err := New(ctx, Config{Issuer: f.srv.URL, Secrets: testSealer(), Audit: l}, f.keys, f.db, f.eph, quiet, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flow{Client: "municipality", Subject: "sub-1", ACR: LoASubstantial, AMR: []string{"pwd", "otp"}, AuthLevel: LoAHigh}
+	if err := p.recordLogin(ctx, fl, LoASubstantial); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := f.db.AuditRecords(ctx, 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Action == "idp.login" && r.Actor == "sub-1" && r.Result == LoASubstantial && strings.Contains(string(r.Detail), `"client":"municipality"`) {
+			return
+		}
+	}
+	t.Fatalf("the login is not in the audit log: %+v", recs)
 }

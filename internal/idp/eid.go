@@ -46,10 +46,6 @@ type Auditor interface {
 
 var _ Auditor = (*audit.Log)(nil)
 
-// SetAudit records every completed login in a (action idp.login, the person as actor, the
-// levels in the detail). Without it logins are not audited; call it before serving.
-func (p *Provider) SetAudit(a Auditor) { p.audit = a }
-
 func auditEvent(actor, action, result string, detail []byte) audit.Event {
 	return audit.Event{Actor: actor, Action: action, Result: result, Detail: detail, Subject: actor}
 }

@@ -59,6 +59,9 @@ type Config struct {
 	// WalletLoA is the level a login asking for the PID (its scope or openid_credential details)
 	// must reach: the login steps up to it, or ends in unmet_authentication_requirements.
 	WalletLoA string
+	// Audit records every completed login (action idp.login, the person as actor, the levels
+	// in the detail); nil: logins are not audited.
+	Audit Auditor
 }
 
 // Provider serves OpenID Connect.
@@ -74,7 +77,7 @@ type Provider struct {
 	log     *slog.Logger
 	now     func() time.Time
 	creds   auth.CredentialAuthorizer // Config.Credentials
-	audit   Auditor                   // nil: logins are not audited
+	audit   Auditor                   // Config.Audit
 	// jwksFetcher reads the keys of clients registered with a jwks_uri.
 	jwksFetcher fosite.JWKSFetcherStrategy
 	// codes names where an authorization code's state is kept.
@@ -155,7 +158,7 @@ func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, ep
 		MinParameterEntropy:             8,
 		SendDebugMessagesToClients:      false,
 	}
-	p := &Provider{cfg: cfg, keys: tk, db: db, eph: eph, log: log, now: now, creds: cfg.Credentials, jwksFetcher: fosite.NewDefaultJWKSFetcherStrategy()}
+	p := &Provider{cfg: cfg, keys: tk, db: db, eph: eph, log: log, now: now, creds: cfg.Credentials, audit: cfg.Audit, jwksFetcher: fosite.NewDefaultJWKSFetcherStrategy()}
 	fc.ClientAuthenticationStrategy = p.authenticateClient
 	p.st = &storage{clients: db, eph: eph, cfg: fc, now: now}
 	p.st.audience = p.Resources()
