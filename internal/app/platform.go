@@ -87,7 +87,7 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	sealing := SealService(cfg, a, keys, db, ts, log)
 	signing := CSCService(cfg, a, keys, db, eph, accounts, l, ts, log)
 	ic := idpConfig(cfg, sealer)
-	ic.Credentials, ic.Audit = signing, l // l: every login, with its levels
+	ic.Credentials, ic.Audit = signing, l                               // l: every login, with its levels
 	ic.WalletConfigurations = []string{pid.ConfigSDJWT, pid.ConfigMdoc} // for authorization_details openid_credential
 	ic.WalletLoA = walletLoA(cfg)
 	provider, err := idp.New(ctx, ic, keys, db, eph, log, time.Now)
