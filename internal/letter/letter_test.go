@@ -178,3 +178,29 @@ func TestPrintSealed(t *testing.T) {
 		t.Errorf("a sealing service that is down: %d bytes, %v", len(pdf), err)
 	}
 }
+
+// BenchmarkRender: one letter's page, fonts subset and embedded, unsealed.
+func BenchmarkRender(b *testing.B) {
+	l := letter.New(letter.Config{AgencyName: "Agjencia për Shoqërinë e Informacionit", BaseURL: "https://eid.example.org"}, failingSealer{})
+	d := people["sr"]
+	d.Expires = time.Now().Add(time.Hour)
+	for b.Loop() {
+		if _, err := l.Render(d, "sr"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPrint: one letter rendered and sealed at B-LT (signature, timestamp, OCSP and the
+// DSS) with signingtest's software keys.
+func BenchmarkPrint(b *testing.B) {
+	env := signingtest.New(b, signingtest.Options{})
+	l := letter.New(letter.Config{AgencyName: "Agencija za eID", BaseURL: "https://eid.example.org"}, padesSealer{env})
+	d := people["sr"]
+	d.Expires = time.Now().Add(time.Hour)
+	for b.Loop() {
+		if _, err := l.Print(context.Background(), d, "sr"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
