@@ -50,7 +50,7 @@ func presentCmd(g *globals, file *string, passphrase func() string) *cobra.Comma
 			if err != nil {
 				return err
 			}
-			matches, err := c.Match(r, w)
+			matches, err := c.Match(cmd.Context(), r, w)
 			if err != nil {
 				return err
 			}

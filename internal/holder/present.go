@@ -260,17 +260,32 @@ func pathName(p []any) string {
 
 // Match finds, for the request's DCQL query, the credentials to present: the first that fits
 // each credential query the credential sets require (all queries, without sets). A credential
-// that no longer verifies, or has expired, is not offered.
-func (c Client) Match(r *Request, w *Wallet) ([]Match, error) {
+// that no longer verifies, has expired, or that its status list says is revoked or suspended is
+// not offered (one whose status cannot be read is).
+func (c Client) Match(ctx context.Context, r *Request, w *Wallet) ([]Match, error) {
 	anchors := w.Trust()
 	now := c.now()
 	found := map[string]*Match{}
+	cache := map[string]*statusList{}
 	for _, cq := range r.query.Credentials {
 		for _, cr := range w.Credentials() {
-			if m := cq.match(cr, anchors, now); m != nil {
-				found[cq.ID] = m
-				break
+			m := cq.match(cr, anchors, now)
+			if m == nil {
+				continue
 			}
+			var ref *statusRef
+			if m.sd != nil {
+				ref = m.sd.status
+			} else {
+				ref = m.md.status
+			}
+			if ref != nil {
+				if s, err := c.status(ctx, ref, anchors, cache); err == nil && s != StatusValid {
+					continue
+				}
+			}
+			found[cq.ID] = m
+			break
 		}
 	}
 	var ids []string

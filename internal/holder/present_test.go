@@ -1,6 +1,8 @@
 package holder
 
 import (
+	"bytes"
+	"compress/zlib"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -10,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -114,7 +117,7 @@ func TestPresentMdocEncrypted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := c.Match(req, w)
+	m, err := c.Match(context.Background(), req, w)
 	if err != nil || len(m) != 1 || len(m[0].Claims) != 1 {
 		t.Fatalf("match: %v %v", m, err)
 	}
@@ -206,7 +209,7 @@ func TestMatchDCQL(t *testing.T) {
 		{`{"credentials":[{"id":"a","format":"dc+sd-jwt","claims":[{"path":["given_name"],"values":["Arben"]}]}]}`, []string{"given_name"}},
 		{`{"credentials":[{"id":"a","format":"mso_mdoc"},{"id":"b","format":"dc+sd-jwt","claims":[{"path":["age_equal_or_over","18"]}]}],"credential_sets":[{"options":[["a"],["b"]]}]}`, []string{"age_equal_or_over.18"}},
 	} {
-		m, err := c.Match(req(tc.q), w)
+		m, err := c.Match(context.Background(), req(tc.q), w)
 		if err != nil || len(m) != 1 || strings.Join(m[0].ClaimNames(), ",") != strings.Join(tc.claims, ",") {
 			t.Errorf("%s: %v %v", tc.q, m, err)
 		}
@@ -217,7 +220,7 @@ func TestMatchDCQL(t *testing.T) {
 		`{"credentials":[{"id":"a","format":"dc+sd-jwt","claims":[{"path":["given_name"],"values":["Someone"]}]}]}`,
 		`{"credentials":[{"id":"a","format":"mso_mdoc"}]}`,
 	} {
-		if _, err := c.Match(req(q), w); !errors.Is(err, ErrNoMatch) {
+		if _, err := c.Match(context.Background(), req(q), w); !errors.Is(err, ErrNoMatch) {
 			t.Errorf("%s: %v", q, err)
 		}
 	}
@@ -226,5 +229,36 @@ func TestMatchDCQL(t *testing.T) {
 		if _, err := parseDCQL(json.RawMessage(q)); !errors.Is(err, ErrRequest) {
 			t.Errorf("%s: %v", q, err)
 		}
+	}
+}
+
+// TestMatchSkipsRevoked: a credential its status list shows revoked is not presented; the next
+// one that fits is.
+func TestMatchSkipsRevoked(t *testing.T) {
+	pki := newPKI(t)
+	var srvURL string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var z bytes.Buffer
+		zw := zlib.NewWriter(&z)
+		zw.Write([]byte{0b0000_0010}) // index 1 revoked
+		zw.Close()
+		w.Write([]byte(pki.sign(t, "statuslist+jwt", map[string]any{"sub": srvURL + "/1", "exp": time.Now().Add(time.Hour).Unix(),
+			"status_list": map[string]any{"bits": 1, "lst": b64.EncodeToString(z.Bytes())}})))
+	}))
+	defer srv.Close()
+	srvURL = srv.URL
+	w := newWallet(t, "", pki.root)
+	for i, idx := range []int{1, 2} {
+		id, k, _ := w.NewKey()
+		w.add(Credential{ID: fmt.Sprint(i), Format: formatSDJWT, KeyID: id,
+			Credential: pki.sdJWTFor(t, "https://i.example", &k.PublicKey, &statusRef{URI: srv.URL + "/1", Idx: idx})})
+	}
+	dq, _ := parseDCQL(json.RawMessage(`{"credentials":[{"id":"a","format":"dc+sd-jwt","claims":[{"path":["given_name"]}]}]}`))
+	m, err := Client{}.Match(context.Background(), &Request{query: dq}, w)
+	if err != nil || len(m) != 1 || m[0].Credential.ID != "1" {
+		t.Fatalf("match: %+v %v", m, err)
+	}
+	if l := (Client{}).List(context.Background(), w); l[0].Status != StatusRevoked || l[1].Status != StatusValid {
+		t.Errorf("list: %s %s", l[0].Status, l[1].Status)
 	}
 }
