@@ -28,15 +28,9 @@ import (
 // with the registrar as the actor. The run is in English; the key pages are checked in
 // Albanian and Serbian too.
 func TestBrowserDesk(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is needed (test/deps.sh installs it): %v", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.WindowSize(1100, 900), chromedp.Flag("lang", "en-US"))
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
+	alloc := headlessChromium(t)
 	data := t.TempDir()
 	roots := filepath.Join(t.TempDir(), "passkey-roots.pem")
 	if err := os.WriteFile(roots, attestationRoot(t, alloc), 0o644); err != nil {

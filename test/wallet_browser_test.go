@@ -246,6 +246,7 @@ func doJSON(t *testing.T, req *http.Request, want int, v any) {
 // the other not; the form with another person's credential is refused (404), and revoking all
 // leaves nothing valid.
 func TestBrowserCredentialsPage(t *testing.T) {
+	t.Parallel()
 	vulaBinary(t)
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
