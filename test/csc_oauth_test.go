@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,7 +66,7 @@ func TestCSCOAuthCredential(t *testing.T) {
 		Scopes  []string `json:"scopes_supported"`
 		AuthURL string   `json:"authorization_endpoint"`
 	}
-	if err := prov.Claims(&meta); err != nil || meta.PAR != base+"/oauth2/par" || fmt.Sprint(meta.Types) != "[credential]" ||
+	if err := prov.Claims(&meta); err != nil || meta.PAR != base+"/oauth2/par" || !slices.Contains(meta.Types, "credential") ||
 		!strings.Contains(fmt.Sprint(meta.Scopes), "credential") {
 		t.Fatalf("discovery: %v %+v", err, meta)
 	}
