@@ -110,7 +110,7 @@ type Config struct {
 type Service struct {
 	cfg     Config
 	keys    hsm.Manager // instrumented: every signature is in the audit log
-	pki     PKI
+	key     *certs.ServiceKey
 	recs    Records
 	persons Persons
 	audit   Auditor
@@ -154,7 +154,9 @@ func New(cfg Config, keys hsm.Manager, pki PKI, recs Records, persons Persons, a
 	if cfg.LoA == "" {
 		cfg.LoA = auth.LoASubstantial
 	}
-	return &Service{cfg: cfg, keys: keys, pki: pki, recs: recs, persons: persons, audit: au, eph: eph, log: log, now: now,
+	key := certs.NewServiceKey(certs.ServiceKeySpec{Purpose: hsm.PurposePID, Profile: certs.PIDIssuer, Algorithm: cfg.Algorithm,
+		Subject: certs.LegalPersonName(cfg.Authority+" PID issuer", "PID", cfg.Country)}, keys, recs, pki, log, now)
+	return &Service{cfg: cfg, keys: keys, key: key, recs: recs, persons: persons, audit: au, eph: eph, log: log, now: now,
 		list: 1, tokens: map[tokenKey]cachedToken{}}
 }
 
@@ -169,102 +171,38 @@ var (
 // Provision makes sure the issuer has an active key with a valid certificate, making both when
 // there is none. serve and the CLI call it before issuing.
 func (s *Service) Provision(ctx context.Context) error {
-	_, err := s.issuer(ctx)
-	if !errors.Is(err, ErrNoIssuerKey) {
-		return err
+	return noIssuerKey(s.key.Provision(ctx))
+}
+
+// noIssuerKey names the service's own error for a missing key.
+func noIssuerKey(err error) error {
+	if errors.Is(err, certs.ErrNoServiceKey) {
+		return fmt.Errorf("%w: %w", ErrNoIssuerKey, err)
 	}
-	now := s.now()
-	k, err := s.keys.CreateKey(ctx, hsm.KeySpec{Label: "pid-" + now.UTC().Format("20060102-150405"), Algorithm: s.cfg.Algorithm,
-		Purpose: hsm.PurposePID, Owner: "vula"})
-	if err != nil {
-		return err
-	}
-	pub, err := s.keys.PublicKey(ctx, k.URI)
-	if err == nil {
-		err = s.recs.PutKeyRecord(ctx, store.KeyRecord{URI: k.URI, Purpose: string(hsm.PurposePID), Owner: "vula",
-			Algorithm: string(s.cfg.Algorithm), State: string(hsm.StateActive), Created: k.Created})
-	}
-	if err == nil {
-		_, err = s.pki.IssueLeaf(ctx, certs.Request{Profile: certs.PIDIssuer,
-			Subject:   certs.LegalPersonName(s.cfg.Authority+" PID issuer", "PID", s.cfg.Country),
-			PublicKey: pub, NotBefore: now.Add(-time.Minute), NotAfter: now.AddDate(3, 0, 0)}, k.URI)
-	}
-	if err != nil {
-		if rerr := s.keys.Retire(context.WithoutCancel(ctx), k.URI); rerr != nil {
-			s.log.ErrorContext(ctx, "pid: retiring the new issuer key", "key", k.URI, "err", rerr)
-		}
-		return err
-	}
-	s.log.InfoContext(ctx, "pid issuer key made", "key", k.URI)
-	_, err = s.issuer(ctx)
 	return err
 }
 
-// issuer returns the issuer key. Its certificate's status is read from the store at every call
-// past the cache, so a revoked issuer certificate stops issuance on every replica.
+// issuer returns the issuer key (certs.ServiceKey: its certificate's status is read from the
+// store at every call, so a revoked issuer certificate stops issuance on every replica), with
+// its chain encoded for JOSE and COSE once per certificate.
 func (s *Service) issuer(ctx context.Context) (*issuerKey, error) {
-	now := s.now()
+	leaf, err := s.key.Current(ctx)
+	if err != nil {
+		return nil, noIssuerKey(err)
+	}
 	s.mu.Lock()
-	k := s.signer
-	s.mu.Unlock()
-	if k != nil {
-		rec, err := s.recs.Certificate(ctx, certs.NameSealCA, k.cert.SerialNumber.Text(16))
-		if err != nil {
-			return nil, err
-		}
-		if !rec.Revoked && now.Before(k.cert.NotAfter) {
-			return k, nil
-		}
+	defer s.mu.Unlock()
+	if s.signer != nil && s.signer.cert == leaf.Cert {
+		return s.signer, nil
 	}
-	keys, err := s.recs.KeyRecords(ctx)
-	if err != nil {
-		return nil, err
-	}
-	issued, err := s.recs.CertificatesByCA(ctx, certs.NameSealCA)
-	if err != nil {
-		return nil, err
-	}
-	var best *store.Certificate
-	for _, kr := range keys {
-		if kr.Purpose != string(hsm.PurposePID) || kr.State != string(hsm.StateActive) {
-			continue
-		}
-		for i, rec := range issued {
-			if rec.KeyURI != kr.URI || rec.Profile != string(certs.PIDIssuer) || rec.Revoked || !now.Before(rec.NotAfter) || now.Before(rec.NotBefore) {
-				continue
-			}
-			if best == nil || rec.NotBefore.After(best.NotBefore) {
-				best = &issued[i]
-			}
-		}
-	}
-	if best == nil {
-		return nil, fmt.Errorf("%w: no active pid key with a valid pid-issuer certificate", ErrNoIssuerKey)
-	}
-	cert, err := x509.ParseCertificate(best.DER)
-	if err != nil {
-		return nil, fmt.Errorf("pid: certificate %s in the store: %w", best.Serial, err)
-	}
-	signer, err := s.keys.Signer(ctx, best.KeyURI, hsm.PurposePID)
-	if err != nil {
-		return nil, err
-	}
-	k = &issuerKey{uri: best.KeyURI, signer: signer, cert: cert}
-	for _, c := range append([]*x509.Certificate{cert}, s.pki.Chain(cert)...) {
-		// The root is the verifier's trust anchor: it is not sent (HAIP, RFC 9360 practice).
-		if c != cert && c.IsCA && bytesEqual(c.RawSubject, c.RawIssuer) {
-			continue
-		}
+	k := &issuerKey{uri: leaf.URI, signer: leaf.Signer, cert: leaf.Cert}
+	for _, c := range leaf.Chain {
 		k.x5c = append(k.x5c, base64.StdEncoding.EncodeToString(c.Raw))
 		k.chain = append(k.chain, c.Raw)
 	}
-	s.mu.Lock()
 	s.signer = k
-	s.mu.Unlock()
 	return k, nil
 }
-
-func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 
 // Certificate is the issuer's current certificate.
 func (s *Service) Certificate(ctx context.Context) (*x509.Certificate, error) {

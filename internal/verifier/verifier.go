@@ -97,7 +97,7 @@ type Service struct {
 	cfg     Config
 	keys    hsm.Manager // instrumented: every signature is in the audit log
 	pki     PKI
-	recs    Records
+	reqKey  *certs.ServiceKey
 	status  StatusLists
 	audit   Auditor
 	eph     store.Ephemeral
@@ -138,7 +138,9 @@ func New(cfg Config, keys hsm.Manager, pki PKI, recs Records, status StatusLists
 	for _, c := range cfg.Anchors {
 		pool.AddCert(c)
 	}
-	return &Service{cfg: cfg, keys: keys, pki: pki, recs: recs, status: status, audit: au, eph: eph, log: log, now: now,
+	reqKey := certs.NewServiceKey(certs.ServiceKeySpec{Purpose: hsm.PurposeVerifier, Profile: certs.Verifier, Algorithm: cfg.Algorithm,
+		Subject: certs.LegalPersonName(cfg.Organization+" verifier", "VERIFIER", cfg.Country)}, keys, recs, pki, log, now)
+	return &Service{cfg: cfg, keys: keys, pki: pki, reqKey: reqKey, status: status, audit: au, eph: eph, log: log, now: now,
 		anchors: pool, lists: map[[32]byte]*statusList{}}
 }
 
@@ -148,98 +150,36 @@ var ErrNoVerifierKey = errors.New("verifier: no usable verifier key")
 // Provision makes sure the verifier has an active key with a valid certificate, making both
 // when there is none. serve calls it before the routes answer.
 func (s *Service) Provision(ctx context.Context) error {
-	_, err := s.key(ctx)
-	if !errors.Is(err, ErrNoVerifierKey) {
-		return err
+	return noVerifierKey(s.reqKey.Provision(ctx))
+}
+
+// noVerifierKey names the service's own error for a missing key.
+func noVerifierKey(err error) error {
+	if errors.Is(err, certs.ErrNoServiceKey) {
+		return fmt.Errorf("%w: %w", ErrNoVerifierKey, err)
 	}
-	now := s.now()
-	k, err := s.keys.CreateKey(ctx, hsm.KeySpec{Label: "verifier-" + now.UTC().Format("20060102-150405"), Algorithm: s.cfg.Algorithm,
-		Purpose: hsm.PurposeVerifier, Owner: "vula"})
-	if err != nil {
-		return err
-	}
-	pub, err := s.keys.PublicKey(ctx, k.URI)
-	if err == nil {
-		err = s.recs.PutKeyRecord(ctx, store.KeyRecord{URI: k.URI, Purpose: string(hsm.PurposeVerifier), Owner: "vula",
-			Algorithm: string(s.cfg.Algorithm), State: string(hsm.StateActive), Created: k.Created})
-	}
-	if err == nil {
-		_, err = s.pki.IssueLeaf(ctx, certs.Request{Profile: certs.Verifier,
-			Subject:   certs.LegalPersonName(s.cfg.Organization+" verifier", "VERIFIER", s.cfg.Country),
-			PublicKey: pub, NotBefore: now.Add(-time.Minute), NotAfter: now.AddDate(3, 0, 0)}, k.URI)
-	}
-	if err != nil {
-		if rerr := s.keys.Retire(context.WithoutCancel(ctx), k.URI); rerr != nil {
-			s.log.ErrorContext(ctx, "verifier: retiring the new key", "key", k.URI, "err", rerr)
-		}
-		return err
-	}
-	s.log.InfoContext(ctx, "verifier key made", "key", k.URI)
-	_, err = s.key(ctx)
 	return err
 }
 
-// key returns the verifier key. Its certificate's status is read from the store at every call,
-// so a revoked verifier certificate stops new requests on every replica.
+// key returns the verifier key (certs.ServiceKey: its certificate's status is read from the
+// store at every call, so a revoked verifier certificate stops new requests on every replica),
+// with its x5c and client_id made once per certificate.
 func (s *Service) key(ctx context.Context) (*verifierKey, error) {
-	now := s.now()
+	leaf, err := s.reqKey.Current(ctx)
+	if err != nil {
+		return nil, noVerifierKey(err)
+	}
 	s.mu.Lock()
-	k := s.signer
-	s.mu.Unlock()
-	if k != nil {
-		rec, err := s.recs.Certificate(ctx, certs.NameSealCA, k.cert.SerialNumber.Text(16))
-		if err != nil {
-			return nil, err
-		}
-		if !rec.Revoked && now.Before(k.cert.NotAfter) {
-			return k, nil
-		}
+	defer s.mu.Unlock()
+	if s.signer != nil && s.signer.cert == leaf.Cert {
+		return s.signer, nil
 	}
-	keys, err := s.recs.KeyRecords(ctx)
-	if err != nil {
-		return nil, err
-	}
-	issued, err := s.recs.CertificatesByCA(ctx, certs.NameSealCA)
-	if err != nil {
-		return nil, err
-	}
-	var best *store.Certificate
-	for _, kr := range keys {
-		if kr.Purpose != string(hsm.PurposeVerifier) || kr.State != string(hsm.StateActive) {
-			continue
-		}
-		for i, rec := range issued {
-			if rec.KeyURI != kr.URI || rec.Profile != string(certs.Verifier) || rec.Revoked || !now.Before(rec.NotAfter) || now.Before(rec.NotBefore) {
-				continue
-			}
-			if best == nil || rec.NotBefore.After(best.NotBefore) {
-				best = &issued[i]
-			}
-		}
-	}
-	if best == nil {
-		return nil, fmt.Errorf("%w: no active verifier key with a valid verifier certificate", ErrNoVerifierKey)
-	}
-	cert, err := x509.ParseCertificate(best.DER)
-	if err != nil {
-		return nil, fmt.Errorf("verifier: certificate %s in the store: %w", best.Serial, err)
-	}
-	signer, err := s.keys.Signer(ctx, best.KeyURI, hsm.PurposeVerifier)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(cert.Raw)
-	k = &verifierKey{uri: best.KeyURI, signer: signer, cert: cert, clientID: "x509_hash:" + b64.EncodeToString(sum[:])}
-	for _, c := range append([]*x509.Certificate{cert}, s.pki.Chain(cert)...) {
-		// The root is the wallet's trust anchor: it is not sent.
-		if c != cert && c.IsCA && string(c.RawSubject) == string(c.RawIssuer) {
-			continue
-		}
+	sum := sha256.Sum256(leaf.Cert.Raw)
+	k := &verifierKey{uri: leaf.URI, signer: leaf.Signer, cert: leaf.Cert, clientID: "x509_hash:" + b64.EncodeToString(sum[:])}
+	for _, c := range leaf.Chain {
 		k.x5c = append(k.x5c, base64.StdEncoding.EncodeToString(c.Raw))
 	}
-	s.mu.Lock()
 	s.signer = k
-	s.mu.Unlock()
 	return k, nil
 }
 
