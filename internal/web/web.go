@@ -70,10 +70,11 @@ func New(log *slog.Logger, secure bool) (*Renderer, error) {
 		return nil, err
 	}
 	for _, n := range names {
-		if n.Name() == "layout.html" {
+		// layout.html frames every page; _*.html are partials that pages share.
+		if n.Name() == "layout.html" || strings.HasPrefix(n.Name(), "_") {
 			continue
 		}
-		t, err := template.New("layout.html").ParseFS(files, "templates/layout.html", "templates/"+n.Name())
+		t, err := template.New("layout.html").ParseFS(files, "templates/layout.html", "templates/_*.html", "templates/"+n.Name())
 		if err != nil {
 			return nil, fmt.Errorf("web: %s: %w", n.Name(), err)
 		}
