@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v3"
+	"github.com/go-jose/go-jose/v3/jwt"
 
 	"github.com/vula-eid/vula/internal/store"
 )
@@ -27,27 +28,10 @@ const maxProofSize = 8 << 10
 
 // proofClaims are the claims of an openid4vci-proof+jwt.
 type proofClaims struct {
-	Aud   audience `json:"aud"`
-	Iat   int64    `json:"iat"`
-	Nonce string   `json:"nonce"`
-	Iss   string   `json:"iss"`
-}
-
-// audience is a JWT aud, a string or an array of strings.
-type audience []string
-
-func (a *audience) UnmarshalJSON(b []byte) error {
-	var one string
-	if json.Unmarshal(b, &one) == nil {
-		*a = audience{one}
-		return nil
-	}
-	var many []string
-	if err := json.Unmarshal(b, &many); err != nil {
-		return errors.New("aud is neither a string nor an array of strings")
-	}
-	*a = many
-	return nil
+	Aud   jwt.Audience `json:"aud"` // a string or an array of strings
+	Iat   int64        `json:"iat"`
+	Nonce string       `json:"nonce"`
+	Iss   string       `json:"iss"`
 }
 
 // checkProofs checks every proof of a credential request and returns the holder keys in order.

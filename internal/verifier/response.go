@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v3"
+	"github.com/go-jose/go-jose/v3/jwt"
 
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/problem"
@@ -276,27 +277,10 @@ func parseVPToken(v any) (map[string][]string, error) {
 
 // kbClaims are the claims of a key binding JWT.
 type kbClaims struct {
-	Iat    int64    `json:"iat"`
-	Aud    audience `json:"aud"`
-	Nonce  string   `json:"nonce"`
-	SDHash string   `json:"sd_hash"`
-}
-
-// audience is a JWT aud, a string or an array of strings.
-type audience []string
-
-func (a *audience) UnmarshalJSON(b []byte) error {
-	var one string
-	if json.Unmarshal(b, &one) == nil {
-		*a = audience{one}
-		return nil
-	}
-	var many []string
-	if err := json.Unmarshal(b, &many); err != nil {
-		return errors.New("aud is neither a string nor an array of strings")
-	}
-	*a = many
-	return nil
+	Iat    int64        `json:"iat"`
+	Aud    jwt.Audience `json:"aud"` // a string or an array of strings
+	Nonce  string       `json:"nonce"`
+	SDHash string       `json:"sd_hash"`
 }
 
 // verifySDJWT checks one dc+sd-jwt presentation for query q.
