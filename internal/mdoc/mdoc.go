@@ -133,8 +133,8 @@ type Document struct {
 	Status     *StatusRef
 }
 
-// Parse decodes a base64url DeviceResponse and returns its documents, unverified.
-func Parse(s string) ([]document, error) {
+// parse decodes a base64url DeviceResponse and returns its documents, unverified.
+func parse(s string) ([]document, error) {
 	if len(s) > MaxResponse {
 		return nil, invalid("a DeviceResponse larger than %d bytes", MaxResponse)
 	}
@@ -173,7 +173,7 @@ func SessionTranscript(clientID, nonce string, jwkThumbprint []byte, responseURI
 // Verify checks the base64url DeviceResponse s, which must hold exactly one document, against
 // the trust anchors at now, with the device signature over sessionTranscript (CBOR).
 func Verify(s string, anchors *x509.CertPool, sessionTranscript []byte, now time.Time) (*Document, error) {
-	docs, err := Parse(s)
+	docs, err := parse(s)
 	if err != nil {
 		return nil, err
 	}
@@ -187,11 +187,11 @@ func Verify(s string, anchors *x509.CertPool, sessionTranscript []byte, now time
 		return out, err
 	}
 	var tag cbor.Tag
-	msoBytes, _ := tag.Content.([]byte)
-	if err := dec.Unmarshal(payload, &tag); err == nil && tag.Number == 24 {
-		msoBytes, _ = tag.Content.([]byte)
+	if err := dec.Unmarshal(payload, &tag); err != nil || tag.Number != 24 {
+		return out, invalid("the MSO is not embedded CBOR (tag 24)")
 	}
-	if msoBytes == nil {
+	msoBytes, ok := tag.Content.([]byte)
+	if !ok {
 		return out, invalid("the MSO is not embedded CBOR (tag 24)")
 	}
 	var m mso
