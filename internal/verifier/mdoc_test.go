@@ -83,10 +83,11 @@ func (is *issuer) mdoc(t testing.TB, holder *ecdsa.PrivateKey, idx int, until ti
 		m.items[name] = raw
 		id++
 	}
-	pub := holder.PublicKey
-	x, y := make([]byte, 32), make([]byte, 32)
-	pub.X.FillBytes(x)
-	pub.Y.FillBytes(y)
+	point, err := holder.PublicKey.Bytes() // 0x04 || x || y
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, y := point[1:33], point[33:]
 	tdate := func(tm time.Time) cbor.Tag { return cbor.Tag{Number: 0, Content: tm.UTC().Format(time.RFC3339)} }
 	now := time.Now().Add(-time.Hour)
 	mso := map[string]any{"version": "1.0", "digestAlgorithm": "SHA-256", "docType": pidDocType,
