@@ -172,22 +172,30 @@ func TestHolderWallet(t *testing.T) {
 	})
 	t.Run("present to Vula's verifier", func(t *testing.T) {
 		tok := rpToken(t, issuer, "shop", rp.Secret)
+		const ns = "eu.europa.ec.eudi.pid.1"
 		for _, tc := range []struct {
-			mode  string
-			ask   [][]any
-			flags []string
-			want  map[string]any
+			format, mode string
+			ask          [][]any
+			flags        []string
+			want         map[string]any
 		}{
-			{"direct_post", [][]any{{"family_name"}, {"birthdate"}}, []string{"--yes"}, map[string]any{"family_name": "Gashi", "birthdate": "1990-04-17"}},
-			{"direct_post.jwt", [][]any{{"age_equal_or_over", "18"}}, []string{"--disclose", "age_equal_or_over.18"}, map[string]any{"age_equal_or_over.18": true}},
+			{"dc+sd-jwt", "direct_post", [][]any{{"family_name"}, {"birthdate"}}, []string{"--yes"}, map[string]any{"family_name": "Gashi", "birthdate": "1990-04-17"}},
+			{"dc+sd-jwt", "direct_post.jwt", [][]any{{"age_equal_or_over", "18"}}, []string{"--disclose", "age_equal_or_over.18"}, map[string]any{"age_equal_or_over.18": true}},
+			{"mso_mdoc", "direct_post.jwt", [][]any{{ns, "family_name"}, {ns, "age_over_18"}}, []string{"--yes"},
+				map[string]any{ns + ".family_name": "Gashi", ns + ".age_over_18": true}},
+			{"mso_mdoc", "direct_post", [][]any{{ns, "birth_date"}}, []string{"--yes"}, map[string]any{ns + ".birth_date": "1990-04-17"}},
 		} {
-			t.Run(tc.mode, func(t *testing.T) {
+			t.Run(tc.format+" "+tc.mode, func(t *testing.T) {
 				claims := []any{}
 				for _, p := range tc.ask {
 					claims = append(claims, map[string]any{"path": p})
 				}
+				meta := map[string]any{"vct_values": []string{"urn:eudi:pid:1"}}
+				if tc.format == "mso_mdoc" {
+					meta = map[string]any{"doctype_value": ns}
+				}
 				body, _ := json.Marshal(map[string]any{"response_mode": tc.mode, "dcql_query": map[string]any{"credentials": []any{
-					map[string]any{"id": "pid", "format": "dc+sd-jwt", "meta": map[string]any{"vct_values": []string{"urn:eudi:pid:1"}}, "claims": claims}}}})
+					map[string]any{"id": "pid", "format": tc.format, "meta": meta, "claims": claims}}}})
 				req, _ := http.NewRequest(http.MethodPost, issuer+"/api/v1/presentations", bytes.NewReader(body))
 				req.Header.Set("Authorization", "Bearer "+tok)
 				req.Header.Set("Content-Type", "application/json")

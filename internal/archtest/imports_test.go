@@ -17,7 +17,7 @@ const module = "github.com/vula-eid/vula"
 // or more package paths, each with everything beneath it; it is named by its first path.
 var layers = [][][]string{
 	{{"hsm"}},
-	{{"internal/store"}, {"internal/config"}, {"internal/cms"}, {"internal/backup"}, {"internal/problem"}, {"internal/sdjwt"}, {"internal/holder"}},
+	{{"internal/store"}, {"internal/config"}, {"internal/cms"}, {"internal/backup"}, {"internal/problem"}, {"internal/sdjwt"}, {"internal/mdoc"}, {"internal/holder"}},
 	{{"internal/server"}, {"internal/upload"}, {"internal/web"}, {"internal/rp"}},
 	{{"internal/audit"}, {"internal/auth"}}, // over the edge: audit serves its proofs, auth answers refused tokens
 	{{"internal/certs"}, {"internal/tsa"}, {"internal/signing", "internal/pdfsafe", "internal/trustlist"}, {"internal/letter"}},

@@ -44,6 +44,39 @@ func BenchmarkPresentation(b *testing.B) {
 	}
 }
 
+// BenchmarkMdocPresentation measures the verification of one mso_mdoc presentation (the
+// DeviceResponse read, the x5chain to a trust anchor, the MSO's ES256 signature, the items'
+// digests, the device signature over the SessionTranscript, the status list's entry):
+//
+//	go test ./internal/verifier/ -run '^$' -bench 'Presentation|ES256' -benchmem
+func BenchmarkMdocPresentation(b *testing.B) {
+	is := newIssuer(b, "bench")
+	tok, terr := is.StatusList(context.Background(), is.listURI)
+	if terr != nil {
+		b.Fatal(terr)
+	}
+	s := newService(b, fixedList(tok), is.ca)
+	holder, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	q, err := ParseQuery([]byte(mdocQuery))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tx := transaction{ID: "t-bench", Verifier: "x509_hash:bench", Nonce: "n-bench"}
+	r := request{clientID: tx.Verifier, nonce: tx.Nonce, responseURI: s.responseURI(tx)}
+	p := presentMdoc(b, is.mdoc(b, holder, 3, time.Now().Add(time.Hour)), holder, r, tx.Verifier, tx.Nonce, "family_name", "age_over_18")
+	ctx := context.Background()
+	if res := s.verifyMdoc(ctx, tx, q.Credentials[0], p, time.Now()); res.Refusal != "" {
+		b.Fatal(res.Refusal)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if res := s.verifyMdoc(ctx, tx, q.Credentials[0], p, time.Now()); res.Refusal != "" {
+			b.Fatal(res.Refusal)
+		}
+	}
+}
+
 // BenchmarkES256Verify is one bare ES256 verification by the issuer's key.
 func BenchmarkES256Verify(b *testing.B) {
 	is := newIssuer(b, "bench")

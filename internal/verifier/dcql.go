@@ -121,11 +121,21 @@ func (q Query) Check() error {
 				return queryErr("credentials[%d]: meta.vct_values is required for dc+sd-jwt", i)
 			}
 		case FormatMdoc:
-			return problem.Errorf(problem.Unsupported, "credentials[%d]: format mso_mdoc is not verified by this verifier yet; ask for dc+sd-jwt", i)
+			if len(c.Meta.VCTValues) > 0 {
+				return queryErr("credentials[%d]: meta.vct_values is for dc+sd-jwt, not mso_mdoc", i)
+			}
+			if c.Meta.DoctypeValue == "" {
+				return queryErr("credentials[%d]: meta.doctype_value is required for mso_mdoc", i)
+			}
+			for j, cl := range c.Claims {
+				if len(cl.Path) != 2 || !isString(cl.Path[0]) || !isString(cl.Path[1]) {
+					return queryErr("credentials[%d].claims[%d].path: an mso_mdoc claim is [namespace, element]", i, j)
+				}
+			}
 		case "":
 			return queryErr("credentials[%d].format is required", i)
 		default:
-			return queryErr("credentials[%d].format %q is unknown (want %s)", i, c.Format, FormatSDJWT)
+			return queryErr("credentials[%d].format %q is unknown (want %s or %s)", i, c.Format, FormatSDJWT, FormatMdoc)
 		}
 		if c.RequireBinding != nil && !*c.RequireBinding {
 			return queryErr("credentials[%d]: require_cryptographic_holder_binding false is not accepted: presentations are key bound", i)
@@ -350,4 +360,9 @@ func (q Query) satisfied(answered map[string]bool) error {
 		}
 	}
 	return nil
+}
+
+func isString(v any) bool {
+	_, ok := v.(string)
+	return ok
 }

@@ -73,7 +73,7 @@ func TestHTTP(t *testing.T) {
 		{"an unknown member", "t-shop", `{"dcql_query":` + pidQuery + `,"presentation_definition":{}}`, 400, "presentation_definition"},
 		{"no query", "t-shop", `{}`, 400, "dcql_query is required"},
 		{"an unknown format", "t-shop", `{"dcql_query":{"credentials":[{"id":"a","format":"jwt_vc_json","meta":{}}]}}`, 400, "unknown"},
-		{"mdoc", "t-shop", `{"dcql_query":{"credentials":[{"id":"a","format":"mso_mdoc","meta":{"doctype_value":"x"}}]}}`, 422, "mso_mdoc"},
+		{"mdoc without a doctype", "t-shop", `{"dcql_query":{"credentials":[{"id":"a","format":"mso_mdoc","meta":{}}]}}`, 400, "doctype_value"},
 		{"a bad response mode", "t-shop", `{"dcql_query":` + pidQuery + `,"response_mode":"fragment"}`, 400, "response_mode"},
 		{"a plain http redirect", "t-shop", `{"dcql_query":` + pidQuery + `,"redirect_uri":"http://shop.example/"}`, 400, "redirect_uri"},
 		{"too large", "t-shop", `{"dcql_query":` + pidQuery + `,"state":"` + strings.Repeat("x", maxAsk) + `"}`, 413, "larger"},

@@ -83,6 +83,8 @@ type CredentialResult struct {
 	ID     string `json:"id"` // the DCQL credential query's id
 	Format string `json:"format"`
 	VCT    string `json:"vct,omitempty"`
+	// DocType is an mso_mdoc's docType.
+	DocType string `json:"doctype,omitempty"`
 	// Issuer is the subject DN of the issuer's certificate.
 	Issuer string `json:"issuer,omitempty"`
 	// Trust is "trusted" when the issuer's chain ends at a trust anchor, else why not.
@@ -90,7 +92,8 @@ type CredentialResult struct {
 	// Status is the credential's status list entry: valid, invalid, suspended, or none when
 	// the credential has no status; unchecked when verification stopped before.
 	Status string `json:"status"`
-	// KeyBinding is "ok" when the key binding JWT verified, else why not.
+	// KeyBinding is "ok" when the key binding JWT (dc+sd-jwt) or the device signature
+	// (mso_mdoc) verified, else why not.
 	KeyBinding string      `json:"key_binding"`
 	Claims     []Disclosed `json:"claims,omitempty"`
 	// Refusal is why the presentation was refused; "" when accepted.
@@ -212,7 +215,7 @@ func (s *Service) created(tx transaction, clientID string) Created {
 	q := url.Values{"client_id": {clientID}, "request_uri": {reqURI}}.Encode()
 	return Created{ID: tx.ID, ClientID: clientID, RequestURI: reqURI, DeepLink: "openid4vp://?" + q, HAIPLink: "haip-vp://?" + q,
 		ResultURI: s.cfg.BaseURL + "/api/v1/presentations/" + tx.ID, PageURI: s.cfg.BaseURL + "/verify/" + tx.ID,
-		ResponseURI: s.cfg.BaseURL + "/openid4vp/response/" + tx.ID, ExpiresAt: tx.Expires}
+		ResponseURI: s.responseURI(tx), ExpiresAt: tx.Expires}
 }
 
 // record appends an audit event with detail; a failure is logged, not returned: the audit log
@@ -289,7 +292,7 @@ func (s *Service) RequestObject(ctx context.Context, id, walletNonce string) (st
 		"client_id":       k.clientID,
 		"response_type":   "vp_token",
 		"response_mode":   tx.ResponseMode,
-		"response_uri":    s.cfg.BaseURL + "/openid4vp/response/" + tx.ID,
+		"response_uri":    s.responseURI(tx),
 		"nonce":           tx.Nonce,
 		"state":           tx.WalletState,
 		"dcql_query":      tx.Query,
@@ -299,4 +302,9 @@ func (s *Service) RequestObject(ctx context.Context, id, walletNonce string) (st
 		claims["wallet_nonce"] = walletNonce
 	}
 	return signJWS(ctx, k.signer, map[string]any{"typ": "oauth-authz-req+jwt", "x5c": k.x5c}, claims)
+}
+
+// responseURI is where the wallet posts its response to tx.
+func (s *Service) responseURI(tx transaction) string {
+	return s.cfg.BaseURL + "/openid4vp/response/" + tx.ID
 }

@@ -215,7 +215,12 @@ func (s *Service) evaluate(ctx context.Context, tx transaction, params map[strin
 			return refuse("vp_token has %d presentations for %q, at most %d are taken", len(token[id]), id, maxMultiple)
 		}
 		for _, p := range token[id] {
-			cr := s.verifySDJWT(ctx, tx, q, p, now)
+			var cr CredentialResult
+			if q.Format == FormatMdoc {
+				cr = s.verifyMdoc(ctx, tx, q, p, now)
+			} else {
+				cr = s.verifySDJWT(ctx, tx, q, p, now)
+			}
 			if cr.Refusal != "" && res.Reason == "" {
 				res.Status, res.Reason = Refused, fmt.Sprintf("credential %s: %s", id, cr.Refusal)
 			}

@@ -267,7 +267,9 @@ func TestParseQuery(t *testing.T) {
 		{"duplicate ids", `{"credentials":[{"id":"a","format":"dc+sd-jwt","meta":{"vct_values":["x"]}},{"id":"a","format":"dc+sd-jwt","meta":{"vct_values":["x"]}}]}`, "unique"},
 		{"negative index", `{"credentials":[{"id":"a","format":"dc+sd-jwt","meta":{"vct_values":["x"]},"claims":[{"path":["a",-1]}]}]}`, "index"},
 		{"set names an unknown credential", `{"credentials":[{"id":"a","format":"dc+sd-jwt","meta":{"vct_values":["x"]}}],"credential_sets":[{"options":[["b"]]}]}`, "does not have"},
-		{"mdoc", `{"credentials":[{"id":"a","format":"mso_mdoc","meta":{"doctype_value":"eu.europa.ec.eudi.pid.1"}}]}`, "mso_mdoc"},
+		{"mdoc without a doctype", `{"credentials":[{"id":"a","format":"mso_mdoc","meta":{}}]}`, "doctype_value"},
+		{"mdoc with vct_values", `{"credentials":[{"id":"a","format":"mso_mdoc","meta":{"doctype_value":"d","vct_values":["x"]}}]}`, "vct_values"},
+		{"mdoc path of one element", `{"credentials":[{"id":"a","format":"mso_mdoc","meta":{"doctype_value":"d"},"claims":[{"path":["family_name"]}]}]}`, "[namespace, element]"},
 		{"not json", `{"credentials":`, "JSON"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

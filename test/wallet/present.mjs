@@ -14,6 +14,8 @@
 //                        binding JWT for Vula's client id and nonce; it also issues the outside
 //                        credentials of the negative cases (an expired one under a trusted CA, one
 //                        under a CA Vula does not trust)
+//   @animo-id/mdoc       presents the mdoc PID: a DeviceResponse with the asked elements and a
+//                        device signature over OpenID4VP 1.0's SessionTranscript
 //
 // PRESENT_MODE=valid runs the accepted and refused cases; PRESENT_MODE=revoked presents a PID after
 // `vula pid revoke` and expects its refusal for its status.
@@ -23,6 +25,7 @@ import * as jose from 'jose';
 import { Openid4vpClient } from '@openid4vc/openid4vp';
 import { HashAlgorithm } from '@openid4vc/oauth2';
 import { SDJwtVcInstance } from '@sd-jwt/sd-jwt-vc';
+import { cborEncode, DataItem, DeviceResponse, MDoc, parseIssuerSigned } from '@animo-id/mdoc';
 
 const env = process.env;
 const base = env.WALLET_ISSUER;
@@ -204,6 +207,45 @@ if (env.PRESENT_MODE === 'valid') {
     const c = r.body.credentials[0];
     assert(r.body.status === 'accepted' && c.trust === 'trusted' && c.status === 'valid' && c.key_binding === 'ok', `result ${JSON.stringify(r.body)}`);
     assert(JSON.stringify(c.claims) === JSON.stringify([{ path: ['age_equal_or_over', '18'], value: true }]), `claims ${JSON.stringify(c.claims)}`);
+  });
+  await run('mso_mdoc, direct_post.jwt: @animo-id/mdoc presents family name and age over 18, only those, device signed', async () => {
+    const PID = 'eu.europa.ec.eudi.pid.1';
+    const tx = await askVula({ credentials: [{ id: 'pid', format: 'mso_mdoc', meta: { doctype_value: PID },
+      claims: [{ path: [PID, 'family_name'] }, { path: [PID, 'age_over_18'] }] }] }, 'direct_post.jwt');
+    const request = wallet.parseOpenid4vpAuthorizationRequest({ authorizationRequest: tx.deep_link });
+    const resolved = await wallet.resolveOpenId4vpAuthorizationRequest({ authorizationRequestPayload: request.params });
+    const req = resolved.authorizationRequestPayload;
+    // OpenID4VP 1.0 Appendix B.2.6.1: the handover names the key the response is encrypted to.
+    const encJwk = req.client_metadata.jwks.keys[0];
+    const jkt = Buffer.from(await jose.calculateJwkThumbprint(encJwk, 'sha256'), 'base64url');
+    const info = sha256(cborEncode([req.client_id, req.nonce, new Uint8Array(jkt), req.response_uri]));
+    const transcript = cborEncode(DataItem.fromData([null, null, ['OpenID4VPHandover', info]]));
+    const doc = parseIssuerSigned(new Uint8Array(Buffer.from(state.mdoc.credential, 'base64url')), PID);
+    const fields = resolved.dcql.query.credentials[0].claims.map((c) => ({ path: [`$['${c.path[0]}']['${c.path[1]}']`], intent_to_retain: false }));
+    const ctx = { crypto: { random: (n) => new Uint8Array(crypto.randomBytes(n)), digest: ({ bytes }) => sha256(bytes),
+      calculateEphemeralMacKeyJwk: () => { throw new Error('not used'); } },
+    cose: { sign1: { sign: ({ sign1, jwk }) => new Uint8Array(crypto.sign('sha256', Buffer.from(sign1.getRawSigningData().data),
+      { key: crypto.createPrivateKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' })), verify: () => { throw new Error('not used'); } },
+    mac0: { sign: () => { throw new Error('not used'); }, verify: () => { throw new Error('not used'); } } } };
+    const signed = await DeviceResponse.from(new MDoc([doc]))
+      .usingPresentationDefinition({ id: 'pid', input_descriptors: [{ id: PID, format: { mso_mdoc: { alg: ['ES256'] } },
+        constraints: { limit_disclosure: 'required', fields } }] })
+      .usingSessionTranscriptBytes(transcript)
+      .authenticateWithSignature(state.mdoc.key, 'ES256')
+      .sign(ctx);
+    const vp = Buffer.from(signed.encode()).toString('base64url');
+    const response = await wallet.createOpenid4vpAuthorizationResponse({ authorizationRequestPayload: req,
+      authorizationResponsePayload: { vp_token: { pid: [vp] } }, jarm: { encryption: {}, serverMetadata } });
+    const submitted = await wallet.submitOpenid4vpAuthorizationResponse({ authorizationRequestPayload: req,
+      authorizationResponsePayload: response.authorizationResponsePayload, jarm: response.jarm });
+    const body = await submitted.response.json().catch(() => ({}));
+    assert(submitted.response.status === 200, `the response endpoint answered ${submitted.response.status} ${JSON.stringify(body)}`);
+    const r = await result(tx);
+    const c = r.body.credentials && r.body.credentials[0];
+    assert(r.body.status === 'accepted' && c.trust === 'trusted' && c.status === 'valid' && c.key_binding === 'ok' && c.doctype === PID,
+      `result ${JSON.stringify(r.body)}`);
+    assert(JSON.stringify(c.claims) === JSON.stringify([{ path: [PID, 'family_name'], value: env.WALLET_FAMILY }, { path: [PID, 'age_over_18'], value: true }]),
+      `claims ${JSON.stringify(c.claims)}`);
   });
   await run('the result fetched by another client is 404', async () => {
     const r = await result(accepted.tx, rp2Token);

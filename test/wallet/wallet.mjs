@@ -157,7 +157,7 @@ const keysByThumb = new Map();
 
 if (mode === 'issue') {
   const client = new Openid4vciClient({ callbacks });
-  let offer, metadata, token, dpop, credentials = [], holders = [];
+  let offer, metadata, token, dpop, credentials = [], holders = [], mdoc;
   await run('resolve the offer by reference (credential_offer_uri) and the issuer metadata', async () => {
     assert(new URL(env.WALLET_OFFER).searchParams.has('credential_offer_uri'), 'the offer is not by reference');
     offer = await client.resolveCredentialOffer(env.WALLET_OFFER);
@@ -230,6 +230,7 @@ if (mode === 'issue') {
     const r = await client.retrieveCredentials({ issuerMetadata: metadata, accessToken: token, dpop, credentialConfigurationId: configId,
       proofs: { jwt: [jwt] } });
     const doc = parseIssuerSigned(new Uint8Array(Buffer.from(r.credentialResponse.credentials[0].credential, 'base64url')), 'eu.europa.ec.eudi.pid.1');
+    mdoc = { credential: r.credentialResponse.credentials[0].credential, key: k.privateJwk };
     const failed = [];
     const onCheckG = (c) => { if (c.status !== 'PASSED') failed.push(`${c.check}: ${c.reason || c.status}`); };
     const verifier = new Verifier();
@@ -306,7 +307,7 @@ if (mode === 'issue') {
     }
   });
   // The holder keys too: present.mjs presents the credentials with key binding.
-  fs.writeFileSync(env.WALLET_STATE, JSON.stringify({ credentials, holders: holders.map((h) => h.privateJwk) }));
+  fs.writeFileSync(env.WALLET_STATE, JSON.stringify({ credentials, holders: holders.map((h) => h.privateJwk), mdoc }));
 } else if (mode === 'code-start') {
   // The authorization code flow, as a wallet starts it on its own (no offer from the issuer):
   // PAR with PKCE, a DPoP key (its proof at PAR binds the code), and authorization_details of
