@@ -49,6 +49,7 @@ type Pages struct {
 	web     *web.Renderer
 	eph     store.Ephemeral
 	rp      *rp.RP
+	ss      *rp.Sessions[deskSession, *deskSession]
 	printer Printer
 	issuer  string
 	log     *slog.Logger
@@ -64,84 +65,50 @@ const (
 func NewPages(d *Desk, cfg PagesConfig, r *web.Renderer, eph store.Ephemeral, log *slog.Logger, now func() time.Time) *Pages {
 	login := rp.New(rp.Config{Issuer: cfg.Issuer, ClientID: ClientID, Path: "/desk/", Name: "desk", ACR: auth.LoAHigh,
 		Secure: cfg.Secure, HTTPClient: cfg.HTTPClient}, eph, log, now)
-	return &Pages{desk: d, web: r, eph: eph, rp: login, printer: cfg.Printer, issuer: cfg.Issuer, log: log, now: now}
+	p := &Pages{desk: d, web: r, eph: eph, rp: login, printer: cfg.Printer, issuer: cfg.Issuer, log: log, now: now}
+	p.ss = rp.NewSessions[deskSession](login, rp.SessionPages{Refuse: p.refuse, Unavailable: p.unavailable})
+	return p
 }
 
 // RedirectURI is where the identity provider sends the browser back.
 func (p *Pages) RedirectURI() string { return p.rp.RedirectURI() }
 
-// Register adds the pages to mux.
+// Register adds the pages to mux; all but the landing page and the login's need a session.
 func (p *Pages) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /desk/{$}", p.home)
 	mux.HandleFunc("GET /desk/login", p.login)
 	mux.HandleFunc("GET /desk/callback", p.callback)
-	mux.HandleFunc("POST /desk/logout", p.withSession(p.logout))
-	mux.HandleFunc("GET /desk/find", p.withSession(p.findPage))
-	mux.HandleFunc("POST /desk/find", p.withSession(p.find))
-	mux.HandleFunc("GET /desk/register", p.withSession(p.registerPage))
-	mux.HandleFunc("POST /desk/register", p.withSession(p.register))
-	mux.HandleFunc("GET /desk/person/{id}", p.withSession(p.personPage))
-	mux.HandleFunc("POST /desk/person/{id}/status", p.withSession(p.status))
-	mux.HandleFunc("GET /desk/person/{id}/revoke", p.withSession(p.revokePage))
-	mux.HandleFunc("POST /desk/person/{id}/revoke", p.withSession(p.revoke))
-	mux.HandleFunc("POST /desk/person/{id}/reset", p.withSession(p.reset))
-	mux.HandleFunc("GET /desk/letter", p.withSession(p.letterPage))
-	mux.HandleFunc("GET /desk/letter/print", p.withSession(p.print))
+	mux.HandleFunc("POST /desk/logout", p.ss.Guard(p.logout))
+	mux.HandleFunc("GET /desk/find", p.ss.Guard(p.findPage))
+	mux.HandleFunc("POST /desk/find", p.ss.Guard(p.find))
+	mux.HandleFunc("GET /desk/register", p.ss.Guard(p.registerPage))
+	mux.HandleFunc("POST /desk/register", p.ss.Guard(p.register))
+	mux.HandleFunc("GET /desk/person/{id}", p.ss.Guard(p.personPage))
+	mux.HandleFunc("POST /desk/person/{id}/status", p.ss.Guard(p.status))
+	mux.HandleFunc("GET /desk/person/{id}/revoke", p.ss.Guard(p.revokePage))
+	mux.HandleFunc("POST /desk/person/{id}/revoke", p.ss.Guard(p.revoke))
+	mux.HandleFunc("POST /desk/person/{id}/reset", p.ss.Guard(p.reset))
+	mux.HandleFunc("GET /desk/letter", p.ss.Guard(p.letterPage))
+	mux.HandleFunc("GET /desk/letter/print", p.ss.Guard(p.print))
 }
 
 // deskSession is a logged-in registrar's desk state.
 type deskSession struct {
-	id      string
-	Subject string    `json:"sub"`
-	Name    string    `json:"name"`
-	ACR     string    `json:"acr"`
-	CSRF    string    `json:"csrf"`
-	Expires time.Time `json:"expires"`
+	rp.Session
+	Subject string `json:"sub"`
+	Name    string `json:"name"`
+	ACR     string `json:"acr"`
 }
 
-func (p *Pages) load(r *http.Request) (*deskSession, error) {
-	var s deskSession
-	id, err := p.rp.Load(r, &s)
-	if err != nil || id == "" || !p.now().Before(s.Expires) {
-		return nil, err
-	}
-	s.id = id
-	return &s, nil
-}
-
-// withSession lets only a logged-in registrar through; every POST is a small form carrying the
-// session's CSRF token.
-func (p *Pages) withSession(h func(http.ResponseWriter, *http.Request, *deskSession)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		s, err := p.load(r)
-		if err != nil {
-			p.unavailable(w, r, err)
-			return
-		}
-		if s == nil {
-			if r.Method == http.MethodGet {
-				http.Redirect(w, r, "/desk/", http.StatusSeeOther)
-				return
-			}
-			p.message(w, r, http.StatusUnauthorized, "desk.expired.title", "desk.expired", "/desk/")
-			return
-		}
-		if r.Method == http.MethodPost {
-			if r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
-				p.message(w, r, http.StatusUnsupportedMediaType, "error.title", "error.request", "/desk/find")
-				return
-			}
-			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-			if err := r.ParseForm(); err != nil {
-				p.message(w, r, http.StatusBadRequest, "error.title", "error.request", "/desk/find")
-				return
-			}
-			if !rp.Same(s.CSRF, r.PostForm.Get("csrf")) {
-				p.message(w, r, http.StatusForbidden, "error.title", "error.csrf", "/desk/find")
-				return
-			}
-		}
-		h(w, r, s)
+// refuse answers a request rp.Sessions.Guard turned away.
+func (p *Pages) refuse(w http.ResponseWriter, r *http.Request, why rp.Refusal) {
+	switch why {
+	case rp.Expired:
+		p.message(w, r, why.Status(), "desk.expired.title", "desk.expired", "/desk/")
+	case rp.BadCSRF:
+		p.message(w, r, why.Status(), "error.title", "error.csrf", "/desk/find")
+	default:
+		p.message(w, r, why.Status(), "error.title", "error.request", "/desk/find")
 	}
 }
 
@@ -181,7 +148,7 @@ func (p *Pages) failed(w http.ResponseWriter, r *http.Request, s *deskSession, e
 
 // home is the landing page, the only one without a login.
 func (p *Pages) home(w http.ResponseWriter, r *http.Request) {
-	if s, err := p.load(r); err == nil && s != nil {
+	if s, err := p.ss.Load(r); err == nil && s != nil {
 		http.Redirect(w, r, "/desk/find", http.StatusSeeOther)
 		return
 	}
@@ -229,18 +196,17 @@ func (p *Pages) callback(w http.ResponseWriter, r *http.Request) {
 	if me, err := p.desk.db.Person(ctx, l.Subject); err == nil && name == "" {
 		name = me.GivenName + " " + me.FamilyName
 	}
-	s := &deskSession{id: rp.Token(), Subject: l.Subject, Name: name, ACR: l.ACR, CSRF: rp.Token(), Expires: p.now().Add(deskSessionTTL)}
-	if err := p.rp.Save(ctx, s.id, s, s.Expires); err != nil {
+	s := &deskSession{Subject: l.Subject, Name: name, ACR: l.ACR}
+	if err := p.ss.Begin(ctx, w, s, deskSessionTTL); err != nil {
 		p.unavailable(w, r, err)
 		return
 	}
-	p.rp.SetCookie(w, s.id, s.Expires)
 	http.Redirect(w, r, "/desk/find", http.StatusSeeOther)
 }
 
 // end deletes the session and its letter; failures are logged (the entries expire anyway).
 func (p *Pages) end(ctx context.Context, w http.ResponseWriter, s *deskSession) error {
-	err := errors.Join(p.eph.Delete(ctx, p.rp.Key("letter", s.id)), p.rp.Delete(ctx, s.id))
+	err := errors.Join(p.eph.Delete(ctx, p.rp.Key("letter", s.ID)), p.rp.Delete(ctx, s.ID))
 	p.rp.ClearCookie(w)
 	return err
 }
@@ -358,7 +324,7 @@ func (p *Pages) register(w http.ResponseWriter, r *http.Request, s *deskSession)
 func (p *Pages) issued(w http.ResponseWriter, r *http.Request, s *deskSession, l Letter) {
 	b, _ := json.Marshal(l)
 	ttl := min(letterTTL, s.Expires.Sub(p.now()))
-	if err := p.eph.Put(r.Context(), p.rp.Key("letter", s.id), b, max(ttl, time.Second)); err != nil {
+	if err := p.eph.Put(r.Context(), p.rp.Key("letter", s.ID), b, max(ttl, time.Second)); err != nil {
 		// The code is in the store as a hash already; the registrar issues another letter.
 		p.unavailable(w, r, err)
 		return
@@ -529,7 +495,7 @@ func (p *Pages) reset(w http.ResponseWriter, r *http.Request, s *deskSession) {
 
 // pending reads the session's letter; ok false when there is none (fetched, expired).
 func (p *Pages) pending(ctx context.Context, s *deskSession) (Letter, bool, error) {
-	b, err := p.eph.Get(ctx, p.rp.Key("letter", s.id))
+	b, err := p.eph.Get(ctx, p.rp.Key("letter", s.ID))
 	if errors.Is(err, store.ErrNotFound) {
 		return Letter{}, false, nil
 	}
@@ -596,7 +562,7 @@ func (p *Pages) print(w http.ResponseWriter, r *http.Request, s *deskSession) {
 		p.unavailable(w, r, err)
 		return
 	}
-	if err := p.eph.Delete(ctx, p.rp.Key("letter", s.id)); err != nil {
+	if err := p.eph.Delete(ctx, p.rp.Key("letter", s.ID)); err != nil {
 		p.unavailable(w, r, err)
 		return
 	}

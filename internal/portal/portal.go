@@ -76,6 +76,7 @@ type Portal struct {
 	log     *slog.Logger
 	now     func() time.Time
 	rp      *rp.RP // the login at the identity provider and the session's cookie
+	ss      *rp.Sessions[session, *session]
 }
 
 const (
@@ -97,39 +98,40 @@ func New(cfg Config, r *web.Renderer, eph store.Ephemeral, people People, signer
 	}
 	login := rp.New(rp.Config{Issuer: cfg.Issuer, ClientID: ClientID, Path: "/portal/", Name: "portal", ACR: auth.LoASubstantial,
 		Secure: cfg.Secure, HTTPClient: cfg.HTTPClient}, eph, log, now)
-	return &Portal{cfg: cfg, web: r, eph: eph, people: people, signer: signer, preview: preview, log: log, now: now, rp: login}
+	p := &Portal{cfg: cfg, web: r, eph: eph, people: people, signer: signer, preview: preview, log: log, now: now, rp: login}
+	// Uploads are multipart: their handler checks the CSRF token after parsing.
+	p.ss = rp.NewSessions[session](login, rp.SessionPages{Refuse: p.refuse, Unavailable: p.unavailable, Multipart: "/portal/documents"})
+	return p
 }
 
 // RedirectURI is where the identity provider sends the browser back.
 func (p *Portal) RedirectURI() string { return p.rp.RedirectURI() }
 
-// Register adds the pages to mux.
+// Register adds the pages to mux; all but the landing page and the login's need a session.
 func (p *Portal) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /portal/{$}", p.home)
 	mux.HandleFunc("GET /portal/login", p.login)
 	mux.HandleFunc("GET /portal/callback", p.callback)
-	mux.HandleFunc("POST /portal/logout", p.withSession(p.logout))
-	mux.HandleFunc("GET /portal/documents", p.withSession(p.uploadPage))
-	mux.HandleFunc("POST /portal/documents", p.withSession(p.upload))
-	mux.HandleFunc("GET /portal/review", p.withSession(p.reviewPage))
-	mux.HandleFunc("POST /portal/position", p.withSession(p.position))
-	mux.HandleFunc("GET /portal/confirm", p.withSession(p.confirmPage))
-	mux.HandleFunc("POST /portal/sign", p.withSession(p.sign))
-	mux.HandleFunc("GET /portal/done", p.withSession(p.donePage))
-	mux.HandleFunc("GET /portal/download", p.withSession(p.downloadAll))
-	mux.HandleFunc("GET /portal/download/{i}", p.withSession(p.downloadOne))
+	mux.HandleFunc("POST /portal/logout", p.ss.Guard(p.logout))
+	mux.HandleFunc("GET /portal/documents", p.ss.Guard(p.uploadPage))
+	mux.HandleFunc("POST /portal/documents", p.ss.Guard(p.upload))
+	mux.HandleFunc("GET /portal/review", p.ss.Guard(p.reviewPage))
+	mux.HandleFunc("POST /portal/position", p.ss.Guard(p.position))
+	mux.HandleFunc("GET /portal/confirm", p.ss.Guard(p.confirmPage))
+	mux.HandleFunc("POST /portal/sign", p.ss.Guard(p.sign))
+	mux.HandleFunc("GET /portal/done", p.ss.Guard(p.donePage))
+	mux.HandleFunc("GET /portal/download", p.ss.Guard(p.downloadAll))
+	mux.HandleFunc("GET /portal/download/{i}", p.ss.Guard(p.downloadOne))
 }
 
 // session is a logged-in official's portal state.
 type session struct {
-	id       string
+	rp.Session
 	Subject  string    `json:"sub"`
 	Name     string    `json:"name"`
 	ACR      string    `json:"acr"`
 	AMR      []string  `json:"amr"`
 	AuthTime time.Time `json:"auth_time"`
-	CSRF     string    `json:"csrf"`
-	Expires  time.Time `json:"expires"`
 	Docs     []docMeta `json:"docs,omitempty"`
 	// Batch names this upload's documents in the store, so a new upload never mixes with an
 	// older one's parts.
@@ -153,59 +155,27 @@ type docMeta struct {
 
 func storeKey(kind, secret string) string { return rp.Key("portal", kind, secret) }
 
-func (s *session) key() string { return storeKey("session", s.id) }
+func (s *session) key() string { return storeKey("session", s.ID) }
 
 // part names a document's entry of kind (doc, png, out) in the store.
 func (s *session) part(kind string, i int) string {
-	return storeKey(kind, s.id+"/"+s.Batch+"/"+strconv.Itoa(i))
+	return storeKey(kind, s.ID+"/"+s.Batch+"/"+strconv.Itoa(i))
 }
 
 // ttl is what is left of the session's life; at least a second so the store takes it.
 func (p *Portal) ttl(s *session) time.Duration { return max(s.Expires.Sub(p.now()), time.Second) }
 
-func (p *Portal) save(ctx context.Context, s *session) error {
-	return p.rp.Save(ctx, s.id, s, s.Expires)
-}
+func (p *Portal) save(ctx context.Context, s *session) error { return p.ss.Save(ctx, s) }
 
-// load reads the request's session; nil when there is none or it ended.
-func (p *Portal) load(r *http.Request) (*session, error) {
-	var s session
-	id, err := p.rp.Load(r, &s)
-	if err != nil || id == "" || !p.now().Before(s.Expires) {
-		return nil, err
-	}
-	s.id = id
-	return &s, nil
-}
-
-// withSession lets only a logged-in official through; POSTs must carry the session's CSRF
-// token (multipart uploads check theirs after parsing).
-func (p *Portal) withSession(h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		s, err := p.load(r)
-		if err != nil {
-			p.unavailable(w, r, err)
-			return
-		}
-		if s == nil {
-			if r.Method == http.MethodGet {
-				http.Redirect(w, r, "/portal/", http.StatusSeeOther)
-				return
-			}
-			p.message(w, r, http.StatusUnauthorized, "portal.expired.title", "portal.expired", "")
-			return
-		}
-		if r.Method == http.MethodPost && r.Header.Get("Content-Type") == "application/x-www-form-urlencoded" {
-			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-			if !rp.Same(s.CSRF, r.PostFormValue("csrf")) {
-				p.message(w, r, http.StatusForbidden, "error.title", "error.csrf", "")
-				return
-			}
-		} else if r.Method == http.MethodPost && r.URL.Path != "/portal/documents" {
-			p.message(w, r, http.StatusBadRequest, "error.title", "error.request", "")
-			return
-		}
-		h(w, r, s)
+// refuse answers a request rp.Sessions.Guard turned away.
+func (p *Portal) refuse(w http.ResponseWriter, r *http.Request, why rp.Refusal) {
+	switch why {
+	case rp.Expired:
+		p.message(w, r, why.Status(), "portal.expired.title", "portal.expired", "")
+	case rp.BadCSRF:
+		p.message(w, r, why.Status(), "error.title", "error.csrf", "")
+	default:
+		p.message(w, r, why.Status(), "error.title", "error.request", "")
 	}
 }
 
@@ -227,7 +197,7 @@ func (p *Portal) unavailable(w http.ResponseWriter, r *http.Request, err error) 
 
 // home is the landing page, the only one without a login.
 func (p *Portal) home(w http.ResponseWriter, r *http.Request) {
-	if s, err := p.load(r); err == nil && s != nil {
+	if s, err := p.ss.Load(r); err == nil && s != nil {
 		http.Redirect(w, r, "/portal/documents", http.StatusSeeOther)
 		return
 	}
@@ -273,7 +243,7 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 	// person's login ends it, documents and all.
 	var resume *session
 	if l.Resume != "" {
-		old, err := p.load(r)
+		old, err := p.ss.Load(r)
 		if err != nil {
 			p.unavailable(w, r, err)
 			return
@@ -328,13 +298,11 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 	if name == "" {
 		name = person.GivenName + " " + person.FamilyName
 	}
-	s := &session{id: rp.Token(), Subject: l.Subject, Name: name, ACR: l.ACR, AMR: l.AMR,
-		AuthTime: l.AuthTime, CSRF: rp.Token(), Expires: p.now().Add(sessionTTL)}
-	if err := p.save(ctx, s); err != nil {
+	s := &session{Subject: l.Subject, Name: name, ACR: l.ACR, AMR: l.AMR, AuthTime: l.AuthTime}
+	if err := p.ss.Begin(ctx, w, s, sessionTTL); err != nil {
 		p.unavailable(w, r, err)
 		return
 	}
-	p.rp.SetCookie(w, s.id, s.Expires)
 	http.Redirect(w, r, "/portal/documents", http.StatusSeeOther)
 }
 
@@ -353,7 +321,7 @@ func (p *Portal) end(ctx context.Context, s *session) error {
 	if err := p.forget(ctx, s); err != nil {
 		return err
 	}
-	return p.rp.Delete(ctx, s.id)
+	return p.rp.Delete(ctx, s.ID)
 }
 
 // forget removes the session's documents, previews and signed copies from the store.

@@ -335,7 +335,7 @@ func sessionKeys(t *testing.T, b *reloginBrowser) []string {
 			}
 			var s session
 			json.Unmarshal(raw, &s)
-			s.id = c.Value
+			s.ID = c.Value
 			return []string{s.key(), s.part("doc", 0)}
 		}
 	}

@@ -12,6 +12,9 @@
 //   - A session is the caller's value, kept as JSON in the ephemeral store under the SHA-256 of
 //     a random id that only the browser's cookie holds (HttpOnly, SameSite=Lax, Secure but in
 //     development over http, scoped to Config.Path), so any replica serves any request.
+//     Sessions does it for a page's session type (which embeds Session): it ends at its Expires
+//     whatever the store keeps, and its Guard lets through only a live session, and a POST only
+//     as a form carrying the session's CSRF token.
 //   - Token and Same make and compare the forms' CSRF tokens (constant time).
 package rp
 
