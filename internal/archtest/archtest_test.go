@@ -8,8 +8,9 @@
 //  2. storage, configuration and CMS encoding: internal/store/..., internal/config, internal/cms,
 //     internal/backup (the archive of the embedded default's files), internal/problem (the catalog
 //     of problem types), internal/sdjwt (reading SD-JWTs, RFC 9901), internal/mdoc (checking
-//     mdoc DeviceResponses, ISO/IEC 18013-5), internal/holder (the reference wallet: a client
-//     of OpenID4VCI and OpenID4VP that, placed here, can import nothing of the server).
+//     mdocs and their DeviceResponses, ISO/IEC 18013-5); then, above them, internal/holder (the
+//     reference wallet: a client of OpenID4VCI and OpenID4VP that checks its mdocs through
+//     internal/mdoc and, placed here, can import nothing of the server).
 //  3. the HTTP edge the services share: internal/server (problems, request ids, limits),
 //     internal/upload (bounded request bodies), internal/web (the page renderer) and internal/rp
 //     (the pages' login at Vula's own identity provider, their sessions and CSRF tokens);

@@ -125,7 +125,7 @@ func (cq credentialQuery) match(cr Credential, anchors []*x509.Certificate, now 
 		}
 	case formatMdoc:
 		md, err := parseMdoc(cr.Credential, anchors, now)
-		if err != nil || cq.Meta.DocTypeValue != "" && md.docType != cq.Meta.DocTypeValue {
+		if err != nil || cq.Meta.DocTypeValue != "" && md.DocType != cq.Meta.DocTypeValue {
 			return nil
 		}
 		m.md = md
@@ -135,9 +135,9 @@ func (cq credentialQuery) match(cr Credential, anchors []*x509.Certificate, now 
 			}
 			ns, _ := c.Path[0].(string)
 			id, _ := c.Path[1].(string)
-			for _, it := range md.items {
-				if it.namespace == ns && it.id == id {
-					return len(c.Values) == 0 || valueIn(normalizeCBOR(it.value), c.Values)
+			for _, e := range md.Elements {
+				if e.Namespace == ns && e.Identifier == id {
+					return len(c.Values) == 0 || valueIn(normalizeCBOR(e.Value), c.Values)
 				}
 			}
 			return false

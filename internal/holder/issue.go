@@ -395,13 +395,13 @@ func (c Client) credential(ctx context.Context, w *Wallet, tok accessToken, dp *
 			if err != nil {
 				return nil, fmt.Errorf("credential %d: %w", i, err)
 			}
-			if cfg.DocType != "" && m.docType != cfg.DocType {
-				return nil, fmt.Errorf("%w: credential %d: doctype %q, the metadata says %q", ErrInvalid, i, m.docType, cfg.DocType)
+			if cfg.DocType != "" && m.DocType != cfg.DocType {
+				return nil, fmt.Errorf("%w: credential %d: doctype %q, the metadata says %q", ErrInvalid, i, m.DocType, cfg.DocType)
 			}
-			if key, err = thumbprint(m.deviceKey); err != nil {
+			if key, err = thumbprint(m.DeviceKey); err != nil {
 				return nil, err
 			}
-			cr.Type, cr.Expires = m.docType, m.validUntil
+			cr.Type, cr.Expires = m.DocType, m.ValidUntil
 		}
 		if !slices.Contains(ids, key) || bound[key] {
 			return nil, fmt.Errorf("%w: credential %d is bound to a key the wallet did not prove, or to one twice", ErrInvalid, i)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/go-jose/go-jose/v3"
+
+	"github.com/vula-eid/vula/internal/mdoc"
 )
 
 // An mdoc presentation over OpenID4VP (1.0 Appendix B.2): a DeviceResponse with the chosen
@@ -15,17 +17,9 @@ import (
 // OpenID4VPHandover binds it to the verifier's client_id, nonce, response_uri and (for an
 // encrypted response) encryption key.
 
-type deviceSign1 struct {
-	_           struct{} `cbor:",toarray"`
-	Protected   []byte
-	Unprotected map[int]any
-	Payload     any // detached: null
-	Signature   []byte
-}
-
-// sessionTranscript is OpenID4VP 1.0's SessionTranscript: [null, null, OpenID4VPHandover].
-func sessionTranscript(r *Request, encKey *jose.JSONWebKey) ([]any, error) {
-	var jkt any
+// sessionTranscript is the request's SessionTranscript (CBOR).
+func sessionTranscript(r *Request, encKey *jose.JSONWebKey) ([]byte, error) {
+	var jkt []byte
 	if encKey != nil {
 		t, err := encKey.Thumbprint(crypto.SHA256)
 		if err != nil {
@@ -33,22 +27,17 @@ func sessionTranscript(r *Request, encKey *jose.JSONWebKey) ([]any, error) {
 		}
 		jkt = t
 	}
-	info, err := cborEnc.Marshal([]any{r.ClientID, r.Nonce, jkt, r.ResponseURI})
-	if err != nil {
-		return nil, err
-	}
-	h := sha256.Sum256(info)
-	return []any{nil, nil, []any{"OpenID4VPHandover", h[:]}}, nil
+	return mdoc.SessionTranscript(r.ClientID, r.Nonce, jkt, r.ResponseURI)
 }
 
 // presentMdoc is the base64url DeviceResponse disclosing the elements at paths ([namespace,
 // element]) of m, signed by the device key.
-func presentMdoc(m *mdoc, key *ecdsa.PrivateKey, r *Request, encKey *jose.JSONWebKey, paths [][]any) (string, error) {
+func presentMdoc(m *issuedMdoc, key *ecdsa.PrivateKey, r *Request, encKey *jose.JSONWebKey, paths [][]any) (string, error) {
 	chosen := map[string][]cbor.RawMessage{}
-	for _, it := range m.items {
+	for _, e := range m.Elements {
 		for _, p := range paths {
-			if len(p) == 2 && p[0] == it.namespace && p[1] == it.id {
-				chosen[it.namespace] = append(chosen[it.namespace], it.raw)
+			if len(p) == 2 && p[0] == e.Namespace && p[1] == e.Identifier {
+				chosen[e.Namespace] = append(chosen[e.Namespace], e.Raw)
 				break
 			}
 		}
@@ -61,12 +50,7 @@ func presentMdoc(m *mdoc, key *ecdsa.PrivateKey, r *Request, encKey *jose.JSONWe
 	if err != nil {
 		return "", err
 	}
-	nsBytes := cbor.Tag{Number: 24, Content: empty}
-	da, err := cborEnc.Marshal([]any{"DeviceAuthentication", st, m.docType, nsBytes})
-	if err != nil {
-		return "", err
-	}
-	daBytes, err := cborEnc.Marshal(cbor.Tag{Number: 24, Content: da})
+	nsBytes, err := cborEnc.Marshal(cbor.Tag{Number: 24, Content: empty})
 	if err != nil {
 		return "", err
 	}
@@ -74,7 +58,7 @@ func presentMdoc(m *mdoc, key *ecdsa.PrivateKey, r *Request, encKey *jose.JSONWe
 	if err != nil {
 		return "", err
 	}
-	toSign, err := cborEnc.Marshal([]any{"Signature1", prot, []byte{}, daBytes})
+	toSign, err := mdoc.DeviceToSign(prot, st, m.DocType, nsBytes)
 	if err != nil {
 		return "", err
 	}
@@ -87,11 +71,11 @@ func presentMdoc(m *mdoc, key *ecdsa.PrivateKey, r *Request, encKey *jose.JSONWe
 	r1.FillBytes(sig[:32])
 	s1.FillBytes(sig[32:])
 	doc := map[string]any{
-		"docType":      m.docType,
-		"issuerSigned": map[string]any{"nameSpaces": chosen, "issuerAuth": m.issuerAuth},
+		"docType":      m.DocType,
+		"issuerSigned": mdoc.IssuerSigned{NameSpaces: chosen, IssuerAuth: m.issuerAuth},
 		"deviceSigned": map[string]any{
-			"nameSpaces": nsBytes,
-			"deviceAuth": map[string]any{"deviceSignature": deviceSign1{Protected: prot, Unprotected: map[int]any{}, Signature: sig}},
+			"nameSpaces": cbor.RawMessage(nsBytes),
+			"deviceAuth": map[string]any{"deviceSignature": mdoc.Sign1{Protected: prot, Unprotected: map[int]cbor.RawMessage{}, Signature: sig}},
 		},
 	}
 	out, err := cborEnc.Marshal(map[string]any{"version": "1.0", "documents": []any{doc}, "status": 0})

@@ -234,7 +234,7 @@ type Match struct {
 	Credential Credential
 	Claims     [][]any // claim paths, as the query names them
 	sd         *sdJWT
-	md         *mdoc
+	md         *issuedMdoc
 }
 
 // ClaimNames are the asked claims as dotted paths (null, an array's every element, as *).
@@ -277,7 +277,7 @@ func (c Client) Match(ctx context.Context, r *Request, w *Wallet) ([]Match, erro
 			if m.sd != nil {
 				ref = m.sd.status
 			} else {
-				ref = m.md.status
+				ref = m.md.statusRef()
 			}
 			if ref != nil {
 				if s, err := c.status(ctx, ref, anchors, cache); err == nil && s != StatusValid {

@@ -24,6 +24,8 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/go-jose/go-jose/v3"
+
+	"github.com/vula-eid/vula/internal/mdoc"
 )
 
 // requestFor is a request object of a verifier at responseURI, signed by pki's leaf.
@@ -157,7 +159,7 @@ func TestPresentMdocEncrypted(t *testing.T) {
 			DeviceSigned struct {
 				NameSpaces cbor.RawMessage `cbor:"nameSpaces"`
 				DeviceAuth struct {
-					Sig coseSign1 `cbor:"deviceSignature"`
+					Sig mdoc.Sign1 `cbor:"deviceSignature"`
 				} `cbor:"deviceAuth"`
 			} `cbor:"deviceSigned"`
 		} `cbor:"documents"`

@@ -156,7 +156,7 @@ func (c Client) List(ctx context.Context, w *Wallet) []Listed {
 				out = append(out, l)
 				continue
 			}
-			l.Claims, ref = m.names(), m.status
+			l.Claims, ref = m.names(), m.statusRef()
 		}
 		switch {
 		case !c.now().Before(cr.Expires) && !cr.Expires.IsZero():

@@ -1,13 +1,15 @@
-// Package mdoc reads and checks ISO/IEC 18013-5 mdoc presentations as OpenID4VP 1.0 carries
-// them (Appendix B.2): a DeviceResponse whose documents each hold the issuer's signed items and
-// Mobile Security Object (COSE_Sign1 with an x5chain) and the device's signature over the
-// SessionTranscript.
+// Package mdoc reads and checks ISO/IEC 18013-5 mdocs: the issuer's signed items and Mobile
+// Security Object (IssuerSigned, the MSO signed as COSE_Sign1 with an x5chain), as a wallet
+// receives them, and the DeviceResponse presentations that carry them as OpenID4VP 1.0 does
+// (Appendix B.2), with the device's signature over the SessionTranscript.
 //
-// Verify accepts a document only when the MSO's signature verifies by the x5chain leaf, the
-// chain leads to one of the given anchors, the MSO is for the document's docType and valid now,
-// every returned item matches its digest in the MSO, and the device signature verifies by the
-// MSO's device key over DeviceAuthentication built from the given SessionTranscript. It never
-// fetches anything; a status list reference is returned for the caller to check.
+// IssuerSigned.Check accepts an mdoc only when the MSO's signature verifies by the x5chain leaf
+// (a certificate for digital signatures), the chain leads to one of the given roots, the MSO is
+// valid at the time given, and every item matches its digest in the MSO. Verify adds, for a
+// DeviceResponse, that the document's docType is the MSO's and that the device signature
+// verifies by the MSO's device key over DeviceAuthentication built from the given
+// SessionTranscript. Nothing here fetches anything; a status list reference is returned for the
+// caller to check.
 package mdoc
 
 import (
@@ -32,8 +34,12 @@ const MaxResponse = 256 << 10
 // clockSkew is the leeway on the MSO's validity.
 const clockSkew = time.Minute
 
-// ErrInvalid is a presentation that is malformed or does not verify.
-var ErrInvalid = errors.New("invalid mdoc presentation")
+// ErrInvalid is an mdoc or a presentation that is malformed or does not verify.
+var ErrInvalid = errors.New("invalid mdoc")
+
+// ErrUntrusted is an mdoc whose issuer's x5chain does not lead to one of the given roots; it is
+// also ErrInvalid.
+var ErrUntrusted = fmt.Errorf("%w: the x5chain does not lead to a trust anchor", ErrInvalid)
 
 // dec bounds what hostile CBOR can make the decoder do.
 var dec, _ = cbor.DecOptions{
@@ -60,11 +66,13 @@ type deviceResponse struct {
 
 type document struct {
 	DocType      string       `cbor:"docType"`
-	IssuerSigned issuerSigned `cbor:"issuerSigned"`
+	IssuerSigned IssuerSigned `cbor:"issuerSigned"`
 	DeviceSigned deviceSigned `cbor:"deviceSigned"`
 }
 
-type issuerSigned struct {
+// IssuerSigned is ISO/IEC 18013-5 §8.3.2.1.2.2's IssuerSigned: per namespace the items as
+// IssuerSignedItemBytes (tag 24, each hashed as it stands), and the MSO's COSE_Sign1.
+type IssuerSigned struct {
 	NameSpaces map[string][]cbor.RawMessage `cbor:"nameSpaces"`
 	IssuerAuth cbor.RawMessage              `cbor:"issuerAuth"`
 }
@@ -77,8 +85,8 @@ type deviceSigned struct {
 	} `cbor:"deviceAuth"`
 }
 
-// sign1 is a COSE_Sign1 (RFC 9052 §4.2); Payload is nil when detached.
-type sign1 struct {
+// Sign1 is an untagged COSE_Sign1 (RFC 9052 §4.2); Payload is nil (null) when detached.
+type Sign1 struct {
 	_           struct{} `cbor:",toarray"`
 	Protected   []byte
 	Unprotected map[int]cbor.RawMessage
@@ -86,7 +94,8 @@ type sign1 struct {
 	Signature   []byte
 }
 
-type item struct {
+// IssuerSignedItem is one element as the issuer signed it (§8.3.2.1.2.2).
+type IssuerSignedItem struct {
 	DigestID          uint64          `cbor:"digestID"`
 	Random            []byte          `cbor:"random"`
 	ElementIdentifier string          `cbor:"elementIdentifier"`
@@ -122,15 +131,70 @@ type Element struct {
 	Namespace  string
 	Identifier string
 	Value      any
+	Raw        cbor.RawMessage // the IssuerSignedItemBytes as issued, to be presented again
 }
 
-// Document is a verified document of a DeviceResponse.
+// Document is a checked mdoc.
 type Document struct {
 	DocType    string
 	Chain      []*x509.Certificate // the issuer's x5chain, leaf first
 	Elements   []Element
+	DeviceKey  *ecdsa.PublicKey // the MSO's, which signs presentations
 	ValidUntil time.Time
 	Status     *StatusRef
+}
+
+// DecodeIssuerSigned reads a CBOR IssuerSigned, unchecked, with the decoder's bounds.
+func DecodeIssuerSigned(raw []byte) (IssuerSigned, error) {
+	var is IssuerSigned
+	if err := dec.Unmarshal(raw, &is); err != nil {
+		return IssuerSigned{}, invalid("not an IssuerSigned structure: %v", err)
+	}
+	return is, nil
+}
+
+// Check verifies is at now against roots: the MSO's signature by its x5chain's leaf, that
+// chain to roots, the MSO's validity, every item's digest, and the device key. The Document
+// is never nil: on an error it holds what was read before it (the chain, once parsed).
+func (is IssuerSigned) Check(roots *x509.CertPool, now time.Time) (*Document, error) {
+	payload, chain, err := verifyIssuerAuth(is.IssuerAuth, roots, now)
+	out := &Document{Chain: chain}
+	if err != nil {
+		return out, err
+	}
+	var tag cbor.Tag
+	if err := dec.Unmarshal(payload, &tag); err != nil || tag.Number != 24 {
+		return out, invalid("the MSO is not embedded CBOR (tag 24)")
+	}
+	msoBytes, ok := tag.Content.([]byte)
+	if !ok {
+		return out, invalid("the MSO is not embedded CBOR (tag 24)")
+	}
+	var m mso
+	if err := dec.Unmarshal(msoBytes, &m); err != nil {
+		return out, invalid("the MSO: %v", err)
+	}
+	if m.DigestAlgorithm != "SHA-256" && m.DigestAlgorithm != "SHA-512" {
+		return out, invalid("digest algorithm %q", m.DigestAlgorithm)
+	}
+	out.DocType, out.Status = m.DocType, m.Status.StatusList
+	from, err := tdate(m.ValidityInfo.ValidFrom)
+	if err != nil {
+		return out, err
+	}
+	if out.ValidUntil, err = tdate(m.ValidityInfo.ValidUntil); err != nil {
+		return out, err
+	}
+	if !now.Before(out.ValidUntil.Add(clockSkew)) || now.Add(clockSkew).Before(from) {
+		return out, invalid("the mdoc is valid from %s until %s", from.UTC().Format(time.RFC3339), out.ValidUntil.UTC().Format(time.RFC3339))
+	}
+	if out.Elements, err = checkItems(is.NameSpaces, m); err != nil {
+		return out, err
+	}
+	if out.DeviceKey, err = coseKeyEC(m.DeviceKeyInfo.DeviceKey); err != nil {
+		return out, err
+	}
+	return out, nil
 }
 
 // parse decodes a base64url DeviceResponse and returns its documents, unverified.
@@ -181,45 +245,16 @@ func Verify(s string, anchors *x509.CertPool, sessionTranscript []byte, now time
 		return nil, invalid("the DeviceResponse has %d documents, one is expected", len(docs))
 	}
 	d := docs[0]
-	payload, chain, err := verifyIssuerAuth(d.IssuerSigned.IssuerAuth, anchors, now)
-	out := &Document{DocType: d.DocType, Chain: chain}
+	out, err := d.IssuerSigned.Check(anchors, now)
+	msoDocType := out.DocType
+	out.DocType = d.DocType
 	if err != nil {
 		return out, err
 	}
-	var tag cbor.Tag
-	if err := dec.Unmarshal(payload, &tag); err != nil || tag.Number != 24 {
-		return out, invalid("the MSO is not embedded CBOR (tag 24)")
+	if msoDocType != d.DocType {
+		return out, invalid("the document's docType %q is not the MSO's %q", d.DocType, msoDocType)
 	}
-	msoBytes, ok := tag.Content.([]byte)
-	if !ok {
-		return out, invalid("the MSO is not embedded CBOR (tag 24)")
-	}
-	var m mso
-	if err := dec.Unmarshal(msoBytes, &m); err != nil {
-		return out, invalid("the MSO: %v", err)
-	}
-	if m.DocType != d.DocType {
-		return out, invalid("the document's docType %q is not the MSO's %q", d.DocType, m.DocType)
-	}
-	out.Status = m.Status.StatusList
-	from, err := tdate(m.ValidityInfo.ValidFrom)
-	if err != nil {
-		return out, err
-	}
-	if out.ValidUntil, err = tdate(m.ValidityInfo.ValidUntil); err != nil {
-		return out, err
-	}
-	if !now.Before(out.ValidUntil.Add(clockSkew)) || now.Add(clockSkew).Before(from) {
-		return out, invalid("the mdoc is valid from %s until %s", from.UTC().Format(time.RFC3339), out.ValidUntil.UTC().Format(time.RFC3339))
-	}
-	if out.Elements, err = checkItems(d.IssuerSigned.NameSpaces, m); err != nil {
-		return out, err
-	}
-	devKey, err := coseKeyEC(m.DeviceKeyInfo.DeviceKey)
-	if err != nil {
-		return out, err
-	}
-	if err := verifyDevice(d, devKey, sessionTranscript); err != nil {
+	if err := verifyDevice(d, out.DeviceKey, sessionTranscript); err != nil {
 		return out, err
 	}
 	return out, nil
@@ -232,22 +267,19 @@ func checkItems(nameSpaces map[string][]cbor.RawMessage, m mso) ([]Element, erro
 		digests := m.ValueDigests[ns]
 		for _, raw := range items {
 			var sum []byte
-			switch m.DigestAlgorithm {
-			case "SHA-256":
+			if m.DigestAlgorithm == "SHA-256" {
 				h := sha256.Sum256(raw)
 				sum = h[:]
-			case "SHA-512":
+			} else {
 				h := sha512.Sum512(raw)
 				sum = h[:]
-			default:
-				return nil, invalid("digest algorithm %q", m.DigestAlgorithm)
 			}
 			var t cbor.Tag
 			if err := dec.Unmarshal(raw, &t); err != nil || t.Number != 24 {
 				return nil, invalid("an item of %s is not embedded CBOR", ns)
 			}
 			b, _ := t.Content.([]byte)
-			var it item
+			var it IssuerSignedItem
 			if err := dec.Unmarshal(b, &it); err != nil {
 				return nil, invalid("an item of %s: %v", ns, err)
 			}
@@ -259,7 +291,7 @@ func checkItems(nameSpaces map[string][]cbor.RawMessage, m mso) ([]Element, erro
 			if err := dec.Unmarshal(it.ElementValue, &v); err != nil {
 				return nil, invalid("item %s/%s: %v", ns, it.ElementIdentifier, err)
 			}
-			out = append(out, Element{Namespace: ns, Identifier: it.ElementIdentifier, Value: v})
+			out = append(out, Element{Namespace: ns, Identifier: it.ElementIdentifier, Value: v, Raw: raw})
 		}
 	}
 	return out, nil
@@ -272,30 +304,18 @@ func verifyDevice(d document, key *ecdsa.PublicKey, sessionTranscript []byte) er
 	if d.DeviceSigned.DeviceAuth.DeviceSignature == nil {
 		return invalid("no deviceSignature (deviceMac is not accepted)")
 	}
-	var s sign1
+	var s Sign1
 	if err := unmarshalSign1(d.DeviceSigned.DeviceAuth.DeviceSignature, &s); err != nil {
 		return err
 	}
 	if s.Payload != nil {
 		return invalid("the deviceSignature's payload is not detached")
 	}
-	var t cbor.RawTag
-	if err := dec.Unmarshal(d.DeviceSigned.NameSpaces, &t); err != nil || t.Number != 24 {
-		return invalid("deviceSigned.nameSpaces is not embedded CBOR")
-	}
-	da, err := enc.Marshal([]any{"DeviceAuthentication", cbor.RawMessage(sessionTranscript), d.DocType, cbor.RawMessage(d.DeviceSigned.NameSpaces)})
-	if err != nil {
-		return err
-	}
-	daBytes, err := enc.Marshal(cbor.Tag{Number: 24, Content: da})
-	if err != nil {
-		return err
-	}
 	alg, err := algOf(s.Protected)
 	if err != nil {
 		return err
 	}
-	toSign, err := enc.Marshal([]any{"Signature1", s.Protected, []byte{}, daBytes})
+	toSign, err := DeviceToSign(s.Protected, sessionTranscript, d.DocType, d.DeviceSigned.NameSpaces)
 	if err != nil {
 		return err
 	}
@@ -305,7 +325,27 @@ func verifyDevice(d document, key *ecdsa.PublicKey, sessionTranscript []byte) er
 	return nil
 }
 
-func unmarshalSign1(raw []byte, s *sign1) error {
+// DeviceToSign is what the device signs for a presentation, with the COSE protected header
+// protected: the Sig_structure over the detached DeviceAuthenticationBytes = #6.24(bstr .cbor
+// ["DeviceAuthentication", SessionTranscript, DocType, DeviceNameSpacesBytes]) (ISO/IEC
+// 18013-5 §9.1.3.4); sessionTranscript is CBOR, deviceNameSpaces the tag-24 bytes.
+func DeviceToSign(protected, sessionTranscript []byte, docType string, deviceNameSpaces cbor.RawMessage) ([]byte, error) {
+	var t cbor.RawTag
+	if err := dec.Unmarshal(deviceNameSpaces, &t); err != nil || t.Number != 24 {
+		return nil, invalid("deviceSigned.nameSpaces is not embedded CBOR")
+	}
+	da, err := enc.Marshal([]any{"DeviceAuthentication", cbor.RawMessage(sessionTranscript), docType, deviceNameSpaces})
+	if err != nil {
+		return nil, err
+	}
+	daBytes, err := enc.Marshal(cbor.Tag{Number: 24, Content: da})
+	if err != nil {
+		return nil, err
+	}
+	return enc.Marshal([]any{"Signature1", protected, []byte{}, daBytes})
+}
+
+func unmarshalSign1(raw []byte, s *Sign1) error {
 	var tagged cbor.RawTag
 	if dec.Unmarshal(raw, &tagged) == nil && tagged.Number == 18 {
 		raw = tagged.Content
@@ -331,7 +371,7 @@ func algOf(protected []byte) (int, error) {
 // verifyIssuerAuth checks the MSO's COSE_Sign1 by the leaf of its x5chain, which must chain to
 // anchors and be for digital signatures, and returns the payload and the chain.
 func verifyIssuerAuth(raw []byte, anchors *x509.CertPool, now time.Time) ([]byte, []*x509.Certificate, error) {
-	var s sign1
+	var s Sign1
 	if err := unmarshalSign1(raw, &s); err != nil {
 		return nil, nil, err
 	}
@@ -349,13 +389,17 @@ func verifyIssuerAuth(raw []byte, anchors *x509.CertPool, now time.Time) ([]byte
 	if err != nil {
 		return nil, nil, err
 	}
+	if anchors == nil {
+		// crypto/x509 would take the system's roots.
+		return nil, chain, fmt.Errorf("%w: no trust anchors", ErrUntrusted)
+	}
 	inter := x509.NewCertPool()
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
 	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: anchors, Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		return nil, chain, invalid("the x5chain does not lead to a trust anchor: %v", err)
+		return nil, chain, fmt.Errorf("%w: %s: %v", ErrUntrusted, chain[0].Subject, err)
 	}
 	if chain[0].KeyUsage&x509.KeyUsageDigitalSignature == 0 {
 		return nil, chain, invalid("the issuer certificate is not for digital signatures")
