@@ -7,9 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"errors"
-	"io"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,10 +15,8 @@ import (
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vula-eid/vula/hsm"
-	"github.com/vula-eid/vula/hsm/software"
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/idp"
@@ -29,6 +25,7 @@ import (
 	"github.com/vula-eid/vula/internal/store/rediskv"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
 	"github.com/vula-eid/vula/internal/testenv"
+	"github.com/vula-eid/vula/internal/testenv/stack"
 )
 
 // env is the service on real parts: software keys audited into a hash-chained log on SQLite,
@@ -52,34 +49,8 @@ func (e *env) advance(d time.Duration) {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	e := &env{log: slog.New(slog.NewTextHandler(io.Discard, nil)), t: time.Now()}
-	kf := filepath.Join(dir, "master.key")
-	if err := software.CreateKeyFile(kf); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := software.Open(ctx, software.Config{Dir: filepath.Join(dir, "keys"), KeyFile: kf}, e.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.Close() })
-	if e.db, err = sqlstore.Open(ctx, "sqlite:"+filepath.Join(dir, "vula.db"), e.log); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.db.Close() })
-	ak, err := raw.CreateKey(ctx, hsm.KeySpec{Label: "audit", Algorithm: hsm.ECP256, Purpose: hsm.PurposeAudit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.audit, err = audit.New(ctx, e.db, raw, ak.URI, audit.Options{}, time.Now, e.log); err != nil {
-		t.Fatal(err)
-	}
-	e.keys = hsm.Instrument(raw, hsm.NewMetrics(prometheus.NewRegistry()), e.audit, time.Now)
-	if e.pki, err = certs.Open(ctx, e.keys, e.db, certs.DefaultConfig(), time.Now); err != nil {
-		t.Fatal(err)
-	}
-	return e
+	st := stack.New(t)
+	return &env{log: st.Log, t: time.Now(), db: st.DB, audit: st.Audit, keys: st.Keys, pki: st.PKI}
 }
 
 // replica is one service over eph, as one `vula serve` process would have it.

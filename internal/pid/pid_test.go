@@ -13,22 +13,18 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v3"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vula-eid/vula/hsm"
-	"github.com/vula-eid/vula/hsm/software"
-	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/memstore"
 	"github.com/vula-eid/vula/internal/store/sqlstore"
+	"github.com/vula-eid/vula/internal/testenv/stack"
 )
 
 type env struct {
@@ -45,41 +41,13 @@ const issuerURL = "https://vula.example"
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	kf := filepath.Join(dir, "master.key")
-	if err := software.CreateKeyFile(kf); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := software.Open(ctx, software.Config{Dir: filepath.Join(dir, "keys"), KeyFile: kf}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = raw.Close() })
-	db, err := sqlstore.Open(ctx, "sqlite:"+filepath.Join(dir, "vula.db"), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	ak, err := raw.CreateKey(ctx, hsm.KeySpec{Label: "audit", Algorithm: hsm.ECP256, Purpose: hsm.PurposeAudit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	al, err := audit.New(ctx, db, raw, ak.URI, audit.Options{}, time.Now, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := hsm.Instrument(raw, hsm.NewMetrics(prometheus.NewRegistry()), al, time.Now)
-	pki, err := certs.Open(ctx, keys, db, certs.DefaultConfig(), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{db: db, pki: pki, eph: memstore.New(time.Now), sub: "sub-arta", clock: time.Now()}
-	if err := db.CreatePerson(ctx, store.Person{SubjectID: e.sub, PersonalNumber: "1234567890", GivenName: "Arta",
+	st := stack.New(t)
+	e := &env{db: st.DB, pki: st.PKI, eph: memstore.New(time.Now), sub: "sub-arta", clock: time.Now()}
+	if err := e.db.CreatePerson(ctx, store.Person{SubjectID: e.sub, PersonalNumber: "1234567890", GivenName: "Arta",
 		FamilyName: "Krasniqi", BirthDate: "1990-04-12", Created: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	e.svc = New(Config{Issuer: issuerURL, Country: "XK", Authority: "Vula", ListSize: 1024}, keys, pki, db, db, al, e.eph, log,
+	e.svc = New(Config{Issuer: issuerURL, Country: "XK", Authority: "Vula", ListSize: 1024}, st.Keys, st.PKI, st.DB, st.DB, st.Audit, e.eph, st.Log,
 		func() time.Time { return e.clock })
 	if err := e.svc.Provision(ctx); err != nil {
 		t.Fatal(err)

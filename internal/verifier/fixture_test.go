@@ -12,25 +12,17 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/big"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v3"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vula-eid/vula/hsm"
-	"github.com/vula-eid/vula/hsm/software"
-	"github.com/vula-eid/vula/internal/audit"
-	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/sdjwt"
 	"github.com/vula-eid/vula/internal/store/memstore"
-	"github.com/vula-eid/vula/internal/store/sqlstore"
+	"github.com/vula-eid/vula/internal/testenv/stack"
 )
 
 // issuer is an outside credential issuer made for the tests: its own CA (a trust anchor of the
@@ -150,42 +142,14 @@ func (is *issuer) StatusList(_ context.Context, uri string) ([]byte, error) {
 		"status_list": map[string]any{"bits": 1, "lst": b64.EncodeToString(z.Bytes())}})), nil
 }
 
-// newService is the verifier with a software key layer, an SQLite store and Vula's PKI, trusting
-// the anchors given, reading status lists from lists.
+// newService is the verifier on the platform's ground (a software key layer, an SQLite store,
+// the audit log, Vula's PKI), trusting the anchors given, reading status lists from lists.
 func newService(t testing.TB, lists StatusLists, anchors ...*x509.Certificate) *Service {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	kf := filepath.Join(dir, "master.key")
-	if err := software.CreateKeyFile(kf); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := software.Open(ctx, software.Config{Dir: filepath.Join(dir, "keys"), KeyFile: kf}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = raw.Close() })
-	db, err := sqlstore.Open(ctx, "sqlite:"+filepath.Join(dir, "vula.db"), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	ak, err := raw.CreateKey(ctx, hsm.KeySpec{Label: "audit", Algorithm: hsm.ECP256, Purpose: hsm.PurposeAudit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	al, err := audit.New(ctx, db, raw, ak.URI, audit.Options{}, time.Now, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := hsm.Instrument(raw, hsm.NewMetrics(prometheus.NewRegistry()), al, time.Now)
-	pki, err := certs.Open(ctx, keys, db, certs.DefaultConfig(), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(Config{BaseURL: "https://vula.example", Organization: "Vula", Country: "XK", Anchors: anchors}, keys, pki, db, lists, al,
-		memstore.New(time.Now), log, time.Now)
+	st := stack.New(t)
+	s := New(Config{BaseURL: "https://vula.example", Organization: "Vula", Country: "XK", Anchors: anchors}, st.Keys, st.PKI, st.DB, lists, st.Audit,
+		memstore.New(time.Now), st.Log, time.Now)
 	if err := s.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
