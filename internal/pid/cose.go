@@ -3,9 +3,15 @@ package pid
 import (
 	"context"
 	"crypto"
+	"encoding/base64"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/vula-eid/vula/internal/rawsig"
 )
+
+// b64 is base64url without padding, as JOSE and OpenID4VCI carry binary values.
+var b64 = base64.RawURLEncoding
 
 // COSE_Sign1 (RFC 9052 §4.2) is built here on fxamacker/cbor: one structure and one
 // Sig_structure, too small for a COSE library's weight.
@@ -33,11 +39,11 @@ type sign1 struct {
 // signCOSE makes a tagged COSE_Sign1 over payload with the given protected headers (alg is set
 // here) and unprotected ones.
 func signCOSE(ctx context.Context, s crypto.Signer, protected, unprotected map[int]any, payload []byte) ([]byte, error) {
-	_, alg, _, err := jwsAlg(s.Public())
+	alg, err := rawsig.AlgOf(s.Public())
 	if err != nil {
 		return nil, err
 	}
-	protected[coseAlg] = alg
+	protected[coseAlg] = alg.COSE
 	ph, err := coseEnc.Marshal(protected)
 	if err != nil {
 		return nil, err
@@ -46,7 +52,7 @@ func signCOSE(ctx context.Context, s crypto.Signer, protected, unprotected map[i
 	if err != nil {
 		return nil, err
 	}
-	sig, err := rawSign(ctx, s, toSign)
+	sig, err := rawsig.Sign(ctx, s, toSign)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/problem"
+	"github.com/vula-eid/vula/internal/rawsig"
 	"github.com/vula-eid/vula/internal/server"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/web"
@@ -78,7 +79,9 @@ func (h Handler) metadata(w http.ResponseWriter, r *http.Request) {
 	s := h.S
 	alg := "ES256"
 	if k, err := s.issuer(r.Context()); err == nil {
-		alg, _, _, _ = jwsAlg(k.signer.Public())
+		if a, err := rawsig.AlgOf(k.signer.Public()); err == nil {
+			alg = a.JOSE
+		}
 	}
 	claims := []map[string]any{}
 	for _, c := range [][]any{{"family_name"}, {"given_name"}, {"birthdate"}, {"nationalities"}, {"personal_administrative_number"},

@@ -41,6 +41,7 @@ import (
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/auth"
 	"github.com/vula-eid/vula/internal/certs"
+	"github.com/vula-eid/vula/internal/rawsig"
 	"github.com/vula-eid/vula/internal/store"
 )
 
@@ -393,7 +394,7 @@ func (s *Service) sdJWT(ctx context.Context, k *issuerKey, claims map[string]any
 	body["_sd_alg"] = "sha-256"
 	body["cnf"] = map[string]any{"jwk": json.RawMessage(pub)}
 	body["status"] = map[string]any{"status_list": map[string]any{"idx": rec.Index, "uri": s.statusURI(rec.List)}}
-	jwt, err := signJWS(ctx, k.signer, map[string]any{"typ": FormatSDJWT, "x5c": k.x5c}, body)
+	jwt, err := rawsig.JWS(ctx, k.signer, map[string]any{"typ": FormatSDJWT, "x5c": k.x5c}, body)
 	if err != nil {
 		return "", err
 	}

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"time"
+
+	"github.com/vula-eid/vula/internal/rawsig"
 )
 
 // Media types of status list tokens.
@@ -95,7 +97,7 @@ func (s *Service) StatusList(ctx context.Context, list int, cwt bool) (StatusTok
 			return StatusToken{}, err
 		}
 	} else {
-		jwt, err := signJWS(ctx, k.signer, map[string]any{"typ": "statuslist+jwt", "x5c": k.x5c}, map[string]any{
+		jwt, err := rawsig.JWS(ctx, k.signer, map[string]any{"typ": "statuslist+jwt", "x5c": k.x5c}, map[string]any{
 			"sub": s.statusURI(list), "iat": issued.Unix(), "exp": exp.Unix(), "ttl": ttl,
 			"status_list": map[string]any{"bits": 1, "lst": b64.EncodeToString(lst)},
 		})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/problem"
+	"github.com/vula-eid/vula/internal/rawsig"
 	"github.com/vula-eid/vula/internal/store"
 )
 
@@ -301,7 +302,7 @@ func (s *Service) RequestObject(ctx context.Context, id, walletNonce string) (st
 	if walletNonce != "" {
 		claims["wallet_nonce"] = walletNonce
 	}
-	return signJWS(ctx, k.signer, map[string]any{"typ": "oauth-authz-req+jwt", "x5c": k.x5c}, claims)
+	return rawsig.JWS(ctx, k.signer, map[string]any{"typ": "oauth-authz-req+jwt", "x5c": k.x5c}, claims)
 }
 
 // responseURI is where the wallet posts its response to tx.
