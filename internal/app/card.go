@@ -3,12 +3,10 @@ package app
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/vula-eid/vula/internal/audit"
@@ -38,9 +36,9 @@ func newCardListener(cfg config.Card) (*cardListener, error) {
 	c := &cardListener{}
 	pool := x509.NewCertPool()
 	for _, f := range cfg.ClientCAs {
-		cas, err := readCerts(f)
+		cas, err := readCertificates("idp.card.client_cas", f)
 		if err != nil {
-			return nil, fmt.Errorf("idp.card.client_cas: %w", err)
+			return nil, err
 		}
 		for _, ca := range cas {
 			pool.AddCert(ca)
@@ -53,34 +51,6 @@ func newCardListener(cfg config.Card) (*cardListener, error) {
 	c.tls = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, ClientCAs: pool,
 		MinVersion: tls.VersionTLS12}
 	return c, nil
-}
-
-// readCerts reads the certificates of a PEM file.
-func readCerts(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return out, nil
 }
 
 // build adds the card login to the pages and serves its route on the card listener.

@@ -40,26 +40,7 @@ func (b *builder) addUnsigned(ctx context.Context, sigValue *etree.Element) erro
 	if err != nil {
 		return fmt.Errorf("xades: validation data: %w", err)
 	}
-	inKeyInfo := b.keyInfoCerts()
-	cv := usp.CreateElement("xades:CertificateValues")
-	for _, c := range vd.Certs {
-		if !containsCert(inKeyInfo, c) {
-			cv.CreateElement("xades:EncapsulatedX509Certificate").SetText(b64(c.Raw))
-		}
-	}
-	rv := usp.CreateElement("xades:RevocationValues")
-	if len(vd.CRLs) > 0 {
-		crls := rv.CreateElement("xades:CRLValues")
-		for _, c := range vd.CRLs {
-			crls.CreateElement("xades:EncapsulatedCRLValue").SetText(b64(c))
-		}
-	}
-	if len(vd.OCSPs) > 0 {
-		ocsps := rv.CreateElement("xades:OCSPValues")
-		for _, o := range vd.OCSPs {
-			ocsps.CreateElement("xades:EncapsulatedOCSPValue").SetText(b64(o))
-		}
-	}
+	addValidationData(usp, vd, b.keyInfoCerts())
 	if !b.opts.Level.AtLeast(signing.LevelLTA) {
 		return nil
 	}
@@ -122,6 +103,31 @@ func (b *builder) addTimestamp(parent *etree.Element, tag, id string, token []by
 	ts.CreateElement("ds:CanonicalizationMethod").CreateAttr("Algorithm", algExcC14N)
 	ts.CreateElement("xades:EncapsulatedTimeStamp").SetText(b64(token))
 	return ts
+}
+
+// addValidationData adds to parent the xades:CertificateValues of vd's certificates but those
+// already in skip (the signature's KeyInfo), and the xades:RevocationValues of its CRLs and
+// OCSP responses.
+func addValidationData(parent *etree.Element, vd signing.ValidationData, skip []*x509.Certificate) {
+	cv := parent.CreateElement("xades:CertificateValues")
+	for _, c := range vd.Certs {
+		if !containsCert(skip, c) {
+			cv.CreateElement("xades:EncapsulatedX509Certificate").SetText(b64(c.Raw))
+		}
+	}
+	rv := parent.CreateElement("xades:RevocationValues")
+	if len(vd.CRLs) > 0 {
+		crls := rv.CreateElement("xades:CRLValues")
+		for _, c := range vd.CRLs {
+			crls.CreateElement("xades:EncapsulatedCRLValue").SetText(b64(c))
+		}
+	}
+	if len(vd.OCSPs) > 0 {
+		ocsps := rv.CreateElement("xades:OCSPValues")
+		for _, o := range vd.OCSPs {
+			ocsps.CreateElement("xades:EncapsulatedOCSPValue").SetText(b64(o))
+		}
+	}
 }
 
 func containsCert(list []*x509.Certificate, c *x509.Certificate) bool {

@@ -223,23 +223,7 @@ func addTSValidationData(ctx context.Context, usp *etree.Element, token []byte, 
 	}
 	tvd := usp.CreateElement("xadesv141:TimeStampValidationData")
 	tvd.CreateAttr("xmlns:xadesv141", nsXAdES4)
-	cv := tvd.CreateElement("xades:CertificateValues")
-	for _, c := range vd.Certs {
-		cv.CreateElement("xades:EncapsulatedX509Certificate").SetText(b64(c.Raw))
-	}
-	rv := tvd.CreateElement("xades:RevocationValues")
-	if len(vd.CRLs) > 0 {
-		crls := rv.CreateElement("xades:CRLValues")
-		for _, c := range vd.CRLs {
-			crls.CreateElement("xades:EncapsulatedCRLValue").SetText(b64(c))
-		}
-	}
-	if len(vd.OCSPs) > 0 {
-		ocsps := rv.CreateElement("xades:OCSPValues")
-		for _, o := range vd.OCSPs {
-			ocsps.CreateElement("xades:EncapsulatedOCSPValue").SetText(b64(o))
-		}
-	}
+	addValidationData(tvd, vd, nil)
 	return nil
 }
 
