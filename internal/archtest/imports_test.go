@@ -17,7 +17,7 @@ const module = "github.com/vula-eid/vula"
 // or more package paths, each with everything beneath it; it is named by its first path.
 var layers = [][][]string{
 	{{"hsm"}},
-	{{"internal/store"}, {"internal/config"}, {"internal/cms"}, {"internal/backup"}, {"internal/problem"}, {"internal/sdjwt"}, {"internal/mdoc"}, {"internal/rawsig"}},
+	{{"internal/store"}, {"internal/config"}, {"internal/cms"}, {"internal/backup"}, {"internal/problem"}, {"internal/sdjwt"}, {"internal/mdoc"}, {"internal/rawsig"}, {"internal/statuslist"}},
 	{{"internal/holder"}}, // the wallet, over mdoc's checks: still below everything of the server
 	{{"internal/server"}, {"internal/upload"}, {"internal/web"}, {"internal/rp"}},
 	{{"internal/audit"}, {"internal/auth"}}, // over the edge: audit serves its proofs, auth answers refused tokens
@@ -203,6 +203,8 @@ func TestRules(t *testing.T) {
 		{"internal/mdoc", "internal/holder", false},
 		{"internal/pid", "internal/rawsig", true},
 		{"internal/rawsig", "hsm", true},
+		{"internal/holder", "internal/statuslist", true},
+		{"internal/statuslist", "internal/holder", false},
 		{"internal/holder", "internal/rp", false},
 		{"internal/holder", "internal/verifier", false},
 	} {

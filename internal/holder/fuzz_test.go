@@ -1,8 +1,6 @@
 package holder
 
 import (
-	"bytes"
-	"compress/zlib"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -67,17 +65,4 @@ func FuzzDCQL(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte(`{"credentials":[{"id":"a","format":"mso_mdoc","claims":[{"id":"x","path":["ns","e"]}],"claim_sets":[["x"]]}],"credential_sets":[{"options":[["a"]]}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = parseDCQL(b) })
-}
-
-func FuzzInflate(f *testing.F) {
-	var z bytes.Buffer
-	w := zlib.NewWriter(&z)
-	w.Write(make([]byte, 1024))
-	w.Close()
-	f.Add(z.Bytes())
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if out, err := inflate(b); err == nil && len(out) > maxListBits {
-			t.Fatalf("%d bytes inflated", len(out))
-		}
-	})
 }

@@ -2,14 +2,14 @@ package holder
 
 import (
 	"bytes"
-	"compress/zlib"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
+
+	"github.com/vula-eid/vula/internal/statuslist"
 )
 
 // Status values of a Token Status List (IETF OAuth Token Status List §7.1).
@@ -20,10 +20,7 @@ const (
 )
 
 // statusList is a fetched, verified status list.
-type statusList struct {
-	bits int
-	lst  []byte
-}
+type statusList = statuslist.List
 
 // Status fetches the status list token at ref's uri as a JWT, checks it (signed by a
 // certificate chaining to anchors, its sub the uri, not expired) and reads ref's slot. cache
@@ -37,11 +34,10 @@ func (c Client) status(ctx context.Context, ref *statusRef, anchors []*x509.Cert
 		}
 		cache[ref.URI] = l
 	}
-	per := 8 / l.bits
-	if ref.Idx < 0 || ref.Idx/per >= len(l.lst) {
-		return "", fmt.Errorf("%w: index %d is outside the status list", ErrInvalid, ref.Idx)
+	v, err := l.At(int64(ref.Idx))
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	v := (l.lst[ref.Idx/per] >> ((ref.Idx % per) * l.bits)) & (1<<l.bits - 1)
 	switch v {
 	case 0:
 		return StatusValid, nil
@@ -91,36 +87,11 @@ func (c Client) fetchStatusList(ctx context.Context, uri string, anchors []*x509
 	if claims.Exp != 0 && !now.Before(time.Unix(claims.Exp, 0).Add(clockSkew)) {
 		return nil, fmt.Errorf("%w: the status list expired", ErrInvalid)
 	}
-	switch claims.StatusList.Bits {
-	case 1, 2, 4, 8:
-	default:
-		return nil, fmt.Errorf("%w: status list bits %d", ErrInvalid, claims.StatusList.Bits)
-	}
-	z, err := b64.DecodeString(claims.StatusList.Lst)
+	l, err := statuslist.Decode(claims.StatusList.Lst, claims.StatusList.Bits, maxListBits)
 	if err != nil {
-		return nil, fmt.Errorf("%w: the status list's lst is not base64url", ErrInvalid)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	lst, err := inflate(z)
-	if err != nil {
-		return nil, err
-	}
-	return &statusList{bits: claims.StatusList.Bits, lst: lst}, nil
-}
-
-// inflate decompresses a ZLIB status list, refusing one that inflates past maxListBits.
-func inflate(z []byte) ([]byte, error) {
-	r, err := zlib.NewReader(bytes.NewReader(z))
-	if err != nil {
-		return nil, fmt.Errorf("%w: the status list is not ZLIB: %v", ErrInvalid, err)
-	}
-	lst, err := io.ReadAll(io.LimitReader(r, maxListBits+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: the status list does not inflate: %v", ErrInvalid, err)
-	}
-	if len(lst) > maxListBits {
-		return nil, fmt.Errorf("%w: the status list inflates past %d bytes", ErrInvalid, maxListBits)
-	}
-	return lst, nil
+	return l, nil
 }
 
 // Listed is a credential as `vula wallet list` shows it.

@@ -67,11 +67,7 @@ func (s *Service) StatusList(ctx context.Context, list int, cwt bool) (StatusTok
 	if ok && c.revoked == sum && now.Before(c.issued.Add(s.cfg.StatusTTL/2)) {
 		return StatusToken{Token: c.token, Issued: c.issued, Expires: c.issued.Add(s.cfg.StatusTTL)}, nil
 	}
-	bits, err := statusBits(s.cfg.ListSize, revoked)
-	if err != nil {
-		return StatusToken{}, err
-	}
-	lst, err := compressBits(bits)
+	lst, err := statusBits(s.cfg.ListSize, revoked)
 	if err != nil {
 		return StatusToken{}, err
 	}

@@ -2,7 +2,6 @@ package verifier
 
 import (
 	"bytes"
-	"compress/zlib"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -13,6 +12,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/vula-eid/vula/internal/statuslist"
 )
 
 // The status of a credential is one entry of a status list (IETF OAuth Token Status List): the
@@ -54,7 +55,7 @@ func (s *Service) checkStatus(ctx context.Context, claims map[string]any, now ti
 	if err != nil {
 		return "unknown", err
 	}
-	v, err := l.at(idx)
+	v, err := l.At(idx)
 	if err != nil {
 		return "unknown", err
 	}
@@ -66,9 +67,8 @@ func (s *Service) checkStatus(ctx context.Context, claims map[string]any, now ti
 
 // statusList is a verified, decompressed status list.
 type statusList struct {
+	*statuslist.List
 	uri     string
-	bits    int
-	list    []byte
 	expires time.Time // zero when the token has no exp
 }
 
@@ -108,14 +108,14 @@ func (s *Service) readList(tok []byte, uri string, now time.Time) (*statusList, 
 	if c.Sub != uri {
 		return nil, fmt.Errorf("the status list token is for %q, not %q", c.Sub, uri)
 	}
-	l = &statusList{uri: uri, bits: c.StatusList.Bits}
+	l = &statusList{uri: uri}
 	if c.Exp != 0 {
 		l.expires = time.Unix(c.Exp, 0)
 		if !now.Before(l.expires) {
 			return nil, errors.New("the status list token has expired")
 		}
 	}
-	if l.list, err = decompressList(c.StatusList.Lst, c.StatusList.Bits); err != nil {
+	if l.List, err = statuslist.Decode(c.StatusList.Lst, c.StatusList.Bits, maxStatusList); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -127,46 +127,13 @@ func (s *Service) readList(tok []byte, uri string, now time.Time) (*statusList, 
 	return l, nil
 }
 
-// decompressList checks bits and decompresses lst, bounded.
-func decompressList(lst string, bits int) ([]byte, error) {
-	if bits != 1 && bits != 2 && bits != 4 && bits != 8 {
-		return nil, fmt.Errorf("status_list.bits %d (want 1, 2, 4 or 8)", bits)
-	}
-	z, err := b64.DecodeString(lst)
-	if err != nil {
-		return nil, errors.New("status_list.lst is not base64url")
-	}
-	zr, err := zlib.NewReader(bytes.NewReader(z))
-	if err != nil {
-		return nil, errors.New("status_list.lst is not ZLIB data")
-	}
-	defer func() { _ = zr.Close() }() // read only
-	list, err := io.ReadAll(io.LimitReader(zr, maxStatusList+1))
-	if err != nil {
-		return nil, errors.New("status_list.lst does not decompress")
-	}
-	if len(list) > maxStatusList {
-		return nil, fmt.Errorf("the status list is larger than %d bytes", maxStatusList)
-	}
-	return list, nil
-}
-
-// at is entry idx of the list.
-func (l *statusList) at(idx int64) (int, error) {
-	bit := idx * int64(l.bits)
-	if idx < 0 || bit/8 >= int64(len(l.list)) {
-		return 0, fmt.Errorf("idx %d is outside the status list", idx)
-	}
-	return int(l.list[bit/8]>>(bit%8)) & (1<<l.bits - 1), nil
-}
-
 // statusAt reads entry idx of a compressed list of bits-wide entries.
 func statusAt(lst string, bits int, idx int64) (int, error) {
-	list, err := decompressList(lst, bits)
+	list, err := statuslist.Decode(lst, bits, maxStatusList)
 	if err != nil {
 		return 0, err
 	}
-	return (&statusList{bits: bits, list: list}).at(idx)
+	return list.At(idx)
 }
 
 // StatusList fetches the token at uri over HTTPS (HTTP only for a loopback host).
