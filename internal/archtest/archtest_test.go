@@ -10,9 +10,9 @@
 //     of problem types), internal/sdjwt (reading SD-JWTs, RFC 9901), internal/mdoc (checking
 //     mdocs and their DeviceResponses, ISO/IEC 18013-5), internal/rawsig (JOSE's and COSE's raw
 //     signatures and compact JWS through the key layer), internal/statuslist (the list of a Token
-//     Status List); then, above them, internal/holder (the
-//     reference wallet: a client of OpenID4VCI and OpenID4VP that checks its mdocs through
-//     internal/mdoc and, placed here, can import nothing of the server).
+//     Status List); then, above them, internal/holder (the reference wallet: a client of
+//     OpenID4VCI and OpenID4VP that checks its mdocs through internal/mdoc and, placed here, can
+//     import nothing of the server).
 //  3. the HTTP edge the services share: internal/server (problems, request ids, limits),
 //     internal/upload (bounded request bodies), internal/web (the page renderer) and internal/rp
 //     (the pages' login at Vula's own identity provider, their sessions and CSRF tokens);
