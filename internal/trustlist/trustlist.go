@@ -23,7 +23,6 @@ package trustlist
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/xml"
 	"fmt"
 	"slices"
 	"strconv"
@@ -197,20 +196,7 @@ func parseXML(data []byte) (*etree.Document, error) {
 		return nil, fmt.Errorf("%w: trustlist: the list has %d bytes, the limit is %d", signing.ErrTooLarge, len(data), MaxSize)
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
-	dec := xml.NewDecoder(bytes.NewReader(data))
-	nodes := 0
-	for {
-		tok, err := dec.RawToken()
-		if err != nil {
-			break // xades.ParseXML says what is wrong
-		}
-		if t, ok := tok.(xml.StartElement); ok {
-			if nodes += 1 + len(t.Attr); nodes > maxNodes {
-				return nil, fmt.Errorf("%w: trustlist: more than %d elements and attributes", signing.ErrTooLarge, maxNodes)
-			}
-		}
-	}
-	doc, err := xades.ParseXML(data)
+	doc, err := xades.ParseXMLBounded(data, maxNodes)
 	if err != nil {
 		return nil, fmt.Errorf("trustlist: %w", err)
 	}

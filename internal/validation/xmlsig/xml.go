@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/x509"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -59,20 +58,7 @@ const maxXMLNodes = 100_000
 // Parse is xades.ParseXML for untrusted input: a document of more than maxXMLNodes nodes is
 // refused before it is parsed into a tree.
 func Parse(data []byte) (*etree.Document, error) {
-	dec := xml.NewDecoder(bytes.NewReader(data))
-	nodes := 0
-	for {
-		tok, err := dec.RawToken()
-		if err != nil {
-			break // xades.ParseXML says what is wrong
-		}
-		if t, ok := tok.(xml.StartElement); ok {
-			if nodes += 1 + len(t.Attr); nodes > maxXMLNodes {
-				return nil, fmt.Errorf("%w: validation: the XML document has more than %d elements and attributes", signing.ErrTooLarge, maxXMLNodes)
-			}
-		}
-	}
-	return xades.ParseXML(data)
+	return xades.ParseXMLBounded(data, maxXMLNodes)
 }
 
 // MaxSignatures bounds the signatures of a document or container, and maxReferences the
