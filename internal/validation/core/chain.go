@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/vula-eid/vula/internal/trustlist"
 )
 
 // ChainConstraintsFailure is EN 319 102-1's CHAIN_CONSTRAINTS_FAILURE.
@@ -265,49 +267,21 @@ func (v *Validator) fetchStatus(cert, issuer *x509.Certificate) (RevocationUse, 
 	return RevocationUse{}, false
 }
 
-var (
-	oidQCStatements = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 3}
-	oidQcCompliance = asn1.ObjectIdentifier{0, 4, 0, 1862, 1, 1}
-	oidQcSSCD       = asn1.ObjectIdentifier{0, 4, 0, 1862, 1, 4}
-	oidQcType       = asn1.ObjectIdentifier{0, 4, 0, 1862, 1, 6}
-	oidQcTypeESign  = asn1.ObjectIdentifier{0, 4, 0, 1862, 1, 6, 1}
-	oidQcTypeESeal  = asn1.ObjectIdentifier{0, 4, 0, 1862, 1, 6, 2}
-)
-
 // Qualification tells QESig/QESeal from AdES by the certificate's QCStatements
 // (EN 319 412-5) and key usage. Without a trusted list this is what the certificate claims.
 func Qualification(c *x509.Certificate) (string, string) {
-	var compliance, sscd bool
+	qc, err := trustlist.QCStatements(c)
+	if err != nil {
+		return "unknown", "QCStatements are malformed"
+	}
+	compliance, sscd := qc.Compliance, qc.SSCD
 	kind := ""
-	for _, e := range c.Extensions {
-		if !e.Id.Equal(oidQCStatements) {
-			continue
-		}
-		var stmts []struct {
-			ID   asn1.ObjectIdentifier
-			Info asn1.RawValue `asn1:"optional"`
-		}
-		if _, err := asn1.Unmarshal(e.Value, &stmts); err != nil {
-			return "unknown", "QCStatements are malformed"
-		}
-		for _, s := range stmts {
-			switch {
-			case s.ID.Equal(oidQcCompliance):
-				compliance = true
-			case s.ID.Equal(oidQcSSCD):
-				sscd = true
-			case s.ID.Equal(oidQcType):
-				var types []asn1.ObjectIdentifier
-				if _, err := asn1.Unmarshal(s.Info.FullBytes, &types); err == nil {
-					for _, t := range types {
-						if t.Equal(oidQcTypeESign) {
-							kind = "Sig"
-						} else if t.Equal(oidQcTypeESeal) {
-							kind = "Seal"
-						}
-					}
-				}
-			}
+	for _, t := range qc.Types {
+		switch t {
+		case "esign":
+			kind = "Sig"
+		case "eseal":
+			kind = "Seal"
 		}
 	}
 	if c.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
@@ -329,9 +303,9 @@ func Qualification(c *x509.Certificate) (string, string) {
 	case compliance && sscd:
 		return "QE" + kind, fmt.Sprintf("QcCompliance, QcSSCD, QcType e%s", lower(kind))
 	case compliance:
-		return "AdES" + lower1(kind) + "-QC", "QcCompliance without QcSSCD"
+		return "AdE" + kind + "-QC", "QcCompliance without QcSSCD"
 	default:
-		return "AdES" + lower1(kind), "no QcCompliance"
+		return "AdE" + kind, "no QcCompliance"
 	}
 }
 
@@ -351,9 +325,6 @@ func lower(s string) string {
 	}
 	return "seal"
 }
-
-// lower1 keeps the name as EN 319 102-1 / TS 119 615 write it: AdESig, AdESeal.
-func lower1(s string) string { return s }
 
 // KeyUsage checks that a signer's certificate may sign documents.
 func KeyUsage(rep *SignatureReport, c *x509.Certificate) {
