@@ -3,12 +3,6 @@ package eid
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,11 +15,8 @@ import (
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v3"
-	"github.com/go-jose/go-jose/v3/jwt"
-
 	"github.com/vula-eid/vula/internal/auth"
-	"github.com/vula-eid/vula/internal/rp"
+	"github.com/vula-eid/vula/internal/rp/rptest"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/memstore"
 	"github.com/vula-eid/vula/internal/web"
@@ -40,12 +31,10 @@ type pagesEnv struct {
 	t       *testing.T
 	srv     *httptest.Server
 	eph     *memstore.Store
-	key     *ecdsa.PrivateKey
 	mu      sync.Mutex
 	who     string // the subject the next login is
 	acr     string // its level
 	refuse  string // an error the provider answers instead, "" for none
-	codes   map[string]url.Values
 	printed []Letter
 	offset  time.Duration // how far the desk's clock (and its store's) is ahead of the real one
 }
@@ -70,11 +59,7 @@ func (p pdfPrinter) Print(_ context.Context, l Letter, lang string) ([]byte, err
 var _ Printer = pdfPrinter{}
 
 func newPagesEnv(t *testing.T, withPrinter bool) *pagesEnv {
-	e := &pagesEnv{env: newEnv(t), t: t, who: "reg", acr: auth.LoAHigh, codes: map[string]url.Values{}}
-	var err error
-	if e.key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-		t.Fatal(err)
-	}
+	e := &pagesEnv{env: newEnv(t), t: t, who: "reg", acr: auth.LoAHigh}
 	mux := http.NewServeMux()
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
@@ -89,56 +74,13 @@ func newPagesEnv(t *testing.T, withPrinter bool) *pagesEnv {
 		cfg.Printer = pdfPrinter{e}
 	}
 	NewPages(e.desk, cfg, rw, e.eph, log, e.now).Register(mux)
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]any{"issuer": e.srv.URL, "authorization_endpoint": e.srv.URL + "/oauth2/auth",
-			"token_endpoint": e.srv.URL + "/oauth2/token", "jwks_uri": e.srv.URL + "/jwks.json",
-			"id_token_signing_alg_values_supported": []string{"ES256"}})
-	})
-	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &e.key.PublicKey, KeyID: "k", Algorithm: "ES256", Use: "sig"}}})
-	})
-	mux.HandleFunc("GET /oauth2/auth", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
+	rptest.Register(t, mux, e.srv.URL, ClientID, func(q url.Values) rptest.Login {
 		if q.Get("acr_values") != auth.LoAHigh || q.Get("code_challenge_method") != "S256" || q.Get("client_id") != ClientID {
 			t.Errorf("authorization request %v", q)
 		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		if e.refuse != "" {
-			http.Redirect(w, r, q.Get("redirect_uri")+"?"+url.Values{"error": {e.refuse}, "state": {q.Get("state")}}.Encode(), http.StatusSeeOther)
-			return
-		}
-		code := rp.Token()
-		q.Set("sub", e.who)
-		q.Set("acr", e.acr)
-		e.codes[code] = q
-		http.Redirect(w, r, q.Get("redirect_uri")+"?"+url.Values{"code": {code}, "state": {q.Get("state")}}.Encode(), http.StatusSeeOther)
-	})
-	mux.HandleFunc("POST /oauth2/token", func(w http.ResponseWriter, r *http.Request) {
-		e.mu.Lock()
-		q, ok := e.codes[r.PostFormValue("code")]
-		delete(e.codes, r.PostFormValue("code"))
-		e.mu.Unlock()
-		sum := sha256.Sum256([]byte(r.PostFormValue("code_verifier")))
-		if !ok || base64.RawURLEncoding.EncodeToString(sum[:]) != q.Get("code_challenge") {
-			http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
-			return
-		}
-		sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: e.key}, (&jose.SignerOptions{}).WithHeader("kid", "k"))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		now := time.Now()
-		idt, err := jwt.Signed(sig).Claims(map[string]any{"iss": e.srv.URL, "aud": ClientID, "sub": q.Get("sub"),
-			"nonce": q.Get("nonce"), "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-			"acr": q.Get("acr"), "amr": []string{"hwk", "user"}, "auth_time": now.Unix()}).CompactSerialize()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"access_token": "at", "token_type": "Bearer", "expires_in": 300, "id_token": idt})
+		return rptest.Login{Subject: e.who, ACR: e.acr, AMR: []string{"hwk", "user"}, Error: e.refuse}
 	})
 	return e
 }

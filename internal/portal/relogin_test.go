@@ -3,12 +3,8 @@ package portal
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -25,10 +21,7 @@ import (
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v3"
-	"github.com/go-jose/go-jose/v3/jwt"
-
-	"github.com/vula-eid/vula/internal/rp"
+	"github.com/vula-eid/vula/internal/rp/rptest"
 	"github.com/vula-eid/vula/internal/signing/signingtest"
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/memstore"
@@ -50,12 +43,10 @@ type reloginEnv struct {
 	srv    *httptest.Server
 	eph    *memstore.Store
 	broken atomic.Bool // the store the portal sees fails every Delete
-	key    *ecdsa.PrivateKey
+	op     *rptest.OP
 	mu     sync.Mutex
 	clock  time.Time
-	who    string       // the subject the next login is
-	auths  []url.Values // the authorization requests
-	codes  map[string]url.Values
+	who    string     // the subject the next login is
 	signed [][][]byte // the hashes of each authorization that passed
 }
 
@@ -108,11 +99,7 @@ func (e *reloginEnv) LoginMaxAge() time.Duration { return reloginMaxAge }
 var _ Signer = (*reloginEnv)(nil)
 
 func newReloginEnv(t *testing.T) *reloginEnv {
-	e := &reloginEnv{t: t, clock: time.Now(), who: "drita", codes: map[string]url.Values{}}
-	var err error
-	if e.key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-		t.Fatal(err)
-	}
+	e := &reloginEnv{t: t, clock: time.Now(), who: "drita"}
 	mux := http.NewServeMux()
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
@@ -123,50 +110,11 @@ func newReloginEnv(t *testing.T) *reloginEnv {
 		t.Fatal(err)
 	}
 	New(Config{Issuer: e.srv.URL}, rw, deletesFail{e.eph, &e.broken}, e, e, nil, log, e.now).Register(mux)
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]any{"issuer": e.srv.URL, "authorization_endpoint": e.srv.URL + "/oauth2/auth",
-			"token_endpoint": e.srv.URL + "/oauth2/token", "jwks_uri": e.srv.URL + "/jwks.json",
-			"id_token_signing_alg_values_supported": []string{"ES256"}})
-	})
-	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &e.key.PublicKey, KeyID: "k", Algorithm: "ES256", Use: "sig"}}})
-	})
-	mux.HandleFunc("GET /oauth2/auth", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		code := rp.Token()
+	// auth_time is the portal's clock.
+	e.op = rptest.Register(t, mux, e.srv.URL, ClientID, func(q url.Values) rptest.Login {
 		e.mu.Lock()
-		e.auths = append(e.auths, q)
-		q.Set("sub", e.who)
-		e.codes[code] = q
-		e.mu.Unlock()
-		http.Redirect(w, r, q.Get("redirect_uri")+"?"+url.Values{"code": {code}, "state": {q.Get("state")}}.Encode(), http.StatusSeeOther)
-	})
-	mux.HandleFunc("POST /oauth2/token", func(w http.ResponseWriter, r *http.Request) {
-		e.mu.Lock()
-		q, ok := e.codes[r.PostFormValue("code")]
-		delete(e.codes, r.PostFormValue("code"))
-		e.mu.Unlock()
-		sum := sha256.Sum256([]byte(r.PostFormValue("code_verifier")))
-		if !ok || base64.RawURLEncoding.EncodeToString(sum[:]) != q.Get("code_challenge") {
-			http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
-			return
-		}
-		sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: e.key}, (&jose.SignerOptions{}).WithHeader("kid", "k"))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		// go-oidc checks exp and iat against the real time; auth_time is the portal's clock.
-		real := time.Now()
-		idt, err := jwt.Signed(sig).Claims(map[string]any{"iss": e.srv.URL, "aud": ClientID, "sub": q.Get("sub"),
-			"nonce": q.Get("nonce"), "iat": real.Unix(), "exp": real.Add(time.Hour).Unix(),
-			"acr": q.Get("acr_values"), "amr": []string{"pwd", "otp"}, "auth_time": e.now().Unix()}).CompactSerialize()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"access_token": "at", "token_type": "Bearer", "expires_in": 300, "id_token": idt})
+		defer e.mu.Unlock()
+		return rptest.Login{Subject: e.who, ACR: q.Get("acr_values"), AMR: []string{"pwd", "otp"}, AuthTime: e.clock}
 	})
 	return e
 }
@@ -253,8 +201,8 @@ func TestReloginKeepsDocuments(t *testing.T) {
 	b := e.browser()
 	docs := map[string][]byte{"a.pdf": signingtest.PDF("a"), "b.pdf": signingtest.PDF("b")}
 	csrf := b.loginAndUpload(docs)
-	if len(e.auths) != 1 || e.auths[0].Get("prompt") != "" || e.auths[0].Get("acr_values") != "http://eidas.europa.eu/LoA/substantial" {
-		t.Fatalf("first login: %v", e.auths)
+	if auths := e.op.Requests(); len(auths) != 1 || auths[0].Get("prompt") != "" || auths[0].Get("acr_values") != "http://eidas.europa.eu/LoA/substantial" {
+		t.Fatalf("first login: %v", auths)
 	}
 
 	e.advance(reloginMaxAge + time.Minute)
@@ -263,8 +211,8 @@ func TestReloginKeepsDocuments(t *testing.T) {
 	if path != "/portal/confirm" {
 		t.Fatalf("a confirmation with an old login ended at %s: %s", path, page)
 	}
-	if len(e.auths) != 2 || e.auths[1].Get("prompt") != "login" || e.auths[1].Get("acr_values") != "http://eidas.europa.eu/LoA/substantial" {
-		t.Fatalf("no fresh login at LoA substantial: %v", e.auths)
+	if auths := e.op.Requests(); len(auths) != 2 || auths[1].Get("prompt") != "login" || auths[1].Get("acr_values") != "http://eidas.europa.eu/LoA/substantial" {
+		t.Fatalf("no fresh login at LoA substantial: %v", auths)
 	}
 	for _, want := range []string{"a.pdf", "b.pdf", "First page, Bottom left"} {
 		if !bytes.Contains([]byte(page), []byte(want)) {
