@@ -62,21 +62,15 @@ func (s *writes) SeenOnce(ctx context.Context, key string, ttl time.Duration) (b
 	return s.Ephemeral.SeenOnce(ctx, key, ttl)
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// clock is the RP's fake time; the tests move it from one goroutine only.
+type clock struct{ t time.Time }
 
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func (c *clock) now() time.Time          { return c.t }
+func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 func newRP(t *testing.T, secure bool) (*RP, *writes, *clock) {
 	c := &clock{t: time.Now()}
-	mem := memstore.New(c.now)
+	mem := memstore.New(time.Now)
 	t.Cleanup(func() { mem.Close() })
 	st := &writes{Ephemeral: mem, keys: map[string]bool{}}
 	p := New(Config{Issuer: "https://vula.test", ClientID: "portal", Path: "/portal/", Name: "portal", ACR: "high", Secure: secure},
