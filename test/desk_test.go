@@ -24,8 +24,8 @@ import (
 // seal: pdfsig finds it valid, pdftotext reads the code). The citizen, in another browser,
 // activates with the letter's code, enrols an authenticator app and a passkey, and logs in at
 // high; the desk refuses them (not a registrar). The registrar suspends the person (who then
-// cannot log in), resumes, and revokes after confirming; the person's history shows each step
-// with the registrar as the actor. The run is in English; the key pages are checked in
+// cannot log in), resumes, and revokes after confirming; the person's history shows each step,
+// and each time the registrar found or viewed the record, with the registrar as the actor. The run is in English; the key pages are checked in
 // Albanian and Serbian too.
 func TestBrowserDesk(t *testing.T) {
 	t.Parallel()
@@ -250,7 +250,7 @@ func TestBrowserDesk(t *testing.T) {
 	}
 	history := reg.text("#history")
 	for _, want := range []string{"Registered, identity checked in person", "Activation letter issued", "Activated with the letter's code",
-		"Logged in", "Passkey added", "Suspended", "Resumed", "Revoked"} {
+		"Logged in", "Passkey added", "Suspended", "Resumed", "Revoked", "Found by personal number", "Record viewed"} {
 		if !strings.Contains(history, want) {
 			t.Errorf("the history lacks %q:\n%s", want, history)
 		}

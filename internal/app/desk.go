@@ -12,10 +12,11 @@ import (
 )
 
 // deskPages builds the registration desk's pages over the desk service. printer makes the
-// activation letters' PDFs; nil shows them as printable pages.
-func deskPages(base string, secure bool, db eid.Store, l *audit.Log, printer eid.Printer, pages *web.Renderer, eph store.Ephemeral, log *slog.Logger) *eid.Pages {
+// activation letters' PDFs; nil shows them as printable pages. loginKey seals the logins in
+// progress (LoginKey).
+func deskPages(base string, secure bool, loginKey *[32]byte, db eid.Store, l *audit.Log, printer eid.Printer, pages *web.Renderer, eph store.Ephemeral, log *slog.Logger) *eid.Pages {
 	desk := eid.New(eid.Config{}, db, l, time.Now)
-	return eid.NewPages(desk, eid.PagesConfig{Issuer: base, Secure: secure, Printer: printer}, pages, eph, log, time.Now)
+	return eid.NewPages(desk, eid.PagesConfig{Issuer: base, Secure: secure, Printer: printer, LoginKey: loginKey}, pages, eph, log, time.Now)
 }
 
 // deskClient registers the desk's public client at the provider, as portalClient does the

@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -139,6 +141,21 @@ func SeedSealer(cfg config.Config) (*store.SeedSealer, error) {
 		return nil, fmt.Errorf("idp.seed_key_file: %w", err)
 	}
 	return store.NewSeedSealer(key)
+}
+
+// LoginKey seals the pages' logins in progress (the portal's, the desk's) in the browser's
+// cookies: derived from the key of idp.seed_key_file, which every replica shares, under a name
+// of its own, so it opens nothing the seed key seals.
+func LoginKey(cfg config.Config) (*[32]byte, error) {
+	seed, err := seedKey(cfg.IdP.SeedKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("idp.seed_key_file: %w", err)
+	}
+	k, err := hkdf.Key(sha256.New, seed, nil, "vula rp login cookie", 32)
+	if err != nil {
+		return nil, err
+	}
+	return (*[32]byte)(k), nil
 }
 
 // seedKey reads the 32-byte sealing key, making it (0600) when there is none.

@@ -111,7 +111,11 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	if err != nil {
 		return nil, fmt.Errorf("verifier: %w", err)
 	}
-	officials := portal.New(portal.Config{Issuer: cfg.BaseURL, Secure: secure}, pages, eph, db, portalSigner{signing},
+	loginKey, err := LoginKey(cfg)
+	if err != nil {
+		return nil, err
+	}
+	officials := portal.New(portal.Config{Issuer: cfg.BaseURL, Secure: secure, LoginKey: loginKey}, pages, eph, db, portalSigner{signing},
 		portal.Pdftoppm{Dir: cfg.HTTP.SpoolDir}, log, time.Now)
 
 	// The routes: each service registers its own, under the prefix it declares.
@@ -155,7 +159,7 @@ func (p *platform) build(ctx context.Context, db *sqlstore.DB, l *audit.Log) (*h
 	if cfg.Seal.Agency != "" {
 		printer = NewLetterPrinter(cfg, sealing, db)
 	}
-	desk := deskPages(cfg.BaseURL, secure, db, l, printer, pages, eph, log)
+	desk := deskPages(cfg.BaseURL, secure, loginKey, db, l, printer, pages, eph, log)
 	if err := deskClient(ctx, db, desk.RedirectURI()); errors.Is(err, idp.ErrInvalidClient) {
 		log.Warn("no registration desk", "err", err)
 	} else if err != nil {

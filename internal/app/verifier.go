@@ -21,14 +21,16 @@ import (
 	"github.com/vula-eid/vula/internal/verifier"
 )
 
-// VerifierService is the OpenID4VP verifier for relying parties. It trusts Vula's own PID
-// issuer CA and the CAs of wallet.verifier.trust_anchors, and reads the status lists of Vula's
+// VerifierService is the OpenID4VP verifier for relying parties. It trusts Vula's own PID issuer
+// (its certificate, not everything else under seal-ca) and the CAs of
+// wallet.verifier.trust_anchors, and reads the status lists of Vula's
 // own PIDs straight from the issuer (other issuers' over HTTPS).
 func VerifierService(cfg config.Config, a *certs.Authority, keys hsm.Manager, db *sqlstore.DB, eph store.Ephemeral, l *audit.Log,
 	wallet *pid.Service, log *slog.Logger) (*verifier.Service, error) {
-	var anchors []*x509.Certificate
+	// Under the PID issuer's CA, the verifier trusts the PID issuer's certificate only.
+	var own, anchors []*x509.Certificate
 	if ca, ok := a.Certificate(certs.NameSealCA); ok {
-		anchors = append(anchors, ca) // the PID issuer's CA
+		own = append(own, ca)
 	}
 	for _, f := range cfg.Wallet.Verifier.TrustAnchors {
 		b, err := os.ReadFile(f)
@@ -55,7 +57,7 @@ func VerifierService(cfg config.Config, a *certs.Authority, keys hsm.Manager, db
 		au = l
 	}
 	return verifier.New(verifier.Config{BaseURL: cfg.BaseURL, Organization: cfg.PKI.Organization, Country: cfg.PKI.Country,
-		Anchors: anchors}, keys, a, db, ownStatusLists{prefix: cfg.BaseURL + "/pid/status/", wallet: wallet}, au, eph, log, time.Now), nil
+		PIDIssuerCAs: own, Anchors: anchors}, keys, a, db, ownStatusLists{prefix: cfg.BaseURL + "/pid/status/", wallet: wallet}, au, eph, log, time.Now), nil
 }
 
 // ownStatusLists serves the verifier the status lists of Vula's own issuer without a round

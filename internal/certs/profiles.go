@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +42,16 @@ const (
 	// extended key usage id-tsl-kp-tslSigning).
 	TrustListSigner Profile = "tsl-signer"
 )
+
+// OIDDocumentSigner is the extended key usage id-mdl-kp-mdlDS of ISO/IEC 18013-5, which mdoc
+// verifiers look for. Of this PKI's profiles only PIDIssuer carries it.
+var OIDDocumentSigner = asn1.ObjectIdentifier{1, 0, 18013, 5, 1, 2}
+
+// IsPIDIssuer reports whether c has the document-signer extended key usage of the PIDIssuer
+// profile: under Vula's CA, the PID issuer's certificate and no other.
+func IsPIDIssuer(c *x509.Certificate) bool {
+	return slices.ContainsFunc(c.UnknownExtKeyUsage, OIDDocumentSigner.Equal)
+}
 
 // Policy is what every certificate of this PKI says about where its services are.
 type Policy struct {
@@ -84,7 +95,6 @@ var (
 	oidTSLSigning           = asn1.ObjectIdentifier{0, 4, 0, 2231, 3, 0}
 	OIDOrganizationIdentity = asn1.ObjectIdentifier{2, 5, 4, 97}
 	oidSerialNumber         = asn1.ObjectIdentifier{2, 5, 4, 5}
-	oidMdocDocumentSigner   = asn1.ObjectIdentifier{1, 0, 18013, 5, 1, 2} // ISO/IEC 18013-5 id-mdl-kp-mdlDS
 )
 
 // NaturalPersonName is the subject of a person's signature certificate: the personal number
@@ -207,7 +217,7 @@ func template(req Request, issuer *Issuer, pol Policy) (*x509.Certificate, error
 	case PIDIssuer:
 		// A legal person's signing certificate (the PID provider) with the ISO/IEC 18013-5
 		// document-signer purpose, which mdoc verifiers look for.
-		eku, err := asn1.Marshal([]asn1.ObjectIdentifier{oidMdocDocumentSigner})
+		eku, err := asn1.Marshal([]asn1.ObjectIdentifier{OIDDocumentSigner})
 		if err != nil {
 			return nil, err
 		}

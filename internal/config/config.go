@@ -190,8 +190,9 @@ type Wallet struct {
 // Verifier configures the OpenID4VP verifier for relying parties.
 type Verifier struct {
 	// TrustAnchors are PEM files of the CA certificates whose credentials (and status lists)
-	// the verifier trusts, besides Vula's own PID issuer CA, which is always trusted. Read at
-	// start, never fetched.
+	// the verifier trusts, besides Vula's own PID issuer, which is always trusted (under
+	// seal-ca, its certificate only, not the organizations' seals). Read at start, never
+	// fetched. Naming seal-ca here trusts every certificate under it again: do not.
 	TrustAnchors []string `yaml:"trust_anchors" json:"trust_anchors"`
 }
 

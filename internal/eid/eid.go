@@ -4,7 +4,8 @@
 // code, suspends, resumes or revokes the eID means, resets its credentials (a new letter), and
 // reads the person's history from the audit log.
 //
-// Every action is audited with the registrar as the actor before it is answered. Activation
+// Every action, and every search for or look at a person's record, is audited with the registrar
+// as the actor and the person as the subject before it is answered. Activation
 // codes are random (100 bits, printed in groups), kept only as a hash (store.HashActivationCode),
 // valid for Config.CodeTTL, and used once; the citizen redeems one at the identity provider's
 // activation page. The desk knows the provider and the seal only through its own interfaces.
@@ -95,25 +96,42 @@ type Record struct {
 }
 
 // Find reads the person with personal number number for registrar (store.ErrNotFound when
-// there is none).
+// there is none). The search is audited (eid.find) before it is answered: with the person
+// found as the subject, or as not_found with no subject; the number itself is never in the
+// log (a hash of so short a number would not hide it).
 func (d *Desk) Find(ctx context.Context, registrar, number string) (Record, error) {
 	if err := d.registrar(ctx, registrar); err != nil {
 		return Record{}, err
 	}
 	p, err := d.db.PersonByPersonalNumber(ctx, strings.TrimSpace(number))
+	if errors.Is(err, store.ErrNotFound) {
+		b, _ := json.Marshal(map[string]string{"by": "personal number"})
+		if _, aerr := d.audit.Append(ctx, audit.Event{Actor: registrar, Action: "eid.find", Result: "not_found", Detail: b}); aerr != nil {
+			return Record{}, aerr
+		}
+		return Record{}, err
+	}
 	if err != nil {
+		return Record{}, err
+	}
+	if err := d.audited(ctx, registrar, "eid.find", p.SubjectID, map[string]string{"by": "personal number"}); err != nil {
 		return Record{}, err
 	}
 	return d.record(ctx, p)
 }
 
-// Look reads the person subject for registrar (store.ErrNotFound when there is none).
+// Look reads the person subject for registrar (store.ErrNotFound when there is none). Each
+// look at a person's record is audited (eid.view, the person as subject) before it is
+// answered, so the person's history shows who read their data.
 func (d *Desk) Look(ctx context.Context, registrar, subject string) (Record, error) {
 	if err := d.registrar(ctx, registrar); err != nil {
 		return Record{}, err
 	}
 	p, err := d.db.Person(ctx, subject)
 	if err != nil {
+		return Record{}, err
+	}
+	if err := d.audited(ctx, registrar, "eid.view", p.SubjectID, nil); err != nil {
 		return Record{}, err
 	}
 	return d.record(ctx, p)

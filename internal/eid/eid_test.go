@@ -156,6 +156,79 @@ func TestDesk(t *testing.T) {
 	}
 }
 
+// TestDeskLookupsAudited: a registrar's search for a person and each look at their record are in
+// the audit log before they are answered, with the registrar as actor and the person as subject
+// (so the person's history shows them), and the personal number searched for is nowhere in the
+// log, neither for a hit nor for a miss. Before, reading a person's data left no trace.
+func TestDeskLookupsAudited(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	l, err := e.desk.Register(ctx, "reg", arta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := l.Person.SubjectID
+	if _, err := e.desk.Find(ctx, "reg", " "+arta.PersonalNumber+" "); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.desk.Look(ctx, "reg", sub); err != nil {
+		t.Fatal(err)
+	}
+	const unknown = "5550001112"
+	if _, err := e.desk.Find(ctx, "reg", unknown); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an unknown number: %v", err)
+	}
+	if _, err := e.desk.Find(ctx, "clerk", arta.PersonalNumber); !errors.Is(err, ErrNotRegistrar) {
+		t.Fatalf("a search by a non-registrar: %v", err)
+	}
+	if _, err := e.desk.Look(ctx, "clerk", sub); !errors.Is(err, ErrNotRegistrar) {
+		t.Fatalf("a look by a non-registrar: %v", err)
+	}
+
+	h, err := e.desk.History(ctx, "reg", sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, r := range h {
+		actions = append(actions, r.Action)
+	}
+	if got, want := strings.Join(actions, " "), "eid.register eid.letter eid.find eid.view"; got != want {
+		t.Fatalf("history %s, want %s", got, want)
+	}
+	found, viewed := h[2], h[3]
+	if found.Actor != "reg" || found.Subject != sub || found.Result != "ok" || !strings.Contains(string(found.Detail), `"by":"personal number"`) ||
+		viewed.Actor != "reg" || viewed.Subject != sub {
+		t.Fatalf("find %+v, view %+v", found, viewed)
+	}
+
+	all, err := e.db.AuditRecords(ctx, 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var misses int
+	for _, r := range all {
+		if r.Action == "eid.find" && r.Result == "not_found" {
+			misses++
+			if r.Actor != "reg" || r.Subject != "" {
+				t.Errorf("a miss recorded as %+v", r)
+			}
+		}
+		if r.Actor == "clerk" {
+			t.Errorf("a refused lookup recorded as done: %+v", r)
+		}
+		b, _ := json.Marshal(r)
+		for _, n := range []string{unknown, arta.PersonalNumber} {
+			if strings.Contains(string(b), n) {
+				t.Errorf("personal number %s in the audit log: %s", n, b)
+			}
+		}
+	}
+	if misses != 1 {
+		t.Fatalf("%d misses recorded, want 1", misses)
+	}
+}
+
 // BenchmarkHistory reads one person's history from a log of 50,000 records about others: the
 // index keeps it to that person's records (go test ./internal/eid -bench History -run X).
 func BenchmarkHistory(b *testing.B) {

@@ -28,6 +28,8 @@ type PagesConfig struct {
 	Printer Printer
 	// HTTPClient reaches the identity provider; http.DefaultClient when nil.
 	HTTPClient *http.Client
+	// LoginKey seals the logins in progress in the browser's cookies (rp.Config.Key).
+	LoginKey *[32]byte
 }
 
 // Pages are the registration desk's server-rendered pages under /desk/.
@@ -64,7 +66,7 @@ const (
 // NewPages makes the desk's pages over d.
 func NewPages(d *Desk, cfg PagesConfig, r *web.Renderer, eph store.Ephemeral, log *slog.Logger, now func() time.Time) *Pages {
 	login := rp.New(rp.Config{Issuer: cfg.Issuer, ClientID: ClientID, Path: "/desk/", Name: "desk", ACR: auth.LoAHigh,
-		Secure: cfg.Secure, HTTPClient: cfg.HTTPClient}, eph, log, now)
+		Secure: cfg.Secure, HTTPClient: cfg.HTTPClient, Key: cfg.LoginKey}, eph, log, now)
 	p := &Pages{desk: d, web: r, eph: eph, rp: login, printer: cfg.Printer, issuer: cfg.Issuer, log: log, now: now}
 	p.ss = rp.NewSessions[deskSession](login, rp.SessionPages{Refuse: p.refuse, Unavailable: p.unavailable})
 	return p
@@ -156,9 +158,7 @@ func (p *Pages) home(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Pages) login(w http.ResponseWriter, r *http.Request) {
-	if err := p.rp.Start(w, r, rp.Options{Lang: p.web.Lang(w, r)}); err != nil {
-		p.unavailable(w, r, err)
-	}
+	p.rp.Start(w, r, rp.Options{Lang: p.web.Lang(w, r)})
 }
 
 // callback finishes the login and makes the session: only for an active registrar at high.

@@ -231,6 +231,13 @@ func TestParseOfferURI(t *testing.T) {
 			t.Errorf("%s: %v", bad, err)
 		}
 	}
+	// An offer for the authorization code flow is refused saying so, and what to do instead.
+	_, err = (Client{}).ParseOfferURI(context.Background(),
+		`openid-credential-offer://?credential_offer={"credential_issuer":"https://example.com","credential_configuration_ids":["a"],"grants":{"authorization_code":{"issuer_state":"s"}}}`)
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "only the authorization_code grant") ||
+		!strings.Contains(err.Error(), "ask the issuer for a pre-authorized offer") {
+		t.Errorf("an authorization code offer: %v", err)
+	}
 }
 
 func TestSDJWTPresentDisclosesOnlyWhatIsAsked(t *testing.T) {

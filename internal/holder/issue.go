@@ -47,6 +47,8 @@ type Offer struct {
 			} `json:"tx_code"`
 			AuthorizationServer string `json:"authorization_server"`
 		} `json:"urn:ietf:params:oauth:grant-type:pre-authorized_code"`
+		// AuthorizationCode is read only to say why such an offer is refused.
+		AuthorizationCode *struct{} `json:"authorization_code"`
 	} `json:"grants"`
 }
 
@@ -93,7 +95,13 @@ func parseOffer(body []byte) (*Offer, error) {
 	}
 	pa := o.Grants.PreAuthorized
 	if pa == nil || pa.Code == "" {
-		return nil, fmt.Errorf("%w: %w: only the pre-authorized code grant (the authorization code flow needs a browser)", ErrOffer, ErrUnsupported)
+		grant := "no pre-authorized_code grant"
+		if o.Grants.AuthorizationCode != nil {
+			grant = "only the authorization_code grant"
+		}
+		return nil, fmt.Errorf("%w has %s: %w: it runs the pre-authorized code flow only (the authorization code "+
+			"flow needs a browser login at the issuer); ask the issuer for a pre-authorized offer (at Vula: from a registration "+
+			"desk, or vula pid offer)", ErrOffer, grant, ErrUnsupported)
 	}
 	return &o, nil
 }

@@ -58,6 +58,8 @@ type Config struct {
 	Level signing.Level
 	// HTTPClient reaches the identity provider; http.DefaultClient when nil.
 	HTTPClient *http.Client
+	// LoginKey seals the logins in progress in the browser's cookies (rp.Config.Key).
+	LoginKey *[32]byte
 }
 
 // People reads the person behind a login.
@@ -97,7 +99,7 @@ func New(cfg Config, r *web.Renderer, eph store.Ephemeral, people People, signer
 		cfg.HTTPClient = http.DefaultClient
 	}
 	login := rp.New(rp.Config{Issuer: cfg.Issuer, ClientID: ClientID, Path: "/portal/", Name: "portal", ACR: auth.LoASubstantial,
-		Secure: cfg.Secure, HTTPClient: cfg.HTTPClient}, eph, log, now)
+		Secure: cfg.Secure, HTTPClient: cfg.HTTPClient, Key: cfg.LoginKey}, eph, log, now)
 	p := &Portal{cfg: cfg, web: r, eph: eph, people: people, signer: signer, preview: preview, log: log, now: now, rp: login}
 	// Uploads are multipart: their handler checks the CSRF token after parsing.
 	p.ss = rp.NewSessions[session](login, rp.SessionPages{Refuse: p.refuse, Unavailable: p.unavailable, Multipart: "/portal/documents"})
@@ -215,9 +217,7 @@ func (p *Portal) startLogin(w http.ResponseWriter, r *http.Request, resume *sess
 		// The key, not the id: the id stays in the browser's cookie only.
 		o.Resume, o.Fresh = resume.key(), true
 	}
-	if err := p.rp.Start(w, r, o); err != nil {
-		p.unavailable(w, r, err)
-	}
+	p.rp.Start(w, r, o)
 }
 
 // callback finishes the login and makes the session, for officials who can sign only.

@@ -3,12 +3,16 @@
 // those pages keep afterwards.
 //
 // The contract:
-//   - A login is an OpenID Connect code flow with PKCE (S256) as a public client. Start parks
-//     the verifier and a nonce in the ephemeral store under the hash of a random state, binds the
-//     state to the browser with a cookie, asks for Config.ACR (acr_values) and sends the browser
-//     to the provider. Finish takes the state (once), checks it against the cookie, exchanges the
-//     code, verifies the ID token (signature, issuer, audience, expiry, through discovery) and the
-//     nonce, and returns what the token says. The caller checks the level (acr) and who may in.
+//   - A login is an OpenID Connect code flow with PKCE (S256) as a public client. Start keeps
+//     nothing on the server: the random state, the verifier and a nonce go to the browser in a
+//     cookie of their own per login (so two tabs can log in at once), sealed with AES-256-GCM
+//     under Config.Key and valid for 10 minutes; a browser holds at most maxPending of them, the
+//     oldest dropped first. Anonymous requests to start a login therefore cost no memory and no
+//     store entry. Start asks for Config.ACR (acr_values) and sends the browser to the provider.
+//     Finish reads the cookie named by the returned state and clears it, checks the state
+//     against it, exchanges the code, verifies the ID token (signature, issuer, audience,
+//     expiry, through discovery) and the nonce, and returns what the token says. The caller
+//     checks the level (acr) and who may in.
 //   - A session is the caller's value, kept as JSON in the ephemeral store under the SHA-256 of
 //     a random id that only the browser's cookie holds (HttpOnly, SameSite=Lax, Secure but in
 //     development over http, scoped to Config.Path), so any replica serves any request.
@@ -19,7 +23,10 @@
 package rp
 
 import (
+	"cmp"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -30,6 +37,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,8 +55,12 @@ type Config struct {
 	// Path is the pages' prefix ("/portal/"): the cookies' path; the redirect URI is
 	// Issuer+Path+"callback".
 	Path string
-	// Name names the cookies (vula_<Name>, vula_<Name>_state) and the store keys (<Name>:...).
+	// Name names the cookies (vula_<Name>, and vula_<Name>_login_* for logins in progress) and
+	// the store keys (<Name>:...).
 	Name string
+	// Key seals the logins in progress in their cookies; every replica needs the same. When
+	// nil, a random key of this process: logins then finish only where they began.
+	Key *[32]byte
 	// ACR is the level asked for (acr_values).
 	ACR    string
 	Secure bool // cookies Secure; false only in development over http
@@ -57,17 +70,22 @@ type Config struct {
 
 // RP logs people in for one set of pages.
 type RP struct {
-	cfg Config
-	eph store.Ephemeral
-	log *slog.Logger
-	now func() time.Time
+	cfg  Config
+	aead cipher.AEAD // seals the logins in progress
+	eph  store.Ephemeral
+	log  *slog.Logger
+	now  func() time.Time
 
 	mu       sync.Mutex
 	verifier *oidc.IDTokenVerifier // made at the first login, by discovery
 }
 
-// loginTTL is how long a started login may take.
-const loginTTL = 10 * time.Minute
+const (
+	// loginTTL is how long a started login may take.
+	loginTTL = 10 * time.Minute
+	// maxPending bounds the logins in progress one browser holds (its tabs).
+	maxPending = 4
+)
 
 // Errors of Finish, each a different page for the person.
 var (
@@ -84,7 +102,15 @@ func New(cfg Config, eph store.Ephemeral, log *slog.Logger, now func() time.Time
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}
-	return &RP{cfg: cfg, eph: eph, log: log, now: now}
+	key := cfg.Key
+	if key == nil {
+		key = new([32]byte)
+		rand.Read(key[:])
+	}
+	// Neither fails for a 32-byte key.
+	b, _ := aes.NewCipher(key[:])
+	aead, _ := cipher.NewGCM(b)
+	return &RP{cfg: cfg, aead: aead, eph: eph, log: log, now: now}
 }
 
 // RedirectURI is where the identity provider sends the browser back.
@@ -118,15 +144,17 @@ type Options struct {
 	// Fresh asks for a new authentication (prompt=login), not single sign-on.
 	Fresh bool
 	// Resume is the caller's own note, returned by Finish (the store key of a session a
-	// re-login refreshes); it stays in the store, never in the browser.
+	// re-login refreshes); the browser holds it sealed, unreadable and unchangeable.
 	Resume string
 }
 
-// loginState is what a login in progress keeps, under its state.
+// loginState is what a login in progress keeps, sealed in its cookie.
 type loginState struct {
-	Verifier string `json:"verifier"`
-	Nonce    string `json:"nonce"`
-	Resume   string `json:"resume,omitempty"`
+	State    string `json:"s"`
+	Verifier string `json:"v"`
+	Nonce    string `json:"n"`
+	Resume   string `json:"r,omitempty"`
+	Expires  int64  `json:"e"` // Unix seconds
 }
 
 func (p *RP) cookie(name, value string, maxAge time.Duration) *http.Cookie {
@@ -137,8 +165,76 @@ func (p *RP) cookie(name, value string, maxAge time.Duration) *http.Cookie {
 	return &http.Cookie{Name: name, Value: value, Path: p.cfg.Path, MaxAge: age, HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode}
 }
 
-func (p *RP) stateCookie() string   { return "vula_" + p.cfg.Name + "_state" }
 func (p *RP) sessionCookie() string { return "vula_" + p.cfg.Name }
+
+// loginPrefix starts the names of the logins' cookies. Over HTTPS they are __Host- cookies
+// (Secure, Path=/, no Domain: no subdomain can set or overwrite them); browsers refuse that
+// prefix over plain http, which only development uses.
+func (p *RP) loginPrefix() string {
+	n := "vula_" + p.cfg.Name + "_login_"
+	if p.cfg.Secure {
+		n = "__Host-" + n
+	}
+	return n
+}
+
+// loginCookie names the cookie of the login with this state: the state's first 16 characters
+// (96 random bits), so the callback finds its own login among the tabs'.
+func (p *RP) loginCookie(state string) string { return p.loginPrefix() + state[:16] }
+
+func (p *RP) setLoginCookie(w http.ResponseWriter, name, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode})
+}
+
+// seal encrypts a login in progress for the cookie called name (the associated data, so a
+// sealed login does not open under another cookie's name).
+func (p *RP) seal(name string, st loginState) string {
+	b, _ := json.Marshal(st)
+	nonce := make([]byte, p.aead.NonceSize())
+	rand.Read(nonce)
+	return base64.RawURLEncoding.EncodeToString(p.aead.Seal(nonce, nonce, b, []byte(name)))
+}
+
+// open reads a login cookie; false when it was not sealed here for that name, or has expired.
+func (p *RP) open(c *http.Cookie) (loginState, bool) {
+	var st loginState
+	b, err := base64.RawURLEncoding.DecodeString(c.Value)
+	n := p.aead.NonceSize()
+	if err != nil || len(b) < n+p.aead.Overhead() {
+		return st, false
+	}
+	plain, err := p.aead.Open(nil, b[:n], b[n:], []byte(c.Name))
+	if err != nil || json.Unmarshal(plain, &st) != nil {
+		return st, false
+	}
+	return st, p.now().Unix() < st.Expires
+}
+
+// prune drops this browser's logins in progress beyond maxPending-1, the oldest (and any that do
+// not open) first, so that a new one fits.
+func (p *RP) prune(w http.ResponseWriter, r *http.Request) {
+	type pending struct {
+		name    string
+		expires int64
+	}
+	var logins []pending
+	for _, c := range r.Cookies() {
+		if !strings.HasPrefix(c.Name, p.loginPrefix()) {
+			continue
+		}
+		st, ok := p.open(c)
+		if !ok {
+			p.setLoginCookie(w, c.Name, "", -1)
+			continue
+		}
+		logins = append(logins, pending{c.Name, st.Expires})
+	}
+	slices.SortFunc(logins, func(a, b pending) int { return cmp.Compare(a.expires, b.expires) })
+	for len(logins) >= maxPending {
+		p.setLoginCookie(w, logins[0].name, "", -1)
+		logins = logins[1:]
+	}
+}
 
 func (p *RP) oauth() oauth2.Config {
 	return oauth2.Config{ClientID: p.cfg.ClientID, RedirectURL: p.RedirectURI(),
@@ -146,16 +242,14 @@ func (p *RP) oauth() oauth2.Config {
 		Scopes:   []string{oidc.ScopeOpenID, "profile"}}
 }
 
-// Start sends the browser to the identity provider. An error is the store's: nothing was sent.
-func (p *RP) Start(w http.ResponseWriter, r *http.Request, o Options) error {
-	st := loginState{Verifier: oauth2.GenerateVerifier(), Nonce: oauth2.GenerateVerifier(), Resume: o.Resume}
-	state := Token()
-	b, _ := json.Marshal(st)
-	if err := p.eph.Put(r.Context(), p.Key("login", state), b, loginTTL); err != nil {
-		return err
-	}
-	// The state is also bound to this browser, so nobody can finish a login they did not start here.
-	http.SetCookie(w, p.cookie(p.stateCookie(), state, loginTTL))
+// Start sends the browser to the identity provider, the login in progress in a cookie.
+func (p *RP) Start(w http.ResponseWriter, r *http.Request, o Options) {
+	st := loginState{State: Token(), Verifier: oauth2.GenerateVerifier(), Nonce: oauth2.GenerateVerifier(), Resume: o.Resume,
+		Expires: p.now().Add(loginTTL).Unix()}
+	p.prune(w, r)
+	// The login lives in this browser only, so nobody can finish a login they did not start here.
+	name := p.loginCookie(st.State)
+	p.setLoginCookie(w, name, p.seal(name, st), int(loginTTL/time.Second))
 	conf := p.oauth()
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(st.Verifier), oidc.Nonce(st.Nonce),
 		oauth2.SetAuthURLParam("acr_values", p.cfg.ACR)}
@@ -165,8 +259,7 @@ func (p *RP) Start(w http.ResponseWriter, r *http.Request, o Options) error {
 	if o.Fresh {
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"))
 	}
-	http.Redirect(w, r, conf.AuthCodeURL(state, opts...), http.StatusSeeOther)
-	return nil
+	http.Redirect(w, r, conf.AuthCodeURL(st.State, opts...), http.StatusSeeOther)
 }
 
 // Login is what a verified ID token says.
@@ -195,26 +288,24 @@ func (p *RP) idTokenVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error)
 }
 
 // Finish checks the provider's answer at the callback and returns the login. Its errors are
-// ErrState, ErrRefused, ErrExchange, or the store's (the login cannot be read now).
+// ErrState, ErrRefused and ErrExchange.
 func (p *RP) Finish(w http.ResponseWriter, r *http.Request) (Login, error) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	state := q.Get("state")
-	c, err := r.Cookie(p.stateCookie())
-	http.SetCookie(w, p.cookie(p.stateCookie(), "", -1))
-	if err != nil || state == "" || !Same(c.Value, state) {
+	if len(state) < 16 {
 		return Login{}, ErrState
 	}
-	b, err := p.eph.Take(ctx, p.Key("login", state))
-	if errors.Is(err, store.ErrNotFound) {
-		return Login{}, ErrState
-	}
+	name := p.loginCookie(state)
+	c, err := r.Cookie(name)
 	if err != nil {
-		return Login{}, err
+		return Login{}, ErrState
 	}
-	var st loginState
-	if err := json.Unmarshal(b, &st); err != nil {
-		return Login{}, fmt.Errorf("rp: a login state in the store: %w", err)
+	// Once only: the cookie goes whatever the answer.
+	p.setLoginCookie(w, name, "", -1)
+	st, ok := p.open(c)
+	if !ok || !Same(st.State, state) {
+		return Login{}, ErrState
 	}
 	if e := q.Get("error"); e != "" {
 		p.log.InfoContext(ctx, "rp: login refused by the identity provider", "client", p.cfg.ClientID, "error", e)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-jose/go-jose/v3"
 
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/sdjwt"
 	"github.com/vula-eid/vula/internal/store/memstore"
 	"github.com/vula-eid/vula/internal/testenv/stack"
@@ -143,13 +144,15 @@ func (is *issuer) StatusList(_ context.Context, uri string) ([]byte, error) {
 }
 
 // newService is the verifier on the platform's ground (a software key layer, an SQLite store,
-// the audit log, Vula's PKI), trusting the anchors given, reading status lists from lists.
+// the audit log, Vula's PKI), trusting Vula's PID issuer (under seal-ca, as the platform does)
+// and the anchors given, reading status lists from lists.
 func newService(t testing.TB, lists StatusLists, anchors ...*x509.Certificate) *Service {
 	t.Helper()
 	ctx := context.Background()
 	st := stack.New(t)
-	s := New(Config{BaseURL: "https://vula.example", Organization: "Vula", Country: "XK", Anchors: anchors}, st.Keys, st.PKI, st.DB, lists, st.Audit,
-		memstore.New(time.Now), st.Log, time.Now)
+	own, _ := st.PKI.Certificate(certs.NameSealCA)
+	s := New(Config{BaseURL: "https://vula.example", Organization: "Vula", Country: "XK", PIDIssuerCAs: []*x509.Certificate{own},
+		Anchors: anchors}, st.Keys, st.PKI, st.DB, lists, st.Audit, memstore.New(time.Now), st.Log, time.Now)
 	if err := s.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,9 @@ func (s *Service) verifyMdoc(ctx context.Context, tx transaction, q CredentialQu
 			r.Issuer = doc.Chain[0].Subject.String()
 		}
 	}
+	if err == nil {
+		err = s.trusted(doc.Chain, now)
+	}
 	if err != nil {
 		return refuse("%v", err)
 	}

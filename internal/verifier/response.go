@@ -18,6 +18,7 @@ import (
 	"github.com/go-jose/go-jose/v3/jwt"
 
 	"github.com/vula-eid/vula/internal/audit"
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/problem"
 	"github.com/vula-eid/vula/internal/sdjwt"
 	"github.com/vula-eid/vula/internal/store"
@@ -378,18 +379,39 @@ func (s *Service) issuerCert(jwt string, now time.Time) (*x509.Certificate, erro
 		}
 		chain = append(chain, cert)
 	}
-	inter := x509.NewCertPool()
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: s.anchors, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		return chain[0], fmt.Errorf("the x5c chain does not lead to a trust anchor: %v", err)
+	if err := s.trusted(chain, now); err != nil {
+		return chain[0], err
 	}
 	if chain[0].KeyUsage&x509.KeyUsageDigitalSignature == 0 {
 		return chain[0], errors.New("the issuer certificate is not for digital signatures")
 	}
 	return chain[0], nil
+}
+
+// trusted checks that chain (leaf first) leads at now to an outside trust anchor, or to Vula's
+// own PID issuer CA with a leaf of the PID issuer's profile: any other certificate under that CA
+// (an organization's seal, the TSA's) is not a credential issuer.
+func (s *Service) trusted(chain []*x509.Certificate, now time.Time) error {
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	verify := func(roots *x509.CertPool) error {
+		_, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		return err
+	}
+	err := verify(s.outside)
+	if err == nil {
+		return nil
+	}
+	if verify(s.own) == nil {
+		if certs.IsPIDIssuer(chain[0]) {
+			return nil
+		}
+		return errors.New("the certificate under Vula's CA is not the PID issuer's")
+	}
+	return fmt.Errorf("the x5c chain does not lead to a trust anchor: %v", err)
 }
 
 // validity checks exp and nbf (and an iat in the future) with a minute of clock skew.

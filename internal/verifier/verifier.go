@@ -11,7 +11,8 @@
 //   - a transaction takes one response: the first one that reaches it decides the result, and
 //     every later one is refused; its nonce is its own, so a presentation made for another
 //     transaction or another verifier is refused;
-//   - a presentation is accepted only when the issuer's signature chains to a trust anchor,
+//   - a presentation is accepted only when the issuer's signature chains to a trust anchor
+//     (under Config.PIDIssuerCAs, Vula's own, only the PID issuer's certificate is trusted),
 //     the disclosures match the issuer's digests, the key binding is by the credential's key,
 //     for this verifier, this nonce and recent, the credential is within its validity and its
 //     status list says valid; the relying party is given exactly the claims it asked for;
@@ -88,7 +89,12 @@ type Config struct {
 	ResultTTL time.Duration
 	// Freshness is how old (or how far ahead) a key binding's iat may be; 5 minutes when 0.
 	Freshness time.Duration
-	// Anchors are the trust anchors of credential issuers and status lists.
+	// PIDIssuerCAs are the CAs of Vula's own PID issuer. Under them only a certificate of the
+	// PID issuer's profile (certs.IsPIDIssuer) may sign credentials and status lists, not every
+	// certificate they issue: the organizations' seals, the TSA's, this verifier's own.
+	PIDIssuerCAs []*x509.Certificate
+	// Anchors are further trust anchors (other issuers' CAs): any certificate for digital
+	// signatures under them may sign credentials and status lists.
 	Anchors []*x509.Certificate
 }
 
@@ -103,7 +109,9 @@ type Service struct {
 	eph     store.Ephemeral
 	log     *slog.Logger
 	now     func() time.Time
-	anchors *x509.CertPool
+	anchors *x509.CertPool // PIDIssuerCAs and Anchors: the chains mdoc.Verify accepts
+	own     *x509.CertPool // PIDIssuerCAs
+	outside *x509.CertPool // Anchors
 
 	mu     sync.Mutex
 	signer *verifierKey
@@ -134,14 +142,19 @@ func New(cfg Config, keys hsm.Manager, pki PKI, recs Records, status StatusLists
 	if cfg.Freshness <= 0 {
 		cfg.Freshness = 5 * time.Minute
 	}
-	pool := x509.NewCertPool()
+	pool, own, outside := x509.NewCertPool(), x509.NewCertPool(), x509.NewCertPool()
+	for _, c := range cfg.PIDIssuerCAs {
+		pool.AddCert(c)
+		own.AddCert(c)
+	}
 	for _, c := range cfg.Anchors {
 		pool.AddCert(c)
+		outside.AddCert(c)
 	}
 	reqKey := certs.NewServiceKey(certs.ServiceKeySpec{Purpose: hsm.PurposeVerifier, Profile: certs.Verifier, Algorithm: cfg.Algorithm,
 		Subject: certs.LegalPersonName(cfg.Organization+" verifier", "VERIFIER", cfg.Country)}, keys, recs, pki, log, now)
 	return &Service{cfg: cfg, keys: keys, pki: pki, reqKey: reqKey, status: status, audit: au, eph: eph, log: log, now: now,
-		anchors: pool, lists: map[[32]byte]*statusList{}}
+		anchors: pool, own: own, outside: outside, lists: map[[32]byte]*statusList{}}
 }
 
 // ErrNoVerifierKey: there is no active verifier key with a valid certificate.
