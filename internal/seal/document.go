@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/vula-eid/vula/hsm"
 	"github.com/vula-eid/vula/internal/audit"
@@ -155,7 +156,7 @@ func (s *Service) Seal(ctx context.Context, actor, org string, docs []Document, 
 			return Result{}, fmt.Errorf("%w: %s is %d bytes, the limit is %d", signing.ErrTooLarge, d.Name, d.Size, s.cfg.MaxSize)
 		}
 		h := sha256.New()
-		if _, err := io.Copy(h, d.reader()); err != nil {
+		if err := hashDoc(h, d); err != nil {
 			return Result{}, err
 		}
 		digests = append(digests, h.Sum(nil))
@@ -197,6 +198,18 @@ func (s *Service) failed(ctx context.Context, id string, cause error) {
 	if err != nil {
 		s.log.ErrorContext(ctx, "seal: marking a transaction failed", "transaction", id, "cause", cause, "err", err)
 	}
+}
+
+// copyBufs are io.Copy's buffers for hashing a document: a new 32 KiB a seal was a quarter of
+// the bytes a seal allocated.
+var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+// hashDoc writes d to h.
+func hashDoc(h hash.Hash, d Document) error {
+	buf := copyBufs.Get().(*[32 << 10]byte)
+	defer copyBufs.Put(buf)
+	_, err := io.CopyBuffer(h, d.reader(), buf[:])
+	return err
 }
 
 // make writes the seal of docs; hashed is a SHA-256 hash that has read docs[0], which PAdES
