@@ -72,6 +72,7 @@ type Service struct {
 type sealer struct {
 	signing.Signer
 	keyURI string
+	serial string // the certificate's, as the store keys it
 }
 
 // New makes the service.
@@ -221,11 +222,11 @@ func (s *Service) sealer(ctx context.Context, org string) (sealer, error) {
 	s.mu.Unlock()
 	now := s.now()
 	if ok {
-		rec, err := s.recs.Certificate(ctx, certs.NameSealCA, c.Cert.SerialNumber.Text(16))
+		revoked, err := s.recs.CertificateRevoked(ctx, certs.NameSealCA, c.serial)
 		if err != nil {
 			return sealer{}, err
 		}
-		if !rec.Revoked && now.Before(c.Cert.NotAfter) {
+		if !revoked && now.Before(c.Cert.NotAfter) {
 			return c, nil
 		}
 	}
@@ -265,7 +266,7 @@ func (s *Service) findSealer(ctx context.Context, org string, now time.Time) (se
 			if err != nil {
 				return sealer{}, fmt.Errorf("seal: certificate %s in the store: %w", rec.Serial, err)
 			}
-			best = sealer{Signer: signing.Signer{Cert: cert, Chain: s.pki.Chain(cert)}, keyURI: k.URI}
+			best = sealer{Signer: signing.Signer{Cert: cert, Chain: s.pki.Chain(cert)}, keyURI: k.URI, serial: rec.Serial}
 		}
 	}
 	if best.Cert == nil {

@@ -271,8 +271,19 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		same(t, got, c)
 		_, err = s.Certificate(ctx, "person-ca", "ffff")
 		isErr(t, err, store.ErrNotFound, "unknown serial")
+		if r, err := s.CertificateRevoked(ctx, "person-ca", "0a1b"); err != nil || r {
+			t.Fatalf("CertificateRevoked before revocation: %v, %v", r, err)
+		}
+		_, err = s.CertificateRevoked(ctx, "person-ca", "ffff")
+		isErr(t, err, store.ErrNotFound, "status of an unknown serial")
 		at := now.Add(time.Hour)
 		must(t, s.Revoke(ctx, "person-ca", "0a1b", at, 1))
+		if r, err := s.CertificateRevoked(ctx, "person-ca", "0a1b"); err != nil || !r {
+			t.Fatalf("CertificateRevoked after revocation: %v, %v", r, err)
+		}
+		if r, err := s.CertificateRevoked(ctx, "seal-ca", "0a1b"); err != nil || r {
+			t.Fatalf("CertificateRevoked of the same serial under another CA: %v, %v", r, err)
+		}
 		isErr(t, s.Revoke(ctx, "person-ca", "0a1b", at, 1), store.ErrConflict, "revoke twice")
 		isErr(t, s.Revoke(ctx, "person-ca", "ffff", at, 1), store.ErrNotFound, "revoke unknown")
 		rev, err := s.RevokedCertificates(ctx, "person-ca")
