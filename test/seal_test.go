@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/vula-eid/vula/internal/signing/signingtest"
+	"github.com/vula-eid/vula/internal/store/sqlstore"
 	"github.com/vula-eid/vula/internal/testenv"
 )
 
@@ -294,4 +296,20 @@ func TestSealEndToEnd(t *testing.T) {
 		t.Fatalf("%d signatures of tax's seal key in the audit log, want 15", n)
 	}
 	vula(t, env, "audit", "verify")
+	// Each seal is a completed transaction (stored in the commit of its signature's audit
+	// record), and only seals are.
+	db, err := sqlstore.Open(context.Background(), "sqlite:"+filepath.Join(data, "vula.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	txs, err := db.TransactionsByActor(context.Background(), "tax-batch")
+	if err != nil || len(txs) != 15 {
+		t.Fatalf("%d transactions of tax-batch, want 15 (%v)", len(txs), err)
+	}
+	for _, tx := range txs {
+		if tx.Kind != "seal" || tx.State != "completed" || tx.OrganizationID != "tax" || len(tx.Digests) == 0 {
+			t.Fatalf("transaction %+v", tx)
+		}
+	}
 }

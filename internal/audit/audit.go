@@ -98,6 +98,9 @@ type Event struct {
 	// Subject is the person the event is about, "" for none: the log is indexed by it
 	// (store.AuditLog.AuditOf), outside the hash chain.
 	Subject string
+	// Transaction, if not nil, is stored in the same commit as the record, outside the hash
+	// chain (store.AuditRecord.Transaction; see WithTransaction).
+	Transaction *store.Transaction
 }
 
 // ActionCheckpoint is the action of checkpoint records.
@@ -320,7 +323,7 @@ func (l *Log) writeQueue(ctx context.Context) {
 		for _, p := range batch {
 			ev := p.ev
 			out = append(out, l.link(last, store.AuditRecord{Actor: ev.Actor, Action: ev.Action, Key: ev.Key, Digest: ev.Digest,
-				Result: ev.Result, RequestID: ev.RequestID, Detail: ev.Detail, Subject: ev.Subject}))
+				Result: ev.Result, RequestID: ev.RequestID, Detail: ev.Detail, Subject: ev.Subject, Transaction: ev.Transaction}))
 			last = &out[len(out)-1]
 		}
 		return out, l.seal(ctx, first, out)
@@ -432,10 +435,41 @@ func (l *Log) RecordSignature(ctx context.Context, ev hsm.SignEvent) error {
 	}
 	d["purpose"], d["hash"] = string(ev.Purpose), hashName(ev.Hash) // the key layer's word, not the caller's
 	detail, _ := json.Marshal(d)
+	var t *store.Transaction
+	c, _ := ctx.Value(riderKey{}).(*Rider)
+	if ev.Err == nil && c != nil && c.key == ev.KeyURI && c.taken.CompareAndSwap(false, true) {
+		t = &c.t
+	}
 	_, err := l.Append(ctx, Event{Actor: ev.Actor, Action: "sign", Key: ev.KeyURI, Digest: ev.Digest,
-		Result: result, RequestID: ev.RequestID, Detail: detail})
+		Result: result, RequestID: ev.RequestID, Detail: detail, Transaction: t})
+	if t != nil && err == nil {
+		c.written.Store(true)
+	}
 	return err
 }
+
+// Rider is a transaction waiting for the audit record of a signature to ride on (see
+// WithTransaction).
+type Rider struct {
+	key            string
+	t              store.Transaction
+	taken, written atomic.Bool
+}
+
+type riderKey struct{}
+
+// WithTransaction has RecordSignature store t in the same commit as the audit record of the
+// first successful signature by keyURI made with the returned context: one durable commit for
+// both instead of two (a seal's second commit was 12 % of its server CPU). Written reports
+// whether that happened; when it did not (no such signature, or an audit hook other than Log),
+// the caller stores t itself.
+func WithTransaction(ctx context.Context, keyURI string, t store.Transaction) (context.Context, *Rider) {
+	c := &Rider{key: keyURI, t: t}
+	return context.WithValue(ctx, riderKey{}, c), c
+}
+
+// Written reports whether the transaction is durable with its signature's audit record.
+func (c *Rider) Written() bool { return c.written.Load() }
 
 func hashName(h crypto.Hash) string {
 	if h == 0 {

@@ -173,6 +173,57 @@ func TestSignatureHook(t *testing.T) {
 	}
 }
 
+// A transaction given with WithTransaction is stored in the commit of the audit record of the
+// first signature by its key, and by no other signature's (another key, a second signature).
+func TestTransactionRides(t *testing.T) {
+	f := newKeys(t)
+	db := openDB(t, "sqlite:"+filepath.Join(t.TempDir(), "a.db"))
+	l := newLog(t, db, f, 1000)
+	ctx := context.Background()
+	seal, _ := f.keys.CreateKey(ctx, hsm.KeySpec{Label: "seal", Algorithm: hsm.ECP256, Purpose: hsm.SealPurpose("tax")})
+	other, _ := f.keys.CreateKey(ctx, hsm.KeySpec{Label: "tsa", Algorithm: hsm.ECP256, Purpose: hsm.PurposeTSA})
+	inst := hsm.Instrument(f.keys, hsm.NewMetrics(prometheus.NewRegistry()), l, time.Now)
+	sign := func(ctx context.Context, uri string, p hsm.Purpose) {
+		t.Helper()
+		s, err := inst.Signer(ctx, uri, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := sha256.Sum256([]byte(uri))
+		if _, err := s.(hsm.ContextSigner).SignContext(ctx, rand.Reader, d[:], crypto.SHA256); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	tx := store.Transaction{ID: "t-1", Kind: "seal", Actor: "tax-batch", OrganizationID: "tax", Digests: [][]byte{{1, 2}},
+		Format: "pades", Level: "B-B", State: "completed", Created: now, Completed: now}
+	rctx, rider := WithTransaction(ctx, seal.URI, tx)
+	sign(rctx, other.URI, hsm.PurposeTSA)
+	if rider.Written() {
+		t.Fatal("the transaction rode on another key's signature")
+	}
+	if _, err := db.Transaction(ctx, "t-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("transaction after another key's signature: %v", err)
+	}
+	sign(rctx, seal.URI, hsm.SealPurpose("tax"))
+	if !rider.Written() {
+		t.Fatal("the transaction did not ride on its key's signature")
+	}
+	got, err := db.Transaction(ctx, "t-1")
+	if err != nil || got.Actor != "tax-batch" || got.Level != "B-B" || len(got.Digests) != 1 || !got.Created.Equal(now) {
+		t.Fatalf("transaction %+v, %v", got, err)
+	}
+	// A second signature with the same context carries nothing (it would be a duplicate id and
+	// fail its whole batch).
+	sign(rctx, seal.URI, hsm.SealPurpose("tax"))
+	if st := l.Stats(); st.Commits != 3 || st.Records != 3 {
+		t.Fatalf("stats %+v, want 3 records in 3 commits", st)
+	}
+	if _, err := Verify(ctx, db, f.pubs, VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestTamperingDetected(t *testing.T) {
 	f := newKeys(t)
 	for _, tc := range []struct {

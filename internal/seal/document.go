@@ -8,13 +8,16 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/audit"
 	"github.com/vula-eid/vula/internal/signing"
 	"github.com/vula-eid/vula/internal/signing/asic"
 	"github.com/vula-eid/vula/internal/signing/cades"
 	"github.com/vula-eid/vula/internal/signing/pades"
 	"github.com/vula-eid/vula/internal/signing/xades"
+	"github.com/vula-eid/vula/internal/store"
 )
 
 // Format is a signature format the service makes.
@@ -153,7 +156,7 @@ func (s *Service) Seal(ctx context.Context, actor, org string, docs []Document, 
 			return Result{}, fmt.Errorf("%w: %s is %d bytes, the limit is %d", signing.ErrTooLarge, d.Name, d.Size, s.cfg.MaxSize)
 		}
 		h := sha256.New()
-		if _, err := io.Copy(h, d.reader()); err != nil {
+		if err := hashDoc(h, d); err != nil {
 			return Result{}, err
 		}
 		digests = append(digests, h.Sum(nil))
@@ -162,18 +165,51 @@ func (s *Service) Seal(ctx context.Context, actor, org string, docs []Document, 
 		}
 	}
 	ctx = hsm.WithActor(ctx, actor)
-	signer, err := s.Sealer(ctx, org)
+	sl, err := s.sealer(ctx, org)
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := s.make(ctx, signer, docs, p, first, w)
+	// The transaction is stored with the seal signature's audit record, in its commit.
+	t := s.transaction("seal", actor, org, digests, string(p.Format), string(p.Level))
+	ctx, rider := audit.WithTransaction(ctx, sl.keyURI, t)
+	res, err := s.make(ctx, sl.Signer, docs, p, first, w)
 	if err != nil {
+		if rider.Written() {
+			s.failed(ctx, t.ID, err)
+		}
 		return Result{}, err
 	}
-	if res.Transaction, err = s.record(ctx, actor, org, digests, string(p.Format), string(p.Level)); err != nil {
-		return Result{}, fmt.Errorf("seal: recording the transaction: %w", err)
+	if !rider.Written() {
+		if err := s.recs.CreateTransaction(ctx, t); err != nil {
+			return Result{}, fmt.Errorf("seal: recording the transaction: %w", err)
+		}
 	}
+	res.Transaction = t.ID
 	return res, nil
+}
+
+// failed marks a transaction stored with its signature as failed: the seal went wrong after it
+// was signed (a timestamp or validation data that could not be had), so no seal was handed out.
+func (s *Service) failed(ctx context.Context, id string, cause error) {
+	err := s.recs.UpdateTransaction(context.WithoutCancel(ctx), id, func(t store.Transaction) (store.Transaction, error) {
+		t.State, t.Completed = "failed", s.now()
+		return t, nil
+	})
+	if err != nil {
+		s.log.ErrorContext(ctx, "seal: marking a transaction failed", "transaction", id, "cause", cause, "err", err)
+	}
+}
+
+// copyBufs are io.Copy's buffers for hashing a document: a new 32 KiB a seal was a quarter of
+// the bytes a seal allocated.
+var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+// hashDoc writes d to h.
+func hashDoc(h hash.Hash, d Document) error {
+	buf := copyBufs.Get().(*[32 << 10]byte)
+	defer copyBufs.Put(buf)
+	_, err := io.CopyBuffer(h, d.reader(), buf[:])
+	return err
 }
 
 // make writes the seal of docs; hashed is a SHA-256 hash that has read docs[0], which PAdES

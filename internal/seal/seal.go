@@ -72,6 +72,7 @@ type Service struct {
 type sealer struct {
 	signing.Signer
 	keyURI string
+	serial string // the certificate's, as the store keys it
 }
 
 // New makes the service.
@@ -210,27 +211,33 @@ func (s *Service) OrganizationOf(ctx context.Context, clientID string) (string, 
 // certificate of that key, with the chain. The certificate's status is read from the store at
 // every call.
 func (s *Service) Sealer(ctx context.Context, org string) (signing.Signer, error) {
+	c, err := s.sealer(ctx, org)
+	return c.Signer, err
+}
+
+// sealer is Sealer with the key's URI.
+func (s *Service) sealer(ctx context.Context, org string) (sealer, error) {
 	s.mu.Lock()
 	c, ok := s.sealers[org]
 	s.mu.Unlock()
 	now := s.now()
 	if ok {
-		rec, err := s.recs.Certificate(ctx, certs.NameSealCA, c.Cert.SerialNumber.Text(16))
+		revoked, err := s.recs.CertificateRevoked(ctx, certs.NameSealCA, c.serial)
 		if err != nil {
-			return signing.Signer{}, err
+			return sealer{}, err
 		}
-		if !rec.Revoked && now.Before(c.Cert.NotAfter) {
-			return c.Signer, nil
+		if !revoked && now.Before(c.Cert.NotAfter) {
+			return c, nil
 		}
 	}
 	c, err := s.findSealer(ctx, org, now)
 	if err != nil {
-		return signing.Signer{}, err
+		return sealer{}, err
 	}
 	s.mu.Lock()
 	s.sealers[org] = c
 	s.mu.Unlock()
-	return c.Signer, nil
+	return c, nil
 }
 
 func (s *Service) findSealer(ctx context.Context, org string, now time.Time) (sealer, error) {
@@ -259,7 +266,7 @@ func (s *Service) findSealer(ctx context.Context, org string, now time.Time) (se
 			if err != nil {
 				return sealer{}, fmt.Errorf("seal: certificate %s in the store: %w", rec.Serial, err)
 			}
-			best = sealer{Signer: signing.Signer{Cert: cert, Chain: s.pki.Chain(cert)}, keyURI: k.URI}
+			best = sealer{Signer: signing.Signer{Cert: cert, Chain: s.pki.Chain(cert)}, keyURI: k.URI, serial: rec.Serial}
 		}
 	}
 	if best.Cert == nil {
@@ -276,19 +283,17 @@ func (s *Service) findSealer(ctx context.Context, org string, now time.Time) (se
 	return best, nil
 }
 
-// record keeps a completed seal as a transaction and returns its id.
-func (s *Service) record(ctx context.Context, actor, org string, digests [][]byte, format, level string) (string, error) {
-	return s.recordKind(ctx, "seal", actor, org, digests, format, level)
-}
-
 // recordKind keeps a completed operation of kind (seal, renew) as a transaction.
 func (s *Service) recordKind(ctx context.Context, kind, actor, org string, digests [][]byte, format, level string) (string, error) {
+	t := s.transaction(kind, actor, org, digests, format, level)
+	return t.ID, s.recs.CreateTransaction(ctx, t)
+}
+
+// transaction is the record of a completed operation of kind, with a new id.
+func (s *Service) transaction(kind, actor, org string, digests [][]byte, format, level string) store.Transaction {
 	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	id := hex.EncodeToString(b)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (it panics where it would)
 	now := s.now()
-	return id, s.recs.CreateTransaction(ctx, store.Transaction{ID: id, Kind: kind, Actor: actor, OrganizationID: org,
-		Digests: digests, Format: format, Level: level, State: "completed", Created: now, Completed: now})
+	return store.Transaction{ID: hex.EncodeToString(b), Kind: kind, Actor: actor, OrganizationID: org,
+		Digests: digests, Format: format, Level: level, State: "completed", Created: now, Completed: now}
 }

@@ -53,7 +53,7 @@ type fixture struct {
 	hook *counter
 }
 
-func newFixture(t *testing.T) fixture {
+func newFixture(t testing.TB) fixture {
 	t.Helper()
 	hook := &counter{}
 	env := signingtest.New(t, signingtest.Options{Hook: hook})
@@ -62,7 +62,7 @@ func newFixture(t *testing.T) fixture {
 	return fixture{env: env, svc: svc, hook: hook}
 }
 
-func (f fixture) onboard(t *testing.T, id, name, reg string) seal.Onboarded {
+func (f fixture) onboard(t testing.TB, id, name, reg string) seal.Onboarded {
 	t.Helper()
 	o, err := f.svc.Onboard(context.Background(), seal.Organization{ID: id, Name: name, RegistryNumber: reg})
 	if err != nil {

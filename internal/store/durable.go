@@ -255,6 +255,9 @@ type Certificates interface {
 	// CreateCertificate stores c; ErrConflict if (CA, Serial) exists.
 	CreateCertificate(ctx context.Context, c Certificate) error
 	Certificate(ctx context.Context, ca, serial string) (Certificate, error)
+	// CertificateRevoked reports whether a certificate is revoked, reading nothing else (a seal
+	// asks at every signature); ErrNotFound if there is no such certificate.
+	CertificateRevoked(ctx context.Context, ca, serial string) (bool, error)
 	CertificatesByCA(ctx context.Context, ca string) ([]Certificate, error)
 	// Revoke marks a certificate revoked; ErrConflict if it already is.
 	Revoke(ctx context.Context, ca, serial string, at time.Time, reason int) error

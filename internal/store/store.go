@@ -44,6 +44,10 @@ type AuditRecord struct {
 	// Subject is the person the event is about ("" for none): an index for AuditOf, not evidence
 	// (the actor and the detail, inside the chain, say who).
 	Subject string
+	// Transaction, written only, is stored in the same commit as the record (as CreateTransaction
+	// would store it): a seal's transaction rides on its signature's record, so a seal costs one
+	// durable commit, not two.
+	Transaction *Transaction
 }
 
 // AuditLog is the durable store's part that keeps the audit chain.
@@ -55,7 +59,8 @@ type AuditLog interface {
 	// so that the chain never forks. An error from next, or a record out of sequence, stores
 	// nothing. A batch is what lets many concurrent appenders share one commit.
 	//
-	// A record with a Checkpoint makes it the log's latest checkpoint in the same commit. While
+	// A record with a Checkpoint makes it the log's latest checkpoint in the same commit, and a
+	// record with a Transaction stores that transaction in the same commit. While
 	// next runs, next may read the log through the store (AuditRecords, AuditTree,
 	// AuditCheckpoint): every append committed before is visible and none can commit meanwhile.
 	AppendAudit(ctx context.Context, next func(last *AuditRecord) ([]AuditRecord, error)) ([]AuditRecord, error)

@@ -402,6 +402,15 @@ func (d *DB) Certificate(ctx context.Context, ca, serial string) (store.Certific
 	return get(ctx, d, "certificate "+ca+"/"+serial, `SELECT `+certCols+` FROM certificates WHERE ca = $1 AND serial = $2`, scanCert, ca, serial)
 }
 
+// CertificateRevoked reads one certificate's revoked flag.
+func (d *DB) CertificateRevoked(ctx context.Context, ca, serial string) (bool, error) {
+	return get(ctx, d, "certificate status", `SELECT revoked FROM certificates WHERE ca = $1 AND serial = $2`, func(r rowScanner) (bool, error) {
+		var revoked int
+		err := r.Scan(&revoked)
+		return revoked != 0, err
+	}, ca, serial)
+}
+
 // CertificatesByCA lists a CA's certificates by serial.
 func (d *DB) CertificatesByCA(ctx context.Context, ca string) ([]store.Certificate, error) {
 	return list(ctx, d, "certificates", `SELECT `+certCols+` FROM certificates WHERE ca = $1 ORDER BY serial`, scanCert, ca)

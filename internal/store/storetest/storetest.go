@@ -271,8 +271,19 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		same(t, got, c)
 		_, err = s.Certificate(ctx, "person-ca", "ffff")
 		isErr(t, err, store.ErrNotFound, "unknown serial")
+		if r, err := s.CertificateRevoked(ctx, "person-ca", "0a1b"); err != nil || r {
+			t.Fatalf("CertificateRevoked before revocation: %v, %v", r, err)
+		}
+		_, err = s.CertificateRevoked(ctx, "person-ca", "ffff")
+		isErr(t, err, store.ErrNotFound, "status of an unknown serial")
 		at := now.Add(time.Hour)
 		must(t, s.Revoke(ctx, "person-ca", "0a1b", at, 1))
+		if r, err := s.CertificateRevoked(ctx, "person-ca", "0a1b"); err != nil || !r {
+			t.Fatalf("CertificateRevoked after revocation: %v, %v", r, err)
+		}
+		if r, err := s.CertificateRevoked(ctx, "seal-ca", "0a1b"); err != nil || r {
+			t.Fatalf("CertificateRevoked of the same serial under another CA: %v, %v", r, err)
+		}
 		isErr(t, s.Revoke(ctx, "person-ca", "0a1b", at, 1), store.ErrConflict, "revoke twice")
 		isErr(t, s.Revoke(ctx, "person-ca", "ffff", at, 1), store.ErrNotFound, "revoke unknown")
 		rev, err := s.RevokedCertificates(ctx, "person-ca")
@@ -549,6 +560,32 @@ func Run(t *testing.T, open func(t *testing.T) store.Durable) {
 		back, _ = s.AuditRecords(ctx, treed[1].Seq, 1)
 		if !bytes.Equal(back[0].Tree, treed[1].Tree) || back[0].Checkpoint != nil {
 			t.Fatalf("a record's tree comes back with it, its checkpoint does not: %+v", back[0])
+		}
+
+		// A record's transaction is stored in the same commit, and a refused batch stores none.
+		rides := func(ids ...string) func(last *store.AuditRecord) ([]store.AuditRecord, error) {
+			return func(last *store.AuditRecord) ([]store.AuditRecord, error) {
+				var out []store.AuditRecord
+				for _, id := range ids {
+					r, _ := chain("tax-batch", now)(last)
+					r[0].Transaction = &store.Transaction{ID: id, Kind: "seal", Actor: "rider", OrganizationID: "tax",
+						Digests: [][]byte{{9}}, Format: "pades", Level: "B-B", State: "completed", Created: now, Completed: now}
+					out = append(out, r[0])
+					last = &out[len(out)-1]
+				}
+				return out, nil
+			}
+		}
+		_, err = s.AppendAudit(ctx, rides("ride-1", "ride-2"))
+		must(t, err)
+		if txs, err := s.TransactionsByActor(ctx, "rider"); err != nil || len(txs) != 2 || txs[1].ID != "ride-2" || txs[0].Level != "B-B" {
+			t.Fatalf("transactions of an append: %+v %v", txs, err)
+		}
+		if _, err := s.AppendAudit(ctx, rides("ride-3", "ride-1")); err == nil {
+			t.Fatal("a batch with a duplicate transaction id was accepted")
+		}
+		if txs, _ := s.TransactionsByActor(ctx, "rider"); len(txs) != 2 {
+			t.Fatalf("a refused batch stored a transaction: %+v", txs)
 		}
 	})
 
