@@ -155,6 +155,11 @@ func (a *Admin) deleteClient(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
+	// Its tokens are void first, on every replica: a failure here deletes nothing (503).
+	if err := a.p.VoidClientTokens(ctx, r.PathValue("id")); err != nil {
+		fail(w, r, err)
+		return
+	}
 	if err := a.p.db.DeleteClient(ctx, r.PathValue("id")); err != nil {
 		fail(w, r, err)
 		return

@@ -182,8 +182,7 @@ func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, ep
 		compose.OAuth2RefreshTokenGrantFactory,
 		compose.OpenIDConnectExplicitFactory,
 		compose.OpenIDConnectRefreshFactory,
-		compose.OAuth2TokenIntrospectionFactory,
-		compose.OAuth2TokenRevocationFactory,
+		p.clientTokensFactory, // introspection and revocation: stateless client_credentials tokens, fosite's for the rest
 		compose.OAuth2PKCEFactory,
 		compose.PushedAuthorizeHandlerFactory,
 	)
@@ -349,7 +348,8 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		id := ar.GetClient().GetID()
 		sess.Subject = id
 		sess.JWTClaims.Subject = id
-		sess.JWTClaims.Extra = map[string]any{"client_id": id}
+		// gty marks the token as one that is not stored (see clientTokens).
+		sess.JWTClaims.Extra = map[string]any{"client_id": id, grantClaim: clientCredentials}
 		sess.JWTHeader.Add("typ", "at+jwt")
 		sess.ClientOnly = true
 		err = p.grantAudience(ar, r.PostForm["resource"])
