@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,8 +102,13 @@ func TestScaleOut(t *testing.T) {
 	serials := timestampBoth(t, replicas)
 	loginAcross(t, env, replicas)
 	signAcross(t, env, replicas)
+	held := clientTokensAcross(t, env, replicas)
 	rd.Stop(t)
 	for _, r := range replicas {
+		// A token's revocation cannot be read: 503 with Retry-After, never 401 or 500.
+		if code, h, body := adminCall(t, "http://"+r.addr, http.MethodGet, "/api/v1/admin/clients", held); code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
+			t.Errorf("replica %s, bearer check with Redis down: %d (Retry-After %q) %s", r.addr, code, h.Get("Retry-After"), body)
+		}
 		rep := r.ready(t, http.StatusServiceUnavailable)
 		comps, _ := rep["components"].(map[string]any)
 		if st, _ := comps["ephemeral"].(map[string]any); st["ok"] != false {
@@ -140,6 +146,94 @@ func TestScaleOut(t *testing.T) {
 }
 
 const sharedIssuer = "http://vula.test"
+
+// clientTokensAcross: client_credentials tokens are not stored, so a token issued by one replica
+// is checked by the other from its JWT and the revocation markers in Redis. Revoked at A, it is
+// refused at once by B (bearer check and introspection); a client deleted through A's admin API
+// has its tokens refused at once by B. It returns a good token of the admin client.
+func clientTokensAcross(t *testing.T, env []string, replicas []*replica) string {
+	t.Helper()
+	a, b := "http://"+replicas[0].addr, "http://"+replicas[1].addr
+	secrets := map[string]string{}
+	for _, id := range []string{"ops-a", "ops-b"} {
+		var made map[string]any
+		if err := json.Unmarshal([]byte(vula(t, env, "clients", "create", id, "--grant-type", "client_credentials",
+			"--scope", "admin", "--output", "json")), &made); err != nil || made["client_secret"] == nil {
+			t.Fatalf("clients create %s: %v %v", id, err, made)
+		}
+		secrets[id] = made["client_secret"].(string)
+	}
+	form := func(base, path, id string, v url.Values) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(v.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(id, secrets[id])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	token := func(base, id string) string {
+		t.Helper()
+		code, body := form(base, "/oauth2/token", id, url.Values{"grant_type": {"client_credentials"}, "scope": {"admin"}})
+		if code != 200 {
+			t.Fatalf("token of %s at %s: %d %v", id, base, code, body)
+		}
+		return body["access_token"].(string)
+	}
+	works := func(base, tok, stage string) {
+		t.Helper()
+		if code, _, body := adminCall(t, base, http.MethodGet, "/api/v1/admin/clients", tok); code != 200 {
+			t.Fatalf("%s: admin API at %s: %d %s", stage, base, code, body)
+		}
+	}
+	refused := func(base, tok, stage string) {
+		t.Helper()
+		if code, h, body := adminCall(t, base, http.MethodGet, "/api/v1/admin/clients", tok); code != 401 || !strings.Contains(h.Get("WWW-Authenticate"), "invalid_token") {
+			t.Fatalf("%s: admin API at %s: %d %q %s", stage, base, code, h.Get("WWW-Authenticate"), body)
+		}
+	}
+	tok, keep, other := token(a, "ops-a"), token(a, "ops-a"), token(b, "ops-b")
+	works(b, tok, "A's token at B")
+	works(a, other, "B's token at A")
+	if code, body := form(b, "/oauth2/introspect", "ops-a", url.Values{"token": {tok}}); code != 200 || body["active"] != true || body["client_id"] != "ops-a" {
+		t.Fatalf("A's token introspected at B: %d %v", code, body)
+	}
+	if code, body := form(a, "/oauth2/revoke", "ops-a", url.Values{"token": {tok}}); code != 200 {
+		t.Fatalf("revocation at A: %d %v", code, body)
+	}
+	refused(b, tok, "revoked at A, used at B")
+	if code, body := form(b, "/oauth2/introspect", "ops-a", url.Values{"token": {tok}}); code != 200 || body["active"] != false {
+		t.Fatalf("revoked at A, introspected at B: %d %v", code, body)
+	}
+	works(b, keep, "the client's other token")
+	// ops-b deleted through A's admin API: its token is refused at B at once (B's client cache
+	// still holds ops-b, from the call above).
+	works(b, other, "ops-b's token at B before its deletion")
+	if code, _, body := adminCall(t, a, http.MethodDelete, "/api/v1/admin/clients/ops-b", keep); code != http.StatusNoContent {
+		t.Fatalf("deleting ops-b at A: %d %s", code, body)
+	}
+	refused(b, other, "a deleted client's token at B")
+	return keep
+}
+
+// adminCall calls Vula's admin API with a bearer token.
+func adminCall(t *testing.T, base, method, path, tok string) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
 
 // loginAcross starts a login at one replica and redeems the code at the other: the flow's state
 // is in Redis, the clients and people in PostgreSQL, the token keys on the token.
