@@ -3,6 +3,8 @@
 // ID tokens and access tokens (JWT, RFC 9068) are signed through the key layer with oidc-token
 // keys (ES256 by default, PS256 as an option); refresh tokens and codes are opaque (HMAC) and
 // their state lives in the ephemeral store, so that any replica can finish a flow another began.
+// A client_credentials access token has no stored state: it is verified from its JWT wherever it
+// is presented, and only its revocation is read from the ephemeral store (cctoken.go).
 // Clients are in the durable store. Every client must use PKCE with S256; client
 // authentication is private_key_jwt (assertion jtis kept in a replay cache), client_secret_basic,
 // or none for public clients. Refresh tokens are rotated on every use, and reuse of a rotated one
