@@ -2,6 +2,9 @@ package idp
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -242,5 +245,39 @@ func TestRS256IDTokens(t *testing.T) {
 	}
 	if _, err := prov.Verifier(&oidc.Config{ClientID: "tax", SupportedSigningAlgs: []string{"ES256"}}).Verify(ctx, tok.Extra("id_token").(string)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// signES writes compact JWSs that go-jose verifies, for P-256 and P-384, with the header's
+// entries (but not the internal alg request) and the claims intact.
+func TestSignES(t *testing.T) {
+	for _, c := range []struct {
+		curve elliptic.Curve
+		alg   jose.SignatureAlgorithm
+	}{{elliptic.P256(), jose.ES256}, {elliptic.P384(), jose.ES384}} {
+		k, err := ecdsa.GenerateKey(c.curve, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := signES(context.Background(), k, tokenKey{kid: "k1", alg: c.alg},
+			fjwt.MapClaims{"sub": "batch", "exp": int64(1796541577), "scope": "seal"}, map[string]any{"typ": "at+jwt", algHeader: "RS256"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jws, err := jose.ParseSigned(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", c.alg, err)
+		}
+		payload, err := jws.Verify(&k.PublicKey)
+		if err != nil {
+			t.Fatalf("%s: %v", c.alg, err)
+		}
+		h := jws.Signatures[0].Header
+		if h.Algorithm != string(c.alg) || h.KeyID != "k1" || h.ExtraHeaders["typ"] != "at+jwt" || h.ExtraHeaders[algHeader] != nil {
+			t.Fatalf("%s: header %+v", c.alg, h)
+		}
+		if string(payload) != `{"exp":1796541577,"scope":"seal","sub":"batch"}` {
+			t.Fatalf("%s: payload %s", c.alg, payload)
+		}
 	}
 }
