@@ -277,6 +277,18 @@ func TestSealEndToEnd(t *testing.T) {
 		}
 	}
 
+	// Revoking health's seal certificate from the command line (another process writing the
+	// database) stops health's next seal at once: the status is read at every seal.
+	health := sealHTTP(base, "health-batch", healthSecret)
+	if resp, body := postDoc(t, health, base+"/api/v1/seal?level=B-B", "application/pdf", in); resp.StatusCode != 200 {
+		t.Fatalf("health's seal before revocation: %d %s", resp.StatusCode, body)
+	}
+	vula(t, env, "pki", "revoke", "--ca", "seal-ca", "--serial", orgs[0].SealSerial, "--reason", "5")
+	if resp, body := postDoc(t, health, base+"/api/v1/seal?level=B-B", "application/pdf", in); resp.StatusCode != http.StatusConflict ||
+		!strings.Contains(string(body), "no-seal") {
+		t.Fatalf("health's seal after revocation: %d %s, want 409 no-seal", resp.StatusCode, body)
+	}
+
 	// The audit log has one signature of tax's seal key for every seal made, and only those:
 	// 1 (PAdES) + 1 (Cyrillic PAdES) + 1 (XAdES) + 1 (CAdES) + 1 (ASiC-E) + 3 (batch) + 7 (vula seal).
 	srv.cmd.Process.Signal(os.Interrupt)
