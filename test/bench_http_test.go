@@ -52,7 +52,8 @@ import (
 // binary re-executed) at 8 and 32 clients, as server CPU per request.
 //
 // BENCH_PPROF_DIR=dir builds the server with -tags pprof and writes a CPU profile of the first
-// seconds of each measured run to dir (see cmd/vula/pprof.go).
+// seconds of each measured run to dir (see cmd/vula/pprof.go). BENCH_SERVER_ENV="K=V ..." adds
+// to the server's environment (GOGC, GODEBUG: to try the runtime's settings).
 //
 // The load generator shares the two cores with the server; server CPU per operation is the
 // steadier figure on a busy machine.
@@ -170,6 +171,7 @@ func benchConfig(b *testing.B, pg *testenv.PG, extra []string) {
 	// The load generator is one client address: let it have the clients of the runs in flight
 	// on the anonymous endpoints (the TSA), which otherwise allow a few per address.
 	srvEnv := append(env, "VULA_LOG_LEVEL=warn", "VULA_HTTP_PER_CLIENT=64")
+	srvEnv = append(srvEnv, strings.Fields(os.Getenv("BENCH_SERVER_ENV"))...)
 	pprofAt := ""
 	if os.Getenv("BENCH_PPROF_DIR") != "" {
 		pprofAt = freePort(b)

@@ -445,14 +445,22 @@ func requiredLevel(ar fosite.AuthorizeRequester, c store.Client, claims *claimsR
 	return levels[best], nil
 }
 
-func (g *Pages) saveFlow(ctx context.Context, f *flow, ar fosite.AuthorizeRequester) error {
+// saveFlow stores f, with the parked request ar when not nil, and the further entries more,
+// in one write of the ephemeral store (one round trip on Redis).
+func (g *Pages) saveFlow(ctx context.Context, f *flow, ar fosite.AuthorizeRequester, more ...store.Entry) error {
+	var entries []store.Entry
 	if ar != nil {
-		if err := g.p.st.put(ctx, "flow-req:"+f.ID, ar, flowTTL, nil); err != nil {
+		req, err := encode(ar, nil)
+		if err != nil {
 			return err
 		}
+		entries = append(entries, store.Entry{Key: "idp:flow-req:" + f.ID, Value: req, TTL: flowTTL})
 	}
 	b, _ := json.Marshal(f)
-	return g.p.eph.Put(ctx, "idp:flow:"+f.ID, b, flowTTL)
+	// The flow last: PutAll is not atomic, and a flow stored without its request or its
+	// session would be found and fail further on.
+	entries = append(append(entries, more...), store.Entry{Key: "idp:flow:" + f.ID, Value: b, TTL: flowTTL})
+	return store.PutAll(ctx, g.p.eph, entries...)
 }
 
 // loadFlow reads the flow named in the request; ok false when it is absent or expired.
@@ -681,10 +689,7 @@ func (g *Pages) signIn(ctx context.Context, r *http.Request, f *flow) (*http.Coo
 	}
 	s := ssoSession{ID: randomID(), Subject: f.Subject, AMR: f.AMR, ACR: f.ACR, AuthTime: f.AuthTime, CSRF: randomID()}
 	b, _ := json.Marshal(s)
-	if err := g.p.eph.Put(ctx, "idp:sso:"+s.ID, b, ssoTTL); err != nil {
-		return nil, err
-	}
-	if err := g.saveFlow(ctx, f, nil); err != nil {
+	if err := g.saveFlow(ctx, f, nil, store.Entry{Key: "idp:sso:" + s.ID, Value: b, TTL: ssoTTL}); err != nil {
 		return nil, err
 	}
 	return &http.Cookie{Name: ssoCookie, Value: s.ID, Path: "/", MaxAge: int(ssoTTL.Seconds()),
@@ -818,15 +823,12 @@ func (g *Pages) takeRequest(ctx context.Context, f *flow) (fosite.AuthorizeReque
 	if _, err := g.p.eph.Take(ctx, "idp:flow:"+f.ID); err != nil {
 		return nil, err
 	}
-	ar, _, err := g.p.st.load(ctx, "flow-req:"+f.ID, nil)
+	b, err := g.p.eph.Take(ctx, "idp:flow-req:"+f.ID)
 	if err != nil {
-		return nil, err
+		return nil, mapErr(err)
 	}
-	if err := g.p.eph.Delete(ctx, "idp:flow-req:"+f.ID); err != nil {
-		// The Take above has claimed the flow; the leftover expires with its TTL.
-		g.p.log.WarnContext(ctx, "parked authorization request not deleted", "err", err)
-	}
-	return ar, nil
+	ar, _, err := g.p.st.decode(ctx, b, nil)
+	return ar, err
 }
 
 // finish sends the browser back to the client with a code.
