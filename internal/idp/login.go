@@ -594,7 +594,7 @@ func (g *Pages) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login/totp?flow="+f.ID, http.StatusSeeOther)
 		return
 	}
-	g.authenticated(w, r, f)
+	g.authenticatedAs(w, r, f, p)
 }
 
 // secondFactor is the second-factor page's offer: a one-time code when the person has an
@@ -655,7 +655,17 @@ func (g *Pages) totp(w http.ResponseWriter, r *http.Request) {
 
 // authenticated signs the person in (signIn) and goes on to consent.
 func (g *Pages) authenticated(w http.ResponseWriter, r *http.Request, f *flow) {
-	cookie, err := g.signIn(r.Context(), r, f)
+	p, err := g.p.db.Person(r.Context(), f.Subject)
+	if err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
+	g.authenticatedAs(w, r, f, p)
+}
+
+// authenticatedAs is authenticated for the person p, read in this request.
+func (g *Pages) authenticatedAs(w http.ResponseWriter, r *http.Request, f *flow, p store.Person) {
+	cookie, err := g.signInAs(r.Context(), r, f, p)
 	if errors.Is(err, ErrInactive) {
 		g.fail(w, r, http.StatusForbidden, "login.inactive")
 		return
@@ -675,6 +685,12 @@ func (g *Pages) signIn(ctx context.Context, r *http.Request, f *flow) (*http.Coo
 	if err != nil {
 		return nil, err
 	}
+	return g.signInAs(ctx, r, f, p)
+}
+
+// signInAs is signIn for the person p, read in this request (a password login has just read
+// it: a second read would only cost a round trip to the durable store).
+func (g *Pages) signInAs(ctx context.Context, r *http.Request, f *flow, p store.Person) (*http.Cookie, error) {
 	if !active(p) {
 		return nil, ErrInactive
 	}
@@ -859,7 +875,8 @@ func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, ar fosite
 	sess.CodeJKT = ar.GetRequestForm().Get("dpop_jkt")
 	sess.Asked = f.Asked
 	acr := f.ACR
-	if p, err := g.p.db.Person(ctx, f.Subject); err != nil {
+	p, err := g.p.db.Person(ctx, f.Subject)
+	if err != nil {
 		g.unavailable(w, r, err)
 		return
 	} else if !active(p) {
@@ -872,11 +889,6 @@ func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, ar fosite
 	sess.Claims = &jwt.IDTokenClaims{Subject: sub, AuthTime: f.AuthTime, RequestedAt: ar.GetRequestedAt().UTC().Truncate(time.Second),
 		AuthenticationContextClassReference: acr, AuthenticationMethodsReferences: f.AMR, Extra: map[string]any{}}
 	if len(f.Asked.IDToken) > 0 {
-		p, err := g.p.db.Person(ctx, f.Subject)
-		if err != nil {
-			g.unavailable(w, r, err)
-			return
-		}
 		addIDTokenClaims(sess.Claims, p, f.Asked.IDToken)
 	}
 	if c.rec.Policy.IDTokenAlg == "RS256" {

@@ -17,74 +17,96 @@ import (
 	"github.com/vula-eid/vula/internal/store"
 )
 
-// BenchmarkCodeFlowMachinery is a complete code flow (PAR, the authorization endpoint, the
-// login page, a password login, consent remembered, the code exchange) in process over
-// loopback, with the person's password hashed at Argon2id's smallest cost: what is measured is
-// the protocol machinery around the hash (issue #22: it should cost a few milliseconds), with
-// the browser and the relying party in the same process. eph-ops/flow counts the ephemeral
-// store's operations of a flow (each one a round trip on Redis).
+// TestCodeFlowRoundTrips holds a complete code flow (authorization request, login
+// page, password, consent remembered, code exchange) to its count of ephemeral-store operations,
+// each a round trip to Redis on a deployment with replicas: 30 before the authorization
+// endpoint, the login and the consent wrote and took their entries together, 27 since.
+func TestCodeFlowRoundTrips(t *testing.T) {
+	flow, ops := codeFlowRig(t, false)
+	flow(t, true) // consent asked and remembered
+	ops.n.Store(0)
+	flow(t, false)
+	if n := ops.n.Load(); n > 27 {
+		t.Errorf("a code flow made %d ephemeral-store operations, want at most 27", n)
+	}
+}
+
+// BenchmarkCodeFlowMachinery is a complete code flow (the authorization endpoint, the login
+// page, a password login, consent remembered, the code exchange) in process over loopback,
+// with the person's password hashed at Argon2id's smallest cost: what is measured is the
+// protocol machinery around the hash (issue #22: it should cost a few milliseconds), with the
+// browser and the relying party in the same process. eph-ops/flow counts the ephemeral store's
+// operations of a flow.
 func BenchmarkCodeFlowMachinery(b *testing.B) {
-	ops := &countingEph{}
-	f := newFixtureEph(b, Config{}, false, func(e store.Ephemeral) store.Ephemeral { ops.Ephemeral = e; return ops })
-	ctx := context.Background()
-	secret := f.register(b, ClientSpec{ID: "tax", Name: "Tax Administration", RedirectURIs: []string{rpCallback},
-		Scopes: []string{"openid", "profile"}})
-	p, err := f.accounts.CreatePerson(ctx, store.Person{PersonalNumber: "1234567890", GivenName: "Arta",
-		FamilyName: "Krasniqi", BirthDate: "1990-04-12"}, "correct horse battery")
-	if err != nil {
-		b.Fatal(err)
-	}
-	cheap := cheapHash(b, "correct horse battery")
-	if err := f.db.UpdateCredential(ctx, p.SubjectID, func(c store.Credential) (store.Credential, error) {
-		c.PasswordHash = cheap
-		return c, nil
-	}); err != nil {
-		b.Fatal(err)
-	}
-	conf := oauth2.Config{ClientID: "tax", ClientSecret: secret, RedirectURL: rpCallback, Scopes: []string{"openid", "profile"},
-		Endpoint: oauth2.Endpoint{AuthURL: f.srv.URL + "/oauth2/auth", TokenURL: f.srv.URL + "/oauth2/token"}}
-	flow := func(first bool) {
-		verifier, opts := newPKCE()
-		authURL := conf.AuthCodeURL("state-12345678", opts...)
-		br := idptest.New(b, f.srv.URL)
-		var cb *url.URL
-		if first { // consent asked and remembered
-			cb = br.Login(authURL, rpCallback, "1234567890", "correct horse battery", "")
-		} else {
-			cb = loginRemembered(b, br, authURL)
-		}
-		if _, err := conf.Exchange(ctx, cb.Query().Get("code"), oauth2.VerifierOption(verifier)); err != nil {
-			b.Fatalf("code exchange: %v", err)
-		}
-	}
-	flow(true)
+	flow, ops := codeFlowRig(b, true)
+	flow(b, true)
 	ops.n.Store(0)
 	b.ReportAllocs()
 	for b.Loop() {
-		flow(false)
+		flow(b, false)
 	}
 	b.ReportMetric(float64(ops.n.Load())/float64(b.N), "eph-ops/flow")
 }
 
+// codeFlowRig sets up a provider with client tax and a person, and returns a complete code flow
+// (asking consent and remembering it when first) and the ephemeral store's operation count.
+// cheap stores the person's password at Argon2id's smallest cost.
+func codeFlowRig(tb testing.TB, cheap bool) (func(tb testing.TB, first bool), *countingEph) {
+	ops := &countingEph{}
+	f := newFixtureEph(tb, Config{}, false, func(e store.Ephemeral) store.Ephemeral { ops.Ephemeral = e; return ops })
+	ctx := context.Background()
+	secret := f.register(tb, ClientSpec{ID: "tax", Name: "Tax Administration", RedirectURIs: []string{rpCallback},
+		Scopes: []string{"openid", "profile"}})
+	p, err := f.accounts.CreatePerson(ctx, store.Person{PersonalNumber: "1234567890", GivenName: "Arta",
+		FamilyName: "Krasniqi", BirthDate: "1990-04-12"}, "correct horse battery")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if cheap {
+		if err := f.db.UpdateCredential(ctx, p.SubjectID, func(c store.Credential) (store.Credential, error) {
+			c.PasswordHash = cheapHash("correct horse battery")
+			return c, nil
+		}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	conf := oauth2.Config{ClientID: "tax", ClientSecret: secret, RedirectURL: rpCallback, Scopes: []string{"openid", "profile"},
+		Endpoint: oauth2.Endpoint{AuthURL: f.srv.URL + "/oauth2/auth", TokenURL: f.srv.URL + "/oauth2/token"}}
+	return func(tb testing.TB, first bool) {
+		verifier, opts := newPKCE()
+		authURL := conf.AuthCodeURL("state-12345678", opts...)
+		br := idptest.New(tb, f.srv.URL)
+		var cb *url.URL
+		if first {
+			cb = br.Login(authURL, rpCallback, "1234567890", "correct horse battery", "")
+		} else {
+			cb = loginRemembered(tb, br, authURL)
+		}
+		if _, err := conf.Exchange(ctx, cb.Query().Get("code"), oauth2.VerifierOption(verifier)); err != nil {
+			tb.Fatalf("code exchange: %v", err)
+		}
+	}, ops
+}
+
 // loginRemembered goes from an authorization URL through the login page and a password login
 // straight back to the relying party (consent remembered), and returns that redirect.
-func loginRemembered(b *testing.B, br *idptest.Browser, authURL string) *url.URL {
+func loginRemembered(tb testing.TB, br *idptest.Browser, authURL string) *url.URL {
 	r := br.Get(authURL)
 	if r.Status != 200 {
-		b.Fatalf("login page: %d %s", r.Status, r.URL)
+		tb.Fatalf("login page: %d %s", r.Status, r.URL)
 	}
 	r.Form.Set("identifier", "1234567890")
 	r.Form.Set("password", "correct horse battery")
 	r = br.Post("/login", r.Form)
 	if !strings.HasPrefix(r.URL.String(), rpCallback) {
-		b.Fatalf("after login: %d %s", r.Status, r.URL)
+		tb.Fatalf("after login: %d %s", r.Status, r.URL)
 	}
 	return r.URL
 }
 
 // cheapHash is a PHC string of pw at Argon2id's smallest cost (8 KiB, one pass), which
 // checkPassword accepts like any other.
-func cheapHash(b *testing.B, pw string) string {
+func cheapHash(pw string) string {
 	salt := []byte("0123456789abcdef")
 	key := argon2.IDKey([]byte(pw), salt, 1, 8, 1, 32)
 	return fmt.Sprintf("$argon2id$v=%d$m=8,t=1,p=1$%s$%s", argon2.Version,
