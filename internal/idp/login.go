@@ -445,14 +445,22 @@ func requiredLevel(ar fosite.AuthorizeRequester, c store.Client, claims *claimsR
 	return levels[best], nil
 }
 
-func (g *Pages) saveFlow(ctx context.Context, f *flow, ar fosite.AuthorizeRequester) error {
+// saveFlow stores f, with the parked request ar when not nil, and the further entries more,
+// in one write of the ephemeral store (one round trip on Redis).
+func (g *Pages) saveFlow(ctx context.Context, f *flow, ar fosite.AuthorizeRequester, more ...store.Entry) error {
+	var entries []store.Entry
 	if ar != nil {
-		if err := g.p.st.put(ctx, "flow-req:"+f.ID, ar, flowTTL, nil); err != nil {
+		req, err := encode(ar, nil)
+		if err != nil {
 			return err
 		}
+		entries = append(entries, store.Entry{Key: "idp:flow-req:" + f.ID, Value: req, TTL: flowTTL})
 	}
 	b, _ := json.Marshal(f)
-	return g.p.eph.Put(ctx, "idp:flow:"+f.ID, b, flowTTL)
+	// The flow last: PutAll is not atomic, and a flow stored without its request or its
+	// session would be found and fail further on.
+	entries = append(append(entries, more...), store.Entry{Key: "idp:flow:" + f.ID, Value: b, TTL: flowTTL})
+	return store.PutAll(ctx, g.p.eph, entries...)
 }
 
 // loadFlow reads the flow named in the request; ok false when it is absent or expired.
@@ -586,7 +594,7 @@ func (g *Pages) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login/totp?flow="+f.ID, http.StatusSeeOther)
 		return
 	}
-	g.authenticated(w, r, f)
+	g.authenticatedAs(w, r, f, p)
 }
 
 // secondFactor is the second-factor page's offer: a one-time code when the person has an
@@ -647,7 +655,17 @@ func (g *Pages) totp(w http.ResponseWriter, r *http.Request) {
 
 // authenticated signs the person in (signIn) and goes on to consent.
 func (g *Pages) authenticated(w http.ResponseWriter, r *http.Request, f *flow) {
-	cookie, err := g.signIn(r.Context(), r, f)
+	p, err := g.p.db.Person(r.Context(), f.Subject)
+	if err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
+	g.authenticatedAs(w, r, f, p)
+}
+
+// authenticatedAs is authenticated for the person p, read in this request.
+func (g *Pages) authenticatedAs(w http.ResponseWriter, r *http.Request, f *flow, p store.Person) {
+	cookie, err := g.signInAs(r.Context(), r, f, p)
 	if errors.Is(err, ErrInactive) {
 		g.fail(w, r, http.StatusForbidden, "login.inactive")
 		return
@@ -667,6 +685,12 @@ func (g *Pages) signIn(ctx context.Context, r *http.Request, f *flow) (*http.Coo
 	if err != nil {
 		return nil, err
 	}
+	return g.signInAs(ctx, r, f, p)
+}
+
+// signInAs is signIn for the person p, read in this request (a password login has just read
+// it: a second read would only cost a round trip to the durable store).
+func (g *Pages) signInAs(ctx context.Context, r *http.Request, f *flow, p store.Person) (*http.Cookie, error) {
 	if !active(p) {
 		return nil, ErrInactive
 	}
@@ -681,10 +705,7 @@ func (g *Pages) signIn(ctx context.Context, r *http.Request, f *flow) (*http.Coo
 	}
 	s := ssoSession{ID: randomID(), Subject: f.Subject, AMR: f.AMR, ACR: f.ACR, AuthTime: f.AuthTime, CSRF: randomID()}
 	b, _ := json.Marshal(s)
-	if err := g.p.eph.Put(ctx, "idp:sso:"+s.ID, b, ssoTTL); err != nil {
-		return nil, err
-	}
-	if err := g.saveFlow(ctx, f, nil); err != nil {
+	if err := g.saveFlow(ctx, f, nil, store.Entry{Key: "idp:sso:" + s.ID, Value: b, TTL: ssoTTL}); err != nil {
 		return nil, err
 	}
 	return &http.Cookie{Name: ssoCookie, Value: s.ID, Path: "/", MaxAge: int(ssoTTL.Seconds()),
@@ -818,15 +839,12 @@ func (g *Pages) takeRequest(ctx context.Context, f *flow) (fosite.AuthorizeReque
 	if _, err := g.p.eph.Take(ctx, "idp:flow:"+f.ID); err != nil {
 		return nil, err
 	}
-	ar, _, err := g.p.st.load(ctx, "flow-req:"+f.ID, nil)
+	b, err := g.p.eph.Take(ctx, "idp:flow-req:"+f.ID)
 	if err != nil {
-		return nil, err
+		return nil, mapErr(err)
 	}
-	if err := g.p.eph.Delete(ctx, "idp:flow-req:"+f.ID); err != nil {
-		// The Take above has claimed the flow; the leftover expires with its TTL.
-		g.p.log.WarnContext(ctx, "parked authorization request not deleted", "err", err)
-	}
-	return ar, nil
+	ar, _, err := g.p.st.decode(ctx, b, nil)
+	return ar, err
 }
 
 // finish sends the browser back to the client with a code.
@@ -857,7 +875,8 @@ func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, ar fosite
 	sess.CodeJKT = ar.GetRequestForm().Get("dpop_jkt")
 	sess.Asked = f.Asked
 	acr := f.ACR
-	if p, err := g.p.db.Person(ctx, f.Subject); err != nil {
+	p, err := g.p.db.Person(ctx, f.Subject)
+	if err != nil {
 		g.unavailable(w, r, err)
 		return
 	} else if !active(p) {
@@ -870,11 +889,6 @@ func (g *Pages) issue(w http.ResponseWriter, r *http.Request, f *flow, ar fosite
 	sess.Claims = &jwt.IDTokenClaims{Subject: sub, AuthTime: f.AuthTime, RequestedAt: ar.GetRequestedAt().UTC().Truncate(time.Second),
 		AuthenticationContextClassReference: acr, AuthenticationMethodsReferences: f.AMR, Extra: map[string]any{}}
 	if len(f.Asked.IDToken) > 0 {
-		p, err := g.p.db.Person(ctx, f.Subject)
-		if err != nil {
-			g.unavailable(w, r, err)
-			return
-		}
 		addIDTokenClaims(sess.Claims, p, f.Asked.IDToken)
 	}
 	if c.rec.Policy.IDTokenAlg == "RS256" {

@@ -149,6 +149,11 @@ func (s *storage) load(ctx context.Context, key string, into fosite.Session) (*f
 	if err != nil {
 		return nil, stored{}, mapErr(err)
 	}
+	return s.decode(ctx, b, into)
+}
+
+// decode is load's reading of a stored request b.
+func (s *storage) decode(ctx context.Context, b []byte, into fosite.Session) (*fosite.AuthorizeRequest, stored, error) {
 	var st stored
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, st, fmt.Errorf("idp: stored request: %w", err)
