@@ -16,6 +16,12 @@ type Session struct {
 
 func (s *Session) base() *Session { return s }
 
+// sessionOf is a pointer to a page's session type S, which embeds Session.
+type sessionOf[S any] interface {
+	*S
+	base() *Session
+}
+
 // Refusal is why Sessions.Guard turned a request away.
 type Refusal int
 
@@ -61,19 +67,13 @@ type SessionPages struct {
 
 // Sessions keeps one set of pages' sessions of type S in the relying party's store: made at a
 // login, read from the request's cookie, ended at their Expires whatever happens meanwhile.
-type Sessions[S any, P interface {
-	*S
-	base() *Session
-}] struct {
+type Sessions[S any, P sessionOf[S]] struct {
 	rp    *RP
 	pages SessionPages
 }
 
 // NewSessions makes the sessions of the pages of p.
-func NewSessions[S any, P interface {
-	*S
-	base() *Session
-}](p *RP, pages SessionPages) *Sessions[S, P] {
+func NewSessions[S any, P sessionOf[S]](p *RP, pages SessionPages) *Sessions[S, P] {
 	return &Sessions[S, P]{rp: p, pages: pages}
 }
 
