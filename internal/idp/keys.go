@@ -3,16 +3,11 @@ package idp
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/sha256"
-	_ "crypto/sha512" // SHA-384 for ES384
-	"encoding/asn1"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-	"math/big"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +18,7 @@ import (
 	fjwt "github.com/ory/fosite/token/jwt"
 
 	"github.com/vula-eid/vula/hsm"
+	"github.com/vula-eid/vula/internal/rawsig"
 	"github.com/vula-eid/vula/internal/store"
 )
 
@@ -279,7 +275,7 @@ func (t *tokenKeys) Generate(ctx context.Context, claims fjwt.MapClaims, header 
 		return "", "", err
 	}
 	if key.alg == jose.ES256 || key.alg == jose.ES384 {
-		raw, err := signES(ctx, s, key, claims, hdr)
+		raw, err := signES(ctx, s, key.kid, claims, hdr)
 		if err != nil {
 			return "", "", err
 		}
@@ -307,56 +303,19 @@ func (t *tokenKeys) Generate(ctx context.Context, claims fjwt.MapClaims, header 
 	return raw, sig, err
 }
 
-// signES is a compact JWS (RFC 7515 §7.1) of claims under an ECDSA key: the header and claims
-// encoded with encoding/json, the key layer's ASN.1 signature turned into R||S (RFC 7518 §3.4).
-// Written here rather than through go-jose (as RSA keys still are) because go-jose's own JSON
-// encoder, its JSONWebSignature object and the cryptosigner wrapper were a tenth of a
-// client_credentials token's CPU; Decode (go-jose) reads what this writes.
-func signES(ctx context.Context, s crypto.Signer, key tokenKey, claims fjwt.MapClaims, hdr map[string]any) (string, error) {
+// signES is a compact JWS of claims under an ECDSA key, with hdr's entries (not the internal
+// alg request) and kid. Through rawsig rather than go-jose: go-jose's JSON encoder, its
+// JSONWebSignature object and the cryptosigner wrapper were a tenth of a client_credentials
+// token's CPU; Decode (go-jose) reads what this writes.
+func signES(ctx context.Context, s crypto.Signer, kid string, claims fjwt.MapClaims, hdr map[string]any) (string, error) {
 	h := make(map[string]any, len(hdr)+2)
 	for k, v := range hdr {
 		if k != algHeader {
 			h[k] = v
 		}
 	}
-	h["alg"], h["kid"] = string(key.alg), key.kid
-	hj, err := json.Marshal(h)
-	if err != nil {
-		return "", err
-	}
-	cj, err := json.Marshal(claims)
-	if err != nil {
-		return "", err
-	}
-	enc := base64.RawURLEncoding
-	size, hash := 32, crypto.SHA256
-	if key.alg == jose.ES384 {
-		size, hash = 48, crypto.SHA384
-	}
-	buf := make([]byte, 0, enc.EncodedLen(len(hj))+enc.EncodedLen(len(cj))+2+enc.EncodedLen(2*size))
-	buf = enc.AppendEncode(buf, hj)
-	buf = append(buf, '.')
-	buf = enc.AppendEncode(buf, cj)
-	hh := hash.New()
-	hh.Write(buf)
-	var der []byte
-	if cs, ok := s.(hsm.ContextSigner); ok {
-		der, err = cs.SignContext(ctx, rand.Reader, hh.Sum(nil), hash)
-	} else {
-		der, err = s.Sign(rand.Reader, hh.Sum(nil), hash)
-	}
-	if err != nil {
-		return "", err
-	}
-	var rs struct{ R, S *big.Int }
-	if rest, err := asn1.Unmarshal(der, &rs); err != nil || len(rest) != 0 || rs.R.Sign() <= 0 || rs.S.Sign() <= 0 {
-		return "", errors.New("idp: the key layer returned a malformed ECDSA signature")
-	}
-	raw := make([]byte, 2*size)
-	rs.R.FillBytes(raw[:size])
-	rs.S.FillBytes(raw[size:])
-	buf = append(buf, '.')
-	return string(enc.AppendEncode(buf, raw)), nil
+	h["kid"] = kid
+	return rawsig.JWS(ctx, s, h, claims)
 }
 
 // Decode parses and verifies a token signed by any published key. A token verified before is

@@ -259,7 +259,7 @@ func TestSignES(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, err := signES(context.Background(), k, tokenKey{kid: "k1", alg: c.alg},
+		raw, err := signES(context.Background(), k, "k1",
 			fjwt.MapClaims{"sub": "batch", "exp": int64(1796541577), "scope": "seal"}, map[string]any{"typ": "at+jwt", algHeader: "RS256"})
 		if err != nil {
 			t.Fatal(err)

@@ -18,6 +18,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	_ "crypto/sha512" // SHA-384 for ES384
+
 	"github.com/vula-eid/vula/hsm"
 )
 
