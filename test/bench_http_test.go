@@ -250,11 +250,12 @@ func benchConfig(b *testing.B, pg *testenv.PG, extra []string) {
 				b.Fatalf("warm-up: %v", err)
 			}
 			defer profile(b, pprofAt)()
-			commits, records := auditCommits(base)
+			commits, records, lingers := auditCommits(base)
 			defer func() {
-				c, r := auditCommits(base)
+				c, r, l := auditCommits(base)
 				if c > commits {
 					b.ReportMetric((r-records)/(c-commits), "audit-records/commit")
+					b.ReportMetric((l-lingers)/(c-commits), "audit-lingers/commit")
 				}
 			}()
 			busy := flow.busy.Load()
@@ -343,12 +344,12 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// auditCommits reads the audit log's group commits and the records they carried from the
-// server's /metrics.
-func auditCommits(base string) (commits, records float64) {
+// auditCommits reads the audit log's group commits, the records they carried and the commits
+// whose writer lingered for more (audit.group_commit_linger) from the server's /metrics.
+func auditCommits(base string) (commits, records, lingers float64) {
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
@@ -360,9 +361,11 @@ func auditCommits(base string) (commits, records float64) {
 			commits = f
 		case "vula_audit_group_committed_records_total":
 			records = f
+		case "vula_audit_group_commit_lingers_total":
+			lingers = f
 		}
 	}
-	return commits, records
+	return commits, records, lingers
 }
 
 // clockTick is the unit of /proc/<pid>/stat's times (USER_HZ, 100 on Linux).

@@ -119,7 +119,7 @@ func (g *durableGate) open(ctx context.Context, cfg config.Config, keys hsm.Mana
 // use makes db and the audit log over it, checkpointed with the key at uri, the gate's.
 func (g *durableGate) use(ctx context.Context, db *sqlstore.DB, keys hsm.Manager, uri string, cfg config.Config, log *slog.Logger) error {
 	l, err := audit.New(ctx, db, keys, uri, audit.Options{Every: cfg.Audit.CheckpointEvery, Interval: time.Duration(cfg.Audit.CheckpointInterval),
-		Origin: auditOrigin(cfg.BaseURL)}, time.Now, log)
+		Origin: auditOrigin(cfg.BaseURL), Linger: time.Duration(cfg.Audit.GroupCommitLinger)}, time.Now, log)
 	if err != nil {
 		return err
 	}

@@ -106,7 +106,7 @@ type Event struct {
 // ActionCheckpoint is the action of checkpoint records.
 const ActionCheckpoint = "checkpoint"
 
-// Options tune checkpoints.
+// Options tune checkpoints and group commits.
 type Options struct {
 	// Every appends a checkpoint after this many records since the last one (default 1000).
 	Every int64
@@ -117,6 +117,16 @@ type Options struct {
 	// line), a schema-less URL such as "vula.example/audit" (default "vula/audit"). A log that
 	// has a checkpoint keeps the origin it has.
 	Origin string
+	// Linger is how long the writer of a group commit may wait for more appends to join its
+	// batch, as PostgreSQL's commit_delay: every commit costs a transaction, a durable flush
+	// and a checkpoint signature whatever it carries, so under load fewer, larger commits cost
+	// less CPU a record, for up to Linger more latency. The writer waits only while fewer
+	// appends are queued than the previous commit carried, and only when that commit carried
+	// two or more and ended less than 4×Linger ago: appends are arriving together. So an
+	// append of a lone caller never waits. 0 (the default) never waits.
+	Linger time.Duration
+	// LingerBatch caps the batch a writer waits for (default 64).
+	LingerBatch int
 }
 
 // Log appends to the chain kept by a store.AuditLog.
@@ -135,11 +145,18 @@ type Log struct {
 	lastCheckpoint atomic.Int64 // seq of the newest checkpoint seen by this process
 	checkpointing  sync.Mutex
 
-	mu      sync.Mutex // guards queue and writing (group commit; see Append)
+	mu      sync.Mutex // guards the fields below it (group commit; see Append)
 	queue   []*pending
 	writing bool
+	// Lingering (see Options.Linger): the previous commit's batch and end, and while the
+	// writer waits, how many it waits for and the channel closed when they are queued.
+	lastBatch int
+	lastEnd   time.Time
+	want      int
+	full      chan struct{}
 
 	commits, committed, commitNanos atomic.Int64 // group commits of events, the events they carried, their time
+	lingers                         atomic.Int64 // commits whose writer waited for more appends (Options.Linger)
 
 	ownMu          sync.Mutex
 	ownFrom, ownTo int64 // the latest unbroken run of seqs this process appended (see wrote)
@@ -147,7 +164,8 @@ type Log struct {
 
 // Metrics exports Stats for /metrics: vula_audit_group_commits_total,
 // vula_audit_group_committed_records_total and vula_audit_group_commit_seconds_total, whose
-// quotients are the mean batch (records a commit) and the mean commit time.
+// quotients are the mean batch (records a commit) and the mean commit time, and
+// vula_audit_group_commit_lingers_total.
 func (l *Log) Metrics() []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vula_audit_group_commits_total",
@@ -159,6 +177,9 @@ func (l *Log) Metrics() []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vula_audit_group_commit_seconds_total",
 			Help: "Time spent in group commits of audit events."},
 			func() float64 { return time.Duration(l.commitNanos.Load()).Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vula_audit_group_commit_lingers_total",
+			Help: "Group commits whose writer waited for more appends to join (audit.group_commit_linger)."},
+			func() float64 { return float64(l.lingers.Load()) }),
 	}
 }
 
@@ -167,11 +188,13 @@ type Stats struct {
 	Commits int64         // transactions that wrote events (checkpoints not counted)
 	Records int64         // events they carried: Records/Commits is the mean batch
 	Time    time.Duration // spent in those transactions, from begin to durable commit
+	Lingers int64         // commits whose writer first waited for more appends (Options.Linger)
 }
 
 // Stats says how well appends are being grouped.
 func (l *Log) Stats() Stats {
-	return Stats{Commits: l.commits.Load(), Records: l.committed.Load(), Time: time.Duration(l.commitNanos.Load())}
+	return Stats{Commits: l.commits.Load(), Records: l.committed.Load(), Time: time.Duration(l.commitNanos.Load()),
+		Lingers: l.lingers.Load()}
 }
 
 var _ hsm.AuditHook = (*Log)(nil)
@@ -187,6 +210,9 @@ func New(ctx context.Context, st store.AuditLog, keys hsm.Manager, keyURI string
 	}
 	if opts.Origin == "" {
 		opts.Origin = "vula/audit"
+	}
+	if opts.LingerBatch <= 0 {
+		opts.LingerBatch = 64
 	}
 	if strings.ContainsAny(opts.Origin, "\n") {
 		return nil, errors.New("audit: the origin must be one line")
@@ -263,11 +289,16 @@ func (l *Log) Append(ctx context.Context, ev Event) (store.AuditRecord, error) {
 	l.queue = append(l.queue, p)
 	lead := !l.writing
 	l.writing = true
+	if l.full != nil && len(l.queue) >= l.want {
+		close(l.full)
+		l.full = nil
+	}
 	l.mu.Unlock()
 	if !lead {
 		<-p.wake // the batch holding p is written, or p is to write the next one
 	}
 	if lead || p.lead {
+		l.linger()
 		l.writeQueue(ctx)
 	}
 	if p.err != nil {
@@ -286,6 +317,35 @@ func (l *Log) Append(ctx context.Context, ev Event) (store.AuditRecord, error) {
 		}
 	}
 	return rec, nil
+}
+
+// linger lets more appends join the next batch (see Options.Linger): when the previous commit
+// carried two or more and ended lately, it waits until as many are queued, or Linger has passed.
+func (l *Log) linger() {
+	if l.opts.Linger <= 0 {
+		return
+	}
+	l.mu.Lock()
+	want := min(l.lastBatch, l.opts.LingerBatch)
+	if want < 2 || len(l.queue) >= want || l.now().Sub(l.lastEnd) >= 4*l.opts.Linger {
+		l.mu.Unlock()
+		return
+	}
+	full := make(chan struct{})
+	l.want, l.full = want, full
+	l.lingers.Add(1)
+	l.mu.Unlock()
+	t := time.NewTimer(l.opts.Linger)
+	select {
+	case <-full:
+	case <-t.C:
+	}
+	t.Stop()
+	l.mu.Lock()
+	if l.full == full {
+		l.full = nil
+	}
+	l.mu.Unlock()
 }
 
 // pending is an append waiting for its batch.
@@ -346,6 +406,9 @@ func (l *Log) writeQueue(ctx context.Context) {
 		}
 	}
 	l.mu.Lock()
+	if err == nil {
+		l.lastBatch, l.lastEnd = len(batch), l.now()
+	}
 	if len(l.queue) > 0 {
 		l.queue[0].lead = true
 		close(l.queue[0].wake)

@@ -655,7 +655,7 @@ func TestCheckpointDueFromOwnRecords(t *testing.T) {
 	// The same counts on /metrics.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(la.Metrics()...)
-	if n, err := testutil.GatherAndCount(reg); err != nil || n != 3 {
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 4 {
 		t.Fatalf("metrics: %d %v", n, err)
 	}
 	if v := testutil.ToFloat64(la.Metrics()[1]); v != 40 {
@@ -708,5 +708,160 @@ func TestCheckpointOutlivesCaller(t *testing.T) {
 	next, err := db.AuditRecords(context.Background(), 4, 1)
 	if err != nil || len(next) != 1 || next[0].Action != ActionCheckpoint {
 		t.Fatalf("no checkpoint after record 3: %v %+v", err, next)
+	}
+}
+
+// gatedLog holds appends at the store until opened.
+type gatedLog struct {
+	store.AuditLog
+	gate chan struct{}
+}
+
+func (g *gatedLog) AppendAudit(ctx context.Context, next func(*store.AuditRecord) ([]store.AuditRecord, error)) ([]store.AuditRecord, error) {
+	<-g.gate
+	return g.AuditLog.AppendAudit(ctx, next)
+}
+
+// eventually polls cond until it holds, failing the test past a bound far beyond any wait of
+// the code under test (this is a hang guard, not a timing).
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+	}
+}
+
+func (l *Log) queued() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.queue)
+}
+
+func (l *Log) lingering() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.full != nil
+}
+
+// appendAll appends n events at once, calls start, and waits for them.
+func appendAll(t *testing.T, l *Log, n int, start func()) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := l.Append(context.Background(), Event{Actor: fmt.Sprint("w", i), Action: "sign", Result: "ok"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	start()
+	wg.Wait()
+}
+
+// With Linger, the writer of a commit that follows a commit of several records waits until as
+// many appends have joined it: a wave of appends arriving one after another is written in one
+// commit instead of one commit for its first and another for the rest. Counted through Stats
+// (the commit metrics); the linger is an hour, so only the count can end the wait.
+func TestLingerGroupsBatch(t *testing.T) {
+	f := newKeys(t)
+	db := &gatedLog{AuditLog: openDB(t, "sqlite:"+filepath.Join(t.TempDir(), "a.db")), gate: make(chan struct{})}
+	l, err := New(context.Background(), db.AuditLog, f.keys, f.keyURI, Options{Every: 1_000_000, Linger: time.Hour}, time.Now, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.st = db // New's own writes went through the open store
+	// A first commit of 4 records: the first append holds the store, three queue behind it.
+	appendAll(t, l, 4, func() {
+		eventually(t, "four appends queued", func() bool { return l.queued() == 4 })
+		close(db.gate)
+	})
+	if st := l.Stats(); st.Commits != 1 || st.Records != 4 {
+		t.Fatalf("stats %+v after the first wave", st)
+	}
+	// The next wave arrives one append at a time: its first waits for the other three.
+	var wg sync.WaitGroup
+	for i := range 4 {
+		if i == 1 {
+			eventually(t, "the writer lingers", l.lingering)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := l.Append(context.Background(), Event{Actor: fmt.Sprint("v", i), Action: "sign", Result: "ok"}); err != nil {
+				t.Error(err)
+			}
+		}()
+		if i == 1 || i == 2 {
+			eventually(t, "the append queued", func() bool { return l.queued() == i+1 })
+		}
+	}
+	wg.Wait()
+	if st := l.Stats(); st.Commits != 2 || st.Records != 8 || st.Lingers != 1 {
+		t.Fatalf("stats %+v: want the second wave of 4 in one commit", st)
+	}
+	if rep, err := Verify(context.Background(), db, f.pubs, VerifyOptions{}); err != nil || rep.Records != 8 {
+		t.Fatalf("report %+v, %v", rep, err)
+	}
+}
+
+// A lone caller never waits for the linger: not when appends come one at a time, and not after
+// a wave of appends once the log has been quiet (4×Linger). The linger is an hour, so a wait
+// would hang the test.
+func TestLingerLoneAppend(t *testing.T) {
+	f := newKeys(t)
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	db := &gatedLog{AuditLog: openDB(t, "sqlite:"+filepath.Join(t.TempDir(), "a.db")), gate: make(chan struct{})}
+	close(db.gate)
+	l, err := New(context.Background(), db, f.keys, f.keyURI, Options{Every: 1_000_000, Linger: time.Hour}, now, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 10 {
+			if _, err := l.Append(context.Background(), Event{Actor: fmt.Sprint("a", i), Action: "sign", Result: "ok"}); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	eventually(t, "ten appends one at a time", func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	if st := l.Stats(); st.Commits != 10 || st.Lingers != 0 {
+		t.Fatalf("stats %+v: a lone caller waited", st)
+	}
+	// A wave: the first append holds the store while three queue behind it, one commit.
+	db.gate = make(chan struct{})
+	appendAll(t, l, 4, func() {
+		eventually(t, "four appends queued", func() bool { return l.queued() == 4 })
+		close(db.gate)
+	})
+	before := l.Stats()
+	if before.Commits != 11 {
+		t.Fatalf("stats %+v after a wave of 4", before)
+	}
+	offset.Store(int64(5 * time.Hour))
+	lone := make(chan error, 1)
+	go func() {
+		_, err := l.Append(context.Background(), Event{Actor: "later", Action: "sign", Result: "ok"})
+		lone <- err
+	}()
+	eventually(t, "the lone append after the quiet", func() bool { return len(lone) == 1 })
+	if err := <-lone; err != nil {
+		t.Fatal(err)
+	}
+	if st := l.Stats(); st.Commits != before.Commits+1 || st.Lingers != before.Lingers {
+		t.Fatalf("stats %+v after %+v: the lone append waited", st, before)
 	}
 }

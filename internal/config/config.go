@@ -289,12 +289,15 @@ type PKI struct {
 	TrustedListPeriod Duration `yaml:"trusted_list_period" json:"trusted_list_period"`
 }
 
-// Audit configures the audit log's signed checkpoints.
+// Audit configures the audit log's signed checkpoints and group commits.
 type Audit struct {
 	// CheckpointEvery signs a checkpoint after this many records.
 	CheckpointEvery int64 `yaml:"checkpoint_every" json:"checkpoint_every"`
 	// CheckpointInterval signs a checkpoint this often when records were written.
 	CheckpointInterval Duration `yaml:"checkpoint_interval" json:"checkpoint_interval"`
+	// GroupCommitLinger is how long the writer of an audit group commit waits for more records
+	// when others are already queued (0: never); an append with none queued never waits.
+	GroupCommitLinger Duration `yaml:"group_commit_linger" json:"group_commit_linger"`
 }
 
 // Log configures the process log.
@@ -783,6 +786,9 @@ func (c Config) Validate() error {
 	}
 	if c.Audit.CheckpointInterval <= 0 {
 		return bad("audit.checkpoint_interval", "must be positive")
+	}
+	if c.Audit.GroupCommitLinger < 0 || c.Audit.GroupCommitLinger > Duration(10*time.Millisecond) {
+		return bad("audit.group_commit_linger", "want between 0s and 10ms")
 	}
 	if !strings.HasPrefix(c.Store.Durable, "sqlite:") && !strings.HasPrefix(c.Store.Durable, "postgres://") &&
 		!strings.HasPrefix(c.Store.Durable, "postgresql://") {
