@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/digitorus/timestamp"
@@ -182,6 +183,9 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "the TSA cannot answer now", http.StatusServiceUnavailable)
 		return
 	}
+	// With the length given, net/http writes the reply as it is, not chunked (a reply with
+	// certificates is larger than the 2 KiB it buffers to find the length itself).
 	w.Header().Set("Content-Type", "application/timestamp-reply")
+	w.Header().Set("Content-Length", strconv.Itoa(len(reply)))
 	w.Write(reply)
 }

@@ -180,6 +180,11 @@ func TestOpenSSLVerifies(t *testing.T) {
 				}
 				reply, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
+				// The length is known before the first byte: no chunked encoding, whose framing a
+				// reply with its certificates (over net/http's 2 KiB buffer) otherwise got.
+				if resp.ContentLength != int64(len(reply)) || len(resp.TransferEncoding) != 0 {
+					t.Fatalf("%v: Content-Length %d, Transfer-Encoding %v for %d bytes", q, resp.ContentLength, resp.TransferEncoding, len(reply))
+				}
 				tsr := filepath.Join(f.dir, "r.tsr")
 				os.WriteFile(tsr, reply, 0o600)
 				untrusted := f.chain
