@@ -386,7 +386,7 @@ func Default() Config {
 		Log:             Log{Level: "info", Format: "json"},
 		HTTP:            HTTP{PerClient: 4, MinUploadRate: 32 << 10, MaxUploads: 64},
 		HSM:             HSM{Backend: "software"},
-		Audit:           Audit{CheckpointEvery: 1000, CheckpointInterval: Duration(time.Minute)},
+		Audit:           Audit{CheckpointEvery: 1000, CheckpointInterval: Duration(time.Minute), GroupCommitLinger: Duration(time.Millisecond)},
 		// A demo policy arc under the private-enterprise number reserved for documentation.
 		PKI: PKI{Country: "XK", Organization: "Vula Demo", PolicyOIDs: []string{"1.3.6.1.4.1.32473.1.1"},
 			CAAlgorithm: "EC-P384", ServiceAlgorithm: "EC-P256", RootYears: 20, CAYears: 10, ServiceYears: 2,

@@ -123,6 +123,8 @@ func TestValidateNamesField(t *testing.T) {
 		{"tsa:\n  ntp_max_offset: 2s\n", nil, "tsa.ntp_max_offset"}, // more than the accuracy
 		{"tsa:\n  ntp_interval: 10ms\n", nil, "tsa.ntp_interval"},
 		{"", []string{"VULA_TSA_NTP_SERVERS=ntp.example, bad host"}, "tsa.ntp_servers"},
+		{"audit:\n  group_commit_linger: 20ms\n", nil, "audit.group_commit_linger"},
+		{"", []string{"VULA_AUDIT_GROUP_COMMIT_LINGER=-1ms"}, "audit.group_commit_linger"},
 		{"csc:\n  login_max_age: 2h\n", nil, "csc.login_max_age"},
 		{"", []string{"VULA_CSC_LOGIN_MAX_AGE=0s"}, "csc.login_max_age"},
 		{"", []string{"VULA_HTTP_TRUSTED_PROXIES=10.0.0.0/8, lb.example"}, "http.trusted_proxies"},
