@@ -68,7 +68,7 @@ type clock struct{ t time.Time }
 func (c *clock) now() time.Time          { return c.t }
 func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
-func newRP(t *testing.T, secure bool) (*RP, *writes, *clock) {
+func newRP(t testing.TB, secure bool) (*RP, *writes, *clock) {
 	c := &clock{t: time.Now()}
 	mem := memstore.New(time.Now)
 	t.Cleanup(func() { mem.Close() })
@@ -242,4 +242,23 @@ func TestFinishState(t *testing.T) {
 	if n := st.count(); n != 0 {
 		t.Fatalf("%d store entries, want none", n)
 	}
+}
+
+// FuzzLoginCookie: whatever a browser sends as a login cookie, open neither panics nor accepts
+// anything but what this RP sealed under that cookie's name.
+func FuzzLoginCookie(f *testing.F) {
+	p, _, _ := newRP(f, true)
+	name := p.loginCookie("0123456789abcdefXYZ")
+	sealed := p.seal(name, loginState{State: "0123456789abcdefXYZ", Verifier: "v", Nonce: "n", Expires: time.Now().Add(time.Hour).Unix()})
+	f.Add(name, sealed)
+	f.Add(name, sealed[:len(sealed)-1])
+	f.Add(name+"x", sealed)
+	f.Add(name, "")
+	f.Add(name, "%%%")
+	f.Fuzz(func(t *testing.T, n, v string) {
+		st, ok := p.open(&http.Cookie{Name: n, Value: v})
+		if ok && (n != name || v != sealed || st.State != "0123456789abcdefXYZ") {
+			t.Fatalf("opened %q=%q as %+v", n, v, st)
+		}
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	"github.com/go-jose/go-jose/v3"
 
+	"github.com/vula-eid/vula/internal/certs"
 	"github.com/vula-eid/vula/internal/mdoc"
 )
 
@@ -38,7 +39,9 @@ func (s *Service) verifyMdoc(ctx context.Context, tx transaction, q CredentialQu
 			r.Issuer = doc.Chain[0].Subject.String()
 		}
 	}
-	if err == nil {
+	if err == nil && !certs.IsPIDIssuer(doc.Chain[0]) {
+		// mdoc.Verify took any anchor; a leaf that is not a PID issuer's must chain to an
+		// outside one.
 		err = s.trusted(doc.Chain, now)
 	}
 	if err != nil {

@@ -388,9 +388,9 @@ func (s *Service) issuerCert(jwt string, now time.Time) (*x509.Certificate, erro
 	return chain[0], nil
 }
 
-// trusted checks that chain (leaf first) leads at now to an outside trust anchor, or to Vula's
-// own PID issuer CA with a leaf of the PID issuer's profile: any other certificate under that CA
-// (an organization's seal, the TSA's) is not a credential issuer.
+// trusted checks that chain (leaf first) leads at now to a trust anchor the leaf may use: a
+// certificate of the PID issuer's profile any anchor, any other certificate an outside anchor
+// only; under Vula's own CA (an organization's seal, the TSA's) it is not a credential issuer.
 func (s *Service) trusted(chain []*x509.Certificate, now time.Time) error {
 	inter := x509.NewCertPool()
 	for _, c := range chain[1:] {
@@ -401,17 +401,20 @@ func (s *Service) trusted(chain []*x509.Certificate, now time.Time) error {
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 		return err
 	}
-	err := verify(s.outside)
-	if err == nil {
+	if certs.IsPIDIssuer(chain[0]) {
+		if err := verify(s.anchors); err != nil {
+			return fmt.Errorf("the x5c chain does not lead to a trust anchor: %v", err)
+		}
 		return nil
 	}
-	if verify(s.own) == nil {
-		if certs.IsPIDIssuer(chain[0]) {
-			return nil
-		}
+	err := verify(s.outside)
+	if err != nil && verify(s.own) == nil {
 		return errors.New("the certificate under Vula's CA is not the PID issuer's")
 	}
-	return fmt.Errorf("the x5c chain does not lead to a trust anchor: %v", err)
+	if err != nil {
+		return fmt.Errorf("the x5c chain does not lead to a trust anchor: %v", err)
+	}
+	return nil
 }
 
 // validity checks exp and nbf (and an iat in the future) with a minute of clock skew.
