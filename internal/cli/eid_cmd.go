@@ -26,6 +26,20 @@ func registrarOf(ctx context.Context, db store.Persons, id string) (string, erro
 	return p.SubjectID, nil
 }
 
+// registrarAndPerson are the subjects of the registrar (personal number or subject id) and of
+// the person (personal number) a desk command acts on.
+func registrarAndPerson(ctx context.Context, db store.Persons, registrar, number string) (string, string, error) {
+	reg, err := registrarOf(ctx, db, registrar)
+	if err != nil {
+		return "", "", err
+	}
+	p, err := db.PersonByPersonalNumber(ctx, number)
+	if err != nil {
+		return "", "", fmt.Errorf("person %s: %w", number, err)
+	}
+	return reg, p.SubjectID, nil
+}
+
 // registerCmd is `vula persons register`: the registration desk's registration, for a
 // registrar at the command line until the desk's pages are there. It prints the activation
 // code and, with --letter, writes the sealed activation letter.
@@ -109,15 +123,11 @@ func resetCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withParts(cmd, func(ctx context.Context, parts *app.Parts) error {
-				reg, err := registrarOf(ctx, parts.DB, registrar)
+				reg, sub, err := registrarAndPerson(ctx, parts.DB, registrar, args[0])
 				if err != nil {
 					return err
 				}
-				p, err := parts.DB.PersonByPersonalNumber(ctx, args[0])
-				if err != nil {
-					return fmt.Errorf("person %s: %w", args[0], err)
-				}
-				return g.issueLetter(ctx, cmd, parts, letterFile, lang, func() (eid.Letter, error) { return parts.Desk().Reset(ctx, reg, p.SubjectID) })
+				return g.issueLetter(ctx, cmd, parts, letterFile, lang, func() (eid.Letter, error) { return parts.Desk().Reset(ctx, reg, sub) })
 			})
 		},
 	}
@@ -135,15 +145,11 @@ func eidStatusCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withParts(cmd, func(ctx context.Context, parts *app.Parts) error {
-				reg, err := registrarOf(ctx, parts.DB, registrar)
+				reg, sub, err := registrarAndPerson(ctx, parts.DB, registrar, args[0])
 				if err != nil {
 					return err
 				}
-				p, err := parts.DB.PersonByPersonalNumber(ctx, args[0])
-				if err != nil {
-					return fmt.Errorf("person %s: %w", args[0], err)
-				}
-				return parts.Desk().SetStatus(ctx, reg, p.SubjectID, status)
+				return parts.Desk().SetStatus(ctx, reg, sub, status)
 			})
 		},
 	}

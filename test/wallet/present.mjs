@@ -26,25 +26,13 @@ import { Openid4vpClient } from '@openid4vc/openid4vp';
 import { HashAlgorithm } from '@openid4vc/oauth2';
 import { SDJwtVcInstance } from '@sd-jwt/sd-jwt-vc';
 import { cborEncode, DataItem, DeviceResponse, MDoc, parseIssuerSigned } from '@animo-id/mdoc';
+import { run, assert, b64u, decodePart } from './common.mjs';
 
 const env = process.env;
 const base = env.WALLET_ISSUER;
 const root = new crypto.X509Certificate(fs.readFileSync(env.WALLET_ROOT));
 const state = JSON.parse(fs.readFileSync(env.WALLET_STATE));
 
-async function run(name, f) {
-  const t0 = Date.now();
-  try {
-    await f();
-    console.log(JSON.stringify({ case: name, ok: true, ms: Date.now() - t0 }));
-  } catch (e) {
-    console.log(JSON.stringify({ case: name, ok: false, error: String(e && e.stack || e) + (e && e.errorResponse ? ' ' + JSON.stringify(e.errorResponse) : ''), ms: Date.now() - t0 }));
-  }
-}
-
-function assert(cond, msg) { if (!cond) throw new Error(msg); }
-const b64u = (b) => Buffer.from(b).toString('base64url');
-const decodePart = (s) => JSON.parse(Buffer.from(s, 'base64url').toString());
 const sha256 = (data) => new Uint8Array(crypto.createHash('sha256').update(data).digest());
 
 // The relying party's side: plain HTTP calls, as a relying party's backend makes them.

@@ -23,11 +23,9 @@ import { Openid4vpVerifier } from '@openid4vc/openid4vp';
 import { HashAlgorithm } from '@openid4vc/oauth2';
 import { SDJwtVcInstance } from '@sd-jwt/sd-jwt-vc';
 import { cborEncode, DataItem, Verifier } from '@animo-id/mdoc';
+import { assert, b64u, decodePart, mdocContext } from './common.mjs';
 
 const env = process.env;
-const b64u = (b) => Buffer.from(b).toString('base64url');
-const decodePart = (s) => JSON.parse(Buffer.from(s, 'base64url').toString());
-function assert(cond, msg) { if (!cond) throw new Error(msg); }
 
 const leaf = new crypto.X509Certificate(fs.readFileSync(env.VERIFIER_CERT));
 const ca = new crypto.X509Certificate(fs.readFileSync(env.VERIFIER_CA));
@@ -108,48 +106,6 @@ const PID = 'eu.europa.ec.eudi.pid.1';
 const claims = (env.VERIFIER_CLAIMS || 'given_name').split(',').map((p) => ({ path: format === 'mso_mdoc' ? [PID, p] : p.split('.') }));
 const credentialQuery = format === 'mso_mdoc' ? { id: 'pid', format, meta: { doctype_value: PID }, claims }
   : { id: 'pid', format, meta: { vct_values: ['urn:eudi:pid:1'] }, claims };
-
-// @animo-id/mdoc's context: node's crypto for digests, COSE_Sign1 and X.509.
-const x509 = (der) => new crypto.X509Certificate(Buffer.from(der));
-const mdocContext = {
-  crypto: {
-    random: (n) => new Uint8Array(crypto.randomBytes(n)),
-    digest: ({ digestAlgorithm, bytes }) => {
-      assert(digestAlgorithm === 'SHA-256', `digest ${digestAlgorithm}`);
-      return new Uint8Array(crypto.createHash('sha256').update(bytes).digest());
-    },
-    calculateEphemeralMacKeyJwk: () => { throw new Error('not used: device signatures only'); },
-  },
-  cose: {
-    sign1: {
-      sign: () => { throw new Error('not used'); },
-      verify: ({ sign1, jwk }) => {
-        const { data, signature } = sign1.getRawVerificationData();
-        return crypto.verify('sha256', Buffer.from(data), { key: crypto.createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' },
-          Buffer.from(signature));
-      },
-    },
-    mac0: { sign: () => { throw new Error('not used'); }, verify: () => { throw new Error('not used'); } },
-  },
-  x509: {
-    getIssuerNameField: ({ certificate, field }) => x509(certificate).issuer.split('\n')
-      .filter((l) => l.startsWith(field + '=')).map((l) => l.slice(field.length + 1)),
-    getPublicKey: ({ certificate }) => x509(certificate).publicKey.export({ format: 'jwk' }),
-    validateCertificateChain: ({ trustedCertificates, x5chain }) => {
-      const chain = x5chain.map(x509);
-      const anchor = x509(trustedCertificates[0]);
-      for (let i = 0; i < chain.length; i++) {
-        const issuer = i + 1 < chain.length ? chain[i + 1] : anchor;
-        if (!(chain[i].checkIssued(issuer) && chain[i].verify(issuer.publicKey))) throw new Error(`x5chain[${i}] is not issued by ${issuer.subject}`);
-      }
-    },
-    getCertificateData: ({ certificate }) => {
-      const c = x509(certificate);
-      return { issuerName: c.issuer, subjectName: c.subject, serialNumber: c.serialNumber, thumbprint: c.fingerprint256,
-        notBefore: new Date(c.validFrom), notAfter: new Date(c.validTo), pem: c.toString() };
-    },
-  },
-};
 
 // OpenID4VP 1.0's SessionTranscript (Appendix B.2.6.1): [null, null, ["OpenID4VPHandover",
 // sha-256 of [client_id, nonce, the encryption key's JWK thumbprint or null, response_uri]]].

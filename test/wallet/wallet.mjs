@@ -23,26 +23,12 @@ import { clientAuthenticationNone, HashAlgorithm, resourceRequest } from '@openi
 import { SDJwtVcInstance } from '@sd-jwt/sd-jwt-vc';
 import { getListFromStatusListJWT } from '@sd-jwt/jwt-status-list';
 import { parseIssuerSigned, Verifier } from '@animo-id/mdoc';
+import { run, assert, b64u, decodePart, mdocContext } from './common.mjs';
 
 const env = process.env;
 const mode = env.WALLET_MODE || 'issue';
 const sdjwtConfig = 'eu.europa.ec.eudi.pid.1.dc+sd-jwt';
 const root = new crypto.X509Certificate(fs.readFileSync(env.WALLET_ROOT));
-
-async function run(name, f) {
-  const t0 = Date.now();
-  try {
-    await f();
-    console.log(JSON.stringify({ case: name, ok: true, ms: Date.now() - t0 }));
-  } catch (e) {
-    console.log(JSON.stringify({ case: name, ok: false, error: String(e && e.stack || e) + (e && e.errorResponse ? ' ' + JSON.stringify(e.errorResponse) : ''), ms: Date.now() - t0 }));
-  }
-}
-
-function assert(cond, msg) { if (!cond) throw new Error(msg); }
-
-const b64u = (b) => Buffer.from(b).toString('base64url');
-const decodePart = (s) => JSON.parse(Buffer.from(s, 'base64url').toString());
 
 // The holder's keys: P-256, as HAIP asks.
 function newKey() {
@@ -95,49 +81,6 @@ function sdjwt(holder) {
     },
   });
 }
-
-
-// The mdoc library's context: node's crypto for digests, COSE_Sign1 verification and X.509.
-const x509 = (der) => new crypto.X509Certificate(Buffer.from(der));
-const mdocContext = {
-  crypto: {
-    random: (n) => new Uint8Array(crypto.randomBytes(n)),
-    digest: ({ digestAlgorithm, bytes }) => {
-      assert(digestAlgorithm === 'SHA-256', `digest ${digestAlgorithm}`);
-      return new Uint8Array(crypto.createHash('sha256').update(bytes).digest());
-    },
-    calculateEphemeralMacKeyJwk: () => { throw new Error('not used: issuer-signed data only'); },
-  },
-  cose: {
-    sign1: {
-      sign: () => { throw new Error('not used'); },
-      verify: ({ sign1, jwk }) => {
-        const { data, signature } = sign1.getRawVerificationData();
-        return crypto.verify('sha256', Buffer.from(data), { key: crypto.createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' },
-          Buffer.from(signature));
-      },
-    },
-    mac0: { sign: () => { throw new Error('not used'); }, verify: () => { throw new Error('not used'); } },
-  },
-  x509: {
-    getIssuerNameField: ({ certificate, field }) => x509(certificate).issuer.split('\n')
-      .filter((l) => l.startsWith(field + '=')).map((l) => l.slice(field.length + 1)),
-    getPublicKey: ({ certificate }) => x509(certificate).publicKey.export({ format: 'jwk' }),
-    validateCertificateChain: ({ trustedCertificates, x5chain }) => {
-      const chain = x5chain.map(x509);
-      const anchor = x509(trustedCertificates[0]);
-      for (let i = 0; i < chain.length; i++) {
-        const issuer = i + 1 < chain.length ? chain[i + 1] : anchor;
-        if (!(chain[i].checkIssued(issuer) && chain[i].verify(issuer.publicKey))) throw new Error(`x5chain[${i}] is not issued by ${issuer.subject}`);
-      }
-    },
-    getCertificateData: ({ certificate }) => {
-      const c = x509(certificate);
-      return { issuerName: c.issuer, subjectName: c.subject, serialNumber: c.serialNumber, thumbprint: c.fingerprint256,
-        notBefore: new Date(c.validFrom), notAfter: new Date(c.validTo), pem: c.toString() };
-    },
-  },
-};
 
 const callbacks = {
   hash: (data, alg) => {
