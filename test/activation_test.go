@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -23,15 +20,7 @@ func TestBrowserActivation(t *testing.T) {
 	t.Parallel()
 	vulaBinary(t)
 	alloc := headlessChromium(t)
-	data := t.TempDir()
-	roots := filepath.Join(t.TempDir(), "passkey-roots.pem")
-	if err := os.WriteFile(roots, attestationRoot(t, alloc), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := freePort(t)
-	_, port, _ := net.SplitHostPort(addr)
-	base := "http://localhost:" + port
-	env := []string{"VULA_DATA_DIR=" + data, "VULA_BASE_URL=" + base, "VULA_IDP_PASSKEY_TRUST_ROOTS=" + roots}
+	data, addr, base, env := passkeyPlatform(t, alloc)
 	vula(t, append(env, "REG_PW=a registrar's long passphrase"), "persons", "create", "9000000001", "--given-name", "Besa",
 		"--family-name", "Gashi", "--password-env", "REG_PW", "--proofing", "high", "--role", "registrar")
 	codeRE := regexp.MustCompile(`activation code (\S+)`)

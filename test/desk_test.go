@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/base64"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,15 +30,8 @@ func TestBrowserDesk(t *testing.T) {
 	t.Parallel()
 	vulaBinary(t)
 	alloc := headlessChromium(t)
-	data := t.TempDir()
-	roots := filepath.Join(t.TempDir(), "passkey-roots.pem")
-	if err := os.WriteFile(roots, attestationRoot(t, alloc), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := freePort(t)
-	_, port, _ := net.SplitHostPort(addr)
-	base := "http://localhost:" + port
-	env := []string{"VULA_DATA_DIR=" + data, "VULA_BASE_URL=" + base, "VULA_IDP_PASSKEY_TRUST_ROOTS=" + roots, "VULA_SEAL_AGENCY=agency"}
+	data, addr, base, env := passkeyPlatform(t, alloc)
+	env = append(env, "VULA_SEAL_AGENCY=agency")
 	vula(t, env, "orgs", "create", "agency", "--name", "Agjencia e eID", "--registry-number", "810000009")
 	const regNumber, regPW = "9000000001", "a registrar's long passphrase"
 	vula(t, append(env, "REG_PW="+regPW), "persons", "create", regNumber, "--given-name", "Besa", "--family-name", "Gashi",

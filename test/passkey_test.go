@@ -36,6 +36,23 @@ func virtualAuthenticator(backupEligible bool) chromedp.Action[chromedp.Void] {
 	})
 }
 
+// passkeyPlatform is where a test of passkeys at high runs the binary: a data directory, a free
+// address, its base URL on localhost (WebAuthn needs a domain name: localhost is one, and a
+// secure context) and the environment that trusts Chromium's virtual authenticators
+// (attestationRoot) as devices of high.
+func passkeyPlatform(t *testing.T, alloc context.Context) (data, addr, base string, env []string) {
+	t.Helper()
+	data = t.TempDir()
+	roots := filepath.Join(t.TempDir(), "passkey-roots.pem")
+	if err := os.WriteFile(roots, attestationRoot(t, alloc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr = freePort(t)
+	_, port, _ := net.SplitHostPort(addr)
+	base = "http://localhost:" + port
+	return data, addr, base, []string{"VULA_DATA_DIR=" + data, "VULA_BASE_URL=" + base, "VULA_IDP_PASSKEY_TRUST_ROOTS=" + roots}
+}
+
 // attestationRoot is the top certificate of the virtual authenticator's attestation chain, as
 // an operator would take it from the vendor: the trust list the platform is then given.
 func attestationRoot(t *testing.T, alloc context.Context) []byte {
@@ -98,16 +115,7 @@ func TestBrowserPasskeys(t *testing.T) {
 	t.Parallel()
 	vulaBinary(t)
 	alloc := headlessChromium(t)
-
-	data := t.TempDir()
-	roots := filepath.Join(t.TempDir(), "passkey-roots.pem")
-	if err := os.WriteFile(roots, attestationRoot(t, alloc), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := freePort(t)
-	_, port, _ := net.SplitHostPort(addr)
-	base := "http://localhost:" + port // WebAuthn needs a domain name: localhost is one, and a secure context
-	env := []string{"VULA_DATA_DIR=" + data, "VULA_BASE_URL=" + base, "VULA_IDP_PASSKEY_TRUST_ROOTS=" + roots}
+	data, addr, base, env := passkeyPlatform(t, alloc)
 
 	type person struct{ number, pw, seed string }
 	mk := func(number, proofing string) person {
