@@ -110,10 +110,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*DB, error) {
 			_ = f.Close() // only created, nothing written
 		}
 		q := url.Values{}
-		// Read through a memory map (256 MiB at most): every commit of the audit log throws
-		// away the other connections' page caches, so each read (a seal's certificate status,
-		// the chain's head) read its pages again with a pread system call each.
-		for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)", "mmap_size(268435456)"} {
+		for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
 			q.Add("_pragma", p)
 		}
 		q.Set("_txlock", "immediate")
