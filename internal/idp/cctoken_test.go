@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,8 @@ import (
 	josejwt "github.com/go-jose/go-jose/v3/jwt"
 	"github.com/ory/fosite"
 	fjwt "github.com/ory/fosite/token/jwt"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/vula-eid/vula/internal/store"
 	"github.com/vula-eid/vula/internal/store/rediskv"
@@ -331,4 +334,39 @@ func TestClientCredentialsStoredBefore(t *testing.T) {
 	if err := bearerOf(f.p, tok); !errors.Is(err, ErrTokenInvalid) {
 		t.Fatalf("the revoked older token: %v", err)
 	}
+}
+
+// The bearer check reads untrusted tokens: whatever arrives, it ends in one of its errors or
+// accepts a token of the real client with its real scope, and never panics. Seeded with a good
+// stateless token, its parts mangled, unsigned and hostile claims, and an opaque token's shape.
+func FuzzClientToken(f *testing.F) {
+	fx := newFixture(f)
+	secret := fx.register(f, ClientSpec{ID: "batch", GrantTypes: []string{"client_credentials"}, Scopes: []string{"seal"}})
+	cc := clientcredentials.Config{ClientID: "batch", ClientSecret: secret, TokenURL: fx.srv.URL + "/oauth2/token", Scopes: []string{"seal"}, AuthStyle: oauth2.AuthStyleInHeader}
+	tok, err := cc.Token(context.Background())
+	if err != nil {
+		f.Fatal(err)
+	}
+	good := tok.AccessToken
+	parts := strings.Split(good, ".")
+	f.Add(good)
+	f.Add(parts[0] + "." + parts[1] + ".")
+	f.Add(parts[0] + ".." + parts[2])
+	f.Add("eyJhbGciOiJub25lIn0." + parts[1] + ".")
+	f.Add(parts[0] + "." + b64([]byte(`{"gty":"client_credentials","client_id":"batch","sub":"batch","exp":1e300,"iat":-1,"aud":[1,{}],"scope":7,"cnf":"x"}`)) + "." + parts[2])
+	f.Add("ory_at_x.y")
+	f.Fuzz(func(t *testing.T, raw string) {
+		r := httptest.NewRequest("POST", "/api/v1/seal", nil)
+		r.Header.Set("Authorization", "Bearer "+raw)
+		c, err := fx.p.Bearer(r, "seal")
+		switch {
+		case err == nil:
+			if c.ClientID != "batch" || !slices.Contains(c.Scopes, "seal") {
+				t.Fatalf("accepted %q as %+v", raw, c)
+			}
+		case errors.Is(err, ErrTokenInvalid), errors.Is(err, ErrNoToken), errors.Is(err, ErrInsufficientScope), errors.Is(err, ErrDPoPProof):
+		default:
+			t.Fatalf("%q: %v", raw, err)
+		}
+	})
 }
