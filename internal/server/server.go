@@ -250,7 +250,7 @@ func (s *Server) Wrap(next http.Handler) http.Handler {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				s.log.ErrorContext(r.Context(), "panic in handler", "panic", p, "request_id", id, "path", r.URL.Path)
+				s.log.ErrorContext(r.Context(), "panic in handler", "panic", p, "request_id", id, "path", logPath(r))
 				if !rec.wrote {
 					WriteError(rec, r, errInternal)
 				}
@@ -258,7 +258,7 @@ func (s *Server) Wrap(next http.Handler) http.Handler {
 			d := s.now().Sub(start)
 			s.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
 			s.duration.WithLabelValues(route).Observe(d.Seconds())
-			attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", logPath(r)),
 				slog.Int("status", rec.status), slog.Int64("bytes", rec.bytes),
 				slog.Duration("duration", d), slog.String("request_id", id),
 				slog.String("remote", r.RemoteAddr)}
@@ -278,6 +278,17 @@ func (s *Server) Wrap(next http.Handler) http.Handler {
 			rec.defaults() // a handler that wrote nothing: net/http sends the headers after this
 		}
 	})
+}
+
+// logPath is the path a request is logged under: the route's pattern when it has wildcards
+// ("/pid/credential-offer/{id}"), else the path. A wildcard segment may be a bearer reference
+// (a credential offer's id, a presentation's transaction) or name a person (/desk/person/{id}):
+// the request id ties a log line to the audit record that names them where that is allowed.
+func logPath(r *http.Request) string {
+	if i := strings.IndexByte(r.Pattern, '/'); i >= 0 && strings.Contains(r.Pattern, "{") {
+		return r.Pattern[i:]
+	}
+	return r.URL.Path
 }
 
 // trusted says whether the peer at addr is a configured proxy.

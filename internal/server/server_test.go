@@ -140,6 +140,26 @@ func TestRequestLogAndID(t *testing.T) {
 	}
 }
 
+// TestRequestLogHidesWildcards: a route with wildcards is logged by its pattern, so that a
+// bearer reference in the path (a credential offer's id) or a person's id never reaches the log.
+func TestRequestLogHidesWildcards(t *testing.T) {
+	s, logs, ts := newTest(t)
+	s.Handle("GET /offer/{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	if resp, _ := get(t, ts.URL+"/offer/s3cret-offer-id"); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if strings.Contains(logs.String(), "s3cret-offer-id") {
+		t.Fatalf("the wildcard's value was logged: %s", logs)
+	}
+	if line := logLine(logs, "/offer/{id}"); line == nil || line["status"] != float64(200) {
+		t.Fatalf("no log line under the pattern: %s", logs)
+	}
+	get(t, ts.URL+"/healthz")
+	if logLine(logs, "/healthz") == nil {
+		t.Fatalf("a plain route is logged by its path: %s", logs)
+	}
+}
+
 // TestTrustedProxy: from a configured proxy, the request id and the client's address
 // (X-Forwarded-For, right-most untrusted hop) are taken; a malformed id is replaced.
 func TestTrustedProxy(t *testing.T) {
