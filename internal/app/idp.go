@@ -27,7 +27,7 @@ import (
 func idpConfig(cfg config.Config, sealer *store.SeedSealer) idp.Config {
 	return idp.Config{Issuer: cfg.BaseURL, Algorithm: cfg.IdP.Algorithm,
 		AccessTokenTTL: time.Duration(cfg.IdP.AccessTokenTTL), IDTokenTTL: time.Duration(cfg.IdP.IDTokenTTL),
-		RefreshTokenTTL: time.Duration(cfg.IdP.RefreshTokenTTL), Secrets: sealer}
+		RefreshTokenTTL: time.Duration(cfg.IdP.RefreshTokenTTL), FlowsPerMinute: cfg.IdP.LoginFlowsPerMinute, Secrets: sealer}
 }
 
 // enablePasskeys turns passkeys on with the attestation trust lists: the anchors of

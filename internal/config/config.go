@@ -203,6 +203,11 @@ type IdP struct {
 	AccessTokenTTL  Duration `yaml:"access_token_ttl" json:"access_token_ttl"`
 	IDTokenTTL      Duration `yaml:"id_token_ttl" json:"id_token_ttl"`
 	RefreshTokenTTL Duration `yaml:"refresh_token_ttl" json:"refresh_token_ttl"`
+	// LoginFlowsPerMinute bounds the logins one client address (an IPv6 /64) may start at the
+	// authorization endpoint in a minute: each is kept for 15 minutes before a login, so an
+	// anonymous client would otherwise grow the ephemeral store without bound. Default 120;
+	// past it 429 with Retry-After.
+	LoginFlowsPerMinute int `yaml:"login_flows_per_minute" json:"login_flows_per_minute"`
 	// SeedKeyFile holds the 32-byte key that seals TOTP seeds in the database; every replica
 	// needs the same file. Default <data_dir>/totp-seal.key, made on first start.
 	SeedKeyFile string `yaml:"seed_key_file" json:"seed_key_file"`
@@ -394,7 +399,7 @@ func Default() Config {
 		TSA: TSA{PolicyOID: "1.3.6.1.4.1.32473.1.2", Accuracy: Duration(time.Second),
 			NTPMaxOffset: Duration(500 * time.Millisecond), NTPInterval: Duration(time.Minute)},
 		IdP: IdP{Algorithm: "ES256", AccessTokenTTL: Duration(10 * time.Minute), IDTokenTTL: Duration(10 * time.Minute),
-			RefreshTokenTTL: Duration(8 * time.Hour)},
+			RefreshTokenTTL: Duration(8 * time.Hour), LoginFlowsPerMinute: 120},
 		Seal: Seal{Algorithm: "EC-P256", Years: 3, MaxSize: 256 << 20},
 		CSC:  CSC{LoginMaxAge: Duration(15 * time.Minute)},
 		// A day: OCSP answers and CRLs fetched when a seal is made are minutes old.
@@ -763,6 +768,9 @@ func (c Config) Validate() error {
 		if d.v < Duration(time.Minute) || d.v > Duration(90*24*time.Hour) {
 			return bad(d.field, "want between 1m and 2160h")
 		}
+	}
+	if c.IdP.LoginFlowsPerMinute < 1 || c.IdP.LoginFlowsPerMinute > 1_000_000 {
+		return bad("idp.login_flows_per_minute", "want between 1 and 1000000, got %d", c.IdP.LoginFlowsPerMinute)
 	}
 	if card := c.IdP.Card; card.Listen != "" {
 		if _, _, err := net.SplitHostPort(card.Listen); err != nil {

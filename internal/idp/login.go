@@ -13,6 +13,7 @@ import (
 	"image/png"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -313,6 +314,16 @@ func (g *Pages) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.Subject == "" {
 		g.bindCard(w, f)
+	}
+	if n, err := g.p.eph.Incr(ctx, "idp:flows:"+addressKey(r), time.Minute); err != nil {
+		g.unavailable(w, r, err)
+		return
+	} else if n > int64(g.p.cfg.FlowsPerMinute) {
+		// Each flow is stored for flowTTL: without a bound per address an anonymous client
+		// could grow the ephemeral store at will.
+		w.Header().Set("Retry-After", "60")
+		g.fail(w, r, http.StatusTooManyRequests, "error.too_many_logins")
+		return
 	}
 	if err := g.saveFlow(ctx, f, ar); err != nil {
 		g.unavailable(w, r, err)
@@ -1135,6 +1146,20 @@ func (g *Pages) unavailable(w http.ResponseWriter, r *http.Request, err error) {
 	g.p.log.ErrorContext(r.Context(), "login page", "err", err)
 	w.Header().Set("Retry-After", "5")
 	g.fail(w, r, http.StatusServiceUnavailable, "error.unavailable")
+}
+
+// addressKey is the client's address as a bound counts it: an IPv4 address, or an IPv6 /64 (one
+// subscriber's prefix, whose addresses are free for the taking).
+func addressKey(r *http.Request) string {
+	ip, err := netip.ParseAddr(clientIP(r))
+	if err != nil {
+		return clientIP(r)
+	}
+	if ip = ip.Unmap(); ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
 }
 
 // clientIP is the peer's address (a proxy in front is not trusted to tell another).

@@ -49,6 +49,9 @@ type Config struct {
 	RefreshTokenTTL time.Duration // default 8 hours
 	CodeTTL         time.Duration // default 1 minute
 	PARTTL          time.Duration // default 90 seconds
+	// FlowsPerMinute bounds the logins one client address may start in a minute (each is
+	// stored for flowTTL); default 120.
+	FlowsPerMinute int
 	// Secrets seals the HMAC secret of codes and refresh tokens before it reaches the durable
 	// store, as TOTP seeds are (its key is kept outside the database). Required.
 	Secrets *store.SeedSealer
@@ -124,6 +127,9 @@ func New(ctx context.Context, cfg Config, keys hsm.Manager, db store.Durable, ep
 	def(&cfg.RefreshTokenTTL, 8*time.Hour)
 	def(&cfg.CodeTTL, time.Minute)
 	def(&cfg.PARTTL, 90*time.Second)
+	if cfg.FlowsPerMinute <= 0 {
+		cfg.FlowsPerMinute = 120
+	}
 
 	if cfg.Secrets == nil {
 		return nil, errors.New("idp: no sealer for the token secret")

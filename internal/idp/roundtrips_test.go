@@ -21,14 +21,15 @@ import (
 // TestCodeFlowRoundTrips holds a complete code flow (authorization request, login
 // page, password, consent remembered, code exchange) to its count of ephemeral-store operations,
 // each a round trip to Redis on a deployment with replicas: 30 before the authorization
-// endpoint, the login and the consent wrote and took their entries together, 27 since.
+// endpoint, the login and the consent wrote and took their entries together, 27 since, 28 with
+// the count of logins started from the client's address (idp.login_flows_per_minute).
 func TestCodeFlowRoundTrips(t *testing.T) {
 	flow, ops := codeFlowRig(t, false)
 	flow(t, true) // consent asked and remembered
 	ops.n.Store(0)
 	flow(t, false)
-	if n := ops.n.Load(); n > 27 {
-		t.Errorf("a code flow made %d ephemeral-store operations, want at most 27", n)
+	if n := ops.n.Load(); n > 28 {
+		t.Errorf("a code flow made %d ephemeral-store operations, want at most 28", n)
 	}
 }
 
@@ -56,7 +57,8 @@ func BenchmarkCodeFlowMachinery(b *testing.B) {
 // cheap stores the person's password at Argon2id's smallest cost.
 func codeFlowRig(tb testing.TB, cheap bool) (func(tb testing.TB, first bool), *countingEph) {
 	ops := &countingEph{}
-	f := newFixtureEph(tb, Config{}, false, func(e store.Ephemeral) store.Ephemeral { ops.Ephemeral = e; return ops })
+	// Every flow comes from one address: past the default bound of logins started a minute.
+	f := newFixtureEph(tb, Config{FlowsPerMinute: 1 << 20}, false, func(e store.Ephemeral) store.Ephemeral { ops.Ephemeral = e; return ops })
 	ctx := context.Background()
 	secret := f.register(tb, ClientSpec{ID: "tax", Name: "Tax Administration", RedirectURIs: []string{rpCallback},
 		Scopes: []string{"openid", "profile"}})
@@ -175,4 +177,29 @@ func (c *countingEph) Incr(ctx context.Context, key string, window time.Duration
 func (c *countingEph) SeenOnce(ctx context.Context, key string, ttl time.Duration) (bool, error) {
 	c.n.Add(1)
 	return c.Ephemeral.SeenOnce(ctx, key, ttl)
+}
+
+// TestLoginFlowsBounded: one address may start only FlowsPerMinute logins a minute; past that
+// the authorization endpoint answers 429 with Retry-After and stores nothing, so an anonymous
+// client cannot grow the ephemeral store at will.
+func TestLoginFlowsBounded(t *testing.T) {
+	ops := &countingEph{}
+	f := newFixtureEph(t, Config{FlowsPerMinute: 3}, false, func(e store.Ephemeral) store.Ephemeral { ops.Ephemeral = e; return ops })
+	f.register(t, ClientSpec{ID: "tax", Name: "Tax Administration", RedirectURIs: []string{rpCallback}, Scopes: []string{"openid"}})
+	q := url.Values{"client_id": {"tax"}, "response_type": {"code"}, "redirect_uri": {rpCallback}, "scope": {"openid"},
+		"state": {"state-12345678"}, "code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())},
+		"code_challenge_method": {"S256"}}
+	for i := range 3 {
+		if r := idptest.New(t, f.srv.URL).Get(f.srv.URL + "/oauth2/auth?" + q.Encode()); r.Status != 200 || r.Form.Get("flow") == "" {
+			t.Fatalf("login %d: %d", i+1, r.Status)
+		}
+	}
+	ops.n.Store(0)
+	r := idptest.New(t, f.srv.URL).Get(f.srv.URL + "/oauth2/auth?" + q.Encode())
+	if r.Status != 429 || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("the fourth login of the minute: %d %v", r.Status, r.Header)
+	}
+	if n := ops.n.Load(); n != 1 { // the count's increment, and no flow stored
+		t.Fatalf("a refused login made %d ephemeral-store operations, want the count's 1", n)
+	}
 }
