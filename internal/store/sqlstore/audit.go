@@ -105,18 +105,8 @@ func (d *DB) AppendAudit(ctx context.Context, next func(last *store.AuditRecord)
 				q.WriteString(`WITH records AS (`)
 			}
 			q.WriteString(`INSERT INTO audit_log (` + auditCols + `) VALUES `)
-			for i, rec := range chunk {
-				if i > 0 {
-					q.WriteByte(',')
-				}
-				q.WriteByte('(')
-				for c := 0; c < 14; c++ {
-					if c > 0 {
-						q.WriteByte(',')
-					}
-					fmt.Fprintf(&q, "$%d", len(args)+c+1)
-				}
-				q.WriteByte(')')
+			valueRows(&q, len(chunk), 14)
+			for _, rec := range chunk {
 				args = append(args, rec.Seq, micros(rec.Time), rec.Actor, rec.Action, rec.Key, rec.Digest, rec.Result,
 					rec.RequestID, rec.Detail, rec.Signature, rec.PrevHash, rec.Hash, rec.Tree, rec.Subject)
 			}
@@ -163,18 +153,8 @@ func (d *DB) auditTransactions(ctx context.Context, tx *sql.Tx, recs []store.Aud
 		var q strings.Builder
 		args := make([]any, 0, len(chunk)*11)
 		q.WriteString(`INSERT INTO transactions (` + txCols + `) VALUES `)
-		for i, t := range chunk {
-			if i > 0 {
-				q.WriteByte(',')
-			}
-			q.WriteByte('(')
-			for c := 0; c < 11; c++ {
-				if c > 0 {
-					q.WriteByte(',')
-				}
-				fmt.Fprintf(&q, "$%d", len(args)+c+1)
-			}
-			q.WriteByte(')')
+		valueRows(&q, len(chunk), 11)
+		for _, t := range chunk {
 			args = append(args, txArgs(t)...)
 		}
 		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
@@ -292,4 +272,22 @@ func (d *DB) FillAuditTree(ctx context.Context, trees map[int64][]byte) error {
 		}
 		return nil
 	})
+}
+
+// valueRows writes the placeholders of a multi-row VALUES on PostgreSQL: rows of cols each,
+// numbered from $1 ("($1,$2),($3,$4)").
+func valueRows(q *strings.Builder, rows, cols int) {
+	for r := range rows {
+		if r > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteByte('(')
+		for c := range cols {
+			if c > 0 {
+				q.WriteByte(',')
+			}
+			fmt.Fprintf(q, "$%d", r*cols+c+1)
+		}
+		q.WriteByte(')')
+	}
 }
