@@ -69,6 +69,33 @@ func PutAll(ctx context.Context, s Ephemeral, entries ...Entry) error {
 	return nil
 }
 
+// MultiGetter is an Ephemeral store that can read several keys in one round trip (one
+// statement, one Redis pipeline): for checks that read a few markers on every request.
+type MultiGetter interface {
+	// GetMany returns the values of the keys that are present and unexpired; the others are
+	// not in the map.
+	GetMany(ctx context.Context, keys ...string) (map[string][]byte, error)
+}
+
+// GetMany reads keys from s, in one round trip when s is a MultiGetter: the values of the keys
+// present, absent or expired ones left out.
+func GetMany(ctx context.Context, s Ephemeral, keys ...string) (map[string][]byte, error) {
+	if m, ok := s.(MultiGetter); ok {
+		return m.GetMany(ctx, keys...)
+	}
+	out := make(map[string][]byte, len(keys))
+	for _, k := range keys {
+		v, err := s.Get(ctx, k)
+		switch {
+		case err == nil:
+			out[k] = v
+		case !errors.Is(err, ErrNotFound):
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // ErrInvalidKey is returned for an empty key or a non-positive time to live.
 var ErrInvalidKey = errors.New("store: empty key or non-positive ttl")
 

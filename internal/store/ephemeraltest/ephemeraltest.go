@@ -77,6 +77,28 @@ func RunWith(t *testing.T, h Harness) {
 		}
 	})
 
+	// GetMany (one round trip on a MultiGetter, Get by Get otherwise) returns the keys present,
+	// leaves out the absent and the expired, and refuses an empty key.
+	t.Run("GetMany", func(t *testing.T) {
+		must(t, s.Put(ctx, "many:1", []byte("one"), time.Minute))
+		must(t, s.Put(ctx, "many:2", []byte("two"), time.Second))
+		must(t, s.Put(ctx, "many:3", []byte("three"), time.Minute))
+		h.Advance(2 * time.Second)
+		got, err := store.GetMany(ctx, s, "many:1", "many:2", "many:absent", "many:3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || string(got["many:1"]) != "one" || string(got["many:3"]) != "three" {
+			t.Fatalf("GetMany: %q", got)
+		}
+		if got, err := store.GetMany(ctx, s, "many:absent"); err != nil || len(got) != 0 {
+			t.Fatalf("GetMany of an absent key: %q %v", got, err)
+		}
+		if _, err := store.GetMany(ctx, s, "many:1", ""); !errors.Is(err, store.ErrInvalidKey) {
+			t.Fatalf("GetMany with an empty key: %v", err)
+		}
+	})
+
 	t.Run("PutGetDelete", func(t *testing.T) {
 		big := make([]byte, 1<<20)
 		rand.Read(big)

@@ -32,7 +32,10 @@ type Store struct {
 	once sync.Once
 }
 
-var _ store.Ephemeral = (*Store)(nil)
+var (
+	_ store.Ephemeral   = (*Store)(nil)
+	_ store.MultiGetter = (*Store)(nil)
+)
 
 // New makes a store whose clock is now (time.Now in production, a fake clock in tests) and
 // starts its janitor.
@@ -117,6 +120,24 @@ func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
 		return nil, notFound("get")
 	}
 	return bytes.Clone(it.value), nil
+}
+
+// GetMany returns the values of the keys present, under one lock.
+func (s *Store) GetMany(_ context.Context, keys ...string) (map[string][]byte, error) {
+	for _, k := range keys {
+		if err := store.CheckKey(k); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string][]byte, len(keys))
+	for _, k := range keys {
+		if it, ok := s.live(k); ok {
+			out[k] = bytes.Clone(it.value)
+		}
+	}
+	return out, nil
 }
 
 // Delete removes key.

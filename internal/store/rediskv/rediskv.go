@@ -27,8 +27,9 @@ type Store struct {
 }
 
 var (
-	_ store.Ephemeral = (*Store)(nil)
-	_ store.Batcher   = (*Store)(nil)
+	_ store.Ephemeral   = (*Store)(nil)
+	_ store.Batcher     = (*Store)(nil)
+	_ store.MultiGetter = (*Store)(nil)
 )
 
 // DefaultPrefix namespaces Vula's keys in a shared Redis.
@@ -228,6 +229,33 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 	b, err := s.c.Get(ctx, s.k(key)).Bytes()
 	return b, wrap("get", err)
+}
+
+// GetMany reads the keys in one pipeline of GETs: one round trip on one server, and unlike
+// MGET it works on a cluster whatever slots the keys hash to.
+func (s *Store) GetMany(ctx context.Context, keys ...string) (map[string][]byte, error) {
+	for _, k := range keys {
+		if err := store.CheckKey(k); err != nil {
+			return nil, err
+		}
+	}
+	cmds := make([]*redis.StringCmd, len(keys))
+	pipe := s.c.Pipeline()
+	for i, k := range keys {
+		cmds[i] = pipe.Get(ctx, s.k(k))
+	}
+	_, _ = pipe.Exec(ctx) // each command's own error is read below
+	out := make(map[string][]byte, len(keys))
+	for i, c := range cmds {
+		b, err := c.Bytes()
+		switch {
+		case err == nil:
+			out[keys[i]] = b
+		case !errors.Is(err, redis.Nil):
+			return nil, wrap("get", err)
+		}
+	}
+	return out, nil
 }
 
 // Delete removes key.

@@ -82,7 +82,7 @@ type Store struct {
 
 // statements are prepared once: parsing a statement costs about as much as running it.
 type statements struct {
-	put, putIfAbsent, get, del, take, update, setValue *sql.Stmt
+	put, putIfAbsent, get, get2, del, take, update, setValue *sql.Stmt
 }
 
 func (q *statements) prepare(ctx context.Context, db *sql.DB) error {
@@ -93,6 +93,7 @@ func (q *statements) prepare(ctx context.Context, db *sql.DB) error {
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires
 			WHERE entries.expires <= ?`,
 		&q.get:      `SELECT value FROM entries WHERE key = ? AND expires > ?`,
+		&q.get2:     `SELECT key, value FROM entries WHERE key IN (?, ?) AND expires > ?`,
 		&q.del:      `DELETE FROM entries WHERE key = ?`,
 		&q.take:     `DELETE FROM entries WHERE key = ? AND expires > ? RETURNING value`,
 		&q.update:   `UPDATE entries SET value = ?, expires = ? WHERE key = ?`,
@@ -108,8 +109,9 @@ func (q *statements) prepare(ctx context.Context, db *sql.DB) error {
 }
 
 var (
-	_ store.Ephemeral = (*Store)(nil)
-	_ store.Batcher   = (*Store)(nil)
+	_ store.Ephemeral   = (*Store)(nil)
+	_ store.Batcher     = (*Store)(nil)
+	_ store.MultiGetter = (*Store)(nil)
 )
 
 // Open opens (creating it, owner-only, if missing) the store in the SQLite file at path, with
@@ -385,6 +387,40 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, notFound("get")
 	}
 	return v, wrap("get", err)
+}
+
+// GetMany reads the keys two to a statement (the readers of several keys read two).
+func (s *Store) GetMany(ctx context.Context, keys ...string) (map[string][]byte, error) {
+	for _, k := range keys {
+		if err := store.CheckKey(k); err != nil {
+			return nil, err
+		}
+	}
+	out := make(map[string][]byte, len(keys))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; i < len(keys); i += 2 {
+		rows, err := s.q.get2.QueryContext(ctx, keys[i], keys[min(i+1, len(keys)-1)], s.nowNano())
+		if err != nil {
+			return nil, wrap("get", err)
+		}
+		for rows.Next() {
+			var k string
+			var v []byte
+			if err := rows.Scan(&k, &v); err != nil {
+				rows.Close()
+				return nil, wrap("get", err)
+			}
+			out[k] = v
+		}
+		if err := rows.Close(); err != nil {
+			return nil, wrap("get", err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, wrap("get", err)
+		}
+	}
+	return out, nil
 }
 
 // Delete removes key.
