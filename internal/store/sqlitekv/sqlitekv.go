@@ -408,7 +408,7 @@ func (s *Store) GetMany(ctx context.Context, keys ...string) (map[string][]byte,
 			var k string
 			var v []byte
 			if err := rows.Scan(&k, &v); err != nil {
-				rows.Close()
+				_ = rows.Close() // the scan's error is the one to report
 				return nil, wrap("get", err)
 			}
 			out[k] = v
