@@ -139,9 +139,24 @@ func clientsCmd(g *globals) *cobra.Command {
 	del := &cobra.Command{
 		Use: "delete CLIENT_ID", Short: "Remove a relying party", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			return g.withDB(cmd, func(ctx context.Context, db *sqlstore.DB) (err error) {
 				if _, err := db.Client(ctx, args[0]); err != nil {
 					return err
+				}
+				// Its client_credentials tokens are not stored: a running replica refuses them
+				// by the marker, at once, as after a delete through the admin API. Written
+				// first, so that a store that is down leaves the client in place.
+				eph, err := app.OpenEphemeral(ctx, cfg.Store.Ephemeral, newLogger(cmd.ErrOrStderr(), cfg.Log))
+				if err != nil {
+					return fmt.Errorf("store.ephemeral: %w", err)
+				}
+				defer func() { err = errors.Join(err, eph.Close()) }()
+				if err := idp.VoidClient(ctx, eph, args[0], time.Now(), time.Duration(cfg.IdP.AccessTokenTTL)); err != nil {
+					return fmt.Errorf("%w; the client is not deleted", err)
 				}
 				if err := db.DeleteClient(ctx, args[0]); err != nil {
 					return err

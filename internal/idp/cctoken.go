@@ -253,9 +253,19 @@ func (c *clientTokens) RevokeToken(ctx context.Context, raw string, use fosite.T
 // (the client is deleted, disabled, or its credentials replaced). Tokens with stored sessions
 // (code and refresh grants) are refused once the client is gone, as before.
 func (p *Provider) VoidClientTokens(ctx context.Context, clientID string) error {
-	if err := p.eph.Put(ctx, voidKey(clientID), unixText(p.now()), markerTTL(p.cfg.AccessTokenTTL)); err != nil {
-		return fmt.Errorf("idp: voiding the client's tokens: %w", err)
+	if err := VoidClient(ctx, p.eph, clientID, p.now(), p.cfg.AccessTokenTTL); err != nil {
+		return err
 	}
 	p.st.cache.forget(clientID)
+	return nil
+}
+
+// VoidClient writes the marker that voids the client's access tokens issued up to now, in the
+// ephemeral store every replica reads, for as long as a token lives (accessTTL): for the
+// command line, which deletes a client without a provider of its own.
+func VoidClient(ctx context.Context, eph store.Ephemeral, clientID string, now time.Time, accessTTL time.Duration) error {
+	if err := eph.Put(ctx, voidKey(clientID), unixText(now), markerTTL(accessTTL)); err != nil {
+		return fmt.Errorf("idp: voiding the client's tokens: %w", err)
+	}
 	return nil
 }
