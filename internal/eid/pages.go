@@ -449,12 +449,17 @@ func (p *Pages) revokePage(w http.ResponseWriter, r *http.Request, s *deskSessio
 		p.failed(w, r, s, store.ErrNotFound)
 		return
 	}
+	p.revokeForm(w, r, s, id, http.StatusOK, "")
+}
+
+// revokeForm shows the confirmation step of a revocation, with msg when it was not confirmed.
+func (p *Pages) revokeForm(w http.ResponseWriter, r *http.Request, s *deskSession, id string, status int, msg string) {
 	rec, err := p.desk.Look(r.Context(), s.Subject, id)
 	if err != nil {
 		p.failed(w, r, s, err)
 		return
 	}
-	p.web.Render(w, r, http.StatusOK, "desk_revoke", revokeData{page: page{s.Name, s.CSRF}, R: rec})
+	p.web.Render(w, r, status, "desk_revoke", revokeData{page: page{s.Name, s.CSRF}, R: rec, Error: msg})
 }
 
 func (p *Pages) revoke(w http.ResponseWriter, r *http.Request, s *deskSession) {
@@ -464,12 +469,7 @@ func (p *Pages) revoke(w http.ResponseWriter, r *http.Request, s *deskSession) {
 		return
 	}
 	if r.PostForm.Get("confirm") != "yes" {
-		rec, err := p.desk.Look(r.Context(), s.Subject, id)
-		if err != nil {
-			p.failed(w, r, s, err)
-			return
-		}
-		p.web.Render(w, r, http.StatusBadRequest, "desk_revoke", revokeData{page: page{s.Name, s.CSRF}, R: rec, Error: "desk.revoke.unconfirmed"})
+		p.revokeForm(w, r, s, id, http.StatusBadRequest, "desk.revoke.unconfirmed")
 		return
 	}
 	if err := p.desk.SetStatus(r.Context(), s.Subject, id, store.EIDRevoked); err != nil {
