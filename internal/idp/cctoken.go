@@ -22,8 +22,8 @@ import (
 //
 //   - idp:at-revoked:<jti>, written by /oauth2/revoke, kept until the token's exp;
 //   - idp:client-void:<client id>, the Unix time before which every token of the client is void,
-//     written when the client is deleted through the admin API (VoidClientTokens), kept for an
-//     access token's lifetime.
+//     written when the client is deleted through the admin API (VoidClientTokens) or by
+//     `vula clients delete` (VoidClient), kept for an access token's lifetime.
 //
 // A token is also refused once its client is gone from the durable store (at once on this
 // replica, within clientCacheTTL on the others, as for stored sessions before), or when the
